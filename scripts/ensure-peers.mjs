@@ -1,0 +1,33 @@
+#!/usr/bin/env node
+// Makes sure the peer programs ferry's tests, demo and benchmark run against are
+// installed: the CNCF registry, skopeo, OpenSSH's sshd. Installs them from
+// Debian's packages when running as root; otherwise says exactly what to run.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+
+const peers = [
+  { bin: ['/usr/bin/docker-registry'], pkg: 'docker-registry', why: 'the real CNCF registry the tests run against' },
+  { bin: ['/usr/bin/skopeo'], pkg: 'skopeo', why: 'the interop peer' },
+  { bin: ['/usr/sbin/sshd'], pkg: 'openssh-server', why: 'the SSH jump-host tests' },
+  { bin: ['/usr/bin/ssh-keygen'], pkg: 'openssh-client', why: 'throwaway SSH keys for tests' },
+];
+
+const missing = peers.filter((p) => !p.bin.some((b) => existsSync(b)));
+if (missing.length === 0) process.exit(0);
+
+const pkgs = missing.map((p) => p.pkg);
+const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+if (!isRoot || spawnSync('apt-get', ['--version']).status !== 0) {
+  console.error(`ferry: missing peer programs: ${missing.map((p) => `${p.pkg} (${p.why})`).join(', ')}`);
+  console.error(`ferry: install them with:  sudo apt-get update && sudo apt-get install -y ${pkgs.join(' ')}`);
+  process.exit(9);
+}
+console.error(`ferry: installing ${pkgs.join(' ')} from Debian packages…`);
+const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+execFileSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
+execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...pkgs], { stdio: 'inherit', env });
+const still = peers.filter((p) => !p.bin.some((b) => existsSync(b)));
+if (still.length > 0) {
+  console.error(`ferry: still missing after install: ${still.map((p) => p.pkg).join(', ')}`);
+  process.exit(9);
+}

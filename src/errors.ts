@@ -1,0 +1,82 @@
+/**
+ * The one error type of ferry. Every failure a user can cause or meet carries a
+ * code from this catalogue; the CLI maps the code to an exit status, so scripts
+ * on jump hosts can branch on the status without parsing text.
+ */
+
+export const EXIT_STATUS = {
+  E_INTERNAL: 1,
+  E_USAGE: 2,
+  E_LIST_SYNTAX: 2,
+  E_REFERENCE: 2,
+  E_NAME_UNSAFE: 2,
+  E_DIGEST_INVALID: 2,
+  E_CONFIG: 2,
+  E_NETWORK: 3,
+  E_TLS: 3,
+  E_REGISTRY: 3,
+  E_AUTH: 4,
+  E_DENIED: 4,
+  E_NOT_FOUND: 5,
+  E_DIGEST_MISMATCH: 6,
+  E_SIZE_MISMATCH: 6,
+  E_MANIFEST_INVALID: 6,
+  E_UNSUPPORTED_MEDIA_TYPE: 6,
+  E_BUNDLE_INVALID: 6,
+  E_BUNDLE_TRUNCATED: 6,
+  E_BUNDLE_CORRUPT: 6,
+  E_BLOB_MISSING: 6,
+  E_VERIFY_FAILED: 6,
+  E_BASE_MISSING: 7,
+  E_PARTIAL: 8,
+  E_PEER_MISSING: 9,
+  E_IO: 10,
+  E_ABORTED: 130,
+} as const;
+
+export type ErrorCode = keyof typeof EXIT_STATUS;
+
+export interface FerryErrorOptions {
+  /** What the user should do about it; printed under the message. */
+  hint?: string;
+  cause?: unknown;
+  /** Machine-readable facts (digest, file, line, image…) for --json output. Never credentials. */
+  details?: Record<string, unknown>;
+}
+
+export class FerryError extends Error {
+  readonly code: ErrorCode;
+  readonly hint: string | undefined;
+  readonly details: Record<string, unknown>;
+
+  constructor(code: ErrorCode, message: string, options: FerryErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'FerryError';
+    this.code = code;
+    this.hint = options.hint;
+    this.details = options.details ?? {};
+  }
+
+  get exitStatus(): number {
+    return EXIT_STATUS[this.code];
+  }
+}
+
+export function isFerryError(e: unknown, code?: ErrorCode): e is FerryError {
+  return e instanceof FerryError && (code === undefined || e.code === code);
+}
+
+/** Wraps anything thrown into a FerryError, keeping FerryErrors as they are. */
+export function asFerryError(e: unknown, fallback: ErrorCode = 'E_INTERNAL'): FerryError {
+  if (e instanceof FerryError) return e;
+  if (isAbortError(e)) return new FerryError('E_ABORTED', 'interrupted', { cause: e });
+  const err = e as NodeJS.ErrnoException;
+  if (err && typeof err.code === 'string' && /^E[A-Z]+$/.test(err.code) && err.syscall) {
+    return new FerryError('E_IO', `${err.syscall} ${err.path ?? ''}: ${err.message}`.trim(), { cause: e });
+  }
+  return new FerryError(fallback, e instanceof Error ? e.message : String(e), { cause: e });
+}
+
+export function isAbortError(e: unknown): boolean {
+  return e instanceof Error && (e.name === 'AbortError' || (e as NodeJS.ErrnoException).code === 'ABORT_ERR');
+}

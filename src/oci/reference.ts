@@ -1,0 +1,138 @@
+import { FerryError } from '../errors.js';
+import { type Digest, isDigest } from './digest.js';
+
+/**
+ * Image references by the distribution reference grammar, normalised the way
+ * docker does (`nginx` → `docker.io/library/nginx:latest`). Repository paths and
+ * tags later become file names, so nothing leaves this module unvalidated.
+ */
+
+export interface Reference {
+  /** Registry host[:port] as written, `docker.io` for Docker Hub. */
+  registry: string;
+  /** Repository path inside the registry, e.g. `library/nginx`, `a/b/c`. */
+  repository: string;
+  tag?: string;
+  digest?: Digest;
+}
+
+const ALNUM = '[a-z0-9]+';
+const SEPARATOR = '(?:[._]|__|[-]+)';
+const PATH_COMPONENT = `${ALNUM}(?:${SEPARATOR}${ALNUM})*`;
+const REPOSITORY_RE = new RegExp(`^${PATH_COMPONENT}(?:/${PATH_COMPONENT})*$`);
+const DOMAIN_COMPONENT = '(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])';
+const DOMAIN_RE = new RegExp(`^(?:${DOMAIN_COMPONENT}(?:\\.${DOMAIN_COMPONENT})*|\\[[a-fA-F0-9:]+\\])(?::[0-9]+)?$`);
+const TAG_RE = /^[\w][\w.-]{0,127}$/;
+const NAME_MAX = 255;
+
+export const DOCKER_HUB = 'docker.io';
+
+export function isValidRepository(name: string): boolean {
+  return name.length <= NAME_MAX && REPOSITORY_RE.test(name);
+}
+
+export function isValidTag(tag: string): boolean {
+  return TAG_RE.test(tag);
+}
+
+export function isValidRegistry(host: string): boolean {
+  return DOMAIN_RE.test(host);
+}
+
+/** Throws E_NAME_UNSAFE unless `name` is a repository path by the grammar (no `..`, no leading `/`, no odd bytes). */
+export function validateRepository(name: string, where = 'repository'): string {
+  if (typeof name !== 'string' || !isValidRepository(name)) {
+    throw new FerryError('E_NAME_UNSAFE', `${where}: ${JSON.stringify(String(name).slice(0, 300))} is not a valid repository name`, {
+      hint: 'repository names are lowercase path components [a-z0-9] joined by "/", with ".", "_", "__" or "-" inside a component, at most 255 characters',
+      details: { where, name: String(name).slice(0, 300) },
+    });
+  }
+  return name;
+}
+
+export function validateTag(tag: string, where = 'tag'): string {
+  if (typeof tag !== 'string' || !isValidTag(tag)) {
+    throw new FerryError('E_NAME_UNSAFE', `${where}: ${JSON.stringify(String(tag).slice(0, 300))} is not a valid tag`, {
+      hint: 'tags are 1 to 128 characters of [A-Za-z0-9_.-] and do not start with "." or "-"',
+      details: { where, tag: String(tag).slice(0, 300) },
+    });
+  }
+  return tag;
+}
+
+function referenceError(input: string, where: string, why: string): FerryError {
+  return new FerryError('E_REFERENCE', `${where}: ${JSON.stringify(input.slice(0, 300))} is not a valid image reference: ${why}`, {
+    hint: 'write references as [registry[:port]/]repository[:tag][@sha256:<hex>], e.g. nginx:1.25 or quay.io/calico/node:v3.26.1',
+    details: { where, reference: input.slice(0, 300) },
+  });
+}
+
+/**
+ * Parses and normalises an image reference. A reference with neither tag nor
+ * digest gets `latest`; one with both keeps both (the digest wins when pulling).
+ * @param where names the source of the text (e.g. `images.list:7`) for error messages.
+ */
+export function parseReference(input: string, where = 'reference'): Reference {
+  const text = input.trim();
+  if (text === '') throw referenceError(input, where, 'it is empty');
+  if (/\s/.test(text)) throw referenceError(input, where, 'it contains white space');
+
+  let rest = text;
+  let digest: Digest | undefined;
+  const at = rest.indexOf('@');
+  if (at >= 0) {
+    const d = rest.slice(at + 1);
+    if (!isDigest(d)) throw referenceError(input, where, `"${d.slice(0, 80)}" is not a sha256 digest (sha256:<64 lowercase hex>)`);
+    digest = d;
+    rest = rest.slice(0, at);
+  }
+
+  let tag: string | undefined;
+  const lastColon = rest.lastIndexOf(':');
+  if (lastColon > rest.lastIndexOf('/')) {
+    tag = rest.slice(lastColon + 1);
+    rest = rest.slice(0, lastColon);
+    if (!isValidTag(tag)) throw referenceError(input, where, `"${tag.slice(0, 80)}" is not a valid tag`);
+  }
+
+  let registry = DOCKER_HUB;
+  let repository = rest;
+  const slash = rest.indexOf('/');
+  if (slash >= 0) {
+    const first = rest.slice(0, slash);
+    if (first.includes('.') || first.includes(':') || first === 'localhost' || first.toLowerCase() !== first) {
+      registry = first;
+      repository = rest.slice(slash + 1);
+    }
+  }
+  if (registry === 'index.docker.io' || registry === 'registry-1.docker.io') registry = DOCKER_HUB;
+  if (!isValidRegistry(registry)) throw referenceError(input, where, `"${registry}" is not a valid registry host`);
+  if (registry === DOCKER_HUB && !repository.includes('/')) repository = `library/${repository}`;
+  if (!REPOSITORY_RE.test(repository)) {
+    throw referenceError(input, where, `"${repository}" is not a valid repository path (lowercase letters, digits and . _ __ - inside components)`);
+  }
+  if (registry.length + 1 + repository.length > NAME_MAX) throw referenceError(input, where, 'the name is longer than 255 characters');
+
+  if (tag === undefined && digest === undefined) tag = 'latest';
+  const ref: Reference = { registry, repository };
+  if (tag !== undefined) ref.tag = tag;
+  if (digest !== undefined) ref.digest = digest;
+  return ref;
+}
+
+/** `registry/repository` */
+export function fullName(ref: Pick<Reference, 'registry' | 'repository'>): string {
+  return `${ref.registry}/${ref.repository}`;
+}
+
+export function formatReference(ref: Reference): string {
+  let s = fullName(ref);
+  if (ref.tag !== undefined) s += `:${ref.tag}`;
+  if (ref.digest !== undefined) s += `@${ref.digest}`;
+  return s;
+}
+
+/** The host that serves the registry API for a registry name (Docker Hub's API lives elsewhere). */
+export function registryApiHost(registry: string): string {
+  return registry === DOCKER_HUB ? 'registry-1.docker.io' : registry;
+}

@@ -1,0 +1,98 @@
+import type { Readable } from 'node:stream';
+import type { Digest } from '../oci/digest.js';
+import type { Descriptor, Manifest } from '../oci/manifest.js';
+
+/**
+ * The one interface for every place images live: a registry over HTTP, a ferry
+ * bundle, a registry storage layout, a skopeo dir tree, an OCI layout. The copy
+ * engine (src/copy) moves images between any source and any destination and is
+ * the only caller of these methods.
+ *
+ * Repository names passed in and out are validated by oci/reference before they
+ * get here; transports that build paths from them may rely on that, but must
+ * still validate names they read from their own storage (it may be hostile).
+ */
+
+export interface OpOptions {
+  signal?: AbortSignal;
+}
+
+/** An image a source can enumerate. */
+export interface SourceImage {
+  repository: string;
+  tag?: string;
+  digest: Digest;
+  /** The reference the image was first pulled from, when the source remembers it (bundles do). */
+  origin?: string;
+}
+
+export interface ImageSource {
+  /** For messages: `registry 127.0.0.1:5000`, `bundle release.tar.zst`. */
+  readonly description: string;
+  /** Exact manifest bytes for a tag or digest. Sources that were asked for a digest must check it. */
+  getManifest(repository: string, reference: string, opts?: OpOptions): Promise<Manifest>;
+  /** The blob's bytes, unverified: the engine verifies them in flight. */
+  getBlob(repository: string, desc: Descriptor, opts?: OpOptions): Promise<Readable>;
+  /** Every image the source holds (layouts, dirs, bundles); registries may not implement it. */
+  listImages?(opts?: OpOptions): Promise<SourceImage[]>;
+  close(): Promise<void>;
+}
+
+/**
+ * A source that can only be read front to back (a bundle on a pipe, a zstd
+ * stream). Manifests and configs come first and are served from memory by
+ * getManifest/getBlob; layer blobs only through `blobs()`, once, in stored order.
+ */
+export interface SequentialSource extends ImageSource {
+  readonly sequential: true;
+  /** Digests the source deliberately lacks (a delta bundle's base blobs). */
+  readonly omittedBlobs: ReadonlySet<Digest>;
+  /** Yields each stored layer blob; the consumer must read or drain each stream before asking for the next. */
+  blobs(opts?: OpOptions): AsyncIterable<{ descriptor: Descriptor; stream: Readable }>;
+}
+
+export function isSequentialSource(s: ImageSource): s is SequentialSource {
+  return (s as Partial<SequentialSource>).sequential === true;
+}
+
+export interface DestinationCapabilities {
+  /** How many putBlob calls may run at once. */
+  concurrentBlobs: number;
+  /** A blob stored once is visible in every repository (bundles, OCI layouts, dir trees). */
+  globalBlobs: boolean;
+}
+
+/** What the engine hands the destination last, once the image's blobs and manifests have all landed. */
+export interface ImageRecord {
+  repository: string;
+  /** Absent for images referenced by digest only. */
+  tag?: string;
+  /** The top manifest: an index or an image manifest. */
+  manifest: Manifest;
+  /** The reference it was copied from, e.g. `docker.io/library/nginx:1.25`. */
+  origin?: string;
+}
+
+export interface ImageDestination {
+  readonly description: string;
+  readonly capabilities: DestinationCapabilities;
+  hasBlob(repository: string, desc: Descriptor, opts?: OpOptions): Promise<boolean>;
+  /**
+   * Reads `data` to its end. The blob becomes visible only if the stream ended
+   * cleanly (temp name + rename); on any error partial data is removed and the
+   * error is rethrown. The stream is already verified by the engine: an error
+   * from it means the bytes were wrong.
+   */
+  putBlob(repository: string, desc: Descriptor, data: Readable, opts?: OpOptions): Promise<void>;
+  /** Makes a blob held in `fromRepository` visible in `repository` without sending bytes; false when it cannot. */
+  mountBlob?(repository: string, desc: Descriptor, fromRepository: string, opts?: OpOptions): Promise<boolean>;
+  hasManifest?(repository: string, digest: Digest, opts?: OpOptions): Promise<boolean>;
+  /** Called only after every blob (or child manifest) the manifest references has landed. */
+  putManifest(repository: string, manifest: Manifest, opts?: OpOptions): Promise<void>;
+  /** Called last for each image: tags it (or records it, for digest-only images). */
+  putImage(image: ImageRecord, opts?: OpOptions): Promise<void>;
+  /** Called once after all images: bundles write their archive here, layouts flush receipts. */
+  commit(opts?: OpOptions): Promise<void>;
+  /** Releases resources; after a failed run, removes temp files. Safe to call twice. */
+  close(): Promise<void>;
+}

@@ -10,6 +10,8 @@ const peers = [
   { bin: ['/usr/bin/skopeo'], pkg: 'skopeo', why: 'the interop peer' },
   { bin: ['/usr/sbin/sshd'], pkg: 'openssh-server', why: 'the SSH jump-host tests' },
   { bin: ['/usr/bin/ssh-keygen'], pkg: 'openssh-client', why: 'throwaway SSH keys for tests' },
+  { bin: ['/usr/bin/htpasswd'], pkg: 'apache2-utils', why: 'bcrypt htpasswd files for the registry auth tests' },
+  { bin: ['/usr/bin/openssl'], pkg: 'openssl', why: 'throwaway token-signing keys for the registry token-auth tests' },
 ];
 
 const missing = peers.filter((p) => !p.bin.some((b) => existsSync(b)));

@@ -136,3 +136,30 @@ export function formatReference(ref: Reference): string {
 export function registryApiHost(registry: string): string {
   return registry === DOCKER_HUB ? 'registry-1.docker.io' : registry;
 }
+
+/**
+ * A registry-qualified name as bundles store it: `docker.io/library/nginx`,
+ * `127.0.0.1:5000/a/b/c`, or a bare repository path (`team/app`) when the
+ * source had no registry (a layout on disk). Validated before any use as a path.
+ */
+export function validateQualifiedName(name: string, where = 'repository'): string {
+  const split = splitQualifiedName(name);
+  if (split.registry !== undefined && !isValidRegistry(split.registry)) {
+    throw new FerryError('E_NAME_UNSAFE', `${where}: ${JSON.stringify(name.slice(0, 300))} has an invalid registry part`, {
+      hint: 'the registry part is host[:port]', details: { where, name: name.slice(0, 300) },
+    });
+  }
+  validateRepository(split.repository, where);
+  if (name.length > NAME_MAX) validateRepository('x'.repeat(NAME_MAX + 1), where);
+  return name;
+}
+
+/** Splits `host[:port]/path` by docker's rule: the first component is a host if it has `.` or `:` or is `localhost`. */
+export function splitQualifiedName(name: string): { registry?: string; repository: string } {
+  const slash = name.indexOf('/');
+  if (slash > 0) {
+    const first = name.slice(0, slash);
+    if (first.includes('.') || first.includes(':') || first === 'localhost') return { registry: first, repository: name.slice(slash + 1) };
+  }
+  return { repository: name };
+}

@@ -19,7 +19,11 @@ export class VerifyStream extends Transform {
   private readonly hash: Hash = createHash('sha256');
   private seen = 0;
 
-  constructor(private readonly target: VerifyTarget, private readonly where = '') {
+  /**
+   * @param onBytes called with each chunk's length, for progress: cheaper than a
+   * second pass-through stream on every blob.
+   */
+  constructor(private readonly target: VerifyTarget, private readonly where = '', private readonly onBytes?: (n: number) => void) {
     super();
   }
 
@@ -34,6 +38,7 @@ export class VerifyStream extends Transform {
       return;
     }
     this.hash.update(chunk);
+    this.onBytes?.(chunk.length);
     cb(null, chunk);
   }
 

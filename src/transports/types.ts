@@ -71,6 +71,12 @@ export interface ImageRecord {
   manifest: Manifest;
   /** The reference it was copied from, e.g. `docker.io/library/nginx:1.25`. */
   origin?: string;
+  /**
+   * When a platform filter replaced the top manifest (one platform picked out of
+   * an index, or a new index holding only the wanted entries): the digest of the
+   * index the origin reference resolved to. Bundles record it.
+   */
+  sourceDigest?: Digest;
 }
 
 export interface ImageDestination {

@@ -1,0 +1,78 @@
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { CopyObserver } from '../../copy/events.js';
+import { FerryError } from '../../errors.js';
+import { openRegistryDestination, openRegistrySource } from '../../transports/registry/open.js';
+import { exportBundle, type ExportResult } from '../export.js';
+import { importBundle, type ImportReceipt } from '../import.js';
+import { NO_REGISTRY_ACCESS } from '../registry-access.js';
+import { verifyBundle, type VerifyResult } from '../verify.js';
+import { pushSampleImages } from './sample-images.js';
+import { startLocalRegistry } from './local-registry.js';
+
+export interface DemoResult {
+  workDir: string;
+  imagesList: string;
+  bundle: string;
+  layout: string;
+  exported: ExportResult;
+  verified: VerifyResult;
+  imported: ImportReceipt;
+  /** Each image as served by a registry started on the imported layout: digest equal to the source's. */
+  served: { reference: string; digest: string }[];
+}
+
+/**
+ * The whole job on an embedded default, with nothing from the network: a
+ * throwaway registry with generated images → export → verify → import into a
+ * registry layout → a second registry serving that layout, checked digest by digest.
+ */
+export async function runDemo(opts: { workDir: string; jobs: number; signal?: AbortSignal; observer?: CopyObserver; say: (line: string) => void }): Promise<DemoResult> {
+  const workDir = resolve(opts.workDir);
+  await rm(workDir, { recursive: true, force: true });
+  await mkdir(workDir, { recursive: true });
+  const say = opts.say;
+  const access = { ...NO_REGISTRY_ACCESS };
+
+  say(`1/5 starting a throwaway registry (docker-registry) with sample images…`);
+  const upstream = await startLocalRegistry(join(workDir, 'upstream-registry'), workDir);
+  let served: DemoResult['served'] = [];
+  try {
+    access.plainHttp = [upstream.host];
+    const refs = await pushSampleImages(openRegistryDestination({ registry: upstream.host, plainHttp: true }), upstream.host);
+    const imagesList = join(workDir, 'images.list');
+    await writeFile(imagesList, `# ferry demo: sample release 2.0\n${refs.join('\n')}\n`);
+
+    const bundle = join(workDir, 'release-2.0.tar.zst');
+    say(`2/5 ferry export -f ${imagesList} -o ${bundle}`);
+    const common = { jobs: opts.jobs, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.observer ? { observer: opts.observer } : {}) };
+    const exported = await exportBundle({ listFile: imagesList, output: bundle, compression: 'zstd', cacheDir: join(workDir, 'cache'), registry: access, ...common });
+
+    say(`3/5 ferry verify ${bundle}`);
+    const verified = await verifyBundle(bundle, common);
+
+    const layout = join(workDir, 'registry-layout');
+    say(`4/5 ferry import ${bundle} --to registry-layout ${layout}`);
+    const imported = await importBundle({ bundle, kind: 'registry-layout', target: layout, registry: access, ...common });
+
+    say('5/5 serving the imported layout with a second registry and comparing digests…');
+    const downstream = await startLocalRegistry(layout, workDir);
+    try {
+      const source = openRegistrySource({ registry: downstream.host, plainHttp: true });
+      served = [];
+      for (const image of imported.images) {
+        const m = await source.getManifest(image.repository, image.tag ?? image.digest);
+        if (m.digest !== image.digest) {
+          throw new FerryError('E_DIGEST_MISMATCH', `demo: ${image.repository}:${image.tag} is served as ${m.digest}, expected ${image.digest}`);
+        }
+        served.push({ reference: `${downstream.host}/${image.repository}:${image.tag ?? ''}`, digest: m.digest });
+      }
+      await source.close();
+    } finally {
+      await downstream.stop();
+    }
+    return { workDir, imagesList, bundle, layout, exported, verified, imported, served };
+  } finally {
+    await upstream.stop();
+  }
+}

@@ -1,0 +1,121 @@
+import { resolve } from 'node:path';
+import { copyImages } from '../copy/engine.js';
+import type { CopyObserver } from '../copy/events.js';
+import { type ImageRequest, planCopy } from '../copy/plan.js';
+import { FerryError } from '../errors.js';
+import type { Platform } from '../oci/platform.js';
+import { formatReference, fullName } from '../oci/reference.js';
+import { BundleDestination } from '../transports/bundle/writer.js';
+import type { ImageSource } from '../transports/types.js';
+import { TOOL_VERSION } from '../version.js';
+import { defaultCacheDir } from './cache-dir.js';
+import { failureError } from './failures.js';
+import { type ListedImage, readImageList } from './image-list.js';
+import { parseReference } from '../oci/reference.js';
+import { openRegistries, openSource } from './locations.js';
+import type { RegistryAccess } from './registry-access.js';
+
+export interface ExportOptions {
+  listFile?: string | undefined;
+  references?: string[];
+  /** `KIND:PATH` to read from a layout, dir tree or bundle instead of registries. */
+  from?: string | undefined;
+  output: string;
+  compression: 'none' | 'zstd';
+  level?: number | undefined;
+  platforms?: Platform[] | undefined;
+  cacheDir?: string | undefined;
+  jobs: number;
+  registry: RegistryAccess;
+  signal?: AbortSignal;
+  observer?: CopyObserver;
+}
+
+export interface ExportResult {
+  output: string;
+  bundleId: string;
+  images: number;
+  blobs: number;
+  storedBytes: number;
+  referencedBytes: number;
+  /** Bytes that crossed the network this run (the rest came from the cache). */
+  fetchedBytes: number;
+  seconds: number;
+}
+
+/**
+ * Export = copy(images → bundle). Everything is resolved before any layer is
+ * fetched, and a bundle is written only when every image made it: a bundle
+ * that silently lacks an image is worse than none.
+ */
+export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
+  const started = Date.now();
+  const { source, requests } = await resolveSourceAndRequests(opts);
+  try {
+    const plan = await planCopy(source, requests, { jobs: opts.jobs, ...(opts.platforms ? { platforms: opts.platforms } : {}), ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.observer ? { observer: opts.observer } : {}) });
+    if (plan.failures.length > 0) throw failureError('export', plan.failures.map((f) => ({ image: f.request.origin, error: f.error })), requests.length);
+
+    const toStdout = opts.output === '-';
+    const destination = new BundleDestination({
+      output: toStdout ? '-' : resolve(opts.output),
+      ...(toStdout ? { stream: process.stdout } : {}),
+      compression: opts.compression,
+      ...(opts.level !== undefined ? { level: opts.level } : {}),
+      toolVersion: TOOL_VERSION,
+      storeDir: opts.cacheDir ?? defaultCacheDir(),
+    });
+    try {
+      const report = await copyImages(source, destination, plan, { jobs: opts.jobs, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.observer ? { observer: opts.observer } : {}) });
+      if (report.failures.length > 0) throw failureError('export', report.failures, requests.length);
+      await destination.commit(opts.signal ? { signal: opts.signal } : {});
+      const meta = destination.metadata!;
+      return {
+        output: opts.output, bundleId: meta.bundleId, images: meta.totals.images, blobs: meta.totals.blobs,
+        storedBytes: meta.totals.storedBytes, referencedBytes: meta.totals.referencedBytes, fetchedBytes: report.blobs.bytesCopied,
+        seconds: (Date.now() - started) / 1000,
+      };
+    } finally {
+      await destination.close();
+    }
+  } finally {
+    await source.close();
+  }
+}
+
+async function resolveSourceAndRequests(opts: ExportOptions): Promise<{ source: ImageSource; requests: ImageRequest[] }> {
+  const listed: ListedImage[] = [];
+  if (opts.listFile) listed.push(...(await readImageList(opts.listFile)));
+  (opts.references ?? []).forEach((r, i) => listed.push({ reference: parseReference(r, `argument ${i + 1}`), where: `argument ${i + 1}` }));
+
+  if (opts.from) {
+    const source = await openSource(opts.from, opts.signal);
+    try {
+      if (!source.listImages) throw new FerryError('E_USAGE', `--from ${opts.from}: this source cannot list its images`);
+      const held = await source.listImages(opts.signal ? { signal: opts.signal } : {});
+      // With a list, take just those; each listed name is matched against the source's repositories.
+      const wanted = listed.length === 0 ? held : held.filter((h) => listed.some((l) => l.reference.repository === h.repository || fullName(l.reference) === h.repository));
+      if (wanted.length === 0) throw new FerryError('E_NOT_FOUND', `--from ${opts.from}: no images found${listed.length ? ' matching the list' : ''}`, { hint: 'check the path and that it holds tagged images' });
+      const requests = wanted.map((h) => {
+        const r: ImageRequest = {
+          sourceRepository: h.repository, sourceReference: h.tag ?? h.digest, targetRepository: h.repository,
+          origin: h.origin ?? `${h.repository}${h.tag ? `:${h.tag}` : `@${h.digest}`}`,
+        };
+        if (h.tag) r.targetTag = h.tag;
+        return r;
+      });
+      return { source, requests };
+    } catch (e) {
+      await source.close();
+      throw e;
+    }
+  }
+
+  if (listed.length === 0) throw new FerryError('E_USAGE', 'nothing to export', { hint: 'give an image list with -f images.list, image references as arguments, or --from KIND:PATH' });
+  const requests = listed.map(({ reference }) => {
+    const name = fullName(reference);
+    const r: ImageRequest = { sourceRepository: name, sourceReference: reference.digest ?? reference.tag!, targetRepository: name, origin: formatReference(reference) };
+    if (reference.tag !== undefined) r.targetTag = reference.tag;
+    return r;
+  });
+  return { source: openRegistries(opts.registry), requests };
+}

@@ -1,0 +1,136 @@
+import { join, resolve } from 'node:path';
+import { copyImages, type CopyReport } from '../copy/engine.js';
+import type { CopyObserver } from '../copy/events.js';
+import { planCopy } from '../copy/plan.js';
+import { FerryError } from '../errors.js';
+import { writeFileAtomic } from '../fsys/atomic.js';
+import type { Platform } from '../oci/platform.js';
+import { isValidRegistry, validateRepository } from '../oci/reference.js';
+import { BundleSource } from '../transports/bundle/reader.js';
+import { openSkopeoDir } from '../transports/dir/index.js';
+import { openDockerArchive } from '../transports/docker-archive/index.js';
+import { openOciLayout } from '../transports/oci-layout/index.js';
+import { openRegistryDestination } from '../transports/registry/open.js';
+import { openStorageLayout } from '../transports/storage/index.js';
+import type { ImageDestination } from '../transports/types.js';
+import { TOOL_VERSION } from '../version.js';
+import { formatBytes } from '../cli/output.js';
+import { requestsFromBundle } from './bundle-requests.js';
+import { failureError } from './failures.js';
+import { connectionFor, type RegistryAccess } from './registry-access.js';
+import { parseRenames } from './repository-mapping.js';
+
+export const IMPORT_TARGET_KINDS = ['registry-layout', 'skopeo-dir', 'oci', 'docker-archive', 'registry'] as const;
+export type ImportTargetKind = (typeof IMPORT_TARGET_KINDS)[number];
+
+export interface ImportOptions {
+  bundle: string;
+  kind: ImportTargetKind;
+  target: string;
+  images?: string[];
+  renames?: string[];
+  prune?: boolean;
+  receiptFile?: string | undefined;
+  platform?: Platform | undefined;
+  jobs: number;
+  registry: RegistryAccess;
+  signal?: AbortSignal;
+  observer?: CopyObserver;
+}
+
+/** What an import did, kept by the site's auditors: also written as the receipt. */
+export interface ImportReceipt {
+  tool: { name: 'ferry'; version: string };
+  bundle: string;
+  bundleId: string;
+  target: { kind: ImportTargetKind; location: string };
+  started: string;
+  finished: string;
+  images: { origin: string; repository: string; tag?: string; digest: string; status: 'done' | 'failed'; error?: { code: string; message: string } }[];
+  blobs: CopyReport['blobs'];
+  manifests: number;
+  receipt?: string;
+}
+
+/**
+ * Import (and push) = copy(bundle → target). The bundle streams front to back
+ * once; every blob is verified as it lands; images whose pieces all verified
+ * are tagged even when others fail, and the command then exits non-zero with
+ * the list of what did not make it.
+ */
+export async function importBundle(opts: ImportOptions): Promise<ImportReceipt> {
+  const started = new Date();
+  const { destination, prefix, location } = openTarget(opts);
+  const source = await BundleSource.open(opts.bundle);
+  let receipt: ImportReceipt;
+  try {
+    const meta = source.metadata;
+    const requests = requestsFromBundle(meta, { patterns: opts.images ?? [], renames: parseRenames(opts.renames ?? []), prefix });
+    const copyOpts = { jobs: opts.jobs, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.observer ? { observer: opts.observer } : {}) };
+    const plan = await planCopy(source, requests, copyOpts);
+    const report = await copyImages(source, destination, plan, copyOpts);
+    if (report.images.some((i) => i.status === 'done')) await destination.commit(opts.signal ? { signal: opts.signal } : {});
+    receipt = {
+      tool: { name: 'ferry', version: TOOL_VERSION }, bundle: opts.bundle, bundleId: meta.bundleId,
+      target: { kind: opts.kind, location }, started: started.toISOString(), finished: new Date().toISOString(),
+      images: [
+        ...report.images.map((i) => ({
+          origin: i.origin, repository: i.repository, ...(i.tag !== undefined ? { tag: i.tag } : {}), digest: i.digest, status: i.status,
+          ...(i.error ? { error: { code: i.error.code, message: i.error.message } } : {}),
+        })),
+        ...plan.failures.map((f) => ({
+          origin: f.request.origin, repository: f.request.targetRepository, digest: f.request.sourceReference, status: 'failed' as const,
+          error: { code: f.error.code, message: f.error.message },
+        })),
+      ],
+      blobs: report.blobs, manifests: report.manifests,
+    };
+    receipt.receipt = await writeReceipt(receipt, opts, started);
+    if (report.failures.length > 0) throw failureError(`import ${opts.bundle}`, report.failures, requests.length);
+    return receipt;
+  } finally {
+    await Promise.all([source.close(), destination.close()]);
+  }
+}
+
+function openTarget(opts: ImportOptions): { destination: ImageDestination; prefix: string; location: string } {
+  if (!IMPORT_TARGET_KINDS.includes(opts.kind)) {
+    throw new FerryError('E_USAGE', `--to ${opts.kind}: unknown target kind`, { hint: `use one of ${IMPORT_TARGET_KINDS.join(', ')}` });
+  }
+  if (opts.prune && opts.kind !== 'registry-layout') throw new FerryError('E_USAGE', '--prune applies to --to registry-layout only');
+  const path = resolve(opts.target);
+  switch (opts.kind) {
+    case 'registry-layout': return { destination: openStorageLayout(path, { prune: opts.prune === true }), prefix: '', location: path };
+    case 'skopeo-dir': return { destination: openSkopeoDir(path), prefix: '', location: path };
+    case 'oci': return { destination: openOciLayout(path), prefix: '', location: path };
+    case 'docker-archive': return { destination: openDockerArchive(path, opts.platform ? { platform: opts.platform } : {}), prefix: '', location: path };
+    case 'registry': {
+      const slash = opts.target.indexOf('/');
+      const host = slash < 0 ? opts.target : opts.target.slice(0, slash);
+      const prefix = slash < 0 ? '' : opts.target.slice(slash + 1).replace(/\/+$/, '');
+      if (!isValidRegistry(host)) throw new FerryError('E_USAGE', `--to ${opts.target}: "${host}" is not a registry host[:port]`, { hint: 'e.g. --to harbor.corp.local or --to 10.0.0.5:5000/mirror' });
+      if (prefix) validateRepository(prefix, `--to ${opts.target}`);
+      return { destination: openRegistryDestination(connectionFor(opts.registry, host)), prefix, location: opts.target };
+    }
+  }
+}
+
+async function writeReceipt(receipt: ImportReceipt, opts: ImportOptions, started: Date): Promise<string> {
+  const stamp = started.toISOString().replace(/[:.]/g, '-');
+  const name = `${stamp}-${receipt.bundleId.slice(7, 19)}.json`;
+  // A registry layout keeps its import history beside the data (the registry ignores other top-level directories).
+  const file = opts.receiptFile
+    ? resolve(opts.receiptFile)
+    : opts.kind === 'registry-layout' ? join(resolve(opts.target), 'ferry-receipts', name) : resolve(`ferry-receipt-${name}`);
+  await writeFileAtomic(file, `${JSON.stringify({ ...receipt, receipt: undefined }, null, 2)}\n`);
+  return file;
+}
+
+export function renderImportReport(r: ImportReceipt): string {
+  const done = r.images.filter((i) => i.status === 'done').length;
+  return [
+    `${done} of ${r.images.length} images imported into ${r.target.kind} ${r.target.location}`,
+    `blobs: ${r.blobs.copied} written (${formatBytes(r.blobs.bytesCopied)}), ${r.blobs.skipped} already there, ${r.blobs.mounted} linked/mounted${r.blobs['present-in-base'] ? `, ${r.blobs['present-in-base']} from the base` : ''}; ${r.manifests} manifests`,
+    ...(r.receipt ? [`receipt: ${r.receipt}`] : []),
+  ].join('\n');
+}

@@ -1,0 +1,50 @@
+import type { CommandModule } from 'yargs';
+import { exportBundle } from '../../app/export.js';
+import { parsePlatforms } from '../../oci/platform.js';
+import { contextFrom, type GlobalFlags } from '../context.js';
+import { formatBytes } from '../output.js';
+import { progressObserver } from '../progress.js';
+
+interface Flags extends GlobalFlags {
+  file?: string;
+  images?: string[];
+  output: string;
+  from?: string;
+  compression?: 'none' | 'zstd';
+  level?: number;
+  platform?: string;
+  cache?: string;
+}
+
+export const exportCommand: CommandModule<GlobalFlags, Flags> = {
+  command: 'export [images..]',
+  describe: 'pull images from registries (or a layout/dir) into one deduplicated, verified bundle',
+  builder: (y) => y
+    .positional('images', { type: 'string', array: true, describe: 'image references (in addition to --file)' })
+    .option('file', { alias: 'f', type: 'string', describe: 'images.list: one reference a line, # comments ("-" for stdin)' })
+    .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'bundle file (.tar or .tar.zst), or - for stdout' })
+    .option('from', { type: 'string', describe: 'read from registry-layout:DIR, skopeo-dir:DIR, oci:DIR or bundle:FILE instead of registries' })
+    .option('compression', { choices: ['none', 'zstd'] as const, describe: 'default: zstd when the output ends in .zst, else none' })
+    .option('level', { type: 'number', describe: 'zstd level (1-19)' })
+    .option('platform', { type: 'string', describe: 'keep only these platforms of multi-arch images, e.g. linux/amd64,linux/arm64' })
+    .option('cache', { type: 'string', describe: 'blob cache directory (default: ~/.cache/ferry); reruns reuse it' })
+    .example('$0 export -f images.list -o release-2.0.tar.zst', 'export every image of the list')
+    .example('$0 export --from registry-layout:/var/lib/registry -o old.tar.zst', 'bundle a registry directory without starting a registry') as never,
+  handler: async (argv) => {
+    const ctx = await contextFrom(argv);
+    const observer = progressObserver(ctx.out, 'export');
+    try {
+      const result = await exportBundle({
+        listFile: argv.file, references: argv.images ?? [], from: argv.from, output: argv.output,
+        compression: argv.compression ?? (argv.output.endsWith('.zst') ? 'zstd' : 'none'), level: argv.level,
+        platforms: argv.platform ? parsePlatforms(argv.platform) : undefined, cacheDir: argv.cache,
+        jobs: ctx.jobs, registry: ctx.registry, signal: ctx.signal, observer,
+      });
+      observer.stop();
+      ctx.out.result(result, () => `${result.output}: ${result.images} images, ${result.blobs} blobs, ${formatBytes(result.storedBytes)} stored `
+        + `(${formatBytes(result.referencedBytes)} referenced, ${formatBytes(result.fetchedBytes)} fetched) in ${result.seconds.toFixed(1)} s\nbundle id ${result.bundleId}`);
+    } finally {
+      observer.stop();
+    }
+  },
+};

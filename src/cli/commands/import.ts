@@ -1,0 +1,46 @@
+import type { CommandModule } from 'yargs';
+import { importBundle, IMPORT_TARGET_KINDS, type ImportTargetKind, renderImportReport } from '../../app/import.js';
+import { parsePlatforms } from '../../oci/platform.js';
+import { contextFrom, type GlobalFlags } from '../context.js';
+import { progressObserver } from '../progress.js';
+
+interface Flags extends GlobalFlags {
+  bundle: string;
+  to: string[];
+  image?: string[];
+  rename?: string[];
+  prune?: boolean;
+  receipt?: string;
+  platform?: string;
+}
+
+export const importCommand: CommandModule<GlobalFlags, Flags> = {
+  command: 'import <bundle>',
+  describe: 'write a bundle\'s images into a registry storage layout, skopeo dir trees, an OCI layout, a docker-archive or a registry',
+  builder: (y) => y
+    .positional('bundle', { type: 'string', demandOption: true, describe: 'bundle file, or - for stdin' })
+    .option('to', { type: 'string', nargs: 2, demandOption: true, describe: `KIND TARGET; KIND is one of ${IMPORT_TARGET_KINDS.join(', ')}` })
+    .option('image', { type: 'string', array: true, describe: 'import only images whose reference matches (glob: * and ?), repeatable' })
+    .option('rename', { type: 'string', array: true, describe: 'OLD_PREFIX=NEW_PREFIX repository mapping, e.g. docker.io/library=library (repeatable)' })
+    .option('prune', { type: 'boolean', describe: 'registry-layout: afterwards hold exactly this bundle\'s images and blobs' })
+    .option('receipt', { type: 'string', describe: 'where to write the JSON receipt (default: beside the target)' })
+    .option('platform', { type: 'string', describe: 'docker-archive: the platform to take from multi-arch images (default linux/amd64)' })
+    .example('$0 import release.tar.zst --to registry-layout /var/lib/registry', 'then start registry:2 on it')
+    .example('$0 import release.tar.zst --to skopeo-dir ./images', 'one dir per image, for skopeo') as never,
+  handler: async (argv) => {
+    const ctx = await contextFrom(argv);
+    const [kind, target] = argv.to as [string, string];
+    const observer = progressObserver(ctx.out, 'import');
+    try {
+      const report = await importBundle({
+        bundle: argv.bundle, kind: kind as ImportTargetKind, target, images: argv.image ?? [], renames: argv.rename ?? [],
+        prune: argv.prune === true, receiptFile: argv.receipt, platform: argv.platform ? parsePlatforms(argv.platform)[0] : undefined,
+        jobs: ctx.jobs, registry: ctx.registry, signal: ctx.signal, observer,
+      });
+      observer.stop();
+      ctx.out.result(report, () => renderImportReport(report));
+    } finally {
+      observer.stop();
+    }
+  },
+};

@@ -1,0 +1,25 @@
+import type { CommandModule } from 'yargs';
+import { inspectBundle, renderInspection } from '../../app/inspect.js';
+import { contextFrom, type GlobalFlags } from '../context.js';
+
+interface Flags extends GlobalFlags {
+  bundle: string;
+  metadata?: boolean;
+}
+
+export const inspectCommand: CommandModule<GlobalFlags, Flags> = {
+  command: 'inspect <bundle>',
+  describe: 'show what a bundle holds: images, platforms, sizes, shared bytes, dedup ratio',
+  builder: (y) => y
+    .positional('bundle', { type: 'string', demandOption: true, describe: 'bundle file, or - for stdin' })
+    .option('metadata', { type: 'boolean', describe: 'print the bundle metadata (ferry.json) exactly as stored' }) as never,
+  handler: async (argv) => {
+    const ctx = await contextFrom(argv);
+    const inspection = await inspectBundle(argv.bundle, { signal: ctx.signal });
+    if (argv.metadata) {
+      process.stdout.write(`${JSON.stringify(inspection.metadata, null, 2)}\n`);
+      return;
+    }
+    ctx.out.result(inspection.summary, () => renderInspection(inspection));
+  },
+};

@@ -1,0 +1,38 @@
+import type { CommandModule } from 'yargs';
+import { importBundle, renderImportReport } from '../../app/import.js';
+import { contextFrom, type GlobalFlags } from '../context.js';
+import { progressObserver } from '../progress.js';
+
+interface Flags extends GlobalFlags {
+  bundle: string;
+  to: string;
+  image?: string[];
+  'project-map'?: string[];
+  receipt?: string;
+}
+
+export const pushCommand: CommandModule<GlobalFlags, Flags> = {
+  command: 'push <bundle>',
+  describe: 'push a bundle\'s images to a registry (Harbor, distribution, …): blobs skipped when present, mounted across repositories',
+  builder: (y) => y
+    .positional('bundle', { type: 'string', demandOption: true, describe: 'bundle file, or - for stdin' })
+    .option('to', { type: 'string', demandOption: true, describe: 'registry host[:port][/prefix]' })
+    .option('image', { type: 'string', array: true, describe: 'push only images whose reference matches (glob), repeatable' })
+    .option('project-map', { alias: 'rename', type: 'string', array: true, describe: 'OLD_PREFIX=NEW_PREFIX, e.g. docker.io/library=library' })
+    .option('receipt', { type: 'string', describe: 'write the JSON receipt here' })
+    .example('$0 push release.tar.zst --to harbor.corp.local --project-map docker.io/library=library', '') as never,
+  handler: async (argv) => {
+    const ctx = await contextFrom(argv);
+    const observer = progressObserver(ctx.out, 'push');
+    try {
+      const report = await importBundle({
+        bundle: argv.bundle, kind: 'registry', target: argv.to, images: argv.image ?? [], renames: argv['project-map'] ?? [],
+        prune: false, receiptFile: argv.receipt, jobs: ctx.jobs, registry: ctx.registry, signal: ctx.signal, observer,
+      });
+      observer.stop();
+      ctx.out.result(report, () => renderImportReport(report));
+    } finally {
+      observer.stop();
+    }
+  },
+};

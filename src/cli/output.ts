@@ -1,0 +1,83 @@
+import { asFerryError, type FerryError } from '../errors.js';
+
+/**
+ * Where the CLI talks to people and scripts. Results go to stdout (a JSON
+ * document with --json), everything else — progress, warnings, errors — to
+ * stderr, so `ferry export -o - … | ssh …` stays clean.
+ */
+export interface Output {
+  json: boolean;
+  quiet: boolean;
+  debug: boolean;
+  /** A line for people on stderr (suppressed by --quiet and --json). */
+  info(line: string): void;
+  warn(line: string): void;
+  /** The command's result: JSON document with --json, else the human text. */
+  result(doc: unknown, human: () => string): void;
+  error(e: unknown): number;
+}
+
+export function makeOutput(flags: { json?: boolean; quiet?: boolean; debug?: boolean }): Output {
+  const json = flags.json === true;
+  const quiet = flags.quiet === true;
+  const debug = flags.debug === true;
+  return {
+    json, quiet, debug,
+    info(line) {
+      if (!quiet && !json) process.stderr.write(`${line}\n`);
+    },
+    warn(line) {
+      if (!json) process.stderr.write(`ferry: warning: ${line}\n`);
+    },
+    result(doc, human) {
+      if (json) process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
+      else if (!quiet) {
+        const text = human();
+        if (text) process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+      }
+    },
+    error(e) {
+      const err = asFerryError(e);
+      if (json) {
+        process.stdout.write(`${JSON.stringify({ error: errorDocument(err) }, null, 2)}\n`);
+      } else {
+        process.stderr.write(`ferry: error [${err.code}]: ${err.message}\n`);
+        if (err.hint) process.stderr.write(`  hint: ${err.hint}\n`);
+        if (debug && err.stack) process.stderr.write(`${err.stack}\n${causeChain(err)}`);
+      }
+      return err.exitStatus;
+    },
+  };
+}
+
+export function errorDocument(err: FerryError): Record<string, unknown> {
+  return { code: err.code, exitStatus: err.exitStatus, message: err.message, ...(err.hint ? { hint: err.hint } : {}), details: err.details };
+}
+
+function causeChain(err: Error): string {
+  let out = '';
+  let cause = err.cause;
+  while (cause instanceof Error) {
+    out += `caused by: ${cause.stack ?? cause.message}\n`;
+    cause = cause.cause;
+  }
+  return out;
+}
+
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return u === 0 ? `${n} B` : `${v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2)} ${units[u]}`;
+}
+
+/** Left-aligned text table for terminals. */
+export function table(rows: string[][]): string {
+  const widths: number[] = [];
+  for (const r of rows) r.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, c.length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n');
+}

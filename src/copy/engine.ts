@@ -1,0 +1,312 @@
+import type { Readable } from 'node:stream';
+import { asFerryError, FerryError } from '../errors.js';
+import type { Digest } from '../oci/digest.js';
+import type { Descriptor } from '../oci/manifest.js';
+import { VerifyStream } from '../stream/verify.js';
+import { type ImageDestination, type ImageRecord, type ImageSource, isSequentialSource, type OpOptions, type SequentialSource } from '../transports/types.js';
+import type { BlobOutcome, CopyObserver } from './events.js';
+import type { CopyPlan, PlannedImage } from './plan.js';
+import { forEachLimited } from './pool.js';
+
+export interface CopyOptions extends OpOptions {
+  /** Blobs moved at once (capped by the destination's own limit). */
+  jobs?: number;
+  observer?: CopyObserver;
+}
+
+export interface ImageResult {
+  origin: string;
+  repository: string;
+  tag?: string;
+  digest: Digest;
+  status: 'done' | 'failed';
+  error?: FerryError;
+}
+
+export interface CopyReport {
+  images: ImageResult[];
+  blobs: Record<BlobOutcome, number> & { bytesCopied: number };
+  manifests: number;
+  /** Every image that did not land, with why: plan failures included. */
+  failures: { image: string; error: FerryError }[];
+}
+
+interface BlobJob {
+  desc: Descriptor;
+  sourceRepository: string;
+  /** Target repositories that need the blob, in a stable order. */
+  repositories: string[];
+  images: PlannedImage[];
+  error?: FerryError;
+  done: boolean;
+}
+
+/** Errors worth one more fetch from a random-access source: the bytes may come right next time. */
+const RETRYABLE = new Set(['E_NETWORK', 'E_SIZE_MISMATCH', 'E_DIGEST_MISMATCH', 'E_REGISTRY']);
+const BLOB_ATTEMPTS = 3;
+
+/**
+ * The one mover. Blobs first (each verified in flight, each once per target
+ * repository, skipped when present, mounted when the destination can), then
+ * manifests children-first, then tags. A failure fails the images that need
+ * the failed piece; every other image still lands. The caller commits.
+ */
+export async function copyImages(source: ImageSource, destination: ImageDestination, plan: CopyPlan, opts: CopyOptions = {}): Promise<CopyReport> {
+  const observer = opts.observer;
+  const report: CopyReport = {
+    images: [],
+    blobs: { copied: 0, skipped: 0, mounted: 0, 'present-in-base': 0, bytesCopied: 0 },
+    manifests: 0,
+    failures: plan.failures.map((f) => ({ image: f.request.origin, error: f.error })),
+  };
+  const failed = new Map<PlannedImage, FerryError>();
+  const failImages = (images: PlannedImage[], error: FerryError) => {
+    for (const image of images) {
+      if (!failed.has(image)) {
+        failed.set(image, error);
+        observer?.imageFailed?.(image.request.origin, error);
+      }
+    }
+  };
+
+  const jobs = collectBlobJobs(plan);
+  observer?.planned?.({ images: plan.images.length, blobs: jobs.size, bytes: [...jobs.values()].reduce((n, j) => n + j.desc.size, 0) });
+
+  const outcome = (job: BlobJob, o: BlobOutcome) => {
+    report.blobs[o]++;
+    if (o === 'copied') report.blobs.bytesCopied += job.desc.size;
+    observer?.blobDone?.(job.desc, o);
+  };
+
+  const verified = (job: BlobJob, data: Readable): Readable => {
+    const verify = new VerifyStream(job.desc, imageLabel(job), observer?.bytes);
+    data.on('error', (e) => verify.destroy(e));
+    return data.pipe(verify);
+  };
+
+  /** Lands the blob in every repository that needs it; `first` is the stream for the first send, if any. */
+  const land = async (job: BlobJob, first?: Readable): Promise<void> => {
+    const [head, ...rest] = job.repositories as [string, ...string[]];
+    let firstStream = first;
+    const send = async (repository: string) => {
+      if (firstStream) {
+        const s = firstStream;
+        firstStream = undefined;
+        observer?.blobStarted?.(job.desc);
+        await destination.putBlob(repository, job.desc, verified(job, s), opts);
+        return;
+      }
+      if (isSequentialSource(source) && !source.omittedBlobs.has(job.desc.digest) && first !== undefined) {
+        throw new FerryError('E_INTERNAL', `${job.desc.digest}: the destination could not mount it into ${repository} and the source can be read only once`, {
+          hint: 'import into a destination that supports cross-repository mounts, or export the repositories into separate bundles',
+        });
+      }
+      await withRetries(async () => {
+        observer?.blobStarted?.(job.desc);
+        const data = await source.getBlob(job.sourceRepository, job.desc, opts);
+        try {
+          await destination.putBlob(repository, job.desc, verified(job, data), opts);
+        } catch (e) {
+          data.destroy();
+          throw e;
+        }
+      }, opts.signal);
+    };
+
+    if (await destination.hasBlob(head, job.desc, opts)) {
+      if (firstStream) await drain(firstStream);
+      firstStream = undefined;
+      outcome(job, 'skipped');
+    } else {
+      await send(head);
+      outcome(job, 'copied');
+    }
+    if (destination.capabilities.globalBlobs) return;
+    for (const repository of rest) {
+      if (await destination.hasBlob(repository, job.desc, opts)) continue;
+      if (destination.mountBlob && (await destination.mountBlob(repository, job.desc, head, opts))) {
+        outcome(job, 'mounted');
+        continue;
+      }
+      await send(repository);
+      outcome(job, 'copied');
+    }
+  };
+
+  const runJob = async (job: BlobJob, stream?: Readable) => {
+    try {
+      await land(job, stream);
+    } catch (e) {
+      const error = asFerryError(e);
+      if (error.code === 'E_ABORTED' || opts.signal?.aborted) throw error;
+      job.error = error;
+      failImages(job.images, error);
+      if (stream) await drain(stream);
+    } finally {
+      job.done = true;
+    }
+  };
+
+  const limit = Math.max(1, Math.min(opts.jobs ?? 4, destination.capabilities.concurrentBlobs));
+  if (isSequentialSource(source)) {
+    await copySequential(source, destination, jobs, runJob, failImages, (job) => outcome(job, 'present-in-base'), limit, opts);
+  } else {
+    await forEachLimited(jobs.values(), limit, (job) => runJob(job), opts.signal);
+  }
+
+  // Manifests: children before parents within each image; each (repository, digest) once.
+  const landed = new Map<string, Promise<void>>();
+  const live = plan.images.filter((i) => !failed.has(i));
+  await forEachLimited(live, limit, async (image) => {
+    try {
+      for (const m of image.manifests) {
+        const key = `${image.request.targetRepository}@${m.digest}`;
+        let p = landed.get(key);
+        if (!p) {
+          p = (async () => {
+            const repo = image.request.targetRepository;
+            if (destination.hasManifest && (await destination.hasManifest(repo, m.digest, opts))) return;
+            await destination.putManifest(repo, m, opts);
+            report.manifests++;
+          })();
+          landed.set(key, p);
+        }
+        await p;
+      }
+    } catch (e) {
+      const error = asFerryError(e);
+      if (error.code === 'E_ABORTED') throw error;
+      failImages([image], error);
+    }
+  }, opts.signal);
+
+  // Tags last: a tag never points at something incomplete.
+  for (const image of plan.images) {
+    const r = image.request;
+    const result: ImageResult = { origin: r.origin, repository: r.targetRepository, digest: image.top.digest, status: 'done' };
+    if (r.targetTag !== undefined) result.tag = r.targetTag;
+    if (!failed.has(image)) {
+      try {
+        const record: ImageRecord = { repository: r.targetRepository, manifest: image.top, origin: r.origin };
+        if (r.targetTag !== undefined) record.tag = r.targetTag;
+        if (image.sourceDigest) record.sourceDigest = image.sourceDigest;
+        await destination.putImage(record, opts);
+        observer?.imageDone?.(image);
+      } catch (e) {
+        const error = asFerryError(e);
+        if (error.code === 'E_ABORTED') throw error;
+        failImages([image], error);
+      }
+    }
+    const error = failed.get(image);
+    if (error) {
+      result.status = 'failed';
+      result.error = error;
+      report.failures.push({ image: r.origin, error });
+    }
+    report.images.push(result);
+  }
+  return report;
+}
+
+async function copySequential(
+  source: SequentialSource,
+  destination: ImageDestination,
+  jobs: Map<Digest, BlobJob>,
+  runJob: (job: BlobJob, stream?: Readable) => Promise<void>,
+  failImages: (images: PlannedImage[], error: FerryError) => void,
+  inBase: (job: BlobJob) => void,
+  limit: number,
+  opts: CopyOptions,
+): Promise<void> {
+  try {
+    for await (const { descriptor, stream } of source.blobs(opts)) {
+      const job = jobs.get(descriptor.digest);
+      if (!job || job.done) {
+        await drain(stream);
+        continue;
+      }
+      await runJob(job, stream);
+    }
+  } catch (e) {
+    const error = asFerryError(e);
+    if (error.code === 'E_ABORTED' || opts.signal?.aborted) throw error;
+    for (const job of jobs.values()) if (!job.done && !source.omittedBlobs.has(job.desc.digest)) { job.done = true; job.error = error; failImages(job.images, error); }
+  }
+  // What the stream did not carry: a delta's base blobs must already be at the
+  // destination; the rest (configs kept in the source's head) is read at random.
+  const rest = [...jobs.values()].filter((j) => !j.done);
+  await forEachLimited(rest, limit, async (job) => {
+    if (!source.omittedBlobs.has(job.desc.digest)) return runJob(job);
+    try {
+      await requireBase(destination, job, opts);
+      inBase(job);
+    } catch (e) {
+      const error = asFerryError(e);
+      if (error.code === 'E_ABORTED') throw error;
+      failImages(job.images, error);
+    } finally {
+      job.done = true;
+    }
+  }, opts.signal);
+}
+
+async function requireBase(destination: ImageDestination, job: BlobJob, opts: OpOptions): Promise<void> {
+  for (const repository of job.repositories) {
+    if (await destination.hasBlob(repository, job.desc, opts)) continue;
+    let mounted = false;
+    if (destination.mountBlob) {
+      for (const from of job.repositories) {
+        if (from !== repository && (await destination.mountBlob(repository, job.desc, from, opts))) { mounted = true; break; }
+      }
+    }
+    if (!mounted) {
+      throw new FerryError('E_BASE_MISSING', `${job.desc.digest} is not in this delta bundle and ${destination.description} does not have it (needed by ${imageLabel(job)})`, {
+        hint: 'import the base bundle first (or the full release), or export a delta against what this destination really holds (ferry inventory)',
+        details: { digest: job.desc.digest, images: job.images.map((i) => i.request.origin) },
+      });
+    }
+  }
+}
+
+function collectBlobJobs(plan: CopyPlan): Map<Digest, BlobJob> {
+  const jobs = new Map<Digest, BlobJob>();
+  for (const image of plan.images) {
+    for (const desc of image.blobs) {
+      let job = jobs.get(desc.digest);
+      if (!job) {
+        job = { desc, sourceRepository: image.request.sourceRepository, repositories: [], images: [], done: false };
+        jobs.set(desc.digest, job);
+      }
+      if (!job.repositories.includes(image.request.targetRepository)) job.repositories.push(image.request.targetRepository);
+      job.images.push(image);
+    }
+  }
+  return jobs;
+}
+
+function imageLabel(job: BlobJob): string {
+  const names = [...new Set(job.images.map((i) => i.request.origin))];
+  return names.length <= 3 ? names.join(', ') : `${names.slice(0, 3).join(', ')} and ${names.length - 3} more`;
+}
+
+async function withRetries(attempt: () => Promise<void>, signal?: AbortSignal): Promise<void> {
+  for (let n = 1; ; n++) {
+    try {
+      return await attempt();
+    } catch (e) {
+      const error = asFerryError(e);
+      if (n >= BLOB_ATTEMPTS || !RETRYABLE.has(error.code) || signal?.aborted) throw error;
+      await new Promise((r) => setTimeout(r, 200 * 2 ** n));
+    }
+  }
+}
+
+/** Reads a stream to its end, discarding it, so a sequential source can move on. Errors are the source's to report. */
+async function drain(stream: Readable): Promise<void> {
+  if (stream.readableEnded || stream.destroyed) return;
+  await new Promise<void>((resolve) => {
+    stream.on('end', resolve).on('close', resolve).on('error', () => resolve());
+    stream.resume();
+  });
+}

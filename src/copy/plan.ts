@@ -1,0 +1,168 @@
+import { asFerryError, FerryError } from '../errors.js';
+import { type Digest, isDigest } from '../oci/digest.js';
+import { blobsOf, checkManifestDigest, type Descriptor, type Manifest, manifestFromBytes, parseManifest, type ParsedManifest } from '../oci/manifest.js';
+import { formatPlatform, type Platform, platformMatches } from '../oci/platform.js';
+import type { ImageSource, OpOptions } from '../transports/types.js';
+import type { CopyObserver } from './events.js';
+import { forEachLimited } from './pool.js';
+
+/** One image to copy: where it is read from and where it lands. */
+export interface ImageRequest {
+  sourceRepository: string;
+  /** A tag or a digest in the source repository. */
+  sourceReference: string;
+  targetRepository: string;
+  /** Absent for digest-only images. */
+  targetTag?: string;
+  /** The reference as the user knows it, for messages and bundle metadata. */
+  origin: string;
+}
+
+export interface PlannedImage {
+  request: ImageRequest;
+  /** The manifest the tag will point at: the source's, or a platform-filtered one. */
+  top: Manifest;
+  /** The source's top digest, when a platform filter replaced it. */
+  sourceDigest?: Digest;
+  /** Every manifest of the image, children before their parents, top last. */
+  manifests: Manifest[];
+  parsed: Map<Digest, ParsedManifest>;
+  /** Configs and layers, each once. */
+  blobs: Descriptor[];
+  platforms: string[];
+}
+
+export interface PlanFailure {
+  request: ImageRequest;
+  error: FerryError;
+}
+
+export interface CopyPlan {
+  images: PlannedImage[];
+  failures: PlanFailure[];
+}
+
+export interface PlanOptions extends OpOptions {
+  platforms?: Platform[];
+  jobs?: number;
+  observer?: CopyObserver;
+}
+
+/** Indexes of indexes exist (e.g. attestation trees) but never deep; more is a loop or an attack. */
+const MAX_DEPTH = 4;
+
+/**
+ * Resolves every requested image to its manifests and blobs. An image that
+ * cannot be resolved is a failure of that image alone: the others still go.
+ */
+export async function planCopy(source: ImageSource, requests: ImageRequest[], opts: PlanOptions = {}): Promise<CopyPlan> {
+  const images: (PlannedImage | undefined)[] = new Array(requests.length);
+  const failures: PlanFailure[] = [];
+  const fetched = new Map<string, Promise<{ manifest: Manifest; parsed: ParsedManifest }>>();
+
+  const fetchManifest = (repository: string, reference: string, mediaType: string | undefined, where: string) => {
+    const key = `${repository}@${reference}`;
+    let p = fetched.get(key);
+    if (!p) {
+      p = (async () => {
+        const manifest = await source.getManifest(repository, reference, opts);
+        if (isDigest(reference)) checkManifestDigest(manifest, reference, where);
+        return { manifest, parsed: parseManifest(manifest.bytes, manifest.mediaType ?? mediaType, where) };
+      })();
+      fetched.set(key, p);
+    }
+    return p;
+  };
+
+  const indexes = requests.map((_, i) => i);
+  await forEachLimited(indexes, opts.jobs ?? 4, async (i) => {
+    const request = requests[i]!;
+    try {
+      images[i] = await planImage(request, fetchManifest, opts.platforms, opts.observer);
+    } catch (e) {
+      const error = asFerryError(e);
+      if (error.code === 'E_ABORTED') throw error;
+      failures.push({ request, error });
+      opts.observer?.imageFailed?.(request.origin, error);
+    }
+  }, opts.signal);
+  return { images: images.filter((x): x is PlannedImage => x !== undefined), failures };
+}
+
+type ManifestFetcher = (repository: string, reference: string, mediaType: string | undefined, where: string) => Promise<{ manifest: Manifest; parsed: ParsedManifest }>;
+
+async function planImage(request: ImageRequest, fetchManifest: ManifestFetcher, platforms: Platform[] | undefined, observer?: CopyObserver): Promise<PlannedImage> {
+  const where = request.origin;
+  const root = await fetchManifest(request.sourceRepository, request.sourceReference, undefined, where);
+  const manifests: Manifest[] = [];
+  const parsed = new Map<Digest, ParsedManifest>();
+  const blobs = new Map<Digest, Descriptor>();
+  let top = root.manifest;
+  let sourceDigest: Digest | undefined;
+  let children: Descriptor[] = root.parsed.manifests;
+  const platformNames = new Set<string>();
+
+  if (root.parsed.kind === 'index' && platforms && platforms.length > 0) {
+    const chosen = root.parsed.manifests.filter((d) => platforms.some((p) => platformMatches(d.platform, p)));
+    if (chosen.length === 0) {
+      const available = root.parsed.manifests.map((d) => (d.platform ? formatPlatform(d.platform) : 'unknown')).join(', ');
+      throw new FerryError('E_NOT_FOUND', `${where}: no manifest for platform ${platforms.map(formatPlatform).join(',')} (the index has: ${available})`, {
+        hint: 'pick platforms the image is built for, or drop --platform to keep them all', details: { image: where },
+      });
+    }
+    sourceDigest = root.manifest.digest;
+    if (chosen.length === 1) {
+      // One platform: the tag points at that platform's manifest itself, byte-exact, so its digest is the registry's.
+      const only = chosen[0]!;
+      const child = await fetchManifest(request.sourceRepository, only.digest, only.mediaType, `${where} (${formatPlatform(only.platform!)})`);
+      if (child.manifest.digest !== only.digest) checkManifestDigest(child.manifest, only.digest, where);
+      await walk(child.manifest, child.parsed, 1);
+      top = child.manifest;
+      if (only.platform) platformNames.add(formatPlatform(only.platform));
+      observer?.warning?.(`${where}: --platform keeps one platform, so the tag now points at ${top.digest} instead of the index ${sourceDigest}; signatures made on the index will not match`);
+      return { request, top, sourceDigest, manifests, parsed, blobs: [...blobs.values()], platforms: [...platformNames] };
+    }
+    top = filteredIndex(root.manifest, chosen);
+    children = chosen;
+    observer?.warning?.(`${where}: --platform rewrites the index to ${top.digest} (source ${sourceDigest}); signatures made on the source index will not match`);
+  }
+
+  async function walk(manifest: Manifest, p: ParsedManifest, depth: number): Promise<void> {
+    if (depth > MAX_DEPTH) throw new FerryError('E_MANIFEST_INVALID', `${where}: manifests nest deeper than ${MAX_DEPTH} levels`, { hint: 'the index refers to itself or is malformed' });
+    if (parsed.has(manifest.digest)) return;
+    parsed.set(manifest.digest, p);
+    const kids = p.kind === 'index' ? p.manifests : [];
+    for (const d of kids) {
+      if (d.platform) platformNames.add(formatPlatform(d.platform));
+      const child = await fetchManifest(request.sourceRepository, d.digest, d.mediaType, `${where} child ${d.digest}`);
+      await walk(child.manifest, child.parsed, depth + 1);
+    }
+    for (const b of blobsOf(p)) if (!blobs.has(b.digest)) blobs.set(b.digest, b);
+    manifests.push(manifest);
+  }
+
+  if (top === root.manifest) {
+    await walk(root.manifest, root.parsed, 0);
+  } else {
+    // The synthesized index: walk its chosen children, then add it as the top.
+    const synthetic = parseManifest(top.bytes, top.mediaType, where);
+    for (const d of children) {
+      if (d.platform) platformNames.add(formatPlatform(d.platform));
+      const child = await fetchManifest(request.sourceRepository, d.digest, d.mediaType, `${where} child ${d.digest}`);
+      await walk(child.manifest, child.parsed, 1);
+    }
+    parsed.set(top.digest, synthetic);
+    manifests.push(top);
+  }
+  const planned: PlannedImage = { request, top, manifests, parsed, blobs: [...blobs.values()], platforms: [...platformNames] };
+  if (sourceDigest) planned.sourceDigest = sourceDigest;
+  return planned;
+}
+
+/** A copy of the index with only the chosen entries, everything else kept as the source wrote it. */
+function filteredIndex(index: Manifest, chosen: Descriptor[]): Manifest {
+  const doc = JSON.parse(index.bytes.toString('utf8')) as Record<string, unknown>;
+  const keep = new Set(chosen.map((d) => d.digest));
+  doc.manifests = (doc.manifests as { digest: string }[]).filter((m) => keep.has(m.digest as Digest));
+  return manifestFromBytes(Buffer.from(JSON.stringify(doc)), index.mediaType);
+}

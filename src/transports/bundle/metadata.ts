@@ -1,0 +1,360 @@
+import { FerryError } from '../../errors.js';
+import { type Digest, parseDigest, sha256Digest } from '../../oci/digest.js';
+import { isValidRegistry, parseReference, validateRepository, validateTag } from '../../oci/reference.js';
+
+/**
+ * `ferry.json`, the first entry of every bundle: what the bundle holds, so a
+ * reader on a pipe knows what comes before the first layer byte arrives.
+ * spec/bundle.md is the normative description; this module builds it and
+ * checks it, treating a read document as hostile input.
+ */
+
+export const BUNDLE_FORMAT = 'ferry-bundle';
+export const BUNDLE_FORMAT_VERSION = 1;
+/** The metadata is JSON parsed whole; this caps what a hostile bundle can make us allocate. */
+export const METADATA_MAX_BYTES = 64 * 1024 * 1024;
+
+export type BlobKind = 'index' | 'manifest' | 'config' | 'layer';
+export const BLOB_KINDS: readonly BlobKind[] = ['index', 'manifest', 'config', 'layer'];
+
+export interface BundleBlob {
+  digest: Digest;
+  size: number;
+  mediaType: string;
+  kind: BlobKind;
+}
+
+export interface BundleImage {
+  /** The reference it was pulled from (never with credentials). */
+  origin: string;
+  /** Full name with registry host: `docker.io/library/nginx`. */
+  repository: string;
+  tag?: string;
+  /** The stored top manifest (index or image manifest). */
+  digest: Digest;
+  mediaType: string;
+  platforms: string[];
+  /** Bytes of every manifest, config and layer of this image, each counted once. */
+  size: number;
+  /** The index the origin resolved to, when a platform filter replaced it. */
+  sourceDigest?: Digest;
+}
+
+export interface BundleBase {
+  bundleId: Digest;
+  /** sha256 of the base bundle's ferry.json bytes. */
+  metadataDigest: Digest;
+}
+
+export interface BundleDelta {
+  bases: BundleBase[];
+  omittedBlobs: BundleBlob[];
+}
+
+export interface BundleTotals {
+  images: number;
+  blobs: number;
+  storedBytes: number;
+  referencedBytes: number;
+}
+
+export interface BundleMetadata {
+  format: typeof BUNDLE_FORMAT;
+  formatVersion: number;
+  bundleId: Digest;
+  created: string;
+  tool: { name: string; version: string };
+  images: BundleImage[];
+  blobs: BundleBlob[];
+  totals: BundleTotals;
+  delta?: BundleDelta;
+}
+
+/** The tar entry name of a blob. */
+export function blobEntryName(digest: Digest): string {
+  return `blobs/sha256/${digest.slice(7)}`;
+}
+
+/** `org.opencontainers.image.ref.name` of an image in index.json (what `oci-archive:FILE:<name>` matches). */
+export function imageRefName(image: Pick<BundleImage, 'repository' | 'tag' | 'digest'>): string {
+  return image.tag !== undefined ? `${image.repository}:${image.tag}` : `${image.repository}@${image.digest}`;
+}
+
+/** Orders images by (repository, tag, digest) in UTF-16 code-unit order; an absent tag sorts first. */
+export function compareImages(a: Pick<BundleImage, 'repository' | 'tag' | 'digest'>, b: Pick<BundleImage, 'repository' | 'tag' | 'digest'>): number {
+  return cmp(a.repository, b.repository) || cmp(a.tag ?? '', b.tag ?? '') || cmp(a.digest, b.digest);
+}
+
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** `2024-05-01T12:00:00Z`: whole seconds, UTC, because the tar mtime field holds whole seconds. */
+export function formatCreated(date: Date): string {
+  return new Date(Math.floor(date.getTime() / 1000) * 1000).toISOString().replace('.000Z', 'Z');
+}
+
+const CREATED_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/;
+
+export function createdSeconds(created: string): number {
+  return Math.floor(Date.parse(created) / 1000);
+}
+
+/**
+ * Validates a bundle repository: `<registry>/<path>`. The first component must
+ * look like a host (contains `.` or `:`, or is `localhost`), the docker rule
+ * that keeps it from being read as a path component; the path follows the
+ * distribution grammar. `../../etc` fails here, before any name becomes a path.
+ */
+export function validateFullName(name: unknown, where: string): string {
+  if (typeof name !== 'string') return validateRepository(String(name), where);
+  const slash = name.indexOf('/');
+  const host = slash > 0 ? name.slice(0, slash) : '';
+  const hostLike = host.includes('.') || host.includes(':') || host === 'localhost';
+  if (!hostLike || !isValidRegistry(host) || host.length + 1 + (name.length - slash - 1) > 255) {
+    throw new FerryError('E_NAME_UNSAFE', `${where}: ${JSON.stringify(name.slice(0, 300))} is not a full repository name (registry host, "/", repository path)`, {
+      hint: 'bundle repositories carry their registry, e.g. docker.io/library/nginx or 127.0.0.1:5000/team/app',
+      details: { where, name: name.slice(0, 300) },
+    });
+  }
+  validateRepository(name.slice(slash + 1), where);
+  return name;
+}
+
+/**
+ * The canonical serialisation the bundle id hashes: JSON with object keys sorted
+ * by code unit at every level, no white space. Values in the metadata are only
+ * strings, safe integers, arrays and objects, so JSON.stringify's number and
+ * string forms are already canonical (the JCS subset we need).
+ */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const o = value as Record<string, unknown>;
+    const keys = Object.keys(o).filter((k) => o[k] !== undefined).sort(cmp);
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/** sha256 of canonical({images, blobs, delta?}) — content only, so time and tool version do not change it. */
+export function computeBundleId(images: unknown, blobs: unknown, delta: unknown): Digest {
+  const body: Record<string, unknown> = { images, blobs };
+  if (delta !== undefined) body.delta = delta;
+  return sha256Digest(canonicalJson(body));
+}
+
+export interface BuildMetadataInput {
+  created: string;
+  toolVersion: string;
+  /** Any order: sorted here. */
+  images: BundleImage[];
+  /** In stored order. */
+  blobs: BundleBlob[];
+  delta?: BundleDelta;
+}
+
+export function buildMetadata(input: BuildMetadataInput): BundleMetadata {
+  const images = [...input.images].sort(compareImages).map(normaliseImage);
+  const blobs = input.blobs.map(normaliseBlob);
+  const delta = input.delta
+    ? { bases: input.delta.bases.map((b) => ({ bundleId: b.bundleId, metadataDigest: b.metadataDigest })), omittedBlobs: input.delta.omittedBlobs.map(normaliseBlob) }
+    : undefined;
+  const meta: BundleMetadata = {
+    format: BUNDLE_FORMAT,
+    formatVersion: BUNDLE_FORMAT_VERSION,
+    bundleId: computeBundleId(images, blobs, delta),
+    created: input.created,
+    tool: { name: 'ferry', version: input.toolVersion },
+    images,
+    blobs,
+    totals: {
+      images: images.length,
+      blobs: blobs.length,
+      storedBytes: blobs.reduce((n, b) => n + b.size, 0),
+      referencedBytes: images.reduce((n, i) => n + i.size, 0),
+    },
+  };
+  if (delta) meta.delta = delta;
+  return meta;
+}
+
+/** Fixed key order, so the serialised document is byte-identical for equal content. */
+function normaliseImage(i: BundleImage): BundleImage {
+  const o: BundleImage = { origin: i.origin, repository: i.repository } as BundleImage;
+  if (i.tag !== undefined) o.tag = i.tag;
+  o.digest = i.digest;
+  o.mediaType = i.mediaType;
+  o.platforms = [...i.platforms];
+  o.size = i.size;
+  if (i.sourceDigest !== undefined) o.sourceDigest = i.sourceDigest;
+  return o;
+}
+
+function normaliseBlob(b: BundleBlob): BundleBlob {
+  return { digest: b.digest, size: b.size, mediaType: b.mediaType, kind: b.kind };
+}
+
+/** The bytes of ferry.json (inside the bundle and beside it). */
+export function serialiseMetadata(meta: BundleMetadata): Buffer {
+  return Buffer.from(`${JSON.stringify(meta, null, 2)}\n`, 'utf8');
+}
+
+// ---------------------------------------------------------------- parsing
+
+function bad(where: string, why: string, details: Record<string, unknown> = {}): FerryError {
+  return new FerryError('E_BUNDLE_INVALID', `${where}: ${why}`, {
+    hint: 'the bundle metadata is damaged or was not written by ferry; re-export the bundle',
+    details: { file: where, ...details },
+  });
+}
+
+function obj(v: unknown, where: string): Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad(where, 'is not a JSON object');
+  return v as Record<string, unknown>;
+}
+
+function str(v: unknown, where: string, max = 1024): string {
+  if (typeof v !== 'string' || v.length === 0 || v.length > max || /[\u0000-\u001f\u007f]/.test(v)) {
+    throw bad(where, `is not a non-empty string of at most ${max} printable characters`);
+  }
+  return v;
+}
+
+function size(v: unknown, where: string): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw bad(where, 'is not a non-negative integer');
+  return v;
+}
+
+function arr(v: unknown, where: string): unknown[] {
+  if (!Array.isArray(v)) throw bad(where, 'is not an array');
+  return v;
+}
+
+const PLATFORM_RE = /^[a-z0-9._-]+\/[a-z0-9._-]+(?:\/[a-z0-9._-]+)?$/;
+const KIND_GROUP: Record<BlobKind, number> = { index: 0, manifest: 0, config: 1, layer: 2 };
+
+function parseBlob(v: unknown, where: string): BundleBlob {
+  const o = obj(v, where);
+  const kind = o.kind;
+  if (typeof kind !== 'string' || !(BLOB_KINDS as readonly string[]).includes(kind)) throw bad(`${where}.kind`, `must be one of ${BLOB_KINDS.join(', ')}`);
+  return { digest: parseDigest(o.digest, `${where}.digest`), size: size(o.size, `${where}.size`), mediaType: str(o.mediaType, `${where}.mediaType`, 255), kind: kind as BlobKind };
+}
+
+function parseImage(v: unknown, where: string): BundleImage {
+  const o = obj(v, where);
+  const origin = str(o.origin, `${where}.origin`, 1024);
+  // An origin that does not parse as a reference could be a URL carrying credentials: refuse it.
+  parseReference(origin, `${where}.origin`);
+  const img: BundleImage = {
+    origin,
+    repository: validateFullName(o.repository, `${where}.repository`),
+    digest: parseDigest(o.digest, `${where}.digest`),
+    mediaType: str(o.mediaType, `${where}.mediaType`, 255),
+    platforms: arr(o.platforms, `${where}.platforms`).map((p, i) => {
+      if (typeof p !== 'string' || !PLATFORM_RE.test(p)) throw bad(`${where}.platforms[${i}]`, 'is not os/architecture[/variant]');
+      return p;
+    }),
+    size: size(o.size, `${where}.size`),
+  };
+  if (o.tag !== undefined) img.tag = validateTag(o.tag as string, `${where}.tag`);
+  if (o.sourceDigest !== undefined) img.sourceDigest = parseDigest(o.sourceDigest, `${where}.sourceDigest`);
+  return img;
+}
+
+/**
+ * Parses and checks ferry.json. Refuses a newer formatVersion, unsafe names,
+ * inconsistent totals, duplicate or mis-grouped blobs, and a bundleId that does
+ * not match the content. Unknown fields are allowed (additive changes do not
+ * bump the version) and are part of what the bundleId covers.
+ * @param where names the bundle file.
+ */
+export function parseMetadata(bytes: Uint8Array, where: string): BundleMetadata {
+  const w = `${where}: ferry.json`;
+  if (bytes.length > METADATA_MAX_BYTES) throw bad(w, `is ${bytes.length} bytes, more than the ${METADATA_MAX_BYTES} allowed`);
+  let doc: unknown;
+  try {
+    doc = JSON.parse(Buffer.from(bytes).toString('utf8'));
+  } catch (e) {
+    throw bad(w, `is not JSON (${(e as Error).message})`);
+  }
+  const o = obj(doc, w);
+  if (o.format !== BUNDLE_FORMAT) throw bad(w, `format is ${JSON.stringify(o.format)}, not "${BUNDLE_FORMAT}"`);
+  if (typeof o.formatVersion !== 'number' || !Number.isSafeInteger(o.formatVersion) || o.formatVersion < 1) throw bad(`${w}.formatVersion`, 'is not a positive integer');
+  if (o.formatVersion > BUNDLE_FORMAT_VERSION) {
+    throw new FerryError('E_BUNDLE_INVALID', `${w}: bundle format version ${o.formatVersion} is newer than this ferry understands (${BUNDLE_FORMAT_VERSION})`, {
+      hint: 'upgrade ferry on this side to the version that wrote the bundle (see tool.version in the metadata)',
+      details: { file: where, formatVersion: o.formatVersion, supported: BUNDLE_FORMAT_VERSION },
+    });
+  }
+  const created = str(o.created, `${w}.created`, 32);
+  if (!CREATED_RE.test(created) || Number.isNaN(Date.parse(created))) throw bad(`${w}.created`, 'is not a UTC time like 2024-05-01T12:00:00Z');
+  const tool = obj(o.tool, `${w}.tool`);
+  const images = arr(o.images, `${w}.images`).map((v, i) => parseImage(v, `${w}.images[${i}]`));
+  const blobs = arr(o.blobs, `${w}.blobs`).map((v, i) => parseBlob(v, `${w}.blobs[${i}]`));
+  let delta: BundleDelta | undefined;
+  if (o.delta !== undefined) {
+    const d = obj(o.delta, `${w}.delta`);
+    delta = {
+      bases: arr(d.bases, `${w}.delta.bases`).map((v, i) => {
+        const b = obj(v, `${w}.delta.bases[${i}]`);
+        return { bundleId: parseDigest(b.bundleId, `${w}.delta.bases[${i}].bundleId`), metadataDigest: parseDigest(b.metadataDigest, `${w}.delta.bases[${i}].metadataDigest`) };
+      }),
+      omittedBlobs: arr(d.omittedBlobs, `${w}.delta.omittedBlobs`).map((v, i) => parseBlob(v, `${w}.delta.omittedBlobs[${i}]`)),
+    };
+  }
+  const meta: BundleMetadata = {
+    format: BUNDLE_FORMAT,
+    formatVersion: o.formatVersion,
+    bundleId: parseDigest(o.bundleId, `${w}.bundleId`),
+    created,
+    tool: { name: str(tool.name, `${w}.tool.name`, 100), version: str(tool.version, `${w}.tool.version`, 100) },
+    images,
+    blobs,
+    totals: { images: 0, blobs: 0, storedBytes: 0, referencedBytes: 0 },
+  };
+  if (delta) meta.delta = delta;
+  checkConsistency(meta, obj(o.totals, `${w}.totals`), w);
+  const id = computeBundleId(o.images, o.blobs, o.delta);
+  if (id !== meta.bundleId) throw bad(`${w}.bundleId`, `is ${meta.bundleId} but the content hashes to ${id}`, { expected: meta.bundleId, actual: id });
+  return meta;
+}
+
+function checkConsistency(meta: BundleMetadata, totals: Record<string, unknown>, w: string): void {
+  const stored = new Map<string, BundleBlob>();
+  let group = 0;
+  meta.blobs.forEach((b, i) => {
+    if (stored.has(b.digest)) throw bad(`${w}.blobs[${i}]`, `lists ${b.digest} twice`, { digest: b.digest });
+    stored.set(b.digest, b);
+    const g = KIND_GROUP[b.kind];
+    if (g < group) throw bad(`${w}.blobs[${i}]`, `${b.kind} ${b.digest} comes after a later group (order is manifests and indexes, then configs, then layers)`, { digest: b.digest });
+    group = g;
+  });
+  const omitted = new Set<string>();
+  meta.delta?.omittedBlobs.forEach((b, i) => {
+    if (stored.has(b.digest) || omitted.has(b.digest)) throw bad(`${w}.delta.omittedBlobs[${i}]`, `${b.digest} is listed twice`, { digest: b.digest });
+    if (b.kind === 'index' || b.kind === 'manifest') throw bad(`${w}.delta.omittedBlobs[${i}]`, 'manifests and indexes are always stored, never omitted', { digest: b.digest });
+    omitted.add(b.digest);
+  });
+  const names = new Set<string>();
+  meta.images.forEach((img, i) => {
+    const name = imageRefName(img);
+    if (names.has(name)) throw bad(`${w}.images[${i}]`, `${name} is listed twice`);
+    names.add(name);
+    const top = stored.get(img.digest);
+    if (!top || (top.kind !== 'index' && top.kind !== 'manifest')) throw bad(`${w}.images[${i}]`, `${name}: its manifest ${img.digest} is not a stored manifest or index`, { digest: img.digest });
+    if (top.mediaType !== img.mediaType) throw bad(`${w}.images[${i}].mediaType`, `${name}: ${img.mediaType} differs from the stored blob's ${top.mediaType}`);
+    if (i > 0 && compareImages(meta.images[i - 1]!, img) >= 0) throw bad(`${w}.images[${i}]`, `${name} is out of order (images are sorted by repository, tag, digest)`);
+  });
+  const want: BundleTotals = {
+    images: meta.images.length,
+    blobs: meta.blobs.length,
+    storedBytes: meta.blobs.reduce((n, b) => n + b.size, 0),
+    referencedBytes: meta.images.reduce((n, i) => n + i.size, 0),
+  };
+  for (const k of Object.keys(want) as (keyof BundleTotals)[]) {
+    const have = size(totals[k], `${w}.totals.${k}`);
+    if (have !== want[k]) throw bad(`${w}.totals.${k}`, `is ${have}, but the lists add up to ${want[k]}`);
+  }
+  meta.totals = want;
+}

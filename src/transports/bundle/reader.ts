@@ -1,0 +1,501 @@
+import { createReadStream } from 'node:fs';
+import { Readable } from 'node:stream';
+import { FerryError } from '../../errors.js';
+import { type Digest, isDigest, sha256Digest } from '../../oci/digest.js';
+import { type Descriptor, type Manifest, MANIFEST_MAX_BYTES, type ParsedManifest, parseManifest } from '../../oci/manifest.js';
+import { maybeDecompress } from '../../stream/zstd.js';
+import type { OpOptions, SequentialSource, SourceImage } from '../types.js';
+import { type BundleBlob, type BundleMetadata, blobEntryName, imageRefName, METADATA_MAX_BYTES, parseMetadata } from './metadata.js';
+import { BLOCK, type DecodedBlock, decodeBlock, padding, parsePaxSize, type TarHeader } from './tar.js';
+
+export interface BundleSourceOptions {
+  /** Name for messages when reading a stream (`stdin` by default for '-'). */
+  name?: string;
+  /** Cap on the manifests, indexes and configs held in memory together. */
+  headMaxBytes?: number;
+}
+
+/** Manifests, indexes and configs are kept in memory; together they may not exceed this. */
+export const HEAD_MAX_BYTES = 256 * 1024 * 1024;
+const CONFIG_MAX_BYTES = 64 * 1024 * 1024;
+const SMALL_ENTRY_MAX = 64 * 1024 * 1024;
+
+/**
+ * Pulls bytes from a stream on demand: whole small pieces for headers and
+ * JSON, bounded chunks for blob bodies. One reader per bundle, used strictly
+ * front to back.
+ */
+class ByteReader {
+  private readonly it: AsyncIterator<Buffer>;
+  private pending: Buffer = Buffer.alloc(0);
+  private eof = false;
+  position = 0;
+
+  constructor(src: AsyncIterable<Buffer>) {
+    this.it = src[Symbol.asyncIterator]();
+  }
+
+  /** Up to `max` bytes; null at the end of the stream. */
+  async chunk(max: number): Promise<Buffer | null> {
+    while (this.pending.length === 0) {
+      if (this.eof) return null;
+      const r = await this.it.next();
+      if (r.done) {
+        this.eof = true;
+        return null;
+      }
+      this.pending = Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value as Uint8Array);
+    }
+    const out = this.pending.subarray(0, max);
+    this.pending = this.pending.subarray(out.length);
+    this.position += out.length;
+    return out;
+  }
+
+  /** Exactly `n` bytes, or fewer if the stream ends first. Only for bounded sizes. */
+  async exact(n: number): Promise<Buffer> {
+    const parts: Buffer[] = [];
+    let have = 0;
+    while (have < n) {
+      const c = await this.chunk(n - have);
+      if (c === null) break;
+      parts.push(c);
+      have += c.length;
+    }
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  }
+
+  /** Skips `n` bytes; returns how many were there. */
+  async skip(n: number): Promise<number> {
+    let done = 0;
+    while (done < n) {
+      const c = await this.chunk(Math.min(n - done, 1 << 20));
+      if (c === null) break;
+      done += c.length;
+    }
+    return done;
+  }
+
+  async close(): Promise<void> {
+    await this.it.return?.();
+  }
+}
+
+type Expected = { name: string; type: 'file' | 'directory'; blob?: BundleBlob };
+
+/**
+ * A ferry bundle read front to back (file, stdin or any Readable; zstd
+ * detected by magic bytes). open() reads and checks everything up to the
+ * first layer — metadata, layout files, every manifest, index and config —
+ * so getManifest/getBlob answer from memory; layers then come once, in
+ * stored order, from blobs(). Entries are matched by name against what the
+ * metadata declares and are never extracted by name, so a hostile name cannot
+ * reach the file system.
+ */
+export class BundleSource implements SequentialSource {
+  readonly sequential = true as const;
+  readonly description: string;
+  readonly omittedBlobs: ReadonlySet<Digest>;
+  private readonly small = new Map<Digest, Buffer>();
+  private readonly neededBy = new Map<Digest, string[]>();
+  private layerIndex: number;
+  private started = false;
+  private closed = false;
+
+  private constructor(
+    private readonly reader: ByteReader,
+    private readonly input: Readable,
+    readonly where: string,
+    private readonly meta: BundleMetadata,
+    private readonly metaDigest: Digest,
+    readonly compressed: boolean,
+  ) {
+    this.description = `bundle ${where}`;
+    this.omittedBlobs = new Set((meta.delta?.omittedBlobs ?? []).map((b) => b.digest));
+    this.layerIndex = meta.blobs.findIndex((b) => b.kind === 'layer');
+    if (this.layerIndex < 0) this.layerIndex = meta.blobs.length;
+  }
+
+  /** @param input a file path, `-` for stdin, or a Readable. */
+  static async open(input: string | Readable, opts: BundleSourceOptions = {}): Promise<BundleSource> {
+    let raw: Readable;
+    let where: string;
+    if (typeof input === 'string') {
+      where = input === '-' ? opts.name ?? 'stdin' : input;
+      raw = input === '-' ? process.stdin : createReadStream(input, { highWaterMark: 1 << 20 });
+    } else {
+      raw = input;
+      where = opts.name ?? 'stream';
+    }
+    try {
+      const { compressed, stream } = await maybeDecompress(raw, where);
+      const reader = new ByteReader(stream as AsyncIterable<Buffer>);
+      const metaBytes = await readFirstEntry(reader, where);
+      const meta = parseMetadata(metaBytes, where);
+      const src = new BundleSource(reader, raw, where, meta, sha256Digest(metaBytes), compressed);
+      await src.readHead(opts.headMaxBytes ?? HEAD_MAX_BYTES);
+      return src;
+    } catch (e) {
+      raw.destroy();
+      throw asBundleError(e, where);
+    }
+  }
+
+  get metadata(): BundleMetadata {
+    return this.meta;
+  }
+
+  /** sha256 of the ferry.json bytes: what a delta built on this bundle records as its base. */
+  get metadataDigest(): Digest {
+    return this.metaDigest;
+  }
+
+  /** Images that need `digest`, for messages. */
+  imagesNeeding(digest: Digest): string[] {
+    return this.neededBy.get(digest) ?? [];
+  }
+
+  // ------------------------------------------------------------ head
+
+  private truncated(expected: string, blob?: BundleBlob): FerryError {
+    const needers = blob ? this.imagesNeeding(blob.digest) : [];
+    const what = blob ? `blob ${blob.digest}${needers.length ? ` (needed by ${needers.slice(0, 5).join(', ')}${needers.length > 5 ? ', …' : ''})` : ''}` : expected;
+    return new FerryError('E_BUNDLE_TRUNCATED', `${this.where}: the bundle ends before ${what}`, {
+      hint: 'the file is incomplete (interrupted copy or full disk); copy it again and compare its size with the exporting side',
+      details: { file: this.where, entry: expected, ...(blob ? { digest: blob.digest, images: needers } : {}) },
+    });
+  }
+
+  private invalid(why: string, details: Record<string, unknown> = {}): FerryError {
+    return new FerryError('E_BUNDLE_INVALID', `${this.where}: ${why}`, {
+      hint: 'this is not an intact ferry bundle (damaged, hand-made or tampered with); do not use it',
+      details: { file: this.where, ...details },
+    });
+  }
+
+  /** Reads the next header and checks it is exactly the entry expected next. */
+  private async expectEntry(exp: Expected, seen: Set<string>): Promise<TarHeader> {
+    const header = await nextHeader(this.reader, this.where);
+    if (header === null) throw this.truncated(`entry ${exp.name}`, exp.blob);
+    const shown = JSON.stringify(header.name.slice(0, 200));
+    if (header.name !== exp.name || header.type !== exp.type) {
+      if (seen.has(header.name)) throw this.invalid(`entry ${shown} appears twice`, { entry: header.name });
+      const known = this.meta.blobs.some((b) => blobEntryName(b.digest) === header.name);
+      if (known) throw this.invalid(`entry ${shown} is out of order: ${exp.name} was expected here`, { entry: header.name, expected: exp.name });
+      throw this.invalid(`unexpected entry ${shown} (${header.type}) where ${exp.name} was expected`, { entry: header.name, expected: exp.name });
+    }
+    seen.add(header.name);
+    if (exp.blob && header.size !== exp.blob.size) {
+      throw new FerryError('E_SIZE_MISMATCH', `${this.where}: entry ${exp.name} has ${header.size} bytes, the metadata declares ${exp.blob.size}`, {
+        hint: 'the bundle is damaged or was altered; copy it again', details: { file: this.where, digest: exp.blob.digest },
+      });
+    }
+    return header;
+  }
+
+  private async readSmallBody(header: TarHeader, exp: Expected): Promise<Buffer> {
+    const body = await this.reader.exact(header.size);
+    if (body.length < header.size || (await this.reader.skip(padding(header.size))) < padding(header.size)) throw this.truncated(`entry ${exp.name}`, exp.blob);
+    return body;
+  }
+
+  private seenNames = new Set<string>(['ferry.json']);
+
+  private async readHead(maxBytes: number): Promise<void> {
+    const seen = this.seenNames;
+    const layoutH = await this.expectEntry({ name: 'oci-layout', type: 'file' }, seen);
+    if (layoutH.size > 4096) throw this.invalid(`oci-layout is ${layoutH.size} bytes`);
+    const layout = parseJson(await this.readSmallBody(layoutH, { name: 'oci-layout', type: 'file' }), `${this.where}: oci-layout`);
+    if (layout?.imageLayoutVersion !== '1.0.0') throw this.invalid('oci-layout is not {"imageLayoutVersion":"1.0.0"}');
+
+    const indexH = await this.expectEntry({ name: 'index.json', type: 'file' }, seen);
+    if (indexH.size > SMALL_ENTRY_MAX) throw this.invalid(`index.json is ${indexH.size} bytes, more than ${SMALL_ENTRY_MAX}`);
+    this.checkIndexJson(parseJson(await this.readSmallBody(indexH, { name: 'index.json', type: 'file' }), `${this.where}: index.json`));
+
+    await this.expectEntry({ name: 'blobs/', type: 'directory' }, seen);
+    await this.expectEntry({ name: 'blobs/sha256/', type: 'directory' }, seen);
+
+    let total = 0;
+    for (let i = 0; i < this.layerIndex; i++) {
+      const blob = this.meta.blobs[i]!;
+      const exp: Expected = { name: blobEntryName(blob.digest), type: 'file', blob };
+      const cap = blob.kind === 'config' ? CONFIG_MAX_BYTES : MANIFEST_MAX_BYTES;
+      if (blob.size > cap) throw this.invalid(`${blob.kind} ${blob.digest} declares ${blob.size} bytes, more than the ${cap} allowed`, { digest: blob.digest });
+      total += blob.size;
+      if (total > maxBytes) throw this.invalid(`manifests and configs add up to more than ${maxBytes} bytes`, { digest: blob.digest });
+      const header = await this.expectEntry(exp, seen);
+      const body = await this.readSmallBody(header, exp);
+      const actual = sha256Digest(body);
+      if (actual !== blob.digest) {
+        throw new FerryError('E_DIGEST_MISMATCH', `${this.where}: ${blob.kind} ${blob.digest} hashes to ${actual}`, {
+          hint: 'the bundle is damaged or was altered; copy it again from the exporting side', details: { file: this.where, digest: blob.digest, actual },
+        });
+      }
+      this.small.set(blob.digest, body);
+    }
+    this.checkGraph();
+  }
+
+  private checkIndexJson(doc: Record<string, unknown> | undefined): void {
+    if (!doc || doc.schemaVersion !== 2 || !Array.isArray(doc.manifests)) throw this.invalid('index.json is not an OCI index (schemaVersion 2 with a manifests array)');
+    const entries = doc.manifests as unknown[];
+    if (entries.length !== this.meta.images.length) throw this.invalid(`index.json lists ${entries.length} images, ferry.json ${this.meta.images.length}`);
+    const sizes = new Map(this.meta.blobs.map((b) => [b.digest as string, b.size]));
+    this.meta.images.forEach((img, i) => {
+      const e = entries[i] as Record<string, unknown> | undefined;
+      const ann = (e?.annotations ?? {}) as Record<string, unknown>;
+      const name = imageRefName(img);
+      if (!e || e.digest !== img.digest || e.mediaType !== img.mediaType || e.size !== sizes.get(img.digest) || ann['org.opencontainers.image.ref.name'] !== name) {
+        throw this.invalid(`index.json entry ${i} does not match image ${name} (${img.digest}) of ferry.json`, { image: name, digest: img.digest });
+      }
+    });
+  }
+
+  /**
+   * Every manifest's references must be in the bundle (or declared omitted by a
+   * delta), with the declared size and kind; index children come before their
+   * parents; and every stored blob belongs to some image.
+   */
+  private checkGraph(): void {
+    const pos = new Map<string, number>(this.meta.blobs.map((b, i) => [b.digest, i]));
+    const byDigest = new Map<string, BundleBlob>([...this.meta.blobs, ...(this.meta.delta?.omittedBlobs ?? [])].map((b) => [b.digest, b]));
+    const parsed = new Map<Digest, ParsedManifest>();
+    for (const b of this.meta.blobs) {
+      if (b.kind !== 'index' && b.kind !== 'manifest') continue;
+      const p = parseManifest(this.small.get(b.digest)!, b.mediaType, `${this.where}: manifest ${b.digest}`);
+      if (p.mediaType !== b.mediaType || (p.kind === 'index') !== (b.kind === 'index')) throw this.invalid(`manifest ${b.digest} is a ${p.mediaType}, the metadata says ${b.kind} ${b.mediaType}`, { digest: b.digest });
+      parsed.set(b.digest, p);
+    }
+    const need = (parent: BundleBlob, d: Descriptor, kinds: string[]): BundleBlob => {
+      const have = byDigest.get(d.digest);
+      if (!have) {
+        throw new FerryError('E_BLOB_MISSING', `${this.where}: ${parent.kind} ${parent.digest} references ${d.digest}, which the bundle neither holds nor declares omitted`, {
+          hint: 'the bundle is incomplete; re-export it', details: { file: this.where, digest: d.digest, parent: parent.digest },
+        });
+      }
+      if (have.size !== d.size || !kinds.includes(have.kind)) throw this.invalid(`${parent.digest} references ${d.digest} as ${d.size} bytes (${kinds.join('/')}), the metadata says ${have.size} bytes (${have.kind})`, { digest: d.digest });
+      return have;
+    };
+    const reached = new Set<string>();
+    for (const img of this.meta.images) {
+      const name = imageRefName(img);
+      const visit = (digest: Digest, depth: number): void => {
+        const list = this.neededBy.get(digest) ?? [];
+        if (!list.includes(name)) list.push(name);
+        this.neededBy.set(digest, list);
+        reached.add(digest);
+        const p = parsed.get(digest);
+        if (!p) return;
+        if (depth > 4) throw this.invalid(`${name}: indexes nest deeper than 4 levels`);
+        const self = byDigest.get(digest)!;
+        if (p.kind === 'index') {
+          for (const c of p.manifests) {
+            need(self, c, ['index', 'manifest']);
+            if ((pos.get(c.digest) ?? -1) > (pos.get(digest) ?? -1)) throw this.invalid(`index ${digest} is stored before its child ${c.digest}`, { digest });
+            visit(c.digest, depth + 1);
+          }
+        } else {
+          if (p.config) { need(self, p.config, ['config']); visit(p.config.digest, depth + 1); }
+          for (const l of p.layers) { need(self, l, ['layer']); visit(l.digest, depth + 1); }
+        }
+      };
+      visit(img.digest, 0);
+    }
+    for (const b of [...this.meta.blobs, ...(this.meta.delta?.omittedBlobs ?? [])]) {
+      if (!reached.has(b.digest)) throw this.invalid(`blob ${b.digest} belongs to no image`, { digest: b.digest });
+    }
+  }
+
+  // ------------------------------------------------------------ ImageSource
+
+  async getManifest(repository: string, reference: string): Promise<Manifest> {
+    let digest: string | undefined;
+    if (isDigest(reference)) digest = reference;
+    else digest = this.meta.images.find((i) => i.repository === repository && i.tag === reference)?.digest;
+    const blob = digest === undefined ? undefined : this.meta.blobs.find((b) => b.digest === digest && (b.kind === 'index' || b.kind === 'manifest'));
+    if (!blob) {
+      throw new FerryError('E_NOT_FOUND', `${this.where}: no manifest ${repository}${isDigest(reference) ? '@' : ':'}${reference} in the bundle`, {
+        hint: 'list the bundle\'s images with `ferry inspect`', details: { file: this.where, repository, reference },
+      });
+    }
+    return { digest: blob.digest, mediaType: blob.mediaType, bytes: this.small.get(blob.digest)! };
+  }
+
+  async getBlob(_repository: string, desc: Descriptor): Promise<Readable> {
+    const bytes = this.small.get(desc.digest);
+    if (bytes) return Readable.from([bytes], { objectMode: false });
+    if (this.omittedBlobs.has(desc.digest)) {
+      throw new FerryError('E_BLOB_MISSING', `${this.where}: blob ${desc.digest} is not in this delta bundle (its base has it)`, {
+        hint: 'import the base bundle first, or into the same destination', details: { file: this.where, digest: desc.digest },
+      });
+    }
+    throw new FerryError('E_INTERNAL', `${this.where}: layer ${desc.digest} can only be read in order through blobs()`, { details: { digest: desc.digest } });
+  }
+
+  async listImages(): Promise<SourceImage[]> {
+    return this.meta.images.map((i) => {
+      const s: SourceImage = { repository: i.repository, digest: i.digest, origin: i.origin };
+      if (i.tag !== undefined) s.tag = i.tag;
+      return s;
+    });
+  }
+
+  /** Layer blobs in stored order; checks names, order, sizes and the end of the archive (content is checked by the consumer's VerifyStream). */
+  async *blobs(opts: OpOptions = {}): AsyncGenerator<{ descriptor: Descriptor; stream: Readable }> {
+    if (this.started) throw new FerryError('E_INTERNAL', `${this.where}: blobs() can be read only once`);
+    this.started = true;
+    for (let i = this.layerIndex; i < this.meta.blobs.length; i++) {
+      opts.signal?.throwIfAborted();
+      const blob = this.meta.blobs[i]!;
+      const exp: Expected = { name: blobEntryName(blob.digest), type: 'file', blob };
+      const header = await this.expectEntry(exp, this.seenNames);
+      const entry = new EntryStream(this.reader, header.size, () => this.truncated(`entry ${exp.name}`, blob));
+      yield { descriptor: { digest: blob.digest, size: blob.size, mediaType: blob.mediaType }, stream: entry };
+      // The consumer is done with it (or gave up): skip what it left unread.
+      const left = await entry.finish();
+      if ((await this.reader.skip(left + padding(header.size))) < left + padding(header.size)) throw this.truncated(`entry ${exp.name}`, blob);
+    }
+    await this.checkEnd();
+  }
+
+  private async checkEnd(): Promise<void> {
+    for (let i = 0; i < 2; i++) {
+      const b = await this.reader.exact(BLOCK);
+      if (b.length < BLOCK) throw this.truncated('the end-of-archive marker');
+      const d = decodeBlock(b, this.where);
+      if (d.kind !== 'end') {
+        const name = d.kind === 'entry' ? d.header.name : '(pax header)';
+        if (this.seenNames.has(name)) throw this.invalid(`entry ${JSON.stringify(name.slice(0, 200))} appears twice`, { entry: name });
+        throw this.invalid(`unexpected entry ${JSON.stringify(name.slice(0, 200))} after the last declared blob`, { entry: name });
+      }
+    }
+    // Tar writers may pad to a record size with zeros; anything else after the end is not ours.
+    for (;;) {
+      const c = await this.reader.chunk(1 << 16);
+      if (c === null) break;
+      if (c.some((x) => x !== 0)) throw this.invalid('data follows the end-of-archive marker');
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.input.destroy();
+    await this.reader.close().catch(() => undefined);
+  }
+}
+
+/**
+ * One entry's body: exactly `size` bytes pulled from the shared reader on
+ * demand (back-pressure reaches the file), failing with E_BUNDLE_TRUNCATED
+ * if the bundle ends first.
+ */
+class EntryStream extends Readable {
+  private remaining: number;
+  private inflight: Promise<void> = Promise.resolve();
+  private finishing = false;
+
+  constructor(private readonly reader: ByteReader, size: number, private readonly onEof: () => Error) {
+    super({ highWaterMark: 1 << 20 });
+    this.remaining = size;
+  }
+
+  override _read(): void {
+    if (this.finishing) return;
+    if (this.remaining === 0) {
+      this.push(null);
+      return;
+    }
+    this.inflight = this.reader.chunk(Math.min(this.remaining, 1 << 20)).then(
+      (c) => {
+        if (c === null) {
+          this.destroy(this.onEof());
+          return;
+        }
+        this.remaining -= c.length;
+        this.push(c);
+        if (this.remaining === 0) this.push(null);
+      },
+      (e: unknown) => { this.destroy(e as Error); },
+    );
+  }
+
+  /**
+   * Stops pulling (the shared reader is about to move on), waits for a pending
+   * read, and returns how many bytes of the entry were not consumed.
+   */
+  async finish(): Promise<number> {
+    this.finishing = true;
+    let waited: Promise<void>;
+    do {
+      waited = this.inflight;
+      await waited;
+    } while (waited !== this.inflight);
+    if (!this.destroyed && this.remaining > 0) this.destroy();
+    const left = this.remaining;
+    this.remaining = 0;
+    return left;
+  }
+}
+
+/** The next entry header (pax size headers applied); null at the end of the stream or the end-of-archive marker. */
+async function nextHeader(reader: ByteReader, where: string): Promise<TarHeader | null> {
+  const b = await reader.exact(BLOCK);
+  if (b.length === 0) return null;
+  if (b.length < BLOCK) return null;
+  const d: DecodedBlock = decodeBlock(b, where);
+  if (d.kind === 'end') return null;
+  if (d.kind === 'entry') return d.header;
+  if (d.size > 4096) throw new FerryError('E_BUNDLE_INVALID', `${where}: a pax header of ${d.size} bytes`, { hint: 'this file was not written by ferry', details: { file: where } });
+  const body = await reader.exact(d.size);
+  if (body.length < d.size || (await reader.skip(padding(d.size))) < padding(d.size)) return null;
+  const size = parsePaxSize(body, where);
+  const next = await reader.exact(BLOCK);
+  if (next.length < BLOCK) return null;
+  const e = decodeBlock(next, where);
+  if (e.kind !== 'entry' || e.header.type !== 'file') throw new FerryError('E_BUNDLE_INVALID', `${where}: a pax header is not followed by a file entry`, { hint: 'this file was not written by ferry', details: { file: where } });
+  return { ...e.header, size };
+}
+
+async function readFirstEntry(reader: ByteReader, where: string): Promise<Buffer> {
+  const header = await nextHeader(reader, where);
+  if (header === null) {
+    throw new FerryError('E_BUNDLE_TRUNCATED', `${where}: the bundle is empty or ends before its metadata`, {
+      hint: 'the file is incomplete or not a ferry bundle', details: { file: where },
+    });
+  }
+  if (header.name !== 'ferry.json' || header.type !== 'file') {
+    throw new FerryError('E_BUNDLE_INVALID', `${where}: the first entry is ${JSON.stringify(header.name.slice(0, 200))}, not ferry.json`, {
+      hint: 'this is not a ferry bundle (a plain OCI archive or docker save tar?); ferry reads only bundles it wrote',
+      details: { file: where, entry: header.name.slice(0, 200) },
+    });
+  }
+  if (header.size > METADATA_MAX_BYTES) {
+    throw new FerryError('E_BUNDLE_INVALID', `${where}: ferry.json is ${header.size} bytes, more than the ${METADATA_MAX_BYTES} allowed`, {
+      hint: 'the bundle is damaged or hostile', details: { file: where },
+    });
+  }
+  const body = await reader.exact(header.size);
+  if (body.length < header.size || (await reader.skip(padding(header.size))) < padding(header.size)) {
+    throw new FerryError('E_BUNDLE_TRUNCATED', `${where}: the bundle ends inside ferry.json`, { hint: 'the file is incomplete; copy it again', details: { file: where } });
+  }
+  return body;
+}
+
+function parseJson(bytes: Buffer, where: string): Record<string, unknown> | undefined {
+  try {
+    const v = JSON.parse(bytes.toString('utf8')) as unknown;
+    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+  } catch {
+    throw new FerryError('E_BUNDLE_INVALID', `${where} is not JSON`, { hint: 'the bundle is damaged; copy it again', details: { file: where } });
+  }
+}
+
+/** Errors from deeper layers (I/O, zstd) get the bundle's name. */
+function asBundleError(e: unknown, where: string): unknown {
+  if (e instanceof FerryError) return e;
+  const err = e as NodeJS.ErrnoException;
+  if (err?.code === 'ENOENT') return new FerryError('E_NOT_FOUND', `${where}: no such file`, { hint: 'check the bundle path', details: { file: where }, cause: e });
+  if (err?.code && err.syscall) return new FerryError('E_IO', `${where}: ${err.message}`, { cause: e, details: { file: where } });
+  return e;
+}

@@ -1,0 +1,135 @@
+import { randomBytes } from 'node:crypto';
+import { copyFile, link, readdir, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { FerryError } from '../../errors.js';
+import { type Digest, sha256Digest } from '../../oci/digest.js';
+import { type Descriptor, type Manifest, blobsOf, parseManifest } from '../../oci/manifest.js';
+import type { DestinationCapabilities, ImageDestination, ImageRecord, OpOptions } from '../types.js';
+import { drain, fileSize, isMissing, mkdirs, writeSmallAtomic, writeStreamAtomic } from '../storage/files.js';
+import { blobFileName, imageDir, instanceManifestName, KNOWN_VERSIONS, MANIFEST_FILE, VERSION_FILE, VERSION_TEXT } from './paths.js';
+
+export interface SkopeoDirDestinationOptions {
+  concurrentBlobs?: number;
+}
+
+/**
+ * Writes one skopeo `dir:` image per tag under `out`. Blobs are spooled once in
+ * a hidden staging directory inside `out` (same file system, so hard links
+ * work) and linked into every image directory that needs them at putImage;
+ * the staging directory goes at commit.
+ */
+export class SkopeoDirDestination implements ImageDestination {
+  readonly description: string;
+  readonly capabilities: DestinationCapabilities;
+  readonly staging: string;
+  private readonly manifests = new Map<Digest, Manifest>();
+  /** Image directories written in this run: two tags must not name the same one. */
+  private readonly written = new Set<string>();
+
+  constructor(readonly out: string, opts: SkopeoDirDestinationOptions = {}) {
+    this.description = `skopeo dir tree ${out}`;
+    this.capabilities = { concurrentBlobs: opts.concurrentBlobs ?? 4, globalBlobs: true };
+    this.staging = join(out, `.ferry-staging-${process.pid}-${randomBytes(4).toString('hex')}`);
+  }
+
+  private stagedPath(digest: Digest): string {
+    return join(this.staging, blobFileName(digest));
+  }
+
+  async hasBlob(_repository: string, desc: Descriptor): Promise<boolean> {
+    return (await fileSize(this.stagedPath(desc.digest))) === desc.size;
+  }
+
+  async putBlob(_repository: string, desc: Descriptor, data: Readable, opts: OpOptions = {}): Promise<void> {
+    if (await this.hasBlob(_repository, desc)) return drain(data, opts.signal);
+    await writeStreamAtomic(this.stagedPath(desc.digest), data, opts.signal);
+  }
+
+  async hasManifest(_repository: string, digest: Digest): Promise<boolean> {
+    return this.manifests.has(digest);
+  }
+
+  async putManifest(repository: string, manifest: Manifest): Promise<void> {
+    const where = `${repository}@${manifest.digest}`;
+    if (sha256Digest(manifest.bytes) !== manifest.digest) {
+      throw new FerryError('E_DIGEST_MISMATCH', `${where}: manifest bytes do not hash to their digest`, { hint: 'this is a bug or a damaged source' });
+    }
+    const parsed = parseManifest(manifest.bytes, manifest.mediaType, where);
+    for (const b of blobsOf(parsed)) if (!(await this.hasBlob(repository, b))) throw missing(where, 'blob', b.digest);
+    for (const c of parsed.manifests) if (!this.manifests.has(c.digest)) throw missing(where, 'child manifest', c.digest);
+    this.manifests.set(manifest.digest, manifest);
+  }
+
+  async putImage(image: ImageRecord): Promise<void> {
+    const top = image.manifest;
+    if (!this.manifests.has(top.digest)) await this.putManifest(image.repository, top);
+    const dir = imageDir(this.out, image.repository, image.tag, top.digest);
+    if (this.written.has(dir)) {
+      throw new FerryError('E_USAGE', `${dir}: two images in this run map to the same directory`, { hint: 'give each image its own tag' });
+    }
+    await prepareImageDir(dir);
+    this.written.add(dir);
+    // version first, manifest.json last: a directory with manifest.json is complete, and an
+    // interrupted one still has its version file so the next run may empty and rewrite it.
+    await writeSmallAtomic(join(dir, VERSION_FILE), VERSION_TEXT);
+    const parsed = parseManifest(top.bytes, top.mediaType, `${image.repository}@${top.digest}`);
+    const children = parsed.manifests.map((c) => this.manifests.get(c.digest)!);
+    const blobs = new Map<Digest, Descriptor>();
+    for (const m of [top, ...children]) {
+      for (const b of blobsOf(parseManifest(m.bytes, m.mediaType, `${image.repository}@${m.digest}`))) blobs.set(b.digest, b);
+    }
+    for (const b of blobs.values()) await linkOrCopy(this.stagedPath(b.digest), join(dir, blobFileName(b.digest)));
+    for (const c of children) await writeSmallAtomic(join(dir, instanceManifestName(c.digest)), c.bytes);
+    await writeSmallAtomic(join(dir, MANIFEST_FILE), top.bytes);
+  }
+
+  async commit(): Promise<void> {
+    await rm(this.staging, { recursive: true, force: true });
+  }
+
+  async close(): Promise<void> {
+    await rm(this.staging, { recursive: true, force: true });
+  }
+}
+
+/** Like skopeo: refuse a non-empty directory without a version file; empty one that has it. */
+async function prepareImageDir(dir: string): Promise<void> {
+  let entries: string[];
+  try {
+    entries = await readdir(dir);
+  } catch (e) {
+    if (!isMissing(e)) throw e;
+    await mkdirs(dir);
+    return;
+  }
+  if (entries.length === 0) return;
+  let version: string | undefined;
+  try {
+    version = await readFile(join(dir, VERSION_FILE), 'utf8');
+  } catch (e) {
+    if (!isMissing(e)) throw e;
+  }
+  if (version === undefined || !KNOWN_VERSIONS.includes(version)) {
+    throw new FerryError('E_USAGE', `${dir}: directory is not empty and is not a skopeo dir image (no valid "version" file); refusing to overwrite it`, {
+      hint: 'choose an empty output directory, or remove that directory first', details: { file: dir },
+    });
+  }
+  for (const e of entries) await rm(join(dir, e), { recursive: true, force: true });
+}
+
+async function linkOrCopy(from: string, to: string): Promise<void> {
+  await rm(to, { force: true });
+  try {
+    await link(from, to);
+  } catch {
+    // Some file systems (and some mounts) refuse hard links; a copy is only slower.
+    await copyFile(from, to);
+  }
+}
+
+function missing(where: string, what: string, digest: Digest): FerryError {
+  return new FerryError('E_BLOB_MISSING', `${where}: ${what} ${digest} has not been written yet`, {
+    hint: 'blobs must be written before the manifests that reference them; this is a bug in the caller', details: { digest },
+  });
+}

@@ -1,0 +1,142 @@
+import { createReadStream } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { FerryError } from '../../errors.js';
+import { type Digest, isDigest, sha256Digest } from '../../oci/digest.js';
+import { type Descriptor, MANIFEST_MAX_BYTES, type Manifest, parseManifest } from '../../oci/manifest.js';
+import { isValidRepository, isValidTag, validateRepository } from '../../oci/reference.js';
+import type { ImageSource, SourceImage } from '../types.js';
+import { fileSize, isMissing } from '../storage/files.js';
+import { blobFileName, instanceManifestName, KNOWN_VERSIONS, MANIFEST_FILE, parseLeaf, VERSION_FILE } from './paths.js';
+
+interface DirImage extends SourceImage {
+  dir: string;
+}
+
+/**
+ * Reads a tree of skopeo `dir:` images (as ferry or `skopeo sync --scoped`
+ * below the host writes them). Names come from directory names and are
+ * validated; manifests are size-capped and digest-checked.
+ */
+export class SkopeoDirSource implements ImageSource {
+  readonly description: string;
+  private scanned: Promise<DirImage[]> | undefined;
+
+  constructor(readonly root: string) {
+    this.description = `skopeo dir tree ${root}`;
+  }
+
+  private scan(): Promise<DirImage[]> {
+    this.scanned ??= this.walk();
+    return this.scanned;
+  }
+
+  private async walk(): Promise<DirImage[]> {
+    const found: DirImage[] = [];
+    const visit = async (rel: string[]): Promise<void> => {
+      if (rel.length > 128) return;
+      let entries;
+      try {
+        entries = await readdir(join(this.root, ...rel), { withFileTypes: true });
+      } catch (e) {
+        if (isMissing(e)) return;
+        throw e;
+      }
+      for (const e of entries) {
+        if (!e.isDirectory() || e.name.startsWith('.')) continue;
+        const leaf = parseLeaf(e.name);
+        const dir = join(this.root, ...rel, e.name);
+        if (leaf === undefined) {
+          await visit([...rel, e.name]);
+          continue;
+        }
+        const repository = [...rel, leaf.name].join('/');
+        if (!isValidRepository(repository) || (leaf.tag !== undefined && !isValidTag(leaf.tag)) || (leaf.digest !== undefined && !isDigest(leaf.digest))) {
+          throw new FerryError('E_NAME_UNSAFE', `${dir}: directory name is not <repository>:<tag> or <repository>@sha256:<hex>`, {
+            hint: 'rename or remove that directory', details: { file: dir },
+          });
+        }
+        await checkVersion(dir);
+        const manifest = await readManifestFile(join(dir, MANIFEST_FILE), undefined);
+        if (leaf.digest !== undefined && manifest.digest !== leaf.digest) {
+          throw new FerryError('E_DIGEST_MISMATCH', `${dir}: manifest.json hashes to ${manifest.digest}, not the digest the directory is named after`, {
+            hint: 'the directory was altered; copy the image again', details: { file: dir },
+          });
+        }
+        const img: DirImage = { repository, digest: manifest.digest, dir };
+        if (leaf.tag !== undefined) img.tag = leaf.tag;
+        found.push(img);
+      }
+    };
+    await visit([]);
+    return found.sort((a, b) => a.dir.localeCompare(b.dir));
+  }
+
+  async listImages(): Promise<SourceImage[]> {
+    return (await this.scan()).map(({ dir: _d, ...rest }) => rest);
+  }
+
+  private async dirsOf(repository: string): Promise<DirImage[]> {
+    validateRepository(repository);
+    return (await this.scan()).filter((i) => i.repository === repository);
+  }
+
+  async getManifest(repository: string, reference: string): Promise<Manifest> {
+    const images = await this.dirsOf(repository);
+    if (!isDigest(reference)) {
+      const img = images.find((i) => i.tag === reference);
+      if (!img) throw notFound(this.description, `${repository}:${reference}`);
+      return readManifestFile(join(img.dir, MANIFEST_FILE), img.digest);
+    }
+    for (const img of images) {
+      if (img.digest === reference) return readManifestFile(join(img.dir, MANIFEST_FILE), reference);
+      const instance = join(img.dir, instanceManifestName(reference));
+      if ((await fileSize(instance)) !== undefined) return readManifestFile(instance, reference);
+    }
+    throw notFound(this.description, `${repository}@${reference}`);
+  }
+
+  async getBlob(repository: string, desc: Descriptor): Promise<Readable> {
+    for (const img of await this.dirsOf(repository)) {
+      const p = join(img.dir, blobFileName(desc.digest));
+      if ((await fileSize(p)) !== undefined) return createReadStream(p);
+    }
+    throw new FerryError('E_BLOB_MISSING', `${this.description}: blob ${desc.digest} of ${repository} is in none of its image directories`, {
+      hint: 'the dir tree is incomplete; copy the image again', details: { digest: desc.digest },
+    });
+  }
+
+  async close(): Promise<void> {}
+}
+
+async function checkVersion(dir: string): Promise<void> {
+  let text: string | undefined;
+  try {
+    const p = join(dir, VERSION_FILE);
+    if (((await fileSize(p)) ?? 0) <= 64) text = await readFile(p, 'utf8');
+  } catch (e) {
+    if (!isMissing(e)) throw e;
+  }
+  if (text === undefined || !KNOWN_VERSIONS.includes(text)) {
+    throw new FerryError('E_MANIFEST_INVALID', `${dir}: not a skopeo dir image (missing or unknown "version" file)`, {
+      hint: 'only directories written by `skopeo copy … dir:` or ferry can be read', details: { file: dir },
+    });
+  }
+}
+
+async function readManifestFile(path: string, expected: Digest | undefined): Promise<Manifest> {
+  const size = await fileSize(path);
+  if (size === undefined) throw new FerryError('E_BLOB_MISSING', `${path}: manifest file missing`, { hint: 'the image directory is incomplete; copy it again' });
+  if (size > MANIFEST_MAX_BYTES) throw new FerryError('E_MANIFEST_INVALID', `${path}: ${size} bytes is too large for a manifest`, { hint: 'the file is not a manifest' });
+  const bytes = await readFile(path);
+  const digest = sha256Digest(bytes);
+  if (expected !== undefined && digest !== expected) {
+    throw new FerryError('E_DIGEST_MISMATCH', `${path}: hashes to ${digest}, not ${expected}`, { hint: 'the image directory was altered; copy it again', details: { file: path } });
+  }
+  return { digest, bytes, mediaType: parseManifest(bytes, undefined, path).mediaType };
+}
+
+function notFound(where: string, what: string): FerryError {
+  return new FerryError('E_NOT_FOUND', `${where}: ${what} not found`, { hint: 'list the tree with `ferry inventory`' });
+}

@@ -1,0 +1,154 @@
+import { randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { chmod, rename, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
+import { FerryError } from '../../errors.js';
+import { type Digest, digestHex, sha256Digest } from '../../oci/digest.js';
+import { type Descriptor, type Manifest, blobsOf, parseManifest } from '../../oci/manifest.js';
+import { formatPlatform, type Platform, platformMatches } from '../../oci/platform.js';
+import { validateRepository, validateTag } from '../../oci/reference.js';
+import type { DestinationCapabilities, ImageDestination, ImageRecord, OpOptions } from '../types.js';
+import { drain, fileSize, FILE_MODE, mkdirs, writeStreamAtomic } from '../storage/files.js';
+import { tempPathFor } from '../../fsys/atomic.js';
+import { type ArchiveEntry, configName, layerName } from './archive-manifest.js';
+
+export interface DockerArchiveDestinationOptions {
+  /** The instance taken from an index: a docker-archive holds single-platform images only. Default linux/amd64. */
+  platform?: Platform;
+  concurrentBlobs?: number;
+}
+
+interface Chosen {
+  config: Descriptor;
+  layers: Descriptor[];
+  repoTags: string[];
+}
+
+/**
+ * Writes a `docker save`-style archive for `docker load`, `podman load` and
+ * `ctr import`: manifest.json, each config as `<hex>.json`, each layer once as
+ * `<hex>.tar` shared between images. Layers are stored as they came (usually
+ * gzip'd): the loaders detect compression, the archive stays as small as the
+ * registry copy, and no bytes are rewritten. The archive has no place for a
+ * manifest, so the loaded image's manifest digest is the loader's own; config
+ * and layer contents (diff IDs) are preserved. Blobs are spooled in a hidden
+ * directory beside the file; the tar is streamed at commit to a temp name and renamed.
+ */
+export class DockerArchiveDestination implements ImageDestination {
+  readonly description: string;
+  readonly capabilities: DestinationCapabilities;
+  readonly platform: Platform;
+  private readonly spool: string;
+  private readonly manifests = new Map<Digest, Manifest>();
+  private readonly images = new Map<Digest, Chosen>();
+
+  constructor(readonly file: string, opts: DockerArchiveDestinationOptions = {}) {
+    this.description = `docker archive ${file}`;
+    this.capabilities = { concurrentBlobs: opts.concurrentBlobs ?? 4, globalBlobs: true };
+    this.platform = opts.platform ?? { os: 'linux', architecture: 'amd64' };
+    this.spool = join(dirname(file), `.ferry-tmp-${basename(file)}-${process.pid}-${randomBytes(4).toString('hex')}`);
+  }
+
+  private spoolPath(d: Digest): string {
+    return join(this.spool, digestHex(d));
+  }
+
+  async hasBlob(_repository: string, desc: Descriptor): Promise<boolean> {
+    return (await fileSize(this.spoolPath(desc.digest))) === desc.size;
+  }
+
+  async putBlob(repository: string, desc: Descriptor, data: Readable, opts: OpOptions = {}): Promise<void> {
+    if (await this.hasBlob(repository, desc)) return drain(data, opts.signal);
+    await writeStreamAtomic(this.spoolPath(desc.digest), data, opts.signal);
+  }
+
+  async hasManifest(_repository: string, digest: Digest): Promise<boolean> {
+    return this.manifests.has(digest);
+  }
+
+  async putManifest(repository: string, manifest: Manifest): Promise<void> {
+    if (sha256Digest(manifest.bytes) !== manifest.digest) {
+      throw new FerryError('E_DIGEST_MISMATCH', `${repository}@${manifest.digest}: manifest bytes do not hash to their digest`, { hint: 'this is a bug or a damaged source' });
+    }
+    parseManifest(manifest.bytes, manifest.mediaType, `${repository}@${manifest.digest}`);
+    this.manifests.set(manifest.digest, manifest);
+  }
+
+  async putImage(image: ImageRecord): Promise<void> {
+    const repository = validateRepository(image.repository);
+    const where = `${repository}${image.tag !== undefined ? `:${image.tag}` : `@${image.manifest.digest}`}`;
+    let m = image.manifest;
+    let parsed = parseManifest(m.bytes, m.mediaType, where);
+    if (parsed.kind === 'index') {
+      const child = parsed.manifests.find((c) => platformMatches(c.platform, this.platform));
+      if (!child) {
+        const have = parsed.manifests.map((c) => (c.platform ? formatPlatform(c.platform) : '?')).join(', ');
+        throw new FerryError('E_NOT_FOUND', `${where}: no ${formatPlatform(this.platform)} image in the index (it has ${have})`, {
+          hint: 'a docker archive holds one platform per image; choose one with --platform', details: { image: where },
+        });
+      }
+      const cm = this.manifests.get(child.digest);
+      if (!cm) throw missing(where, 'manifest', child.digest);
+      m = cm;
+      parsed = parseManifest(m.bytes, m.mediaType, `${where} (${formatPlatform(this.platform)})`);
+    }
+    for (const b of blobsOf(parsed)) if (!(await this.hasBlob(repository, b))) throw missing(where, 'blob', b.digest);
+    const chosen = this.images.get(m.digest) ?? { config: parsed.config!, layers: parsed.layers, repoTags: [] };
+    if (image.tag !== undefined) chosen.repoTags.push(`${repository}:${validateTag(image.tag)}`);
+    this.images.set(m.digest, chosen);
+  }
+
+  async commit(opts: OpOptions = {}): Promise<void> {
+    const entries: ArchiveEntry[] = [];
+    const files = new Map<string, Descriptor>();
+    for (const img of this.images.values()) {
+      files.set(configName(img.config.digest), img.config);
+      for (const l of img.layers) files.set(layerName(l.digest), l);
+      entries.push({
+        Config: configName(img.config.digest),
+        RepoTags: img.repoTags.length > 0 ? img.repoTags : null,
+        Layers: img.layers.map((l) => layerName(l.digest)),
+      });
+    }
+    await mkdirs(dirname(this.file));
+    const tmp = tempPathFor(this.file);
+    const pack = tar.pack();
+    const mtime = new Date(0);
+    const feed = (async () => {
+      for (const [name, desc] of files) {
+        await new Promise<void>((resolve, reject) => {
+          const entry = pack.entry({ name, size: desc.size, mode: 0o644, mtime }, (err) => (err ? reject(err) : resolve()));
+          pipeline(createReadStream(this.spoolPath(desc.digest)), entry).catch(reject);
+        });
+      }
+      pack.entry({ name: 'manifest.json', mode: 0o644, mtime }, JSON.stringify(entries));
+      pack.finalize();
+    })();
+    feed.catch((e: unknown) => pack.destroy(e as Error));
+    try {
+      await Promise.all([
+        pipeline(pack, createWriteStream(tmp, { mode: FILE_MODE }), opts.signal ? { signal: opts.signal } : {}),
+        feed,
+      ]);
+      await chmod(tmp, FILE_MODE);
+      await rename(tmp, this.file);
+    } catch (e) {
+      await rm(tmp, { force: true });
+      throw e;
+    }
+    await rm(this.spool, { recursive: true, force: true });
+  }
+
+  async close(): Promise<void> {
+    await rm(this.spool, { recursive: true, force: true });
+  }
+}
+
+function missing(where: string, what: string, digest: Digest): FerryError {
+  return new FerryError('E_BLOB_MISSING', `${where}: ${what} ${digest} has not been written yet`, {
+    hint: 'blobs must be written before the manifests that reference them; this is a bug in the caller', details: { digest },
+  });
+}

@@ -1,0 +1,16 @@
+import { join } from 'node:path';
+import { type Digest, digestHex } from '../../oci/digest.js';
+
+/** OCI image layout (image-spec layout.md). */
+
+export const LAYOUT_FILE = 'oci-layout';
+export const LAYOUT_TEXT = '{"imageLayoutVersion":"1.0.0"}';
+export const INDEX_FILE = 'index.json';
+export const REF_NAME = 'org.opencontainers.image.ref.name';
+
+export function blobPath(root: string, digest: Digest): string {
+  return join(root, 'blobs', 'sha256', digestHex(digest));
+}
+
+/** The ref-name grammar of the image spec (what skopeo's `oci:DIR:ref` accepts). */
+export const REF_NAME_RE = /^[A-Za-z0-9._-]+(?:[:@/]?[A-Za-z0-9._-]+)*$/;

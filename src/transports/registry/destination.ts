@@ -1,0 +1,163 @@
+import type { Readable } from 'node:stream';
+import { FerryError } from '../../errors.js';
+import { discard } from '../../net/http.js';
+import type { Digest } from '../../oci/digest.js';
+import type { Descriptor, Manifest } from '../../oci/manifest.js';
+import { MANIFEST_ACCEPT } from '../../oci/media-types.js';
+import type { DestinationCapabilities, ImageDestination, ImageRecord, OpOptions } from '../types.js';
+import { pullScope, pushScope, type RegistryClient } from './client.js';
+
+/** Pushes blobs and manifests to one registry over the distribution API. */
+export class RegistryDestination implements ImageDestination {
+  readonly description: string;
+  readonly capabilities: DestinationCapabilities = { concurrentBlobs: 4, globalBlobs: false };
+
+  constructor(private readonly client: RegistryClient) {
+    this.description = `registry ${client.registry}`;
+  }
+
+  async hasBlob(repository: string, desc: Descriptor, opts: OpOptions = {}): Promise<boolean> {
+    return this.exists(`/v2/${repository}/blobs/${desc.digest}`, repository, `blob ${desc.digest} in ${this.name(repository)}`, {}, opts);
+  }
+
+  async hasManifest(repository: string, digest: Digest, opts: OpOptions = {}): Promise<boolean> {
+    return this.exists(`/v2/${repository}/manifests/${digest}`, repository, `manifest ${this.name(repository)}@${digest}`, { accept: MANIFEST_ACCEPT }, opts);
+  }
+
+  async mountBlob(repository: string, desc: Descriptor, fromRepository: string, opts: OpOptions = {}): Promise<boolean> {
+    const url = `/v2/${repository}/blobs/uploads/?mount=${encodeURIComponent(desc.digest)}&from=${encodeURIComponent(fromRepository)}`;
+    const res = await this.client.expect(
+      { method: 'POST', url, scopes: [pushScope(repository), pullScope(fromRepository)], body: Buffer.alloc(0), signal: opts.signal },
+      [201, 202],
+      `mounting blob ${desc.digest} from ${fromRepository} into ${this.name(repository)}`,
+    );
+    await discard(res.body);
+    if (res.status === 201) return true;
+    // 202: the registry opened an ordinary upload instead; we do not want it.
+    if (res.headers.location) await this.cancelUpload(new URL(res.headers.location, res.url), repository);
+    return false;
+  }
+
+  async putBlob(repository: string, desc: Descriptor, data: Readable, opts: OpOptions = {}): Promise<void> {
+    const what = `upload of blob ${desc.digest} to ${this.name(repository)}`;
+    const scopes = [pushScope(repository)];
+    const start = await this.client.expect(
+      { method: 'POST', url: `/v2/${repository}/blobs/uploads/`, scopes, body: Buffer.alloc(0), signal: opts.signal },
+      [202],
+      what,
+    );
+    await discard(start.body);
+    let location = this.client.location(start, what);
+    try {
+      let body: Buffer | Readable = data;
+      const minChunk = Number(start.headers['oci-chunk-min-length']) || 0;
+      if (this.client.chunkSize !== undefined) {
+        const chunked = await this.patchChunks(location, data, Math.max(this.client.chunkSize, minChunk), scopes, what, opts);
+        location = chunked.location;
+        body = chunked.rest;
+      }
+      const put = new URL(location);
+      put.searchParams.set('digest', desc.digest);
+      const size = Buffer.isBuffer(body) ? body.length : desc.size;
+      const res = await this.client.expect(
+        { method: 'PUT', url: put, scopes, body, headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) }, signal: opts.signal },
+        [201],
+        what,
+      );
+      await discard(res.body);
+    } catch (e) {
+      await this.cancelUpload(location, repository);
+      throw e;
+    }
+  }
+
+  async putManifest(repository: string, manifest: Manifest, opts: OpOptions = {}): Promise<void> {
+    await this.pushManifest(repository, manifest.digest, manifest, opts);
+  }
+
+  async putImage(image: ImageRecord, opts: OpOptions = {}): Promise<void> {
+    // A digest-only image is complete once its manifest is in: there is nothing to name.
+    if (image.tag !== undefined) await this.pushManifest(image.repository, image.tag, image.manifest, opts);
+  }
+
+  async commit(): Promise<void> {}
+
+  async close(): Promise<void> {
+    this.client.close();
+  }
+
+  private name(repository: string): string {
+    return `${this.client.registry}/${repository}`;
+  }
+
+  private async exists(url: string, repository: string, what: string, headers: Record<string, string>, opts: OpOptions): Promise<boolean> {
+    const res = await this.client.expect({ method: 'HEAD', url, scopes: [pushScope(repository)], headers, signal: opts.signal }, [200, 404], what);
+    await discard(res.body);
+    return res.status === 200;
+  }
+
+  private async pushManifest(repository: string, reference: string, manifest: Manifest, opts: OpOptions): Promise<void> {
+    const image = `${this.name(repository)}${reference.startsWith('sha256:') ? '@' : ':'}${reference}`;
+    const res = await this.client.expect(
+      {
+        method: 'PUT',
+        url: `/v2/${repository}/manifests/${reference}`,
+        scopes: [pushScope(repository)],
+        headers: { 'content-type': manifest.mediaType },
+        body: manifest.bytes,
+        signal: opts.signal,
+      },
+      [201],
+      `pushing manifest ${image}`,
+    );
+    await discard(res.body);
+    const stored = res.headers['docker-content-digest'];
+    if (typeof stored === 'string' && stored.startsWith('sha256:') && stored !== manifest.digest) {
+      throw new FerryError('E_DIGEST_MISMATCH', `${image}: the registry stored the manifest as ${stored}, not ${manifest.digest}`, {
+        hint: 'the registry rewrote the manifest (or something between it and you altered it); the pushed image would not match its source',
+        details: { image, expected: manifest.digest, actual: stored },
+      });
+    }
+  }
+
+  /**
+   * Sends the blob in PATCH requests of at least `chunkSize` bytes (one chunk
+   * in memory at a time) and returns the upload's latest Location and the
+   * bytes left over for the closing PUT.
+   */
+  private async patchChunks(start: URL, data: Readable, chunkSize: number, scopes: string[], what: string, opts: OpOptions): Promise<{ location: URL; rest: Buffer }> {
+    let location = start;
+    let offset = 0;
+    let pending: Buffer[] = [];
+    let pendingSize = 0;
+    for await (const chunk of data as AsyncIterable<Buffer>) {
+      pending.push(chunk);
+      pendingSize += chunk.length;
+      if (pendingSize < chunkSize) continue;
+      const body = Buffer.concat(pending, pendingSize);
+      pending = [];
+      pendingSize = 0;
+      const res = await this.client.expect(
+        {
+          method: 'PATCH',
+          url: location,
+          scopes,
+          body,
+          headers: { 'content-type': 'application/octet-stream', 'content-range': `${offset}-${offset + body.length - 1}` },
+          signal: opts.signal,
+        },
+        [202],
+        what,
+      );
+      await discard(res.body);
+      location = this.client.location(res, what);
+      offset += body.length;
+    }
+    return { location, rest: Buffer.concat(pending, pendingSize) };
+  }
+
+  /** Best effort: a session left behind is purged by the registry later anyway. */
+  private async cancelUpload(url: URL, repository: string): Promise<void> {
+    await this.client.send({ method: 'DELETE', url, scopes: [pushScope(repository)] }).then((r) => discard(r.body), () => undefined);
+  }
+}

@@ -1,0 +1,51 @@
+// Runs the built ferry CLI as a child process, the way a user would (exit codes, signals, stdio).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const FERRY_BIN = fileURLToPath(new URL('../../bin/ferry', import.meta.url));
+
+export interface FerryRunOptions {
+  input?: string | Buffer;
+  env?: Record<string, string | undefined>;
+  cwd?: string;
+  timeoutMs?: number;
+  /** Called with the child once spawned, e.g. to send SIGINT mid-run. */
+  onSpawn?: (child: ChildProcess) => void;
+}
+
+export interface FerryResult {
+  code: number;
+  /** Set when the process was ended by a signal. */
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+export function runFerry(args: string[], opts: FerryRunOptions = {}): Promise<FerryResult> {
+  if (!existsSync(FERRY_BIN)) {
+    return Promise.reject(new Error(`${FERRY_BIN} not found (the CLI entry point); run \`npm run build\` and make sure bin/ferry exists`));
+  }
+  return new Promise((resolve, reject) => {
+    const env: Record<string, string> = {};
+    for (const [k, v] of Object.entries({ ...process.env, NO_COLOR: '1', ...(opts.env ?? {}) })) if (v !== undefined) env[k] = v;
+    const child = spawn(process.execPath, [FERRY_BIN, ...args], { cwd: opts.cwd ?? REPO_ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (c: Buffer) => out.push(c));
+    child.stderr.on('data', (c: Buffer) => err.push(c));
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 110_000);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? 128, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
+    });
+    child.stdin.on('error', () => {}); // the CLI may exit before reading stdin
+    child.stdin.end(opts.input);
+    opts.onSpawn?.(child);
+  });
+}

@@ -1,0 +1,101 @@
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { connect, createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
+import { join } from 'node:path';
+import type { Duplex } from 'node:stream';
+import { afterAll, describe, expect, it } from 'vitest';
+import { FerryError, isFerryError } from '../../../src/errors.js';
+import { HttpClient, readCapped } from '../../../src/net/http.js';
+import { parseRegistryErrors } from '../../../src/net/registry-error.js';
+import { makeTempDir } from '../../support/tmp.js';
+
+const servers: Array<{ close(): void }> = [];
+afterAll(() => servers.forEach((s) => s.close()));
+
+async function listen<T extends Server | ReturnType<typeof createTcpServer>>(server: T): Promise<number> {
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return (server.address() as AddressInfo).port;
+}
+
+async function rejection(p: Promise<unknown>): Promise<FerryError> {
+  try {
+    await p;
+  } catch (e) {
+    if (isFerryError(e)) return e;
+    throw e;
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('HttpClient timeouts', () => {
+  it('fails a request to a server that accepts and never answers', async () => {
+    const held: Socket[] = [];
+    const port = await listen(createTcpServer((s) => held.push(s)));
+    const client = new HttpClient({ idleTimeoutMs: 300 });
+    const started = Date.now();
+    const err = await rejection(client.request({ method: 'GET', url: new URL(`http://127.0.0.1:${port}/v2/`) }));
+    client.close();
+    held.forEach((s) => s.destroy());
+    expect(err.code).toBe('E_NETWORK');
+    expect(err.message).toContain(`127.0.0.1:${port}`);
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+
+  it('fails the body stream when a server stalls mid-body', async () => {
+    const port = await listen(
+      createHttpServer((_req, res) => {
+        res.writeHead(200, { 'content-length': '1000' });
+        res.write(Buffer.alloc(10));
+      }),
+    );
+    const client = new HttpClient({ idleTimeoutMs: 300 });
+    const res = await client.request({ method: 'GET', url: new URL(`http://127.0.0.1:${port}/`) });
+    const err = await rejection(readCapped(res.body, 10_000));
+    client.close();
+    expect(err.code).toBe('E_NETWORK');
+    expect(err.message).toMatch(/no data/);
+  });
+});
+
+describe('HttpClient connection factory', () => {
+  const dir = makeTempDir('ferry-http-');
+  afterAll(() => dir.cleanup());
+
+  it('opens every connection through the injected factory, with TLS layered on top for https', async () => {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir.path, 'k.pem'), '-out', join(dir.path, 'c.pem'), '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:registry.tunnel.test'], { stdio: 'ignore' });
+    const tlsPort = await listen(createHttpsServer({ key: readFileSync(join(dir.path, 'k.pem')), cert: readFileSync(join(dir.path, 'c.pem')) }, (_q, r) => r.end('over tls')));
+    const plainPort = await listen(createHttpServer((_q, r) => r.end('plain')));
+    const dialed: string[] = [];
+    // The "tunnel": whatever name is asked for, connect to the loopback server of that scheme.
+    const factory = ({ host, port }: { host: string; port: number }): Promise<Duplex> => {
+      dialed.push(`${host}:${port}`);
+      return new Promise((resolve, reject) => {
+        const s = connect(port === 443 ? tlsPort : plainPort, '127.0.0.1', () => resolve(s));
+        s.once('error', reject);
+      });
+    };
+    const client = new HttpClient({ connect: factory, caFile: join(dir.path, 'c.pem') });
+    const tls = await client.request({ method: 'GET', url: new URL('https://registry.tunnel.test/v2/') });
+    expect((await readCapped(tls.body, 100))?.toString()).toBe('over tls');
+    const plain = await client.request({ method: 'GET', url: new URL('http://registry.tunnel.test/v2/') });
+    expect((await readCapped(plain.body, 100))?.toString()).toBe('plain');
+    client.close();
+    expect(dialed).toEqual(['registry.tunnel.test:443', 'registry.tunnel.test:80']);
+  });
+});
+
+describe('parseRegistryErrors', () => {
+  it('reads distribution error bodies and ignores anything else', () => {
+    const body = Buffer.from(JSON.stringify({ errors: [{ code: 'MANIFEST_UNKNOWN', message: 'manifest unknown', detail: { Tag: 'x' } }, { code: 'DENIED' }] }));
+    expect(parseRegistryErrors(body)).toEqual([
+      { code: 'MANIFEST_UNKNOWN', message: 'manifest unknown' },
+      { code: 'DENIED', message: '' },
+    ]);
+    expect(parseRegistryErrors(Buffer.from('<html>502 Bad Gateway</html>'))).toEqual([]);
+    expect(parseRegistryErrors(Buffer.from('{"errors":"nope"}'))).toEqual([]);
+    expect(parseRegistryErrors(undefined)).toEqual([]);
+  });
+});

@@ -14,7 +14,7 @@ import { openRegistryDestination } from '../transports/registry/open.js';
 import { openStorageLayout } from '../transports/storage/index.js';
 import type { ImageDestination } from '../transports/types.js';
 import { TOOL_VERSION } from '../version.js';
-import { formatBytes } from '../cli/output.js';
+import { formatBytes } from '../format.js';
 import { requestsFromBundle } from './bundle-requests.js';
 import { failureError } from './failures.js';
 import { connectionFor, type RegistryAccess } from './registry-access.js';

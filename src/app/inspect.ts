@@ -2,7 +2,7 @@ import { planCopy } from '../copy/plan.js';
 import type { Digest } from '../oci/digest.js';
 import { BundleSource } from '../transports/bundle/reader.js';
 import type { BundleMetadata } from '../transports/bundle/metadata.js';
-import { formatBytes, table } from '../cli/output.js';
+import { formatBytes, table } from '../format.js';
 import { requestsFromBundle } from './bundle-requests.js';
 
 export interface InspectionSummary {

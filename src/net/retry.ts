@@ -25,11 +25,11 @@ const RETRY_AFTER_MAX_MS = 60_000;
 const RETRY_STATUS = new Set([429, 500, 502, 503, 504]);
 const RETRY_ERRNO = new Set(['ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ECONNABORTED', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH', 'ENETDOWN']);
 
-export function isRetryableStatus(status: number): boolean {
+function isRetryableStatus(status: number): boolean {
   return RETRY_STATUS.has(status);
 }
 
-export function isRetryableError(e: unknown): boolean {
+function isRetryableError(e: unknown): boolean {
   return isFerryError(e, 'E_NETWORK') && RETRY_ERRNO.has(String(e.details.errno));
 }
 

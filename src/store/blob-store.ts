@@ -56,7 +56,7 @@ export class BlobStore {
 
   /** Streams `data` (already verified by the caller) to the blob's path; visible only once complete. */
   async put(desc: Pick<Descriptor, 'digest' | 'size'>, data: Readable, opts: { signal?: AbortSignal } = {}): Promise<void> {
-    await streamToFileAtomic(this.path(desc.digest), data, opts.signal ? { signal: opts.signal } : {});
+    await streamToFileAtomic(this.path(desc.digest), data, opts.signal);
   }
 
   /** For small blobs already in memory (manifests). The caller has checked that `bytes` hash to `digest`. */

@@ -6,7 +6,8 @@ import { FerryError } from '../../errors.js';
 import { type Digest, sha256Digest } from '../../oci/digest.js';
 import { type Descriptor, type Manifest, blobsOf, parseManifest } from '../../oci/manifest.js';
 import type { DestinationCapabilities, ImageDestination, ImageRecord, OpOptions } from '../types.js';
-import { drain, fileSize, isMissing, mkdirs, writeSmallAtomic, writeStreamAtomic } from '../storage/files.js';
+import { drain, fileSize, isMissing, mkdirs } from '../../fsys/files.js';
+import { writeFileAtomic, streamToFileAtomic } from '../../fsys/atomic.js';
 import { blobFileName, imageDir, instanceManifestName, KNOWN_VERSIONS, MANIFEST_FILE, VERSION_FILE, VERSION_TEXT } from './paths.js';
 
 export interface SkopeoDirDestinationOptions {
@@ -43,7 +44,7 @@ export class SkopeoDirDestination implements ImageDestination {
 
   async putBlob(_repository: string, desc: Descriptor, data: Readable, opts: OpOptions = {}): Promise<void> {
     if (await this.hasBlob(_repository, desc)) return drain(data, opts.signal);
-    await writeStreamAtomic(this.stagedPath(desc.digest), data, opts.signal);
+    await streamToFileAtomic(this.stagedPath(desc.digest), data, opts.signal);
   }
 
   async hasManifest(_repository: string, digest: Digest): Promise<boolean> {
@@ -72,7 +73,7 @@ export class SkopeoDirDestination implements ImageDestination {
     this.written.add(dir);
     // version first, manifest.json last: a directory with manifest.json is complete, and an
     // interrupted one still has its version file so the next run may empty and rewrite it.
-    await writeSmallAtomic(join(dir, VERSION_FILE), VERSION_TEXT);
+    await writeFileAtomic(join(dir, VERSION_FILE), VERSION_TEXT);
     const parsed = parseManifest(top.bytes, top.mediaType, `${image.repository}@${top.digest}`);
     const children = parsed.manifests.map((c) => this.manifests.get(c.digest)!);
     const blobs = new Map<Digest, Descriptor>();
@@ -80,8 +81,8 @@ export class SkopeoDirDestination implements ImageDestination {
       for (const b of blobsOf(parseManifest(m.bytes, m.mediaType, `${image.repository}@${m.digest}`))) blobs.set(b.digest, b);
     }
     for (const b of blobs.values()) await linkOrCopy(this.stagedPath(b.digest), join(dir, blobFileName(b.digest)));
-    for (const c of children) await writeSmallAtomic(join(dir, instanceManifestName(c.digest)), c.bytes);
-    await writeSmallAtomic(join(dir, MANIFEST_FILE), top.bytes);
+    for (const c of children) await writeFileAtomic(join(dir, instanceManifestName(c.digest)), c.bytes);
+    await writeFileAtomic(join(dir, MANIFEST_FILE), top.bytes);
   }
 
   async commit(): Promise<void> {

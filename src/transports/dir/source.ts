@@ -7,7 +7,7 @@ import { type Digest, isDigest, sha256Digest } from '../../oci/digest.js';
 import { type Descriptor, MANIFEST_MAX_BYTES, type Manifest, parseManifest } from '../../oci/manifest.js';
 import { isValidRepository, isValidTag, validateRepository } from '../../oci/reference.js';
 import type { ImageSource, SourceImage } from '../types.js';
-import { fileSize, isMissing } from '../storage/files.js';
+import { fileSize, isMissing } from '../../fsys/files.js';
 import { blobFileName, instanceManifestName, KNOWN_VERSIONS, MANIFEST_FILE, parseLeaf, VERSION_FILE } from './paths.js';
 
 interface DirImage extends SourceImage {

@@ -11,7 +11,8 @@ import { type Descriptor, type Manifest, blobsOf, parseManifest } from '../../oc
 import { formatPlatform, type Platform, platformMatches } from '../../oci/platform.js';
 import { validateRepository, validateTag } from '../../oci/reference.js';
 import type { DestinationCapabilities, ImageDestination, ImageRecord, OpOptions } from '../types.js';
-import { drain, fileSize, FILE_MODE, mkdirs, writeStreamAtomic } from '../storage/files.js';
+import { drain, fileSize, FILE_MODE, mkdirs } from '../../fsys/files.js';
+import { streamToFileAtomic } from '../../fsys/atomic.js';
 import { tempPathFor } from '../../fsys/atomic.js';
 import { type ArchiveEntry, configName, layerName } from './archive-manifest.js';
 
@@ -62,7 +63,7 @@ export class DockerArchiveDestination implements ImageDestination {
 
   async putBlob(repository: string, desc: Descriptor, data: Readable, opts: OpOptions = {}): Promise<void> {
     if (await this.hasBlob(repository, desc)) return drain(data, opts.signal);
-    await writeStreamAtomic(this.spoolPath(desc.digest), data, opts.signal);
+    await streamToFileAtomic(this.spoolPath(desc.digest), data, opts.signal);
   }
 
   async hasManifest(_repository: string, digest: Digest): Promise<boolean> {

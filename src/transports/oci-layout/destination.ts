@@ -5,7 +5,8 @@ import { type Digest, sha256Digest } from '../../oci/digest.js';
 import { type Descriptor, type Manifest, blobsOf, parseManifest } from '../../oci/manifest.js';
 import { validateRepository, validateTag } from '../../oci/reference.js';
 import type { DestinationCapabilities, ImageDestination, ImageRecord, OpOptions } from '../types.js';
-import { drain, fileSize, writeSmallAtomic, writeStreamAtomic } from '../storage/files.js';
+import { drain, fileSize } from '../../fsys/files.js';
+import { writeFileAtomic, streamToFileAtomic } from '../../fsys/atomic.js';
 import { indexFileBytes, readIndexFile } from './index-file.js';
 import { blobPath, INDEX_FILE, LAYOUT_FILE, LAYOUT_TEXT, REF_NAME } from './paths.js';
 
@@ -40,7 +41,7 @@ export class OciLayoutDestination implements ImageDestination {
 
   async putBlob(repository: string, desc: Descriptor, data: Readable, opts: OpOptions = {}): Promise<void> {
     if (await this.hasBlob(repository, desc)) return drain(data, opts.signal);
-    await writeStreamAtomic(blobPath(this.root, desc.digest), data, opts.signal);
+    await streamToFileAtomic(blobPath(this.root, desc.digest), data, opts.signal);
   }
 
   async hasManifest(_repository: string, digest: Digest): Promise<boolean> {
@@ -59,7 +60,7 @@ export class OciLayoutDestination implements ImageDestination {
       }
     }
     if ((await fileSize(blobPath(this.root, manifest.digest))) !== manifest.bytes.length) {
-      await writeSmallAtomic(blobPath(this.root, manifest.digest), manifest.bytes);
+      await writeFileAtomic(blobPath(this.root, manifest.digest), manifest.bytes);
     }
   }
 
@@ -84,8 +85,8 @@ export class OciLayoutDestination implements ImageDestination {
       const r = refOf(d);
       return r !== undefined ? !replaced.has(r) : !digestsOnly.has(d.digest);
     });
-    await writeSmallAtomic(join(this.root, LAYOUT_FILE), LAYOUT_TEXT);
-    await writeSmallAtomic(join(this.root, INDEX_FILE), indexFileBytes([...kept, ...this.entries.map(clean)]));
+    await writeFileAtomic(join(this.root, LAYOUT_FILE), LAYOUT_TEXT);
+    await writeFileAtomic(join(this.root, INDEX_FILE), indexFileBytes([...kept, ...this.entries.map(clean)]));
   }
 
   async close(): Promise<void> {}

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { FerryError } from '../../errors.js';
 import { MANIFEST_MAX_BYTES, type Descriptor, parseManifest } from '../../oci/manifest.js';
 import { MT } from '../../oci/media-types.js';
-import { fileSize } from '../storage/files.js';
+import { fileSize } from '../../fsys/files.js';
 import { INDEX_FILE } from './paths.js';
 
 /** Reads a layout's index.json (untrusted: size-capped, every descriptor validated). Undefined when absent. */

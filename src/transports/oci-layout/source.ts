@@ -7,7 +7,7 @@ import { type Digest, isDigest, sha256Digest } from '../../oci/digest.js';
 import { type Descriptor, MANIFEST_MAX_BYTES, type Manifest, parseManifest } from '../../oci/manifest.js';
 import { isValidRepository, isValidTag, validateRepository } from '../../oci/reference.js';
 import type { ImageSource, SourceImage } from '../types.js';
-import { fileSize } from '../storage/files.js';
+import { fileSize } from '../../fsys/files.js';
 import { readIndexFile } from './index-file.js';
 import { blobPath, REF_NAME } from './paths.js';
 

@@ -5,7 +5,9 @@ import { type Digest, sha256Digest } from '../../oci/digest.js';
 import { type Descriptor, type Manifest, blobsOf, parseManifest } from '../../oci/manifest.js';
 import { validateRepository, validateTag } from '../../oci/reference.js';
 import type { DestinationCapabilities, ImageDestination, ImageRecord, OpOptions } from '../types.js';
-import { drain, fileSize, readLink, removeEmptyDirs, writeLink, writeSmallAtomic, writeStreamAtomic } from './files.js';
+import { drain, fileSize, removeEmptyDirs } from '../../fsys/files.js';
+import { writeFileAtomic, streamToFileAtomic } from '../../fsys/atomic.js';
+import { readLink, writeLink } from './links.js';
 import {
   blobDataPath, blobDir, blobsRoot, layerLinkPath, revisionLinkPath, tagCurrentLinkPath, tagIndexLinkPath,
 } from './paths.js';
@@ -54,7 +56,7 @@ export class StorageLayoutDestination implements ImageDestination {
       await drain(data, opts.signal);
     } else {
       try {
-        await writeStreamAtomic(blobDataPath(this.root, desc.digest), data, opts.signal);
+        await streamToFileAtomic(blobDataPath(this.root, desc.digest), data, opts.signal);
       } catch (e) {
         await removeEmptyDirs(blobDir(this.root, desc.digest), blobsRoot(this.root));
         throw e;
@@ -95,7 +97,7 @@ export class StorageLayoutDestination implements ImageDestination {
       if (!(await this.hasManifest(repository, child.digest))) throw missing(where, 'child manifest', child.digest);
     }
     if ((await fileSize(blobDataPath(this.root, manifest.digest))) !== manifest.bytes.length) {
-      await writeSmallAtomic(blobDataPath(this.root, manifest.digest), manifest.bytes);
+      await writeFileAtomic(blobDataPath(this.root, manifest.digest), manifest.bytes);
     }
     await this.ensureLink(revisionLinkPath(this.root, repository, manifest.digest), manifest.digest);
   }

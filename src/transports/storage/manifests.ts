@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { FerryError } from '../../errors.js';
 import { type Digest, sha256Digest } from '../../oci/digest.js';
 import { MANIFEST_MAX_BYTES, type Manifest, parseManifest } from '../../oci/manifest.js';
-import { fileSize } from './files.js';
+import { fileSize } from '../../fsys/files.js';
 import { blobDataPath } from './paths.js';
 
 /** Reads a manifest's `data` from the layout: size-capped, digest-checked, media type taken from the document. */

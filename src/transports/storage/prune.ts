@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { type Digest, isDigest } from '../../oci/digest.js';
 import { blobsOf, parseManifest } from '../../oci/manifest.js';
 import { validateRepository, validateTag } from '../../oci/reference.js';
-import { isMissing, removeEmptyDirs } from './files.js';
+import { isMissing, removeEmptyDirs } from '../../fsys/files.js';
 import { readManifestData } from './manifests.js';
 import { blobsRoot, layersDir, repositoriesRoot, repositoryDir, revisionsDir, tagDir, tagIndexDir, tagsDir } from './paths.js';
 import { listRepositories, listLayerLinks, listRevisions, listTags } from './walk.js';

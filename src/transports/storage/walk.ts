@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { FerryError } from '../../errors.js';
 import { type Digest, isDigest } from '../../oci/digest.js';
 import { isValidRepository, isValidTag } from '../../oci/reference.js';
-import { isMissing } from './files.js';
+import { isMissing } from '../../fsys/files.js';
 import { repositoriesRoot, revisionsDir, layersDir, tagsDir } from './paths.js';
 
 /** Enumerates what a storage layout holds. Names found on disk are untrusted and validated before use. */

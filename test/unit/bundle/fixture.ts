@@ -121,7 +121,7 @@ export async function writeTar(entries: Array<{ name: string; body?: Buffer; typ
       const header: Partial<tar.Header> & { name: string } = { name: e.name, type: e.type ?? 'file', mode: e.mode ?? 0o644, mtime: new Date(0) };
       if (e.linkname !== undefined) header.linkname = e.linkname;
       if (e.body) pack.entry({ ...header, size: e.body.length }, e.body, (err) => (err ? reject(err) : resolve()));
-      else pack.entry(header, (err) => (err ? reject(err) : resolve())).end();
+      else (pack.entry(header, (err) => (err ? reject(err) : resolve())) as unknown as { end(): void }).end();
     });
   }
   pack.finalize();

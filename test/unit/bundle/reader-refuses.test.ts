@@ -200,7 +200,8 @@ describe('bundle reader refuses damaged and hostile bundles', () => {
     const err = await consume(await repack(withMeta((m) => {
       const b = (m.blobs as Array<Record<string, unknown>>).find((x) => x.digest === layer.digest)!;
       b.size = (b.size as number) + 1;
-      (m.totals as Record<string, number>).storedBytes += 1;
+      const t = m.totals as Record<string, number>;
+      t.storedBytes = t.storedBytes! + 1;
     })));
     expect(err).toBeDefined();
     expect(['E_SIZE_MISMATCH', 'E_BUNDLE_INVALID']).toContain(err!.code);
@@ -211,8 +212,9 @@ describe('bundle reader refuses damaged and hostile bundles', () => {
     const layer = meta.blobs.find((b) => b.kind === 'layer')!;
     const list = withMeta((m) => {
       m.blobs = (m.blobs as Array<Record<string, unknown>>).filter((x) => x.digest !== layer.digest);
-      (m.totals as Record<string, number>).blobs -= 1;
-      (m.totals as Record<string, number>).storedBytes -= layer.size;
+      const t = m.totals as Record<string, number>;
+      t.blobs = t.blobs! - 1;
+      t.storedBytes = t.storedBytes! - layer.size;
     }).filter((e) => e.header.name !== `blobs/sha256/${layer.digest.slice(7)}`);
     expectCode(await consume(await repack(list)), 'E_BLOB_MISSING', layer.digest);
   });

@@ -12,7 +12,7 @@ async function collect(s: AsyncIterable<Buffer>): Promise<Buffer> {
 }
 
 async function compress(data: Buffer[], level = 3): Promise<Buffer> {
-  let out = Buffer.alloc(0);
+  let out: Buffer = Buffer.alloc(0);
   await pipeline(Readable.from(data), compressStream({ level }), async (s: AsyncIterable<Buffer>) => { out = await collect(s); });
   return out;
 }

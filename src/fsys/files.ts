@@ -1,0 +1,54 @@
+import { mkdir, rmdir, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type { Readable } from 'node:stream';
+
+/**
+ * File primitives of the on-disk transports and stores. Modes are set with chmod because
+ * the mode given to open() is masked by the umask, and a registry running as
+ * another user must be able to read what we wrote (files 0644, dirs 0755).
+ */
+
+export const FILE_MODE = 0o644;
+export const DIR_MODE = 0o755;
+
+export async function mkdirs(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: DIR_MODE });
+}
+
+/** Reads a stream to its end without keeping it: the destination already holds the bytes, but the contract says putBlob consumes its input. */
+export async function drain(data: Readable, signal?: AbortSignal): Promise<void> {
+  for await (const _ of data) {
+    if (signal?.aborted) {
+      data.destroy();
+      throw signal.reason ?? new Error('aborted');
+    }
+  }
+}
+
+export async function fileSize(path: string): Promise<number | undefined> {
+  try {
+    const s = await stat(path);
+    return s.isFile() ? s.size : undefined;
+  } catch (e) {
+    if (isMissing(e)) return undefined;
+    throw e;
+  }
+}
+
+export function isMissing(e: unknown): boolean {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
+/** Removes empty directories from `dir` upwards, stopping at `stop` or the first non-empty one. */
+export async function removeEmptyDirs(dir: string, stop: string): Promise<void> {
+  let d = dir;
+  while (d.startsWith(stop) && d !== stop) {
+    try {
+      await rmdir(d);
+    } catch {
+      return;
+    }
+    d = dirname(d);
+  }
+}

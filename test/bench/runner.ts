@@ -1,0 +1,96 @@
+// Runs one whole process under GNU time and reports what it cost: wall, user and
+// system CPU, and peak RSS (GNU time's %M covers the process tree's largest member).
+// The same measurement applies to ferry and to skopeo, so neither side is favoured.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export const TIME_BIN = '/usr/bin/time';
+
+export interface Measured {
+  wallS: number;
+  userS: number;
+  sysS: number;
+  /** user + sys */
+  cpuS: number;
+  /** Peak resident set size, bytes. */
+  peakRssBytes: number;
+}
+
+export interface RunOutcome extends Measured {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface RunOptions {
+  cwd?: string;
+  env?: Record<string, string>;
+  input?: string;
+  timeoutMs?: number;
+}
+
+/** Parses GNU time's `-f '%e %U %S %M'` output; a failed child adds a "Command exited…" line first. */
+export function parseTimeOutput(text: string): Measured {
+  const line = text.trim().split('\n').filter((l) => /^[\d.]+ [\d.]+ [\d.]+ \d+$/.test(l.trim())).pop();
+  if (line === undefined) throw new Error(`could not parse GNU time output: ${JSON.stringify(text.slice(-300))}`);
+  const [e, u, s, m] = line.trim().split(' ').map(Number) as [number, number, number, number];
+  return { wallS: e, userS: u, sysS: s, cpuS: u + s, peakRssBytes: m * 1024 };
+}
+
+export function checkTimeAvailable(): void {
+  if (!existsSync(TIME_BIN)) {
+    throw new Error(`${TIME_BIN} not found: the benchmark measures CPU and peak RSS with GNU time. Run \`node scripts/ensure-peers.mjs\` as root, or \`apt-get install time\``);
+  }
+}
+
+/** Spawns `cmd args` under GNU time; never throws on a non-zero exit (the caller decides). */
+export function timed(cmd: string, args: string[], opts: RunOptions = {}): Promise<RunOutcome> {
+  const dir = mkdtempSync(join(tmpdir(), 'ferry-bench-time-'));
+  const outFile = join(dir, 'time.txt');
+  return new Promise<RunOutcome>((resolve, reject) => {
+    const child = spawn(TIME_BIN, ['-f', '%e %U %S %M', '-o', outFile, cmd, ...args], {
+      cwd: opts.cwd,
+      env: { ...process.env, ...(opts.env ?? {}) },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (c: Buffer) => out.push(c));
+    child.stderr.on('data', (c: Buffer) => err.push(c));
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 3_600_000);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      rmSync(dir, { recursive: true, force: true });
+      reject(e);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      try {
+        const m = parseTimeOutput(readFileSync(outFile, 'utf8'));
+        resolve({ ...m, code: code ?? (signal !== null ? 128 : 1), stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
+      } catch (e) {
+        reject(new Error(`${cmd} ${args.join(' ')}: ${(e as Error).message}\nstderr: ${Buffer.concat(err).toString('utf8').slice(-2000)}`));
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+    child.stdin.end(opts.input);
+  });
+}
+
+/** Like timed() but throws with the tail of stderr unless the process exited 0. */
+export async function timedOk(cmd: string, args: string[], opts: RunOptions = {}): Promise<RunOutcome> {
+  const r = await timed(cmd, args, opts);
+  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.code}:\n${r.stderr.slice(-3000)}${r.stdout.slice(-1000)}`);
+  return r;
+}
+
+/** Several processes run one after another, reported as one run: times add up, peak RSS is the largest. */
+export function sumRuns(runs: Measured[]): Measured {
+  return runs.reduce<Measured>(
+    (a, r) => ({ wallS: a.wallS + r.wallS, userS: a.userS + r.userS, sysS: a.sysS + r.sysS, cpuS: a.cpuS + r.cpuS, peakRssBytes: Math.max(a.peakRssBytes, r.peakRssBytes) }),
+    { wallS: 0, userS: 0, sysS: 0, cpuS: 0, peakRssBytes: 0 },
+  );
+}

@@ -12,6 +12,7 @@ const peers = [
   { bin: ['/usr/bin/ssh-keygen'], pkg: 'openssh-client', why: 'throwaway SSH keys for tests' },
   { bin: ['/usr/bin/htpasswd'], pkg: 'apache2-utils', why: 'bcrypt htpasswd files for the registry auth tests' },
   { bin: ['/usr/bin/openssl'], pkg: 'openssl', why: 'throwaway token-signing keys for the registry token-auth tests' },
+  { bin: ['/usr/bin/time'], pkg: 'time', why: 'CPU time and peak RSS of each benchmark run (npm run bench)' },
 ];
 
 const missing = peers.filter((p) => !p.bin.some((b) => existsSync(b)));

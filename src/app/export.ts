@@ -14,6 +14,7 @@ import { type ListedImage, readImageList } from './image-list.js';
 import { parseReference } from '../oci/reference.js';
 import { openRegistries, openSource } from './locations.js';
 import type { RegistryAccess } from './registry-access.js';
+import { loadBases } from '../delta/inputs.js';
 
 export interface ExportOptions {
   listFile?: string | undefined;
@@ -27,6 +28,8 @@ export interface ExportOptions {
   cacheDir?: string | undefined;
   jobs: number;
   registry: RegistryAccess;
+  /** Delta export: prior bundles, their .ferry.json metadata, or inventories of what the receiver holds (spec/delta.md). */
+  since?: string[] | undefined;
   signal?: AbortSignal;
   observer?: CopyObserver;
 }
@@ -41,6 +44,8 @@ export interface ExportResult {
   /** Bytes that crossed the network this run (the rest came from the cache). */
   fetchedBytes: number;
   seconds: number;
+  /** Set for a delta: the bases it names and the blobs it leaves out. */
+  delta?: { bases: { bundleId: string; metadataDigest: string }[]; omittedBlobs: number; omittedBytes: number };
 }
 
 /**
@@ -50,6 +55,8 @@ export interface ExportResult {
  */
 export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
   const started = Date.now();
+  // Bases first: a wrong --since path should fail before any registry is contacted.
+  const since = opts.since && opts.since.length > 0 ? await loadBases(opts.since) : undefined;
   const { source, requests } = await resolveSourceAndRequests(opts);
   try {
     const plan = await planCopy(source, requests, { jobs: opts.jobs, ...(opts.platforms ? { platforms: opts.platforms } : {}), ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.observer ? { observer: opts.observer } : {}) });
@@ -63,6 +70,8 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
       ...(opts.level !== undefined ? { level: opts.level } : {}),
       toolVersion: TOOL_VERSION,
       storeDir: opts.cacheDir ?? defaultCacheDir(),
+      // Omitted blobs are reported present by the destination, so the engine never fetches them.
+      ...(since ? { delta: { bases: since.bases, omitted: new Set(since.held.keys()) } } : {}),
     });
     try {
       const report = await copyImages(source, destination, plan, { jobs: opts.jobs, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.observer ? { observer: opts.observer } : {}) });
@@ -73,6 +82,7 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
         output: opts.output, bundleId: meta.bundleId, images: meta.totals.images, blobs: meta.totals.blobs,
         storedBytes: meta.totals.storedBytes, referencedBytes: meta.totals.referencedBytes, fetchedBytes: report.blobs.bytesCopied,
         seconds: (Date.now() - started) / 1000,
+        ...(meta.delta ? { delta: { bases: meta.delta.bases, omittedBlobs: meta.delta.omittedBlobs.length, omittedBytes: meta.delta.omittedBlobs.reduce((n, b) => n + b.size, 0) } } : {}),
       };
     } finally {
       await destination.close();

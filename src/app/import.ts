@@ -19,6 +19,7 @@ import { requestsFromBundle } from './bundle-requests.js';
 import { failureError } from './failures.js';
 import { connectionFor, type RegistryAccess } from './registry-access.js';
 import { parseRenames } from './repository-mapping.js';
+import { explainMissingBases, supplyBasesToDestination } from '../delta/supply.js';
 
 export const IMPORT_TARGET_KINDS = ['registry-layout', 'skopeo-dir', 'oci', 'docker-archive', 'registry'] as const;
 export type ImportTargetKind = (typeof IMPORT_TARGET_KINDS)[number];
@@ -32,6 +33,8 @@ export interface ImportOptions {
   prune?: boolean;
   receiptFile?: string | undefined;
   platform?: Platform | undefined;
+  /** Base bundles that supply a delta's omitted blobs the target lacks (spec/delta.md). */
+  bases?: string[] | undefined;
   jobs: number;
   registry: RegistryAccess;
   signal?: AbortSignal;
@@ -68,7 +71,9 @@ export async function importBundle(opts: ImportOptions): Promise<ImportReceipt> 
     const requests = requestsFromBundle(meta, { patterns: opts.images ?? [], renames: parseRenames(opts.renames ?? []), prefix });
     const copyOpts = { jobs: opts.jobs, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.observer ? { observer: opts.observer } : {}) };
     const plan = await planCopy(source, requests, copyOpts);
+    if (opts.bases?.length && meta.delta) await supplyBasesToDestination(opts.bases, source, plan, destination, copyOpts);
     const report = await copyImages(source, destination, plan, copyOpts);
+    explainMissingBases(report, meta);
     if (report.images.some((i) => i.status === 'done')) await destination.commit(opts.signal ? { signal: opts.signal } : {});
     receipt = {
       tool: { name: 'ferry', version: TOOL_VERSION }, bundle: opts.bundle, bundleId: meta.bundleId,

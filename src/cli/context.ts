@@ -50,3 +50,12 @@ async function readAllStdin(): Promise<string> {
   for await (const c of process.stdin) chunks.push(c as Buffer);
   return Buffer.concat(chunks).toString('utf8');
 }
+
+/**
+ * Coerces a positional that may be `-` (stdin). yargs re-parses positionals as
+ * `--name value`, and a value starting with `-` is then taken for a flag: `-`
+ * arrives as an empty string. No real path is empty, so empty means `-`.
+ */
+export function stdinOrPath(value: unknown): string {
+  return value === '' || value === true ? '-' : String(value);
+}

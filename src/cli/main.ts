@@ -8,6 +8,9 @@ import { verifyCommand } from './commands/verify.js';
 import { importCommand } from './commands/import.js';
 import { pushCommand } from './commands/push.js';
 import { demoCommand } from './commands/demo.js';
+import { inventoryCommand } from './commands/inventory.js';
+import { diffCommand } from './commands/diff.js';
+import { mergeCommand } from './commands/merge.js';
 import { TOOL_VERSION } from '../version.js';
 
 /**
@@ -46,7 +49,10 @@ export async function main(args: string[]): Promise<void> {
     .command(importCommand)
     .command(pushCommand)
     .command(demoCommand)
-    .demandCommand(1, 'name a command: export, inspect, verify, import, push or demo')
+    .command(inventoryCommand)
+    .command(diffCommand)
+    .command(mergeCommand)
+    .demandCommand(1, 'name a command: export, inspect, verify, import, push, inventory, diff, merge or demo')
     .strict()
     .version(TOOL_VERSION)
     .help()

@@ -303,7 +303,22 @@ async function checkProject(
   }
 
   const problems: FerryError[] = [];
-  const project = await api.getProject(p.name, signal);
+  const noPush = (): FerryError =>
+    new FerryError('E_DENIED', `Harbor ${host}: user "${api.user}" may not push to project "${p.name}" (needed by ${repos})`, {
+      hint: isRobotName(api.user)
+        ? `give the robot account push permission ("Push Repository") on project "${p.name}", or use an account that has it`
+        : `ask a project admin of "${p.name}" to make "${api.user}" a Developer (or higher) member`,
+      details,
+    });
+  let project;
+  try {
+    project = await api.getProject(p.name, signal);
+  } catch (e) {
+    // Harbor answers 403 for a private project the caller is not a member of: no push there either.
+    if (!isFerryError(e, 'E_DENIED')) throw e;
+    p.canPush = false;
+    return [noPush()];
+  }
   if (project.registryId !== undefined) {
     p.canPush = false;
     return [new FerryError('E_DENIED', `Harbor ${host}: project "${p.name}" is a proxy-cache project, which cannot be pushed to`, {
@@ -313,14 +328,7 @@ async function checkProject(
   }
   const [perms, quota] = await Promise.all([api.projectPermissions(project.projectId, signal), api.projectQuota(project, signal)]);
   p.canPush = allowsPush(perms);
-  if (!p.canPush) {
-    problems.push(new FerryError('E_DENIED', `Harbor ${host}: user "${api.user}" may not push to project "${p.name}" (needed by ${repos})`, {
-      hint: isRobotName(api.user)
-        ? `give the robot account push permission ("Push Repository") on project "${p.name}", or use an account that has it`
-        : `ask a project admin of "${p.name}" to make "${api.user}" a Developer (or higher) member`,
-      details,
-    }));
-  }
+  if (!p.canPush) problems.push(noPush());
   if (quota) {
     p.quota = quota;
     if (quota.hard >= 0 && quota.used + p.bytes > quota.hard) {

@@ -12,7 +12,11 @@ import { DecompressStream } from 'zstd-napi';
 import { expect } from 'vitest';
 import { runFerry, type FerryResult, type FerryRunOptions } from '../support/cli.js';
 import { sampleCorpus, type CorpusEntry, type PushedCorpus } from '../support/corpus.js';
-import type { Image, Index } from '../support/images.js';
+import { clientFor } from '../support/http.js';
+import { makeImage, makeLayer, Rng, type Image, type Index } from '../support/images.js';
+import { pushArtifact } from '../support/push.js';
+import { skopeoInspectDigest, skopeoInspectRaw } from '../support/skopeo.js';
+import { MANIFEST_ACCEPT, validateRegistryImage } from '../support/validate.js';
 import { startRegistry, type RegistryHandle, type RegistryOptions } from '../support/registry.js';
 import { makeTempDir, type TempDir } from '../support/tmp.js';
 
@@ -204,4 +208,76 @@ export async function rewriteTar(input: string, output: string, drop: (name: str
 export function expectNoSecret(r: FerryResult, secret: string): void {
   expect(r.stdout.includes(secret), 'password leaked to stdout').toBe(false);
   expect(r.stderr.includes(secret), 'password leaked to stderr').toBe(false);
+}
+
+export interface Expectation {
+  repo: string;
+  /** Tag or digest. */
+  ref: string;
+  digest: string;
+}
+
+/** What the corpus entries should look like in a registry after a plain import (host dropped). */
+export function expectationsOf(corpus: PushedCorpus, entries: CorpusEntry[] = corpus.entries): Expectation[] {
+  return entries.flatMap((e) => (e.tags.length > 0 ? e.tags : [e.digest]).map((ref) => ({ repo: e.repo, ref, digest: e.digest })));
+}
+
+/** The registry's catalog (every repository), sorted. */
+export async function catalog(url: string): Promise<string[]> {
+  const res = await clientFor(url).request('GET', '/v2/_catalog?n=1000');
+  if (res.status !== 200) throw new Error(`catalog: HTTP ${res.status}`);
+  return ((JSON.parse(res.body.toString('utf8')) as { repositories?: string[] }).repositories ?? []).sort();
+}
+
+export async function manifestStatus(url: string, repo: string, ref: string): Promise<number> {
+  const res = await clientFor(url).request('HEAD', `/v2/${repo}/manifests/${ref}`, { headers: { Accept: MANIFEST_ACCEPT } });
+  return res.status;
+}
+
+/**
+ * Starts the real registry on a storage root ferry wrote and checks every
+ * expectation with skopeo (digest) and the deep validator (every blob hashed).
+ */
+export async function serveAndCheck(storageDir: string, expected: Expectation[], more?: (reg: RegistryHandle) => Promise<void>): Promise<void> {
+  const reg = await startRegistry({ storageDir });
+  try {
+    for (const x of expected) {
+      const sep = x.ref.startsWith('sha256:') ? '@' : ':';
+      // `skopeo inspect` without --raw also lists tags, which 404s in a repository holding only untagged images.
+      const got = sep === '@' ? (await skopeoInspectRaw(`${reg.host}/${x.repo}@${x.ref}`)).digest : await skopeoInspectDigest(`${reg.host}/${x.repo}:${x.ref}`);
+      expect(got, `${x.repo}${sep}${x.ref}`).toBe(x.digest);
+      const walked = await validateRegistryImage(reg.url, x.repo, x.ref);
+      expect(walked.digest).toBe(x.digest);
+    }
+    await more?.(reg);
+  } catch (e) {
+    throw new Error(`${(e as Error).message}\n--- registry log:\n${reg.logTail(15)}`, { cause: e });
+  } finally {
+    await reg.stop();
+  }
+}
+
+/** Flips one byte in the middle of a blob entry of an uncompressed bundle. */
+export async function flipByteInBlob(file: string, digest: string): Promise<void> {
+  const at = (await tarOffsets(file)).get(`blobs/sha256/${digest.slice(7)}`);
+  if (!at) throw new Error(`${digest} not in ${file}`);
+  const { open } = await import('node:fs/promises');
+  const fh = await open(file, 'r+');
+  try {
+    const b = Buffer.alloc(1);
+    const pos = at.offset + Math.floor(at.size / 2);
+    await fh.read(b, 0, 1, pos);
+    b[0] = b[0]! ^ 0x01;
+    await fh.write(b, 0, 1, pos);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Pushes an extra single-layer image that is not part of the corpus (an "older release" only a site has). */
+export async function pushExtraImage(url: string, repo: string, tag: string, seed: number): Promise<Image> {
+  const layer = await makeLayer(new Rng(seed), { size: 50_000, compressible: true });
+  const img = makeImage({ layers: [layer], mediaTypes: 'docker', labels: { name: repo } });
+  await pushArtifact(url, repo, img, [tag]);
+  return img;
 }

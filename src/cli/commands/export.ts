@@ -14,6 +14,7 @@ interface Flags extends GlobalFlags {
   level?: number;
   platform?: string;
   cache?: string;
+  since?: string | string[];
 }
 
 export const exportCommand: CommandModule<GlobalFlags, Flags> = {
@@ -27,8 +28,11 @@ export const exportCommand: CommandModule<GlobalFlags, Flags> = {
     .option('compression', { choices: ['none', 'zstd'] as const, describe: 'default: zstd when the output ends in .zst, else none' })
     .option('level', { type: 'number', describe: 'zstd level (1-19)' })
     .option('platform', { type: 'string', describe: 'keep only these platforms of multi-arch images, e.g. linux/amd64,linux/arm64' })
+    // Not `array`: a greedy array option would swallow the image arguments after it; repeated flags still collect.
+    .option('since', { type: 'string', requiresArg: true, describe: 'delta: leave out blobs this prior bundle, its .ferry.json or inventory holds (repeatable)' })
     .option('cache', { type: 'string', describe: 'blob cache directory (default: ~/.cache/ferry); reruns reuse it' })
     .example('$0 export -f images.list -o release-2.0.tar.zst', 'export every image of the list')
+    .example('$0 export -f images.list --since release-1.0.tar.zst -o release-2.0-delta.tar.zst', 'a delta: only what release 1.0 lacks')
     .example('$0 export --from registry-layout:/var/lib/registry -o old.tar.zst', 'bundle a registry directory without starting a registry') as never,
   handler: async (argv) => {
     const ctx = await contextFrom(argv);
@@ -37,12 +41,13 @@ export const exportCommand: CommandModule<GlobalFlags, Flags> = {
       const result = await exportBundle({
         listFile: argv.file, references: argv.images ?? [], from: argv.from, output: argv.output,
         compression: argv.compression ?? (argv.output.endsWith('.zst') ? 'zstd' : 'none'), level: argv.level,
-        platforms: argv.platform ? parsePlatforms(argv.platform) : undefined, cacheDir: argv.cache,
+        platforms: argv.platform ? parsePlatforms(argv.platform) : undefined, cacheDir: argv.cache, since: argv.since === undefined ? undefined : ([] as string[]).concat(argv.since),
         jobs: ctx.jobs, registry: ctx.registry, signal: ctx.signal, observer,
       });
       observer.stop();
       ctx.out.result(result, () => `${result.output}: ${result.images} images, ${result.blobs} blobs, ${formatBytes(result.storedBytes)} stored `
-        + `(${formatBytes(result.referencedBytes)} referenced, ${formatBytes(result.fetchedBytes)} fetched) in ${result.seconds.toFixed(1)} s\nbundle id ${result.bundleId}`);
+        + `(${formatBytes(result.referencedBytes)} referenced, ${formatBytes(result.fetchedBytes)} fetched) in ${result.seconds.toFixed(1)} s\nbundle id ${result.bundleId}`
+        + (result.delta ? `\ndelta: ${result.delta.omittedBlobs} blobs (${formatBytes(result.delta.omittedBytes)}) left out, held by base ${result.delta.bases.map((b) => b.bundleId).join(', ')}` : ''));
     } finally {
       observer.stop();
     }

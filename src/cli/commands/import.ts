@@ -1,7 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { importBundle, IMPORT_TARGET_KINDS, type ImportTargetKind, renderImportReport } from '../../app/import.js';
 import { parsePlatforms } from '../../oci/platform.js';
-import { contextFrom, type GlobalFlags } from '../context.js';
+import { contextFrom, type GlobalFlags, stdinOrPath } from '../context.js';
 import { progressObserver } from '../progress.js';
 
 interface Flags extends GlobalFlags {
@@ -12,18 +12,20 @@ interface Flags extends GlobalFlags {
   prune?: boolean;
   receipt?: string;
   platform?: string;
+  base?: string | string[];
 }
 
 export const importCommand: CommandModule<GlobalFlags, Flags> = {
   command: 'import <bundle>',
   describe: 'write a bundle\'s images into a registry storage layout, skopeo dir trees, an OCI layout, a docker-archive or a registry',
   builder: (y) => y
-    .positional('bundle', { type: 'string', demandOption: true, describe: 'bundle file, or - for stdin' })
+    .positional('bundle', { type: 'string', demandOption: true, coerce: stdinOrPath, describe: 'bundle file, or - for stdin' })
     .option('to', { type: 'string', nargs: 2, demandOption: true, describe: `KIND TARGET; KIND is one of ${IMPORT_TARGET_KINDS.join(', ')}` })
     .option('image', { type: 'string', array: true, describe: 'import only images whose reference matches (glob: * and ?), repeatable' })
     .option('rename', { type: 'string', array: true, describe: 'OLD_PREFIX=NEW_PREFIX repository mapping, e.g. docker.io/library=library (repeatable)' })
     .option('prune', { type: 'boolean', describe: 'registry-layout: afterwards hold exactly this bundle\'s images and blobs' })
     .option('receipt', { type: 'string', describe: 'where to write the JSON receipt (default: beside the target)' })
+    .option('base', { type: 'string', requiresArg: true, describe: 'delta bundles: a base bundle that supplies the blobs the delta leaves out and the target lacks (repeatable)' })
     .option('platform', { type: 'string', describe: 'docker-archive: the platform to take from multi-arch images (default linux/amd64)' })
     .example('$0 import release.tar.zst --to registry-layout /var/lib/registry', 'then start registry:2 on it')
     .example('$0 import release.tar.zst --to skopeo-dir ./images', 'one dir per image, for skopeo') as never,
@@ -35,6 +37,7 @@ export const importCommand: CommandModule<GlobalFlags, Flags> = {
       const report = await importBundle({
         bundle: argv.bundle, kind: kind as ImportTargetKind, target, images: argv.image ?? [], renames: argv.rename ?? [],
         prune: argv.prune === true, receiptFile: argv.receipt, platform: argv.platform ? parsePlatforms(argv.platform)[0] : undefined,
+        bases: argv.base === undefined ? undefined : ([] as string[]).concat(argv.base),
         jobs: ctx.jobs, registry: ctx.registry, signal: ctx.signal, observer,
       });
       observer.stop();

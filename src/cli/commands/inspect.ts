@@ -1,6 +1,6 @@
 import type { CommandModule } from 'yargs';
 import { inspectBundle, renderInspection } from '../../app/inspect.js';
-import { contextFrom, type GlobalFlags } from '../context.js';
+import { contextFrom, type GlobalFlags, stdinOrPath } from '../context.js';
 
 interface Flags extends GlobalFlags {
   bundle: string;
@@ -11,7 +11,7 @@ export const inspectCommand: CommandModule<GlobalFlags, Flags> = {
   command: 'inspect <bundle>',
   describe: 'show what a bundle holds: images, platforms, sizes, shared bytes, dedup ratio',
   builder: (y) => y
-    .positional('bundle', { type: 'string', demandOption: true, describe: 'bundle file, or - for stdin' })
+    .positional('bundle', { type: 'string', demandOption: true, coerce: stdinOrPath, describe: 'bundle file, or - for stdin' })
     .option('metadata', { type: 'boolean', describe: 'print the bundle metadata (ferry.json) exactly as stored' }) as never,
   handler: async (argv) => {
     const ctx = await contextFrom(argv);

@@ -1,6 +1,6 @@
 import type { CommandModule } from 'yargs';
 import { importBundle, renderImportReport } from '../../app/import.js';
-import { contextFrom, type GlobalFlags } from '../context.js';
+import { contextFrom, type GlobalFlags, stdinOrPath } from '../context.js';
 import { progressObserver } from '../progress.js';
 
 interface Flags extends GlobalFlags {
@@ -15,7 +15,7 @@ export const pushCommand: CommandModule<GlobalFlags, Flags> = {
   command: 'push <bundle>',
   describe: 'push a bundle\'s images to a registry (Harbor, distribution, …): blobs skipped when present, mounted across repositories',
   builder: (y) => y
-    .positional('bundle', { type: 'string', demandOption: true, describe: 'bundle file, or - for stdin' })
+    .positional('bundle', { type: 'string', demandOption: true, coerce: stdinOrPath, describe: 'bundle file, or - for stdin' })
     .option('to', { type: 'string', demandOption: true, describe: 'registry host[:port][/prefix]' })
     .option('image', { type: 'string', array: true, describe: 'push only images whose reference matches (glob), repeatable' })
     .option('project-map', { alias: 'rename', type: 'string', array: true, describe: 'OLD_PREFIX=NEW_PREFIX, e.g. docker.io/library=library' })

@@ -1,6 +1,6 @@
 import type { CommandModule } from 'yargs';
 import { verifyBundle } from '../../app/verify.js';
-import { contextFrom, type GlobalFlags } from '../context.js';
+import { contextFrom, type GlobalFlags, stdinOrPath } from '../context.js';
 import { formatBytes } from '../output.js';
 import { progressObserver } from '../progress.js';
 
@@ -11,7 +11,7 @@ interface Flags extends GlobalFlags {
 export const verifyCommand: CommandModule<GlobalFlags, Flags> = {
   command: 'verify <bundle>',
   describe: 'check every blob digest and size and that every image is complete, offline',
-  builder: (y) => y.positional('bundle', { type: 'string', demandOption: true, describe: 'bundle file, or - for stdin' }) as never,
+  builder: (y) => y.positional('bundle', { type: 'string', demandOption: true, coerce: stdinOrPath, describe: 'bundle file, or - for stdin' }) as never,
   handler: async (argv) => {
     const ctx = await contextFrom(argv);
     const observer = progressObserver(ctx.out, 'verify');

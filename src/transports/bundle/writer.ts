@@ -57,6 +57,8 @@ export class BundleDestination implements ImageDestination {
   private readonly images = new Map<string, ImageRecord & { repository: string }>();
   /** Blobs whose bytes this run streamed into the store through a verified stream. */
   private readonly writtenThisRun = new Set<Digest>();
+  /** Cache entries from earlier runs already hashed by hasBlob (commit hashes them again while writing). */
+  private readonly checkedCache = new Set<Digest>();
   private storeReady: Promise<void> | undefined;
   private committed: BundleMetadata | undefined;
 
@@ -82,9 +84,12 @@ export class BundleDestination implements ImageDestination {
 
   async hasBlob(_repository: string, desc: Descriptor): Promise<boolean> {
     if (this.isOmitted(desc.digest) || this.writtenThisRun.has(desc.digest)) return true;
+    if (this.checkedCache.has(desc.digest)) return true;
     await this.ready();
     // A cache entry from an earlier run is hashed now; a bad one is removed so the engine fetches it again.
-    return this.store.verify(desc);
+    const ok = await this.store.verify(desc);
+    if (ok) this.checkedCache.add(desc.digest);
+    return ok;
   }
 
   async putBlob(_repository: string, desc: Descriptor, data: Readable, opts: OpOptions = {}): Promise<void> {

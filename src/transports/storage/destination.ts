@@ -5,8 +5,8 @@ import { type Digest, sha256Digest } from '../../oci/digest.js';
 import { type Descriptor, type Manifest, blobsOf, parseManifest } from '../../oci/manifest.js';
 import { validateRepository, validateTag } from '../../oci/reference.js';
 import type { DestinationCapabilities, ImageDestination, ImageRecord, OpOptions } from '../types.js';
-import { drain, fileSize, removeEmptyDirs } from '../../fsys/files.js';
-import { writeFileAtomic, streamToFileAtomic } from '../../fsys/atomic.js';
+import { drain } from '../../fsys/files.js';
+import { type FileSystemPort, localFileSystem } from '../../fsys/port.js';
 import { readLink, writeLink } from './links.js';
 import {
   blobDataPath, blobDir, blobsRoot, layerLinkPath, revisionLinkPath, tagCurrentLinkPath, tagIndexLinkPath,
@@ -17,6 +17,8 @@ export interface StorageLayoutDestinationOptions {
   /** After the run, remove every repository, tag, manifest, link and blob that the run did not write or confirm. */
   prune?: boolean;
   concurrentBlobs?: number;
+  /** Where the layout lives: this machine (default) or a remote one over SFTP. Prune works on local layouts only. */
+  fs?: FileSystemPort;
 }
 
 /**
@@ -30,24 +32,29 @@ export class StorageLayoutDestination implements ImageDestination {
   readonly capabilities: DestinationCapabilities;
   private readonly images: KeepImage[] = [];
   lastPrune: PruneReport | undefined;
+  private readonly fs: FileSystemPort;
 
   constructor(readonly root: string, private readonly opts: StorageLayoutDestinationOptions = {}) {
-    this.description = `registry storage ${root}`;
+    this.fs = opts.fs ?? localFileSystem;
+    this.description = `registry storage ${this.fs === localFileSystem ? '' : `${this.fs.description}:`}${root}`;
+    if (opts.prune && this.fs !== localFileSystem) {
+      throw new FerryError('E_USAGE', `${this.description}: --prune works on a local layout only`, { hint: 'run the import without --prune, or run ferry on the registry host' });
+    }
     this.capabilities = { concurrentBlobs: opts.concurrentBlobs ?? 4, globalBlobs: false };
   }
 
   private async hasData(desc: Pick<Descriptor, 'digest' | 'size'>): Promise<boolean> {
-    return (await fileSize(blobDataPath(this.root, desc.digest))) === desc.size;
+    return (await this.fs.fileSize(blobDataPath(this.root, desc.digest))) === desc.size;
   }
 
   private async ensureLink(path: string, digest: Digest): Promise<void> {
-    if ((await readLink(path).catch(() => undefined)) !== digest) await writeLink(path, digest);
+    if ((await readLink(path, this.fs).catch(() => undefined)) !== digest) await writeLink(path, digest, this.fs);
   }
 
   async hasBlob(repository: string, desc: Descriptor): Promise<boolean> {
     validateRepository(repository);
     if (!(await this.hasData(desc))) return false;
-    return (await readLink(layerLinkPath(this.root, repository, desc.digest)).catch(() => undefined)) === desc.digest;
+    return (await readLink(layerLinkPath(this.root, repository, desc.digest), this.fs).catch(() => undefined)) === desc.digest;
   }
 
   async putBlob(repository: string, desc: Descriptor, data: Readable, opts: OpOptions = {}): Promise<void> {
@@ -56,13 +63,13 @@ export class StorageLayoutDestination implements ImageDestination {
       await drain(data, opts.signal);
     } else {
       try {
-        await streamToFileAtomic(blobDataPath(this.root, desc.digest), data, opts.signal);
+        await this.fs.streamToFileAtomic(blobDataPath(this.root, desc.digest), data, opts.signal);
       } catch (e) {
-        await removeEmptyDirs(blobDir(this.root, desc.digest), blobsRoot(this.root));
+        await this.fs.removeEmptyDirs(blobDir(this.root, desc.digest), blobsRoot(this.root));
         throw e;
       }
     }
-    await writeLink(layerLinkPath(this.root, repository, desc.digest), desc.digest);
+    await writeLink(layerLinkPath(this.root, repository, desc.digest), desc.digest, this.fs);
   }
 
   async mountBlob(repository: string, desc: Descriptor, _fromRepository: string): Promise<boolean> {
@@ -74,8 +81,8 @@ export class StorageLayoutDestination implements ImageDestination {
 
   async hasManifest(repository: string, digest: Digest): Promise<boolean> {
     validateRepository(repository);
-    if ((await fileSize(blobDataPath(this.root, digest))) === undefined) return false;
-    return (await readLink(revisionLinkPath(this.root, repository, digest)).catch(() => undefined)) === digest;
+    if ((await this.fs.fileSize(blobDataPath(this.root, digest))) === undefined) return false;
+    return (await readLink(revisionLinkPath(this.root, repository, digest), this.fs).catch(() => undefined)) === digest;
   }
 
   async putManifest(repository: string, manifest: Manifest): Promise<void> {
@@ -90,14 +97,14 @@ export class StorageLayoutDestination implements ImageDestination {
     const parsed = parseManifest(manifest.bytes, manifest.mediaType, where);
     // The registry serves a manifest only if everything it references is linked in the same repository.
     for (const b of blobsOf(parsed)) {
-      if ((await fileSize(blobDataPath(this.root, b.digest))) === undefined) throw missing(where, 'blob', b.digest);
+      if ((await this.fs.fileSize(blobDataPath(this.root, b.digest))) === undefined) throw missing(where, 'blob', b.digest);
       await this.ensureLink(layerLinkPath(this.root, repository, b.digest), b.digest);
     }
     for (const child of parsed.manifests) {
       if (!(await this.hasManifest(repository, child.digest))) throw missing(where, 'child manifest', child.digest);
     }
-    if ((await fileSize(blobDataPath(this.root, manifest.digest))) !== manifest.bytes.length) {
-      await writeFileAtomic(blobDataPath(this.root, manifest.digest), manifest.bytes);
+    if ((await this.fs.fileSize(blobDataPath(this.root, manifest.digest))) !== manifest.bytes.length) {
+      await this.fs.writeFileAtomic(blobDataPath(this.root, manifest.digest), manifest.bytes);
     }
     await this.ensureLink(revisionLinkPath(this.root, repository, manifest.digest), manifest.digest);
   }
@@ -109,7 +116,7 @@ export class StorageLayoutDestination implements ImageDestination {
       const tag = validateTag(image.tag);
       // distribution's tagStore.Tag order: history entry first, then the current pointer.
       await this.ensureLink(tagIndexLinkPath(this.root, repository, tag, image.manifest.digest), image.manifest.digest);
-      await writeLink(tagCurrentLinkPath(this.root, repository, tag), image.manifest.digest);
+      await writeLink(tagCurrentLinkPath(this.root, repository, tag), image.manifest.digest, this.fs);
     }
     const keep: KeepImage = { repository, digest: image.manifest.digest };
     if (image.tag !== undefined) keep.tag = image.tag;

@@ -1,0 +1,34 @@
+import { diffInventories, type DiffResult } from '../delta/diff.js';
+import { inventoryOfImageList, loadInput } from '../delta/inputs.js';
+import { formatReference } from '../oci/reference.js';
+import { readImageList } from './image-list.js';
+import { openRegistries } from './locations.js';
+import type { RegistryAccess } from './registry-access.js';
+
+export interface DiffOptions {
+  a: string;
+  b: string;
+  access: RegistryAccess;
+  jobs: number;
+  signal?: AbortSignal;
+}
+
+/**
+ * Diff = two inventories compared. Each side may be a bundle (head only), its
+ * metadata, an inventory, or an image list whose manifests are resolved from
+ * the registries (no blob is fetched).
+ */
+export async function diffTargets(opts: DiffOptions): Promise<DiffResult> {
+  const fromList = async (path: string) => {
+    const listed = await readImageList(path);
+    const source = openRegistries(opts.access);
+    try {
+      return await inventoryOfImageList(listed.map((l) => ({ reference: formatReference(l.reference), where: l.where })), source, { jobs: opts.jobs, ...(opts.signal ? { signal: opts.signal } : {}) });
+    } finally {
+      await source.close();
+    }
+  };
+  const a = await loadInput(opts.a, fromList);
+  const b = await loadInput(opts.b, fromList);
+  return diffInventories(a, b);
+}

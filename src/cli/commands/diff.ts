@@ -1,0 +1,23 @@
+import type { CommandModule } from 'yargs';
+import { diffTargets } from '../../app/diff.js';
+import { renderDiff } from '../../delta/diff.js';
+import { contextFrom, type GlobalFlags } from '../context.js';
+
+interface Flags extends GlobalFlags {
+  a: string;
+  b: string;
+}
+
+export const diffCommand: CommandModule<GlobalFlags, Flags> = {
+  command: 'diff <a> <b>',
+  describe: 'compare two bundles, bundle metadata files, inventories or image lists: images added, removed, changed; blobs and bytes each way',
+  builder: (y) => y
+    .positional('a', { type: 'string', demandOption: true, describe: 'the older side' })
+    .positional('b', { type: 'string', demandOption: true, describe: 'the newer side' })
+    .example('$0 diff release-1.tar.zst images-2.list', 'what a delta from release 1 to the list would carry') as never,
+  handler: async (argv) => {
+    const ctx = await contextFrom(argv);
+    const result = await diffTargets({ a: argv.a, b: argv.b, access: ctx.registry, jobs: ctx.jobs, signal: ctx.signal });
+    ctx.out.result(result, () => renderDiff(result));
+  },
+};

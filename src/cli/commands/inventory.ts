@@ -1,0 +1,38 @@
+import type { CommandModule } from 'yargs';
+import { takeInventory } from '../../app/inventory.js';
+import { serialiseInventory } from '../../delta/inventory.js';
+import { contextFrom, type GlobalFlags } from '../context.js';
+import { formatBytes } from '../output.js';
+
+interface Flags extends GlobalFlags {
+  registry?: string;
+  layout?: string;
+  bundle?: string[];
+  output?: string;
+}
+
+export const inventoryCommand: CommandModule<GlobalFlags, Flags> = {
+  command: 'inventory',
+  describe: 'write what a registry, registry layout or set of bundles holds (small JSON) for `export --since`',
+  builder: (y) => y
+    .option('registry', { type: 'string', describe: 'a live registry host[:port], read over its API (catalog, tags, manifests)' })
+    .option('layout', { type: 'string', describe: 'a registry storage layout directory (the registry\'s rootdirectory)' })
+    .option('bundle', { type: 'string', array: true, describe: 'bundles (or their .ferry.json) that were imported' })
+    .option('output', { alias: 'o', type: 'string', describe: 'write the inventory here (default: stdout)' })
+    .example('$0 inventory --layout /var/lib/registry -o site.inventory.json', 'then carry the file out and: ferry export --since site.inventory.json …') as never,
+  handler: async (argv) => {
+    const ctx = await contextFrom(argv);
+    const result = await takeInventory({
+      registry: argv.registry, layout: argv.layout, bundles: argv.bundle, output: argv.output,
+      access: ctx.registry, jobs: ctx.jobs, signal: ctx.signal, warn: (m) => ctx.out.warn(m),
+    });
+    const inv = result.inventory;
+    if (result.output === undefined) {
+      // The inventory itself is the result: printed as is, --json or not.
+      process.stdout.write(serialiseInventory(inv));
+      return;
+    }
+    ctx.out.result({ output: result.output, id: inv.id, images: inv.images.length, blobs: inv.blobs.length, bytes: inv.blobs.reduce((n, b) => n + b.size, 0) },
+      () => `${result.output}: ${inv.source.description}: ${inv.images.length} images, ${inv.blobs.length} blobs (${formatBytes(inv.blobs.reduce((n, b) => n + b.size, 0))})\ninventory id ${inv.id}`);
+  },
+};

@@ -1,0 +1,158 @@
+import { stat } from 'node:fs/promises';
+import { FerryError, isFerryError } from '../errors.js';
+import type { Digest } from '../oci/digest.js';
+import { type Descriptor, type ParsedManifest, parseManifest } from '../oci/manifest.js';
+import { isValidRepository, isValidTag } from '../oci/reference.js';
+import { forEachLimited } from '../copy/pool.js';
+import { readCapped } from '../net/http.js';
+import { pullScope, type RegistryClient } from '../transports/registry/client.js';
+import { blobDataPath } from '../transports/storage/paths.js';
+import type { ImageSource, OpOptions } from '../transports/types.js';
+import { buildInventory, type Inventory, type InventoryBlob, type InventoryImage } from './inventory.js';
+
+/**
+ * Takes inventories of live targets: a registry over the distribution API and
+ * a registry storage layout on disk. Only manifests are read; the blobs an
+ * inventory lists are those the manifests reference (and, for a layout, whose
+ * data file is really there with the declared size).
+ */
+
+export interface CollectOptions extends OpOptions {
+  jobs?: number;
+  /** Problems that leave an image out (the inventory then claims less, which is safe). */
+  warn?: (message: string) => void;
+}
+
+const LIST_PAGE = 1000;
+const LIST_BODY_MAX = 16 * 1024 * 1024;
+/** A hostile registry could paginate forever. */
+const MAX_PAGES = 10_000;
+
+/** Walks an image (index children included) and returns its configs and layers; manifests are parsed once per digest. */
+async function blobsOfImage(source: ImageSource, repository: string, reference: string, cache: Map<Digest, ParsedManifest>, opts: OpOptions): Promise<{ digest: Digest; blobs: Descriptor[] }> {
+  const out = new Map<Digest, Descriptor>();
+  const visit = async (ref: string, depth: number): Promise<Digest> => {
+    if (depth > 4) throw new FerryError('E_MANIFEST_INVALID', `${repository}:${reference}: indexes nest deeper than 4 levels`, { hint: 'the index refers to itself or is malformed' });
+    let digest: Digest | undefined = ref.startsWith('sha256:') ? (ref as Digest) : undefined;
+    let parsed = digest ? cache.get(digest) : undefined;
+    if (!parsed) {
+      const m = await source.getManifest(repository, ref, opts);
+      digest = m.digest;
+      parsed = parseManifest(m.bytes, m.mediaType, `${repository}@${m.digest}`);
+      cache.set(m.digest, parsed);
+    }
+    for (const c of parsed.manifests) await visit(c.digest, depth + 1);
+    if (parsed.config) out.set(parsed.config.digest, parsed.config);
+    for (const l of parsed.layers) out.set(l.digest, l);
+    return digest!;
+  };
+  const digest = await visit(reference, 0);
+  return { digest, blobs: [...out.values()] };
+}
+
+async function listAll(client: RegistryClient, first: string, scope: string, field: 'repositories' | 'tags', what: string, opts: OpOptions): Promise<string[]> {
+  const out: string[] = [];
+  let url: string | URL | undefined = first;
+  for (let page = 0; url !== undefined; page++) {
+    if (page >= MAX_PAGES) throw new FerryError('E_REGISTRY', `${what}: more than ${MAX_PAGES} pages`, { hint: 'the registry keeps paginating; check what answers at this address' });
+    const res = await client.expect({ method: 'GET', url, scopes: [scope], signal: opts.signal }, [200], what);
+    const body = await readCapped(res.body, LIST_BODY_MAX);
+    if (!body) throw new FerryError('E_REGISTRY', `${what}: the answer is larger than ${LIST_BODY_MAX} bytes`, { hint: 'the registry answers with something other than a list' });
+    let doc: Record<string, unknown>;
+    try {
+      doc = JSON.parse(body.toString('utf8')) as Record<string, unknown>;
+    } catch {
+      throw new FerryError('E_REGISTRY', `${what}: the answer is not JSON`, { hint: 'check that a registry (API v2) answers at this address' });
+    }
+    const list = doc[field];
+    if (list !== null && list !== undefined && !Array.isArray(list)) throw new FerryError('E_REGISTRY', `${what}: "${field}" is not a list`, { hint: 'the registry does not follow the distribution API' });
+    for (const v of (list ?? []) as unknown[]) if (typeof v === 'string') out.push(v);
+    url = nextLink(res.headers['link'], res.url);
+  }
+  return out;
+}
+
+/** RFC 5988 `Link: </v2/_catalog?last=x&n=100>; rel="next"`, as distribution paginates. */
+export function nextLink(header: string | string[] | undefined, base: string | URL): URL | undefined {
+  const value = Array.isArray(header) ? header.join(',') : header;
+  if (!value) return undefined;
+  for (const part of value.split(',')) {
+    const m = /<([^>]*)>\s*;(.*)$/.exec(part.trim());
+    if (m && /rel="?next"?/.test(m[2]!)) {
+      const next = new URL(m[1]!, base);
+      // Pagination stays on the registry's own origin: a Link elsewhere would leak the token.
+      return next.origin === new URL(base).origin ? next : undefined;
+    }
+  }
+  return undefined;
+}
+
+/** Inventory of a registry over its API: the catalog, each repository's tags, each tag's manifests. */
+export async function inventoryOfRegistry(client: RegistryClient, source: ImageSource, opts: CollectOptions = {}): Promise<Inventory> {
+  const host = client.registry;
+  const repos = await listAll(client, `/v2/_catalog?n=${LIST_PAGE}`, 'registry:catalog:*', 'repositories', `catalog of registry ${host}`, opts);
+  const images: InventoryImage[] = [];
+  const blobs = new Map<Digest, number>();
+  const cache = new Map<Digest, ParsedManifest>();
+  const work: { repository: string; tag: string }[] = [];
+  for (const repository of repos) {
+    if (!isValidRepository(repository)) { opts.warn?.(`registry ${host}: skipping repository ${JSON.stringify(repository.slice(0, 200))}: not a valid name`); continue; }
+    const tags = await listAll(client, `/v2/${repository}/tags/list?n=${LIST_PAGE}`, pullScope(repository), 'tags', `tags of ${host}/${repository}`, opts);
+    for (const tag of tags) {
+      if (!isValidTag(tag)) { opts.warn?.(`registry ${host}: skipping ${repository} tag ${JSON.stringify(tag.slice(0, 200))}: not a valid tag`); continue; }
+      work.push({ repository, tag });
+    }
+  }
+  await forEachLimited(work, opts.jobs ?? 4, async ({ repository, tag }) => {
+    try {
+      const r = await blobsOfImage(source, repository, tag, cache, opts);
+      images.push({ repository, tag, digest: r.digest });
+      for (const b of r.blobs) blobs.set(b.digest, b.size);
+    } catch (e) {
+      // A tag deleted between listing and reading, or a broken manifest: leave it out, so the inventory never claims what is not there.
+      if (!isFerryError(e) || e.code === 'E_ABORTED' || e.code === 'E_AUTH' || e.code === 'E_DENIED' || e.code === 'E_NETWORK') throw e;
+      opts.warn?.(`registry ${host}: leaving out ${repository}:${tag}: ${e.message}`);
+    }
+  }, opts.signal);
+  return buildInventory({ source: { kind: 'registry', description: `registry ${host}` }, images, blobs: toBlobs(blobs) });
+}
+
+/** Inventory of a registry storage layout: tagged images whose every blob has its data file, with the declared size. */
+export async function inventoryOfLayout(source: ImageSource & { root: string }, opts: CollectOptions = {}): Promise<Inventory> {
+  const listed = await source.listImages!(opts);
+  const images: InventoryImage[] = [];
+  const blobs = new Map<Digest, number>();
+  const cache = new Map<Digest, ParsedManifest>();
+  const present = new Map<Digest, boolean>();
+  const hasData = async (d: Descriptor): Promise<boolean> => {
+    let ok = present.get(d.digest);
+    if (ok === undefined) {
+      ok = await stat(blobDataPath(source.root, d.digest)).then((s) => s.isFile() && s.size === d.size, () => false);
+      present.set(d.digest, ok);
+    }
+    return ok;
+  };
+  await forEachLimited(listed, opts.jobs ?? 4, async (img) => {
+    const name = `${img.repository}:${img.tag ?? img.digest}`;
+    try {
+      const r = await blobsOfImage(source, img.repository, img.tag ?? img.digest, cache, opts);
+      const missing: Digest[] = [];
+      for (const b of r.blobs) if (!(await hasData(b))) missing.push(b.digest);
+      if (missing.length > 0) {
+        opts.warn?.(`${source.description}: leaving out ${name}: ${missing.length} blob(s) have no data (${missing[0]}${missing.length > 1 ? ', …' : ''})`);
+        for (const b of r.blobs) if (!missing.includes(b.digest)) blobs.set(b.digest, b.size);
+        return;
+      }
+      images.push(img.tag !== undefined ? { repository: img.repository, tag: img.tag, digest: r.digest } : { repository: img.repository, digest: r.digest });
+      for (const b of r.blobs) blobs.set(b.digest, b.size);
+    } catch (e) {
+      if (!isFerryError(e) || e.code === 'E_ABORTED' || e.code === 'E_IO') throw e;
+      opts.warn?.(`${source.description}: leaving out ${name}: ${e.message}`);
+    }
+  }, opts.signal);
+  return buildInventory({ source: { kind: 'registry-layout', description: source.description }, images, blobs: toBlobs(blobs) });
+}
+
+function toBlobs(m: Map<Digest, number>): InventoryBlob[] {
+  return [...m].map(([digest, size]) => ({ digest, size }));
+}

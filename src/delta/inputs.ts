@@ -1,0 +1,149 @@
+import { open, readFile } from 'node:fs/promises';
+import { planCopy } from '../copy/plan.js';
+import { FerryError } from '../errors.js';
+import { type Digest, sha256Digest } from '../oci/digest.js';
+import { formatReference, fullName, parseReference } from '../oci/reference.js';
+import { type BundleBase, type BundleMetadata, parseMetadata } from '../transports/bundle/metadata.js';
+import { BundleSource } from '../transports/bundle/reader.js';
+import type { ImageSource } from '../transports/types.js';
+import { buildInventory, type Inventory, type InventoryBlob, type InventoryImage, parseInventory } from './inventory.js';
+
+/**
+ * The things a delta can be taken against or compared: a bundle (only its
+ * head is read), the `<bundle>.ferry.json` sidecar metadata, an inventory, or
+ * (for diff) an image list resolved against registries. Each becomes an
+ * inventory, plus the identity a delta records for it as a base.
+ */
+export type InputKind = 'bundle' | 'metadata' | 'inventory' | 'image-list';
+
+export interface LoadedInput {
+  where: string;
+  kind: InputKind;
+  inventory: Inventory;
+  /** What a delta built against this input records in `delta.bases`. Absent for image lists. */
+  base?: BundleBase;
+  /** Bundle metadata, for bundles and sidecars. */
+  metadata?: BundleMetadata;
+}
+
+const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
+
+/** Sniffs the first bytes: zstd or tar → bundle, `{` → JSON document, anything else → text (an image list). */
+export async function sniff(path: string): Promise<'bundle' | 'json' | 'text'> {
+  let fh;
+  try {
+    fh = await open(path, 'r');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new FerryError('E_NOT_FOUND', `${path}: no such file`, { hint: 'check the path', details: { file: path } });
+    throw e;
+  }
+  try {
+    const buf = Buffer.alloc(512);
+    const { bytesRead } = await fh.read(buf, 0, 512, 0);
+    const head = buf.subarray(0, bytesRead);
+    if (head.subarray(0, 4).equals(ZSTD_MAGIC)) return 'bundle';
+    if (bytesRead >= 262 && head.subarray(257, 262).toString('latin1') === 'ustar') return 'bundle';
+    if (head.toString('utf8').trimStart().startsWith('{')) return 'json';
+    return 'text';
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Configs and layers a bundle's receiver holds after importing it: the stored ones and, for a delta, those its bases supplied. */
+export function inventoryOfMetadata(meta: BundleMetadata, description: string): Inventory {
+  const blobs: InventoryBlob[] = [];
+  for (const b of [...meta.blobs, ...(meta.delta?.omittedBlobs ?? [])]) if (b.kind === 'config' || b.kind === 'layer') blobs.push({ digest: b.digest, size: b.size });
+  const images: InventoryImage[] = meta.images.map((i) => (i.tag !== undefined ? { repository: i.repository, tag: i.tag, digest: i.digest } : { repository: i.repository, digest: i.digest }));
+  return buildInventory({ source: { kind: 'bundle', description }, images, blobs, created: new Date(meta.created) });
+}
+
+async function loadBundle(path: string): Promise<LoadedInput> {
+  const src = await BundleSource.open(path);
+  try {
+    const meta = src.metadata;
+    return { where: path, kind: 'bundle', metadata: meta, inventory: inventoryOfMetadata(meta, `bundle ${meta.bundleId}`), base: { bundleId: meta.bundleId, metadataDigest: src.metadataDigest } };
+  } finally {
+    await src.close();
+  }
+}
+
+async function loadJson(path: string): Promise<LoadedInput> {
+  const bytes = await readFile(path);
+  let format: unknown;
+  try {
+    format = (JSON.parse(bytes.toString('utf8')) as { format?: unknown }).format;
+  } catch (e) {
+    throw new FerryError('E_USAGE', `${path}: not JSON (${(e as Error).message})`, { hint: 'give a bundle, its .ferry.json metadata, or an inventory', details: { file: path } });
+  }
+  if (format === 'ferry-bundle') {
+    const meta = parseMetadata(bytes, path);
+    return { where: path, kind: 'metadata', metadata: meta, inventory: inventoryOfMetadata(meta, `bundle ${meta.bundleId}`), base: { bundleId: meta.bundleId, metadataDigest: sha256Digest(bytes) } };
+  }
+  if (format === 'ferry-inventory') {
+    const inventory = parseInventory(bytes, path);
+    // An inventory base is named by its content id and by the digest of the exact document used.
+    return { where: path, kind: 'inventory', inventory, base: { bundleId: inventory.id, metadataDigest: sha256Digest(bytes) } };
+  }
+  throw new FerryError('E_USAGE', `${path}: a JSON document of format ${JSON.stringify(format)}, neither bundle metadata nor an inventory`, {
+    hint: 'give a bundle, its .ferry.json metadata (written beside every bundle), or the output of `ferry inventory`', details: { file: path },
+  });
+}
+
+/** Image list → inventory: manifests are resolved (and index children walked) from the registries; no blob is fetched. */
+export async function inventoryOfImageList(refs: { reference: string; where: string }[], source: ImageSource, opts: { signal?: AbortSignal; jobs?: number } = {}): Promise<Inventory> {
+  const requests = refs.map(({ reference, where }) => {
+    const r = parseReference(reference, where);
+    const name = fullName(r);
+    return { sourceRepository: name, sourceReference: r.digest ?? r.tag!, targetRepository: name, origin: formatReference(r), ...(r.tag !== undefined ? { targetTag: r.tag } : {}) };
+  });
+  const plan = await planCopy(source, requests, { jobs: opts.jobs ?? 4, ...(opts.signal ? { signal: opts.signal } : {}) });
+  if (plan.failures.length > 0) {
+    const f = plan.failures[0]!;
+    throw new FerryError(f.error.code, `${f.request.origin}: ${f.error.message}${plan.failures.length > 1 ? ` (and ${plan.failures.length - 1} more images failed)` : ''}`, {
+      ...(f.error.hint ? { hint: f.error.hint } : {}), details: { failures: plan.failures.map((x) => ({ image: x.request.origin, code: x.error.code })) },
+    });
+  }
+  const images: InventoryImage[] = [];
+  const blobs: InventoryBlob[] = [];
+  for (const p of plan.images) {
+    images.push(p.request.targetTag !== undefined ? { repository: p.request.targetRepository, tag: p.request.targetTag, digest: p.top.digest } : { repository: p.request.targetRepository, digest: p.top.digest });
+    for (const b of p.blobs) blobs.push({ digest: b.digest, size: b.size });
+  }
+  return buildInventory({ source: { kind: 'image-list', description: `image list (${refs.length} references)` }, images, blobs });
+}
+
+/**
+ * Loads a bundle, sidecar metadata or inventory. `imageList` resolves a text
+ * file as an image list (diff); without it a text file is a usage error.
+ */
+export async function loadInput(path: string, imageList?: (path: string) => Promise<Inventory>): Promise<LoadedInput> {
+  const kind = await sniff(path);
+  if (kind === 'bundle') return loadBundle(path);
+  if (kind === 'json') return loadJson(path);
+  if (imageList) return { where: path, kind: 'image-list', inventory: await imageList(path) };
+  throw new FerryError('E_USAGE', `${path}: not a bundle, bundle metadata (.ferry.json) or inventory`, {
+    hint: 'a delta is taken against what the receiver holds: give a prior bundle, its .ferry.json, or `ferry inventory` output',
+    details: { file: path },
+  });
+}
+
+/** Union of what the bases hold, and how a delta names them. */
+export interface DeltaBases {
+  bases: BundleBase[];
+  /** Config and layer digests held by at least one base. */
+  held: Map<Digest, number>;
+  inputs: LoadedInput[];
+}
+
+export async function loadBases(paths: string[]): Promise<DeltaBases> {
+  const inputs: LoadedInput[] = [];
+  for (const p of paths) inputs.push(await loadInput(p));
+  const bases: BundleBase[] = [];
+  const held = new Map<Digest, number>();
+  for (const i of inputs) {
+    if (i.base && !bases.some((b) => b.bundleId === i.base!.bundleId && b.metadataDigest === i.base!.metadataDigest)) bases.push(i.base);
+    for (const b of i.inventory.blobs) held.set(b.digest, b.size);
+  }
+  return { bases, held, inputs };
+}

@@ -1,0 +1,194 @@
+import { posix } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { SFTPWrapper, Stats } from 'ssh2';
+import { FerryError } from '../errors.js';
+import { tempPathFor } from './atomic.js';
+import { DIR_MODE, FILE_MODE } from './files.js';
+import type { FileSystemPort } from './port.js';
+
+/**
+ * The file-system port over SFTP (OpenSSH's sftp-server or internal-sftp).
+ * Renames use OpenSSH's posix-rename extension, which replaces the target
+ * atomically as rename(2) does; plain SFTP v3 rename refuses an existing target.
+ * Writes keep several requests in flight (a large highWaterMark lets ssh2 batch
+ * them) so a long link is not paid once per 32 KiB.
+ */
+
+const NO_SUCH_FILE = 2;
+const WRITE_WINDOW = 4 * 1024 * 1024;
+
+type SftpError = Error & { code?: number | string };
+
+export function isSftpMissing(e: unknown): boolean {
+  return (e as SftpError | undefined)?.code === NO_SUCH_FILE;
+}
+
+function call<T>(fn: (cb: (err: Error | null | undefined, value: T) => void) => void): Promise<T> {
+  return new Promise((resolve, reject) => fn((err, value) => (err ? reject(err) : resolve(value))));
+}
+
+export class SftpFileSystem implements FileSystemPort {
+  private readonly knownDirs = new Set<string>();
+  private readonly posixRename: boolean;
+
+  constructor(private readonly sftp: SFTPWrapper, readonly description: string) {
+    // ssh2 records the server's extensions at SFTP version negotiation.
+    const ext = (sftp as unknown as { _extensions?: Record<string, string> })._extensions;
+    this.posixRename = ext === undefined || ext['posix-rename@openssh.com'] !== undefined;
+  }
+
+  private ioError(op: string, path: string, e: unknown): FerryError {
+    const err = e as SftpError;
+    const denied = err.code === 3;
+    return new FerryError('E_IO', `${this.description}: ${op} ${path}: ${err.message}`, {
+      hint: denied ? 'the SSH user may not write there: pick a directory it owns, or fix the permissions on the remote host' : 'check the remote path and free space on the remote host',
+      cause: e, details: { file: path, sftpStatus: err.code },
+    });
+  }
+
+  stat(path: string): Promise<Stats | undefined> {
+    return call<Stats>((cb) => this.sftp.stat(path, cb)).catch((e: unknown) => {
+      if (isSftpMissing(e)) return undefined;
+      throw this.ioError('stat', path, e);
+    });
+  }
+
+  async fileSize(path: string): Promise<number | undefined> {
+    const s = await this.stat(path);
+    return s?.isFile() ? s.size : undefined;
+  }
+
+  async mkdirs(dir: string): Promise<void> {
+    const d = posix.normalize(dir);
+    if (this.knownDirs.has(d) || d === '/' || d === '.') return;
+    const s = await this.stat(d);
+    if (s?.isDirectory()) {
+      this.knownDirs.add(d);
+      return;
+    }
+    await this.mkdirs(posix.dirname(d));
+    try {
+      await call<void>((cb) => this.sftp.mkdir(d, { mode: DIR_MODE }, cb as (e?: Error | null) => void));
+      // The server applies its umask to mkdir's mode.
+      await call<void>((cb) => this.sftp.chmod(d, DIR_MODE, cb as (e?: Error | null) => void));
+    } catch (e) {
+      // A concurrent writer may have made it first.
+      if (!(await this.stat(d))?.isDirectory()) throw this.ioError('mkdir', d, e);
+    }
+    this.knownDirs.add(d);
+  }
+
+  async rename(from: string, to: string): Promise<void> {
+    try {
+      if (this.posixRename) await call<void>((cb) => this.sftp.ext_openssh_rename(from, to, cb as (e?: Error | null) => void));
+      else await call<void>((cb) => this.sftp.rename(from, to, cb as (e?: Error | null) => void));
+    } catch (e) {
+      throw this.ioError('rename to', to, e);
+    }
+  }
+
+  async unlink(path: string): Promise<void> {
+    await call<void>((cb) => this.sftp.unlink(path, cb as (e?: Error | null) => void)).catch(() => undefined);
+  }
+
+  /** A write stream at `start` (append after a partial upload) or a new file. */
+  createWriteStream(path: string, start?: number): NodeJS.WritableStream & { destroy(): void } {
+    return this.sftp.createWriteStream(path, {
+      flags: start !== undefined && start > 0 ? 'r+' : 'w', mode: FILE_MODE, highWaterMark: WRITE_WINDOW,
+      ...(start !== undefined && start > 0 ? { start } : {}),
+    });
+  }
+
+  async streamToFileAtomic(path: string, data: Readable, signal?: AbortSignal): Promise<void> {
+    await this.mkdirs(posix.dirname(path));
+    const tmp = tempPathFor(path);
+    try {
+      await pipeline(data, this.createWriteStream(tmp), signal ? { signal } : {});
+      await this.rename(tmp, path);
+    } catch (e) {
+      data.destroy();
+      await this.unlink(tmp);
+      throw e instanceof FerryError || (e as Error).name === 'AbortError' ? e : this.ioError('write', path, e);
+    }
+  }
+
+  async writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
+    await this.mkdirs(posix.dirname(path));
+    const tmp = tempPathFor(path);
+    try {
+      await call<void>((cb) => this.sftp.writeFile(tmp, typeof data === 'string' ? data : Buffer.from(data), { mode: FILE_MODE }, cb as (e?: Error | null) => void));
+      await call<void>((cb) => this.sftp.chmod(tmp, FILE_MODE, cb as (e?: Error | null) => void));
+      await this.rename(tmp, path);
+    } catch (e) {
+      await this.unlink(tmp);
+      throw e instanceof FerryError ? e : this.ioError('write', path, e);
+    }
+  }
+
+  async readFileHead(path: string, max: number): Promise<Buffer | undefined> {
+    let handle: Buffer;
+    try {
+      handle = await call<Buffer>((cb) => this.sftp.open(path, 'r', cb));
+    } catch (e) {
+      if (isSftpMissing(e)) return undefined;
+      throw this.ioError('open', path, e);
+    }
+    try {
+      const buf = Buffer.alloc(max);
+      let got = 0;
+      while (got < max) {
+        const n = await new Promise<number>((resolve, reject) =>
+          this.sftp.read(handle, buf, got, max - got, got, (err, bytesRead) => (err ? ((err as SftpError).code === 1 ? resolve(0) : reject(err)) : resolve(bytesRead))));
+        if (n === 0) break;
+        got += n;
+      }
+      return buf.subarray(0, got);
+    } finally {
+      await call<void>((cb) => this.sftp.close(handle, cb as (e?: Error | null) => void)).catch(() => undefined);
+    }
+  }
+
+  async readdir(dir: string): Promise<{ name: string; isDirectory: boolean }[]> {
+    try {
+      const list = await call<{ filename: string; attrs: Stats }[]>((cb) => this.sftp.readdir(dir, cb as never));
+      return list.filter((e) => e.filename !== '.' && e.filename !== '..').map((e) => ({ name: e.filename, isDirectory: e.attrs.isDirectory() }));
+    } catch (e) {
+      if (isSftpMissing(e)) return [];
+      throw this.ioError('readdir', dir, e);
+    }
+  }
+
+  async rm(path: string): Promise<void> {
+    const s = await this.stat(path);
+    if (!s) return;
+    if (s.isDirectory()) {
+      for (const e of await this.readdir(path)) await this.rm(posix.join(path, e.name));
+      await call<void>((cb) => this.sftp.rmdir(path, cb as (e?: Error | null) => void)).catch((e: unknown) => {
+        throw this.ioError('rmdir', path, e);
+      });
+      this.knownDirs.delete(posix.normalize(path));
+    } else {
+      await call<void>((cb) => this.sftp.unlink(path, cb as (e?: Error | null) => void)).catch((e: unknown) => {
+        if (!isSftpMissing(e)) throw this.ioError('unlink', path, e);
+      });
+    }
+  }
+
+  async removeEmptyDirs(dir: string, stop: string): Promise<void> {
+    let d = dir;
+    while (d.startsWith(stop) && d !== stop) {
+      try {
+        await call<void>((cb) => this.sftp.rmdir(d, cb as (e?: Error | null) => void));
+        this.knownDirs.delete(posix.normalize(d));
+      } catch {
+        return;
+      }
+      d = posix.dirname(d);
+    }
+  }
+
+  createReadStream(path: string, start?: number): Readable {
+    return this.sftp.createReadStream(path, start !== undefined ? { start } : {}) as unknown as Readable;
+  }
+}

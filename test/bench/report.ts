@@ -1,0 +1,105 @@
+// Turns measured runs into figures: median and min–max per case, ratios ferry/skopeo,
+// the issue's targets beside what was measured (reported, never asserted), and the
+// Markdown the lead pastes into the issue notes.
+import type { Measured } from './runner.js';
+
+export interface Sample extends Measured {
+  /** Bytes written (bundle, directory tree, archives), when the case produces any. */
+  bytes?: number;
+}
+
+export interface Case {
+  id: string;
+  title: string;
+  tool: 'ferry' | 'skopeo';
+  samples: Sample[];
+  /** Bytes the process moved, for throughput (e.g. the bundle's size for verify). */
+  throughputBytes?: number;
+  /** What limits this case on this machine, and that limit in bytes/s. */
+  limit?: { name: string; bps: number };
+  note?: string;
+}
+
+export interface Spread {
+  median: number;
+  min: number;
+  max: number;
+}
+
+export function spread(values: number[]): Spread {
+  const v = [...values].sort((a, b) => a - b);
+  if (v.length === 0) return { median: NaN, min: NaN, max: NaN };
+  const mid = Math.floor(v.length / 2);
+  const median = v.length % 2 === 1 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2;
+  return { median, min: v[0]!, max: v[v.length - 1]! };
+}
+
+export interface CaseStats {
+  id: string;
+  title: string;
+  tool: string;
+  runs: number;
+  wallS: Spread;
+  cpuS: Spread;
+  peakRssBytes: Spread;
+  bytes?: Spread;
+  throughputBps?: number;
+  limit?: { name: string; bps: number; fraction: number };
+  note?: string;
+}
+
+export function statsOf(c: Case): CaseStats {
+  const wall = spread(c.samples.map((s) => s.wallS));
+  const withBytes = c.samples.filter((s) => s.bytes !== undefined);
+  const throughputBps = c.throughputBytes !== undefined && wall.median > 0 ? c.throughputBytes / wall.median : undefined;
+  return {
+    id: c.id, title: c.title, tool: c.tool, runs: c.samples.length,
+    wallS: wall,
+    cpuS: spread(c.samples.map((s) => s.cpuS)),
+    peakRssBytes: spread(c.samples.map((s) => s.peakRssBytes)),
+    ...(withBytes.length > 0 ? { bytes: spread(withBytes.map((s) => s.bytes!)) } : {}),
+    ...(throughputBps !== undefined ? { throughputBps } : {}),
+    ...(throughputBps !== undefined && c.limit ? { limit: { ...c.limit, fraction: throughputBps / c.limit.bps } } : {}),
+    ...(c.note ? { note: c.note } : {}),
+  };
+}
+
+export interface Target {
+  name: string;
+  goal: string;
+  measured: string;
+  /** undefined: could not be measured in this run. */
+  met: boolean | undefined;
+}
+
+export const mb = (bytes: number): string => `${(bytes / 1e6).toFixed(bytes < 10e6 ? 2 : 1)} MB`;
+export const mbps = (bps: number): string => `${(bps / 1e6).toFixed(0)} MB/s`;
+const sec = (s: number): string => (s < 10 ? s.toFixed(2) : s.toFixed(1));
+const rng = (s: Spread, f: (n: number) => string): string => (s.min === s.max ? f(s.median) : `${f(s.median)} (${f(s.min)}–${f(s.max)})`);
+const rss = (b: number): string => `${(b / 1024 / 1024).toFixed(0)}`;
+
+export function table(header: string[], rows: string[][]): string {
+  return [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+}
+
+export function casesTable(stats: CaseStats[]): string {
+  return table(
+    ['case', 'runs', 'wall s median (min–max)', 'CPU s (user+sys)', 'peak RSS MiB', 'bytes on disk / shipped', 'throughput', 'of binding limit'],
+    stats.map((s) => [
+      s.title, String(s.runs), rng(s.wallS, sec), rng(s.cpuS, sec), rng(s.peakRssBytes, rss),
+      s.bytes ? mb(s.bytes.median) : '–',
+      s.throughputBps !== undefined ? mbps(s.throughputBps) : '–',
+      s.limit ? `${(s.limit.fraction * 100).toFixed(0)} % of ${s.limit.name}` : '–',
+    ]),
+  );
+}
+
+export function targetsTable(targets: Target[]): string {
+  return table(['target (issue)', 'goal', 'measured', 'met'], targets.map((t) => [t.name, t.goal, t.measured, t.met === undefined ? 'n/a' : t.met ? 'yes' : 'NO']));
+}
+
+/** "a is N× faster than b" by median wall time (> 1: a is faster). */
+export function speedup(a: CaseStats | undefined, b: CaseStats | undefined): number | undefined {
+  if (a === undefined || b === undefined || !(a.wallS.median > 0)) return undefined;
+  return b.wallS.median / a.wallS.median;
+}

@@ -1,0 +1,122 @@
+// `ferry import --to registry-layout` end to end: the layout ferry writes is served
+// by the REAL registry and every image checked with skopeo and the deep validator.
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EXIT_STATUS } from '../../src/errors.js';
+import { runFerry } from '../support/cli.js';
+import type { Image } from '../support/images.js';
+import {
+  catalog, type CliEnv, entry, expectationsOf, ferryOk, flipByteInBlob, imagesList, jsonOf, manifestStatus, pushExtraImage, serveAndCheck, startCliEnv, writeList,
+} from './cli-fixture.js';
+
+interface Receipt {
+  bundleId: string;
+  target: { kind: string; location: string };
+  images: { origin: string; repository: string; tag?: string; digest: string; status: 'done' | 'failed'; error?: { code: string; message: string } }[];
+  blobs: { copied: number; skipped: number; mounted: number; bytesCopied: number };
+  manifests: number;
+  receipt?: string;
+}
+
+let env: CliEnv;
+let bundle: string;
+let bundleBytes: Buffer;
+let oldBundle: string;
+let legacy: Image;
+
+beforeAll(async () => {
+  env = await startCliEnv(0xe3);
+  legacy = await pushExtraImage(env.reg.url, 'legacy/app', '0.9', 0xe3e3);
+  const list = await writeList(env.path('images.list'), imagesList(env.corpus));
+  bundle = env.path('B.tar');
+  await ferryOk(['export', '-f', list, '-o', bundle, '--cache', env.path('cache'), ...env.net, '-q']);
+  bundleBytes = await readFile(bundle);
+  // The release before: one image that is gone from the new list, one that stays.
+  oldBundle = env.path('old.tar');
+  await ferryOk(['export', `${env.reg.host}/legacy/app:0.9`, `${env.reg.host}/library/base-os:1.0`, '-o', oldBundle, '--cache', env.path('cache'), ...env.net, '-q']);
+});
+afterAll(async () => env?.stop());
+
+describe('ferry import --to registry-layout', () => {
+  it('from a file: the real registry serves every image with its original digest; --json prints the receipt it wrote', async () => {
+    const dir = env.path('layout-file');
+    const r = await ferryOk(['import', bundle, '--to', 'registry-layout', dir, '--json']);
+    const receipt = jsonOf<Receipt>(r);
+    expect(receipt.target.kind).toBe('registry-layout');
+    expect(receipt.images).toHaveLength(env.corpus.refs.length);
+    expect(receipt.images.every((i) => i.status === 'done')).toBe(true);
+    expect(receipt.blobs.copied).toBe(env.corpus.blobs.size);
+    // The receipt file is what --json printed (minus its own path).
+    expect(receipt.receipt).toBeDefined();
+    expect(receipt.receipt!.startsWith(join(dir, 'ferry-receipts'))).toBe(true);
+    const onDisk = JSON.parse(await readFile(receipt.receipt!, 'utf8')) as Receipt;
+    expect(onDisk.bundleId).toBe(receipt.bundleId);
+    expect(onDisk.images).toEqual(receipt.images);
+    await serveAndCheck(dir, expectationsOf(env.corpus), async (reg) => {
+      expect(await catalog(reg.url)).toEqual([...env.corpus.repos.keys()].sort());
+    });
+  });
+
+  it('from stdin (cat B | ferry import - …) gives the same layout, and re-running writes 0 blobs', async () => {
+    const dir = env.path('layout-stdin');
+    const first = jsonOf<Receipt>(await ferryOk(['import', '-', '--to', 'registry-layout', dir, '--json'], { input: bundleBytes }));
+    expect(first.images.filter((i) => i.status === 'done')).toHaveLength(env.corpus.refs.length);
+    expect(first.blobs.copied).toBeGreaterThan(0);
+    const again = jsonOf<Receipt>(await ferryOk(['import', bundle, '--to', 'registry-layout', dir, '--json']));
+    expect(again.blobs.copied).toBe(0);
+    expect(again.blobs.bytesCopied).toBe(0);
+    expect(again.images.every((i) => i.status === 'done')).toBe(true);
+    await serveAndCheck(dir, expectationsOf(env.corpus));
+  });
+
+  it('merges into a layout that already holds an older release', async () => {
+    const dir = env.path('layout-merge');
+    await ferryOk(['import', oldBundle, '--to', 'registry-layout', dir, '-q']);
+    await ferryOk(['import', bundle, '--to', 'registry-layout', dir, '-q']);
+    await serveAndCheck(dir, [...expectationsOf(env.corpus), { repo: 'legacy/app', ref: '0.9', digest: legacy.digest }], async (reg) => {
+      expect(await catalog(reg.url)).toEqual([...env.corpus.repos.keys(), 'legacy/app'].sort());
+    });
+  });
+
+  it('--prune leaves exactly the bundle\'s images (catalog and blobs)', async () => {
+    const dir = env.path('layout-prune');
+    await ferryOk(['import', oldBundle, '--to', 'registry-layout', dir, '-q']);
+    const legacyLayer = join(dir, 'docker/registry/v2/blobs/sha256', legacy.layers[0]!.digest.slice(7, 9), legacy.layers[0]!.digest.slice(7), 'data');
+    expect((await stat(legacyLayer)).size).toBe(legacy.layers[0]!.size);
+    await ferryOk(['import', bundle, '--to', 'registry-layout', dir, '--prune', '-q']);
+    await expect(stat(legacyLayer)).rejects.toThrow(/ENOENT/);
+    await serveAndCheck(dir, expectationsOf(env.corpus), async (reg) => {
+      expect(await catalog(reg.url)).toEqual([...env.corpus.repos.keys()].sort());
+      expect(await manifestStatus(reg.url, 'legacy/app', '0.9')).toBe(404);
+    });
+  });
+
+  it('a corrupted bundle: images whose blobs verified are imported, the broken one is not tagged, exit non-zero', async () => {
+    const web = entry(env.corpus, 'apps/web');
+    const badLayer = (web.artifact as Image).layers[1]!;
+    const bad = env.path('bad.tar');
+    await writeFileFrom(bundleBytes, bad);
+    await flipByteInBlob(bad, badLayer.digest);
+    const dir = env.path('layout-bad');
+    const receiptFile = env.path('bad-receipt.json');
+    const r = await runFerry(['import', bad, '--to', 'registry-layout', dir, '--receipt', receiptFile, '--json']);
+    expect(r.code).not.toBe(0);
+    const err = jsonOf<{ error: { code: string; message: string } }>(r).error;
+    expect(r.code).toBe(EXIT_STATUS[err.code as keyof typeof EXIT_STATUS]);
+    expect(err.message).toContain(badLayer.digest);
+    expect(err.message).toContain(`${env.corpus.host}/apps/web:v1`);
+    const receipt = JSON.parse(await readFile(receiptFile, 'utf8')) as Receipt;
+    const failed = receipt.images.filter((i) => i.status === 'failed').map((i) => i.origin);
+    expect(failed).toEqual([`${env.corpus.host}/apps/web:v1`]);
+    const good = env.corpus.entries.filter((e) => !(e.repo === 'apps/web' && e.tags.length > 0));
+    await serveAndCheck(dir, expectationsOf(env.corpus, good), async (reg) => {
+      expect(await manifestStatus(reg.url, 'apps/web', 'v1')).toBe(404);
+    });
+  });
+});
+
+async function writeFileFrom(bytes: Buffer, path: string): Promise<void> {
+  const { writeFile } = await import('node:fs/promises');
+  await writeFile(path, bytes);
+}

@@ -12,9 +12,12 @@ import { defaultCacheDir } from './cache-dir.js';
 import { failureError } from './failures.js';
 import { type ListedImage, readImageList } from './image-list.js';
 import { parseReference } from '../oci/reference.js';
-import { openRegistries, openSource } from './locations.js';
+import { openSource } from './locations.js';
+import { openResumableRegistries } from './resumable-source.js';
 import type { RegistryAccess } from './registry-access.js';
 import { loadBases } from '../delta/inputs.js';
+import { addReferrers } from './referrers.js';
+import type { ReferrerGroup } from '../referrers/requests.js';
 
 export interface ExportOptions {
   listFile?: string | undefined;
@@ -30,6 +33,8 @@ export interface ExportOptions {
   registry: RegistryAccess;
   /** Delta export: prior bundles, their .ferry.json metadata, or inventories of what the receiver holds (spec/delta.md). */
   since?: string[] | undefined;
+  /** Also carry each image's signatures, attestations, SBOMs and OCI referrers (default true; `--no-referrers`). */
+  referrers?: boolean | undefined;
   signal?: AbortSignal;
   observer?: CopyObserver;
 }
@@ -46,6 +51,12 @@ export interface ExportResult {
   seconds: number;
   /** Set for a delta: the bases it names and the blobs it leaves out. */
   delta?: { bases: { bundleId: string; metadataDigest: string }[]; omittedBlobs: number; omittedBytes: number };
+  /**
+   * Which stored image each carried signature, attestation, SBOM or referrer
+   * belongs to (the bundle metadata does not record the link yet), and the
+   * referrers that could not be carried (unsupported manifest kinds), with why.
+   */
+  referrers?: { images: ReferrerGroup[]; skipped: { reference: string; reason: string }[] };
 }
 
 /**
@@ -57,10 +68,12 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
   const started = Date.now();
   // Bases first: a wrong --since path should fail before any registry is contacted.
   const since = opts.since && opts.since.length > 0 ? await loadBases(opts.since) : undefined;
-  const { source, requests } = await resolveSourceAndRequests(opts);
+  const { source, requests, resumedBytes } = await resolveSourceAndRequests(opts);
   try {
-    const plan = await planCopy(source, requests, { jobs: opts.jobs, ...(opts.platforms ? { platforms: opts.platforms } : {}), ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.observer ? { observer: opts.observer } : {}) });
+    let plan = await planCopy(source, requests, { jobs: opts.jobs, ...(opts.platforms ? { platforms: opts.platforms } : {}), ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.observer ? { observer: opts.observer } : {}) });
     if (plan.failures.length > 0) throw failureError('export', plan.failures.map((f) => ({ image: f.request.origin, error: f.error })), requests.length);
+    let referrers: ExportResult['referrers'];
+    if (opts.referrers !== false) ({ plan, referrers } = await addReferrers(source, plan, requests, opts));
 
     const toStdout = opts.output === '-';
     const destination = new BundleDestination({
@@ -80,9 +93,10 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
       const meta = destination.metadata!;
       return {
         output: opts.output, bundleId: meta.bundleId, images: meta.totals.images, blobs: meta.totals.blobs,
-        storedBytes: meta.totals.storedBytes, referencedBytes: meta.totals.referencedBytes, fetchedBytes: report.blobs.bytesCopied,
+        storedBytes: meta.totals.storedBytes, referencedBytes: meta.totals.referencedBytes, fetchedBytes: report.blobs.bytesCopied - resumedBytes(),
         seconds: (Date.now() - started) / 1000,
         ...(meta.delta ? { delta: { bases: meta.delta.bases, omittedBlobs: meta.delta.omittedBlobs.length, omittedBytes: meta.delta.omittedBlobs.reduce((n, b) => n + b.size, 0) } } : {}),
+        ...(referrers ? { referrers } : {}),
       };
     } finally {
       await destination.close();
@@ -92,7 +106,7 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
   }
 }
 
-async function resolveSourceAndRequests(opts: ExportOptions): Promise<{ source: ImageSource; requests: ImageRequest[] }> {
+async function resolveSourceAndRequests(opts: ExportOptions): Promise<{ source: ImageSource; requests: ImageRequest[]; resumedBytes: () => number }> {
   const listed: ListedImage[] = [];
   if (opts.listFile) listed.push(...(await readImageList(opts.listFile)));
   (opts.references ?? []).forEach((r, i) => listed.push({ reference: parseReference(r, `argument ${i + 1}`), where: `argument ${i + 1}` }));
@@ -113,7 +127,7 @@ async function resolveSourceAndRequests(opts: ExportOptions): Promise<{ source: 
         if (h.tag) r.targetTag = h.tag;
         return r;
       });
-      return { source, requests };
+      return { source, requests, resumedBytes: () => 0 };
     } catch (e) {
       await source.close();
       throw e;
@@ -127,5 +141,7 @@ async function resolveSourceAndRequests(opts: ExportOptions): Promise<{ source: 
     if (reference.tag !== undefined) r.targetTag = reference.tag;
     return r;
   });
-  return { source: openRegistries(opts.registry), requests };
+  // Registry fetches resume from the cache's partial files (a killed run continues where it stopped).
+  const registries = openResumableRegistries(opts.registry, opts.cacheDir ?? defaultCacheDir());
+  return { source: registries.source, requests, resumedBytes: registries.resumedBytes };
 }

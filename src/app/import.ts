@@ -1,9 +1,12 @@
-import { join, resolve } from 'node:path';
+import { join, posix, resolve } from 'node:path';
 import { copyImages, type CopyReport } from '../copy/engine.js';
 import type { CopyObserver } from '../copy/events.js';
 import { planCopy } from '../copy/plan.js';
 import { FerryError } from '../errors.js';
 import { writeFileAtomic } from '../fsys/atomic.js';
+import type { FileSystemPort } from '../fsys/port.js';
+import { SftpFileSystem } from '../fsys/sftp.js';
+import { SshSession, type SshOptions } from '../net/ssh/session.js';
 import type { Platform } from '../oci/platform.js';
 import { isValidRegistry, validateRepository } from '../oci/reference.js';
 import { BundleSource } from '../transports/bundle/reader.js';
@@ -37,6 +40,8 @@ export interface ImportOptions {
   bases?: string[] | undefined;
   jobs: number;
   registry: RegistryAccess;
+  /** --ssh: registry targets are reached through this jump host; a registry-layout target is written on it over SFTP. */
+  ssh?: SshOptions | undefined;
   signal?: AbortSignal;
   observer?: CopyObserver;
 }
@@ -62,8 +67,27 @@ export interface ImportReceipt {
  * the list of what did not make it.
  */
 export async function importBundle(opts: ImportOptions): Promise<ImportReceipt> {
+  if (opts.ssh) return withSsh(opts, opts.ssh);
+  return importWith(opts);
+}
+
+/** Opens the SSH connection once for the whole import and routes the target through it. */
+async function withSsh(opts: ImportOptions, ssh: SshOptions): Promise<ImportReceipt> {
+  if (opts.kind !== 'registry' && opts.kind !== 'registry-layout') {
+    throw new FerryError('E_USAGE', `--ssh works with --to registry and --to registry-layout, not ${opts.kind}`, { hint: 'write the target locally and copy it with `ferry send`, or import on the remote host' });
+  }
+  const session = await SshSession.open(ssh);
+  try {
+    if (opts.kind === 'registry') return await importWith({ ...opts, registry: { ...opts.registry, connect: session.connectionFactory } });
+    return await importWith(opts, new SftpFileSystem(await session.sftp(), `sftp ${session.description}`, session.dropped));
+  } finally {
+    session.close();
+  }
+}
+
+async function importWith(opts: ImportOptions, remote?: FileSystemPort): Promise<ImportReceipt> {
   const started = new Date();
-  const { destination, prefix, location } = openTarget(opts);
+  const { destination, prefix, location } = openTarget(opts, remote);
   const source = await BundleSource.open(opts.bundle);
   let receipt: ImportReceipt;
   try {
@@ -90,7 +114,7 @@ export async function importBundle(opts: ImportOptions): Promise<ImportReceipt> 
       ],
       blobs: report.blobs, manifests: report.manifests,
     };
-    receipt.receipt = await writeReceipt(receipt, opts, started);
+    receipt.receipt = await writeReceipt(receipt, opts, started, remote);
     if (report.failures.length > 0) throw failureError(`import ${opts.bundle}`, report.failures, requests.length);
     return receipt;
   } finally {
@@ -98,11 +122,15 @@ export async function importBundle(opts: ImportOptions): Promise<ImportReceipt> 
   }
 }
 
-function openTarget(opts: ImportOptions): { destination: ImageDestination; prefix: string; location: string } {
+function openTarget(opts: ImportOptions, remote?: FileSystemPort): { destination: ImageDestination; prefix: string; location: string } {
   if (!IMPORT_TARGET_KINDS.includes(opts.kind)) {
     throw new FerryError('E_USAGE', `--to ${opts.kind}: unknown target kind`, { hint: `use one of ${IMPORT_TARGET_KINDS.join(', ')}` });
   }
   if (opts.prune && opts.kind !== 'registry-layout') throw new FerryError('E_USAGE', '--prune applies to --to registry-layout only');
+  if (remote) {
+    // A remote path is the remote host's business: relative means relative to the login directory there.
+    return { destination: openStorageLayout(opts.target, { prune: opts.prune === true, fs: remote }), prefix: '', location: `${remote.description.replace(/^sftp /, '')}:${opts.target}` };
+  }
   const path = resolve(opts.target);
   switch (opts.kind) {
     case 'registry-layout': return { destination: openStorageLayout(path, { prune: opts.prune === true }), prefix: '', location: path };
@@ -120,10 +148,15 @@ function openTarget(opts: ImportOptions): { destination: ImageDestination; prefi
   }
 }
 
-async function writeReceipt(receipt: ImportReceipt, opts: ImportOptions, started: Date): Promise<string> {
+async function writeReceipt(receipt: ImportReceipt, opts: ImportOptions, started: Date, remote?: FileSystemPort): Promise<string> {
   const stamp = started.toISOString().replace(/[:.]/g, '-');
   const name = `${stamp}-${receipt.bundleId.slice(7, 19)}.json`;
   // A registry layout keeps its import history beside the data (the registry ignores other top-level directories).
+  if (remote && !opts.receiptFile) {
+    const file = posix.join(opts.target, 'ferry-receipts', name);
+    await remote.writeFileAtomic(file, `${JSON.stringify({ ...receipt, receipt: undefined }, null, 2)}\n`);
+    return `${remote.description.replace(/^sftp /, '')}:${file}`;
+  }
   const file = opts.receiptFile
     ? resolve(opts.receiptFile)
     : opts.kind === 'registry-layout' ? join(resolve(opts.target), 'ferry-receipts', name) : resolve(`ferry-receipt-${name}`);

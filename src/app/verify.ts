@@ -5,6 +5,10 @@ import { BundleSource } from '../transports/bundle/reader.js';
 import { VerifySink } from '../transports/sink/verify-sink.js';
 import { requestsFromBundle } from './bundle-requests.js';
 import { failureError } from './failures.js';
+import { type SignatureCheck, SignatureChecks, signatureError } from './signatures.js';
+import { CaptureSink } from '../referrers/capture-sink.js';
+import { loadPublicKey, PAYLOAD_MAX_BYTES } from '../referrers/cosign.js';
+import { FerryError } from '../errors.js';
 
 export interface VerifyResult {
   bundle: string;
@@ -15,6 +19,17 @@ export interface VerifyResult {
   seconds: number;
   /** A delta's base blobs: not in the bundle by design, not checked here. */
   omittedBlobs: number;
+  /** With --key: each image's cosign signature status. */
+  signatures?: SignatureCheck[];
+}
+
+export interface VerifyOptions {
+  signal?: AbortSignal;
+  observer?: CopyObserver;
+  /** PEM public key (cosign.pub): check every image's cosign signatures against it. */
+  key?: string | undefined;
+  /** With key: an unsigned image is an error too. */
+  requireSigned?: boolean | undefined;
 }
 
 /**
@@ -22,8 +37,13 @@ export interface VerifyResult {
  * verifier an import uses, so what verifies here imports there. Every problem
  * is reported with the digest and the images it breaks.
  */
-export async function verifyBundle(bundle: string, opts: { signal?: AbortSignal; observer?: CopyObserver } = {}): Promise<VerifyResult> {
+export async function verifyBundle(bundle: string, opts: VerifyOptions = {}): Promise<VerifyResult> {
   const started = Date.now();
+  if (opts.requireSigned && opts.key === undefined) {
+    throw new FerryError('E_USAGE', '--require-signed needs --key: signatures are checked against a public key', { hint: 'add --key cosign.pub' });
+  }
+  // The key first: a wrong path should fail before a long read.
+  const key = opts.key !== undefined ? await loadPublicKey(opts.key) : undefined;
   const source = await BundleSource.open(bundle);
   try {
     const meta = source.metadata;
@@ -31,11 +51,20 @@ export async function verifyBundle(bundle: string, opts: { signal?: AbortSignal;
     const copyOpts = { jobs: 1, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.observer ? { observer: opts.observer } : {}) };
     const plan = await planCopy(source, requests, copyOpts);
     const sink = new VerifySink(source.omittedBlobs);
-    const report = await copyImages(source, sink, plan, copyOpts);
+    // Signature payloads are layers, so they arrive in the one pass over the bundle; the sink keeps those few.
+    const checks = key ? await SignatureChecks.plan(source, meta) : undefined;
+    const capture = new CaptureSink(sink, checks?.payloads ?? new Set(), PAYLOAD_MAX_BYTES);
+    const report = await copyImages(source, capture, plan, copyOpts);
     if (report.failures.length > 0) throw failureError(`verify ${bundle}`, report.failures, requests.length);
+    const signatures = key && checks ? checks.check(key, capture.captured) : undefined;
+    if (signatures) {
+      const err = signatureError(bundle, signatures, opts.requireSigned === true);
+      if (err) throw err;
+    }
     return {
       bundle, bundleId: meta.bundleId, images: meta.images.length, blobs: meta.blobs.length,
       bytes: sink.bytesVerified, seconds: (Date.now() - started) / 1000, omittedBlobs: source.omittedBlobs.size,
+      ...(signatures ? { signatures } : {}),
     };
   } finally {
     await source.close();

@@ -1,6 +1,8 @@
 import type { Output } from './output.js';
 import { makeOutput } from './output.js';
 import type { RegistryAccess } from '../app/registry-access.js';
+import type { Settings } from '../app/config.js';
+import type { SshOptions } from '../net/ssh/session.js';
 
 /** What every command gets besides its own flags: output, cancellation, registry access. */
 export interface CliContext {
@@ -8,6 +10,10 @@ export interface CliContext {
   signal: AbortSignal;
   registry: RegistryAccess;
   jobs: number;
+  /** --ssh and friends; undefined without --ssh. */
+  ssh?: SshOptions;
+  /** The --ssh-* flags without a destination (ferry send names its host in its own argument). */
+  sshSettings: Omit<SshOptions, 'destination'>;
 }
 
 export interface GlobalFlags {
@@ -21,9 +27,20 @@ export interface GlobalFlags {
   'ca-file'?: string;
   username?: string;
   'password-stdin'?: boolean;
+  ssh?: string;
+  'ssh-key'?: string[];
+  'ssh-jump'?: string;
+  'ssh-accept-new'?: boolean;
+  'ssh-passphrase-stdin'?: boolean;
 }
 
 let controller: AbortController | undefined;
+let site: Settings = { flags: {}, registries: {} };
+
+/** The config file's per-registry settings (main loads them before parsing). */
+export function useSiteSettings(settings: Settings): void {
+  site = settings;
+}
 
 export function abortController(): AbortController {
   controller ??= new AbortController();
@@ -38,11 +55,45 @@ export async function contextFrom(argv: GlobalFlags): Promise<CliContext> {
     plainHttp: argv['plain-http'] ?? [],
   };
   if (argv['ca-file']) registry.caFile = argv['ca-file'];
+  if (Object.keys(site.registries).length > 0) registry.registries = site.registries;
+  // One stdin for two secrets: the registry password on the first line, the key passphrase on the next.
+  const wantPassword = argv.username !== undefined && argv['password-stdin'] === true;
+  const lines = wantPassword || argv['ssh-passphrase-stdin'] ? (await readAllStdin()).split(/\r?\n/) : [];
   if (argv.username) {
     registry.username = argv.username;
-    if (argv['password-stdin']) registry.password = (await readAllStdin()).replace(/\r?\n$/, '');
+    if (wantPassword) registry.password = lines.shift() ?? '';
   }
-  return { out, signal: abortController().signal, registry, jobs: argv.jobs ?? 4 };
+  const sshSettings: Omit<SshOptions, 'destination'> = {
+    keyFiles: argv['ssh-key'] ?? [],
+    jump: argv['ssh-jump'],
+    acceptNew: argv['ssh-accept-new'] === true,
+    passphrase: argv['ssh-passphrase-stdin'] ? lines.shift() ?? '' : undefined,
+    askPassword: process.stdin.isTTY && process.stderr.isTTY ? askHidden : undefined,
+    info: (line) => out.info(line),
+  };
+  const ctx: CliContext = { out, signal: abortController().signal, registry, jobs: argv.jobs ?? 4, sshSettings };
+  if (argv.ssh) ctx.ssh = { ...sshSettings, destination: argv.ssh };
+  return ctx;
+}
+
+/** Reads a password from the terminal without echoing it. */
+async function askHidden(prompt: string): Promise<string | undefined> {
+  const { createInterface } = await import('node:readline');
+  const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: true });
+  const rlOut = rl as unknown as { _writeToOutput: (s: string) => void };
+  process.stderr.write(prompt);
+  rlOut._writeToOutput = () => undefined;
+  return new Promise((resolve) => {
+    rl.question('', (answer) => {
+      rl.close();
+      process.stderr.write('\n');
+      resolve(answer);
+    });
+    rl.once('SIGINT', () => {
+      rl.close();
+      resolve(undefined);
+    });
+  });
 }
 
 async function readAllStdin(): Promise<string> {

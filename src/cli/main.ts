@@ -8,10 +8,14 @@ import { verifyCommand } from './commands/verify.js';
 import { importCommand } from './commands/import.js';
 import { pushCommand } from './commands/push.js';
 import { demoCommand } from './commands/demo.js';
+import { sendCommand } from './commands/send.js';
 import { inventoryCommand } from './commands/inventory.js';
 import { diffCommand } from './commands/diff.js';
 import { mergeCommand } from './commands/merge.js';
+import { planCommand } from './commands/plan.js';
 import { TOOL_VERSION } from '../version.js';
+import { envName, loadSettings } from '../app/config.js';
+import { useSiteSettings } from './context.js';
 
 /**
  * The CLI's root: global flags, signals → one AbortController, and the ONE
@@ -43,16 +47,24 @@ export async function main(args: string[]): Promise<void> {
     .option('ca-file', { type: 'string', describe: 'extra CA certificates (PEM) to trust for registries', global: true })
     .option('username', { type: 'string', describe: 'registry user name (else ~/.docker/config.json or FERRY_USERNAME)', global: true })
     .option('password-stdin', { type: 'boolean', describe: 'read the registry password from stdin', global: true })
+    .option('config', { type: 'string', describe: 'JSON config file: global flags and per-registry settings (default ~/.config/ferry/config.json when it exists)', global: true })
+    .option('ssh', { type: 'string', describe: 'reach registries (push, import --to registry) or write a registry-layout through this SSH host: [user@]host[:port] or a ~/.ssh/config alias', global: true })
+    .option('ssh-key', { type: 'string', array: true, describe: 'SSH identity file (repeatable; default ~/.ssh/id_ed25519, id_ecdsa, id_rsa and the agent)', global: true })
+    .option('ssh-jump', { type: 'string', describe: 'reach the --ssh host through these hops first (as ProxyJump: [user@]host[:port][,…])', global: true })
+    .option('ssh-accept-new', { type: 'boolean', describe: 'trust and record in ~/.ssh/known_hosts a host key never seen before (a changed key is always refused)', global: true })
+    .option('ssh-passphrase-stdin', { type: 'boolean', describe: 'read the SSH key passphrase from stdin (after the registry password when both are read)', global: true })
     .command(exportCommand)
+    .command(planCommand)
     .command(inspectCommand)
     .command(verifyCommand)
     .command(importCommand)
     .command(pushCommand)
     .command(demoCommand)
+    .command(sendCommand)
     .command(inventoryCommand)
     .command(diffCommand)
     .command(mergeCommand)
-    .demandCommand(1, 'name a command: export, inspect, verify, import, push, inventory, diff, merge or demo')
+    .demandCommand(1, 'name a command: export, plan, inspect, verify, import, push, inventory, diff, merge or demo')
     .strict()
     .version(TOOL_VERSION)
     .help()
@@ -62,13 +74,22 @@ export async function main(args: string[]): Promise<void> {
     });
 
   try {
+    // Environment (FERRY_*) over the config file, both under the command line: yargs gives config objects the lowest rank.
+    const settings = loadSettings(args);
+    useSiteSettings(settings);
+    parser.config(settings.flags);
     await parser.parseAsync();
   } catch (e) {
-    const flags = { json: args.includes('--json'), debug: args.includes('--debug') };
+    const flags = { json: args.includes('--json') || envFlag(envName('json')), debug: args.includes('--debug') || envFlag(envName('debug')) };
     const err = asFerryError(controller.signal.aborted ? controller.signal.reason ?? e : e);
     process.exitCode = makeOutput(flags).error(err);
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
+}
+
+/** For the error path only, where parsing may not have happened: a set yes-value. */
+function envFlag(name: string): boolean {
+  return ['1', 'true', 'yes', 'on'].includes((process.env[name] ?? '').trim().toLowerCase());
 }

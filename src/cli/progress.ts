@@ -14,6 +14,8 @@ export function progressObserver(out: Output, verb: string): CopyObserver & { st
   let done = 0;
   let blobs = 0;
   let blobsDone = 0;
+  /** Destinations with per-repository blobs report a shared blob once per repository; the plan counts it once. */
+  const finished = new Set<string>();
   let lastLine = 0;
   let started = Date.now();
   let bar: cliProgress.SingleBar | undefined;
@@ -35,6 +37,7 @@ export function progressObserver(out: Output, verb: string): CopyObserver & { st
       blobs = t.blobs;
       done = 0;
       blobsDone = 0;
+      finished.clear();
       lastLine = Date.now();
       started = lastLine;
       if (tty) {
@@ -56,6 +59,8 @@ export function progressObserver(out: Output, verb: string): CopyObserver & { st
       } else plainLine();
     },
     blobDone(desc, outcome) {
+      if (finished.has(desc.digest)) return;
+      finished.add(desc.digest);
       blobsDone++;
       // Skipped and mounted blobs count as done bytes too, so the bar reaches 100 %.
       if (outcome !== 'copied') done += desc.size;

@@ -24,15 +24,31 @@ export function isSftpMissing(e: unknown): boolean {
   return (e as SftpError | undefined)?.code === NO_SUCH_FILE;
 }
 
-function call<T>(fn: (cb: (err: Error | null | undefined, value: T) => void) => void): Promise<T> {
-  return new Promise((resolve, reject) => fn((err, value) => (err ? reject(err) : resolve(value))));
+/** One SFTP request; `dropped` ends the wait when the connection is gone (ssh2 then never answers). */
+function request<T>(dropped: AbortSignal | undefined, fn: (cb: (err: Error | null | undefined, value: T) => void) => void): Promise<T> {
+  return new Promise((resolve, reject) => {
+    if (dropped?.aborted) return reject(dropped.reason);
+    const onDrop = (): void => reject(dropped!.reason);
+    dropped?.addEventListener('abort', onDrop, { once: true });
+    try {
+      fn((err, value) => {
+        dropped?.removeEventListener('abort', onDrop);
+        if (err) reject(err);
+        else resolve(value);
+      });
+    } catch (e) {
+      dropped?.removeEventListener('abort', onDrop);
+      reject(e);
+    }
+  });
 }
 
 export class SftpFileSystem implements FileSystemPort {
   private readonly knownDirs = new Set<string>();
   private readonly posixRename: boolean;
 
-  constructor(private readonly sftp: SFTPWrapper, readonly description: string) {
+  /** `dropped`: aborted when the SSH connection goes away (SshSession.dropped). */
+  constructor(private readonly sftp: SFTPWrapper, readonly description: string, private readonly dropped?: AbortSignal) {
     // ssh2 records the server's extensions at SFTP version negotiation.
     const ext = (sftp as unknown as { _extensions?: Record<string, string> })._extensions;
     this.posixRename = ext === undefined || ext['posix-rename@openssh.com'] !== undefined;
@@ -47,8 +63,12 @@ export class SftpFileSystem implements FileSystemPort {
     });
   }
 
+  private call<T>(fn: (cb: (err: Error | null | undefined, value: T) => void) => void): Promise<T> {
+    return request(this.dropped, fn);
+  }
+
   stat(path: string): Promise<Stats | undefined> {
-    return call<Stats>((cb) => this.sftp.stat(path, cb)).catch((e: unknown) => {
+    return this.call<Stats>((cb) => this.sftp.stat(path, cb)).catch((e: unknown) => {
       if (isSftpMissing(e)) return undefined;
       throw this.ioError('stat', path, e);
     });
@@ -69,9 +89,9 @@ export class SftpFileSystem implements FileSystemPort {
     }
     await this.mkdirs(posix.dirname(d));
     try {
-      await call<void>((cb) => this.sftp.mkdir(d, { mode: DIR_MODE }, cb as (e?: Error | null) => void));
+      await this.call<void>((cb) => this.sftp.mkdir(d, { mode: DIR_MODE }, cb as (e?: Error | null) => void));
       // The server applies its umask to mkdir's mode.
-      await call<void>((cb) => this.sftp.chmod(d, DIR_MODE, cb as (e?: Error | null) => void));
+      await this.call<void>((cb) => this.sftp.chmod(d, DIR_MODE, cb as (e?: Error | null) => void));
     } catch (e) {
       // A concurrent writer may have made it first.
       if (!(await this.stat(d))?.isDirectory()) throw this.ioError('mkdir', d, e);
@@ -81,15 +101,15 @@ export class SftpFileSystem implements FileSystemPort {
 
   async rename(from: string, to: string): Promise<void> {
     try {
-      if (this.posixRename) await call<void>((cb) => this.sftp.ext_openssh_rename(from, to, cb as (e?: Error | null) => void));
-      else await call<void>((cb) => this.sftp.rename(from, to, cb as (e?: Error | null) => void));
+      if (this.posixRename) await this.call<void>((cb) => this.sftp.ext_openssh_rename(from, to, cb as (e?: Error | null) => void));
+      else await this.call<void>((cb) => this.sftp.rename(from, to, cb as (e?: Error | null) => void));
     } catch (e) {
       throw this.ioError('rename to', to, e);
     }
   }
 
   async unlink(path: string): Promise<void> {
-    await call<void>((cb) => this.sftp.unlink(path, cb as (e?: Error | null) => void)).catch(() => undefined);
+    await this.call<void>((cb) => this.sftp.unlink(path, cb as (e?: Error | null) => void)).catch(() => undefined);
   }
 
   /** A write stream at `start` (append after a partial upload) or a new file. */
@@ -104,11 +124,12 @@ export class SftpFileSystem implements FileSystemPort {
     await this.mkdirs(posix.dirname(path));
     const tmp = tempPathFor(path);
     try {
-      await pipeline(data, this.createWriteStream(tmp), signal ? { signal } : {});
+      await pipeline(data, this.createWriteStream(tmp), { signal: this.signalWith(signal) });
       await this.rename(tmp, path);
     } catch (e) {
       data.destroy();
       await this.unlink(tmp);
+      if (this.dropped?.aborted) throw this.dropped.reason;
       throw e instanceof FerryError || (e as Error).name === 'AbortError' ? e : this.ioError('write', path, e);
     }
   }
@@ -117,8 +138,8 @@ export class SftpFileSystem implements FileSystemPort {
     await this.mkdirs(posix.dirname(path));
     const tmp = tempPathFor(path);
     try {
-      await call<void>((cb) => this.sftp.writeFile(tmp, typeof data === 'string' ? data : Buffer.from(data), { mode: FILE_MODE }, cb as (e?: Error | null) => void));
-      await call<void>((cb) => this.sftp.chmod(tmp, FILE_MODE, cb as (e?: Error | null) => void));
+      await this.call<void>((cb) => this.sftp.writeFile(tmp, typeof data === 'string' ? data : Buffer.from(data), { mode: FILE_MODE }, cb as (e?: Error | null) => void));
+      await this.call<void>((cb) => this.sftp.chmod(tmp, FILE_MODE, cb as (e?: Error | null) => void));
       await this.rename(tmp, path);
     } catch (e) {
       await this.unlink(tmp);
@@ -129,7 +150,7 @@ export class SftpFileSystem implements FileSystemPort {
   async readFileHead(path: string, max: number): Promise<Buffer | undefined> {
     let handle: Buffer;
     try {
-      handle = await call<Buffer>((cb) => this.sftp.open(path, 'r', cb));
+      handle = await this.call<Buffer>((cb) => this.sftp.open(path, 'r', cb));
     } catch (e) {
       if (isSftpMissing(e)) return undefined;
       throw this.ioError('open', path, e);
@@ -145,13 +166,13 @@ export class SftpFileSystem implements FileSystemPort {
       }
       return buf.subarray(0, got);
     } finally {
-      await call<void>((cb) => this.sftp.close(handle, cb as (e?: Error | null) => void)).catch(() => undefined);
+      await this.call<void>((cb) => this.sftp.close(handle, cb as (e?: Error | null) => void)).catch(() => undefined);
     }
   }
 
   async readdir(dir: string): Promise<{ name: string; isDirectory: boolean }[]> {
     try {
-      const list = await call<{ filename: string; attrs: Stats }[]>((cb) => this.sftp.readdir(dir, cb as never));
+      const list = await this.call<{ filename: string; attrs: Stats }[]>((cb) => this.sftp.readdir(dir, cb as never));
       return list.filter((e) => e.filename !== '.' && e.filename !== '..').map((e) => ({ name: e.filename, isDirectory: e.attrs.isDirectory() }));
     } catch (e) {
       if (isSftpMissing(e)) return [];
@@ -164,12 +185,12 @@ export class SftpFileSystem implements FileSystemPort {
     if (!s) return;
     if (s.isDirectory()) {
       for (const e of await this.readdir(path)) await this.rm(posix.join(path, e.name));
-      await call<void>((cb) => this.sftp.rmdir(path, cb as (e?: Error | null) => void)).catch((e: unknown) => {
+      await this.call<void>((cb) => this.sftp.rmdir(path, cb as (e?: Error | null) => void)).catch((e: unknown) => {
         throw this.ioError('rmdir', path, e);
       });
       this.knownDirs.delete(posix.normalize(path));
     } else {
-      await call<void>((cb) => this.sftp.unlink(path, cb as (e?: Error | null) => void)).catch((e: unknown) => {
+      await this.call<void>((cb) => this.sftp.unlink(path, cb as (e?: Error | null) => void)).catch((e: unknown) => {
         if (!isSftpMissing(e)) throw this.ioError('unlink', path, e);
       });
     }
@@ -179,13 +200,24 @@ export class SftpFileSystem implements FileSystemPort {
     let d = dir;
     while (d.startsWith(stop) && d !== stop) {
       try {
-        await call<void>((cb) => this.sftp.rmdir(d, cb as (e?: Error | null) => void));
+        await this.call<void>((cb) => this.sftp.rmdir(d, cb as (e?: Error | null) => void));
         this.knownDirs.delete(posix.normalize(d));
       } catch {
         return;
       }
       d = posix.dirname(d);
     }
+  }
+
+  /** Why the connection went away, once it has. */
+  get dropReason(): unknown {
+    return this.dropped?.aborted ? this.dropped.reason : undefined;
+  }
+
+  /** The caller's signal combined with the connection's: a stream pipeline stops on either. */
+  signalWith(signal?: AbortSignal): AbortSignal {
+    const all = [signal, this.dropped].filter((s): s is AbortSignal => s !== undefined);
+    return all.length === 0 ? new AbortController().signal : AbortSignal.any(all);
   }
 
   createReadStream(path: string, start?: number): Readable {

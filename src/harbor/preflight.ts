@@ -214,7 +214,7 @@ export async function preflightPush(options: PreflightOptions): Promise<PushPref
     if (!credentialsOk) return done(api);
     if (api.user === undefined) {
       problems.push(new FerryError('E_AUTH', `Harbor ${reg.registry} needs credentials to push, and none were found`, {
-        hint: lookup.hint ?? `pass --username/--password (a robot account "robot$…" works), or set ${'FERRY_USERNAME'}/FERRY_PASSWORD`,
+        hint: lookup.hint ?? `pass --username/--password (a robot account "robot$…" works), or set FERRY_USERNAME/FERRY_PASSWORD`,
         details: { registry: reg.registry },
       }));
       return done(api);

@@ -114,6 +114,9 @@ export class Authenticator {
     this.challenge = chosen;
     const extra = chosen.params.scope?.split(' ').filter(Boolean) ?? [];
     const next = [...new Set([...scopes, ...extra])];
+    // The refused token may be cached under the request's own scopes as well as the merged set: drop both,
+    // or the next request that cannot be replayed (a streamed blob PUT) would reuse it and fail.
+    this.tokens.delete(scopeKey(scopes));
     this.tokens.delete(scopeKey(next));
     return next;
   }

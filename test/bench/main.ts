@@ -1,18 +1,19 @@
 // `npm run bench`: ferry against skopeo (and the docker-save equivalent) on the same
 // corpus, in one run, whole processes on loopback. See test/bench/README.md.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startRegistry } from '../support/registry.js';
 import { openCorpus, openMemoryCorpus, type CorpusSize } from './corpus.js';
-import { measureMachine, type MachineLimits } from './machine.js';
+import { bestOf, measureMachine, type MachineLimits } from './machine.js';
 import { casesTable, mb, mbps, speedup, statsOf, table, targetsTable, type Case, type CaseStats, type Sample, type Target } from './report.js';
 import { checkTimeAvailable, sumRuns, timedOk, type RunOutcome } from './runner.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const FERRY = join(ROOT, 'bin', 'ferry');
+/** Set to the snapshot of the build the run started with (see snapshotFerry). */
+let FERRY = join(ROOT, 'bin', 'ferry');
 const SKOPEO = '/usr/bin/skopeo';
 /** The memory ceiling from the issue, in MiB as GNU time reports RSS. */
 const MEMORY_CEILING = 200 * 1024 * 1024;
@@ -94,11 +95,17 @@ class Bench {
     else this.cases.set(c.id, { ...c, samples: [sample] });
     log(`${c.title}: ${sample.wallS.toFixed(2)} s wall, ${sample.cpuS.toFixed(2)} s CPU, ${(sample.peakRssBytes / 2 ** 20).toFixed(0)} MiB RSS${sample.bytes !== undefined ? `, ${mb(sample.bytes)}` : ''}`);
   }
+}
 
-  stats(id: string): CaseStats | undefined {
-    const c = this.cases.get(id);
-    return c ? statsOf(c) : undefined;
-  }
+/**
+ * Copies the built CLI aside so that the whole run measures one build, even when the
+ * working tree is rebuilt meanwhile (the team shares it).
+ */
+function snapshotFerry(work: string): string {
+  const dir = join(work, 'ferry-build');
+  for (const part of ['bin', 'dist', 'package.json']) cpSync(join(ROOT, part), join(dir, part), { recursive: true });
+  symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'), 'dir');
+  return join(dir, 'bin', 'ferry');
 }
 
 function ferry(args: string[]): Promise<RunOutcome> {
@@ -123,11 +130,14 @@ async function main(): Promise<void> {
   // Outputs live beside the results so the disk figures below are for the same filesystem.
   const work = join(opts.resultsDir, `work-${startedAt.getTime()}`);
   mkdirSync(work, { recursive: true });
+  FERRY = snapshotFerry(work);
   const bench = new Bench(work);
   const stops: Array<() => Promise<void>> = [];
   try {
     log(`measuring the machine (sha256, disk, zstd) in ${opts.resultsDir}`);
-    const machine = measureMachine(work, { diskBytes: (opts.size === 'small' ? 256 : 1024) * 2 ** 20 });
+    const machineOpts = { diskBytes: (opts.size === 'small' ? 256 : 1024) * 2 ** 20 };
+    const machineRuns = [measureMachine(work, machineOpts)];
+    let machine = machineRuns[0]!;
     log(`sha256 ${mbps(machine.sha256Bps)}, disk write ${mbps(machine.diskWriteBps)}, read ${mbps(machine.diskReadBps)} (${machine.diskReadMethod}), zstd-3 ${mbps(machine.zstd3Bps)}`);
 
     const corpus = await openCorpus(opts.resultsDir, opts.size, opts.seed, log);
@@ -151,10 +161,12 @@ async function main(): Promise<void> {
     }
     writeFileSync(yaml, JSON.stringify({ [host]: { 'tls-verify': false, images } }, null, 2));
     const net = ['--plain-http', host];
-    const writeLimit = (extra?: { name: string; bps: number }) => {
-      const candidates = [{ name: 'sha256', bps: machine.sha256Bps }, { name: 'disk write', bps: machine.diskWriteBps }, ...(extra ? [extra] : [])];
-      return candidates.reduce((a, b) => (b.bps < a.bps ? b : a));
-    };
+
+    // ---- fixed cost of starting each tool, to read the small-corpus figures against
+    for (let rep = 1; rep <= opts.reps; rep++) {
+      bench.record({ id: 'start-ferry', title: 'ferry --version (process start)', tool: 'ferry' }, await timedOk(process.execPath, [FERRY, '--version']));
+      bench.record({ id: 'start-skopeo', title: 'skopeo --version (process start)', tool: 'skopeo' }, await timedOk(SKOPEO, ['--version']));
+    }
 
     // ---- export: ferry (.tar, .tar.zst) vs skopeo sync to dir vs per-image docker-archive
     let bundleTar = '';
@@ -166,7 +178,7 @@ async function main(): Promise<void> {
         const out = `${bench.fresh(`bundle-r1`)}.${ext}`;
         const cache = bench.fresh('cache');
         const r = await ferry(['export', ...net, '-f', r1List, '-o', out, '--cache', cache]);
-        bench.record({ id, title: `ferry export → .${ext}`, tool: 'ferry', throughputBytes: r1Bytes, limit: writeLimit(ext === 'tar.zst' ? { name: 'zstd-3', bps: machine.zstd3Bps } : undefined) }, { ...r, bytes: du(out) });
+        bench.record({ id, title: `ferry export → .${ext}`, tool: 'ferry', throughputBytes: r1Bytes, limits: ['sha256', 'disk write', ...(ext === 'tar.zst' ? ['zstd-3'] : [])] }, { ...r, bytes: du(out) });
         rmSync(cache, { recursive: true, force: true });
         if (ext === 'tar' && bundleTar === '') bundleTar = out;
         else if (ext === 'tar.zst' && bundleZst === '') bundleZst = out;
@@ -174,7 +186,7 @@ async function main(): Promise<void> {
       }
       const dest = bench.fresh('skopeo-sync');
       const s = await skopeo(['sync', '--all', '--scoped', '--src', 'yaml', '--dest', 'dir', yaml, dest]);
-      bench.record({ id: 'export-skopeo-sync', title: 'skopeo sync → dir', tool: 'skopeo', throughputBytes: r1Bytes, limit: writeLimit() }, { ...s, bytes: du(dest) });
+      bench.record({ id: 'export-skopeo-sync', title: 'skopeo sync → dir', tool: 'skopeo', throughputBytes: r1Bytes, limits: ['sha256', 'disk write'] }, { ...s, bytes: du(dest) });
       if (syncDir === '') syncDir = dest;
       else rmSync(dest, { recursive: true, force: true });
 
@@ -184,7 +196,7 @@ async function main(): Promise<void> {
       for (const [i, ref] of c.release1.refs.entries()) {
         runs.push(await skopeo(['copy', '--src-tls-verify=false', `docker://${host}/${ref}`, `docker-archive:${join(archives, `${i}.tar`)}:${ref}`]));
       }
-      bench.record({ id: 'export-docker-archive', title: 'skopeo copy → docker-archive, per image (docker save)', tool: 'skopeo', throughputBytes: r1Bytes, limit: writeLimit() }, { ...sumRuns(runs), bytes: du(archives) });
+      bench.record({ id: 'export-docker-archive', title: 'skopeo copy → docker-archive, per image (docker save)', tool: 'skopeo', throughputBytes: r1Bytes, limits: ['sha256', 'disk write'] }, { ...sumRuns(runs), bytes: du(archives) });
       rmSync(archives, { recursive: true, force: true });
     }
 
@@ -194,7 +206,7 @@ async function main(): Promise<void> {
       log(`import/push, repetition ${rep}/${opts.reps}`);
       const layout = bench.fresh('layout');
       const imp = await ferry(['import', bundleTar, '--to', 'registry-layout', layout]);
-      bench.record({ id: 'import-layout', title: 'ferry import → registry-layout', tool: 'ferry', throughputBytes: r1Bytes, limit: writeLimit() }, { ...imp, bytes: du(layout) });
+      bench.record({ id: 'import-layout', title: 'ferry import → registry-layout', tool: 'ferry', throughputBytes: r1Bytes, limits: ['sha256', 'disk write'] }, { ...imp, bytes: du(layout) });
       rmSync(layout, { recursive: true, force: true });
 
       for (const jobs of [1, 4]) {
@@ -203,7 +215,7 @@ async function main(): Promise<void> {
           const receipt = join(bench.fresh('receipt'), 'receipt.json');
           mkdirSync(dirname(receipt));
           const p = await ferry(['push', bundleTar, '--to', reg.host, '--plain-http', reg.host, '--jobs', String(jobs), '--receipt', receipt]);
-          bench.record({ id: `push-j${jobs}`, title: `ferry push --jobs ${jobs}`, tool: 'ferry', throughputBytes: r1Bytes, limit: { name: 'sha256', bps: machine.sha256Bps } }, { ...p, bytes: du(reg.storageDir) });
+          bench.record({ id: `push-j${jobs}`, title: `ferry push --jobs ${jobs}`, tool: 'ferry', throughputBytes: r1Bytes, limits: ['sha256'] }, { ...p, bytes: du(reg.storageDir) });
         } finally {
           await reg.stop();
         }
@@ -217,7 +229,7 @@ async function main(): Promise<void> {
           const ref = d.slice(join(syncDir, host).length + 1);
           runs.push(await skopeo(['copy', '--all', '--dest-tls-verify=false', `dir:${d}`, `docker://${reg.host}/${ref}`]));
         }
-        bench.record({ id: 'push-skopeo', title: 'skopeo copy dir: → docker://, per image', tool: 'skopeo', throughputBytes: r1Bytes, limit: { name: 'sha256', bps: machine.sha256Bps } }, { ...sumRuns(runs), bytes: du(reg.storageDir) });
+        bench.record({ id: 'push-skopeo', title: 'skopeo copy dir: → docker://, per image', tool: 'skopeo', throughputBytes: r1Bytes, limits: ['sha256'] }, { ...sumRuns(runs), bytes: du(reg.storageDir) });
       } finally {
         await reg.stop();
       }
@@ -228,7 +240,7 @@ async function main(): Promise<void> {
       log(`verify, repetition ${rep}/${opts.reps}`);
       for (const [id, file] of [['verify-tar', bundleTar], ['verify-zst', bundleZst]] as const) {
         const v = await ferry(['verify', file]);
-        bench.record({ id, title: `ferry verify ${file.endsWith('.zst') ? '.tar.zst' : '.tar'}`, tool: 'ferry', throughputBytes: du(bundleTar), limit: { name: 'sha256 (1 core)', bps: machine.sha256Bps } }, { ...v, bytes: du(file) });
+        bench.record({ id, title: `ferry verify ${file.endsWith('.zst') ? '.tar.zst' : '.tar'}`, tool: 'ferry', throughputBytes: du(bundleTar), limits: ['sha256'] }, { ...v, bytes: du(file) });
       }
     }
 
@@ -294,7 +306,11 @@ async function main(): Promise<void> {
     }
 
     // ---- report
-    const all = [...bench.cases.values()].map(statsOf);
+    log('measuring the machine again (the best of both measurements is the limit)');
+    machineRuns.push(measureMachine(work, machineOpts));
+    machine = bestOf(machineRuns);
+    const limits = { sha256: machine.sha256Bps, 'disk write': machine.diskWriteBps, 'zstd-3': machine.zstd3Bps };
+    const all = [...bench.cases.values()].map((x) => statsOf(x, limits));
     const s = (id: string): CaseStats | undefined => all.find((x) => x.id === id);
     const ratio = (a: string, b: string): number | undefined => speedup(s(a), s(b));
     const fmtX = (x: number | undefined): string => (x === undefined ? 'n/a' : `${x.toFixed(2)}×`);
@@ -323,9 +339,10 @@ async function main(): Promise<void> {
     ]);
     const z3 = zstd.find((z) => z.level === '3')?.stats;
     const saving = z3?.bytes && zNone?.bytes ? 1 - z3.bytes.median / zNone.bytes.median : undefined;
-    const extra = z3 && zNone ? z3.wallS.median - zNone.wallS.median : undefined;
+    const extra = z3 && zNone ? z3.cpuS.median - zNone.cpuS.median : undefined;
     const zstdAnswer = saving === undefined || extra === undefined ? 'n/a'
-      : `zstd level 3 saves ${(saving * 100).toFixed(2)} % of the bundle (${mb(zNone!.bytes!.median - z3!.bytes!.median)}) for ${extra.toFixed(2)} s more wall time per export. `
+      : `zstd level 3 saves ${(saving * 100).toFixed(2)} % of the bundle (${mb(zNone!.bytes!.median - z3!.bytes!.median)}) for ${extra.toFixed(2)} s more CPU per export `
+        + `(wall ${z3!.wallS.median.toFixed(2)} s vs ${zNone!.wallS.median.toFixed(2)} s; machine zstd-3 limit ${mbps(machine.zstd3Bps)}). `
         + (saving < 0.03 ? 'On layers that are already gzip-compressed, whole-stream zstd does not pay: keep it off by default (plain .tar), useful only if the bundle carries uncompressed content.' : 'It pays here.');
 
     const md = [
@@ -361,7 +378,7 @@ async function main(): Promise<void> {
 
     const jsonFile = join(opts.resultsDir, `${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
     writeFileSync(jsonFile, JSON.stringify({
-      startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), options: opts, machine: machine satisfies MachineLimits,
+      startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), options: opts, machine: machine satisfies MachineLimits, machineMeasurements: machineRuns,
       corpus: c, cases: all, samples: Object.fromEntries([...bench.cases.values()].map((x) => [x.id, x.samples])),
       targets, zstd: { rows: zstd.map(({ level, stats }) => ({ level, bytes: stats?.bytes?.median, wallS: stats?.wallS.median, cpuS: stats?.cpuS.median })), answer: zstdAnswer },
       delta: { available: deltaAvailable }, memory: opts.memory ? { ceilingBytes: MEMORY_CEILING, image: memoryInfo, steps: memory } : null,

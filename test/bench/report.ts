@@ -15,8 +15,8 @@ export interface Case {
   samples: Sample[];
   /** Bytes the process moved, for throughput (e.g. the bundle's size for verify). */
   throughputBytes?: number;
-  /** What limits this case on this machine, and that limit in bytes/s. */
-  limit?: { name: string; bps: number };
+  /** The machine figures that bound this case (names in the `limits` given to statsOf); the slowest binds. */
+  limits?: string[];
   note?: string;
 }
 
@@ -48,10 +48,13 @@ export interface CaseStats {
   note?: string;
 }
 
-export function statsOf(c: Case): CaseStats {
+export function statsOf(c: Case, limits: Record<string, number> = {}): CaseStats {
   const wall = spread(c.samples.map((s) => s.wallS));
   const withBytes = c.samples.filter((s) => s.bytes !== undefined);
   const throughputBps = c.throughputBytes !== undefined && wall.median > 0 ? c.throughputBytes / wall.median : undefined;
+  const binding = (c.limits ?? [])
+    .flatMap((name) => (limits[name] !== undefined ? [{ name, bps: limits[name]! }] : []))
+    .reduce<{ name: string; bps: number } | undefined>((a, b) => (a === undefined || b.bps < a.bps ? b : a), undefined);
   return {
     id: c.id, title: c.title, tool: c.tool, runs: c.samples.length,
     wallS: wall,
@@ -59,7 +62,7 @@ export function statsOf(c: Case): CaseStats {
     peakRssBytes: spread(c.samples.map((s) => s.peakRssBytes)),
     ...(withBytes.length > 0 ? { bytes: spread(withBytes.map((s) => s.bytes!)) } : {}),
     ...(throughputBps !== undefined ? { throughputBps } : {}),
-    ...(throughputBps !== undefined && c.limit ? { limit: { ...c.limit, fraction: throughputBps / c.limit.bps } } : {}),
+    ...(throughputBps !== undefined && binding ? { limit: { ...binding, fraction: throughputBps / binding.bps } } : {}),
     ...(c.note ? { note: c.note } : {}),
   };
 }

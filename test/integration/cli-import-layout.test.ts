@@ -70,6 +70,21 @@ describe('ferry import --to registry-layout', () => {
     await serveAndCheck(dir, expectationsOf(env.corpus));
   });
 
+  it('the progress line a field engineer sees ends at exactly the planned blobs and bytes', async () => {
+    const dir = env.path('layout-progress');
+    const r = await ferryOk(['import', bundle, '--to', 'registry-layout', dir]);
+    const plan = /import: \d+ images, (\d+) unique blobs, (\S+ \S+)/.exec(r.stderr);
+    expect(plan, r.stderr).not.toBeNull();
+    expect(Number(plan![1])).toBe(env.corpus.blobs.size);
+    const lines = [...r.stderr.matchAll(/import: (\S+ \S+) of (\S+ \S+) \((\d+)\/(\d+) blobs/g)];
+    const last = lines.at(-1);
+    expect(last, r.stderr).toBeDefined();
+    // Shared blobs land in several repositories; they still count once, so it reads 11/11, not 14/11.
+    expect(last![3]).toBe(last![4]);
+    expect(last![4]).toBe(plan![1]);
+    expect(last![1]).toBe(last![2]);
+  });
+
   it('merges into a layout that already holds an older release', async () => {
     const dir = env.path('layout-merge');
     await ferryOk(['import', oldBundle, '--to', 'registry-layout', dir, '-q']);

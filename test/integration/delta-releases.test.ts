@@ -2,7 +2,7 @@
 // releases built by seeded code, r2 changing top layers of some images, adding
 // one image and dropping one. Everything goes through the built CLI.
 import { createHash } from 'node:crypto';
-import { cpSync, createReadStream, readFileSync, statSync } from 'node:fs';
+import { createReadStream, readFileSync, renameSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runFerry } from '../support/cli.js';
@@ -134,8 +134,15 @@ afterAll(async () => {
 
 describe('delta export (--since)', () => {
   it('from a prior bundle: stores exactly r2\'s blobs minus r1\'s, names the base, never fetches omitted blobs', async () => {
-    const before = src.logTail(100_000).split('\n').length;
-    const out = await ferryOk(['export', '-f', file('r2.list'), '--since', file('r1.tar'), '-o', file('d.tar'), '--cache', file('cache-d'), '--json']);
+    // The registry loses the omitted blobs' data for the run: a fetch of any of them would fail the export.
+    const hidden = [...expectedOmitted.keys()].map((d) => join(src.v2Dir, 'blobs', 'sha256', d.slice(7, 9), d.slice(7), 'data'));
+    for (const p of hidden) renameSync(p, `${p}.hidden`);
+    let out: string;
+    try {
+      out = await ferryOk(['export', '-f', file('r2.list'), '--since', file('r1.tar'), '-o', file('d.tar'), '--cache', file('cache-d'), '--json']);
+    } finally {
+      for (const p of hidden) renameSync(`${p}.hidden`, p);
+    }
     const result = JSON.parse(out) as { fetchedBytes: number; delta: { omittedBlobs: number } };
     const meta = sidecar(file('d.tar'));
     expect(sorted(storedBlobs(meta))).toEqual(sorted(expectedNew));
@@ -145,11 +152,8 @@ describe('delta export (--since)', () => {
     for (const a of r2.images.values()) for (const m of manifestsOf(a)) expect(manifests.has(m.digest)).toBe(true);
     const r1meta = sidecar(file('r1.tar'));
     expect(meta.delta!.bases).toEqual([{ bundleId: r1meta.bundleId, metadataDigest: `sha256:${createHash('sha256').update(readFileSync(file('r1.tar.ferry.json'))).digest('hex')}` }]);
-    // Only the new blobs crossed the network, and the registry never served an omitted one.
+    // Only the new blobs crossed the network.
     expect(result.fetchedBytes).toBe([...expectedNew.values()].reduce((n, s) => n + s, 0));
-    const log = src.logTail(100_000).split('\n').slice(before - 1).join('\n');
-    for (const d of expectedOmitted.keys()) expect(log.includes(`/blobs/${d}`), `omitted blob ${d} was requested`).toBe(false);
-    for (const d of expectedNew.keys()) expect(log.includes(`/blobs/${d}`)).toBe(true);
     // The reader accepts it.
     await ferryOk(['verify', file('d.tar'), '-q']);
 
@@ -250,12 +254,11 @@ describe('delta import and push', () => {
     expect(bare.code, bare.stderr).toBe(7);
     expect(bare.stderr).toContain('E_BASE_MISSING');
     await ferryOk(['import', file('d.tar'), '--to', 'skopeo-dir', file('dirs'), '--base', file('r1.tar'), '-q', '--receipt', file('receipt-d1.json')]);
-    const { readdir } = await import('node:fs/promises');
-    const dirs = (await readdir(file('dirs'))).filter((d) => !d.startsWith('.'));
-    expect(dirs).toHaveLength(r2.images.size);
-    const digests = new Set<string>();
-    for (const d of dirs) digests.add((await validateDirImage(join(file('dirs'), d))).digest);
-    expect([...digests].sort()).toEqual([...r2.images.values()].map((a) => a.digest).sort());
+    // One dir per image, named <repository path>:<tag> below the output.
+    for (const [repo, a] of r2.images) {
+      const walked = await validateDirImage(join(file('dirs'), `${repo}:${TAG}`));
+      expect(walked.digest).toBe(a.digest);
+    }
   });
 });
 
@@ -264,11 +267,10 @@ describe('merge and diff', () => {
     await ferryOk(['merge', file('r1.tar'), file('d.tar'), '-o', file('merged.tar'), '-q']);
     expect(await sha256File(file('merged.tar'))).toBe(await sha256File(file('r2.tar')));
 
-    await ferryOk(['export', '-f', file('r1.list').replace('r1.list', 'r2.list'), '-o', file('r2.tar.zst'), '--cache', file('cache-r2'), '-q']);
-    // The r1 bundle as .zst too, from the same content (cache reused): proves merge reads compressed bases.
-    cpSync(file('r1.tar'), file('r1-copy.tar'));
-    await ferryOk(['export', '-f', file('r2.list'), '--since', file('r1-copy.tar'), '-o', file('d.tar.zst'), '--cache', file('cache-d'), '-q']);
-    await ferryOk(['merge', file('r1-copy.tar'), file('d.tar.zst'), '-o', file('merged.tar.zst'), '-q']);
+    // Compressed: full r2 and the delta as .tar.zst (caches reused, nothing refetched); merge reads a zstd delta and writes zstd.
+    await ferryOk(['export', '-f', file('r2.list'), '-o', file('r2.tar.zst'), '--cache', file('cache-r2'), '-q']);
+    await ferryOk(['export', '-f', file('r2.list'), '--since', file('r1.tar'), '-o', file('d.tar.zst'), '--cache', file('cache-d'), '-q']);
+    await ferryOk(['merge', file('r1.tar'), file('d.tar.zst'), '-o', file('merged.tar.zst'), '-q']);
     expect(await sha256File(file('merged.tar.zst'))).toBe(await sha256File(file('r2.tar.zst')));
   });
 

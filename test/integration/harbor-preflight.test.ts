@@ -27,7 +27,7 @@ beforeAll(async () => {
         'robot$ci': { password: ROBOT.password, projects: { apps: 'developer', small: 'developer', tools: 'guest' } },
         'robot$apps+ci': { password: PROJECT_ROBOT.password, projects: { apps: 'developer' } },
       },
-      projects: [{ name: 'apps' }, { name: 'tools' }, { name: 'small', quota: QUOTA, used: USED }],
+      projects: [{ name: 'apps' }, { name: 'tools' }, { name: 'small', quota: QUOTA, used: USED }, { name: 'secret' }],
     }),
     startRegistry(),
   ]);
@@ -111,6 +111,14 @@ describe('preflight problems', () => {
     // Nothing was uploaded and nothing created: only reads happened.
     const during = harbor.log.slice(before);
     expect(during.filter((l) => l.method === 'POST' || l.method === 'PUT' || l.method === 'PATCH')).toEqual([]);
+  });
+
+  it('a private project the user is no member of, and a public one he may only read, are both "may not push"', async () => {
+    const pre = await preflightPush({ registry: at(harbor.host, DEV), repositories: [{ repository: 'secret/x', bytes: 1 }, { repository: 'library/y', bytes: 1 }] });
+    pre.close();
+    expect(pre.problems.map((p) => [p.code, p.message.includes('may not push')])).toEqual([['E_DENIED', true], ['E_DENIED', true]]);
+    expect(pre.problems[0]?.hint).toContain('Developer');
+    expect(pre.projects.map((p) => [p.name, p.exists, p.canPush])).toEqual([['secret', true, false], ['library', true, false]]);
   });
 
   it('passes when the quota holds the bytes exactly', async () => {

@@ -101,28 +101,35 @@ describe('push through the Harbor fixture', () => {
 
   it('without --create-projects a push into a missing project fails as on Harbor; after createMissingProjects it succeeds', async () => {
     const repositories = [{ repository: 'fresh/app', bytes: bytesOf(image) }];
-    const dst = destination(DEV);
+    // What a first run without --create-projects meets.
+    const first = destination(DEV);
     try {
-      const refused = await push(dst, 'fresh/app', image, 'v1').then(() => undefined, (e: unknown) => e);
+      const refused = await push(first, 'fresh/app', image, 'v1').then(() => undefined, (e: unknown) => e);
       expect(isFerryError(refused, 'E_AUTH') || isFerryError(refused, 'E_DENIED')).toBe(true);
-      expect(existsSync(join(harbor.registry.v2Dir, 'repositories', 'fresh'))).toBe(false);
-      const viaSkopeo = await skopeo(['inspect', '--tls-verify=false', '--creds', `dev:${DEV.password}`, `docker://${harbor.host}/fresh/app:v1`]);
-      expect(viaSkopeo.code).not.toBe(0);
-
-      const without = await preflightPush({ registry: { registry: harbor.host, plainHttp: true, credentials: DEV }, repositories });
-      without.close();
-      expect(without.problems.map((p) => p.code)).toEqual(['E_NOT_FOUND']);
-
-      const pre = await preflightPush({ registry: { registry: harbor.host, plainHttp: true, credentials: DEV }, repositories, createProjects: true });
-      try {
-        expect(pre.problems).toEqual([]);
-        expect(await pre.createMissingProjects()).toEqual({ created: ['fresh'], existed: [] });
-      } finally {
-        pre.close();
-      }
-      await push(dst, 'fresh/app', image, 'v1').catch((e) => { console.log(JSON.stringify(harbor.registry.issuer!.history.slice(-6), null, 1)); console.log(harbor.log.slice(-12)); throw e; });
     } finally {
-      await dst.close();
+      await first.close();
+    }
+    expect(existsSync(join(harbor.registry.v2Dir, 'repositories', 'fresh'))).toBe(false);
+    const viaSkopeo = await skopeo(['inspect', '--tls-verify=false', '--creds', `dev:${DEV.password}`, `docker://${harbor.host}/fresh/app:v1`]);
+    expect(viaSkopeo.code).not.toBe(0);
+
+    const without = await preflightPush({ registry: { registry: harbor.host, plainHttp: true, credentials: DEV }, repositories });
+    without.close();
+    expect(without.problems.map((p) => p.code)).toEqual(['E_NOT_FOUND']);
+
+    // The next run, with --create-projects: preflight, create, push.
+    const pre = await preflightPush({ registry: { registry: harbor.host, plainHttp: true, credentials: DEV }, repositories, createProjects: true });
+    try {
+      expect(pre.problems).toEqual([]);
+      expect(await pre.createMissingProjects()).toEqual({ created: ['fresh'], existed: [] });
+    } finally {
+      pre.close();
+    }
+    const second = destination(DEV);
+    try {
+      await push(second, 'fresh/app', image, 'v1');
+    } finally {
+      await second.close();
     }
     expect(await skopeoInspectDigest(`${harbor.host}/fresh/app:v1`, target(DEV))).toBe(image.digest);
   });

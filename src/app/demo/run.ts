@@ -63,9 +63,9 @@ export async function runDemo(opts: { workDir: string; jobs: number; signal?: Ab
       for (const image of imported.images) {
         const m = await source.getManifest(image.repository, image.tag ?? image.digest);
         if (m.digest !== image.digest) {
-          throw new FerryError('E_DIGEST_MISMATCH', `demo: ${image.repository}:${image.tag} is served as ${m.digest}, expected ${image.digest}`);
+          throw new FerryError('E_DIGEST_MISMATCH', `demo: ${name(image)} is served as ${m.digest}, expected ${image.digest}`);
         }
-        served.push({ reference: `${downstream.host}/${image.repository}:${image.tag ?? ''}`, digest: m.digest });
+        served.push({ reference: `${downstream.host}/${name(image)}`, digest: m.digest });
       }
       await source.close();
     } finally {
@@ -75,4 +75,9 @@ export async function runDemo(opts: { workDir: string; jobs: number; signal?: Ab
   } finally {
     await upstream.stop();
   }
+}
+
+/** `repository:tag`, or `repository@digest` for an image imported without a tag. */
+function name(image: { repository: string; tag?: string; digest: string }): string {
+  return image.tag !== undefined ? `${image.repository}:${image.tag}` : `${image.repository}@${image.digest}`;
 }

@@ -15,6 +15,7 @@ interface Flags extends GlobalFlags {
   platform?: string;
   cache?: string;
   since?: string | string[];
+  referrers?: boolean;
 }
 
 export const exportCommand: CommandModule<GlobalFlags, Flags> = {
@@ -30,6 +31,7 @@ export const exportCommand: CommandModule<GlobalFlags, Flags> = {
     .option('platform', { type: 'string', describe: 'keep only these platforms of multi-arch images, e.g. linux/amd64,linux/arm64' })
     // Not `array`: a greedy array option would swallow the image arguments after it; repeated flags still collect.
     .option('since', { type: 'string', requiresArg: true, describe: 'delta: leave out blobs this prior bundle, its .ferry.json or inventory holds (repeatable)' })
+    .option('referrers', { type: 'boolean', default: true, describe: 'also carry each image\'s cosign signatures, attestations, SBOMs and OCI referrers (--no-referrers to leave them)' })
     .option('cache', { type: 'string', describe: 'blob cache directory (default: ~/.cache/ferry); reruns reuse it' })
     .example('$0 export -f images.list -o release-2.0.tar.zst', 'export every image of the list')
     .example('$0 export -f images.list --since release-1.0.tar.zst -o release-2.0-delta.tar.zst', 'a delta: only what release 1.0 lacks')
@@ -42,11 +44,13 @@ export const exportCommand: CommandModule<GlobalFlags, Flags> = {
         listFile: argv.file, references: argv.images ?? [], from: argv.from, output: argv.output,
         compression: argv.compression ?? (argv.output.endsWith('.zst') ? 'zstd' : 'none'), level: argv.level,
         platforms: argv.platform ? parsePlatforms(argv.platform) : undefined, cacheDir: argv.cache, since: argv.since === undefined ? undefined : ([] as string[]).concat(argv.since),
+        referrers: argv.referrers,
         jobs: ctx.jobs, registry: ctx.registry, signal: ctx.signal, observer,
       });
       observer.stop();
       ctx.out.result(result, () => `${result.output}: ${result.images} images, ${result.blobs} blobs, ${formatBytes(result.storedBytes)} stored `
         + `(${formatBytes(result.referencedBytes)} referenced, ${formatBytes(result.fetchedBytes)} fetched) in ${result.seconds.toFixed(1)} s\nbundle id ${result.bundleId}`
+        + (result.referrers && result.referrers.images.length > 0 ? `\nreferrers: ${result.referrers.images.reduce((n, g) => n + g.referrers.length, 0)} signatures, attestations, SBOMs and referrers of ${result.referrers.images.length} images carried` : '')
         + (result.delta ? `\ndelta: ${result.delta.omittedBlobs} blobs (${formatBytes(result.delta.omittedBytes)}) left out, held by base ${result.delta.bases.map((b) => b.bundleId).join(', ')}` : ''));
     } finally {
       observer.stop();

@@ -38,7 +38,7 @@ export const importCommand: CommandModule<GlobalFlags, Flags> = {
         bundle: argv.bundle, kind: kind as ImportTargetKind, target, images: argv.image ?? [], renames: argv.rename ?? [],
         prune: argv.prune === true, receiptFile: argv.receipt, platform: argv.platform ? parsePlatforms(argv.platform)[0] : undefined,
         bases: argv.base === undefined ? undefined : ([] as string[]).concat(argv.base),
-        jobs: ctx.jobs, registry: ctx.registry, signal: ctx.signal, observer,
+        jobs: ctx.jobs, registry: ctx.registry, ssh: ctx.ssh, signal: ctx.signal, observer,
       });
       observer.stop();
       ctx.out.result(report, () => renderImportReport(report));

@@ -27,7 +27,7 @@ export const pushCommand: CommandModule<GlobalFlags, Flags> = {
     try {
       const report = await importBundle({
         bundle: argv.bundle, kind: 'registry', target: argv.to, images: argv.image ?? [], renames: argv['project-map'] ?? [],
-        prune: false, receiptFile: argv.receipt, jobs: ctx.jobs, registry: ctx.registry, signal: ctx.signal, observer,
+        prune: false, receiptFile: argv.receipt, jobs: ctx.jobs, registry: ctx.registry, ssh: ctx.ssh, signal: ctx.signal, observer,
       });
       observer.stop();
       ctx.out.result(report, () => renderImportReport(report));

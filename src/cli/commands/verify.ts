@@ -6,19 +6,27 @@ import { progressObserver } from '../progress.js';
 
 interface Flags extends GlobalFlags {
   bundle: string;
+  key?: string;
+  requireSigned?: boolean;
 }
 
 export const verifyCommand: CommandModule<GlobalFlags, Flags> = {
   command: 'verify <bundle>',
   describe: 'check every blob digest and size and that every image is complete, offline',
-  builder: (y) => y.positional('bundle', { type: 'string', demandOption: true, coerce: stdinOrPath, describe: 'bundle file, or - for stdin' }) as never,
+  builder: (y) => y.positional('bundle', { type: 'string', demandOption: true, coerce: stdinOrPath, describe: 'bundle file, or - for stdin' })
+    .option('key', { type: 'string', requiresArg: true, describe: 'cosign public key (PEM): also check every image\'s cosign signature, offline' })
+    .option('require-signed', { type: 'boolean', describe: 'with --key: an image without a valid signature is an error' })
+    .example('$0 verify release.tar.zst --key cosign.pub --require-signed', 'digests, completeness and signatures') as never,
   handler: async (argv) => {
     const ctx = await contextFrom(argv);
     const observer = progressObserver(ctx.out, 'verify');
     try {
-      const result = await verifyBundle(argv.bundle, { signal: ctx.signal, observer });
+      const result = await verifyBundle(argv.bundle, { signal: ctx.signal, observer, key: argv.key, requireSigned: argv.requireSigned });
       observer.stop();
-      ctx.out.result(result, () => `${argv.bundle}: OK — ${result.images} images, ${result.blobs} blobs, ${formatBytes(result.bytes)} verified in ${result.seconds.toFixed(1)} s`);
+      const sigs = result.signatures;
+      ctx.out.result(result, () => `${argv.bundle}: OK — ${result.images} images, ${result.blobs} blobs, ${formatBytes(result.bytes)} verified in ${result.seconds.toFixed(1)} s`
+        + (sigs ? `\nsignatures: ${sigs.filter((s) => s.status === 'verified').length} of ${sigs.length} images signed with the key`
+          + sigs.filter((s) => s.status === 'unsigned').map((s) => `\n  unsigned: ${s.image}`).join('') : ''));
     } finally {
       observer.stop();
     }

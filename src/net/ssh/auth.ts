@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { type AnyAuthMethod, type AuthHandlerMiddleware, type AuthenticationType, type ParsedKey, utils } from 'ssh2';
+import ssh2, { type AnyAuthMethod, type AuthHandlerMiddleware, type AuthenticationType, type ParsedKey } from 'ssh2';
 
 /**
  * Client authentication in the order ssh(1) uses: identity files named on the
@@ -41,7 +41,7 @@ function loadKey(file: string, passphrase: string | undefined, problems: string[
     problems.push(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     return undefined;
   }
-  const parsed = utils.parseKey(data, passphrase);
+  const parsed = ssh2.utils.parseKey(data, passphrase);
   if (parsed instanceof Error) {
     problems.push(/passphrase|encrypted|decrypt/i.test(parsed.message)
       ? `${file} is encrypted and ${passphrase === undefined ? 'no passphrase was given (--ssh-passphrase-stdin)' : 'the passphrase does not open it'}`

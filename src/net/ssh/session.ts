@@ -1,7 +1,7 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
-import { Client, type ClientChannel, type SFTPWrapper, type ServerHostKeyAlgorithm } from 'ssh2';
+import ssh2, { type Client, type ClientChannel, type SFTPWrapper, type ServerHostKeyAlgorithm } from 'ssh2';
 import { FerryError, isFerryError } from '../../errors.js';
 import type { ConnectionFactory } from '../http.js';
 import { planAuth } from './auth.js';
@@ -63,11 +63,23 @@ export class SshSession {
   private sftpSession: Promise<SFTPWrapper> | undefined;
   private closed = false;
   private lastError: Error | undefined;
+  private readonly drop = new AbortController();
 
   private constructor(readonly endpoint: SshEndpoint, private readonly clients: Client[]) {
     const target = clients[clients.length - 1]!;
     target.on('error', (e: Error) => (this.lastError = e));
-    target.on('close', () => (this.closed = true));
+    target.on('close', () => {
+      this.closed = true;
+      // ssh2 leaves requests on a dead connection unanswered: whoever waits on one listens to this instead.
+      this.drop.abort(new FerryError('E_NETWORK', `ssh ${this.description}: the connection dropped${this.lastError ? ` (${this.lastError.message})` : ''}`, {
+        hint: 'run the command again: what was written completely stays, uploads resume where they stopped',
+      }));
+    });
+  }
+
+  /** Aborted when the SSH connection goes away (dropped, or closed by us). */
+  get dropped(): AbortSignal {
+    return this.drop.signal;
   }
 
   /** `user@host:port` of the last hop: where channels open from. */
@@ -188,7 +200,7 @@ function connectHop(ep: SshEndpoint, sock: Duplex | undefined, knownHosts: Known
   const preferred = knownHosts.keyTypesFor(ep.host, ep.port).flatMap((t) => HOST_KEY_ALGOS[t] ?? []);
 
   return new Promise<Client>((resolve, reject) => {
-    const client = new Client();
+    const client = new ssh2.Client();
     let ready = false;
     const fail = (e: FerryError): void => {
       if (ready) return;

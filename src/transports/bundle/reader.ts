@@ -6,7 +6,7 @@ import { type Descriptor, type Manifest, MANIFEST_MAX_BYTES, type ParsedManifest
 import { maybeDecompress } from '../../stream/zstd.js';
 import type { OpOptions, SequentialSource, SourceImage } from '../types.js';
 import { type BundleBlob, type BundleMetadata, blobEntryName, imageRefName, METADATA_MAX_BYTES, parseMetadata } from './metadata.js';
-import { BLOCK, type DecodedBlock, decodeBlock, padding, parsePaxSize, type TarHeader } from './tar.js';
+import { type TarEntry, TarReader } from './tar.js';
 
 export interface BundleSourceOptions {
   /** Name for messages when reading a stream (`stdin` by default for '-'). */
@@ -19,67 +19,6 @@ export interface BundleSourceOptions {
 export const HEAD_MAX_BYTES = 256 * 1024 * 1024;
 const CONFIG_MAX_BYTES = 64 * 1024 * 1024;
 const SMALL_ENTRY_MAX = 64 * 1024 * 1024;
-
-/**
- * Pulls bytes from a stream on demand: whole small pieces for headers and
- * JSON, bounded chunks for blob bodies. One reader per bundle, used strictly
- * front to back.
- */
-class ByteReader {
-  private readonly it: AsyncIterator<Buffer>;
-  private pending: Buffer = Buffer.alloc(0);
-  private eof = false;
-  position = 0;
-
-  constructor(src: AsyncIterable<Buffer>) {
-    this.it = src[Symbol.asyncIterator]();
-  }
-
-  /** Up to `max` bytes; null at the end of the stream. */
-  async chunk(max: number): Promise<Buffer | null> {
-    while (this.pending.length === 0) {
-      if (this.eof) return null;
-      const r = await this.it.next();
-      if (r.done) {
-        this.eof = true;
-        return null;
-      }
-      this.pending = Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value as Uint8Array);
-    }
-    const out = this.pending.subarray(0, max);
-    this.pending = this.pending.subarray(out.length);
-    this.position += out.length;
-    return out;
-  }
-
-  /** Exactly `n` bytes, or fewer if the stream ends first. Only for bounded sizes. */
-  async exact(n: number): Promise<Buffer> {
-    const parts: Buffer[] = [];
-    let have = 0;
-    while (have < n) {
-      const c = await this.chunk(n - have);
-      if (c === null) break;
-      parts.push(c);
-      have += c.length;
-    }
-    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-  }
-
-  /** Skips `n` bytes; returns how many were there. */
-  async skip(n: number): Promise<number> {
-    let done = 0;
-    while (done < n) {
-      const c = await this.chunk(Math.min(n - done, 1 << 20));
-      if (c === null) break;
-      done += c.length;
-    }
-    return done;
-  }
-
-  async close(): Promise<void> {
-    await this.it.return?.();
-  }
-}
 
 type Expected = { name: string; type: 'file' | 'directory'; blob?: BundleBlob };
 
@@ -103,7 +42,7 @@ export class BundleSource implements SequentialSource {
   private closed = false;
 
   private constructor(
-    private readonly reader: ByteReader,
+    private readonly reader: TarReader,
     private readonly input: Readable,
     readonly where: string,
     private readonly meta: BundleMetadata,
@@ -127,9 +66,10 @@ export class BundleSource implements SequentialSource {
       raw = input;
       where = opts.name ?? 'stream';
     }
+    let reader: TarReader | undefined;
     try {
       const { compressed, stream } = await maybeDecompress(raw, where);
-      const reader = new ByteReader(stream as AsyncIterable<Buffer>);
+      reader = new TarReader(stream, where);
       const metaBytes = await readFirstEntry(reader, where);
       const meta = parseMetadata(metaBytes, where);
       const src = new BundleSource(reader, raw, where, meta, sha256Digest(metaBytes), compressed);
@@ -137,6 +77,7 @@ export class BundleSource implements SequentialSource {
       return src;
     } catch (e) {
       raw.destroy();
+      await reader?.close();
       throw asBundleError(e, where);
     }
   }
@@ -174,8 +115,8 @@ export class BundleSource implements SequentialSource {
   }
 
   /** Reads the next header and checks it is exactly the entry expected next. */
-  private async expectEntry(exp: Expected, seen: Set<string>): Promise<TarHeader> {
-    const header = await nextHeader(this.reader, this.where);
+  private async expectEntry(exp: Expected, seen: Set<string>): Promise<TarEntry> {
+    const header = await this.reader.next(() => this.truncated(`entry ${exp.name}`, exp.blob));
     if (header === null) throw this.truncated(`entry ${exp.name}`, exp.blob);
     const shown = JSON.stringify(header.name.slice(0, 200));
     if (header.name !== exp.name || header.type !== exp.type) {
@@ -193,24 +134,18 @@ export class BundleSource implements SequentialSource {
     return header;
   }
 
-  private async readSmallBody(header: TarHeader, exp: Expected): Promise<Buffer> {
-    const body = await this.reader.exact(header.size);
-    if (body.length < header.size || (await this.reader.skip(padding(header.size))) < padding(header.size)) throw this.truncated(`entry ${exp.name}`, exp.blob);
-    return body;
-  }
-
   private seenNames = new Set<string>(['ferry.json']);
 
   private async readHead(maxBytes: number): Promise<void> {
     const seen = this.seenNames;
     const layoutH = await this.expectEntry({ name: 'oci-layout', type: 'file' }, seen);
     if (layoutH.size > 4096) throw this.invalid(`oci-layout is ${layoutH.size} bytes`);
-    const layout = parseJson(await this.readSmallBody(layoutH, { name: 'oci-layout', type: 'file' }), `${this.where}: oci-layout`);
+    const layout = parseJson(await collect(layoutH), `${this.where}: oci-layout`);
     if (layout?.imageLayoutVersion !== '1.0.0') throw this.invalid('oci-layout is not {"imageLayoutVersion":"1.0.0"}');
 
     const indexH = await this.expectEntry({ name: 'index.json', type: 'file' }, seen);
     if (indexH.size > SMALL_ENTRY_MAX) throw this.invalid(`index.json is ${indexH.size} bytes, more than ${SMALL_ENTRY_MAX}`);
-    this.checkIndexJson(parseJson(await this.readSmallBody(indexH, { name: 'index.json', type: 'file' }), `${this.where}: index.json`));
+    this.checkIndexJson(parseJson(await collect(indexH), `${this.where}: index.json`));
 
     await this.expectEntry({ name: 'blobs/', type: 'directory' }, seen);
     await this.expectEntry({ name: 'blobs/sha256/', type: 'directory' }, seen);
@@ -224,7 +159,7 @@ export class BundleSource implements SequentialSource {
       total += blob.size;
       if (total > maxBytes) throw this.invalid(`manifests and configs add up to more than ${maxBytes} bytes`, { digest: blob.digest });
       const header = await this.expectEntry(exp, seen);
-      const body = await this.readSmallBody(header, exp);
+      const body = await collect(header);
       const actual = sha256Digest(body);
       if (actual !== blob.digest) {
         throw new FerryError('E_DIGEST_MISMATCH', `${this.where}: ${blob.kind} ${blob.digest} hashes to ${actual}`, {
@@ -348,33 +283,23 @@ export class BundleSource implements SequentialSource {
       opts.signal?.throwIfAborted();
       const blob = this.meta.blobs[i]!;
       const exp: Expected = { name: blobEntryName(blob.digest), type: 'file', blob };
-      const header = await this.expectEntry(exp, this.seenNames);
-      const entry = new EntryStream(this.reader, header.size, () => this.truncated(`entry ${exp.name}`, blob));
-      yield { descriptor: { digest: blob.digest, size: blob.size, mediaType: blob.mediaType }, stream: entry };
-      // The consumer is done with it (or gave up): skip what it left unread.
-      const left = await entry.finish();
-      if ((await this.reader.skip(left + padding(header.size))) < left + padding(header.size)) throw this.truncated(`entry ${exp.name}`, blob);
+      const entry = await this.expectEntry(exp, this.seenNames);
+      yield { descriptor: { digest: blob.digest, size: blob.size, mediaType: blob.mediaType }, stream: entry.body };
+      // The consumer is done with it (or gave up): the reader drains what it left unread before the next entry.
     }
     await this.checkEnd();
   }
 
+  /** After the last declared blob: no further entry, then the end-of-archive marker and only zeros. */
   private async checkEnd(): Promise<void> {
-    for (let i = 0; i < 2; i++) {
-      const b = await this.reader.exact(BLOCK);
-      if (b.length < BLOCK) throw this.truncated('the end-of-archive marker');
-      const d = decodeBlock(b, this.where);
-      if (d.kind !== 'end') {
-        const name = d.kind === 'entry' ? d.header.name : '(pax header)';
-        if (this.seenNames.has(name)) throw this.invalid(`entry ${JSON.stringify(name.slice(0, 200))} appears twice`, { entry: name });
-        throw this.invalid(`unexpected entry ${JSON.stringify(name.slice(0, 200))} after the last declared blob`, { entry: name });
-      }
+    const end = (): FerryError => this.truncated('the end-of-archive marker');
+    const extra = await this.reader.next(end);
+    if (extra !== null) {
+      const shown = JSON.stringify(extra.name.slice(0, 200));
+      if (this.seenNames.has(extra.name)) throw this.invalid(`entry ${shown} appears twice`, { entry: extra.name });
+      throw this.invalid(`unexpected entry ${shown} after the last declared blob`, { entry: extra.name });
     }
-    // Tar writers may pad to a record size with zeros; anything else after the end is not ours.
-    for (;;) {
-      const c = await this.reader.chunk(1 << 16);
-      if (c === null) break;
-      if (c.some((x) => x !== 0)) throw this.invalid('data follows the end-of-archive marker');
-    }
+    await this.reader.checkEnd(end);
   }
 
   async close(): Promise<void> {
@@ -385,101 +310,31 @@ export class BundleSource implements SequentialSource {
   }
 }
 
-/**
- * One entry's body: exactly `size` bytes pulled from the shared reader on
- * demand (back-pressure reaches the file), failing with E_BUNDLE_TRUNCATED
- * if the bundle ends first.
- */
-class EntryStream extends Readable {
-  private remaining: number;
-  private inflight: Promise<void> = Promise.resolve();
-  private finishing = false;
-
-  constructor(private readonly reader: ByteReader, size: number, private readonly onEof: () => Error) {
-    super({ highWaterMark: 1 << 20 });
-    this.remaining = size;
-  }
-
-  override _read(): void {
-    if (this.finishing) return;
-    if (this.remaining === 0) {
-      this.push(null);
-      return;
-    }
-    this.inflight = this.reader.chunk(Math.min(this.remaining, 1 << 20)).then(
-      (c) => {
-        if (c === null) {
-          this.destroy(this.onEof());
-          return;
-        }
-        this.remaining -= c.length;
-        this.push(c);
-        if (this.remaining === 0) this.push(null);
-      },
-      (e: unknown) => { this.destroy(e as Error); },
-    );
-  }
-
-  /**
-   * Stops pulling (the shared reader is about to move on), waits for a pending
-   * read, and returns how many bytes of the entry were not consumed.
-   */
-  async finish(): Promise<number> {
-    this.finishing = true;
-    let waited: Promise<void>;
-    do {
-      waited = this.inflight;
-      await waited;
-    } while (waited !== this.inflight);
-    if (!this.destroyed && this.remaining > 0) this.destroy();
-    const left = this.remaining;
-    this.remaining = 0;
-    return left;
-  }
-}
-
-/** The next entry header (pax size headers applied); null at the end of the stream or the end-of-archive marker. */
-async function nextHeader(reader: ByteReader, where: string): Promise<TarHeader | null> {
-  const b = await reader.exact(BLOCK);
-  if (b.length === 0) return null;
-  if (b.length < BLOCK) return null;
-  const d: DecodedBlock = decodeBlock(b, where);
-  if (d.kind === 'end') return null;
-  if (d.kind === 'entry') return d.header;
-  if (d.size > 4096) throw new FerryError('E_BUNDLE_INVALID', `${where}: a pax header of ${d.size} bytes`, { hint: 'this file was not written by ferry', details: { file: where } });
-  const body = await reader.exact(d.size);
-  if (body.length < d.size || (await reader.skip(padding(d.size))) < padding(d.size)) return null;
-  const size = parsePaxSize(body, where);
-  const next = await reader.exact(BLOCK);
-  if (next.length < BLOCK) return null;
-  const e = decodeBlock(next, where);
-  if (e.kind !== 'entry' || e.header.type !== 'file') throw new FerryError('E_BUNDLE_INVALID', `${where}: a pax header is not followed by a file entry`, { hint: 'this file was not written by ferry', details: { file: where } });
-  return { ...e.header, size };
-}
-
-async function readFirstEntry(reader: ByteReader, where: string): Promise<Buffer> {
-  const header = await nextHeader(reader, where);
-  if (header === null) {
-    throw new FerryError('E_BUNDLE_TRUNCATED', `${where}: the bundle is empty or ends before its metadata`, {
-      hint: 'the file is incomplete or not a ferry bundle', details: { file: where },
-    });
-  }
-  if (header.name !== 'ferry.json' || header.type !== 'file') {
-    throw new FerryError('E_BUNDLE_INVALID', `${where}: the first entry is ${JSON.stringify(header.name.slice(0, 200))}, not ferry.json`, {
+async function readFirstEntry(reader: TarReader, where: string): Promise<Buffer> {
+  const cut = (): FerryError => new FerryError('E_BUNDLE_TRUNCATED', `${where}: the bundle is empty or ends before its metadata`, {
+    hint: 'the file is incomplete or not a ferry bundle', details: { file: where },
+  });
+  const entry = await reader.next(cut);
+  if (entry === null) throw cut();
+  if (entry.name !== 'ferry.json' || entry.type !== 'file') {
+    throw new FerryError('E_BUNDLE_INVALID', `${where}: the first entry is ${JSON.stringify(entry.name.slice(0, 200))}, not ferry.json`, {
       hint: 'this is not a ferry bundle (a plain OCI archive or docker save tar?); ferry reads only bundles it wrote',
-      details: { file: where, entry: header.name.slice(0, 200) },
+      details: { file: where, entry: entry.name.slice(0, 200) },
     });
   }
-  if (header.size > METADATA_MAX_BYTES) {
-    throw new FerryError('E_BUNDLE_INVALID', `${where}: ferry.json is ${header.size} bytes, more than the ${METADATA_MAX_BYTES} allowed`, {
+  if (entry.size > METADATA_MAX_BYTES) {
+    throw new FerryError('E_BUNDLE_INVALID', `${where}: ferry.json is ${entry.size} bytes, more than the ${METADATA_MAX_BYTES} allowed`, {
       hint: 'the bundle is damaged or hostile', details: { file: where },
     });
   }
-  const body = await reader.exact(header.size);
-  if (body.length < header.size || (await reader.skip(padding(header.size))) < padding(header.size)) {
-    throw new FerryError('E_BUNDLE_TRUNCATED', `${where}: the bundle ends inside ferry.json`, { hint: 'the file is incomplete; copy it again', details: { file: where } });
-  }
-  return body;
+  return collect(entry);
+}
+
+/** The whole body of a small entry (its size was checked against a cap before). */
+async function collect(entry: TarEntry): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of entry.body) parts.push(c as Buffer);
+  return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
 }
 
 function parseJson(bytes: Buffer, where: string): Record<string, unknown> | undefined {

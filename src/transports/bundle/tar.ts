@@ -1,178 +1,331 @@
+import { Readable, Transform, type TransformCallback } from 'node:stream';
+import tar from 'tar-stream';
 import { FerryError } from '../../errors.js';
 
 /**
- * The minimal POSIX ustar the bundle needs, written and read by hand: every
- * header field is fixed by spec/bundle.md so equal content gives equal bytes,
- * and the reader refuses everything a bundle never contains (links, devices,
- * GNU extensions, global pax headers) instead of interpreting it.
+ * The bundle's tar framing on top of tar-stream. tar-stream encodes and
+ * decodes the headers; this module adds what a bundle needs beyond a plain
+ * tar: header fields fixed so equal content gives equal bytes (writer), and a
+ * reader that refuses everything a bundle never contains — links, devices,
+ * extension headers, gaps between entries, data after the end — instead of
+ * interpreting it (spec/bundle.md §2.1, §7).
  */
 
 export const BLOCK = 512;
-const USTAR_SIZE_MAX = 0o77777777777; // 11 octal digits
 
-export interface TarHeader {
-  name: string;
-  type: 'file' | 'directory';
-  size: number;
-  mode: number;
-  mtime: number;
-}
-
-function octal(buf: Buffer, offset: number, width: number, value: number): void {
-  // width-1 octal digits, zero-padded, then NUL.
-  buf.write(value.toString(8).padStart(width - 1, '0'), offset, width - 1, 'ascii');
-  buf[offset + width - 1] = 0;
-}
-
-function ustarBlock(name: string, typeflag: string, size: number, mode: number, mtime: number): Buffer {
-  const nameBytes = Buffer.from(name, 'utf8');
-  if (nameBytes.length > 100) throw new Error(`tar name longer than 100 bytes: ${name}`);
-  const h = Buffer.alloc(BLOCK);
-  nameBytes.copy(h, 0);
-  octal(h, 100, 8, mode);
-  octal(h, 108, 8, 0); // uid
-  octal(h, 116, 8, 0); // gid
-  octal(h, 124, 12, size);
-  octal(h, 136, 12, mtime);
-  h.fill(0x20, 148, 156); // checksum is computed with its own field as spaces
-  h.write(typeflag, 156, 1, 'ascii');
-  h.write('ustar\u000000', 257, 8, 'ascii');
-  octal(h, 329, 8, 0); // devmajor
-  octal(h, 337, 8, 0); // devminor
-  let sum = 0;
-  for (const b of h) sum += b;
-  h.write(sum.toString(8).padStart(6, '0'), 148, 6, 'ascii');
-  h[154] = 0;
-  h[155] = 0x20;
-  return h;
-}
-
-/**
- * The header block(s) for one entry: one ustar block, preceded by a pax
- * extended header carrying `size` only when the size does not fit 11 octal
- * digits (blobs of 8 GiB and more).
- */
-export function encodeHeader(h: TarHeader): Buffer {
-  if (h.size <= USTAR_SIZE_MAX) return ustarBlock(h.name, h.type === 'file' ? '0' : '5', h.size, h.mode, h.mtime);
-  const record = paxRecord('size', String(h.size));
-  const paxName = `PaxHeaders/${h.name.slice(h.name.lastIndexOf('/') + 1)}`.slice(0, 100);
-  const pax = ustarBlock(paxName, 'x', record.length, 0o644, h.mtime);
-  return Buffer.concat([pax, record, Buffer.alloc(padding(record.length)), ustarBlock(h.name, '0', 0, h.mode, h.mtime)]);
-}
-
-/** `<len> <key>=<value>\n` where len counts the whole record, its own digits included. */
-function paxRecord(key: string, value: string): Buffer {
-  const body = ` ${key}=${value}\n`;
-  let len = body.length + 1;
-  while (String(len).length + body.length !== len) len = String(len).length + body.length;
-  return Buffer.from(`${len}${body}`, 'utf8');
-}
+type Sink = ReturnType<tar.Pack['entry']>;
+type Source = tar.Extract extends AsyncIterable<infer S> ? S : never;
 
 export function padding(size: number): number {
   return (BLOCK - (size % BLOCK)) % BLOCK;
 }
 
-export const END_OF_ARCHIVE = Buffer.alloc(2 * BLOCK);
+// ---------------------------------------------------------------- writing
 
-// ---------------------------------------------------------------- decoding
+/** tar-stream writes mtime as `seconds | 0`: a later time would wrap around, so it is refused. */
+const MTIME_MAX = 0x7fffffff;
 
-export type DecodedBlock =
-  | { kind: 'end' }
-  | { kind: 'pax'; size: number }
-  | { kind: 'entry'; header: TarHeader };
+/**
+ * Writes entries through tar-stream's pack with every header field fixed by
+ * spec/bundle.md §2.1. `stream` is the archive as a Node stream; entries are
+ * added one at a time (each call resolves when its bytes are in the archive,
+ * so back-pressure from `stream` reaches the blob being read).
+ */
+export class TarWriter {
+  private readonly pack = tar.pack();
+  readonly stream: Readable;
 
-function isZero(b: Buffer): boolean {
-  for (const x of b) if (x !== 0) return false;
-  return true;
+  constructor(private readonly mtime: number) {
+    if (!Number.isInteger(mtime) || mtime < 0 || mtime > MTIME_MAX) {
+      throw new FerryError('E_USAGE', `bundle time ${mtime} s is outside 1970-01-01 … 2038-01-19, which bundle tar headers cannot hold`, {
+        hint: 'set SOURCE_DATE_EPOCH (or the created time) to a time in that range',
+      });
+    }
+    this.stream = Readable.from(this.pack, { objectMode: false, highWaterMark: 1 << 20 });
+  }
+
+  private header(name: string, type: 'file' | 'directory', size: number): tar.Header {
+    return {
+      name, type, size,
+      mode: type === 'directory' ? 0o755 : 0o644,
+      uid: 0, gid: 0, uname: '', gname: '', linkname: '', devmajor: 0, devminor: 0,
+      mtime: new Date(this.mtime * 1000),
+    };
+  }
+
+  /** A small entry held in memory (metadata, layout files, manifests). */
+  file(name: string, bytes: Buffer): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.pack.entry(this.header(name, 'file', bytes.length), bytes, (err) => (err ? reject(err) : resolve()));
+    });
+  }
+
+  directory(name: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.pack.entry(this.header(name, 'directory', 0), (err) => (err ? reject(err) : resolve())).end(undefined);
+    });
+  }
+
+  /** A blob streamed into the archive; `body` must yield exactly `size` bytes. */
+  async fileFrom(name: string, size: number, body: AsyncIterable<Buffer>): Promise<void> {
+    let sink!: Sink;
+    const done = new Promise<void>((resolve, reject) => {
+      sink = this.pack.entry(this.header(name, 'file', size), (err) => (err ? reject(err) : resolve()));
+    });
+    done.catch(() => undefined); // awaited below; this only keeps an early failure from being unhandled
+    sink.on('error', () => undefined); // the entry callback above reports it
+    const drained = (): Promise<void> => new Promise((resolve) => {
+      if (sink.destroying) return resolve();
+      const go = (): void => {
+        sink.off('drain', go);
+        sink.off('close', go);
+        resolve();
+      };
+      sink.on('drain', go);
+      sink.on('close', go);
+    });
+    try {
+      for await (const chunk of body) {
+        if (!sink.write(chunk)) await drained();
+        // The archive failed (output error, abort): `done` carries why.
+        if (sink.destroying) break;
+      }
+      if (!sink.destroying) sink.end(undefined);
+    } catch (e) {
+      sink.destroy(e as Error);
+      throw e;
+    }
+    await done;
+  }
+
+  /** Writes the end-of-archive marker; `stream` ends after it. */
+  finalize(): void {
+    this.pack.finalize();
+  }
+
+  /** Fails the archive: `stream` errors with `err`. */
+  destroy(err: Error): void {
+    this.pack.destroy(err);
+  }
 }
 
-function parseOctal(b: Buffer, offset: number, width: number, field: string, where: string): number {
-  const raw = b.subarray(offset, offset + width);
-  if (raw[0] !== undefined && (raw[0] & 0x80) !== 0) throw corrupt(where, `${field} uses base-256 encoding, which bundles never contain`);
-  const text = raw.toString('ascii').replace(/[\0 ]+$/, '').replace(/^ +/, '');
-  if (text === '') return 0;
-  if (!/^[0-7]+$/.test(text)) throw corrupt(where, `${field} is not an octal number`);
-  return parseInt(text, 8);
+// ---------------------------------------------------------------- reading
+
+export interface TarEntry {
+  name: string;
+  type: 'file' | 'directory';
+  size: number;
+  body: EntryStream;
 }
 
-function corrupt(where: string, why: string): FerryError {
-  return new FerryError('E_BUNDLE_CORRUPT', `${where}: ${why}`, {
-    hint: 'the bundle is damaged or not a ferry bundle; copy it again from the exporting side',
-    details: { file: where },
-  });
+/** What the reader says when the archive ends too early: the caller knows which entry was due. */
+export type Truncated = () => FerryError;
+
+const TYPE_NAMES: Record<string, string> = {
+  link: 'a hard link', symlink: 'a symbolic link', 'character-device': 'a character device', 'block-device': 'a block device',
+  fifo: 'a FIFO', 'contiguous-file': 'a contiguous file',
+};
+
+/**
+ * Entries of a tar read front to back through tar-stream's extract, with the
+ * checks a bundle needs on top: only regular files and directories; each
+ * header exactly where the previous entry ended (so no pax or GNU extension
+ * header, global header or stray end-of-archive block hides between
+ * entries); and at the end, at least the two zero blocks of the
+ * end-of-archive marker and nothing but zeros after them.
+ */
+export class TarReader {
+  private readonly extract = tar.extract();
+  private readonly entries: AsyncIterator<Source>;
+  private readonly tap = new ByteTap();
+  private readonly feeding: Promise<void>;
+  /** Where the next header must start: the end of the previous entry. */
+  private pos = 0;
+  private current: EntryStream | undefined;
+
+  constructor(input: Readable, private readonly where: string) {
+    this.entries = this.extract[Symbol.asyncIterator]();
+    // Errors reach the reader through the extractor (the pipeline destroys it with them).
+    this.feeding = new Promise<void>((resolve) => {
+      input.on('error', (e) => this.extract.destroy(e));
+      input.pipe(this.tap);
+      this.tap.on('error', (e) => this.extract.destroy(e));
+      this.tap.on('data', (c: Buffer) => {
+        if (!this.extract.write(c)) this.tap.pause();
+      });
+      this.extract.on('drain', () => this.tap.resume());
+      this.tap.on('end', () => {
+        this.extract.end(undefined);
+        resolve();
+      });
+      this.extract.on('close', () => resolve());
+    });
+  }
+
+  /**
+   * The next entry, or null at the end of the archive. The previous entry's
+   * body must have been finished (read or drained) first.
+   */
+  async next(truncated: Truncated): Promise<TarEntry | null> {
+    if (this.current) await this.current.finish();
+    this.current = undefined;
+    let r: IteratorResult<Source>;
+    try {
+      r = await this.entries.next();
+    } catch (e) {
+      // A cut inside a header block is the same as a cut before it.
+      if (isEndOfData(e)) return null;
+      throw tarError(e, this.where, truncated);
+    }
+    if (r.done) return null;
+    const src = r.value;
+    const h = src.header;
+    const shown = JSON.stringify(h.name.slice(0, 200));
+    if (h.type !== 'file' && h.type !== 'directory') {
+      throw new FerryError('E_BUNDLE_INVALID', `${this.where}: entry ${shown} is ${TYPE_NAMES[h.type as string] ?? 'of an unknown tar entry type'}; a bundle holds only regular files and two directories`, {
+        hint: 'this is not a bundle written by ferry (or it was tampered with); do not use it',
+        details: { file: this.where, entry: h.name.slice(0, 200) },
+      });
+    }
+    if (src.offset !== this.pos) {
+      const what = h.pax ? 'a pax extended header' : `${src.offset - this.pos} bytes of extension headers or zero blocks`;
+      throw new FerryError('E_BUNDLE_INVALID', `${this.where}: entry ${shown} is preceded by ${what}, which bundles never contain`, {
+        hint: 'this is not a bundle written by ferry (or it was tampered with); do not use it',
+        details: { file: this.where, entry: h.name.slice(0, 200) },
+      });
+    }
+    // tar-stream does not skip a directory's data; neither does a bundle have any.
+    const size = h.type === 'directory' ? 0 : h.size;
+    this.pos = src.offset + BLOCK + size + padding(size);
+    this.current = new EntryStream(src, (e) => tarError(e, this.where, truncated));
+    return { name: h.name, type: h.type, size, body: this.current };
+  }
+
+  /**
+   * After next() returned null: the archive must have ended with the
+   * end-of-archive marker, followed by nothing but zeros.
+   */
+  async checkEnd(truncated: Truncated): Promise<void> {
+    await this.feeding;
+    if (this.tap.total - this.pos < 2 * BLOCK) throw truncated();
+    if (this.tap.lastNonZeroEnd > this.pos) {
+      throw new FerryError('E_BUNDLE_INVALID', `${this.where}: data follows the end-of-archive marker`, {
+        hint: 'this is not an intact ferry bundle (damaged, hand-made or tampered with); do not use it', details: { file: this.where },
+      });
+    }
+  }
+
+  async close(): Promise<void> {
+    this.extract.destroy();
+    this.tap.destroy();
+    await this.entries.return?.().catch(() => undefined);
+  }
 }
 
 /**
- * Decodes one 512-byte header block. Entry types other than regular files,
- * directories and pax extended headers are refused here.
+ * One entry's body as a Node stream, pulled from tar-stream's entry on
+ * demand. Destroying it does not touch the archive (destroying tar-stream's
+ * entry would end the whole extraction); finish() drains what is left so
+ * the archive can move on to the next entry.
  */
-export function decodeBlock(b: Buffer, where: string): DecodedBlock {
-  if (isZero(b)) return { kind: 'end' };
-  const stored = parseOctal(b, 148, 8, 'header checksum', where);
-  let sum = 0;
-  for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : b[i]!;
-  if (sum !== stored) throw corrupt(where, 'a tar header checksum does not match (the file is damaged or not a tar)');
-  if (b.toString('ascii', 257, 263) !== 'ustar\u0000') throw corrupt(where, 'a tar header is not POSIX ustar');
-  const rawName = cstring(b, 0, 100);
-  const prefix = cstring(b, 345, 155);
-  const name = prefix ? `${prefix}/${rawName}` : rawName;
-  const typeflag = String.fromCharCode(b[156]!);
-  const size = parseOctal(b, 124, 12, 'size', where);
-  const shown = JSON.stringify(name.slice(0, 200));
-  switch (typeflag) {
-    case 'x':
-      return { kind: 'pax', size };
-    case '0':
-    case '\0':
-    case '5':
-      return {
-        kind: 'entry',
-        header: {
-          name,
-          type: typeflag === '5' ? 'directory' : 'file',
-          size: typeflag === '5' ? 0 : size,
-          mode: parseOctal(b, 100, 8, 'mode', where),
-          mtime: parseOctal(b, 136, 12, 'mtime', where),
-        },
-      };
-    default: {
-      const what = { '1': 'hard link', '2': 'symbolic link', '3': 'character device', '4': 'block device', '6': 'FIFO', g: 'global pax header', L: 'GNU long name', K: 'GNU long link name' }[typeflag] ?? `type ${JSON.stringify(typeflag)}`;
-      throw new FerryError('E_BUNDLE_INVALID', `${where}: entry ${shown} is a ${what}; a bundle holds only regular files and two directories`, {
-        hint: 'this is not a bundle written by ferry (or it was tampered with); do not use it',
-        details: { file: where, entry: name.slice(0, 200) },
+export class EntryStream extends Readable {
+  private wanted = false;
+  private discarding = false;
+  private failure: Error | undefined;
+  private readonly ended: Promise<void>;
+
+  constructor(private readonly src: Source, fail: (e: unknown) => Error) {
+    super({ highWaterMark: 1 << 20 });
+    this.ended = new Promise<void>((resolve, reject) => {
+      src.on('end', () => {
+        resolve();
+        if (!this.discarding && !this.destroyed) this.push(null);
       });
+      src.on('error', (e: unknown) => {
+        const err = fail(e);
+        reject(err);
+        // Nobody reading yet (or any more, after close()): keep it for the next read instead of an uncaught 'error'.
+        if (this.destroyed) return;
+        if (this.listenerCount('error') > 0) this.destroy(err);
+        else this.failure = err;
+      });
+    });
+    this.ended.catch(() => undefined); // surfaced through the stream or finish()
+    src.on('readable', () => this.pump());
+  }
+
+  override _read(): void {
+    if (this.failure) {
+      this.destroy(this.failure);
+      return;
     }
+    this.wanted = true;
+    this.pump();
+  }
+
+  private pump(): void {
+    while (this.wanted || this.discarding) {
+      const chunk = this.src.read() as Buffer | null;
+      if (chunk === null) return;
+      if (!this.discarding) this.wanted = this.push(chunk);
+    }
+  }
+
+  /** Reads and discards whatever the consumer left unread; rejects if the archive failed inside this entry. */
+  async finish(): Promise<void> {
+    this.discarding = true;
+    this.pump();
+    await this.ended;
   }
 }
 
-function cstring(b: Buffer, offset: number, width: number): string {
-  const raw = b.subarray(offset, offset + width);
-  const nul = raw.indexOf(0);
-  return raw.subarray(0, nul < 0 ? width : nul).toString('utf8');
+/** Counts the bytes fed to the extractor and where the last non-zero byte was, for the end-of-archive check. */
+class ByteTap extends Transform {
+  total = 0;
+  lastNonZeroEnd = 0;
+
+  constructor() {
+    super({ highWaterMark: 1 << 20 });
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    const nz = lastNonZero(chunk);
+    if (nz > 0) this.lastNonZeroEnd = this.total + nz;
+    this.total += chunk.length;
+    cb(null, chunk);
+  }
 }
 
-/** Reads the `size` of a pax extended header body; any other key is refused (a bundle needs no other). */
-export function parsePaxSize(body: Buffer, where: string): number {
-  let rest = body.toString('utf8');
-  let found: number | undefined;
-  while (rest.length > 0) {
-    const m = /^(\d+) /.exec(rest);
-    if (!m) throw corrupt(where, 'a pax header record is malformed');
-    const len = Number(m[1]);
-    const rec = rest.slice(0, len);
-    if (len < m[0].length + 2 || !rec.endsWith('\n')) throw corrupt(where, 'a pax header record is malformed');
-    const kv = rec.slice(m[0].length, -1);
-    const eq = kv.indexOf('=');
-    const key = kv.slice(0, eq);
-    const value = kv.slice(eq + 1);
-    if (key !== 'size' || !/^\d+$/.test(value)) {
-      throw new FerryError('E_BUNDLE_INVALID', `${where}: pax header key ${JSON.stringify(key.slice(0, 50))} is not allowed in a bundle`, {
-        hint: 'bundles use pax headers only for sizes of 8 GiB and more; this file was not written by ferry', details: { file: where },
-      });
+const ZEROS = Buffer.alloc(64 * 1024);
+
+/** Index after the last non-zero byte of `b` (0 if all zero); compares natively block by block from the end. */
+function lastNonZero(b: Buffer): number {
+  let end = b.length;
+  while (end > 0) {
+    const start = Math.max(0, end - ZEROS.length);
+    if (!b.subarray(start, end).equals(ZEROS.subarray(0, end - start))) {
+      for (let i = end - 1; i >= start; i--) if (b[i] !== 0) return i + 1;
     }
-    found = Number(value);
-    rest = rest.slice(len);
+    end = start;
   }
-  if (found === undefined || !Number.isSafeInteger(found)) throw corrupt(where, 'a pax header has no usable size');
-  return found;
+  return 0;
+}
+
+function isEndOfData(e: unknown): boolean {
+  return e instanceof Error && !(e instanceof FerryError) && e.message === 'Unexpected end of data';
+}
+
+/** tar-stream's errors (plain Errors identified by message) as FerryErrors naming the bundle. */
+function tarError(e: unknown, where: string, truncated: Truncated): Error {
+  if (!(e instanceof Error)) return new Error(String(e));
+  if (e instanceof FerryError) return e;
+  if ((e as NodeJS.ErrnoException).syscall) return e; // I/O: the caller names it
+  if (isEndOfData(e)) return truncated();
+  const why = e.message.startsWith('Invalid tar header. Maybe') ? 'a tar header checksum does not match (the file is damaged or not a tar)'
+    : e.message === 'Invalid tar header: unknown format.' ? 'a tar header is not POSIX ustar'
+      : e.message === 'Invalid header' ? 'a tar header has an invalid size field'
+        : `the tar stream is invalid (${e.message})`;
+  return new FerryError('E_BUNDLE_CORRUPT', `${where}: ${why}`, {
+    hint: 'the bundle is damaged or not a ferry bundle; copy it again from the exporting side', cause: e, details: { file: where },
+  });
 }

@@ -1,6 +1,6 @@
 import { createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
-import { pipeline as pipelineCb, Readable, type Writable } from 'node:stream';
+import { pipeline as pipelineCb, type Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FerryError } from '../../errors.js';
 import { type Digest, sha256Digest } from '../../oci/digest.js';
@@ -17,7 +17,7 @@ import {
   type BlobKind, type BundleBase, type BundleBlob, type BundleImage, type BundleMetadata, blobEntryName, buildMetadata, compareImages,
   createdSeconds, formatCreated, imageRefName, serialiseMetadata, validateFullName,
 } from './metadata.js';
-import { encodeHeader, END_OF_ARCHIVE, padding } from './tar.js';
+import { TarWriter } from './tar.js';
 
 export interface BundleWriterOptions {
   /** The bundle file; `-` with `stream` set writes there instead. */
@@ -147,25 +147,32 @@ export class BundleDestination implements ImageDestination {
     this.committed = meta;
     const metaBytes = serialiseMetadata(meta);
     const signalOpt = opts.signal ? { signal: opts.signal } : {};
-    const tar = Readable.from(this.tarChunks(meta, metaBytes, stored), { objectMode: false, highWaterMark: 1 << 20 });
+    const tar = new TarWriter(createdSeconds(meta.created));
     const stages: NodeJS.ReadWriteStream[] = this.opts.compression === 'zstd' ? [compressStream(this.opts.level === undefined ? {} : { level: this.opts.level })] : [];
+    // Entries go in one at a time while the archive streams out; each waits for the output to take its bytes.
+    const produce = (): Promise<void> => this.writeEntries(tar, meta, metaBytes, stored, opts).then(
+      () => tar.finalize(),
+      (e: unknown) => {
+        tar.destroy(e as Error);
+        throw e;
+      },
+    );
+    const emit = async (out: Writable, end = true): Promise<void> => {
+      if (stages[0]) await pipeline(tar.stream, stages[0], out, { ...signalOpt, end });
+      else await pipeline(tar.stream, out, { ...signalOpt, end });
+    };
 
     if (this.opts.stream) {
       const out = this.opts.stream;
       // stdout must not be ended: other output (the summary) may follow.
-      const end = out !== process.stdout;
-      if (stages[0]) await pipeline(tar, stages[0], out, { ...signalOpt, end });
-      else await pipeline(tar, out, { ...signalOpt, end });
+      await settle(produce(), emit(out, out !== process.stdout));
       return;
     }
     const tmp = tempPathFor(this.opts.output);
     try {
-      const file = createWriteStream(tmp, { mode: 0o644 });
-      if (stages[0]) await pipeline(tar, stages[0], file, signalOpt);
-      else await pipeline(tar, file, signalOpt);
+      await settle(produce(), emit(createWriteStream(tmp, { mode: 0o644 })));
       await rename(tmp, this.opts.output);
     } catch (e) {
-      tar.destroy();
       await rm(tmp, { force: true });
       throw e;
     }
@@ -334,40 +341,43 @@ export class BundleDestination implements ImageDestination {
     return info;
   }
 
-  /** The archive, entry by entry, in the order spec/bundle.md fixes. Blobs stream from the store. */
-  private async *tarChunks(meta: BundleMetadata, metaBytes: Buffer, stored: PlannedBlob[]): AsyncGenerator<Buffer> {
-    const mtime = createdSeconds(meta.created);
-    const small = function* (name: string, bytes: Buffer): Generator<Buffer> {
-      yield encodeHeader({ name, type: 'file', size: bytes.length, mode: 0o644, mtime });
-      yield bytes;
-      const pad = padding(bytes.length);
-      if (pad) yield Buffer.alloc(pad);
-    };
-    yield* small('ferry.json', metaBytes);
-    yield* small('oci-layout', Buffer.from('{"imageLayoutVersion":"1.0.0"}'));
-    yield* small('index.json', ociIndex(meta));
-    yield encodeHeader({ name: 'blobs/', type: 'directory', size: 0, mode: 0o755, mtime });
-    yield encodeHeader({ name: 'blobs/sha256/', type: 'directory', size: 0, mode: 0o755, mtime });
+  /** The archive's entries in the order spec/bundle.md fixes. Blobs stream from the store. */
+  private async writeEntries(tar: TarWriter, meta: BundleMetadata, metaBytes: Buffer, stored: PlannedBlob[], opts: OpOptions): Promise<void> {
+    await tar.file('ferry.json', metaBytes);
+    await tar.file('oci-layout', Buffer.from('{"imageLayoutVersion":"1.0.0"}'));
+    await tar.file('index.json', ociIndex(meta));
+    await tar.directory('blobs/');
+    await tar.directory('blobs/sha256/');
     for (const b of stored) {
+      opts.signal?.throwIfAborted();
       const name = blobEntryName(b.digest);
       const m = this.manifests.get(b.digest);
       if (m) {
-        yield* small(name, m.bytes);
+        await tar.file(name, m.bytes);
         continue;
       }
-      yield encodeHeader({ name, type: 'file', size: b.size, mode: 0o644, mtime });
       const src = await this.store.createReadStream(b.digest);
       const where = `${this.description}: store ${this.store.root}`;
       // Blobs from an earlier run's cache are hashed again: a stale or damaged cache must not poison a bundle.
       const body: AsyncIterable<Buffer> = this.writtenThisRun.has(b.digest)
         ? sizeChecked(src, b, where)
         : (pipelineCb(src, new VerifyStream(b, where), () => { /* errors surface through the iterator */ }) as AsyncIterable<Buffer>);
-      for await (const chunk of body) yield chunk;
-      const pad = padding(b.size);
-      if (pad) yield Buffer.alloc(pad);
+      await tar.fileFrom(name, b.size, body);
     }
-    yield END_OF_ARCHIVE;
   }
+}
+
+/**
+ * Waits for both the entry producer and the output pipeline. The producer's
+ * own errors (a blob failing verification) say more than the output's
+ * consequent "destroyed"; an output error (disk full) says more than the
+ * producer's consequent one.
+ */
+async function settle(produce: Promise<void>, output: Promise<void>): Promise<void> {
+  const [p, o] = await Promise.allSettled([produce, output]);
+  if (p.status === 'rejected' && p.reason instanceof FerryError) throw p.reason;
+  if (o.status === 'rejected') throw o.reason;
+  if (p.status === 'rejected') throw p.reason;
 }
 
 interface ConfigInfo {

@@ -5,7 +5,6 @@ import { sha256Digest } from '../../../src/oci/digest.js';
 import {
   buildMetadata, canonicalJson, parseMetadata, serialiseMetadata, validateFullName, type BundleImage,
 } from '../../../src/transports/bundle/metadata.js';
-import { BLOCK, decodeBlock, encodeHeader, parsePaxSize } from '../../../src/transports/bundle/tar.js';
 
 const d = (s: string) => sha256Digest(s);
 
@@ -94,35 +93,5 @@ describe('bundle metadata', () => {
     expect(tag.test('1.25')).toBe(true);
     expect(tag.test('../x')).toBe(false);
     expect(new RegExp(schema.$defs.digest.pattern).test(d('x'))).toBe(true);
-  });
-});
-
-describe('bundle tar headers', () => {
-  it('encodes and decodes a ustar file header with fixed fields', () => {
-    const h = encodeHeader({ name: 'blobs/sha256/' + 'a'.repeat(64), type: 'file', size: 12345, mode: 0o644, mtime: 1_700_000_000 });
-    expect(h.length).toBe(BLOCK);
-    expect(h.toString('ascii', 257, 265)).toBe('ustar\u000000');
-    expect(h.subarray(265, 329).every((b) => b === 0)).toBe(true); // empty uname/gname
-    expect(decodeBlock(h, 'x')).toEqual({ kind: 'entry', header: { name: 'blobs/sha256/' + 'a'.repeat(64), type: 'file', size: 12345, mode: 0o644, mtime: 1_700_000_000 } });
-  });
-
-  it('uses a pax size header only for blobs of 8 GiB and more', () => {
-    const size = 9 * 1024 ** 3 + 7;
-    const h = encodeHeader({ name: 'blobs/sha256/' + 'b'.repeat(64), type: 'file', size, mode: 0o644, mtime: 0 });
-    expect(h.length).toBe(3 * BLOCK);
-    const pax = decodeBlock(h.subarray(0, BLOCK), 'x');
-    expect(pax.kind).toBe('pax');
-    const len = pax.kind === 'pax' ? pax.size : 0;
-    expect(parsePaxSize(h.subarray(BLOCK, BLOCK + len), 'x')).toBe(size);
-    const file = decodeBlock(h.subarray(2 * BLOCK), 'x');
-    expect(file.kind === 'entry' && file.header.name).toBe('blobs/sha256/' + 'b'.repeat(64));
-  });
-
-  it('refuses a damaged header checksum', () => {
-    const h = encodeHeader({ name: 'ferry.json', type: 'file', size: 1, mode: 0o644, mtime: 0 });
-    h[0] = 'g'.charCodeAt(0);
-    let e: unknown;
-    try { decodeBlock(h, 'x.tar'); } catch (x) { e = x; }
-    expect(isFerryError(e, 'E_BUNDLE_CORRUPT')).toBe(true);
   });
 });

@@ -1,0 +1,37 @@
+import type { CommandModule } from 'yargs';
+import { parseSize, planExport, renderPlan } from '../../app/plan.js';
+import { parsePlatforms } from '../../oci/platform.js';
+import { contextFrom, type GlobalFlags } from '../context.js';
+
+interface Flags extends GlobalFlags {
+  file?: string;
+  images?: string[];
+  since?: string | string[];
+  platform?: string;
+  cache?: string;
+  split?: string;
+}
+
+export const planCommand: CommandModule<GlobalFlags, Flags> = {
+  command: 'plan [images..]',
+  describe: 'what an export would carry, reading only manifests: bytes per image, shared bytes, cache hits, disk needed, volume count',
+  builder: (y) => y
+    .positional('images', { type: 'string', array: true, describe: 'image references (in addition to --file)' })
+    .option('file', { alias: 'f', type: 'string', describe: 'images.list: one reference a line, # comments ("-" for stdin)' })
+    .option('since', { type: 'string', requiresArg: true, describe: 'plan a delta against this prior bundle, its .ferry.json or an inventory (repeatable)' })
+    .option('platform', { type: 'string', describe: 'keep only these platforms of multi-arch images, e.g. linux/amd64' })
+    .option('cache', { type: 'string', describe: 'blob cache directory to count hits in (default: ~/.cache/ferry)' })
+    .option('split', { type: 'string', requiresArg: true, describe: 'volume size (4G, 700M): also print how many volumes the bundle needs' })
+    .example('$0 plan -f images.list --split 4G', 'will it fit, and on how many volumes')
+    .example('$0 plan -f images.list --since release-1.0.tar.zst --json', 'the delta, as JSON') as never,
+  handler: async (argv) => {
+    const ctx = await contextFrom(argv);
+    const split = argv.split === undefined ? undefined : parseSize(argv.split);
+    const result = await planExport({
+      listFile: argv.file, references: argv.images ?? [], since: argv.since === undefined ? undefined : ([] as string[]).concat(argv.since),
+      platforms: argv.platform ? parsePlatforms(argv.platform) : undefined, cacheDir: argv.cache, split,
+      jobs: ctx.jobs, registry: ctx.registry, signal: ctx.signal,
+    });
+    ctx.out.result(result, () => renderPlan(result));
+  },
+};

@@ -1,0 +1,38 @@
+import type { CommandModule } from 'yargs';
+import { renderSendReport, sendBundle } from '../../app/send.js';
+import { FerryError } from '../../errors.js';
+import { formatBytes } from '../output.js';
+import { contextFrom, type GlobalFlags } from '../context.js';
+
+interface Flags extends GlobalFlags {
+  paths: string[];
+}
+
+export const sendCommand: CommandModule<GlobalFlags, Flags> = {
+  command: 'send <paths..>',
+  describe: 'copy a bundle (with its .ferry.json sidecar and any volumes named) to a host over SFTP: resumes an interrupted upload, checks the remote sha256',
+  builder: (y) => y
+    .positional('paths', { type: 'string', array: true, demandOption: true, describe: 'FILE… DESTINATION, DESTINATION = user@host:/dir/ or ssh://user@host:port/dir' })
+    .example('$0 send release.tar.zst ops@jump.corp.local:/srv/ferry/', 'run again after a dropped link: it goes on where it stopped') as never,
+  handler: async (argv) => {
+    const ctx = await contextFrom(argv);
+    const paths = argv.paths.map(String);
+    const destination = paths.pop();
+    if (destination === undefined || paths.length === 0) {
+      throw new FerryError('E_USAGE', 'ferry send needs the bundle and a destination', { hint: 'e.g. ferry send release.tar.zst ops@host:/srv/ferry/' });
+    }
+    let lastLine = 0;
+    const report = await sendBundle({
+      files: paths, destination, ssh: ctx.sshSettings, signal: ctx.signal,
+      onEvent: (e) => {
+        if (e.type === 'start' && e.resumeFrom > 0) ctx.out.info(`${e.file}: resuming at ${formatBytes(e.resumeFrom)} of ${formatBytes(e.size)}`);
+        if (e.type === 'progress' && Date.now() - lastLine > 2000) {
+          lastLine = Date.now();
+          ctx.out.info(`${e.file}: ${formatBytes(e.bytes)} of ${formatBytes(e.size)}`);
+        }
+        if (e.type === 'verify') ctx.out.info(`${e.file}: checking the remote copy's sha256`);
+      },
+    });
+    ctx.out.result(report, () => renderSendReport(report));
+  },
+};

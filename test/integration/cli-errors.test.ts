@@ -1,0 +1,128 @@
+// What a field engineer sees when things go wrong: exit status (src/errors.ts
+// EXIT_STATUS), error code in --json, and a message naming the file, line, image
+// or digest. One htpasswd registry holds the corpus; a proxy in front of it alters bytes.
+import { existsSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EXIT_STATUS, type ErrorCode } from '../../src/errors.js';
+import { runFerry, type FerryResult } from '../support/cli.js';
+import { DEFAULT_USERS } from '../support/registry.js';
+import { startProxy, type Proxy } from './registry-proxy.js';
+import { type CliEnv, entry, expectNoSecret, ferryOk, jsonOf, startCliEnv, writeList } from './cli-fixture.js';
+
+let env: CliEnv;
+let proxy: Proxy;
+const PASSWORD = DEFAULT_USERS['ferry']!;
+
+interface ErrorDoc { error: { code: ErrorCode; exitStatus: number; message: string; hint?: string; details: Record<string, unknown> } }
+
+/** Asserts the run failed with `code`: exit status from the table, same code in --json, returns the error. */
+function failedWith(r: FerryResult, code: ErrorCode): ErrorDoc['error'] {
+  const doc = jsonOf<ErrorDoc>(r);
+  expect(doc.error?.code, doc.error?.message).toBe(code);
+  expect(r.code).toBe(EXIT_STATUS[code]);
+  expect(doc.error.exitStatus).toBe(EXIT_STATUS[code]);
+  return doc.error;
+}
+
+beforeAll(async () => {
+  env = await startCliEnv(0xe6, { auth: 'htpasswd' });
+  // Alters every manifest body (same length, different bytes: still valid JSON).
+  proxy = await startProxy(env.reg.url, {
+    rewrite: (req) => (req.method === 'GET' && /\/manifests\//.test(req.url ?? '')
+      ? (body) => Buffer.from(body.toString('utf8').replace(/\n {2}"/, '\n \t"'), 'utf8')
+      : undefined),
+  });
+});
+afterAll(async () => {
+  await proxy?.stop();
+  await env?.stop();
+});
+
+const auth = (): { args: string[]; input: string } => ({ args: ['--username', 'ferry', '--password-stdin'], input: `${PASSWORD}\n` });
+
+describe('ferry errors through the CLI', () => {
+  it('a bad line in the image list → E_LIST_SYNTAX naming file:line; nothing is written', async () => {
+    const list = await writeList(env.path('images.list'), `# header\n${env.corpus.hostRefs[0]!}\n\n${env.reg.host}/Bad Name:1\n`);
+    const out = env.path('never.tar');
+    const r = await runFerry(['export', '-f', list, '-o', out, ...env.net, '--json']);
+    const err = failedWith(r, 'E_LIST_SYNTAX');
+    expect(err.message).toContain(`${list}:4`);
+    expect(existsSync(out)).toBe(false);
+    const human = await runFerry(['export', '-f', list, '-o', out, ...env.net]);
+    expect(human.code).toBe(EXIT_STATUS.E_LIST_SYNTAX);
+    expect(human.stderr).toContain(`${list}:4`);
+    expect(human.stderr).toMatch(/hint:/);
+  });
+
+  it('an unknown host → E_NETWORK naming the host', async () => {
+    const r = await runFerry(['export', 'no-such-host.invalid/x/y:1', '-o', env.path('never.tar'), '--plain-http', 'no-such-host.invalid', '--cache', env.path('c'), '--json']);
+    const err = failedWith(r, 'E_NETWORK');
+    expect(err.message).toContain('no-such-host.invalid');
+  });
+
+  it('a wrong password → E_AUTH, and the password never appears in the output', async () => {
+    const wrong = 'Wr0ng-Passw0rd-4-ferry';
+    const ref = `${env.corpus.hostRefs[0]!}`;
+    const r = await runFerry(['export', ref, '-o', env.path('never.tar'), ...env.net, '--cache', env.path('c'), '--username', 'ferry', '--password-stdin', '--json'], { input: `${wrong}\n` });
+    failedWith(r, 'E_AUTH');
+    expectNoSecret(r, wrong);
+    const human = await runFerry(['export', ref, '-o', env.path('never.tar'), ...env.net, '--cache', env.path('c'), '--username', 'ferry', '--password-stdin', '--debug'], { input: `${wrong}\n` });
+    expect(human.code).toBe(EXIT_STATUS.E_AUTH);
+    expectNoSecret(human, wrong);
+    expect(human.stderr).toContain('E_AUTH');
+  });
+
+  it('the right password works (so the E_AUTH above is about the password), and is not echoed either', async () => {
+    const a = auth();
+    const r = await ferryOk(['export', env.corpus.hostRefs[0]!, '-o', env.path('ok.tar'), ...env.net, '--cache', env.path('c'), ...a.args, '--debug'], { input: a.input });
+    expectNoSecret(r, PASSWORD);
+  });
+
+  it('an image that does not exist → E_NOT_FOUND naming the image', async () => {
+    const a = auth();
+    const ref = `${env.reg.host}/library/base-os:9.9-missing`;
+    const r = await runFerry(['export', ref, '-o', env.path('never.tar'), ...env.net, '--cache', env.path('c'), ...a.args, '--json'], { input: a.input });
+    const err = failedWith(r, 'E_NOT_FOUND');
+    expect(err.message).toContain(ref);
+  });
+
+  it('a registry answering with bytes that do not match the requested digest → E_DIGEST_MISMATCH', async () => {
+    const a = auth();
+    const os = entry(env.corpus, 'library/base-os');
+    const ref = `${proxy.host}/${os.repo}@${os.digest}`;
+    const out = env.path('never.tar');
+    const r = await runFerry(['export', ref, '-o', out, '--plain-http', proxy.host, '--cache', env.path('c'), ...a.args, '--json'], { input: a.input });
+    const err = failedWith(r, 'E_DIGEST_MISMATCH');
+    expect(err.message).toContain(os.digest);
+    expect(existsSync(out)).toBe(false);
+    expect(proxy.count('GET', `/v2/${os.repo}/manifests/`)).toBeGreaterThan(0);
+  });
+
+  it('by tag, altered manifest bytes that no longer match Docker-Content-Digest are refused too', async () => {
+    const a = auth();
+    const os = entry(env.corpus, 'library/base-os');
+    const r = await runFerry(['export', `${proxy.host}/${os.repo}:${os.tags[0]!}`, '-o', env.path('never.tar'), '--plain-http', proxy.host, '--cache', env.path('c'), ...a.args, '--json'], { input: a.input });
+    const err = failedWith(r, 'E_DIGEST_MISMATCH');
+    expect(err.message).toContain(os.digest);
+  });
+
+  it('a bundle path that does not exist → E_NOT_FOUND naming the path (verify, inspect, import)', async () => {
+    const missing = env.path('no-such-bundle.tar');
+    for (const args of [['verify', missing], ['inspect', missing], ['import', missing, '--to', 'registry-layout', env.path('layout')]]) {
+      const err = failedWith(await runFerry([...args, '--json']), 'E_NOT_FOUND');
+      expect(err.message).toContain(missing);
+    }
+  });
+
+  it('--to with an unknown kind → E_USAGE listing the kinds', async () => {
+    const r = await runFerry(['import', env.path('whatever.tar'), '--to', 'floppy', env.path('x'), '--json']);
+    const err = failedWith(r, 'E_USAGE');
+    expect(err.message).toContain('floppy');
+    expect(err.hint).toContain('registry-layout');
+  });
+
+  it('no command and unknown flags → E_USAGE (exit 2)', async () => {
+    failedWith(await runFerry(['--json']), 'E_USAGE');
+    failedWith(await runFerry(['verify', 'x.tar', '--no-such-flag', '--json']), 'E_USAGE');
+  });
+});

@@ -6,7 +6,7 @@ import { openRegistrySource } from '../transports/registry/open.js';
 import { openStorageLayoutSource } from '../transports/storage/index.js';
 import { MultiRegistrySource } from '../transports/multi-registry.js';
 import type { ImageSource } from '../transports/types.js';
-import { connectionFor, type RegistryAccess } from './registry-access.js';
+import { pullConnectionFor, type RegistryAccess } from './registry-access.js';
 
 /** Where `--from KIND:PATH` can read images from. */
 export const SOURCE_KINDS = ['registry-layout', 'skopeo-dir', 'oci', 'bundle'] as const;
@@ -37,5 +37,5 @@ export async function openSource(spec: string, signal?: AbortSignal): Promise<Im
 
 /** Every registry an image list names, behind one source; connections follow the user's TLS/HTTP/credential flags. */
 export function openRegistries(access: RegistryAccess): MultiRegistrySource {
-  return new MultiRegistrySource((registry) => openRegistrySource(connectionFor(access, registry)));
+  return new MultiRegistrySource((registry) => openRegistrySource(pullConnectionFor(access, registry)));
 }

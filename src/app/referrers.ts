@@ -10,7 +10,7 @@ import { cosignTag } from '../referrers/scheme.js';
 import { openRegistrySource } from '../transports/registry/open.js';
 import type { RegistrySource } from '../transports/registry/source.js';
 import type { ImageSource, OpOptions } from '../transports/types.js';
-import { connectionFor, type RegistryAccess } from './registry-access.js';
+import { pullConnectionFor, type RegistryAccess } from './registry-access.js';
 
 export interface ReferrersOptions {
   jobs: number;
@@ -92,7 +92,7 @@ class ReferrersApi {
     if (registry === undefined) return Promise.resolve(undefined);
     let s = this.sources.get(registry);
     if (!s) {
-      s = openRegistrySource(connectionFor(this.access, registry));
+      s = openRegistrySource(pullConnectionFor(this.access, registry));
       this.sources.set(registry, s);
     }
     return s.referrers(repository, digest, o);

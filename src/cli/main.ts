@@ -73,14 +73,20 @@ export async function main(args: string[]): Promise<void> {
       throw err ?? new FerryError('E_USAGE', msg, { hint: 'run ferry --help, or ferry <command> --help' });
     });
 
+  let fromSettings: Record<string, unknown> | undefined;
   try {
     // Environment (FERRY_*) over the config file, both under the command line: yargs gives config objects the lowest rank.
     const settings = loadSettings(args);
     useSiteSettings(settings);
+    fromSettings = settings.flags;
     parser.config(settings.flags);
     await parser.parseAsync();
   } catch (e) {
-    const flags = { json: args.includes('--json') || envFlag(envName('json')), debug: args.includes('--debug') || envFlag(envName('debug')) };
+    // Parsing may not have happened: the raw arguments, then the settings (or, when those failed, the raw environment).
+    const flags = {
+      json: args.includes('--json') || (!args.includes('--no-json') && (fromSettings ? fromSettings.json === true : envFlag(envName('json')))),
+      debug: args.includes('--debug') || (fromSettings ? fromSettings.debug === true : envFlag(envName('debug'))),
+    };
     const err = asFerryError(controller.signal.aborted ? controller.signal.reason ?? e : e);
     process.exitCode = makeOutput(flags).error(err);
   } finally {

@@ -33,7 +33,7 @@ function codeFor(status: number, entries: RegistryErrorEntry[]): ErrorCode {
 }
 
 const HINTS: Record<string, string> = {
-  E_AUTH: 'log in: pass --username/--password, set FERRY_USERNAME/FERRY_PASSWORD, or add the registry to ~/.docker/config.json',
+  E_AUTH: 'log in: pass --username with --password-stdin, set FERRY_USERNAME/FERRY_PASSWORD, or add the registry to ~/.docker/config.json',
   E_DENIED: 'the credentials are valid but lack permission for this repository; ask the registry administrator for pull (or push) access',
   E_NOT_FOUND: 'check the repository name, tag and digest (and that the image was pushed to this registry)',
   E_REGISTRY: 'the registry refused the request; check its logs, or try again later if it is overloaded',

@@ -2,6 +2,7 @@ import { FerryError } from '../errors.js';
 import { type Digest, parseDigest, sha256Digest } from './digest.js';
 import { IMAGE_MANIFEST_MEDIA_TYPES, INDEX_MEDIA_TYPES, MT } from './media-types.js';
 import type { Platform } from './platform.js';
+import { JSON_MAX_DEPTH, jsonDepth } from './json-depth.js';
 
 /** What one content-addressed object is: the OCI descriptor. */
 export interface Descriptor {
@@ -75,12 +76,14 @@ function parseDescriptor(v: unknown, where: string): Descriptor {
 export function parseManifest(bytes: Uint8Array, declaredMediaType: string | undefined, where = 'manifest'): ParsedManifest {
   if (bytes.length > MANIFEST_MAX_BYTES) throw invalid(where, `manifest is ${bytes.length} bytes, more than the ${MANIFEST_MAX_BYTES} allowed`);
   let doc: unknown;
+  const text = Buffer.from(bytes).toString('utf8');
   try {
-    doc = JSON.parse(Buffer.from(bytes).toString('utf8'));
+    doc = JSON.parse(text);
   } catch (e) {
     throw invalid(where, `not JSON (${(e as Error).message})`);
   }
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw invalid(where, 'not a JSON object');
+  if (jsonDepth(text) > JSON_MAX_DEPTH) throw invalid(where, `nests deeper than ${JSON_MAX_DEPTH} levels`);
   const o = doc as Record<string, unknown>;
   if (o.schemaVersion === 1) {
     throw new FerryError('E_UNSUPPORTED_MEDIA_TYPE', `${where}: Docker schema 1 manifests are not supported`, {

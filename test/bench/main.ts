@@ -279,7 +279,8 @@ async function main(): Promise<void> {
     // ---- memory ceiling
     const memory: Array<{ step: string; peakRssBytes: number; wallS: number; withinCeiling: boolean }> = [];
     let memoryInfo: unknown;
-    if (opts.memory) {
+    const failures: string[] = [];
+    if (opts.memory) try {
       const mc = await openMemoryCorpus(opts.resultsDir, opts.size, opts.seed, log);
       stops.push(() => mc.registry.stop());
       memoryInfo = mc.info;
@@ -289,7 +290,9 @@ async function main(): Promise<void> {
       };
       const out = `${bench.fresh('memory')}.tar`;
       const cache = bench.fresh('cache');
-      note('export', await ferry(['export', '--plain-http', mc.host, `${mc.host}/${mc.info.ref}`, '-o', out, '--cache', cache]));
+      const memList = join(work, 'memory.list');
+      writeFileSync(memList, `${mc.host}/${mc.info.ref}\n`);
+      note('export', await ferry(['export', '--plain-http', mc.host, '-f', memList, '-o', out, '--cache', cache]));
       rmSync(cache, { recursive: true, force: true });
       note('verify', await ferry(['verify', out]));
       const layout = bench.fresh('memory-layout');
@@ -303,6 +306,10 @@ async function main(): Promise<void> {
         await reg.stop();
       }
       rmSync(out, { force: true });
+    } catch (e) {
+      // One failing stage must not lose the figures of all the others.
+      failures.push(`memory-ceiling run: ${(e as Error).message.split('\n').slice(0, 12).join(' ')}`);
+      log(failures[failures.length - 1]!);
     }
 
     // ---- report
@@ -372,6 +379,7 @@ async function main(): Promise<void> {
         ? ['## Memory ceiling', '', `One image with a ${mb((memoryInfo as { layerBytes: number }).layerBytes)} layer.`, '',
           table(['step', 'peak RSS MiB', 'wall s', '≤ 200 MiB'], memory.map((m) => [m.step, (m.peakRssBytes / 2 ** 20).toFixed(0), m.wallS.toFixed(1), m.withinCeiling ? 'yes' : 'NO'])), '']
         : ['Memory-ceiling run: not run (use --memory).', '']),
+      ...(failures.length > 0 ? ['## Failures', '', ...failures.map((f) => `- ${f}`), ''] : []),
       `Delta: ${deltaAvailable ? 'measured above (r2-full / r2-delta)' : 'not available — `ferry export --since` does not exist yet'}.`,
     ].join('\n');
     process.stdout.write(md + '\n');
@@ -381,7 +389,7 @@ async function main(): Promise<void> {
       startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), options: opts, machine: machine satisfies MachineLimits, machineMeasurements: machineRuns,
       corpus: c, cases: all, samples: Object.fromEntries([...bench.cases.values()].map((x) => [x.id, x.samples])),
       targets, zstd: { rows: zstd.map(({ level, stats }) => ({ level, bytes: stats?.bytes?.median, wallS: stats?.wallS.median, cpuS: stats?.cpuS.median })), answer: zstdAnswer },
-      delta: { available: deltaAvailable }, memory: opts.memory ? { ceilingBytes: MEMORY_CEILING, image: memoryInfo, steps: memory } : null,
+      delta: { available: deltaAvailable }, failures, memory: opts.memory ? { ceilingBytes: MEMORY_CEILING, image: memoryInfo, steps: memory } : null,
       markdown: md,
     }, null, 2) + '\n');
     log(`results: ${jsonFile}`);

@@ -38,6 +38,12 @@ afterAll(async () => {
   await env?.stop();
 });
 
+/** The hint tells the engineer what to type: every flag it names must be one ferry accepts. */
+async function expectHintFlagsExist(hint: string | undefined): Promise<void> {
+  const help = (await ferryOk(['export', '--help'])).stdout;
+  for (const flag of (hint ?? '').match(/--[a-z][a-z-]*/g) ?? []) expect(help, `hint names ${flag}: ${hint}`).toMatch(new RegExp(`${flag}(?![a-z-])`));
+}
+
 const auth = (): { args: string[]; input: string } => ({ args: ['--username', 'ferry', '--password-stdin'], input: `${PASSWORD}\n` });
 
 describe('ferry errors through the CLI', () => {
@@ -64,18 +70,37 @@ describe('ferry errors through the CLI', () => {
     const wrong = 'Wr0ng-Passw0rd-4-ferry';
     const ref = `${env.corpus.hostRefs[0]!}`;
     const r = await runFerry(['export', ref, '-o', env.path('never.tar'), ...env.net, '--cache', env.path('c'), '--username', 'ferry', '--password-stdin', '--json'], { input: `${wrong}\n` });
-    failedWith(r, 'E_AUTH');
+    const err = failedWith(r, 'E_AUTH');
     expectNoSecret(r, wrong);
+    await expectHintFlagsExist(err.hint);
     const human = await runFerry(['export', ref, '-o', env.path('never.tar'), ...env.net, '--cache', env.path('c'), '--username', 'ferry', '--password-stdin', '--debug'], { input: `${wrong}\n` });
     expect(human.code).toBe(EXIT_STATUS.E_AUTH);
     expectNoSecret(human, wrong);
     expect(human.stderr).toContain('E_AUTH');
   });
 
+  it('no credentials at all → E_AUTH whose hint names only flags ferry has', async () => {
+    const home = env.path('empty-home');
+    const r = await runFerry(['export', env.corpus.hostRefs[0]!, '-o', env.path('never.tar'), ...env.net, '--cache', env.path('c'), '--json'], {
+      env: { HOME: home, DOCKER_CONFIG: home, FERRY_USERNAME: undefined, FERRY_PASSWORD: undefined },
+    });
+    const err = failedWith(r, 'E_AUTH');
+    expect(err.hint).toBeDefined();
+    await expectHintFlagsExist(err.hint);
+  });
+
   it('the right password works (so the E_AUTH above is about the password), and is not echoed either', async () => {
     const a = auth();
     const r = await ferryOk(['export', env.corpus.hostRefs[0]!, '-o', env.path('ok.tar'), ...env.net, '--cache', env.path('c'), ...a.args, '--debug'], { input: a.input });
     expectNoSecret(r, PASSWORD);
+  });
+
+  it('a bundle on stdin together with --password-stdin → E_USAGE up front, not a confusing "truncated bundle"', async () => {
+    const r = await runFerry(['push', '-', '--to', env.reg.host, ...env.net, '--username', 'ferry', '--password-stdin', '--json'], { input: 'bundle bytes would be here\n' });
+    const err = failedWith(r, 'E_USAGE');
+    expect(err.message).toContain('--password-stdin');
+    const list = await runFerry(['export', '-f', '-', '-o', env.path('never.tar'), ...env.net, '--username', 'ferry', '--password-stdin', '--json'], { input: `${env.corpus.hostRefs[0]!}\n` });
+    expect(failedWith(list, 'E_USAGE').message).toContain('-f -');
   });
 
   it('an image that does not exist → E_NOT_FOUND naming the image', async () => {

@@ -5,6 +5,8 @@
 import { writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_STATUS } from '../../src/errors.js';
+import { parseDigest } from '../../src/oci/digest.js';
+import { openRegistrySource } from '../../src/transports/registry/open.js';
 import { runFerry } from '../support/cli.js';
 import {
   cosignTag, generateCosignKeys, type KeyPair, makeAttestation, makeSignature, makeSubjectArtifact, pushReferrer, pushTagged, type Signature,
@@ -126,6 +128,15 @@ describe('export carries signatures, attestations and referrers', () => {
       const e = entries.find((x) => x.name === `blobs/sha256/${d.slice(7)}`);
       expect(e, d).toBeDefined();
       expect(e!.digest).toBe(d);
+    }
+  });
+
+  it('distribution 2.8 has no referrers API: the source says so (undefined), so the sha256-<hex> tag above was the way', async () => {
+    const src = openRegistrySource({ registry: env.reg.host, plainHttp: true });
+    try {
+      expect(await src.referrers('apps/web', parseDigest(web.digest))).toBeUndefined();
+    } finally {
+      await src.close();
     }
   });
 

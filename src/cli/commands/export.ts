@@ -2,6 +2,7 @@ import type { CommandModule } from 'yargs';
 import { exportBundle } from '../../app/export.js';
 import { parsePlatforms } from '../../oci/platform.js';
 import { contextFrom, type GlobalFlags } from '../context.js';
+import { refuseSharedStdin } from '../stdin.js';
 import { formatBytes } from '../output.js';
 import { progressObserver } from '../progress.js';
 
@@ -37,6 +38,7 @@ export const exportCommand: CommandModule<GlobalFlags, Flags> = {
     .example('$0 export -f images.list --since release-1.0.tar.zst -o release-2.0-delta.tar.zst', 'a delta: only what release 1.0 lacks')
     .example('$0 export --from registry-layout:/var/lib/registry -o old.tar.zst', 'bundle a registry directory without starting a registry') as never,
   handler: async (argv) => {
+    refuseSharedStdin(argv, argv.file === '-', 'the image list (-f -)');
     const ctx = await contextFrom(argv);
     const observer = progressObserver(ctx.out, 'export');
     try {

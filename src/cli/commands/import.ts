@@ -2,6 +2,7 @@ import type { CommandModule } from 'yargs';
 import { importBundle, IMPORT_TARGET_KINDS, type ImportTargetKind, renderImportReport } from '../../app/import.js';
 import { parsePlatforms } from '../../oci/platform.js';
 import { contextFrom, type GlobalFlags, stdinOrPath } from '../context.js';
+import { refuseSharedStdin } from '../stdin.js';
 import { progressObserver } from '../progress.js';
 
 interface Flags extends GlobalFlags {
@@ -30,6 +31,7 @@ export const importCommand: CommandModule<GlobalFlags, Flags> = {
     .example('$0 import release.tar.zst --to registry-layout /var/lib/registry', 'then start registry:2 on it')
     .example('$0 import release.tar.zst --to skopeo-dir ./images', 'one dir per image, for skopeo') as never,
   handler: async (argv) => {
+    refuseSharedStdin(argv, argv.bundle === '-', 'the bundle (-)');
     const ctx = await contextFrom(argv);
     const [kind, target] = argv.to as [string, string];
     const observer = progressObserver(ctx.out, 'import');

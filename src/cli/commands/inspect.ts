@@ -1,6 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { inspectBundle, renderInspection } from '../../app/inspect.js';
 import { contextFrom, type GlobalFlags, stdinOrPath } from '../context.js';
+import { refuseSharedStdin } from '../stdin.js';
 
 interface Flags extends GlobalFlags {
   bundle: string;
@@ -14,6 +15,7 @@ export const inspectCommand: CommandModule<GlobalFlags, Flags> = {
     .positional('bundle', { type: 'string', demandOption: true, coerce: stdinOrPath, describe: 'bundle file, or - for stdin' })
     .option('metadata', { type: 'boolean', describe: 'print the bundle metadata (ferry.json) exactly as stored' }) as never,
   handler: async (argv) => {
+    refuseSharedStdin(argv, argv.bundle === '-', 'the bundle (-)');
     const ctx = await contextFrom(argv);
     const inspection = await inspectBundle(argv.bundle, { signal: ctx.signal });
     if (argv.metadata) {

@@ -1,6 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { importBundle, renderImportReport } from '../../app/import.js';
 import { contextFrom, type GlobalFlags, stdinOrPath } from '../context.js';
+import { refuseSharedStdin } from '../stdin.js';
 import { progressObserver } from '../progress.js';
 
 interface Flags extends GlobalFlags {
@@ -22,6 +23,7 @@ export const pushCommand: CommandModule<GlobalFlags, Flags> = {
     .option('receipt', { type: 'string', describe: 'write the JSON receipt here' })
     .example('$0 push release.tar.zst --to harbor.corp.local --project-map docker.io/library=library', '') as never,
   handler: async (argv) => {
+    refuseSharedStdin(argv, argv.bundle === '-', 'the bundle (-)');
     const ctx = await contextFrom(argv);
     const observer = progressObserver(ctx.out, 'push');
     try {

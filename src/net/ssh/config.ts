@@ -72,7 +72,7 @@ function hostMatches(patterns: string[], alias: string): boolean {
 /** Splits `[user@]host[:port]` (host may be `[v6]`) or `ssh://[user@]host[:port]`. */
 export function parseDestination(spec: string, what = '--ssh'): { user?: string; host: string; port?: number } {
   const s = spec.replace(/^ssh:\/\//, '').replace(/\/$/, '');
-  const m = /^(?:([^@/]+)@)?(\[[^\]]+\]|[^:@/[\]]+)(?::(\d{1,5}))?$/.exec(s);
+  const m = /^(?:([^@/\s]+)@)?(\[[^\]\s]+\]|[^:@/[\]\s]+)(?::(\d{1,5}))?$/.exec(s);
   if (!m) {
     throw new FerryError('E_USAGE', `${what} ${spec}: not a [user@]host[:port]`, { hint: 'e.g. --ssh ops@jump.corp.local or --ssh ops@10.0.0.5:2222' });
   }

@@ -155,8 +155,25 @@ export class SshSession {
         };
         stream.on('data', keep(out));
         stream.stderr.on('data', keep(errOut));
-        stream.on('exit', (c: number | null) => (code = c));
-        stream.on('close', () => resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(errOut).toString('utf8') }));
+        // sshd sends the output, EOF, then exit-status; its channel close can lag by seconds, so we do not wait for it.
+        let exited = false;
+        let ended = false;
+        const finish = (): void => {
+          if (exited && ended) resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(errOut).toString('utf8') });
+        };
+        stream.on('exit', (c: number | null) => {
+          code = c;
+          exited = true;
+          finish();
+        });
+        stream.on('end', () => {
+          ended = true;
+          finish();
+        });
+        stream.on('close', () => {
+          exited = ended = true;
+          finish();
+        });
         stream.on('error', reject);
       });
     });

@@ -1,6 +1,7 @@
 import { FerryError } from '../../errors.js';
 import { type Digest, parseDigest, sha256Digest } from '../../oci/digest.js';
 import { isValidRegistry, parseReference, validateRepository, validateTag } from '../../oci/reference.js';
+import { JSON_MAX_DEPTH, jsonDepth } from '../../oci/json-depth.js';
 
 /**
  * `ferry.json`, the first entry of every bundle: what the bundle holds, so a
@@ -273,11 +274,14 @@ export function parseMetadata(bytes: Uint8Array, where: string): BundleMetadata 
   const w = `${where}: ferry.json`;
   if (bytes.length > METADATA_MAX_BYTES) throw bad(w, `is ${bytes.length} bytes, more than the ${METADATA_MAX_BYTES} allowed`);
   let doc: unknown;
+  const text = Buffer.from(bytes).toString('utf8');
   try {
-    doc = JSON.parse(Buffer.from(bytes).toString('utf8'));
+    doc = JSON.parse(text);
   } catch (e) {
     throw bad(w, `is not JSON (${(e as Error).message})`);
   }
+  // Unknown fields are kept and hashed into the bundle id by a recursive walk: a nesting bomb would overflow it.
+  if (jsonDepth(text) > JSON_MAX_DEPTH) throw bad(w, `nests deeper than ${JSON_MAX_DEPTH} levels`);
   const o = obj(doc, w);
   if (o.format !== BUNDLE_FORMAT) throw bad(w, `format is ${JSON.stringify(o.format)}, not "${BUNDLE_FORMAT}"`);
   if (typeof o.formatVersion !== 'number' || !Number.isSafeInteger(o.formatVersion) || o.formatVersion < 1) throw bad(`${w}.formatVersion`, 'is not a positive integer');

@@ -1,7 +1,7 @@
 import { join, posix, resolve } from 'node:path';
 import { copyImages, type CopyReport } from '../copy/engine.js';
 import type { CopyObserver } from '../copy/events.js';
-import { planCopy } from '../copy/plan.js';
+import { type CopyPlan, planCopy } from '../copy/plan.js';
 import { FerryError } from '../errors.js';
 import { writeFileAtomic } from '../fsys/atomic.js';
 import type { FileSystemPort } from '../fsys/port.js';
@@ -20,7 +20,7 @@ import { TOOL_VERSION } from '../version.js';
 import { formatBytes } from '../format.js';
 import { requestsFromBundle } from './bundle-requests.js';
 import { failureError } from './failures.js';
-import { connectionFor, type RegistryAccess } from './registry-access.js';
+import { connectionFor, type RegistryAccess, type RegistryConnection } from './registry-access.js';
 import { parseRenames } from './repository-mapping.js';
 import { explainMissingBases, supplyBasesToDestination } from '../delta/supply.js';
 
@@ -44,6 +44,10 @@ export interface ImportOptions {
   ssh?: SshOptions | undefined;
   signal?: AbortSignal;
   observer?: CopyObserver;
+  /** Runs after planning, before the first byte moves (push's preflight); `registry` is set for registry targets. */
+  beforeCopy?: (plan: CopyPlan, target: { registry?: RegistryConnection }) => Promise<void>;
+  /** Plan (and run beforeCopy) only: nothing is written, no receipt. */
+  dryRun?: boolean;
 }
 
 /** What an import did, kept by the site's auditors: also written as the receipt. */
@@ -54,7 +58,8 @@ export interface ImportReceipt {
   target: { kind: ImportTargetKind; location: string };
   started: string;
   finished: string;
-  images: { origin: string; repository: string; tag?: string; digest: string; status: 'done' | 'failed'; error?: { code: string; message: string } }[];
+  images: { origin: string; repository: string; tag?: string; digest: string; status: 'done' | 'failed' | 'planned'; error?: { code: string; message: string } }[];
+  dryRun?: boolean;
   blobs: CopyReport['blobs'];
   manifests: number;
   receipt?: string;
@@ -87,7 +92,7 @@ async function withSsh(opts: ImportOptions, ssh: SshOptions): Promise<ImportRece
 
 async function importWith(opts: ImportOptions, remote?: FileSystemPort): Promise<ImportReceipt> {
   const started = new Date();
-  const { destination, prefix, location } = openTarget(opts, remote);
+  const { destination, prefix, location, registry } = openTarget(opts, remote);
   const source = await BundleSource.open(opts.bundle);
   let receipt: ImportReceipt;
   try {
@@ -95,6 +100,8 @@ async function importWith(opts: ImportOptions, remote?: FileSystemPort): Promise
     const requests = requestsFromBundle(meta, { patterns: opts.images ?? [], renames: parseRenames(opts.renames ?? []), prefix });
     const copyOpts = { jobs: opts.jobs, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.observer ? { observer: opts.observer } : {}) };
     const plan = await planCopy(source, requests, copyOpts);
+    if (opts.beforeCopy) await opts.beforeCopy(plan, registry ? { registry } : {});
+    if (opts.dryRun) return plannedReceipt(opts, meta.bundleId, location, started, plan);
     if (opts.bases?.length && meta.delta) await supplyBasesToDestination(opts.bases, source, plan, destination, copyOpts);
     const report = await copyImages(source, destination, plan, copyOpts);
     explainMissingBases(report, meta);
@@ -122,7 +129,20 @@ async function importWith(opts: ImportOptions, remote?: FileSystemPort): Promise
   }
 }
 
-function openTarget(opts: ImportOptions, remote?: FileSystemPort): { destination: ImageDestination; prefix: string; location: string } {
+/** What a dry run reports: the images as they would land, nothing written. */
+function plannedReceipt(opts: ImportOptions, bundleId: string, location: string, started: Date, plan: CopyPlan): ImportReceipt {
+  return {
+    tool: { name: 'ferry', version: TOOL_VERSION }, bundle: opts.bundle, bundleId, dryRun: true,
+    target: { kind: opts.kind, location }, started: started.toISOString(), finished: new Date().toISOString(),
+    images: plan.images.map((i) => ({
+      origin: i.request.origin, repository: i.request.targetRepository, ...(i.request.targetTag !== undefined ? { tag: i.request.targetTag } : {}),
+      digest: i.top.digest, status: 'planned' as const,
+    })),
+    blobs: { copied: 0, skipped: 0, mounted: 0, 'present-in-base': 0, bytesCopied: 0 }, manifests: 0,
+  };
+}
+
+function openTarget(opts: ImportOptions, remote?: FileSystemPort): { destination: ImageDestination; prefix: string; location: string; registry?: RegistryConnection } {
   if (!IMPORT_TARGET_KINDS.includes(opts.kind)) {
     throw new FerryError('E_USAGE', `--to ${opts.kind}: unknown target kind`, { hint: `use one of ${IMPORT_TARGET_KINDS.join(', ')}` });
   }
@@ -143,7 +163,8 @@ function openTarget(opts: ImportOptions, remote?: FileSystemPort): { destination
       const prefix = slash < 0 ? '' : opts.target.slice(slash + 1).replace(/\/+$/, '');
       if (!isValidRegistry(host)) throw new FerryError('E_USAGE', `--to ${opts.target}: "${host}" is not a registry host[:port]`, { hint: 'e.g. --to harbor.corp.local or --to 10.0.0.5:5000/mirror' });
       if (prefix) validateRepository(prefix, `--to ${opts.target}`);
-      return { destination: openRegistryDestination(connectionFor(opts.registry, host)), prefix, location: opts.target };
+      const registry = connectionFor(opts.registry, host);
+      return { destination: openRegistryDestination(registry), prefix, location: opts.target, registry };
     }
   }
 }
@@ -165,6 +186,10 @@ async function writeReceipt(receipt: ImportReceipt, opts: ImportOptions, started
 }
 
 export function renderImportReport(r: ImportReceipt): string {
+  if (r.dryRun) {
+    return [`dry run: ${r.images.length} images would go to ${r.target.kind} ${r.target.location}; nothing was sent`,
+      ...r.images.map((i) => `  ${i.origin} → ${i.repository}${i.tag !== undefined ? `:${i.tag}` : `@${i.digest}`}`)].join('\n');
+  }
   const done = r.images.filter((i) => i.status === 'done').length;
   return [
     `${done} of ${r.images.length} images imported into ${r.target.kind} ${r.target.location}`,

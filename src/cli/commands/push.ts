@@ -1,5 +1,6 @@
 import type { CommandModule } from 'yargs';
-import { importBundle, renderImportReport } from '../../app/import.js';
+import { renderImportReport } from '../../app/import.js';
+import { pushBundle } from '../../app/push.js';
 import { contextFrom, type GlobalFlags, stdinOrPath } from '../context.js';
 import { refuseSharedStdin } from '../stdin.js';
 import { progressObserver } from '../progress.js';
@@ -10,6 +11,9 @@ interface Flags extends GlobalFlags {
   image?: string[];
   'project-map'?: string[];
   receipt?: string;
+  'create-projects'?: boolean;
+  'public-projects'?: boolean;
+  'dry-run'?: boolean;
 }
 
 export const pushCommand: CommandModule<GlobalFlags, Flags> = {
@@ -21,15 +25,20 @@ export const pushCommand: CommandModule<GlobalFlags, Flags> = {
     .option('image', { type: 'string', array: true, describe: 'push only images whose reference matches (glob), repeatable' })
     .option('project-map', { alias: 'rename', type: 'string', array: true, describe: 'OLD_PREFIX=NEW_PREFIX, e.g. docker.io/library=library' })
     .option('receipt', { type: 'string', describe: 'write the JSON receipt here' })
-    .example('$0 push release.tar.zst --to harbor.corp.local --project-map docker.io/library=library', '') as never,
+    .option('create-projects', { type: 'boolean', describe: 'Harbor: create missing projects (no-op on other registries)' })
+    .option('public-projects', { type: 'boolean', describe: 'Harbor: projects created by --create-projects are public' })
+    .option('dry-run', { type: 'boolean', describe: 'check credentials, projects, rights and quota and print the plan; send nothing' })
+    .example('$0 push release.tar.zst --to harbor.corp.local --project-map docker.io/library=library --create-projects', 'into Harbor, creating missing projects')
+    .example('$0 push release.tar.zst --to 10.0.0.5:5000/mirror --dry-run', 'check everything, send nothing') as never,
   handler: async (argv) => {
     refuseSharedStdin(argv, argv.bundle === '-', 'the bundle (-)');
     const ctx = await contextFrom(argv);
     const observer = progressObserver(ctx.out, 'push');
     try {
-      const report = await importBundle({
-        bundle: argv.bundle, kind: 'registry', target: argv.to, images: argv.image ?? [], renames: argv['project-map'] ?? [],
-        prune: false, receiptFile: argv.receipt, jobs: ctx.jobs, registry: ctx.registry, ssh: ctx.ssh, signal: ctx.signal, observer,
+      const report = await pushBundle({
+        bundle: argv.bundle, target: argv.to, images: argv.image ?? [], renames: argv['project-map'] ?? [],
+        createProjects: argv['create-projects'] === true, publicProjects: argv['public-projects'] === true, dryRun: argv['dry-run'] === true,
+        receiptFile: argv.receipt, jobs: ctx.jobs, registry: ctx.registry, ssh: ctx.ssh, signal: ctx.signal, observer,
       });
       observer.stop();
       ctx.out.result(report, () => renderImportReport(report));

@@ -145,7 +145,7 @@ export class TarReader {
 
   constructor(input: Readable, private readonly where: string) {
     this.entries = this.extract[Symbol.asyncIterator]();
-    // Errors reach the reader through the extractor (the pipeline destroys it with them).
+    // Input errors (I/O, zstd) reach the reader through the extractor, which fails with them.
     this.feeding = new Promise<void>((resolve) => {
       input.on('error', (e) => this.extract.destroy(e));
       input.pipe(this.tap);

@@ -1,0 +1,344 @@
+// Malicious bundles through the real CLI: `ferry import --to registry-layout` and
+// `--to skopeo-dir`, as a child process under /usr/bin/time. Complements
+// test/unit/bundle/reader-refuses.test.ts (which proves the reader's answers in process):
+// here every case also proves that nothing was written outside the target, that no file
+// in the target sits under a digest name it does not hash to, and that peak memory stays
+// bounded however large the input claims (or decompresses) to be.
+import { createHash } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EXIT_STATUS } from '../../src/errors.js';
+import { canonicalJson } from '../../src/transports/bundle/metadata.js';
+import { makeTempDir, type TempDir } from '../support/tmp.js';
+import { readTar, smallCorpus, type TarEntry, writeBundle, writeTar } from '../unit/bundle/fixture.js';
+import { diffMaps, RSS_CEILING_KIB, runTimed, scanTarget, snapshotTree, type TimedResult } from './hostile-fixture.js';
+
+type Meta = {
+  images: Array<Record<string, unknown> & { digest: string; repository: string; tag?: string; mediaType: string; size: number; origin: string }>;
+  blobs: Array<{ digest: string; kind: string; size: number; mediaType: string }>;
+  totals: Record<string, number>;
+  bundleId: string;
+} & Record<string, unknown>;
+
+let tmp: TempDir;
+let good: Buffer;
+let entries: TarEntry[];
+let meta: Meta;
+let caseNo = 0;
+
+const sha = (b: Buffer | string) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+const clone = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
+
+beforeAll(async () => {
+  tmp = makeTempDir('ferry-hostile-bundle-');
+  const corpus = await smallCorpus(0x5eed);
+  const output = join(tmp.path, 'good.tar');
+  await writeBundle(corpus.entries, { output, storeDir: join(tmp.path, 'store') });
+  const { readFile } = await import('node:fs/promises');
+  good = await readFile(output);
+  entries = await readTar(good);
+  meta = JSON.parse(entries[0]!.body.toString()) as Meta;
+});
+afterAll(async () => tmp?.cleanup());
+
+function fixIdAndTotals(m: Meta): Meta {
+  m.totals = {
+    images: m.images.length, blobs: m.blobs.length,
+    storedBytes: m.blobs.reduce((n, b) => n + b.size, 0), referencedBytes: m.images.reduce((n, i) => n + i.size, 0),
+  };
+  m.bundleId = sha(canonicalJson({ images: m.images, blobs: m.blobs, ...(m.delta ? { delta: m.delta } : {}) }));
+  return m;
+}
+
+const plain = (list: TarEntry[]) => list.map((e) => ({ name: e.header.name, type: e.header.type, ...(e.header.type === 'file' ? { body: e.body } : {}) }));
+const metaEntry = (m: Meta | string): TarEntry => ({ header: entries[0]!.header, body: Buffer.from(typeof m === 'string' ? m : JSON.stringify(m, null, 2)) });
+const indexOf = (name: string) => entries.findIndex((e) => e.header.name === name);
+const blobName = (digest: string) => `blobs/sha256/${digest.slice(7)}`;
+const layers = () => meta.blobs.filter((b) => b.kind === 'layer');
+
+/**
+ * Replaces the stored bytes of a top-level image manifest, updating ferry.json and
+ * index.json (digest, size, ref name, totals, bundleId) so that only the manifest
+ * itself is hostile.
+ */
+function replaceTopManifest(oldDigest: string, bytes: Buffer): TarEntry[] {
+  const m = clone(meta);
+  const nd = sha(bytes);
+  const blob = m.blobs.find((b) => b.digest === oldDigest)!;
+  const delta = bytes.length - blob.size;
+  blob.digest = nd;
+  blob.size = bytes.length;
+  const img = m.images.find((i) => i.digest === oldDigest)!;
+  img.digest = nd;
+  img.size += delta;
+  if (img.tag === undefined) img.origin = `${img.repository}@${nd}`;
+  fixIdAndTotals(m);
+  const index = JSON.parse(entries[2]!.body.toString()) as { manifests: Array<{ digest: string; size: number; annotations: Record<string, string> }> };
+  for (const e of index.manifests) {
+    if (e.digest !== oldDigest) continue;
+    e.digest = nd;
+    e.size = bytes.length;
+    e.annotations['org.opencontainers.image.ref.name'] = img.tag === undefined ? `${img.repository}@${nd}` : `${img.repository}:${img.tag}`;
+  }
+  return entries.map((e, i) => {
+    if (i === 0) return metaEntry(m);
+    if (i === 2) return { header: e.header, body: Buffer.from(JSON.stringify(index)) };
+    if (e.header.name === blobName(oldDigest)) return { header: { ...e.header, name: blobName(nd), size: bytes.length }, body: bytes };
+    return e;
+  });
+}
+
+/** The top-level Docker manifest (the digest-only `tool` image) and its parsed document. */
+function toolManifest(): { digest: string; doc: Record<string, unknown> } {
+  const img = meta.images.find((i) => i.tag === undefined)!;
+  const e = entries.find((x) => x.header.name === blobName(img.digest))!;
+  return { digest: img.digest, doc: JSON.parse(e.body.toString()) as Record<string, unknown> };
+}
+
+/** Rewrites the size field of the tar header of `name` in `tar` to `size` in base-256, fixing the checksum. */
+function lieAboutSize(tar: Buffer, name: string, size: bigint): Buffer {
+  const out = Buffer.from(tar);
+  let pos = 0;
+  while (pos + 512 <= out.length) {
+    const h = out.subarray(pos, pos + 512);
+    const n = h.subarray(0, 100).toString('latin1').replace(/\0.*$/s, '');
+    const sz = parseInt(h.subarray(124, 136).toString('latin1').replace(/\0.*$/s, '').trim() || '0', 8);
+    if (n === name) {
+      h[124] = 0x80;
+      for (let i = 0; i < 11; i++) h[135 - i] = Number((size >> BigInt(8 * i)) & 0xffn);
+      h.fill(0x20, 148, 156);
+      let sum = 0;
+      for (const b of h) sum += b;
+      h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+      return out;
+    }
+    pos += 512 + Math.ceil(sz / 512) * 512;
+  }
+  throw new Error(`${name} not in tar`);
+}
+
+/**
+ * A zstd frame written by hand (RFC 8878): the tar as raw blocks, then `zeros` bytes
+ * of zeros as RLE blocks (4 bytes per 128 KiB), and a Frame_Content_Size field that
+ * says `declared`. A few KiB on disk that decompress to gigabytes.
+ */
+function zstdFrame(tar: Buffer, zeros: number, declared: number, trailer?: Buffer): Buffer {
+  const BLOCK = 128 * 1024;
+  const parts: Buffer[] = [];
+  const head = Buffer.alloc(4 + 1 + 1 + 8);
+  head.writeUInt32LE(0xfd2fb528, 0);
+  head[4] = 0b1100_0000; // FCS field 8 bytes, no single segment, no checksum, no dictionary
+  head[5] = 7 << 3; // window 2^17: one full block
+  head.writeBigUInt64LE(BigInt(declared), 6);
+  parts.push(head);
+  const blocks: Array<{ type: 0 | 1; size: number; body: Buffer }> = [];
+  for (let o = 0; o < tar.length; o += BLOCK) {
+    const body = tar.subarray(o, Math.min(tar.length, o + BLOCK));
+    blocks.push({ type: 0, size: body.length, body });
+  }
+  for (let left = zeros; left > 0; left -= BLOCK) blocks.push({ type: 1, size: Math.min(BLOCK, left), body: Buffer.from([0]) });
+  if (trailer) blocks.push({ type: 0, size: trailer.length, body: trailer });
+  blocks.forEach((b, i) => {
+    const last = i === blocks.length - 1 ? 1 : 0;
+    const h = Buffer.alloc(3);
+    h.writeUIntLE(last | (b.type << 1) | (b.size << 3), 0, 3);
+    parts.push(h, b.body);
+  });
+  return Buffer.concat(parts);
+}
+
+interface Outcome {
+  layout: TimedResult;
+  dir: TimedResult;
+}
+
+/**
+ * Imports `bytes` into a fresh registry-layout and a fresh skopeo-dir, each in its
+ * own work directory (also the cwd). Asserts: the parent of the target is unchanged
+ * except for the target itself (and a receipt when an import got as far as one);
+ * no file in the target is unverified; no temp files; peak RSS under the ceiling.
+ */
+async function importBoth(bytes: Buffer, opts: { landed?: boolean } = {}): Promise<Outcome> {
+  const n = ++caseNo;
+  const file = join(tmp.path, `case-${n}.tar`);
+  await writeFile(file, bytes);
+  const results: Partial<Outcome> = {};
+  for (const kind of ['registry-layout', 'skopeo-dir'] as const) {
+    const work = join(tmp.path, `w-${n}-${kind}`);
+    await mkdir(work);
+    // Bait a hostile bundle might aim for: its own neighbours.
+    await writeFile(join(work, 'bait.txt'), 'bait');
+    const whole = await snapshotTree(tmp.path, (rel) => rel.startsWith(`w-${n}-`) || rel.startsWith('case-'));
+    const before = await snapshotTree(work);
+    const target = join(work, 'target');
+    const r = await runTimed(['import', file, '--to', kind, target, '--json', '--jobs', '2'], { cwd: work, timeoutMs: 60_000 });
+    const after = await snapshotTree(work, (rel) => rel === 'target' || rel.startsWith('target/') || /^ferry-receipt-.*\.json$/.test(rel));
+    expect(diffMaps(before, after), `${kind}: written outside the target`).toEqual([]);
+    expect(diffMaps(whole, await snapshotTree(tmp.path, (rel) => rel.startsWith(`w-${n}-`) || rel.startsWith('case-'))), `${kind}: written elsewhere under the test root`).toEqual([]);
+    const scan = await scanTarget(target);
+    expect(scan.wrong, `${kind}: unverified blobs`).toEqual([]);
+    expect(scan.odd, `${kind}: links or special files`).toEqual([]);
+    expect(scan.temps, `${kind}: temp files left`).toEqual([]);
+    if (!opts.landed) expect([...scan.blobs.keys()], `${kind}: a refused bundle landed blobs`).toEqual([]);
+    expect(r.peakKiB, `${kind}: peak RSS`).toBeLessThan(RSS_CEILING_KIB);
+    results[kind === 'registry-layout' ? 'layout' : 'dir'] = r;
+  }
+  return results as Outcome;
+}
+
+function expectRefused(o: Outcome, codes: string[], ...mentions: string[]): void {
+  for (const r of [o.layout, o.dir]) {
+    expect(r.error, `no --json error document; exit ${r.code}\n${r.stderr}\n${r.stdout}`).toBeDefined();
+    expect(codes, `${r.error!.code}: ${r.error!.message}`).toContain(r.error!.code);
+    expect(r.code).toBe(EXIT_STATUS[r.error!.code as keyof typeof EXIT_STATUS]);
+    expect(r.error!.hint).toBeTruthy();
+    expect(r.error!.message).toMatch(/case-\d+\.tar/);
+    for (const m of mentions) expect(r.error!.message).toContain(m);
+    expect(r.stderr).not.toMatch(/at .*\.js:\d+/); // no stack without --debug
+  }
+}
+
+describe('ferry import refuses hostile bundles, writing nothing outside the target and nothing unverified', () => {
+  it('the untouched bundle imports into both targets (so each case below fails for its own reason)', async () => {
+    const o = await importBoth(good, { landed: true });
+    expect(o.layout.code, o.layout.stderr).toBe(0);
+    expect(o.dir.code, o.dir.stderr).toBe(0);
+    const repacked = await importBoth(await writeTar(plain(entries)), { landed: true });
+    expect(repacked.layout.code).toBe(0);
+  });
+
+  it('entries named ../escape or with an absolute path', async () => {
+    const at = indexOf('blobs/sha256/') + 1;
+    for (const name of ['../escape', `${tmp.path}/abs-escape`, 'blobs/sha256/../../../escape2']) {
+      const list = [...entries.slice(0, at), { header: { ...entries[1]!.header, name }, body: Buffer.from('pwned') }, ...entries.slice(at)];
+      expectRefused(await importBoth(await writeTar(plain(list))), ['E_BUNDLE_INVALID'], JSON.stringify(name).slice(1, 20));
+    }
+    expect(existsSync(join(tmp.path, 'abs-escape'))).toBe(false);
+  });
+
+  it('a symlink or hard link where a blob is expected, and blobs/ as a symlink', async () => {
+    const layer = layers()[0]!;
+    const at = indexOf(blobName(layer.digest));
+    for (const [type, linkname] of [['symlink', '../../../bait.txt'], ['link', 'ferry.json'], ['symlink', '/etc/passwd']] as const) {
+      const list = [...plain(entries.slice(0, at)), { name: blobName(layer.digest), type, linkname }, ...plain(entries.slice(at + 1))];
+      expectRefused(await importBoth(await writeTar(list)), ['E_BUNDLE_INVALID'], layer.digest.slice(7, 20));
+    }
+    const dirAt = indexOf('blobs/');
+    const list = [...plain(entries.slice(0, dirAt)), { name: 'blobs/', type: 'symlink' as const, linkname: '/tmp' }, ...plain(entries.slice(dirAt + 1))];
+    expectRefused(await importBoth(await writeTar(list)), ['E_BUNDLE_INVALID'], 'blobs/');
+  });
+
+  it('a second ferry.json after the last blob', async () => {
+    const forged = clone(meta);
+    forged.images[0]!.repository = 'docker.io/evil/override';
+    expectRefused(await importBoth(await writeTar(plain([...entries, metaEntry(forged)]))), ['E_BUNDLE_INVALID'], 'ferry.json');
+  });
+
+  it('a tar header declaring a 4 TiB layer, and metadata declaring a 1 TiB config: refused before reading, memory flat', async () => {
+    const layer = layers()[0]!;
+    const huge = lieAboutSize(await writeTar(plain(entries)), blobName(layer.digest), 1n << 42n);
+    expectRefused(await importBoth(huge), ['E_SIZE_MISMATCH', 'E_BUNDLE_INVALID', 'E_BUNDLE_TRUNCATED'], layer.digest.slice(7, 20));
+    const m = clone(meta);
+    const config = m.blobs.find((b) => b.kind === 'config')!;
+    config.size = 2 ** 40;
+    expectRefused(await importBoth(await writeTar(plain([metaEntry(fixIdAndTotals(m)), ...entries.slice(1)]))), ['E_BUNDLE_INVALID'], config.digest);
+    // ferry.json itself claiming 100 MiB: refused on the header alone (the bytes are not even there).
+    const bigMeta = lieAboutSize(await writeTar(plain(entries)), 'ferry.json', 100n << 20n);
+    expectRefused(await importBoth(bigMeta), ['E_BUNDLE_INVALID', 'E_BUNDLE_TRUNCATED'], 'ferry.json');
+  });
+
+  it('metadata that lies: a media type, a layer size (with consistent totals and id), a layer digest (same-size bytes)', async () => {
+    const m = clone(meta);
+    const top = m.images.find((i) => i.mediaType.includes('manifest.v1') || i.mediaType.includes('manifest.v2'))!;
+    const lie = 'application/vnd.oci.image.index.v1+json';
+    top.mediaType = lie;
+    m.blobs.find((b) => b.digest === top.digest)!.mediaType = lie;
+    const index = JSON.parse(entries[2]!.body.toString()) as { manifests: Array<{ digest: string; mediaType: string }> };
+    index.manifests.find((e) => e.digest === top.digest)!.mediaType = lie;
+    const mt = [metaEntry(fixIdAndTotals(m)), entries[1]!, { header: entries[2]!.header, body: Buffer.from(JSON.stringify(index)) }, ...entries.slice(3)];
+    expectRefused(await importBoth(await writeTar(plain(mt))), ['E_BUNDLE_INVALID', 'E_MANIFEST_INVALID'], top.digest);
+
+    const layer = layers()[1]!;
+    const m2 = clone(meta);
+    m2.blobs.find((b) => b.digest === layer.digest)!.size += 512;
+    const grown = entries.map((e) => (e.header.name === blobName(layer.digest) ? { header: { ...e.header, size: e.body.length + 512 }, body: Buffer.concat([e.body, Buffer.alloc(512, 7)]) } : e));
+    expectRefused(await importBoth(await writeTar(plain([metaEntry(fixIdAndTotals(m2)), ...grown.slice(1)]))), ['E_BUNDLE_INVALID', 'E_SIZE_MISMATCH'], layer.digest.slice(7));
+
+    // Same size, other bytes: only hashing can tell. The images that need it fail, the others land.
+    const swapped = entries.map((e) => (e.header.name === blobName(layer.digest) ? { header: e.header, body: Buffer.alloc(e.body.length, 0x41) } : e));
+    const o = await importBoth(await writeTar(plain(swapped)), { landed: true });
+    expectRefused(o, ['E_DIGEST_MISMATCH', 'E_PARTIAL'], layer.digest.slice(7, 20));
+    const scan = await scanTarget(join(tmp.path, `w-${caseNo}-registry-layout`, 'target'));
+    expect([...scan.blobs.values()]).not.toContain(layer.digest);
+    expect(scan.blobs.size).toBeGreaterThan(0);
+  });
+
+  it('a repository ../../etc, a repository docker.io/../../etc and a tag ..', async () => {
+    for (const edit of [
+      (m: Meta) => { m.images[0]!.repository = '../../etc'; },
+      (m: Meta) => { m.images[0]!.repository = 'docker.io/../../etc'; },
+      (m: Meta) => { m.images[0]!.tag = '..'; },
+      (m: Meta) => { m.images[0]!.tag = '../../../bait'; },
+    ]) {
+      const m = clone(meta);
+      edit(m);
+      expectRefused(await importBoth(await writeTar(plain([metaEntry(fixIdAndTotals(m)), ...entries.slice(1)]))), ['E_NAME_UNSAFE', 'E_BUNDLE_INVALID']);
+    }
+  });
+
+  it('a manifest referencing a blob that is not in the bundle, and one referencing ferry.json\'s own digest', async () => {
+    const { digest, doc } = toolManifest();
+    const d1 = clone(doc) as { layers: Array<{ digest: string; size: number }> };
+    d1.layers.push({ ...d1.layers[0]!, digest: sha('not in the bundle'), size: 17 });
+    expectRefused(await importBoth(await writeTar(plain(replaceTopManifest(digest, Buffer.from(JSON.stringify(d1)))))), ['E_BLOB_MISSING'], sha('not in the bundle'));
+    const d2 = clone(doc) as { layers: Array<{ digest: string; size: number }> };
+    d2.layers.push({ ...d2.layers[0]!, digest: sha(entries[0]!.body), size: entries[0]!.body.length });
+    expectRefused(await importBoth(await writeTar(plain(replaceTopManifest(digest, Buffer.from(JSON.stringify(d2)))))), ['E_BLOB_MISSING'], sha(entries[0]!.body));
+  });
+
+  it('JSON bombs: nesting in ferry.json (covered by the bundle id) and in a manifest; a 5 MiB manifest', async () => {
+    const deep = 100_000;
+    const m = clone(meta);
+    m.images[0]!.extra = 'BOMB';
+    const text = JSON.stringify(fixIdAndTotals(m)).replace('"BOMB"', `${'['.repeat(deep)}${']'.repeat(deep)}`);
+    expectRefused(await importBoth(await writeTar(plain([metaEntry(text), ...entries.slice(1)]))), ['E_BUNDLE_INVALID'], 'nests');
+
+    const { digest, doc } = toolManifest();
+    const bomb = JSON.stringify({ ...doc, annotations: { x: 'BOMB' } }).replace('"BOMB"', `${'['.repeat(deep)}${']'.repeat(deep)}`);
+    expectRefused(await importBoth(await writeTar(plain(replaceTopManifest(digest, Buffer.from(bomb))))), ['E_MANIFEST_INVALID'], 'nests');
+
+    const fat = Buffer.from(JSON.stringify({ ...doc, annotations: { pad: 'x'.repeat(5 * 1024 * 1024) } }));
+    expectRefused(await importBoth(await writeTar(plain(replaceTopManifest(digest, fat)))), ['E_BUNDLE_INVALID', 'E_MANIFEST_INVALID'], sha(fat));
+  });
+
+  it('a 48 MiB ferry.json (under the 64 MiB cap) with a huge unknown array: accepted, memory bounded', async () => {
+    const m = clone(meta) as Meta & { padding?: string };
+    m.padding = 'PAD';
+    const text = JSON.stringify(fixIdAndTotals(m)).replace('"PAD"', `[${'0,'.repeat(24 * 1024 * 1024 - 1)}0]`);
+    expect(text.length).toBeGreaterThan(48 * 1024 * 1024);
+    const o = await importBoth(await writeTar(plain([metaEntry(text), ...entries.slice(1)])), { landed: true });
+    expect(o.layout.code, o.layout.stderr).toBe(0);
+  });
+
+  it('a zstd frame declaring the tar\'s size that decompresses to 1 GiB more: refused, memory flat, in seconds', async () => {
+    const tar = await writeTar(plain(entries));
+    const bomb = zstdFrame(tar, 1 << 30, tar.length);
+    expect(bomb.length).toBeLessThan(tar.length + 64 * 1024);
+    const t0 = Date.now();
+    expectRefused(await importBoth(bomb, { landed: true }), ['E_BUNDLE_CORRUPT', 'E_BUNDLE_INVALID']);
+    expect(Date.now() - t0).toBeLessThan(60_000);
+  });
+
+  it('an honest zstd frame with 256 MiB of zeros and then one byte after the archive: E_BUNDLE_INVALID, memory flat', async () => {
+    const tar = await writeTar(plain(entries));
+    const frame = zstdFrame(tar, 256 << 20, tar.length + (256 << 20) + 1, Buffer.from([1]));
+    expectRefused(await importBoth(frame, { landed: true }), ['E_BUNDLE_INVALID']);
+    // The same without the stray byte is an intact bundle (trailing zeros are allowed, spec §7.6).
+    const clean = zstdFrame(tar, 1 << 20, tar.length + (1 << 20));
+    const o = await importBoth(clean, { landed: true });
+    expect(o.layout.code, o.layout.stderr).toBe(0);
+    expect(o.dir.code, o.dir.stderr).toBe(0);
+  });
+});

@@ -113,8 +113,10 @@ export interface TargetScan {
   wrong: string[];
   /** `.ferry-tmp-*` leftovers. */
   temps: string[];
-  /** Symbolic links, hard links, devices: anything but plain files and directories. */
+  /** Symbolic links, devices, FIFOs: anything but plain files and directories. (Hard links are plain files: the skopeo-dir target shares a blob among images that way, and their content is hashed like any other.) */
   odd: string[];
+  /** Image entry points: tag `current/link`s of a layout, `manifest.json`s of a skopeo dir. */
+  entryPoints: string[];
 }
 
 /**
@@ -123,7 +125,7 @@ export interface TargetScan {
  * match their names: no blob may sit under its final name unverified.
  */
 export async function scanTarget(dir: string): Promise<TargetScan> {
-  const scan: TargetScan = { blobs: new Map(), wrong: [], temps: [], odd: [] };
+  const scan: TargetScan = { blobs: new Map(), wrong: [], temps: [], odd: [], entryPoints: [] };
   const walk = async (d: string): Promise<void> => {
     let names: string[];
     try {
@@ -139,10 +141,11 @@ export async function scanTarget(dir: string): Promise<TargetScan> {
         await walk(p);
         continue;
       }
-      if (!st.isFile() || st.nlink > 1) {
+      if (!st.isFile()) {
         scan.odd.push(relative(dir, p));
         continue;
       }
+      if (name === 'manifest.json' || (name === 'link' && d.endsWith('/current'))) scan.entryPoints.push(relative(dir, p));
       let expected: string | undefined;
       const parent = d.split('/');
       if (name === 'data' && parent.at(-3) === 'sha256' && /^[a-f0-9]{64}$/.test(parent.at(-1)!)) expected = `sha256:${parent.at(-1)}`;

@@ -59,7 +59,7 @@ describe('peak memory does not grow with layer size', () => {
         ['export', ['export', `${reg.host}/mem/${name}:1`, '-o', bundle, '--cache', join(tmp.path, `cache-${name}`), '--quiet']],
         ['verify', ['verify', bundle, '--quiet']],
         ['import', ['import', bundle, '--to', 'registry-layout', join(tmp.path, `layout-${name}`), '--quiet']],
-        ['push', ['push', bundle, '--to', `${target.host}/${name}`, '--quiet']],
+        ['push', ['push', bundle, '--to', `${target.host}/${name}`, '--receipt', join(tmp.path, `receipt-${name}.json`), '--quiet']],
       ];
       for (const [step, args] of steps) {
         peaks[step] ??= { small: 0, large: 0 };

@@ -1,7 +1,7 @@
 import { join, posix, resolve } from 'node:path';
 import { copyImages, type CopyReport } from '../copy/engine.js';
 import type { CopyObserver } from '../copy/events.js';
-import { type CopyPlan, planCopy } from '../copy/plan.js';
+import { type CopyPlan, type PlannedImage, planCopy } from '../copy/plan.js';
 import { FerryError } from '../errors.js';
 import { writeFileAtomic } from '../fsys/atomic.js';
 import type { FileSystemPort } from '../fsys/port.js';
@@ -18,14 +18,15 @@ import { openStorageLayout } from '../transports/storage/index.js';
 import type { ImageDestination } from '../transports/types.js';
 import { TOOL_VERSION } from '../version.js';
 import { formatBytes } from '../format.js';
-import { requestsFromBundle } from './bundle-requests.js';
+import { assertNoTagCollisions, requestsFromBundle } from './bundle-requests.js';
 import { failureError } from './failures.js';
 import { connectionFor, type RegistryAccess, type RegistryConnection } from './registry-access.js';
 import { parseRenames } from './repository-mapping.js';
 import { explainMissingBases, supplyBasesToDestination } from '../delta/supply.js';
 
-export const IMPORT_TARGET_KINDS = ['registry-layout', 'skopeo-dir', 'oci', 'docker-archive', 'registry'] as const;
-export type ImportTargetKind = (typeof IMPORT_TARGET_KINDS)[number];
+import { IMPORT_TARGET_KINDS, type ImportTargetKind } from './target-kinds.js';
+
+export { IMPORT_TARGET_KINDS, type ImportTargetKind };
 
 export interface ImportOptions {
   bundle: string;
@@ -44,10 +45,21 @@ export interface ImportOptions {
   ssh?: SshOptions | undefined;
   signal?: AbortSignal;
   observer?: CopyObserver;
-  /** Runs after planning, before the first byte moves (push's preflight); `registry` is set for registry targets. */
-  beforeCopy?: (plan: CopyPlan, target: { registry?: RegistryConnection }) => Promise<void>;
+  /** `--flatten N`: cap target repository names at N path components, before the prefix (repository-mapping.ts). */
+  flatten?: number | undefined;
+  /**
+   * Runs after planning, before the first byte moves (push's preflight and tag
+   * check); `registry` is set for registry targets. Images it returns as
+   * skipped are left out of the copy and reported as such.
+   */
+  beforeCopy?: (plan: CopyPlan, target: { registry?: RegistryConnection; destination: ImageDestination }) => Promise<void | BeforeCopyResult>;
   /** Plan (and run beforeCopy) only: nothing is written, no receipt. */
   dryRun?: boolean;
+}
+
+export interface BeforeCopyResult {
+  /** Images not to copy at all, with why (push --on-existing-tag skip: the tag exists and points elsewhere). */
+  skipped?: { image: PlannedImage; reason: string; current?: string }[];
 }
 
 /** What an import did, kept by the site's auditors: also written as the receipt. */
@@ -58,7 +70,14 @@ export interface ImportReceipt {
   target: { kind: ImportTargetKind; location: string };
   started: string;
   finished: string;
-  images: { origin: string; repository: string; tag?: string; digest: string; status: 'done' | 'failed' | 'planned'; error?: { code: string; message: string } }[];
+  images: {
+    origin: string; repository: string; tag?: string; digest: string;
+    status: 'done' | 'failed' | 'planned' | 'skipped';
+    error?: { code: string; message: string };
+    /** Skipped images: why, and the digest the target's tag points at instead. */
+    reason?: string;
+    current?: string;
+  }[];
   dryRun?: boolean;
   blobs: CopyReport['blobs'];
   manifests: number;
@@ -97,11 +116,21 @@ async function importWith(opts: ImportOptions, remote?: FileSystemPort): Promise
   let receipt: ImportReceipt;
   try {
     const meta = source.metadata;
-    const requests = requestsFromBundle(meta, { patterns: opts.images ?? [], renames: parseRenames(opts.renames ?? []), prefix });
+    const requests = requestsFromBundle(meta, { patterns: opts.images ?? [], renames: parseRenames(opts.renames ?? []), prefix, flatten: opts.flatten });
+    // A registry tag is a single pointer: two images aimed at it means one silently loses.
+    if (opts.kind === 'registry') assertNoTagCollisions(requests);
     const copyOpts = { jobs: opts.jobs, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.observer ? { observer: opts.observer } : {}) };
-    const plan = await planCopy(source, requests, copyOpts);
-    if (opts.beforeCopy) await opts.beforeCopy(plan, registry ? { registry } : {});
-    if (opts.dryRun) return plannedReceipt(opts, meta.bundleId, location, started, plan);
+    let plan = await planCopy(source, requests, copyOpts);
+    const before = opts.beforeCopy ? await opts.beforeCopy(plan, registry ? { registry, destination } : { destination }) : undefined;
+    const skipped = (before?.skipped ?? []).map(skippedEntry);
+    if (before?.skipped?.length) {
+      const leave = new Set(before.skipped.map((s) => s.image));
+      plan = { ...plan, images: plan.images.filter((i) => !leave.has(i)) };
+    }
+    if (opts.dryRun) {
+      const planned = plannedReceipt(opts, meta.bundleId, location, started, plan);
+      return { ...planned, images: [...planned.images, ...skipped] };
+    }
     if (opts.bases?.length && meta.delta) await supplyBasesToDestination(opts.bases, source, plan, destination, copyOpts);
     const report = await copyImages(source, destination, plan, copyOpts);
     explainMissingBases(report, meta);
@@ -118,6 +147,7 @@ async function importWith(opts: ImportOptions, remote?: FileSystemPort): Promise
           origin: f.request.origin, repository: f.request.targetRepository, digest: f.request.sourceReference, status: 'failed' as const,
           error: { code: f.error.code, message: f.error.message },
         })),
+        ...skipped,
       ],
       blobs: report.blobs, manifests: report.manifests,
     };
@@ -127,6 +157,14 @@ async function importWith(opts: ImportOptions, remote?: FileSystemPort): Promise
   } finally {
     await Promise.all([source.close(), destination.close()]);
   }
+}
+
+function skippedEntry(s: NonNullable<BeforeCopyResult['skipped']>[number]): ImportReceipt['images'][number] {
+  const r = s.image.request;
+  return {
+    origin: r.origin, repository: r.targetRepository, ...(r.targetTag !== undefined ? { tag: r.targetTag } : {}), digest: s.image.top.digest,
+    status: 'skipped', reason: s.reason, ...(s.current !== undefined ? { current: s.current } : {}),
+  };
 }
 
 /** What a dry run reports: the images as they would land, nothing written. */
@@ -187,13 +225,24 @@ async function writeReceipt(receipt: ImportReceipt, opts: ImportOptions, started
 
 export function renderImportReport(r: ImportReceipt): string {
   if (r.dryRun) {
-    return [`dry run: ${r.images.length} images would go to ${r.target.kind} ${r.target.location}; nothing was sent`,
-      ...r.images.map((i) => `  ${i.origin} → ${i.repository}${i.tag !== undefined ? `:${i.tag}` : `@${i.digest}`}`)].join('\n');
+    const going = r.images.filter((i) => i.status !== 'skipped').length;
+    return [`dry run: ${going} images would go to ${r.target.kind} ${r.target.location}${going < r.images.length ? `, ${r.images.length - going} skipped` : ''}; nothing was sent`,
+      ...r.images.map((i) => `  ${i.origin} → ${i.repository}${i.tag !== undefined ? `:${i.tag}` : `@${i.digest}`}${i.status === 'skipped' ? ` (skipped: ${i.reason ?? ''})` : ''}`)].join('\n');
   }
   const done = r.images.filter((i) => i.status === 'done').length;
+  const skipped = r.images.filter((i) => i.status === 'skipped');
+  const verb = r.target.kind === 'registry' ? 'pushed to' : 'imported into';
+  const seconds = Math.max(0, (Date.parse(r.finished) - Date.parse(r.started)) / 1000);
   return [
-    `${done} of ${r.images.length} images imported into ${r.target.kind} ${r.target.location}`,
-    `blobs: ${r.blobs.copied} written (${formatBytes(r.blobs.bytesCopied)}), ${r.blobs.skipped} already there, ${r.blobs.mounted} linked/mounted${r.blobs['present-in-base'] ? `, ${r.blobs['present-in-base']} from the base` : ''}; ${r.manifests} manifests`,
+    `${done} of ${r.images.length} images ${verb} ${r.target.kind} ${r.target.location}${skipped.length ? `, ${skipped.length} skipped` : ''} in ${formatSeconds(seconds)}`,
+    ...skipped.map((i) => `  skipped ${i.repository}:${i.tag ?? ''}: ${i.reason ?? 'left as it was'}`),
+    `blobs: ${r.blobs.copied} ${r.target.kind === 'registry' ? 'uploaded' : 'written'} (${formatBytes(r.blobs.bytesCopied)}${seconds > 0 && r.blobs.bytesCopied > 0 ? `, ${formatBytes(Math.round(r.blobs.bytesCopied / seconds))}/s` : ''}), ${r.blobs.skipped} already there, ${r.blobs.mounted} linked/mounted${r.blobs['present-in-base'] ? `, ${r.blobs['present-in-base']} from the base` : ''}; ${r.manifests} manifests`,
     ...(r.receipt ? [`receipt: ${r.receipt}`] : []),
   ].join('\n');
+}
+
+function formatSeconds(s: number): string {
+  if (s < 60) return `${s.toFixed(1)}s`;
+  const m = Math.floor(s / 60);
+  return m < 60 ? `${m}m${Math.round(s % 60)}s` : `${Math.floor(m / 60)}h${m % 60}m`;
 }

@@ -236,10 +236,11 @@ async function copySequential(
   // What the stream did not carry: a delta's base blobs must already be at the
   // destination; the rest (configs kept in the source's head) is read at random.
   const rest = [...jobs.values()].filter((j) => !j.done);
+  const allRepositories = [...new Set([...jobs.values()].flatMap((j) => j.repositories))];
   await forEachLimited(rest, limit, async (job) => {
     if (!source.omittedBlobs.has(job.desc.digest)) return runJob(job);
     try {
-      await requireBase(destination, job, opts);
+      await requireBase(destination, job, allRepositories, opts);
       inBase(job);
     } catch (e) {
       const error = asFerryError(e);
@@ -251,12 +252,19 @@ async function copySequential(
   }, opts.signal);
 }
 
-async function requireBase(destination: ImageDestination, job: BlobJob, opts: OpOptions): Promise<void> {
+/**
+ * A delta's omitted blob must already be at the destination in every target
+ * repository that needs it: present, or mountable from any repository this
+ * import touches (the base release put it in one of them, not necessarily in
+ * the same repository).
+ */
+async function requireBase(destination: ImageDestination, job: BlobJob, allRepositories: string[], opts: OpOptions): Promise<void> {
+  const candidates = [...new Set([...job.repositories, ...allRepositories])];
   for (const repository of job.repositories) {
     if (await destination.hasBlob(repository, job.desc, opts)) continue;
     let mounted = false;
     if (destination.mountBlob) {
-      for (const from of job.repositories) {
+      for (const from of candidates) {
         if (from !== repository && (await destination.mountBlob(repository, job.desc, from, opts))) { mounted = true; break; }
       }
     }

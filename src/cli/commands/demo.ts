@@ -1,5 +1,4 @@
 import type { CommandModule } from 'yargs';
-import { runDemo } from '../../app/demo/run.js';
 import { contextFrom, type GlobalFlags } from '../context.js';
 import { formatBytes } from '../output.js';
 import { progressObserver } from '../progress.js';
@@ -13,6 +12,8 @@ export const demoCommand: CommandModule<GlobalFlags, Flags> = {
   describe: 'run the whole job on generated sample images: local registry → export → verify → import → serve',
   builder: (y) => y.option('dir', { type: 'string', default: '.ferry-demo', describe: 'working directory (emptied first)' }) as never,
   handler: async (argv) => {
+    // Loaded on use: --help and --version stay fast, and a command pays only for what it needs.
+    const { runDemo } = await import('../../app/demo/run.js');
     const ctx = await contextFrom(argv);
     const observer = progressObserver(ctx.out, 'demo');
     try {

@@ -1,6 +1,4 @@
 import type { CommandModule } from 'yargs';
-import { diffTargets } from '../../app/diff.js';
-import { renderDiff } from '../../delta/diff.js';
 import { contextFrom, type GlobalFlags } from '../context.js';
 
 interface Flags extends GlobalFlags {
@@ -16,6 +14,9 @@ export const diffCommand: CommandModule<GlobalFlags, Flags> = {
     .positional('b', { type: 'string', demandOption: true, describe: 'the newer side' })
     .example('$0 diff release-1.tar.zst images-2.list', 'what a delta from release 1 to the list would carry') as never,
   handler: async (argv) => {
+    // Loaded on use: --help and --version stay fast, and a command pays only for what it needs.
+    const { diffTargets } = await import('../../app/diff.js');
+    const { renderDiff } = await import('../../delta/diff.js');
     const ctx = await contextFrom(argv);
     const result = await diffTargets({ a: argv.a, b: argv.b, access: ctx.registry, jobs: ctx.jobs, signal: ctx.signal });
     ctx.out.result(result, () => renderDiff(result));

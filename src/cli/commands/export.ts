@@ -1,5 +1,4 @@
 import type { CommandModule } from 'yargs';
-import { exportBundle } from '../../app/export.js';
 import { parsePlatforms } from '../../oci/platform.js';
 import { contextFrom, type GlobalFlags } from '../context.js';
 import { refuseSharedStdin } from '../stdin.js';
@@ -38,6 +37,8 @@ export const exportCommand: CommandModule<GlobalFlags, Flags> = {
     .example('$0 export -f images.list --since release-1.0.tar.zst -o release-2.0-delta.tar.zst', 'a delta: only what release 1.0 lacks')
     .example('$0 export --from registry-layout:/var/lib/registry -o old.tar.zst', 'bundle a registry directory without starting a registry') as never,
   handler: async (argv) => {
+    // Loaded on use: --help and --version stay fast, and a command pays only for what it needs.
+    const { exportBundle } = await import('../../app/export.js');
     refuseSharedStdin(argv, argv.file === '-', 'the image list (-f -)');
     const ctx = await contextFrom(argv);
     const observer = progressObserver(ctx.out, 'export');

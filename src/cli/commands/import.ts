@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { importBundle, IMPORT_TARGET_KINDS, type ImportTargetKind, renderImportReport } from '../../app/import.js';
+import { IMPORT_TARGET_KINDS, type ImportTargetKind } from '../../app/target-kinds.js';
 import { parsePlatforms } from '../../oci/platform.js';
 import { contextFrom, type GlobalFlags, stdinOrPath } from '../context.js';
 import { refuseSharedStdin } from '../stdin.js';
@@ -31,6 +31,8 @@ export const importCommand: CommandModule<GlobalFlags, Flags> = {
     .example('$0 import release.tar.zst --to registry-layout /var/lib/registry', 'then start registry:2 on it')
     .example('$0 import release.tar.zst --to skopeo-dir ./images', 'one dir per image, for skopeo') as never,
   handler: async (argv) => {
+    // Loaded on use: --help and --version stay fast, and a command pays only for what it needs.
+    const { importBundle, IMPORT_TARGET_KINDS, renderImportReport } = await import('../../app/import.js');
     refuseSharedStdin(argv, argv.bundle === '-', 'the bundle (-)');
     const ctx = await contextFrom(argv);
     const [kind, target] = argv.to as [string, string];

@@ -1,5 +1,4 @@
 import type { CommandModule } from 'yargs';
-import { inspectBundle, renderInspection } from '../../app/inspect.js';
 import { contextFrom, type GlobalFlags, stdinOrPath } from '../context.js';
 import { refuseSharedStdin } from '../stdin.js';
 
@@ -15,6 +14,8 @@ export const inspectCommand: CommandModule<GlobalFlags, Flags> = {
     .positional('bundle', { type: 'string', demandOption: true, coerce: stdinOrPath, describe: 'bundle file, or - for stdin' })
     .option('metadata', { type: 'boolean', describe: 'print the bundle metadata (ferry.json) exactly as stored' }) as never,
   handler: async (argv) => {
+    // Loaded on use: --help and --version stay fast, and a command pays only for what it needs.
+    const { inspectBundle, renderInspection } = await import('../../app/inspect.js');
     refuseSharedStdin(argv, argv.bundle === '-', 'the bundle (-)');
     const ctx = await contextFrom(argv);
     const inspection = await inspectBundle(argv.bundle, { signal: ctx.signal });

@@ -1,6 +1,4 @@
 import type { CommandModule } from 'yargs';
-import { takeInventory } from '../../app/inventory.js';
-import { serialiseInventory } from '../../delta/inventory.js';
 import { contextFrom, type GlobalFlags } from '../context.js';
 import { formatBytes } from '../output.js';
 
@@ -21,6 +19,9 @@ export const inventoryCommand: CommandModule<GlobalFlags, Flags> = {
     .option('output', { alias: 'o', type: 'string', describe: 'write the inventory here (default: stdout)' })
     .example('$0 inventory --layout /var/lib/registry -o site.inventory.json', 'then carry the file out and: ferry export --since site.inventory.json …') as never,
   handler: async (argv) => {
+    // Loaded on use: --help and --version stay fast, and a command pays only for what it needs.
+    const { takeInventory } = await import('../../app/inventory.js');
+    const { serialiseInventory } = await import('../../delta/inventory.js');
     const ctx = await contextFrom(argv);
     const result = await takeInventory({
       registry: argv.registry, layout: argv.layout, bundles: argv.bundle, output: argv.output,

@@ -1,5 +1,4 @@
 import type { CommandModule } from 'yargs';
-import { mergeBundles } from '../../app/merge.js';
 import { contextFrom, type GlobalFlags } from '../context.js';
 import { formatBytes } from '../output.js';
 import { progressObserver } from '../progress.js';
@@ -21,6 +20,8 @@ export const mergeCommand: CommandModule<GlobalFlags, Flags> = {
     .option('level', { type: 'number', describe: 'zstd level (1-19)' })
     .example('$0 merge release-1.tar.zst release-2-delta.tar.zst -o release-2.tar.zst', 'the same bytes a full export of release 2 writes') as never,
   handler: async (argv) => {
+    // Loaded on use: --help and --version stay fast, and a command pays only for what it needs.
+    const { mergeBundles } = await import('../../app/merge.js');
     const ctx = await contextFrom(argv);
     const observer = progressObserver(ctx.out, 'merge');
     try {

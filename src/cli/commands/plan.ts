@@ -1,5 +1,4 @@
 import type { CommandModule } from 'yargs';
-import { parseSize, planExport, renderPlan } from '../../app/plan.js';
 import { parsePlatforms } from '../../oci/platform.js';
 import { contextFrom, type GlobalFlags } from '../context.js';
 
@@ -25,6 +24,8 @@ export const planCommand: CommandModule<GlobalFlags, Flags> = {
     .example('$0 plan -f images.list --split 4G', 'will it fit, and on how many volumes')
     .example('$0 plan -f images.list --since release-1.0.tar.zst --json', 'the delta, as JSON') as never,
   handler: async (argv) => {
+    // Loaded on use: --help and --version stay fast, and a command pays only for what it needs.
+    const { parseSize, planExport, renderPlan } = await import('../../app/plan.js');
     const ctx = await contextFrom(argv);
     const split = argv.split === undefined ? undefined : parseSize(argv.split);
     const result = await planExport({

@@ -1,6 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { renderImportReport } from '../../app/import.js';
-import { pushBundle } from '../../app/push.js';
+import type { OnExistingTag } from '../../app/push.js';
 import { contextFrom, type GlobalFlags, stdinOrPath } from '../context.js';
 import { refuseSharedStdin } from '../stdin.js';
 import { progressObserver } from '../progress.js';
@@ -14,7 +13,12 @@ interface Flags extends GlobalFlags {
   'create-projects'?: boolean;
   'public-projects'?: boolean;
   'dry-run'?: boolean;
+  'on-existing-tag'?: OnExistingTag;
+  flatten?: string;
 }
+
+/** app/push.ts's ON_EXISTING_TAG, repeated so --help does not load the push machinery. */
+const ON_EXISTING_TAG: readonly OnExistingTag[] = ['overwrite', 'skip', 'fail'];
 
 export const pushCommand: CommandModule<GlobalFlags, Flags> = {
   command: 'push <bundle>',
@@ -24,20 +28,29 @@ export const pushCommand: CommandModule<GlobalFlags, Flags> = {
     .option('to', { type: 'string', demandOption: true, describe: 'registry host[:port][/prefix]' })
     .option('image', { type: 'string', array: true, describe: 'push only images whose reference matches (glob), repeatable' })
     .option('project-map', { alias: 'rename', type: 'string', array: true, describe: 'OLD_PREFIX=NEW_PREFIX, e.g. docker.io/library=library' })
+    .option('flatten', { type: 'string', describe: 'cap repository depth at N components, joining the rest with "-" (a/b/c/d with 2 → a/b-c-d); after --project-map, before the --to prefix' })
+    .option('on-existing-tag', { choices: ON_EXISTING_TAG, default: 'overwrite', describe: 'a target tag pointing at another image: move it, leave it (skip that image), or refuse the whole push before sending' })
     .option('receipt', { type: 'string', describe: 'write the JSON receipt here' })
     .option('create-projects', { type: 'boolean', describe: 'Harbor: create missing projects (no-op on other registries)' })
     .option('public-projects', { type: 'boolean', describe: 'Harbor: projects created by --create-projects are public' })
     .option('dry-run', { type: 'boolean', describe: 'check credentials, projects, rights and quota and print the plan; send nothing' })
     .example('$0 push release.tar.zst --to harbor.corp.local --project-map docker.io/library=library --create-projects', 'into Harbor, creating missing projects')
-    .example('$0 push release.tar.zst --to 10.0.0.5:5000/mirror --dry-run', 'check everything, send nothing') as never,
+    .example('$0 push release.tar.zst --to 10.0.0.5:5000/mirror --dry-run', 'check everything, send nothing')
+    .example('$0 push release.tar.zst --to harbor.corp.local --flatten 2 --on-existing-tag fail', 'docker.io/a/b/c:1 → harbor.corp.local/a/b-c:1; refuse if any tag would move') as never,
   handler: async (argv) => {
+    // Loaded on use: --help and --version stay fast, and a command pays only for what it needs.
+    const { renderImportReport } = await import('../../app/import.js');
+    const { pushBundle } = await import('../../app/push.js');
+    const { parseFlatten } = await import('../../app/repository-mapping.js');
     refuseSharedStdin(argv, argv.bundle === '-', 'the bundle (-)');
+    const flatten = parseFlatten(argv.flatten);
     const ctx = await contextFrom(argv);
     const observer = progressObserver(ctx.out, 'push');
     try {
       const report = await pushBundle({
         bundle: argv.bundle, target: argv.to, images: argv.image ?? [], renames: argv['project-map'] ?? [],
         createProjects: argv['create-projects'] === true, publicProjects: argv['public-projects'] === true, dryRun: argv['dry-run'] === true,
+        onExistingTag: argv['on-existing-tag'] ?? 'overwrite', flatten,
         receiptFile: argv.receipt, jobs: ctx.jobs, registry: ctx.registry, ssh: ctx.ssh, signal: ctx.signal, observer,
       });
       observer.stop();

@@ -1,5 +1,4 @@
 import type { CommandModule } from 'yargs';
-import { renderSendReport, sendBundle } from '../../app/send.js';
 import { FerryError } from '../../errors.js';
 import { formatBytes } from '../output.js';
 import { contextFrom, type GlobalFlags } from '../context.js';
@@ -15,6 +14,8 @@ export const sendCommand: CommandModule<GlobalFlags, Flags> = {
     .positional('paths', { type: 'string', array: true, demandOption: true, describe: 'FILE… DESTINATION, DESTINATION = user@host:/dir/ or ssh://user@host:port/dir' })
     .example('$0 send release.tar.zst ops@jump.corp.local:/srv/ferry/', 'run again after a dropped link: it goes on where it stopped') as never,
   handler: async (argv) => {
+    // Loaded on use: --help and --version stay fast, and a command pays only for what it needs.
+    const { renderSendReport, sendBundle } = await import('../../app/send.js');
     const ctx = await contextFrom(argv);
     const paths = argv.paths.map(String);
     const destination = paths.pop();

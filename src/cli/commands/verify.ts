@@ -1,5 +1,4 @@
 import type { CommandModule } from 'yargs';
-import { verifyBundle } from '../../app/verify.js';
 import { contextFrom, type GlobalFlags, stdinOrPath } from '../context.js';
 import { refuseSharedStdin } from '../stdin.js';
 import { formatBytes } from '../output.js';
@@ -19,6 +18,8 @@ export const verifyCommand: CommandModule<GlobalFlags, Flags> = {
     .option('require-signed', { type: 'boolean', describe: 'with --key: an image without a valid signature is an error' })
     .example('$0 verify release.tar.zst --key cosign.pub --require-signed', 'digests, completeness and signatures') as never,
   handler: async (argv) => {
+    // Loaded on use: --help and --version stay fast, and a command pays only for what it needs.
+    const { verifyBundle } = await import('../../app/verify.js');
     refuseSharedStdin(argv, argv.bundle === '-', 'the bundle (-)');
     const ctx = await contextFrom(argv);
     const observer = progressObserver(ctx.out, 'verify');

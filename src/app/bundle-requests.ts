@@ -9,6 +9,8 @@ export interface BundleSelection {
   renames?: Rename[];
   /** Target repository prefix (`--to host/mirror`). */
   prefix?: string;
+  /** `--flatten N`: cap mapped names at N path components (see repository-mapping.ts). */
+  flatten?: number | undefined;
   /** Keep bundle names as they are (verify, inspect): no mapping. */
   identity?: boolean;
 }
@@ -26,10 +28,34 @@ export function requestsFromBundle(meta: BundleMetadata, sel: BundleSelection): 
     const r: ImageRequest = {
       sourceRepository: i.repository,
       sourceReference: i.digest,
-      targetRepository: sel.identity ? i.repository : mapRepository(i.repository, sel.renames ?? [], sel.prefix ?? ''),
+      targetRepository: sel.identity ? i.repository : mapRepository(i.repository, sel.renames ?? [], sel.prefix ?? '', sel.flatten),
       origin: i.origin,
     };
     if (i.tag !== undefined) r.targetTag = i.tag;
     return r;
+  });
+}
+
+/**
+ * Refuses requests that would put two different images on one target
+ * `repository:tag` (renames or --flatten folding names together): which one
+ * wins would depend on upload order. The same image arriving twice is fine,
+ * and so are two sources sharing a repository under different tags.
+ */
+export function assertNoTagCollisions(requests: ImageRequest[]): void {
+  const byTarget = new Map<string, ImageRequest[]>();
+  for (const r of requests) {
+    if (r.targetTag === undefined) continue;
+    const key = `${r.targetRepository}:${r.targetTag}`;
+    const list = byTarget.get(key) ?? [];
+    if (!list.some((x) => x.sourceReference === r.sourceReference)) list.push(r);
+    byTarget.set(key, list);
+  }
+  const clashes = [...byTarget].filter(([, list]) => list.length > 1);
+  if (clashes.length === 0) return;
+  const lines = clashes.map(([target, list]) => `  ${target} ← ${list.map((r) => `${r.origin} (${r.sourceReference})`).join(', ')}`);
+  throw new FerryError('E_USAGE', `${clashes.length} target tag${clashes.length > 1 ? 's' : ''} would receive more than one image:\n${lines.join('\n')}`, {
+    hint: 'map these sources apart: a deeper --flatten, a --project-map/--rename for one of them, or --image to push only one',
+    details: { collisions: clashes.map(([target, list]) => ({ target, images: list.map((r) => ({ origin: r.origin, digest: r.sourceReference })) })) },
   });
 }

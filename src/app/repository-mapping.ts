@@ -7,7 +7,10 @@ import { splitQualifiedName, validateRepository } from '../oci/reference.js';
  *   1. the longest matching `--rename OLD=NEW` prefix (whole path components) is replaced;
  *   2. otherwise the registry host is dropped (`docker.io/library/nginx` → `library/nginx`),
  *      as a mirror does;
- *   3. a target prefix (`--to host/mirror`) is put in front.
+ *   3. `--flatten N` caps the depth at N components: the first N-1 stay, the rest
+ *      are joined with `-` into the last one (`a/b/c/d` with 2 → `a/b-c-d`);
+ *   4. a target prefix (`--to host/mirror`) is put in front (it does not count
+ *      toward N: the prefix is the user's own choice of place).
  * The result must be a valid repository path, or the image is refused.
  */
 export interface Rename {
@@ -26,7 +29,32 @@ export function parseRenames(specs: string[]): Rename[] {
   });
 }
 
-export function mapRepository(qualified: string, renames: Rename[], prefix = ''): string {
+/** Largest sensible --flatten: deeper names are not capped by any registry we know. */
+export const MAX_FLATTEN_DEPTH = 16;
+
+export function parseFlatten(value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  const n = typeof value === 'number' ? value : Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > MAX_FLATTEN_DEPTH) {
+    throw new FerryError('E_USAGE', `--flatten ${String(value)}: expected a whole number of path components from 1 to ${MAX_FLATTEN_DEPTH}`, {
+      hint: 'Harbor takes project/repository: --flatten 2; GitLab takes group/subgroup/project/name: --flatten 3 or 4',
+    });
+  }
+  return n;
+}
+
+/**
+ * Caps `name` at `depth` path components, joining the surplus with `-`. Two
+ * valid components joined by `-` are one valid component (each starts and ends
+ * with [a-z0-9]), and the length does not change, so the result stays valid.
+ */
+export function flattenRepository(name: string, depth: number): string {
+  const parts = name.split('/');
+  if (parts.length <= depth) return name;
+  return [...parts.slice(0, depth - 1), parts.slice(depth - 1).join('-')].join('/');
+}
+
+export function mapRepository(qualified: string, renames: Rename[], prefix = '', flatten?: number): string {
   let best: Rename | undefined;
   for (const r of renames) {
     if ((qualified === r.from || qualified.startsWith(`${r.from}/`)) && (!best || r.from.length > best.from.length)) best = r;
@@ -38,6 +66,7 @@ export function mapRepository(qualified: string, renames: Rename[], prefix = '')
   } else {
     name = splitQualifiedName(qualified).repository;
   }
+  if (flatten !== undefined) name = flattenRepository(name, flatten);
   if (prefix) name = `${prefix}/${name}`;
   return validateRepository(name, `repository for ${qualified}`);
 }

@@ -47,6 +47,16 @@ export interface HttpResponse {
 const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
 const DEFAULT_IDLE_TIMEOUT_MS = 120_000;
 
+/**
+ * FERRY_CONNECT_TIMEOUT / FERRY_IDLE_TIMEOUT (seconds) replace the defaults:
+ * operators on slow satellite links raise them, tests of a stalling registry
+ * lower them. Anything but a positive number is ignored.
+ */
+function envTimeoutMs(name: string): number | undefined {
+  const v = Number(process.env[name]);
+  return Number.isFinite(v) && v > 0 ? v * 1000 : undefined;
+}
+
 export class HttpClient {
   private readonly agents = new Map<string, http.Agent>();
   /** Passed to every TLS connection: verification on unless `insecure`; a CA file adds to the system roots. */
@@ -68,8 +78,8 @@ export class HttpClient {
 
   request(req: HttpRequest): Promise<HttpResponse> {
     const { url } = req;
-    const connectTimeout = this.options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
-    const idleTimeout = this.options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+    const connectTimeout = this.options.connectTimeoutMs ?? envTimeoutMs('FERRY_CONNECT_TIMEOUT') ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    const idleTimeout = this.options.idleTimeoutMs ?? envTimeoutMs('FERRY_IDLE_TIMEOUT') ?? DEFAULT_IDLE_TIMEOUT_MS;
     const headers: Record<string, string> = { 'user-agent': this.options.userAgent ?? 'ferry', ...req.headers };
     if (Buffer.isBuffer(req.body)) headers['content-length'] = String(req.body.length);
 
@@ -116,6 +126,10 @@ export class HttpClient {
         reject(networkError(err, url));
       });
       cr.on('response', (res) => {
+        // A connection dropped mid-body reaches the body as Node's bare "aborted" (ECONNRESET) through
+        // res.destroy(): make it the E_NETWORK it is, so that callers name the host and retries apply.
+        const destroy = res.destroy.bind(res);
+        res.destroy = (err?: Error) => destroy(err === undefined || err instanceof FerryError ? err : networkError(err, url));
         response = res;
         clearTimeout(connectTimer);
         res.once('close', cleanup);

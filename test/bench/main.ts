@@ -348,7 +348,7 @@ async function main(): Promise<void> {
     const saving = z3?.bytes && zNone?.bytes ? 1 - z3.bytes.median / zNone.bytes.median : undefined;
     const extra = z3 && zNone ? z3.cpuS.median - zNone.cpuS.median : undefined;
     const zstdAnswer = saving === undefined || extra === undefined ? 'n/a'
-      : `zstd level 3 saves ${(saving * 100).toFixed(2)} % of the bundle (${mb(zNone!.bytes!.median - z3!.bytes!.median)}) for ${extra.toFixed(2)} s more CPU per export `
+      : `zstd level 3 saves ${(saving * 100).toFixed(2)} % of the bundle (${mb(zNone!.bytes!.median - z3!.bytes!.median)}) for ${extra > 0 ? `${extra.toFixed(2)} s more CPU` : 'no measurable extra CPU'} per export `
         + `(wall ${z3!.wallS.median.toFixed(2)} s vs ${zNone!.wallS.median.toFixed(2)} s; machine zstd-3 limit ${mbps(machine.zstd3Bps)}). `
         + (saving < 0.03 ? 'On layers that are already gzip-compressed, whole-stream zstd does not pay: keep it off by default (plain .tar), useful only if the bundle carries uncompressed content.' : 'It pays here.');
 

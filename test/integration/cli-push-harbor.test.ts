@@ -7,8 +7,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HARBOR_ADMIN, HARBOR_ADMIN_PASSWORD, type HarborFixture, startHarborFixture } from '../support/harbor-fixture.js';
 import { runFerry } from '../support/cli.js';
+import { makeImage, makeLayer, Rng } from '../support/images.js';
+import { pushArtifact } from '../support/push.js';
 import { skopeoInspectDigest, skopeoInspectRaw } from '../support/skopeo.js';
-import { type CliEnv, expectationsOf, expectNoSecret, ferryOk, imagesList, jsonOf, startCliEnv, writeList } from './cli-fixture.js';
+import { type CliEnv, entry, expectationsOf, expectNoSecret, ferryOk, imagesList, jsonOf, startCliEnv, writeList } from './cli-fixture.js';
 
 let env: CliEnv;
 let harbor: HarborFixture;
@@ -61,6 +63,16 @@ describe('ferry push into Harbor', () => {
     expect(storedRepositories()).toEqual([]);
   });
 
+  it('--on-existing-tag fail in a dry run asks only the projects that exist, and finds no conflict', async () => {
+    const r = jsonOf<{ dryRun: boolean; images: { status: string }[] }>(
+      await ferryOk(pushArgs('--create-projects', '--dry-run', '--on-existing-tag', 'fail', '--json'), { input }),
+    );
+    expect(r.dryRun).toBe(true);
+    expect(r.images.every((i) => i.status === 'planned')).toBe(true);
+    expect(harbor.count('POST', '/api/v2.0/projects')).toBe(0);
+    expect(storedRepositories()).toEqual([]);
+  });
+
   it('--create-projects creates them, and every image lands with its original digest', async () => {
     const r = await ferryOk(pushArgs('--create-projects', '--json'), { input });
     expectNoSecret(r, HARBOR_ADMIN_PASSWORD);
@@ -70,5 +82,22 @@ describe('ferry push into Harbor', () => {
       const got = x.ref.startsWith('sha256:') ? (await skopeoInspectRaw(ref, admin())).digest : await skopeoInspectDigest(ref, admin());
       expect(got, ref).toBe(x.digest);
     }
+  });
+
+  it('--on-existing-tag through Harbor: same digests pass, a moved tag is listed by fail and left by skip', async () => {
+    expect((await ferryOk(pushArgs('--on-existing-tag', 'fail', '--json'), { input })).code).toBe(0);
+    const layer = await makeLayer(new Rng(0x4a2c), { size: 20_000, compressible: true });
+    const other = makeImage({ layers: [layer], mediaTypes: 'oci', labels: { name: 'site-build' } });
+    await pushArtifact(admin(), 'library/base-os', other, ['1.0']);
+    const base = entry(env.corpus, 'library/base-os');
+
+    const failed = await runFerry(pushArgs('--on-existing-tag', 'fail', '--json'), { input });
+    expect(failed.code).toBe(2);
+    expect(failed.stdout).toContain(`library/base-os:1.0  ${other.digest} → ${base.digest}`);
+    expectNoSecret(failed, HARBOR_ADMIN_PASSWORD);
+
+    const skipped = jsonOf<{ images: { repository: string; tag?: string; status: string }[] }>(await ferryOk(pushArgs('--on-existing-tag', 'skip', '--json'), { input }));
+    expect(skipped.images.filter((i) => i.status === 'skipped').map((i) => `${i.repository}:${i.tag}`)).toEqual(['library/base-os:1.0']);
+    expect(await skopeoInspectDigest(`${harbor.host}/library/base-os:1.0`, admin())).toBe(other.digest);
   });
 });

@@ -27,6 +27,8 @@ let good: Buffer;
 let entries: TarEntry[];
 let meta: Meta;
 let caseNo = 0;
+/** Every run's outcome, printed at the end: the numbers spec/robustness.md quotes. */
+const observed: Array<{ n: number; kind: string; code: string; peakKiB: number }> = [];
 
 const sha = (b: Buffer | string) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const clone = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
@@ -41,7 +43,10 @@ beforeAll(async () => {
   entries = await readTar(good);
   meta = JSON.parse(entries[0]!.body.toString()) as Meta;
 });
-afterAll(async () => tmp?.cleanup());
+afterAll(async () => {
+  if (process.env.FERRY_ROBUSTNESS_REPORT) console.log(observed.map((o) => `case ${o.n} ${o.kind}: ${o.code}, peak ${Math.round(o.peakKiB / 1024)} MiB`).join('\n'));
+  await tmp?.cleanup();
+});
 
 function fixIdAndTotals(m: Meta): Meta {
   m.totals = {
@@ -151,7 +156,8 @@ function zstdFrame(tar: Buffer, zeros: number, declared: number, trailer?: Buffe
 
 interface Outcome {
   layout: TimedResult;
-  dir: TimedResult;
+  /** Absent when the case ran against the registry layout only (checks that do not depend on the target kind). */
+  dir?: TimedResult;
 }
 
 /**
@@ -160,23 +166,25 @@ interface Outcome {
  * except for the target itself (and a receipt when an import got as far as one);
  * no file in the target is unverified; no temp files; peak RSS under the ceiling.
  */
-async function importBoth(bytes: Buffer, opts: { landed?: boolean; rssKiB?: number } = {}): Promise<Outcome> {
+async function importBoth(bytes: Buffer, opts: { landed?: boolean; rssKiB?: number; layoutOnly?: boolean } = {}): Promise<Outcome> {
   const n = ++caseNo;
   const file = join(tmp.path, `case-${n}.tar`);
   await writeFile(file, bytes);
   const results: Partial<Outcome> = {};
-  for (const kind of ['registry-layout', 'skopeo-dir'] as const) {
+  const excluded = (rel: string) => rel.startsWith(`w-${n}-`) || rel.startsWith('case-');
+  const whole = await snapshotTree(tmp.path, excluded);
+  // The two targets run side by side: the machine has two cores.
+  const kinds = opts.layoutOnly ? (['registry-layout'] as const) : (['registry-layout', 'skopeo-dir'] as const);
+  await Promise.all(kinds.map(async (kind) => {
     const work = join(tmp.path, `w-${n}-${kind}`);
     await mkdir(work);
     // Bait a hostile bundle might aim for: its own neighbours.
     await writeFile(join(work, 'bait.txt'), 'bait');
-    const whole = await snapshotTree(tmp.path, (rel) => rel.startsWith(`w-${n}-`) || rel.startsWith('case-'));
     const before = await snapshotTree(work);
     const target = join(work, 'target');
     const r = await runTimed(['import', file, '--to', kind, target, '--json', '--jobs', '2'], { cwd: work, timeoutMs: 60_000 });
     const after = await snapshotTree(work, (rel) => rel === 'target' || rel.startsWith('target/') || /^ferry-receipt-.*\.json$/.test(rel));
     expect(diffMaps(before, after), `${kind}: written outside the target`).toEqual([]);
-    expect(diffMaps(whole, await snapshotTree(tmp.path, (rel) => rel.startsWith(`w-${n}-`) || rel.startsWith('case-'))), `${kind}: written elsewhere under the test root`).toEqual([]);
     const scan = await scanTarget(target);
     expect(scan.wrong, `${kind}: unverified blobs`).toEqual([]);
     expect(scan.odd, `${kind}: links or special files`).toEqual([]);
@@ -186,12 +194,14 @@ async function importBoth(bytes: Buffer, opts: { landed?: boolean; rssKiB?: numb
     if (!opts.landed) expect(scan.entryPoints, `${kind}: a refused bundle left a tag or manifest`).toEqual([]);
     expect(r.peakKiB, `${kind}: peak RSS`).toBeLessThan(opts.rssKiB ?? RSS_CEILING_KIB);
     results[kind === 'registry-layout' ? 'layout' : 'dir'] = r;
-  }
+    observed.push({ n, kind, code: r.error?.code ?? `exit ${r.code}`, peakKiB: r.peakKiB ?? 0 });
+  }));
+  expect(diffMaps(whole, await snapshotTree(tmp.path, excluded)), 'written elsewhere under the test root').toEqual([]);
   return results as Outcome;
 }
 
 function expectRefused(o: Outcome, codes: string[], ...mentions: string[]): void {
-  for (const r of [o.layout, o.dir]) {
+  for (const r of [o.layout, ...(o.dir ? [o.dir] : [])]) {
     expect(r.error, `no --json error document; exit ${r.code}\n${r.stderr}\n${r.stdout}`).toBeDefined();
     expect(codes, `${r.error!.code}: ${r.error!.message}`).toContain(r.error!.code);
     expect(r.code).toBe(EXIT_STATUS[r.error!.code as keyof typeof EXIT_STATUS]);
@@ -206,16 +216,16 @@ describe('ferry import refuses hostile bundles, writing nothing outside the targ
   it('the untouched bundle imports into both targets (so each case below fails for its own reason)', async () => {
     const o = await importBoth(good, { landed: true });
     expect(o.layout.code, o.layout.stderr).toBe(0);
-    expect(o.dir.code, o.dir.stderr).toBe(0);
-    const repacked = await importBoth(await writeTar(plain(entries)), { landed: true });
+    expect(o.dir!.code, o.dir!.stderr).toBe(0);
+    const repacked = await importBoth(await writeTar(plain(entries)), { landed: true, layoutOnly: true });
     expect(repacked.layout.code).toBe(0);
   });
 
   it('entries named ../escape or with an absolute path', async () => {
     const at = indexOf('blobs/sha256/') + 1;
-    for (const name of ['../escape', `${tmp.path}/abs-escape`, 'blobs/sha256/../../../escape2']) {
+    for (const [i, name] of ['../escape', `${tmp.path}/abs-escape`, 'blobs/sha256/../../../escape2'].entries()) {
       const list = [...entries.slice(0, at), { header: { ...entries[1]!.header, name }, body: Buffer.from('pwned') }, ...entries.slice(at)];
-      expectRefused(await importBoth(await writeTar(plain(list))), ['E_BUNDLE_INVALID'], JSON.stringify(name).slice(1, 20));
+      expectRefused(await importBoth(await writeTar(plain(list)), { layoutOnly: i > 0 }), ['E_BUNDLE_INVALID'], JSON.stringify(name).slice(1, 20));
     }
     expect(existsSync(join(tmp.path, 'abs-escape'))).toBe(false);
   });
@@ -223,13 +233,13 @@ describe('ferry import refuses hostile bundles, writing nothing outside the targ
   it('a symlink or hard link where a blob is expected, and blobs/ as a symlink', async () => {
     const layer = layers()[0]!;
     const at = indexOf(blobName(layer.digest));
-    for (const [type, linkname] of [['symlink', '../../../bait.txt'], ['link', 'ferry.json'], ['symlink', '/etc/passwd']] as const) {
+    for (const [type, linkname] of [['symlink', '../../../bait.txt'], ['link', 'ferry.json']] as const) {
       const list = [...plain(entries.slice(0, at)), { name: blobName(layer.digest), type, linkname }, ...plain(entries.slice(at + 1))];
       expectRefused(await importBoth(await writeTar(list)), ['E_BUNDLE_INVALID'], layer.digest.slice(7, 20));
     }
     const dirAt = indexOf('blobs/');
     const list = [...plain(entries.slice(0, dirAt)), { name: 'blobs/', type: 'symlink' as const, linkname: '/tmp' }, ...plain(entries.slice(dirAt + 1))];
-    expectRefused(await importBoth(await writeTar(list)), ['E_BUNDLE_INVALID'], 'blobs/');
+    expectRefused(await importBoth(await writeTar(list), { layoutOnly: true }), ['E_BUNDLE_INVALID'], 'blobs/');
   });
 
   it('a second ferry.json after the last blob', async () => {
@@ -245,10 +255,10 @@ describe('ferry import refuses hostile bundles, writing nothing outside the targ
     const m = clone(meta);
     const config = m.blobs.find((b) => b.kind === 'config')!;
     config.size = 2 ** 40;
-    expectRefused(await importBoth(await writeTar(plain([metaEntry(fixIdAndTotals(m)), ...entries.slice(1)]))), ['E_BUNDLE_INVALID'], config.digest);
+    expectRefused(await importBoth(await writeTar(plain([metaEntry(fixIdAndTotals(m)), ...entries.slice(1)])), { layoutOnly: true }), ['E_BUNDLE_INVALID'], config.digest);
     // ferry.json itself claiming 100 MiB: refused on the header alone (the bytes are not even there).
     const bigMeta = lieAboutSize(await writeTar(plain(entries)), 'ferry.json', 100n << 20n);
-    expectRefused(await importBoth(bigMeta), ['E_BUNDLE_INVALID', 'E_BUNDLE_TRUNCATED'], 'ferry.json');
+    expectRefused(await importBoth(bigMeta, { layoutOnly: true }), ['E_BUNDLE_INVALID', 'E_BUNDLE_TRUNCATED'], 'ferry.json');
   });
 
   it('metadata that lies: a media type, a layer size (with consistent totals and id), a layer digest (same-size bytes)', async () => {
@@ -260,13 +270,13 @@ describe('ferry import refuses hostile bundles, writing nothing outside the targ
     const index = JSON.parse(entries[2]!.body.toString()) as { manifests: Array<{ digest: string; mediaType: string }> };
     index.manifests.find((e) => e.digest === top.digest)!.mediaType = lie;
     const mt = [metaEntry(fixIdAndTotals(m)), entries[1]!, { header: entries[2]!.header, body: Buffer.from(JSON.stringify(index)) }, ...entries.slice(3)];
-    expectRefused(await importBoth(await writeTar(plain(mt))), ['E_BUNDLE_INVALID', 'E_MANIFEST_INVALID'], top.digest);
+    expectRefused(await importBoth(await writeTar(plain(mt)), { layoutOnly: true }), ['E_BUNDLE_INVALID', 'E_MANIFEST_INVALID'], top.digest);
 
     const layer = layers()[1]!;
     const m2 = clone(meta);
     m2.blobs.find((b) => b.digest === layer.digest)!.size += 512;
     const grown = entries.map((e) => (e.header.name === blobName(layer.digest) ? { header: { ...e.header, size: e.body.length + 512 }, body: Buffer.concat([e.body, Buffer.alloc(512, 7)]) } : e));
-    expectRefused(await importBoth(await writeTar(plain([metaEntry(fixIdAndTotals(m2)), ...grown.slice(1)]))), ['E_BUNDLE_INVALID', 'E_SIZE_MISMATCH'], layer.digest.slice(7));
+    expectRefused(await importBoth(await writeTar(plain([metaEntry(fixIdAndTotals(m2)), ...grown.slice(1)])), { layoutOnly: true }), ['E_BUNDLE_INVALID', 'E_SIZE_MISMATCH'], layer.digest.slice(7));
 
     // Same size, other bytes: only hashing can tell. The images that need it fail, the others land.
     const swapped = entries.map((e) => (e.header.name === blobName(layer.digest) ? { header: e.header, body: Buffer.alloc(e.body.length, 0x41) } : e));
@@ -283,10 +293,10 @@ describe('ferry import refuses hostile bundles, writing nothing outside the targ
       (m: Meta) => { m.images[0]!.repository = 'docker.io/../../etc'; },
       (m: Meta) => { m.images[0]!.tag = '..'; },
       (m: Meta) => { m.images[0]!.tag = '../../../bait'; },
-    ]) {
+    ].entries()) {
       const m = clone(meta);
-      edit(m);
-      expectRefused(await importBoth(await writeTar(plain([metaEntry(fixIdAndTotals(m)), ...entries.slice(1)]))), ['E_NAME_UNSAFE', 'E_BUNDLE_INVALID']);
+      edit[1](m);
+      expectRefused(await importBoth(await writeTar(plain([metaEntry(fixIdAndTotals(m)), ...entries.slice(1)])), { layoutOnly: edit[0] === 1 || edit[0] === 3 }), ['E_NAME_UNSAFE', 'E_BUNDLE_INVALID']);
     }
   });
 
@@ -297,7 +307,7 @@ describe('ferry import refuses hostile bundles, writing nothing outside the targ
     expectRefused(await importBoth(await writeTar(plain(replaceTopManifest(digest, Buffer.from(JSON.stringify(d1)))))), ['E_BLOB_MISSING'], sha('not in the bundle'));
     const d2 = clone(doc) as { layers: Array<{ digest: string; size: number }> };
     d2.layers.push({ ...d2.layers[0]!, digest: sha(entries[0]!.body), size: entries[0]!.body.length });
-    expectRefused(await importBoth(await writeTar(plain(replaceTopManifest(digest, Buffer.from(JSON.stringify(d2)))))), ['E_BLOB_MISSING'], sha(entries[0]!.body));
+    expectRefused(await importBoth(await writeTar(plain(replaceTopManifest(digest, Buffer.from(JSON.stringify(d2))))), { layoutOnly: true }), ['E_BLOB_MISSING'], sha(entries[0]!.body));
   });
 
   it('JSON bombs: nesting in ferry.json (covered by the bundle id) and in a manifest; a 5 MiB manifest', async () => {
@@ -305,14 +315,14 @@ describe('ferry import refuses hostile bundles, writing nothing outside the targ
     const m = clone(meta);
     m.images[0]!.extra = 'BOMB';
     const text = JSON.stringify(fixIdAndTotals(m)).replace('"BOMB"', `${'['.repeat(deep)}${']'.repeat(deep)}`);
-    expectRefused(await importBoth(await writeTar(plain([metaEntry(text), ...entries.slice(1)]))), ['E_BUNDLE_INVALID'], 'nests');
+    expectRefused(await importBoth(await writeTar(plain([metaEntry(text), ...entries.slice(1)])), { layoutOnly: true }), ['E_BUNDLE_INVALID'], 'nests');
 
     const { digest, doc } = toolManifest();
     const bomb = JSON.stringify({ ...doc, annotations: { x: 'BOMB' } }).replace('"BOMB"', `${'['.repeat(deep)}${']'.repeat(deep)}`);
     expectRefused(await importBoth(await writeTar(plain(replaceTopManifest(digest, Buffer.from(bomb))))), ['E_MANIFEST_INVALID'], 'nests');
 
     const fat = Buffer.from(JSON.stringify({ ...doc, annotations: { pad: 'x'.repeat(5 * 1024 * 1024) } }));
-    expectRefused(await importBoth(await writeTar(plain(replaceTopManifest(digest, fat)))), ['E_BUNDLE_INVALID', 'E_MANIFEST_INVALID'], sha(fat));
+    expectRefused(await importBoth(await writeTar(plain(replaceTopManifest(digest, fat))), { layoutOnly: true }), ['E_BUNDLE_INVALID', 'E_MANIFEST_INVALID'], sha(fat));
   });
 
   it('a 16 MiB ferry.json with a huge unknown array: accepted, memory bounded (see spec/robustness.md on the 64 MiB cap)', async () => {
@@ -320,7 +330,7 @@ describe('ferry import refuses hostile bundles, writing nothing outside the targ
     m.padding = 'PAD';
     const text = JSON.stringify(fixIdAndTotals(m)).replace('"PAD"', `[${'0,'.repeat(8 * 1024 * 1024 - 1)}0]`);
     expect(text.length).toBeGreaterThan(16 * 1024 * 1024);
-    const o = await importBoth(await writeTar(plain([metaEntry(text), ...entries.slice(1)])), { landed: true, rssKiB: 450 * 1024 });
+    const o = await importBoth(await writeTar(plain([metaEntry(text), ...entries.slice(1)])), { landed: true, rssKiB: 450 * 1024, layoutOnly: true });
     expect(o.layout.code, o.layout.stderr).toBe(0);
   });
 
@@ -336,11 +346,11 @@ describe('ferry import refuses hostile bundles, writing nothing outside the targ
   it('an honest zstd frame with 128 MiB of zeros and then one byte after the archive: E_BUNDLE_INVALID, memory flat', async () => {
     const tar = await writeTar(plain(entries));
     const frame = zstdFrame(tar, 128 << 20, tar.length + (128 << 20) + 1, Buffer.from([1]));
-    expectRefused(await importBoth(frame), ['E_BUNDLE_INVALID']);
+    expectRefused(await importBoth(frame, { layoutOnly: true }), ['E_BUNDLE_INVALID']);
     // The same without the stray byte is an intact bundle (trailing zeros are allowed, spec §7.6).
     const clean = zstdFrame(tar, 1 << 20, tar.length + (1 << 20));
     const o = await importBoth(clean, { landed: true });
     expect(o.layout.code, o.layout.stderr).toBe(0);
-    expect(o.dir.code, o.dir.stderr).toBe(0);
+    expect(o.dir!.code, o.dir!.stderr).toBe(0);
   });
 });

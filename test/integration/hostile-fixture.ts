@@ -258,3 +258,75 @@ export function diffMaps(a: Map<string, string>, b: Map<string, string>, limit =
   for (const [k, v] of b) if (!a.has(k)) out.push(`${k}: (new) ${v}`);
   return out.slice(0, limit);
 }
+
+// ---------------------------------------------------------------- a fault proxy with full control
+
+import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface Upstream {
+  status: number;
+  headers: IncomingMessage['headers'];
+  body: Buffer;
+}
+
+/** Decides one request: return true when it answered `res` itself, false to forward unchanged. */
+export type FaultHandler = (req: IncomingMessage, res: ServerResponse, ctx: { n: number; fetch: () => Promise<Upstream> }) => boolean | Promise<boolean>;
+
+export interface FaultProxy {
+  host: string;
+  url: string;
+  log: Array<{ method: string; path: string; headers: IncomingMessage['headers'] }>;
+  stop(): Promise<void>;
+}
+
+/**
+ * A loopback proxy in front of a real registry whose handler may answer any request
+ * itself — partial bodies, stalls, resets, redirects — with the real answer at hand
+ * (`fetch`). `n` counts requests with the same method and path, from 1. Sockets left
+ * stalled are destroyed on stop.
+ */
+export async function startFaultProxy(upstream: string, handler: FaultHandler = () => false): Promise<FaultProxy> {
+  const target = new URL(upstream);
+  const seen = new Map<string, number>();
+  const log: FaultProxy['log'] = [];
+  const forward = (req: IncomingMessage, body: Buffer): Promise<Upstream> => new Promise((resolve, reject) => {
+    const up = httpRequest({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
+      const chunks: Buffer[] = [];
+      r.on('data', (c: Buffer) => chunks.push(c));
+      r.on('end', () => resolve({ status: r.statusCode ?? 502, headers: r.headers, body: Buffer.concat(chunks) }));
+      r.on('error', reject);
+    });
+    up.on('error', reject);
+    up.end(body);
+  });
+  const server: Server = createServer((req, res) => {
+    const key = `${req.method} ${(req.url ?? '/').split('?')[0]}`;
+    const n = (seen.get(key) ?? 0) + 1;
+    seen.set(key, n);
+    log.push({ method: req.method ?? '', path: req.url ?? '/', headers: req.headers });
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      void (async () => {
+        try {
+          if (await handler(req, res, { n, fetch: () => forward(req, body) })) return;
+          const up = await forward(req, body);
+          res.writeHead(up.status, up.headers);
+          res.end(req.method === 'HEAD' ? undefined : up.body);
+        } catch {
+          res.destroy();
+        }
+      })();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as AddressInfo;
+  return {
+    host: `127.0.0.1:${port}`,
+    url: `http://127.0.0.1:${port}`,
+    log,
+    stop: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }),
+  };
+}

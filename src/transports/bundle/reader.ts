@@ -37,6 +37,8 @@ export class BundleSource implements SequentialSource {
   readonly omittedBlobs: ReadonlySet<Digest>;
   private readonly small = new Map<Digest, Buffer>();
   private readonly neededBy = new Map<Digest, string[]>();
+  /** Layers whose entries blobs() found missing, with the error that says so. */
+  private readonly missingLayers = new Map<Digest, FerryError>();
   private layerIndex: number;
   private started = false;
   private closed = false;
@@ -107,6 +109,15 @@ export class BundleSource implements SequentialSource {
     });
   }
 
+  private missing(blob: BundleBlob, found: string): FerryError {
+    const needers = this.imagesNeeding(blob.digest);
+    const needs = needers.length ? ` (needed by ${needers.slice(0, 5).join(', ')}${needers.length > 5 ? ', …' : ''})` : '';
+    return new FerryError('E_BUNDLE_INVALID', `${this.where}: layer ${blob.digest}${needs} is missing or out of order: ${JSON.stringify(found)} came where ${blobEntryName(blob.digest)} was expected`, {
+      hint: 'the bundle lost an entry (damaged or edited copy); copy it again from the exporting side. Images that do not need this layer are not affected',
+      details: { file: this.where, digest: blob.digest, images: needers, entry: found },
+    });
+  }
+
   private invalid(why: string, details: Record<string, unknown> = {}): FerryError {
     return new FerryError('E_BUNDLE_INVALID', `${this.where}: ${why}`, {
       hint: 'this is not an intact ferry bundle (damaged, hand-made or tampered with); do not use it',
@@ -115,8 +126,8 @@ export class BundleSource implements SequentialSource {
   }
 
   /** Reads the next header and checks it is exactly the entry expected next. */
-  private async expectEntry(exp: Expected, seen: Set<string>): Promise<TarEntry> {
-    const header = await this.reader.next(() => this.truncated(`entry ${exp.name}`, exp.blob));
+  private async expectEntry(exp: Expected, seen: Set<string>, readAhead?: TarEntry): Promise<TarEntry> {
+    const header = readAhead ?? await this.reader.next(() => this.truncated(`entry ${exp.name}`, exp.blob));
     if (header === null) throw this.truncated(`entry ${exp.name}`, exp.blob);
     const shown = JSON.stringify(header.name.slice(0, 200));
     if (header.name !== exp.name || header.type !== exp.type) {
@@ -259,6 +270,8 @@ export class BundleSource implements SequentialSource {
   async getBlob(_repository: string, desc: Descriptor): Promise<Readable> {
     const bytes = this.small.get(desc.digest);
     if (bytes) return Readable.from([bytes], { objectMode: false });
+    const missing = this.missingLayers.get(desc.digest);
+    if (missing) throw missing;
     if (this.omittedBlobs.has(desc.digest)) {
       throw new FerryError('E_BLOB_MISSING', `${this.where}: blob ${desc.digest} is not in this delta bundle (its base has it)`, {
         hint: 'import the base bundle first, or into the same destination', details: { file: this.where, digest: desc.digest },
@@ -279,12 +292,26 @@ export class BundleSource implements SequentialSource {
   async *blobs(opts: OpOptions = {}): AsyncGenerator<{ descriptor: Descriptor; stream: Readable }> {
     if (this.started) throw new FerryError('E_INTERNAL', `${this.where}: blobs() can be read only once`);
     this.started = true;
+    const position = new Map(this.meta.blobs.map((b, i) => [blobEntryName(b.digest), i]));
+    // An entry met where an earlier declared layer was due: that layer is missing (or moved).
+    let ahead: TarEntry | undefined;
     for (let i = this.layerIndex; i < this.meta.blobs.length; i++) {
       opts.signal?.throwIfAborted();
       const blob = this.meta.blobs[i]!;
       const exp: Expected = { name: blobEntryName(blob.digest), type: 'file', blob };
-      const entry = await this.expectEntry(exp, this.seenNames);
-      yield { descriptor: { digest: blob.digest, size: blob.size, mediaType: blob.mediaType }, stream: entry.body };
+      const descriptor = { digest: blob.digest, size: blob.size, mediaType: blob.mediaType };
+      const next = ahead ?? await this.reader.next(() => this.truncated(`entry ${exp.name}`, blob));
+      ahead = undefined;
+      if (next !== null && next.name !== exp.name && next.type === 'file' && (position.get(next.name) ?? -1) > i && !this.seenNames.has(next.name)) {
+        // Only this layer fails: it is not yielded, and getBlob (which consumers fall back to
+        // for blobs the stream did not carry) names it; images that do not need it are unaffected.
+        ahead = next;
+        this.missingLayers.set(blob.digest, this.missing(blob, next.name));
+        continue;
+      }
+      if (next === null) throw this.truncated(`entry ${exp.name}`, blob);
+      const entry = await this.expectEntry(exp, this.seenNames, next);
+      yield { descriptor, stream: entry.body };
       // The consumer is done with it (or gave up): the reader drains what it left unread before the next entry.
     }
     await this.checkEnd();

@@ -1,7 +1,8 @@
+import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { FerryError } from '../../errors.js';
 import { discard } from '../../net/http.js';
-import type { Digest } from '../../oci/digest.js';
+import { type Digest, isDigest } from '../../oci/digest.js';
 import type { Descriptor, Manifest } from '../../oci/manifest.js';
 import { MANIFEST_ACCEPT } from '../../oci/media-types.js';
 import type { DestinationCapabilities, ImageDestination, ImageRecord, OpOptions } from '../types.js';
@@ -22,6 +23,29 @@ export class RegistryDestination implements ImageDestination {
 
   async hasManifest(repository: string, digest: Digest, opts: OpOptions = {}): Promise<boolean> {
     return this.exists(`/v2/${repository}/manifests/${digest}`, repository, `manifest ${this.name(repository)}@${digest}`, { accept: MANIFEST_ACCEPT }, opts);
+  }
+
+  /**
+   * The digest `repository:tag` points at now, or undefined when the tag (or the
+   * repository) does not exist: what push compares before moving a tag.
+   */
+  async resolveTag(repository: string, tag: string, opts: OpOptions = {}): Promise<Digest | undefined> {
+    const what = `tag ${this.name(repository)}:${tag}`;
+    const req = { url: `/v2/${repository}/manifests/${encodeURIComponent(tag)}`, scopes: [pushScope(repository)], headers: { accept: MANIFEST_ACCEPT }, signal: opts.signal };
+    const head = await this.client.expect({ ...req, method: 'HEAD' }, [200, 404], what);
+    await discard(head.body);
+    if (head.status === 404) return undefined;
+    const stated = head.headers['docker-content-digest'];
+    if (typeof stated === 'string' && isDigest(stated)) return stated;
+    // Docker-Content-Digest is optional in the OCI spec: hash the manifest itself (small JSON).
+    const get = await this.client.expect({ ...req, method: 'GET' }, [200, 404], what);
+    if (get.status === 404) {
+      await discard(get.body);
+      return undefined;
+    }
+    const hash = createHash('sha256');
+    for await (const chunk of get.body as AsyncIterable<Buffer>) hash.update(chunk);
+    return `sha256:${hash.digest('hex')}` as Digest;
   }
 
   async mountBlob(repository: string, desc: Descriptor, fromRepository: string, opts: OpOptions = {}): Promise<boolean> {

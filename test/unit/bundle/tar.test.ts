@@ -7,6 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FerryError, isFerryError } from '../../../src/errors.js';
+import type { Digest } from '../../../src/oci/digest.js';
 import { VerifyStream } from '../../../src/stream/verify.js';
 import { BundleSource } from '../../../src/transports/bundle/reader.js';
 import { TarReader, TarWriter } from '../../../src/transports/bundle/tar.js';
@@ -253,6 +254,29 @@ describe('bundle tar reader strictness', () => {
     const again = await writeTar(entries.map((e) => ({ name: e.header.name, type: e.header.type, ...(e.header.type === 'file' ? { body: e.body } : {}) })));
     expect(again.equals(good)).toBe(false);
     expect(await consume(again)).toBeUndefined();
+  });
+});
+
+describe('bundle reader: a lost layer entry', () => {
+  it('fails only that layer (naming its digest and images); the layers after it still stream and verify', async () => {
+    const meta = JSON.parse(entries[0]!.body.toString()) as { blobs: Array<{ digest: string; kind: string }> };
+    const layers = meta.blobs.filter((b) => b.kind === 'layer').map((b) => b.digest);
+    const lost = layers[1]!;
+    const holed = await writeTar(entries.filter((e) => e.header.name !== `blobs/sha256/${lost.slice(7)}`)
+      .map((e) => ({ name: e.header.name, type: e.header.type, ...(e.header.type === 'file' ? { body: e.body } : {}) })));
+    const src = await BundleSource.open(await file(holed));
+    const results = new Map<string, string>();
+    for await (const { descriptor, stream } of src.blobs()) {
+      const r = await pipeline(stream, new VerifyStream(descriptor, 'x'), async function* (s: AsyncIterable<Buffer>) { for await (const _ of s) { /* sink */ } })
+        .then(() => 'ok', (e: FerryError) => `${e.code}: ${e.message}`);
+      results.set(descriptor.digest, r);
+    }
+    // The stream does not carry it; asking for it afterwards (what the engine does) names it.
+    const err = await src.getBlob('', { digest: lost as Digest, size: 1, mediaType: 'x' }).then(() => undefined, (e: FerryError) => e);
+    await src.close();
+    expect([...results.keys()]).toEqual(layers.filter((d) => d !== lost));
+    expect([...results.values()].every((r) => r === 'ok')).toBe(true);
+    expectCode(err, 'E_BUNDLE_INVALID', lost, 'missing or out of order', 'needed by');
   });
 });
 

@@ -80,6 +80,10 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
 
   const verified = (job: BlobJob, data: Readable): Readable => {
     const verify = new VerifyStream(job.desc, imageLabel(job), observer?.bytes);
+    // The destination sees the error through the stream it consumes (pipeline / for-await
+    // report `errored`); this listener only keeps an early failure, before the destination
+    // attached its own, from being an unhandled 'error' that ends the process.
+    verify.on('error', () => {});
     data.on('error', (e) => verify.destroy(e));
     return data.pipe(verify);
   };

@@ -17,7 +17,7 @@ import { validateRegistryImage } from '../support/validate.js';
 import { expectationsOf, serveAndCheck, type Expectation } from './cli-fixture.js';
 import { checkLayout, diffMaps, runTimed, sha256File, treeContent, type TimedResult } from './hostile-fixture.js';
 
-const POINTS = process.env.FERRY_STRESS ? 15 : 4;
+const POINTS = process.env.FERRY_STRESS ? 15 : 3;
 const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGKILL'];
 
 let reg: RegistryHandle;

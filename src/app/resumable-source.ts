@@ -1,7 +1,6 @@
-import { createReadStream } from 'node:fs';
-import { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import type { Descriptor, Manifest } from '../oci/manifest.js';
-import { BlobStore, type PartialFile } from '../store/blob-store.js';
+import { BLOB_IO_CHUNK, BlobStore } from '../store/blob-store.js';
 import { MultiRegistrySource } from '../transports/multi-registry.js';
 import { openRegistrySource } from '../transports/registry/open.js';
 import type { ImageSource, OpOptions } from '../transports/types.js';
@@ -15,13 +14,14 @@ export interface RangedSource extends ImageSource {
 
 /**
  * Makes blob fetches survive being cut off — a killed process, a dropped
- * link — across runs. Every byte fetched is appended to the cache's
- * `partial/<hex>` before it is passed on; a later fetch of the same blob
- * replays that prefix from disk and asks the registry only for the rest
- * (`Range: bytes=N-`). The engine still sees one stream of the WHOLE blob, so
- * its one verifier hashes every byte, prefix included, and nothing is trusted
- * because it came from our own disk. The blob store drops the partial file
- * once the blob is stored, or when the verifier rejected the bytes.
+ * link — across runs. The blob store writes every blob through the cache's
+ * `partial/<hex>` file and renames it only once complete, so a cut-off fetch
+ * leaves its prefix there; a later fetch of the same blob replays that prefix
+ * from disk and asks the registry only for the rest (`Range: bytes=N-`). This
+ * class only reads the partial file; the store is its one writer (which is why
+ * each byte reaches the disk once). The engine still sees one stream of the
+ * WHOLE blob, so its one verifier hashes every byte, prefix included, and
+ * nothing is trusted because it came from our own disk.
  */
 export class ResumingSource implements ImageSource {
   readonly description: string;
@@ -37,31 +37,31 @@ export class ResumingSource implements ImageSource {
   }
 
   async getBlob(repository: string, desc: Descriptor, opts: OpOptions = {}): Promise<Readable> {
-    // Another process appending to the same partial file: fetch without resuming rather than interleave.
     const partial = await this.store.openPartial(desc.digest);
-    if (!partial) return this.inner.getBlob(repository, desc, opts);
+    // Longer than the blob: not its prefix. The store overwrites it from byte 0.
+    if (!partial || partial.size > desc.size) {
+      await partial?.close();
+      return this.inner.getBlob(repository, desc, opts);
+    }
+    const have = partial.size;
+    let remote: Readable | undefined;
     try {
-      let have = partial.size;
-      if (have > desc.size) {
-        await partial.truncate();
-        have = 0;
-      }
-      let remote: Readable | undefined;
       if (have < desc.size) {
         const answer = await this.inner.getBlobFrom(repository, desc, have, opts);
-        remote = answer.stream;
         if (answer.offset !== have) {
-          // The registry sent the whole blob: the prefix is not needed, and appending must start over.
-          await partial.truncate();
-          have = 0;
+          // The registry sent the whole blob: the prefix is not needed.
+          await partial.close();
+          return answer.stream;
         }
+        remote = answer.stream;
       }
-      this.resumedBytes += have;
-      return Readable.from(spliced(partial, have, remote, desc.size), { objectMode: false, highWaterMark: 1 << 16 });
     } catch (e) {
       await partial.close();
       throw e;
     }
+    this.resumedBytes += have;
+    const prefix = partial.read(have);
+    return remote ? concatenated(prefix, remote) : prefix;
   }
 
   async close(): Promise<void> {
@@ -69,28 +69,23 @@ export class ResumingSource implements ImageSource {
   }
 }
 
-/** The partial file's first `have` bytes, then the remote rest, appended to the file (never past the declared size) before it is passed on. */
-async function* spliced(partial: PartialFile, have: number, remote: Readable | undefined, size: number): AsyncGenerator<Buffer> {
-  try {
-    if (have > 0) {
-      for await (const chunk of createReadStream(partial.path, { start: 0, end: have - 1 }) as AsyncIterable<Buffer>) yield chunk;
-    }
-    if (remote) {
-      let written = have;
-      for await (const chunk of remote as AsyncIterable<Buffer>) {
-        const room = size - written;
-        if (room > 0) {
-          const part = chunk.length > room ? chunk.subarray(0, room) : chunk;
-          await partial.append(part);
-          written += part.length;
-        }
-        yield chunk;
-      }
-    }
-  } finally {
-    remote?.destroy();
-    await partial.close();
-  }
+/**
+ * `head` then `tail` as one stream. Plain pipes (no per-chunk async
+ * iteration); an error in either, or the consumer destroying the result,
+ * destroys both, so the registry connection is never left half-read.
+ */
+function concatenated(head: Readable, tail: Readable): Readable {
+  const out = new PassThrough({ highWaterMark: BLOB_IO_CHUNK });
+  // Listening from the start: the tail can fail (connection reset) while the head is still playing.
+  head.on('error', (e) => out.destroy(e));
+  tail.on('error', (e) => out.destroy(e));
+  out.on('close', () => {
+    head.destroy();
+    tail.destroy();
+  });
+  head.on('end', () => tail.pipe(out));
+  head.pipe(out, { end: false });
+  return out;
 }
 
 /** Every registry an image list names, each behind a ResumingSource on the export's blob cache. */

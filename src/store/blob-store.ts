@@ -1,21 +1,32 @@
 import { randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { mkdir, open, rm, stat, type FileHandle } from 'node:fs/promises';
+import { constants, createReadStream, createWriteStream } from 'node:fs';
+import { chmod, link, mkdir, open, readFile, rename, rm, stat, truncate, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { FerryError } from '../errors.js';
 import { type Digest, digestHex } from '../oci/digest.js';
 import type { Descriptor } from '../oci/manifest.js';
-import { streamToFileAtomic, writeFileAtomic } from '../fsys/atomic.js';
+import { tempPathFor, writeFileAtomic } from '../fsys/atomic.js';
+import { FILE_MODE } from '../fsys/files.js';
 import { digestStream } from '../stream/verify.js';
+
+/** Blobs are hundreds of MiB: the default 16/64 KiB chunks cost a syscall (and a promise) each. */
+export const BLOB_IO_CHUNK = 1 << 20;
 
 /**
  * A local content-addressed blob directory, `<root>/blobs/sha256/<hex>` (the
  * OCI layout's blob tree, so it is also browsable with standard tools). The
  * export spool: blobs fetched concurrently land here, and a later run reuses
  * what an earlier one left. A file at its final name is always complete
- * (temp + rename), so two processes putting the same blob at once both succeed
- * and the survivor is the same bytes either way.
+ * (written elsewhere, then renamed), so two processes putting the same blob at
+ * once both succeed and the survivor is the same bytes either way.
+ *
+ * The file a blob is written to before its rename is `<root>/partial/<hex>`,
+ * and it stays there when the stream is cut off (a killed process, a dropped
+ * link): its bytes are the blob's prefix, which a later fetch replays instead of
+ * downloading again (see app/resumable-source.ts). So each byte reaches the
+ * disk once, not once for resuming and again for the store.
  *
  * The store trusts its callers to hand it verified streams; it does not trust
  * its own disk later (see `verify`): a cache outlives the run that filled it.
@@ -49,30 +60,76 @@ export class BlobStore {
    */
   async verify(desc: Pick<Descriptor, 'digest' | 'size'>): Promise<boolean> {
     if (!(await this.has(desc))) return false;
-    const { digest, size } = await digestStream(createReadStream(this.path(desc.digest)));
+    const { digest, size } = await digestStream(createReadStream(this.path(desc.digest), { highWaterMark: BLOB_IO_CHUNK }));
     if (digest === desc.digest && size === desc.size) return true;
     await rm(this.path(desc.digest), { force: true });
     return false;
   }
 
   /**
-   * Streams `data` (already verified by the caller) to the blob's path; visible
-   * only once complete. The blob's partial file (see `openPartial`) has served
-   * its purpose once the blob is stored, and is wrong once the verifier said the
-   * bytes were: either way it goes, so the next fetch starts clean. A stream
-   * that was merely cut short keeps it: that prefix is what a resume continues.
+   * Streams `data` — the WHOLE blob, already verified by the caller while it
+   * flows — into the blob's partial file, each byte at its offset, and renames
+   * that file to the blob's path once the stream ended cleanly. The stream may
+   * begin with bytes replayed from this very file (a resume): they are written
+   * back over themselves, which is what lets the file equal the stream without
+   * the store knowing where they came from.
+   *
+   * Wrong bytes (the verifier failed) must not be continued by a later resume,
+   * so the partial file goes; bytes merely cut short stay for the next run.
+   *
+   * Only one writer at a time may own the partial file (see `lockPartial`). A
+   * put that finds another live writer there streams to a private temp name
+   * instead and leaves the partial file alone.
    */
   async put(desc: Pick<Descriptor, 'digest' | 'size'>, data: Readable, opts: { signal?: AbortSignal } = {}): Promise<void> {
-    try {
-      await streamToFileAtomic(this.path(desc.digest), data, opts.signal);
-    } catch (e) {
-      if (isBadContent(e)) await this.dropPartial(desc.digest);
-      throw e;
+    const release = await this.lockPartial(desc.digest);
+    if (!release) {
+      await this.putPrivate(desc.digest, data, opts.signal);
+      return;
     }
-    await this.dropPartial(desc.digest);
+    try {
+      await this.putThroughPartial(desc.digest, data, opts.signal);
+    } finally {
+      await release();
+    }
   }
 
-  /** `<root>/partial/<hex>`: the bytes of an interrupted fetch, in order, append-only. */
+  private async putThroughPartial(digest: Digest, data: Readable, signal: AbortSignal | undefined): Promise<void> {
+    const partial = this.partialPath(digest);
+    try {
+      // 'r+' from 0, not 'w' (a resuming source may still be reading the prefix from this file) and not 'a' (O_APPEND ignores positions).
+      await (await open(partial, constants.O_RDWR | constants.O_CREAT, FILE_MODE)).close();
+      const out = createWriteStream(partial, { flags: 'r+', start: 0, highWaterMark: BLOB_IO_CHUNK });
+      await pipeline(data, out, signal ? { signal } : {});
+      // A partial file longer than the blob (not this blob's prefix) was overwritten from 0; its tail must go.
+      await truncate(partial, out.bytesWritten);
+      await chmod(partial, FILE_MODE);
+      await mkdir(join(this.root, 'blobs', 'sha256'), { recursive: true, mode: 0o755 });
+      await rename(partial, this.path(digest));
+    } catch (e) {
+      data.destroy();
+      if (isBadContent(e)) await this.dropPartial(digest);
+      throw e;
+    }
+  }
+
+  /** The loser of the partial file's lock: a temp name of its own, renamed into place. */
+  private async putPrivate(digest: Digest, data: Readable, signal: AbortSignal | undefined): Promise<void> {
+    const path = this.path(digest);
+    await mkdir(join(this.root, 'blobs', 'sha256'), { recursive: true, mode: 0o755 });
+    const tmp = tempPathFor(path);
+    try {
+      const out = createWriteStream(tmp, { mode: FILE_MODE, highWaterMark: BLOB_IO_CHUNK });
+      await pipeline(data, out, signal ? { signal } : {});
+      await rename(tmp, path);
+    } catch (e) {
+      data.destroy();
+      await rm(tmp, { force: true });
+      throw e;
+    }
+  }
+
+  /** `<root>/partial/<hex>`: the first bytes of a blob whose fetch was cut off, in order. */
   partialPath(digest: Digest): string {
     return join(this.root, 'partial', digestHex(digest));
   }
@@ -89,38 +146,55 @@ export class BlobStore {
   }
 
   /**
-   * Takes the blob's partial file for appending. Only one writer at a time may
-   * append (another process exporting the same blob into the same cache would
-   * interleave bytes): a `.lock` file beside it holds the owner's pid, and a
-   * lock whose process is gone (killed) is taken over. Returns undefined when a
-   * live process holds it; the caller then fetches without resuming.
+   * The partial file, open for reading: a resume replays its first bytes. No
+   * lock is taken: the file is opened (so a writer finishing and renaming it
+   * away does not matter), and whatever is read goes through the caller's
+   * verifier with the rest of the blob, so bytes a concurrent writer changed
+   * can fail verification but never reach a destination. Undefined when there
+   * is no partial file (or it is empty).
    */
-  async openPartial(digest: Digest): Promise<PartialFile | undefined> {
-    const path = this.partialPath(digest);
-    await mkdir(join(this.root, 'partial'), { recursive: true, mode: 0o755 });
-    const lock = `${path}.lock`;
-    if (!(await takeLock(lock))) return undefined;
+  async openPartial(digest: Digest): Promise<PartialPrefix | undefined> {
     let fh: FileHandle;
     try {
-      fh = await open(path, 'a', 0o644);
+      fh = await open(this.partialPath(digest), 'r');
     } catch (e) {
-      await rm(lock, { force: true });
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
       throw e;
     }
-    const size = (await fh.stat()).size;
-    return {
-      path, size,
-      append: async (chunk) => { await fh.write(chunk); },
-      truncate: async () => { await fh.truncate(0); },
-      close: async () => {
-        await fh.close().catch(() => undefined);
-        await rm(lock, { force: true });
-      },
-    };
+    try {
+      const st = await fh.stat();
+      if (!st.isFile() || st.size === 0) {
+        await fh.close();
+        return undefined;
+      }
+      return {
+        size: st.size,
+        read: (length) => fh.createReadStream({ start: 0, end: length - 1, highWaterMark: BLOB_IO_CHUNK }),
+        close: async () => { await fh.close().catch(() => undefined); },
+      };
+    } catch (e) {
+      await fh.close().catch(() => undefined);
+      throw e;
+    }
   }
 
   async dropPartial(digest: Digest): Promise<void> {
     await rm(this.partialPath(digest), { force: true });
+  }
+
+  /**
+   * Makes this process the one writer of the blob's partial file (two writers
+   * would interleave bytes, and one's rename would leave the other writing into
+   * the finished blob). A `.lock` file beside it holds the owner's pid; a lock
+   * whose process is gone (killed) is taken over. Returns the release function,
+   * or undefined when a live process (this one included) holds the lock.
+   */
+  async lockPartial(digest: Digest): Promise<(() => Promise<void>) | undefined> {
+    await mkdir(join(this.root, 'partial'), { recursive: true, mode: 0o755 });
+    const lock = `${this.partialPath(digest)}.lock`;
+    if (!(await takeLock(lock))) return undefined;
+    return async () => { await rm(lock, { force: true }); };
   }
 
   /** For small blobs already in memory (manifests). The caller has checked that `bytes` hash to `digest`. */
@@ -140,18 +214,17 @@ export class BlobStore {
         details: { digest, store: this.root },
       });
     }
-    return createReadStream(p);
+    return createReadStream(p, { highWaterMark: BLOB_IO_CHUNK });
   }
 }
 
-export interface PartialFile {
-  path: string;
-  /** Bytes already in the file when it was opened. */
+/** A partial file opened for replaying its prefix. */
+export interface PartialPrefix {
+  /** Bytes in the file when it was opened. */
   size: number;
-  append(chunk: Uint8Array): Promise<void>;
-  /** Empties the file: the server would not resume, the fetch starts over. */
-  truncate(): Promise<void>;
-  /** Closes the file and releases the lock; the bytes stay. */
+  /** Its first `length` bytes (1 ≤ length ≤ size); the stream closes the file when it ends or is destroyed. */
+  read(length: number): Readable;
+  /** Closes the file when `read` is not called. */
   close(): Promise<void>;
 }
 
@@ -167,36 +240,72 @@ function isBadContent(e: unknown): boolean {
 /** `pid token`: the token tells this process from an earlier one that had the same pid. */
 const LOCK_OWNER = `${process.pid} ${randomBytes(8).toString('hex')}`;
 
+/**
+ * The lock file appears with its owner already in it (written under a temp
+ * name, then hard-linked, which fails if the name exists): a lock created with
+ * O_EXCL and written afterwards can be read empty by a rival, taken for a dead
+ * owner's, and removed while its owner writes.
+ */
 async function takeLock(lock: string): Promise<boolean> {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fh = await open(lock, 'wx', 0o644);
-      await fh.writeFile(LOCK_OWNER);
-      await fh.close();
-      return true;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  const mine = tempPathFor(lock);
+  await writeFile(mine, LOCK_OWNER, { mode: FILE_MODE });
+  try {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        await link(mine, lock);
+        return true;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      }
+      const owner = await readLock(lock);
+      if (owner === undefined) continue; // released meanwhile
+      if (isLive(owner)) return false;
+      // The owner is gone (SIGKILL, power cut): its partial bytes are still good, the lock is ours to take.
+      if (!(await removeStaleLock(lock, owner))) return false;
     }
-    const owner = (await readLock(lock)).trim();
-    const pid = Number(owner.split(' ')[0]);
-    // Our own pid with another token is an earlier process that had the same pid (containers reuse them).
-    const live = owner === LOCK_OWNER || (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid));
-    if (live) return false;
-    // The owner is gone (SIGKILL, power cut) or the file is unreadable: its partial bytes are still good.
-    await rm(lock, { force: true });
+    return false;
+  } finally {
+    await rm(mine, { force: true });
   }
-  return false;
 }
 
-async function readLock(lock: string): Promise<string> {
+function isLive(owner: string): boolean {
+  const pid = Number(owner.split(' ')[0]);
+  // Our own pid with another token is an earlier process that had the same pid (containers reuse them).
+  return owner === LOCK_OWNER || (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid));
+}
+
+/**
+ * Removes the lock only if it still names the dead owner: two processes that
+ * both found it stale must not have the slower one delete the lock the faster
+ * one just took. The lock is moved aside atomically and checked there; a live
+ * one is put back (link: never over a lock taken meanwhile). False when the
+ * lock turned out to be live.
+ */
+async function removeStaleLock(lock: string, staleOwner: string): Promise<boolean> {
+  const aside = tempPathFor(lock);
   try {
-    const fh = await open(lock, 'r');
-    try {
-      return await fh.readFile('utf8');
-    } finally {
-      await fh.close();
-    }
-  } catch {
+    await rename(lock, aside);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return true; // someone else removed it: race for it again
+    throw e;
+  }
+  try {
+    const owner = await readLock(aside);
+    if (owner === undefined || owner === staleOwner) return true;
+    await link(aside, lock).catch(() => undefined);
+    return false;
+  } finally {
+    await rm(aside, { force: true });
+  }
+}
+
+/** The lock's owner line; undefined when there is no lock file. */
+async function readLock(lock: string): Promise<string | undefined> {
+  try {
+    return (await readFile(lock, 'utf8')).trim();
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     return '';
   }
 }

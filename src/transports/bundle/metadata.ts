@@ -13,7 +13,11 @@ import { JSON_MAX_DEPTH, jsonDepth } from '../../oci/json-depth.js';
 export const BUNDLE_FORMAT = 'ferry-bundle';
 export const BUNDLE_FORMAT_VERSION = 1;
 /** The metadata is JSON parsed whole; this caps what a hostile bundle can make us allocate. */
-export const METADATA_MAX_BYTES = 64 * 1024 * 1024;
+/**
+ * JSON.parse needs ~18× a hostile document's size in memory: 8 MiB keeps that near 150 MiB,
+ * and a 10,000-image bundle's metadata is a few MiB.
+ */
+export const METADATA_MAX_BYTES = 8 * 1024 * 1024;
 
 export type BlobKind = 'index' | 'manifest' | 'config' | 'layer';
 export const BLOB_KINDS: readonly BlobKind[] = ['index', 'manifest', 'config', 'layer'];
@@ -69,6 +73,21 @@ export interface BundleMetadata {
   blobs: BundleBlob[];
   totals: BundleTotals;
   delta?: BundleDelta;
+  /** Only in one volume of a split bundle (spec/bundle.md "Volumes"): which of `blobs` this file holds. */
+  volume?: BundleVolume;
+}
+
+/**
+ * One volume of a bundle split for file shares. Each volume is a whole bundle
+ * file with the whole bundle's metadata; `blobs` (digests, in stored order) is
+ * the truth for which entries this file holds. Not part of the bundle id.
+ */
+export interface BundleVolume {
+  /** 0-based. */
+  index: number;
+  count: number;
+  bundleId: Digest;
+  blobs: Digest[];
 }
 
 /** The tar entry name of a blob. */
@@ -321,7 +340,35 @@ export function parseMetadata(bytes: Uint8Array, where: string): BundleMetadata 
   checkConsistency(meta, obj(o.totals, `${w}.totals`), w);
   const id = computeBundleId(o.images, o.blobs, o.delta);
   if (id !== meta.bundleId) throw bad(`${w}.bundleId`, `is ${meta.bundleId} but the content hashes to ${id}`, { expected: meta.bundleId, actual: id });
+  if (o.volume !== undefined) meta.volume = parseVolume(o.volume, meta, `${w}.volume`);
   return meta;
+}
+
+/**
+ * A volume's blob list must be a subsequence of `blobs` in stored order and hold
+ * every manifest, index and config (each volume carries them all, so it can be
+ * planned and verified alone); only layers are spread over volumes.
+ */
+function parseVolume(v: unknown, meta: BundleMetadata, w: string): BundleVolume {
+  const o = obj(v, w);
+  const count = size(o.count, `${w}.count`);
+  const index = size(o.index, `${w}.index`);
+  if (count < 1 || index >= count) throw bad(`${w}`, `index ${index} of ${count} volumes is out of range`);
+  const bundleId = parseDigest(o.bundleId, `${w}.bundleId`);
+  if (bundleId !== meta.bundleId) throw bad(`${w}.bundleId`, `is ${bundleId}, the metadata's bundleId is ${meta.bundleId}`);
+  const blobs = arr(o.blobs, `${w}.blobs`).map((d, i) => parseDigest(d, `${w}.blobs[${i}]`));
+  const pos = new Map(meta.blobs.map((b, i) => [b.digest as string, i]));
+  let last = -1;
+  blobs.forEach((d, i) => {
+    const p = pos.get(d);
+    if (p === undefined) throw bad(`${w}.blobs[${i}]`, `${d} is not a blob of the bundle`, { digest: d });
+    if (p <= last) throw bad(`${w}.blobs[${i}]`, `${d} is listed twice or out of stored order`, { digest: d });
+    last = p;
+  });
+  const held = new Set<string>(blobs);
+  const lacking = meta.blobs.find((b) => b.kind !== 'layer' && !held.has(b.digest));
+  if (lacking) throw bad(`${w}.blobs`, `lacks ${lacking.kind} ${lacking.digest}: every volume holds every manifest, index and config`, { digest: lacking.digest });
+  return { index, count, bundleId, blobs };
 }
 
 function checkConsistency(meta: BundleMetadata, totals: Record<string, unknown>, w: string): void {

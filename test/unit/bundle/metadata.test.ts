@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { isFerryError } from '../../../src/errors.js';
 import { sha256Digest } from '../../../src/oci/digest.js';
 import {
-  buildMetadata, canonicalJson, parseMetadata, serialiseMetadata, validateFullName, type BundleImage,
+  buildMetadata, canonicalJson, parseMetadata, serialiseMetadata, validateFullName, type BundleImage, METADATA_MAX_BYTES,
 } from '../../../src/transports/bundle/metadata.js';
 
 const d = (s: string) => sha256Digest(s);
@@ -67,7 +67,7 @@ describe('bundle metadata', () => {
     expect(() => parseMetadata(fix(order), 'b.tar')).toThrow(/group/);
     const imgs = clone(); imgs.images.reverse();
     expect(() => parseMetadata(fix(imgs), 'b.tar')).toThrow(/out of order/);
-    const err = (() => { try { parseMetadata(Buffer.alloc(64 * 1024 * 1024 + 1, 0x20), 'big.tar'); } catch (e) { return e; } return undefined; })();
+    const err = (() => { try { parseMetadata(Buffer.alloc(METADATA_MAX_BYTES + 1, 0x20), 'big.tar'); } catch (e) { return e; } return undefined; })();
     expect(isFerryError(err, 'E_BUNDLE_INVALID')).toBe(true);
     expect((err as Error).message).toContain('big.tar');
   });

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { FerryError } from '../../../src/errors.js';
 import { MT } from '../../../src/oci/media-types.js';
 import { parseManifest } from '../../../src/oci/manifest.js';
-import { canonicalJson, parseMetadata } from '../../../src/transports/bundle/metadata.js';
+import { canonicalJson, METADATA_MAX_BYTES, parseMetadata } from '../../../src/transports/bundle/metadata.js';
 import { sha256Digest } from '../../../src/oci/digest.js';
 import { jsonDepth } from '../../../src/oci/json-depth.js';
 
@@ -146,7 +146,7 @@ describe('fuzz: parseMetadata (ferry.json)', () => {
     const r2 = outcome(() => parseMetadata(Buffer.from(inImages), 'bomb.tar'));
     expect((r2 as FerryError).code).toBe('E_BUNDLE_INVALID');
     expect((r2 as FerryError).message).toContain('bomb.tar');
-    const huge = Buffer.alloc(64 * 1024 * 1024 + 1, 0x20);
+    const huge = Buffer.alloc(METADATA_MAX_BYTES + 1, 0x20);
     const r3 = outcome(() => parseMetadata(huge, 'huge.tar'));
     expect((r3 as FerryError).code).toBe('E_BUNDLE_INVALID');
     expect((r3 as FerryError).message).toContain('huge.tar');

@@ -35,6 +35,8 @@ export interface ExportOptions {
   since?: string[] | undefined;
   /** Also carry each image's signatures, attestations, SBOMs and OCI referrers (default true; `--no-referrers`). */
   referrers?: boolean | undefined;
+  /** Cut the bundle into volumes of at most this many bytes (spec/bundle.md "Volumes"). */
+  split?: number | undefined;
   signal?: AbortSignal;
   observer?: CopyObserver;
 }
@@ -57,6 +59,8 @@ export interface ExportResult {
    * referrers that could not be carried (unsupported manifest kinds), with why.
    */
   referrers?: { images: ReferrerGroup[]; skipped: { reference: string; reason: string }[] };
+  /** With split: the volume files, in order (their checksums are in STEM.sha256). */
+  volumes?: { path: string; layers: number; sha256: string }[];
 }
 
 /**
@@ -76,6 +80,7 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
     if (opts.referrers !== false) ({ plan, referrers } = await addReferrers(source, plan, requests, opts));
 
     const toStdout = opts.output === '-';
+    if (toStdout && opts.split !== undefined) throw new FerryError('E_USAGE', '--split writes volume files: it cannot write to stdout', { hint: 'give -o NAME.tar or NAME.tar.zst' });
     const destination = new BundleDestination({
       output: toStdout ? '-' : resolve(opts.output),
       ...(toStdout ? { stream: process.stdout } : {}),
@@ -83,6 +88,7 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
       ...(opts.level !== undefined ? { level: opts.level } : {}),
       toolVersion: TOOL_VERSION,
       storeDir: opts.cacheDir ?? defaultCacheDir(),
+      ...(opts.split !== undefined ? { split: opts.split } : {}),
       // Omitted blobs are reported present by the destination, so the engine never fetches them.
       ...(since ? { delta: { bases: since.bases, omitted: new Set(since.held.keys()) } } : {}),
     });
@@ -97,6 +103,7 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
         seconds: (Date.now() - started) / 1000,
         ...(meta.delta ? { delta: { bases: meta.delta.bases, omittedBlobs: meta.delta.omittedBlobs.length, omittedBytes: meta.delta.omittedBlobs.reduce((n, b) => n + b.size, 0) } } : {}),
         ...(referrers ? { referrers } : {}),
+        ...(destination.volumes ? { volumes: destination.volumes.map((v) => ({ path: v.path, layers: v.layers, sha256: v.sha256 })) } : {}),
       };
     } finally {
       await destination.close();

@@ -9,7 +9,7 @@ import { SftpFileSystem } from '../fsys/sftp.js';
 import { SshSession, type SshOptions } from '../net/ssh/session.js';
 import type { Platform } from '../oci/platform.js';
 import { isValidRegistry, validateRepository } from '../oci/reference.js';
-import { BundleSource } from '../transports/bundle/reader.js';
+import { openBundleInput } from '../transports/bundle/volume-set.js';
 import { openSkopeoDir } from '../transports/dir/index.js';
 import { openDockerArchive } from '../transports/docker-archive/index.js';
 import { openOciLayout } from '../transports/oci-layout/index.js';
@@ -30,6 +30,8 @@ export { IMPORT_TARGET_KINDS, type ImportTargetKind };
 
 export interface ImportOptions {
   bundle: string;
+  /** Further volumes of a split bundle (spec/bundle.md "Volumes"); `bundle` may also be their .sha256 list. */
+  volumes?: string[] | undefined;
   kind: ImportTargetKind;
   target: string;
   images?: string[];
@@ -112,7 +114,7 @@ async function withSsh(opts: ImportOptions, ssh: SshOptions): Promise<ImportRece
 async function importWith(opts: ImportOptions, remote?: FileSystemPort): Promise<ImportReceipt> {
   const started = new Date();
   const { destination, prefix, location, registry } = openTarget(opts, remote);
-  const source = await BundleSource.open(opts.bundle);
+  const source = await openBundleInput([opts.bundle, ...(opts.volumes ?? [])]);
   let receipt: ImportReceipt;
   try {
     const meta = source.metadata;
@@ -152,7 +154,7 @@ async function importWith(opts: ImportOptions, remote?: FileSystemPort): Promise
       blobs: report.blobs, manifests: report.manifests,
     };
     receipt.receipt = await writeReceipt(receipt, opts, started, remote);
-    if (report.failures.length > 0) throw failureError(`import ${opts.bundle}`, report.failures, requests.length);
+    if (report.failures.length > 0) throw failureError(`import ${source.where}`, report.failures, requests.length);
     return receipt;
   } finally {
     await Promise.all([source.close(), destination.close()]);

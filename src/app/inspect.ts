@@ -1,6 +1,7 @@
+import { basename } from 'node:path';
 import { planCopy } from '../copy/plan.js';
 import type { Digest } from '../oci/digest.js';
-import { BundleSource } from '../transports/bundle/reader.js';
+import { openBundleInput, type VolumeSetInfo, VolumeSetSource } from '../transports/bundle/volume-set.js';
 import type { BundleMetadata } from '../transports/bundle/metadata.js';
 import { formatBytes, table } from '../format.js';
 import { requestsFromBundle } from './bundle-requests.js';
@@ -20,6 +21,8 @@ export interface InspectionSummary {
   /** referencedBytes / storedBytes: how many times smaller than per-image archives. */
   dedupRatio: number;
   delta?: { bases: { bundleId: string; metadataDigest: string }[]; omittedBlobs: number; omittedBytes: number };
+  /** A split bundle: which volumes were given. */
+  volumes?: VolumeSetInfo;
 }
 
 export interface Inspection {
@@ -28,8 +31,8 @@ export interface Inspection {
 }
 
 /** Reads only the bundle's head (metadata and manifests): fast on any size, and works on a pipe. */
-export async function inspectBundle(bundle: string, opts: { signal?: AbortSignal } = {}): Promise<Inspection> {
-  const source = await BundleSource.open(bundle);
+export async function inspectBundle(bundle: string, opts: { signal?: AbortSignal; volumes?: string[] | undefined } = {}): Promise<Inspection> {
+  const source = await openBundleInput([bundle, ...(opts.volumes ?? [])]);
   try {
     const meta = source.metadata;
     const plan = await planCopy(source, requestsFromBundle(meta, {}), opts.signal ? { signal: opts.signal } : {});
@@ -48,6 +51,7 @@ export async function inspectBundle(bundle: string, opts: { signal?: AbortSignal
       blobs: meta.totals.blobs, storedBytes: meta.totals.storedBytes, referencedBytes: meta.totals.referencedBytes, sharedBytes,
       dedupRatio: meta.totals.storedBytes > 0 ? meta.totals.referencedBytes / meta.totals.storedBytes : 1,
     };
+    if (source instanceof VolumeSetSource) summary.volumes = source.info;
     if (meta.delta) {
       summary.delta = {
         bases: meta.delta.bases.map((b) => ({ bundleId: b.bundleId, metadataDigest: b.metadataDigest })),
@@ -73,8 +77,17 @@ export function renderInspection({ summary: s }: Inspection): string {
     `${s.images.length} images, ${s.blobs} unique blobs: ${formatBytes(s.storedBytes)} stored for ${formatBytes(s.referencedBytes)} referenced `
       + `(${formatBytes(s.sharedBytes)} in shared blobs, dedup ratio ${s.dedupRatio.toFixed(2)}×)`,
   ];
+  if (s.volumes) lines.push(volumeLine(s.volumes));
   if (s.delta) {
     lines.push(`delta against ${s.delta.bases.map((b) => b.bundleId.slice(0, 19)).join(', ')}: ${s.delta.omittedBlobs} blobs (${formatBytes(s.delta.omittedBytes)}) left out, expected at the destination`);
   }
   return lines.join('\n');
+}
+
+/** `volumes: 3 of 4 given (2 missing: release.001.tar)` — what a reader of a split bundle had to work with. */
+export function volumeLine(v: VolumeSetInfo): string {
+  const missing = v.missing.map((m) => m.file !== undefined ? `${m.volume} (${basename(m.file)})` : String(m.volume));
+  return `volumes: ${v.given.map((g) => g.volume).join(', ')} of ${v.count} given`
+    + (missing.length ? `; not given: ${missing.join(', ')}` : '')
+    + (v.damaged.length ? `; damaged: ${v.damaged.map((d) => `${d.volume} (${basename(d.file)})`).join(', ')}` : '');
 }

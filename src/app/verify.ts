@@ -1,7 +1,7 @@
 import { copyImages } from '../copy/engine.js';
 import type { CopyObserver } from '../copy/events.js';
 import { planCopy } from '../copy/plan.js';
-import { BundleSource } from '../transports/bundle/reader.js';
+import { openBundleInput, type VolumeSetInfo, VolumeSetSource } from '../transports/bundle/volume-set.js';
 import { VerifySink } from '../transports/sink/verify-sink.js';
 import { requestsFromBundle } from './bundle-requests.js';
 import { failureError } from './failures.js';
@@ -9,6 +9,7 @@ import { type SignatureCheck, SignatureChecks, signatureError } from './signatur
 import { CaptureSink } from '../referrers/capture-sink.js';
 import { loadPublicKey, PAYLOAD_MAX_BYTES } from '../referrers/cosign.js';
 import { FerryError } from '../errors.js';
+import type { Digest } from '../oci/digest.js';
 
 export interface VerifyResult {
   bundle: string;
@@ -21,6 +22,8 @@ export interface VerifyResult {
   omittedBlobs: number;
   /** With --key: each image's cosign signature status. */
   signatures?: SignatureCheck[];
+  /** A split bundle: which volumes were checked; volumes not given are not checked (unless a .sha256 list asked for them). */
+  volumes?: VolumeSetInfo;
 }
 
 export interface VerifyOptions {
@@ -30,6 +33,8 @@ export interface VerifyOptions {
   key?: string | undefined;
   /** With key: an unsigned image is an error too. */
   requireSigned?: boolean | undefined;
+  /** Further volumes of a split bundle. */
+  volumes?: string[] | undefined;
 }
 
 /**
@@ -44,27 +49,30 @@ export async function verifyBundle(bundle: string, opts: VerifyOptions = {}): Pr
   }
   // The key first: a wrong path should fail before a long read.
   const key = opts.key !== undefined ? await loadPublicKey(opts.key) : undefined;
-  const source = await BundleSource.open(bundle);
+  const source = await openBundleInput([bundle, ...(opts.volumes ?? [])]);
   try {
     const meta = source.metadata;
     const requests = requestsFromBundle(meta, { identity: true });
     const copyOpts = { jobs: 1, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.observer ? { observer: opts.observer } : {}) };
     const plan = await planCopy(source, requests, copyOpts);
-    const sink = new VerifySink(source.omittedBlobs);
+    // Volumes given one by one are checked alone: the layers of the others are not asked for. A .sha256 list asks for all.
+    const notGiven: ReadonlySet<Digest> = source instanceof VolumeSetSource && !source.info.fromSidecar ? source.absentLayers : new Set();
+    const sink = new VerifySink(new Set([...source.omittedBlobs, ...notGiven]));
     // Signature payloads are layers, so they arrive in the one pass over the bundle; the sink keeps those few.
     const checks = key ? await SignatureChecks.plan(source, meta) : undefined;
     const capture = new CaptureSink(sink, checks?.payloads ?? new Set(), PAYLOAD_MAX_BYTES);
     const report = await copyImages(source, capture, plan, copyOpts);
-    if (report.failures.length > 0) throw failureError(`verify ${bundle}`, report.failures, requests.length);
+    if (report.failures.length > 0) throw failureError(`verify ${source.where}`, report.failures, requests.length);
     const signatures = key && checks ? checks.check(key, capture.captured) : undefined;
     if (signatures) {
       const err = signatureError(bundle, signatures, opts.requireSigned === true);
       if (err) throw err;
     }
     return {
-      bundle, bundleId: meta.bundleId, images: meta.images.length, blobs: meta.blobs.length,
+      bundle, bundleId: meta.bundleId, images: meta.images.length, blobs: meta.blobs.length - notGiven.size,
       bytes: sink.bytesVerified, seconds: (Date.now() - started) / 1000, omittedBlobs: source.omittedBlobs.size,
       ...(signatures ? { signatures } : {}),
+      ...(source instanceof VolumeSetSource ? { volumes: source.info } : {}),
     };
   } finally {
     await source.close();

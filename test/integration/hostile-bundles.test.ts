@@ -325,13 +325,21 @@ describe('ferry import refuses hostile bundles, writing nothing outside the targ
     expectRefused(await importBoth(await writeTar(plain(replaceTopManifest(digest, fat))), { layoutOnly: true }), ['E_BUNDLE_INVALID', 'E_MANIFEST_INVALID'], sha(fat));
   });
 
-  it('a 16 MiB ferry.json with a huge unknown array: accepted, memory bounded (see spec/robustness.md on the 64 MiB cap)', async () => {
-    const m = clone(meta) as Meta & { padding?: string };
-    m.padding = 'PAD';
-    const text = JSON.stringify(fixIdAndTotals(m)).replace('"PAD"', `[${'0,'.repeat(8 * 1024 * 1024 - 1)}0]`);
-    expect(text.length).toBeGreaterThan(16 * 1024 * 1024);
-    const o = await importBoth(await writeTar(plain([metaEntry(text), ...entries.slice(1)])), { landed: true, rssKiB: 450 * 1024, layoutOnly: true });
+  it('a ferry.json just under the 8 MiB cap, a huge unknown array: accepted, memory bounded; just over: refused before parsing', async () => {
+    const withPadding = (elements: number) => {
+      const m = clone(meta) as Meta & { padding?: string };
+      m.padding = 'PAD';
+      return JSON.stringify(fixIdAndTotals(m)).replace('"PAD"', `[${'0,'.repeat(elements - 1)}0]`);
+    };
+    const under = withPadding(4 * 1024 * 1024 - 64 * 1024);
+    expect(under.length).toBeGreaterThan(7 * 1024 * 1024);
+    expect(under.length).toBeLessThanOrEqual(8 * 1024 * 1024);
+    const o = await importBoth(await writeTar(plain([metaEntry(under), ...entries.slice(1)])), { landed: true, rssKiB: 300 * 1024, layoutOnly: true });
     expect(o.layout.code, o.layout.stderr).toBe(0);
+
+    const over = withPadding(4 * 1024 * 1024 + 64 * 1024);
+    expect(over.length).toBeGreaterThan(8 * 1024 * 1024);
+    expectRefused(await importBoth(await writeTar(plain([metaEntry(over), ...entries.slice(1)])), { layoutOnly: true }), ['E_BUNDLE_INVALID'], 'ferry.json');
   });
 
   it('a zstd frame declaring the tar\'s size that decompresses to 512 MiB more: refused, memory flat, in seconds', async () => {

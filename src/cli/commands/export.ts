@@ -16,6 +16,7 @@ interface Flags extends GlobalFlags {
   cache?: string;
   since?: string | string[];
   referrers?: boolean;
+  split?: string;
 }
 
 export const exportCommand: CommandModule<GlobalFlags, Flags> = {
@@ -32,13 +33,16 @@ export const exportCommand: CommandModule<GlobalFlags, Flags> = {
     // Not `array`: a greedy array option would swallow the image arguments after it; repeated flags still collect.
     .option('since', { type: 'string', requiresArg: true, describe: 'delta: leave out blobs this prior bundle, its .ferry.json or inventory holds (repeatable)' })
     .option('referrers', { type: 'boolean', default: true, describe: 'also carry each image\'s cosign signatures, attestations, SBOMs and OCI referrers (--no-referrers to leave them)' })
+    .option('split', { type: 'string', requiresArg: true, describe: 'cut the bundle into volumes of at most this size (binary units: 2G = 2 GiB), NAME.000.tar[.zst], … plus NAME.sha256' })
     .option('cache', { type: 'string', describe: 'blob cache directory (default: ~/.cache/ferry); reruns reuse it' })
     .example('$0 export -f images.list -o release-2.0.tar.zst', 'export every image of the list')
     .example('$0 export -f images.list --since release-1.0.tar.zst -o release-2.0-delta.tar.zst', 'a delta: only what release 1.0 lacks')
+    .example('$0 export -f images.list -o release.tar.zst --split 2G', 'volumes of at most 2 GiB for a file share: release.000.tar.zst, … and release.sha256')
     .example('$0 export --from registry-layout:/var/lib/registry -o old.tar.zst', 'bundle a registry directory without starting a registry') as never,
   handler: async (argv) => {
     // Loaded on use: --help and --version stay fast, and a command pays only for what it needs.
     const { exportBundle } = await import('../../app/export.js');
+    const { parseSize } = await import('../../transports/bundle/volumes.js');
     refuseSharedStdin(argv, argv.file === '-', 'the image list (-f -)');
     const ctx = await contextFrom(argv);
     const observer = progressObserver(ctx.out, 'export');
@@ -47,13 +51,14 @@ export const exportCommand: CommandModule<GlobalFlags, Flags> = {
         listFile: argv.file, references: argv.images ?? [], from: argv.from, output: argv.output,
         compression: argv.compression ?? (argv.output.endsWith('.zst') ? 'zstd' : 'none'), level: argv.level,
         platforms: argv.platform ? parsePlatforms(argv.platform) : undefined, cacheDir: argv.cache, since: argv.since === undefined ? undefined : ([] as string[]).concat(argv.since),
-        referrers: argv.referrers,
+        referrers: argv.referrers, split: argv.split === undefined ? undefined : parseSize(argv.split),
         jobs: ctx.jobs, registry: ctx.registry, signal: ctx.signal, observer,
       });
       observer.stop();
       ctx.out.result(result, () => `${result.output}: ${result.images} images, ${result.blobs} blobs, ${formatBytes(result.storedBytes)} stored `
         + `(${formatBytes(result.referencedBytes)} referenced, ${formatBytes(result.fetchedBytes)} fetched) in ${result.seconds.toFixed(1)} s\nbundle id ${result.bundleId}`
         + (result.referrers && result.referrers.images.length > 0 ? `\nreferrers: ${result.referrers.images.reduce((n, g) => n + g.referrers.length, 0)} signatures, attestations, SBOMs and referrers of ${result.referrers.images.length} images carried` : '')
+        + (result.volumes ? `\n${result.volumes.length} volumes: ${result.volumes.map((v) => v.path).join(', ')}; checksums in ${result.volumes[0]!.path.replace(/\.\d{3,}\.tar(\.zst)?$/, '')}.sha256` : '')
         + (result.delta ? `\ndelta: ${result.delta.omittedBlobs} blobs (${formatBytes(result.delta.omittedBytes)}) left out, held by base ${result.delta.bases.map((b) => b.bundleId).join(', ')}` : ''));
     } finally {
       observer.stop();

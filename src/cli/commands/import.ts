@@ -7,6 +7,7 @@ import { progressObserver } from '../progress.js';
 
 interface Flags extends GlobalFlags {
   bundle: string;
+  volumes?: string[];
   to: string[];
   image?: string[];
   rename?: string[];
@@ -17,10 +18,11 @@ interface Flags extends GlobalFlags {
 }
 
 export const importCommand: CommandModule<GlobalFlags, Flags> = {
-  command: 'import <bundle>',
+  command: 'import <bundle> [volumes..]',
   describe: 'write a bundle\'s images into a registry storage layout, skopeo dir trees, an OCI layout, a docker-archive or a registry',
   builder: (y) => y
-    .positional('bundle', { type: 'string', demandOption: true, coerce: stdinOrPath, describe: 'bundle file, or - for stdin' })
+    .positional('bundle', { type: 'string', demandOption: true, coerce: stdinOrPath, describe: 'bundle file, a volume of a split bundle, its .sha256 list, or - for stdin' })
+    .positional('volumes', { type: 'string', array: true, describe: 'further volumes of a split bundle (any order); or give its .sha256 list as <bundle>' })
     .option('to', { type: 'string', nargs: 2, demandOption: true, describe: `KIND TARGET; KIND is one of ${IMPORT_TARGET_KINDS.join(', ')}` })
     .option('image', { type: 'string', array: true, describe: 'import only images whose reference matches (glob: * and ?), repeatable' })
     .option('rename', { type: 'string', array: true, describe: 'OLD_PREFIX=NEW_PREFIX repository mapping, e.g. docker.io/library=library (repeatable)' })
@@ -39,7 +41,7 @@ export const importCommand: CommandModule<GlobalFlags, Flags> = {
     const observer = progressObserver(ctx.out, 'import');
     try {
       const report = await importBundle({
-        bundle: argv.bundle, kind: kind as ImportTargetKind, target, images: argv.image ?? [], renames: argv.rename ?? [],
+        bundle: argv.bundle, volumes: argv.volumes, kind: kind as ImportTargetKind, target, images: argv.image ?? [], renames: argv.rename ?? [],
         prune: argv.prune === true, receiptFile: argv.receipt, platform: argv.platform ? parsePlatforms(argv.platform)[0] : undefined,
         bases: argv.base === undefined ? undefined : ([] as string[]).concat(argv.base),
         jobs: ctx.jobs, registry: ctx.registry, ssh: ctx.ssh, signal: ctx.signal, observer,

@@ -4,21 +4,23 @@ import { refuseSharedStdin } from '../stdin.js';
 
 interface Flags extends GlobalFlags {
   bundle: string;
+  volumes?: string[];
   metadata?: boolean;
 }
 
 export const inspectCommand: CommandModule<GlobalFlags, Flags> = {
-  command: 'inspect <bundle>',
+  command: 'inspect <bundle> [volumes..]',
   describe: 'show what a bundle holds: images, platforms, sizes, shared bytes, dedup ratio',
   builder: (y) => y
-    .positional('bundle', { type: 'string', demandOption: true, coerce: stdinOrPath, describe: 'bundle file, or - for stdin' })
+    .positional('bundle', { type: 'string', demandOption: true, coerce: stdinOrPath, describe: 'bundle file, a volume of a split bundle, its .sha256 list, or - for stdin' })
+    .positional('volumes', { type: 'string', array: true, describe: 'further volumes of a split bundle (any order); or give its .sha256 list as <bundle>' })
     .option('metadata', { type: 'boolean', describe: 'print the bundle metadata (ferry.json) exactly as stored' }) as never,
   handler: async (argv) => {
     // Loaded on use: --help and --version stay fast, and a command pays only for what it needs.
     const { inspectBundle, renderInspection } = await import('../../app/inspect.js');
     refuseSharedStdin(argv, argv.bundle === '-', 'the bundle (-)');
     const ctx = await contextFrom(argv);
-    const inspection = await inspectBundle(argv.bundle, { signal: ctx.signal });
+    const inspection = await inspectBundle(argv.bundle, { signal: ctx.signal, volumes: argv.volumes });
     if (argv.metadata) {
       process.stdout.write(`${JSON.stringify(inspection.metadata, null, 2)}\n`);
       return;

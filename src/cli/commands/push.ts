@@ -6,6 +6,7 @@ import { progressObserver } from '../progress.js';
 
 interface Flags extends GlobalFlags {
   bundle: string;
+  volumes?: string[];
   to: string;
   image?: string[];
   'project-map'?: string[];
@@ -21,10 +22,11 @@ interface Flags extends GlobalFlags {
 const ON_EXISTING_TAG: readonly OnExistingTag[] = ['overwrite', 'skip', 'fail'];
 
 export const pushCommand: CommandModule<GlobalFlags, Flags> = {
-  command: 'push <bundle>',
+  command: 'push <bundle> [volumes..]',
   describe: 'push a bundle\'s images to a registry (Harbor, distribution, …): blobs skipped when present, mounted across repositories',
   builder: (y) => y
-    .positional('bundle', { type: 'string', demandOption: true, coerce: stdinOrPath, describe: 'bundle file, or - for stdin' })
+    .positional('bundle', { type: 'string', demandOption: true, coerce: stdinOrPath, describe: 'bundle file, a volume of a split bundle, its .sha256 list, or - for stdin' })
+    .positional('volumes', { type: 'string', array: true, describe: 'further volumes of a split bundle (any order); or give its .sha256 list as <bundle>' })
     .option('to', { type: 'string', demandOption: true, describe: 'registry host[:port][/prefix]' })
     .option('image', { type: 'string', array: true, describe: 'push only images whose reference matches (glob), repeatable' })
     .option('project-map', { alias: 'rename', type: 'string', array: true, describe: 'OLD_PREFIX=NEW_PREFIX, e.g. docker.io/library=library' })
@@ -48,7 +50,7 @@ export const pushCommand: CommandModule<GlobalFlags, Flags> = {
     const observer = progressObserver(ctx.out, 'push');
     try {
       const report = await pushBundle({
-        bundle: argv.bundle, target: argv.to, images: argv.image ?? [], renames: argv['project-map'] ?? [],
+        bundle: argv.bundle, volumes: argv.volumes, target: argv.to, images: argv.image ?? [], renames: argv['project-map'] ?? [],
         createProjects: argv['create-projects'] === true, publicProjects: argv['public-projects'] === true, dryRun: argv['dry-run'] === true,
         onExistingTag: argv['on-existing-tag'] ?? 'overwrite', flatten,
         receiptFile: argv.receipt, jobs: ctx.jobs, registry: ctx.registry, ssh: ctx.ssh, signal: ctx.signal, observer,

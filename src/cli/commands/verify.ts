@@ -6,28 +6,32 @@ import { progressObserver } from '../progress.js';
 
 interface Flags extends GlobalFlags {
   bundle: string;
+  volumes?: string[];
   key?: string;
   requireSigned?: boolean;
 }
 
 export const verifyCommand: CommandModule<GlobalFlags, Flags> = {
-  command: 'verify <bundle>',
+  command: 'verify <bundle> [volumes..]',
   describe: 'check every blob digest and size and that every image is complete, offline',
-  builder: (y) => y.positional('bundle', { type: 'string', demandOption: true, coerce: stdinOrPath, describe: 'bundle file, or - for stdin' })
+  builder: (y) => y.positional('bundle', { type: 'string', demandOption: true, coerce: stdinOrPath, describe: 'bundle file, a volume of a split bundle, its .sha256 list, or - for stdin' })
+    .positional('volumes', { type: 'string', array: true, describe: 'further volumes of a split bundle (any order); or give its .sha256 list as <bundle>' })
     .option('key', { type: 'string', requiresArg: true, describe: 'cosign public key (PEM): also check every image\'s cosign signature, offline' })
     .option('require-signed', { type: 'boolean', describe: 'with --key: an image without a valid signature is an error' })
     .example('$0 verify release.tar.zst --key cosign.pub --require-signed', 'digests, completeness and signatures') as never,
   handler: async (argv) => {
     // Loaded on use: --help and --version stay fast, and a command pays only for what it needs.
     const { verifyBundle } = await import('../../app/verify.js');
+    const { volumeLine } = await import('../../app/inspect.js');
     refuseSharedStdin(argv, argv.bundle === '-', 'the bundle (-)');
     const ctx = await contextFrom(argv);
     const observer = progressObserver(ctx.out, 'verify');
     try {
-      const result = await verifyBundle(argv.bundle, { signal: ctx.signal, observer, key: argv.key, requireSigned: argv.requireSigned });
+      const result = await verifyBundle(argv.bundle, { volumes: argv.volumes, signal: ctx.signal, observer, key: argv.key, requireSigned: argv.requireSigned });
       observer.stop();
       const sigs = result.signatures;
       ctx.out.result(result, () => `${argv.bundle}: OK — ${result.images} images, ${result.blobs} blobs, ${formatBytes(result.bytes)} verified in ${result.seconds.toFixed(1)} s`
+        + (result.volumes ? `\n${volumeLine(result.volumes)}${result.volumes.missing.length ? ' (their layers were not checked)' : ''}` : '')
         + (sigs ? `\nsignatures: ${sigs.filter((s) => s.status === 'verified').length} of ${sigs.length} images signed with the key`
           + sigs.filter((s) => s.status === 'unsigned').map((s) => `\n  unsigned: ${s.image}`).join('') : ''));
     } finally {

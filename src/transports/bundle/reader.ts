@@ -39,6 +39,9 @@ export class BundleSource implements SequentialSource {
   private readonly neededBy = new Map<Digest, string[]>();
   /** Layers whose entries blobs() found missing, with the error that says so. */
   private readonly missingLayers = new Map<Digest, FerryError>();
+  /** The blob entries this file holds, in stored order: all of `blobs`, or a volume's share of them. */
+  private readonly entries: BundleBlob[];
+  private readonly inFile: ReadonlySet<Digest>;
   private layerIndex: number;
   private started = false;
   private closed = false;
@@ -53,8 +56,11 @@ export class BundleSource implements SequentialSource {
   ) {
     this.description = `bundle ${where}`;
     this.omittedBlobs = new Set((meta.delta?.omittedBlobs ?? []).map((b) => b.digest));
-    this.layerIndex = meta.blobs.findIndex((b) => b.kind === 'layer');
-    if (this.layerIndex < 0) this.layerIndex = meta.blobs.length;
+    const held = meta.volume ? new Set<string>(meta.volume.blobs) : undefined;
+    this.entries = held ? meta.blobs.filter((b) => held.has(b.digest)) : meta.blobs;
+    this.inFile = new Set(this.entries.map((b) => b.digest));
+    this.layerIndex = this.entries.findIndex((b) => b.kind === 'layer');
+    if (this.layerIndex < 0) this.layerIndex = this.entries.length;
   }
 
   /** @param input a file path, `-` for stdin, or a Readable. */
@@ -82,6 +88,27 @@ export class BundleSource implements SequentialSource {
       await reader?.close();
       throw asBundleError(e, where);
     }
+  }
+
+  /** Reads only a bundle file's ferry.json (to learn which volume it is before reading it in order). */
+  static async peekMetadata(path: string): Promise<BundleMetadata> {
+    const raw = createReadStream(path, { highWaterMark: 1 << 20 });
+    let reader: TarReader | undefined;
+    try {
+      const { stream } = await maybeDecompress(raw, path);
+      reader = new TarReader(stream, path);
+      return parseMetadata(await readFirstEntry(reader, path), path);
+    } catch (e) {
+      throw asBundleError(e, path);
+    } finally {
+      raw.destroy();
+      await reader?.close().catch(() => undefined);
+    }
+  }
+
+  /** The blob entries this file holds (a volume's share, or all). */
+  get storedHere(): readonly BundleBlob[] {
+    return this.entries;
   }
 
   get metadata(): BundleMetadata {
@@ -163,7 +190,7 @@ export class BundleSource implements SequentialSource {
 
     let total = 0;
     for (let i = 0; i < this.layerIndex; i++) {
-      const blob = this.meta.blobs[i]!;
+      const blob = this.entries[i]!;
       const exp: Expected = { name: blobEntryName(blob.digest), type: 'file', blob };
       const cap = blob.kind === 'config' ? CONFIG_MAX_BYTES : MANIFEST_MAX_BYTES;
       if (blob.size > cap) throw this.invalid(`${blob.kind} ${blob.digest} declares ${blob.size} bytes, more than the ${cap} allowed`, { digest: blob.digest });
@@ -272,6 +299,12 @@ export class BundleSource implements SequentialSource {
     if (bytes) return Readable.from([bytes], { objectMode: false });
     const missing = this.missingLayers.get(desc.digest);
     if (missing) throw missing;
+    const vol = this.meta.volume;
+    if (vol && !this.inFile.has(desc.digest) && !this.omittedBlobs.has(desc.digest)) {
+      throw new FerryError('E_BLOB_MISSING', `${this.where}: blob ${desc.digest} is not in this file, volume ${vol.index + 1} of ${vol.count}; another volume holds it`, {
+        hint: 'give every volume of the bundle (or its .sha256 list) to read it whole', details: { file: this.where, digest: desc.digest, volume: vol.index + 1 },
+      });
+    }
     if (this.omittedBlobs.has(desc.digest)) {
       throw new FerryError('E_BLOB_MISSING', `${this.where}: blob ${desc.digest} is not in this delta bundle (its base has it)`, {
         hint: 'import the base bundle first, or into the same destination', details: { file: this.where, digest: desc.digest },
@@ -292,12 +325,12 @@ export class BundleSource implements SequentialSource {
   async *blobs(opts: OpOptions = {}): AsyncGenerator<{ descriptor: Descriptor; stream: Readable }> {
     if (this.started) throw new FerryError('E_INTERNAL', `${this.where}: blobs() can be read only once`);
     this.started = true;
-    const position = new Map(this.meta.blobs.map((b, i) => [blobEntryName(b.digest), i]));
+    const position = new Map(this.entries.map((b, i) => [blobEntryName(b.digest), i]));
     // An entry met where an earlier declared layer was due: that layer is missing (or moved).
     let ahead: TarEntry | undefined;
-    for (let i = this.layerIndex; i < this.meta.blobs.length; i++) {
+    for (let i = this.layerIndex; i < this.entries.length; i++) {
       opts.signal?.throwIfAborted();
-      const blob = this.meta.blobs[i]!;
+      const blob = this.entries[i]!;
       const exp: Expected = { name: blobEntryName(blob.digest), type: 'file', blob };
       const descriptor = { digest: blob.digest, size: blob.size, mediaType: blob.mediaType };
       const next = ahead ?? await this.reader.next(() => this.truncated(`entry ${exp.name}`, blob));

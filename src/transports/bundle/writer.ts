@@ -1,6 +1,6 @@
 import { createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
-import { pipeline as pipelineCb, type Readable, type Writable } from 'node:stream';
+import { pipeline as pipelineCb, type Readable, type Transform, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FerryError } from '../../errors.js';
 import { type Digest, sha256Digest } from '../../oci/digest.js';
@@ -18,6 +18,7 @@ import {
   createdSeconds, formatCreated, imageRefName, serialiseMetadata, validateFullName,
 } from './metadata.js';
 import { TarWriter } from './tar.js';
+import { type VolumeFile, writeVolumes } from './volumes.js';
 
 export interface BundleWriterOptions {
   /** The bundle file; `-` with `stream` set writes there instead. */
@@ -34,6 +35,8 @@ export interface BundleWriterOptions {
   /** Delta export: blobs the receiver already has from these bases are left out. */
   delta?: { bases: BundleBase[]; omitted: ReadonlySet<Digest> };
   concurrentBlobs?: number;
+  /** Cut the bundle into volumes of at most this many (uncompressed tar) bytes: spec/bundle.md "Volumes". */
+  split?: number;
 }
 
 interface PlannedBlob extends BundleBlob {
@@ -61,6 +64,7 @@ export class BundleDestination implements ImageDestination {
   private readonly checkedCache = new Set<Digest>();
   private storeReady: Promise<void> | undefined;
   private committed: BundleMetadata | undefined;
+  private committedVolumes: VolumeFile[] | undefined;
 
   constructor(private readonly opts: BundleWriterOptions) {
     this.description = `bundle ${opts.stream ? 'stream' : opts.output}`;
@@ -71,6 +75,11 @@ export class BundleDestination implements ImageDestination {
   /** The metadata written by commit(). */
   get metadata(): BundleMetadata | undefined {
     return this.committed;
+  }
+
+  /** With `split`: the volume files commit() wrote, in index order. */
+  get volumes(): VolumeFile[] | undefined {
+    return this.committedVolumes;
   }
 
   private ready(): Promise<void> {
@@ -146,6 +155,14 @@ export class BundleDestination implements ImageDestination {
     const { meta, stored } = await this.plan();
     this.committed = meta;
     const metaBytes = serialiseMetadata(meta);
+    if (this.opts.split !== undefined) {
+      this.committedVolumes = await writeVolumes({
+        output: this.opts.output, maxBytes: this.opts.split, meta, stored, compressed: this.opts.compression === 'zstd', description: this.description,
+        indexJsonBytes: ociIndex(meta).length,
+        writeOne: (file, volMeta, volBlobs, tap) => this.writeArchiveFile(file, volMeta, serialiseMetadata(volMeta), volBlobs, opts, tap),
+      });
+      return;
+    }
     const signalOpt = opts.signal ? { signal: opts.signal } : {};
     const tar = new TarWriter(createdSeconds(meta.created));
     const stages: NodeJS.ReadWriteStream[] = this.opts.compression === 'zstd' ? [compressStream(this.opts.level === undefined ? {} : { level: this.opts.level })] : [];
@@ -168,15 +185,32 @@ export class BundleDestination implements ImageDestination {
       await settle(produce(), emit(out, out !== process.stdout));
       return;
     }
-    const tmp = tempPathFor(this.opts.output);
+    await this.writeArchiveFile(this.opts.output, meta, metaBytes, stored, opts);
+    await writeFileAtomic(`${this.opts.output}.ferry.json`, metaBytes);
+  }
+
+  /** One bundle file (temp name + rename); `tap` sees the file's bytes as they are written (the volume checksums). */
+  private async writeArchiveFile(output: string, meta: BundleMetadata, metaBytes: Buffer, stored: PlannedBlob[], opts: OpOptions, tap?: Transform): Promise<void> {
+    const signalOpt = opts.signal ? { signal: opts.signal } : {};
+    const tar = new TarWriter(createdSeconds(meta.created));
+    const stages: NodeJS.ReadWriteStream[] = this.opts.compression === 'zstd' ? [compressStream(this.opts.level === undefined ? {} : { level: this.opts.level })] : [];
+    if (tap) stages.push(tap);
+    const produce = (): Promise<void> => this.writeEntries(tar, meta, metaBytes, stored, opts).then(
+      () => tar.finalize(),
+      (e: unknown) => {
+        tar.destroy(e as Error);
+        throw e;
+      },
+    );
+    const tmp = tempPathFor(output);
     try {
-      await settle(produce(), emit(createWriteStream(tmp, { mode: 0o644 })));
-      await rename(tmp, this.opts.output);
+      const out = createWriteStream(tmp, { mode: 0o644 });
+      await settle(produce(), (pipeline as (...s: unknown[]) => Promise<void>)(tar.stream, ...stages, out, signalOpt));
+      await rename(tmp, output);
     } catch (e) {
       await rm(tmp, { force: true });
       throw e;
     }
-    await writeFileAtomic(`${this.opts.output}.ferry.json`, metaBytes);
   }
 
   async close(): Promise<void> {

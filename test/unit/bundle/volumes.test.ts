@@ -1,0 +1,101 @@
+import { describe, expect, it } from 'vitest';
+import { isFerryError } from '../../../src/errors.js';
+import { sha256Digest } from '../../../src/oci/digest.js';
+import { type BundleBlob, buildMetadata, parseMetadata, serialiseMetadata } from '../../../src/transports/bundle/metadata.js';
+import { parseSidecar, parseSize, planVolumes, volumeName, volumeStem } from '../../../src/transports/bundle/volumes.js';
+
+const d = (s: string) => sha256Digest(s);
+const OCI = 'application/vnd.oci.image.manifest.v1+json';
+
+function sample(layerSizes: number[]): ReturnType<typeof buildMetadata> {
+  const layers: BundleBlob[] = layerSizes.map((size, i) => ({ digest: d(`l${i}`), size, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', kind: 'layer' }));
+  return buildMetadata({
+    created: '2024-01-02T03:04:05Z', toolVersion: '1',
+    images: [{ origin: 'quay.io/a/b:1', repository: 'quay.io/a/b', tag: '1', digest: d('m'), mediaType: OCI, platforms: [], size: 1 }],
+    blobs: [{ digest: d('m'), size: 300, mediaType: OCI, kind: 'manifest' }, { digest: d('c'), size: 200, mediaType: 'application/vnd.oci.image.config.v1+json', kind: 'config' }, ...layers],
+  });
+}
+
+function fails(f: () => unknown, code: string, text: string | RegExp): void {
+  try {
+    f();
+  } catch (e) {
+    expect(isFerryError(e) && e.code).toBe(code);
+    expect((e as Error).message).toMatch(text);
+    return;
+  }
+  throw new Error('did not throw');
+}
+
+describe('volume sizes and names', () => {
+  it('reads sizes in binary units, as ferry plan --split does: 2G = 2GiB = 2GB = 2×1024³', () => {
+    expect(parseSize('2G')).toBe(2 * 1024 ** 3);
+    expect(parseSize('2GiB')).toBe(2 * 1024 ** 3);
+    expect(parseSize('2GB')).toBe(2 * 1024 ** 3);
+    expect(parseSize('500m')).toBe(500 * 1024 ** 2);
+    expect(parseSize('1.5K')).toBe(1536);
+    expect(parseSize('4096')).toBe(4096);
+    for (const bad of ['', '0', '2X', '-1G', 'G', '1e9']) fails(() => parseSize(bad), 'E_USAGE', /is not a size/);
+  });
+
+  it('names volumes STEM.NNN.tar[.zst], wider when there are more than 1000', () => {
+    expect(volumeStem('/x/release.tar.zst')).toBe('/x/release');
+    expect(volumeStem('/x/release.tar')).toBe('/x/release');
+    expect(volumeStem('/x/release')).toBe('/x/release');
+    expect(volumeName('/x/r', 2, 7, false)).toBe('/x/r.002.tar');
+    expect(volumeName('/x/r', 2, 7, true)).toBe('/x/r.002.tar.zst');
+    expect(volumeName('r', 12, 1001, false)).toBe('r.0012.tar');
+  });
+
+  it('cuts layers in stored order at the cap; head in every volume; refuses a layer that cannot fit', () => {
+    const meta = sample([3000, 3000, 3000, 100]);
+    const stored = meta.blobs;
+    const fixedOf = (): number => {
+      try {
+        planVolumes(meta, stored, 400, 1, 'b');
+      } catch (e) {
+        return (e as { details: { headBytes: number } }).details.headBytes;
+      }
+      throw new Error('no error');
+    };
+    const fixed = fixedOf();
+    const entry = 512 + 3072;
+    const cut = planVolumes(meta, stored, 400, fixed + entry + 1100, 'b');
+    expect(cut.map((v) => v.map((b) => b.size))).toEqual([[3000], [3000], [3000, 100]]);
+    expect(planVolumes(meta, stored, 400, fixed + 4 * entry, 'b')).toHaveLength(1);
+    fails(() => planVolumes(meta, stored, 400, fixed + entry - 1, 'b'), 'E_USAGE', new RegExp(`layer ${d('l0')} \\(3000 bytes\\) does not fit`));
+    // No layers at all: one volume.
+    expect(planVolumes(sample([]), sample([]).blobs, 400, 1 << 20, 'b')).toEqual([[]]);
+  });
+
+  it('parses sha256sum lists, refusing names that leave the directory', () => {
+    const h = 'a'.repeat(64);
+    expect(parseSidecar(`${h}  r.000.tar\n${h} *r.001.tar\n`, '/s/r.sha256')).toEqual([{ sha256: h, path: '/s/r.000.tar' }, { sha256: h, path: '/s/r.001.tar' }]);
+    fails(() => parseSidecar(`${h}  ../etc/passwd\n`, '/s/r.sha256'), 'E_BUNDLE_INVALID', /line 1/);
+    fails(() => parseSidecar(`${h}  ..\n`, '/s/r.sha256'), 'E_BUNDLE_INVALID', /line 1/);
+    fails(() => parseSidecar('xyz  r.000.tar\n', '/s/r.sha256'), 'E_BUNDLE_INVALID', /line 1/);
+    fails(() => parseSidecar('\n', '/s/r.sha256'), 'E_BUNDLE_INVALID', /lists no volumes/);
+  });
+});
+
+describe('the volume section of ferry.json', () => {
+  const meta = sample([10, 20, 30]);
+  const [m, c, l0, l1, l2] = meta.blobs.map((b) => b.digest);
+  const withVolume = (volume: unknown): Buffer => serialiseMetadata({ ...meta, volume } as typeof meta);
+
+  it('round-trips, and leaves the bundle id alone', () => {
+    const back = parseMetadata(withVolume({ index: 1, count: 3, bundleId: meta.bundleId, blobs: [m, c, l1] }), 'v');
+    expect(back.volume).toEqual({ index: 1, count: 3, bundleId: meta.bundleId, blobs: [m, c, l1] });
+    expect(back.bundleId).toBe(meta.bundleId);
+  });
+
+  it('refuses what would make a volume lie about its content', () => {
+    const base = { index: 0, count: 2, bundleId: meta.bundleId, blobs: [m, c, l0] };
+    fails(() => parseMetadata(withVolume({ ...base, index: 2 }), 'v'), 'E_BUNDLE_INVALID', /out of range/);
+    fails(() => parseMetadata(withVolume({ ...base, bundleId: d('other') }), 'v'), 'E_BUNDLE_INVALID', /bundleId/);
+    fails(() => parseMetadata(withVolume({ ...base, blobs: [m, c, d('stranger')] }), 'v'), 'E_BUNDLE_INVALID', /not a blob of the bundle/);
+    fails(() => parseMetadata(withVolume({ ...base, blobs: [m, c, l2, l0] }), 'v'), 'E_BUNDLE_INVALID', /out of stored order/);
+    fails(() => parseMetadata(withVolume({ ...base, blobs: [m, c, l0, l0] }), 'v'), 'E_BUNDLE_INVALID', /twice/);
+    fails(() => parseMetadata(withVolume({ ...base, blobs: [m, l0] }), 'v'), 'E_BUNDLE_INVALID', /lacks config/);
+  });
+});

@@ -187,19 +187,8 @@ async function requestsOf(opts: PlanOptions): Promise<ImageRequest[]> {
   });
 }
 
-const UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
-
-/** `4G`, `700MiB`, `4.7GB`, `1048576`: binary units (K = 1024), as the volume files are cut. */
-export function parseSize(text: string, flag = '--split'): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$/i.exec(text);
-  const n = m ? Math.floor(Number(m[1]) * UNITS[m[2]!.toLowerCase()]!) : NaN;
-  if (!m || !Number.isFinite(n) || n < 1024 * 1024) {
-    throw new FerryError('E_USAGE', `${flag} ${JSON.stringify(text)}: expected a size of at least 1M, like 4G, 700M or 4.5GiB`, {
-      hint: 'sizes use binary units: K = 1024 bytes, M = 1024 K, G = 1024 M',
-    });
-  }
-  return n;
-}
+/** One reading of sizes for plan and export, so both agree on the cut. */
+export { parseSize } from '../transports/bundle/volumes.js';
 
 export function renderPlan(p: ExportPlan): string {
   const rows = [['IMAGE', 'SIZE', 'UNIQUE', 'SHARED', 'PLATFORMS']];

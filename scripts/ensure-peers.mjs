@@ -1,9 +1,18 @@
 #!/usr/bin/env node
-// Makes sure the peer programs ferry's tests, demo and benchmark run against are
-// installed: the CNCF registry, skopeo, OpenSSH's sshd. Installs them from
-// Debian's packages when running as root; otherwise says exactly what to run.
+// Makes sure what ferry's tests, demo and benchmark need is installed: the npm
+// dependencies (npm install when they are missing), and the peer programs they
+// run against — the CNCF registry, skopeo, OpenSSH's sshd. Peers come from
+// Debian's packages when running as root; otherwise it says exactly what to run.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+if (!['typescript', 'vitest', 'zstd-napi', 'ssh2', 'yargs', 'tar-stream'].every((m) => existsSync(join(root, 'node_modules', m, 'package.json')))) {
+  console.error('ferry: installing npm dependencies (npm install)…');
+  execFileSync('npm', ['install', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit' });
+}
 
 const peers = [
   { bin: ['/usr/bin/docker-registry'], pkg: 'docker-registry', why: 'the real CNCF registry the tests run against' },

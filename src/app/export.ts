@@ -18,6 +18,10 @@ import type { RegistryAccess } from './registry-access.js';
 import { loadBases } from '../delta/inputs.js';
 import { addReferrers } from './referrers.js';
 import type { ReferrerGroup } from '../referrers/requests.js';
+import type { CopyPlan } from '../copy/plan.js';
+import type { Digest } from '../oci/digest.js';
+import type { BundleBase } from '../transports/bundle/metadata.js';
+import { readRepairReport, type RepairReport } from './repair.js';
 
 export interface ExportOptions {
   listFile?: string | undefined;
@@ -37,6 +41,8 @@ export interface ExportOptions {
   referrers?: boolean | undefined;
   /** Cut the bundle into volumes of at most this many bytes (spec/bundle.md "Volumes"). */
   split?: number | undefined;
+  /** A repair report of `ferry verify` (spec/repair.md): the bundle holds only the blobs it lists, as a delta against the damaged bundle. */
+  repair?: string | undefined;
   signal?: AbortSignal;
   observer?: CopyObserver;
 }
@@ -61,6 +67,8 @@ export interface ExportResult {
   referrers?: { images: ReferrerGroup[]; skipped: { reference: string; reason: string }[] };
   /** With split: the volume files, in order (their checksums are in STEM.sha256). */
   volumes?: { path: string; layers: number; sha256: string }[];
+  /** Set for a repair bundle: the bundle it repairs and how many blobs it carries. */
+  repair?: { bundleId: string; blobs: number };
 }
 
 /**
@@ -71,6 +79,8 @@ export interface ExportResult {
 export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
   const started = Date.now();
   // Bases first: a wrong --since path should fail before any registry is contacted.
+  if (opts.repair !== undefined && opts.since?.length) throw new FerryError('E_USAGE', '--repair and --since cannot be combined: a repair bundle is already a delta against the damaged bundle', { hint: 'drop --since' });
+  const repair = opts.repair !== undefined ? await readRepairReport(opts.repair) : undefined;
   const since = opts.since && opts.since.length > 0 ? await loadBases(opts.since) : undefined;
   const { source, requests, resumedBytes } = await resolveSourceAndRequests(opts);
   try {
@@ -79,6 +89,7 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
     let referrers: ExportResult['referrers'];
     if (opts.referrers !== false) ({ plan, referrers } = await addReferrers(source, plan, requests, opts));
 
+    const delta = repair ? repairDelta(repair, opts.repair!, plan) : since ? { bases: since.bases, omitted: new Set(since.held.keys()) } : undefined;
     const toStdout = opts.output === '-';
     if (toStdout && opts.split !== undefined) throw new FerryError('E_USAGE', '--split writes volume files: it cannot write to stdout', { hint: 'give -o NAME.tar or NAME.tar.zst' });
     const destination = new BundleDestination({
@@ -90,7 +101,7 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
       storeDir: opts.cacheDir ?? defaultCacheDir(),
       ...(opts.split !== undefined ? { split: opts.split } : {}),
       // Omitted blobs are reported present by the destination, so the engine never fetches them.
-      ...(since ? { delta: { bases: since.bases, omitted: new Set(since.held.keys()) } } : {}),
+      ...(delta ? { delta } : {}),
     });
     try {
       const report = await copyImages(source, destination, plan, { jobs: opts.jobs, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.observer ? { observer: opts.observer } : {}) });
@@ -103,6 +114,7 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
         seconds: (Date.now() - started) / 1000,
         ...(meta.delta ? { delta: { bases: meta.delta.bases, omittedBlobs: meta.delta.omittedBlobs.length, omittedBytes: meta.delta.omittedBlobs.reduce((n, b) => n + b.size, 0) } } : {}),
         ...(referrers ? { referrers } : {}),
+        ...(repair ? { repair: { bundleId: repair.bundleId, blobs: meta.blobs.filter((b) => b.kind === 'config' || b.kind === 'layer').length } } : {}),
         ...(destination.volumes ? { volumes: destination.volumes.map((v) => ({ path: v.path, layers: v.layers, sha256: v.sha256 })) } : {}),
       };
     } finally {
@@ -111,6 +123,24 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
   } finally {
     await source.close();
   }
+}
+
+/**
+ * A repair bundle is a delta whose base is the damaged bundle and whose
+ * omitted set is every config and layer except the listed ones: manifests are
+ * always stored, so it imports on top of what the good volumes delivered.
+ */
+function repairDelta(report: RepairReport, where: string, plan: CopyPlan): { bases: BundleBase[]; omitted: ReadonlySet<Digest> } {
+  const listed = new Set<Digest>(report.blobs.map((b) => b.digest));
+  const planned = new Set<Digest>(plan.images.flatMap((i) => i.blobs.map((b) => b.digest)));
+  const strays = report.blobs.filter((b) => !planned.has(b.digest));
+  if (strays.length > 0) {
+    throw new FerryError('E_NOT_FOUND', `--repair ${where}: ${strays.length} of the ${report.blobs.length} listed blobs are not part of these images (${strays.slice(0, 3).map((b) => b.digest).join(', ')}${strays.length > 3 ? ', …' : ''}): the images now resolve to other content than bundle ${report.bundleId}`, {
+      hint: 'export with the same image list (pinned by digest) or --from bundle:ORIGINAL as the damaged bundle; else send a whole new bundle',
+      details: { file: where, bundleId: report.bundleId, digests: strays.map((b) => b.digest) },
+    });
+  }
+  return { bases: [{ bundleId: report.bundleId, metadataDigest: report.metadataDigest }], omitted: new Set([...planned].filter((d) => !listed.has(d))) };
 }
 
 async function resolveSourceAndRequests(opts: ExportOptions): Promise<{ source: ImageSource; requests: ImageRequest[]; resumedBytes: () => number }> {

@@ -2,14 +2,20 @@ import { copyImages } from '../copy/engine.js';
 import type { CopyObserver } from '../copy/events.js';
 import { planCopy } from '../copy/plan.js';
 import { openBundleInput, type VolumeSetInfo, VolumeSetSource } from '../transports/bundle/volume-set.js';
+import type { BundleSource } from '../transports/bundle/reader.js';
 import { VerifySink } from '../transports/sink/verify-sink.js';
 import { requestsFromBundle } from './bundle-requests.js';
 import { failureError } from './failures.js';
 import { type SignatureCheck, SignatureChecks, signatureError } from './signatures.js';
 import { CaptureSink } from '../referrers/capture-sink.js';
 import { loadPublicKey, PAYLOAD_MAX_BYTES } from '../referrers/cosign.js';
-import { FerryError } from '../errors.js';
-import type { Digest } from '../oci/digest.js';
+import { asFerryError, FerryError } from '../errors.js';
+import { type Digest, sha256Digest } from '../oci/digest.js';
+import type { Descriptor } from '../oci/manifest.js';
+import type { Readable } from 'node:stream';
+import { serialiseMetadata } from '../transports/bundle/metadata.js';
+import type { ImageDestination, OpOptions } from '../transports/types.js';
+import { defaultReportPath, problemOf, type RepairReport, writeRepairReport } from './repair.js';
 
 export interface VerifyResult {
   bundle: string;
@@ -35,6 +41,11 @@ export interface VerifyOptions {
   requireSigned?: boolean | undefined;
   /** Further volumes of a split bundle. */
   volumes?: string[] | undefined;
+  /**
+   * Where to write the repair report when blobs are bad (spec/repair.md).
+   * Default: `<stem>.repair.json` beside the bundle; `false`: none. Never written when all is well.
+   */
+  report?: string | false | undefined;
 }
 
 /**
@@ -57,12 +68,18 @@ export async function verifyBundle(bundle: string, opts: VerifyOptions = {}): Pr
     const plan = await planCopy(source, requests, copyOpts);
     // Volumes given one by one are checked alone: the layers of the others are not asked for. A .sha256 list asks for all.
     const notGiven: ReadonlySet<Digest> = source instanceof VolumeSetSource && !source.info.fromSidecar ? source.absentLayers : new Set();
-    const sink = new VerifySink(new Set([...source.omittedBlobs, ...notGiven]));
+    const sink = new RecordingSink(new VerifySink(new Set([...source.omittedBlobs, ...notGiven])));
+    const done = new Set<Digest>();
+    const outer = copyOpts.observer;
+    copyOpts.observer = { ...outer, blobDone: (desc, o) => { done.add(desc.digest); outer?.blobDone?.(desc, o); } };
     // Signature payloads are layers, so they arrive in the one pass over the bundle; the sink keeps those few.
     const checks = key ? await SignatureChecks.plan(source, meta) : undefined;
     const capture = new CaptureSink(sink, checks?.payloads ?? new Set(), PAYLOAD_MAX_BYTES);
     const report = await copyImages(source, capture, plan, copyOpts);
-    if (report.failures.length > 0) throw failureError(`verify ${source.where}`, report.failures, requests.length);
+    if (report.failures.length > 0) {
+      const err = failureError(`verify ${source.where}`, report.failures, requests.length);
+      throw await withRepairReport(err, bundle, opts.report, () => repairReport(source, plan.images.flatMap((i) => i.blobs), done, sink.errors, notGiven));
+    }
     const signatures = key && checks ? checks.check(key, capture.captured) : undefined;
     if (signatures) {
       const err = signatureError(bundle, signatures, opts.requireSigned === true);
@@ -77,4 +94,93 @@ export async function verifyBundle(bundle: string, opts: VerifyOptions = {}): Pr
   } finally {
     await source.close();
   }
+}
+
+/** Keeps each blob's own error: the engine reports per image, the repair report is per blob. */
+class RecordingSink implements ImageDestination {
+  readonly errors = new Map<Digest, string>();
+  readonly description: string;
+  readonly capabilities: ImageDestination['capabilities'];
+  constructor(private readonly inner: VerifySink) {
+    this.description = inner.description;
+    this.capabilities = inner.capabilities;
+  }
+
+  get bytesVerified(): number {
+    return this.inner.bytesVerified;
+  }
+
+  hasBlob(repository: string, desc: Descriptor): Promise<boolean> {
+    return this.inner.hasBlob(repository, desc);
+  }
+
+  async putBlob(repository: string, desc: Descriptor, data: Readable, opts?: OpOptions): Promise<void> {
+    try {
+      await this.inner.putBlob(repository, desc, data);
+    } catch (e) {
+      const err = asFerryError(e);
+      if (err.code !== 'E_ABORTED' && !opts?.signal?.aborted) this.errors.set(desc.digest, err.code);
+      throw e;
+    }
+  }
+
+  putManifest(): Promise<void> { return this.inner.putManifest(); }
+  putImage(): Promise<void> { return this.inner.putImage(); }
+  commit(): Promise<void> { return this.inner.commit(); }
+  close(): Promise<void> { return this.inner.close(); }
+}
+
+/**
+ * Every config and layer the images need that did not verify: the ones not
+ * given on purpose (single volumes) and a delta's base blobs are not bad.
+ */
+function repairReport(source: BundleSource | VolumeSetSource, needed: Descriptor[], done: ReadonlySet<Digest>, sinkErrors: ReadonlyMap<Digest, string>, notGiven: ReadonlySet<Digest>): RepairReport | undefined {
+  const meta = source.metadata;
+  const kinds = new Map(meta.blobs.map((b) => [b.digest as string, b.kind]));
+  const unreadable = source instanceof VolumeSetSource ? source.unreadableLayers : new Map<Digest, FerryError>();
+  const blobs: RepairReport['blobs'] = [];
+  const seen = new Set<Digest>();
+  for (const d of needed) {
+    if (seen.has(d.digest) || done.has(d.digest) || source.omittedBlobs.has(d.digest) || notGiven.has(d.digest)) continue;
+    seen.add(d.digest);
+    const kind = kinds.get(d.digest);
+    if (kind !== 'config' && kind !== 'layer') continue;
+    const code = sinkErrors.get(d.digest) ?? unreadable.get(d.digest)?.code ?? 'E_BLOB_MISSING';
+    blobs.push({ digest: d.digest, size: d.size, mediaType: d.mediaType, problem: problemOf(code), images: source.imagesNeeding(d.digest) });
+  }
+  if (blobs.length === 0) return undefined;
+  // A volume's metadata is the whole bundle's plus its `volume` entry: without it, it is the STEM.ferry.json export wrote.
+  let metadataDigest = source.metadataDigest;
+  if (meta.volume) {
+    const whole = { ...meta };
+    delete whole.volume;
+    metadataDigest = sha256Digest(serialiseMetadata(whole));
+  }
+  const info = source instanceof VolumeSetSource ? source.info : undefined;
+  return {
+    format: 'ferry-repair', version: 1, bundleId: meta.bundleId, metadataDigest,
+    ...(info ? { volumes: { missing: info.missing.map((v) => v.volume - 1), damaged: info.damaged.map((v) => v.volume - 1) } } : {}),
+    blobs,
+  };
+}
+
+/** Writes the report (when there is something to repair) and names it in the error the user sees. */
+async function withRepairReport(err: FerryError, bundle: string, where: string | false | undefined, build: () => RepairReport | undefined): Promise<FerryError> {
+  if (where === false) return err;
+  const report = build();
+  if (!report) return err;
+  const path = where ?? (bundle === '-' ? undefined : defaultReportPath(bundle));
+  if (path === undefined) return err;
+  try {
+    await writeRepairReport(path, report);
+  } catch (e) {
+    // A read-only medium must not hide the verification result itself.
+    return new FerryError(err.code, `${err.message}\n(the repair report could not be written to ${path}: ${asFerryError(e).message})`, {
+      hint: 'run ferry verify again with --report FILE on a writable path', details: err.details, cause: err,
+    });
+  }
+  return new FerryError(err.code, `${err.message}\nrepair report: ${path} (${report.blobs.length} blobs)`, {
+    hint: `carry ${path} to the connected side and run \`ferry export -f images.list --repair ${path} -o repair.tar\`; import the good volumes, then repair.tar`,
+    details: { ...err.details, repairReport: path, repairBlobs: report.blobs.length }, cause: err,
+  });
 }

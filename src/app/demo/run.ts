@@ -43,10 +43,10 @@ export async function runDemo(opts: { workDir: string; jobs: number; signal?: Ab
     const imagesList = join(workDir, 'images.list');
     await writeFile(imagesList, `# ferry demo: sample release 2.0\n${refs.join('\n')}\n`);
 
-    const bundle = join(workDir, 'release-2.0.tar.zst');
+    const bundle = join(workDir, 'release-2.0.tar');
     say(`2/5 ferry export -f ${imagesList} -o ${bundle}`);
     const common = { jobs: opts.jobs, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.observer ? { observer: opts.observer } : {}) };
-    const exported = await exportBundle({ listFile: imagesList, output: bundle, compression: 'zstd', cacheDir: join(workDir, 'cache'), registry: access, ...common });
+    const exported = await exportBundle({ listFile: imagesList, output: bundle, compression: 'none', cacheDir: join(workDir, 'cache'), registry: access, ...common });
 
     say(`3/5 ferry verify ${bundle}`);
     const verified = await verifyBundle(bundle, common);

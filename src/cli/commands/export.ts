@@ -17,6 +17,7 @@ interface Flags extends GlobalFlags {
   since?: string | string[];
   referrers?: boolean;
   split?: string;
+  repair?: string;
 }
 
 export const exportCommand: CommandModule<GlobalFlags, Flags> = {
@@ -34,10 +35,12 @@ export const exportCommand: CommandModule<GlobalFlags, Flags> = {
     .option('since', { type: 'string', requiresArg: true, describe: 'delta: leave out blobs this prior bundle, its .ferry.json or inventory holds (repeatable)' })
     .option('referrers', { type: 'boolean', default: true, describe: 'also carry each image\'s cosign signatures, attestations, SBOMs and OCI referrers (--no-referrers to leave them)' })
     .option('split', { type: 'string', requiresArg: true, describe: 'cut the bundle into volumes of at most this size (binary units: 2G = 2 GiB), NAME.000.tar[.zst], … plus NAME.sha256' })
+    .option('repair', { type: 'string', requiresArg: true, describe: 'a repair bundle: only the blobs this report of `ferry verify` lists, for the bundle it names (spec/repair.md)' })
     .option('cache', { type: 'string', describe: 'blob cache directory (default: ~/.cache/ferry); reruns reuse it' })
     .example('$0 export -f images.list -o release-2.0.tar.zst', 'export every image of the list')
     .example('$0 export -f images.list --since release-1.0.tar.zst -o release-2.0-delta.tar.zst', 'a delta: only what release 1.0 lacks')
     .example('$0 export -f images.list -o release.tar.zst --split 2G', 'volumes of at most 2 GiB for a file share: release.000.tar.zst, … and release.sha256')
+    .example('$0 export -f images.list --repair rel.repair.json -o repair.tar', 'only the blobs verify found missing or damaged at the far side')
     .example('$0 export --from registry-layout:/var/lib/registry -o old.tar.zst', 'bundle a registry directory without starting a registry') as never,
   handler: async (argv) => {
     // Loaded on use: --help and --version stay fast, and a command pays only for what it needs.
@@ -51,7 +54,7 @@ export const exportCommand: CommandModule<GlobalFlags, Flags> = {
         listFile: argv.file, references: argv.images ?? [], from: argv.from, output: argv.output,
         compression: argv.compression ?? (argv.output.endsWith('.zst') ? 'zstd' : 'none'), level: argv.level,
         platforms: argv.platform ? parsePlatforms(argv.platform) : undefined, cacheDir: argv.cache, since: argv.since === undefined ? undefined : ([] as string[]).concat(argv.since),
-        referrers: argv.referrers, split: argv.split === undefined ? undefined : parseSize(argv.split),
+        referrers: argv.referrers, split: argv.split === undefined ? undefined : parseSize(argv.split), repair: argv.repair,
         jobs: ctx.jobs, registry: ctx.registry, signal: ctx.signal, observer,
       });
       observer.stop();
@@ -59,7 +62,8 @@ export const exportCommand: CommandModule<GlobalFlags, Flags> = {
         + `(${formatBytes(result.referencedBytes)} referenced, ${formatBytes(result.fetchedBytes)} fetched) in ${result.seconds.toFixed(1)} s\nbundle id ${result.bundleId}`
         + (result.referrers && result.referrers.images.length > 0 ? `\nreferrers: ${result.referrers.images.reduce((n, g) => n + g.referrers.length, 0)} signatures, attestations, SBOMs and referrers of ${result.referrers.images.length} images carried` : '')
         + (result.volumes ? `\n${result.volumes.length} volumes: ${result.volumes.map((v) => v.path).join(', ')}; checksums in ${result.volumes[0]!.path.replace(/\.\d{3,}\.tar(\.zst)?$/, '')}.sha256` : '')
-        + (result.delta ? `\ndelta: ${result.delta.omittedBlobs} blobs (${formatBytes(result.delta.omittedBytes)}) left out, held by base ${result.delta.bases.map((b) => b.bundleId).join(', ')}` : ''));
+        + (result.repair ? `\nrepair of bundle ${result.repair.bundleId}: ${result.repair.blobs} blobs carried; import it after the good volumes (or the damaged bundle)` : '')
+        + (result.delta && !result.repair ? `\ndelta: ${result.delta.omittedBlobs} blobs (${formatBytes(result.delta.omittedBytes)}) left out, held by base ${result.delta.bases.map((b) => b.bundleId).join(', ')}` : ''));
     } finally {
       observer.stop();
     }

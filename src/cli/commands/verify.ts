@@ -9,6 +9,7 @@ interface Flags extends GlobalFlags {
   volumes?: string[];
   key?: string;
   requireSigned?: boolean;
+  report?: string;
 }
 
 export const verifyCommand: CommandModule<GlobalFlags, Flags> = {
@@ -18,6 +19,8 @@ export const verifyCommand: CommandModule<GlobalFlags, Flags> = {
     .positional('volumes', { type: 'string', array: true, describe: 'further volumes of a split bundle (any order); or give its .sha256 list as <bundle>' })
     .option('key', { type: 'string', requiresArg: true, describe: 'cosign public key (PEM): also check every image\'s cosign signature, offline' })
     .option('require-signed', { type: 'boolean', describe: 'with --key: an image without a valid signature is an error' })
+    .option('report', { type: 'string', requiresArg: true, describe: 'when blobs are bad, write the repair report here (default: STEM.repair.json beside the bundle; never when all is well)' })
+    .example('$0 verify rel.sha256', 'a split bundle; on damage writes rel.repair.json for `ferry export --repair`')
     .example('$0 verify release.tar.zst --key cosign.pub --require-signed', 'digests, completeness and signatures') as never,
   handler: async (argv) => {
     // Loaded on use: --help and --version stay fast, and a command pays only for what it needs.
@@ -27,7 +30,7 @@ export const verifyCommand: CommandModule<GlobalFlags, Flags> = {
     const ctx = await contextFrom(argv);
     const observer = progressObserver(ctx.out, 'verify');
     try {
-      const result = await verifyBundle(argv.bundle, { volumes: argv.volumes, signal: ctx.signal, observer, key: argv.key, requireSigned: argv.requireSigned });
+      const result = await verifyBundle(argv.bundle, { volumes: argv.volumes, signal: ctx.signal, observer, key: argv.key, requireSigned: argv.requireSigned, report: argv.report });
       observer.stop();
       const sigs = result.signatures;
       ctx.out.result(result, () => `${argv.bundle}: OK — ${result.images} images, ${result.blobs} blobs, ${formatBytes(result.bytes)} verified in ${result.seconds.toFixed(1)} s`

@@ -183,6 +183,11 @@ export class VolumeSetSource implements SequentialSource {
     return new Set(this.metadata.blobs.filter((b) => b.kind === 'layer' && !held.has(b.digest)).map((b) => b.digest));
   }
 
+  /** Layers that could not be had (missing, damaged or unreadable volumes), with why; complete once blobs() has run. */
+  get unreadableLayers(): ReadonlyMap<Digest, FerryError> {
+    return this.failed;
+  }
+
   imagesNeeding(digest: Digest): string[] {
     return this.head.imagesNeeding(digest);
   }

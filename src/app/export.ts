@@ -8,7 +8,9 @@ import { formatReference, fullName } from '../oci/reference.js';
 import { BundleDestination } from '../transports/bundle/writer.js';
 import type { ImageSource } from '../transports/types.js';
 import { TOOL_VERSION } from '../version.js';
-import { defaultCacheDir } from './cache-dir.js';
+import { cacheMaxBytes, defaultCacheDir } from './cache-dir.js';
+import { BlobStore } from '../store/blob-store.js';
+import { leaseBlobs, trimCache, type TrimReport } from '../store/cache-trim.js';
 import { failureError } from './failures.js';
 import { type ListedImage, readImageList } from './image-list.js';
 import { parseReference } from '../oci/reference.js';
@@ -33,6 +35,8 @@ export interface ExportOptions {
   level?: number | undefined;
   platforms?: Platform[] | undefined;
   cacheDir?: string | undefined;
+  /** The cache's size cap in bytes, or 'unlimited'; default: FERRY_CACHE_MAX, else DEFAULT_CACHE_MAX (app/cache-dir.ts). */
+  cacheMax?: number | 'unlimited' | undefined;
   jobs: number;
   registry: RegistryAccess;
   /** Delta export: prior bundles, their .ferry.json metadata, or inventories of what the receiver holds (spec/delta.md). */
@@ -69,6 +73,16 @@ export interface ExportResult {
   volumes?: { path: string; layers: number; sha256: string }[];
   /** Set for a repair bundle: the bundle it repairs and how many blobs it carries. */
   repair?: { bundleId: string; blobs: number };
+  /** The blob cache after the export trimmed it to its cap (store/cache-trim.ts). */
+  cache: ExportCacheReport;
+}
+
+export interface ExportCacheReport extends TrimReport {
+  dir: string;
+  /** null: no cap. */
+  maxBytes: number | null;
+  /** The trim failed; the bundle is complete all the same. */
+  error?: string;
 }
 
 /**
@@ -82,46 +96,83 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
   if (opts.repair !== undefined && opts.since?.length) throw new FerryError('E_USAGE', '--repair and --since cannot be combined: a repair bundle is already a delta against the damaged bundle', { hint: 'drop --since' });
   const repair = opts.repair !== undefined ? await readRepairReport(opts.repair) : undefined;
   const since = opts.since && opts.since.length > 0 ? await loadBases(opts.since) : undefined;
-  const { source, requests, resumedBytes } = await resolveSourceAndRequests(opts);
+  const cacheDir = opts.cacheDir ?? defaultCacheDir();
+  const maxBytes = opts.cacheMax === 'unlimited' ? undefined : opts.cacheMax ?? cacheMaxBytes(undefined);
+  const store = new BlobStore(cacheDir);
+  const { source, requests, resumedBytes } = await resolveSourceAndRequests(opts, cacheDir);
   try {
     let plan = await planCopy(source, requests, { jobs: opts.jobs, ...(opts.platforms ? { platforms: opts.platforms } : {}), ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.observer ? { observer: opts.observer } : {}) });
     if (plan.failures.length > 0) throw failureError('export', plan.failures.map((f) => ({ image: f.request.origin, error: f.error })), requests.length);
     let referrers: ExportResult['referrers'];
     if (opts.referrers !== false) ({ plan, referrers } = await addReferrers(source, plan, requests, opts));
 
-    const delta = repair ? repairDelta(repair, opts.repair!, plan) : since ? { bases: since.bases, omitted: new Set(since.held.keys()) } : undefined;
-    const toStdout = opts.output === '-';
-    if (toStdout && opts.split !== undefined) throw new FerryError('E_USAGE', '--split writes volume files: it cannot write to stdout', { hint: 'give -o NAME.tar or NAME.tar.zst' });
-    const destination = new BundleDestination({
-      output: toStdout ? '-' : resolve(opts.output),
-      ...(toStdout ? { stream: process.stdout } : {}),
-      compression: opts.compression,
-      ...(opts.level !== undefined ? { level: opts.level } : {}),
-      toolVersion: TOOL_VERSION,
-      storeDir: opts.cacheDir ?? defaultCacheDir(),
-      ...(opts.split !== undefined ? { split: opts.split } : {}),
-      // Omitted blobs are reported present by the destination, so the engine never fetches them.
-      ...(delta ? { delta } : {}),
-    });
+    // From here on the run reads and writes the cache: a concurrent export trimming it must keep these.
+    const lease = await leaseBlobs(store, usedDigests(plan), opts.signal ? { signal: opts.signal } : {});
     try {
-      const report = await copyImages(source, destination, plan, { jobs: opts.jobs, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.observer ? { observer: opts.observer } : {}) });
-      if (report.failures.length > 0) throw failureError('export', report.failures, requests.length);
-      await destination.commit(opts.signal ? { signal: opts.signal } : {});
-      const meta = destination.metadata!;
-      return {
-        output: opts.output, bundleId: meta.bundleId, images: meta.totals.images, blobs: meta.totals.blobs,
-        storedBytes: meta.totals.storedBytes, referencedBytes: meta.totals.referencedBytes, fetchedBytes: report.blobs.bytesCopied - resumedBytes(),
-        seconds: (Date.now() - started) / 1000,
-        ...(meta.delta ? { delta: { bases: meta.delta.bases, omittedBlobs: meta.delta.omittedBlobs.length, omittedBytes: meta.delta.omittedBlobs.reduce((n, b) => n + b.size, 0) } } : {}),
-        ...(referrers ? { referrers } : {}),
-        ...(repair ? { repair: { bundleId: repair.bundleId, blobs: meta.blobs.filter((b) => b.kind === 'config' || b.kind === 'layer').length } } : {}),
-        ...(destination.volumes ? { volumes: destination.volumes.map((v) => ({ path: v.path, layers: v.layers, sha256: v.sha256 })) } : {}),
-      };
+      const delta = repair ? repairDelta(repair, opts.repair!, plan) : since ? { bases: since.bases, omitted: new Set(since.held.keys()) } : undefined;
+      const toStdout = opts.output === '-';
+      if (toStdout && opts.split !== undefined) throw new FerryError('E_USAGE', '--split writes volume files: it cannot write to stdout', { hint: 'give -o NAME.tar or NAME.tar.zst' });
+      const destination = new BundleDestination({
+        output: toStdout ? '-' : resolve(opts.output),
+        ...(toStdout ? { stream: process.stdout } : {}),
+        compression: opts.compression,
+        ...(opts.level !== undefined ? { level: opts.level } : {}),
+        toolVersion: TOOL_VERSION,
+        storeDir: cacheDir,
+        ...(opts.split !== undefined ? { split: opts.split } : {}),
+        // Omitted blobs are reported present by the destination, so the engine never fetches them.
+        ...(delta ? { delta } : {}),
+      });
+      try {
+        const report = await copyImages(source, destination, plan, { jobs: opts.jobs, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.observer ? { observer: opts.observer } : {}) });
+        if (report.failures.length > 0) throw failureError('export', report.failures, requests.length);
+        await destination.commit(opts.signal ? { signal: opts.signal } : {});
+        const meta = destination.metadata!;
+        // Only now: a failed export must not cost the cache what a rerun would reuse.
+        const cache = await trimAfterExport(store, maxBytes, plan, opts.signal);
+        return {
+          output: opts.output, bundleId: meta.bundleId, images: meta.totals.images, blobs: meta.totals.blobs,
+          storedBytes: meta.totals.storedBytes, referencedBytes: meta.totals.referencedBytes, fetchedBytes: report.blobs.bytesCopied - resumedBytes(),
+          seconds: (Date.now() - started) / 1000,
+          ...(meta.delta ? { delta: { bases: meta.delta.bases, omittedBlobs: meta.delta.omittedBlobs.length, omittedBytes: meta.delta.omittedBlobs.reduce((n, b) => n + b.size, 0) } } : {}),
+          ...(referrers ? { referrers } : {}),
+          ...(repair ? { repair: { bundleId: repair.bundleId, blobs: meta.blobs.filter((b) => b.kind === 'config' || b.kind === 'layer').length } } : {}),
+          ...(destination.volumes ? { volumes: destination.volumes.map((v) => ({ path: v.path, layers: v.layers, sha256: v.sha256 })) } : {}),
+          cache,
+        };
+      } finally {
+        await destination.close();
+      }
     } finally {
-      await destination.close();
+      await lease.release();
     }
   } finally {
     await source.close();
+  }
+}
+
+/** Every blob and manifest the plan names: what this run may look up, fetch or read in the cache. */
+function usedDigests(plan: CopyPlan): Set<Digest> {
+  const out = new Set<Digest>();
+  for (const image of plan.images) {
+    for (const b of image.blobs) out.add(b.digest);
+    for (const m of image.manifests) out.add(m.digest);
+  }
+  return out;
+}
+
+/**
+ * Trims the cache to its cap, keeping what this run used. The bundle is
+ * already complete, so a trim that fails is reported, not fatal; an interrupt
+ * still stops the command.
+ */
+async function trimAfterExport(store: BlobStore, maxBytes: number | undefined, plan: CopyPlan, signal: AbortSignal | undefined): Promise<ExportCacheReport> {
+  const base = { dir: store.root, maxBytes: maxBytes ?? null };
+  try {
+    return { ...base, ...(await trimCache(store, { maxBytes, keep: usedDigests(plan), ...(signal ? { signal } : {}) })) };
+  } catch (e) {
+    if (signal?.aborted) throw e;
+    return { ...base, bytes: 0, blobs: 0, evictedBlobs: 0, evictedBytes: 0, prunedFiles: 0, prunedBytes: 0, keptInUseBytes: 0, error: (e as Error).message };
   }
 }
 
@@ -143,7 +194,7 @@ function repairDelta(report: RepairReport, where: string, plan: CopyPlan): { bas
   return { bases: [{ bundleId: report.bundleId, metadataDigest: report.metadataDigest }], omitted: new Set([...planned].filter((d) => !listed.has(d))) };
 }
 
-async function resolveSourceAndRequests(opts: ExportOptions): Promise<{ source: ImageSource; requests: ImageRequest[]; resumedBytes: () => number }> {
+async function resolveSourceAndRequests(opts: ExportOptions, cacheDir: string): Promise<{ source: ImageSource; requests: ImageRequest[]; resumedBytes: () => number }> {
   const listed: ListedImage[] = [];
   if (opts.listFile) listed.push(...(await readImageList(opts.listFile)));
   (opts.references ?? []).forEach((r, i) => listed.push({ reference: parseReference(r, `argument ${i + 1}`), where: `argument ${i + 1}` }));
@@ -179,6 +230,6 @@ async function resolveSourceAndRequests(opts: ExportOptions): Promise<{ source: 
     return r;
   });
   // Registry fetches resume from the cache's partial files (a killed run continues where it stopped).
-  const registries = openResumableRegistries(opts.registry, opts.cacheDir ?? defaultCacheDir());
+  const registries = openResumableRegistries(opts.registry, cacheDir);
   return { source: registries.source, requests, resumedBytes: registries.resumedBytes };
 }

@@ -9,7 +9,7 @@ import { SftpFileSystem } from '../fsys/sftp.js';
 import { SshSession, type SshOptions } from '../net/ssh/session.js';
 import type { Platform } from '../oci/platform.js';
 import { isValidRegistry, validateRepository } from '../oci/reference.js';
-import { openBundleInput } from '../transports/bundle/volume-set.js';
+import { RepairedSource } from '../transports/bundle/repaired-source.js';
 import { openSkopeoDir } from '../transports/dir/index.js';
 import { openDockerArchive } from '../transports/docker-archive/index.js';
 import { openOciLayout } from '../transports/oci-layout/index.js';
@@ -114,7 +114,7 @@ async function withSsh(opts: ImportOptions, ssh: SshOptions): Promise<ImportRece
 async function importWith(opts: ImportOptions, remote?: FileSystemPort): Promise<ImportReceipt> {
   const started = new Date();
   const { destination, prefix, location, registry } = openTarget(opts, remote);
-  const source = await openBundleInput([opts.bundle, ...(opts.volumes ?? [])]);
+  const source = await RepairedSource.open([opts.bundle, ...(opts.volumes ?? [])]);
   let receipt: ImportReceipt;
   try {
     const meta = source.metadata;

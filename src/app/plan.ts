@@ -1,4 +1,10 @@
-import { type ImageRequest, planCopy } from '../copy/plan.js';
+import { type CopyPlan, type ImageRequest, planCopy } from '../copy/plan.js';
+import type { Descriptor } from '../oci/manifest.js';
+import { isIndexMediaType } from '../oci/media-types.js';
+import { type BundleBlob, type BundleImage, buildMetadata, compareImages } from '../transports/bundle/metadata.js';
+import { planVolumes } from '../transports/bundle/volumes.js';
+import { ociIndex } from '../transports/bundle/writer.js';
+import { TOOL_VERSION } from '../version.js';
 import { loadBases } from '../delta/inputs.js';
 import { FerryError } from '../errors.js';
 import { formatBytes, table } from '../format.js';
@@ -6,7 +12,7 @@ import type { Digest } from '../oci/digest.js';
 import type { Platform } from '../oci/platform.js';
 import { formatReference, fullName, parseReference } from '../oci/reference.js';
 import { BlobStore } from '../store/blob-store.js';
-import { defaultCacheDir } from './cache-dir.js';
+import { cacheMaxBytes, defaultCacheDir } from './cache-dir.js';
 import { failureError } from './failures.js';
 import { type ListedImage, readImageList } from './image-list.js';
 import { openRegistrySource } from '../transports/registry/open.js';
@@ -19,6 +25,8 @@ export interface PlanOptions {
   since?: string[] | undefined;
   platforms?: Platform[] | undefined;
   cacheDir?: string | undefined;
+  /** The cap the export will trim the cache to (as ExportOptions.cacheMax). */
+  cacheMax?: number | 'unlimited' | undefined;
   /** Volume size in bytes (`--split`), for the volume count. */
   split?: number | undefined;
   jobs: number;
@@ -51,7 +59,8 @@ export interface ExportPlan {
     /** Bytes of blobs that two or more images share (counted once). */
     sharedBytes: number;
   };
-  cache: { dir: string; blobs: number; bytes: number; partialBytes: number };
+  /** `maxBytes`: the cap the export trims the cache to afterwards (null: none); this export's own blobs always stay. */
+  cache: { dir: string; blobs: number; bytes: number; partialBytes: number; maxBytes: number | null };
   delta?: { omittedBlobs: number; omittedBytes: number };
   /** What the export will pull over the network. */
   fetch: { blobs: number; bytes: number };
@@ -161,17 +170,69 @@ export async function planExport(opts: PlanOptions): Promise<ExportPlan> {
         uniqueBytes: blobBytes + manifestBytes,
         sharedBytes: [...users.values()].filter((u) => u.images > 1).reduce((n, u) => n + u.size, 0),
       },
-      cache: { dir: cacheDir, blobs: cachedBlobs, bytes: cachedBytes, partialBytes },
+      cache: { dir: cacheDir, blobs: cachedBlobs, bytes: cachedBytes, partialBytes, maxBytes: (opts.cacheMax === 'unlimited' ? undefined : opts.cacheMax ?? cacheMaxBytes(undefined)) ?? null },
       fetch: { blobs: fetchBlobs, bytes: fetchBytes - partialBytes },
       bundle: { storedBytes, approxFileBytes },
       disk: { export: fetchBytes + manifestBytes + approxFileBytes, import: approxFileBytes + storedBytes },
     };
     if (since) result.delta = { omittedBlobs, omittedBytes };
-    if (opts.split !== undefined) result.split = { volumeBytes: opts.split, volumes: Math.max(1, Math.ceil(approxFileBytes / opts.split)) };
+    if (opts.split !== undefined) result.split = { volumeBytes: opts.split, volumes: countVolumes(plan, images, since, opts.split) };
     return result;
   } finally {
     await source.close();
   }
+}
+
+/**
+ * The volumes an export with `--split` writes, by the writer's own cut
+ * (transports/bundle/volumes.ts) over the bundle's metadata as the export
+ * would build it — stored order included, as the cut depends on it. Only a
+ * plain image's platform is guessed (the export reads it from the config,
+ * plan reads no configs): a few bytes of ferry.json, the cap's only slack.
+ */
+function countVolumes(plan: CopyPlan, sizes: PlannedImageSize[], since: Awaited<ReturnType<typeof loadBases>> | undefined, split: number): number {
+  const order = plan.images.map((image, i) => ({ image, size: sizes[i]!.bytes })).sort((a, b) => compareImages(
+    { repository: a.image.request.targetRepository, tag: a.image.request.targetTag, digest: a.image.top.digest },
+    { repository: b.image.request.targetRepository, tag: b.image.request.targetTag, digest: b.image.top.digest },
+  ));
+  const groups: Record<'manifests' | 'configs' | 'layers', BundleBlob[]> = { manifests: [], configs: [], layers: [] };
+  const seen = new Set<Digest>();
+  const omitted: BundleBlob[] = [];
+  const add = (group: BundleBlob[], blob: BundleBlob): void => {
+    if (seen.has(blob.digest)) return;
+    seen.add(blob.digest);
+    if (blob.kind === 'manifest' || blob.kind === 'index' || !since?.held.has(blob.digest)) group.push(blob);
+    else omitted.push(blob);
+  };
+  const images: BundleImage[] = [];
+  for (const { image, size } of order) {
+    for (const m of image.manifests) {
+      const parsed = image.parsed.get(m.digest);
+      if (parsed?.kind === 'image') {
+        if (parsed.config) add(groups.configs, { ...pick(parsed.config), kind: 'config' });
+        for (const l of parsed.layers) add(groups.layers, { ...pick(l), kind: 'layer' });
+      }
+      add(groups.manifests, { digest: m.digest, size: m.bytes.length, mediaType: m.mediaType, kind: isIndexMediaType(m.mediaType) ? 'index' : 'manifest' });
+    }
+    const r = image.request;
+    const img: BundleImage = {
+      origin: r.origin, repository: r.targetRepository, digest: image.top.digest, mediaType: image.top.mediaType,
+      platforms: isIndexMediaType(image.top.mediaType) ? image.platforms : ['linux/arm64/v8'], size,
+    };
+    if (r.targetTag !== undefined) img.tag = r.targetTag;
+    if (image.sourceDigest) img.sourceDigest = image.sourceDigest;
+    images.push(img);
+  }
+  const stored = [...groups.manifests, ...groups.configs, ...groups.layers];
+  const meta = buildMetadata({
+    created: '1970-01-01T00:00:00Z', toolVersion: TOOL_VERSION, images, blobs: stored,
+    ...(since ? { delta: { bases: since.bases, omittedBlobs: omitted } } : {}),
+  });
+  return planVolumes(meta, stored, ociIndex(meta).length, split, 'ferry plan').length;
+}
+
+function pick(d: Descriptor): Pick<BundleBlob, 'digest' | 'size' | 'mediaType'> {
+  return { digest: d.digest, size: d.size, mediaType: d.mediaType };
 }
 
 async function requestsOf(opts: PlanOptions): Promise<ImageRequest[]> {
@@ -198,8 +259,11 @@ export function renderPlan(p: ExportPlan): string {
     table(rows),
     '',
     `${t.images} images, ${t.blobs} unique blobs and ${t.manifests} manifests: ${formatBytes(t.uniqueBytes)} unique (${formatBytes(t.referencedBytes)} referenced, ${formatBytes(t.sharedBytes)} of blobs shared between images)`,
-    `cache ${p.cache.dir}: ${p.cache.blobs} blobs (${formatBytes(p.cache.bytes)}) already there${p.cache.partialBytes > 0 ? `, ${formatBytes(p.cache.partialBytes)} of interrupted fetches to resume` : ''}`,
+    `cache ${p.cache.dir}${p.cache.maxBytes === null ? ' (no cap)' : ` (cap ${formatBytes(p.cache.maxBytes)})`}: ${p.cache.blobs} blobs (${formatBytes(p.cache.bytes)}) already there${p.cache.partialBytes > 0 ? `, ${formatBytes(p.cache.partialBytes)} of interrupted fetches to resume` : ''}`,
   ];
+  const needed = p.bundle.storedBytes;
+  // The export keeps every blob it used, so a release larger than the cap leaves the cache above it.
+  if (p.cache.maxBytes !== null && needed > p.cache.maxBytes) lines.push(`cache cap: this export alone stores ${formatBytes(needed)} in the cache, more than the ${formatBytes(p.cache.maxBytes)} cap (raise --cache-max, or the cache stays above it until later exports no longer need these blobs)`);
   if (p.delta) lines.push(`delta: ${p.delta.omittedBlobs} blobs (${formatBytes(p.delta.omittedBytes)}) left out, the receiver has them`);
   lines.push(
     `to fetch: ${p.fetch.blobs} blobs, ${formatBytes(p.fetch.bytes)}`,

@@ -1,7 +1,8 @@
 import { copyImages } from '../copy/engine.js';
 import type { CopyObserver } from '../copy/events.js';
 import { planCopy } from '../copy/plan.js';
-import { openBundleInput, type VolumeSetInfo, VolumeSetSource } from '../transports/bundle/volume-set.js';
+import { type VolumeSetInfo, VolumeSetSource } from '../transports/bundle/volume-set.js';
+import { RepairedSource } from '../transports/bundle/repaired-source.js';
 import type { BundleSource } from '../transports/bundle/reader.js';
 import { VerifySink } from '../transports/sink/verify-sink.js';
 import { requestsFromBundle } from './bundle-requests.js';
@@ -10,10 +11,9 @@ import { type SignatureCheck, SignatureChecks, signatureError } from './signatur
 import { CaptureSink } from '../referrers/capture-sink.js';
 import { loadPublicKey, PAYLOAD_MAX_BYTES } from '../referrers/cosign.js';
 import { asFerryError, FerryError } from '../errors.js';
-import { type Digest, sha256Digest } from '../oci/digest.js';
+import type { Digest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/manifest.js';
 import type { Readable } from 'node:stream';
-import { serialiseMetadata } from '../transports/bundle/metadata.js';
 import type { ImageDestination, OpOptions } from '../transports/types.js';
 import { defaultReportPath, problemOf, type RepairReport, writeRepairReport } from './repair.js';
 
@@ -30,6 +30,8 @@ export interface VerifyResult {
   signatures?: SignatureCheck[];
   /** A split bundle: which volumes were checked; volumes not given are not checked (unless a .sha256 list asked for them). */
   volumes?: VolumeSetInfo;
+  /** Repair bundles read with it (spec/repair.md): the blobs they carry were checked in place of the bundle's. */
+  repairs?: string[];
 }
 
 export interface VerifyOptions {
@@ -60,14 +62,16 @@ export async function verifyBundle(bundle: string, opts: VerifyOptions = {}): Pr
   }
   // The key first: a wrong path should fail before a long read.
   const key = opts.key !== undefined ? await loadPublicKey(opts.key) : undefined;
-  const source = await openBundleInput([bundle, ...(opts.volumes ?? [])]);
+  const source = await RepairedSource.open([bundle, ...(opts.volumes ?? [])]);
+  const given = source instanceof RepairedSource ? source.main : source;
   try {
     const meta = source.metadata;
     const requests = requestsFromBundle(meta, { identity: true });
     const copyOpts = { jobs: 1, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.observer ? { observer: opts.observer } : {}) };
     const plan = await planCopy(source, requests, copyOpts);
     // Volumes given one by one are checked alone: the layers of the others are not asked for. A .sha256 list asks for all.
-    const notGiven: ReadonlySet<Digest> = source instanceof VolumeSetSource && !source.info.fromSidecar ? source.absentLayers : new Set();
+    const repaired = source instanceof RepairedSource ? source.repaired : new Set<Digest>();
+    const notGiven: ReadonlySet<Digest> = given instanceof VolumeSetSource && !given.info.fromSidecar ? new Set([...given.absentLayers].filter((d) => !repaired.has(d))) : new Set();
     const sink = new RecordingSink(new VerifySink(new Set([...source.omittedBlobs, ...notGiven])));
     const done = new Set<Digest>();
     const outer = copyOpts.observer;
@@ -76,9 +80,16 @@ export async function verifyBundle(bundle: string, opts: VerifyOptions = {}): Pr
     const checks = key ? await SignatureChecks.plan(source, meta) : undefined;
     const capture = new CaptureSink(sink, checks?.payloads ?? new Set(), PAYLOAD_MAX_BYTES);
     const report = await copyImages(source, capture, plan, copyOpts);
+    // A layer cut across volumes of which only some were given is not asked for, but its given parts were checked alone (spec/bundle.md §9.3).
+    const badParts = given instanceof VolumeSetSource ? given.damagedParts : new Map<Digest, FerryError>();
+    for (const image of plan.images) {
+      const bad = image.blobs.find((b) => badParts.has(b.digest) && !repaired.has(b.digest));
+      if (bad && !report.failures.some((f) => f.image === image.request.origin)) report.failures.push({ image: image.request.origin, error: badParts.get(bad.digest)! });
+    }
     if (report.failures.length > 0) {
       const err = failureError(`verify ${source.where}`, report.failures, requests.length);
-      throw await withRepairReport(err, bundle, opts.report, () => repairReport(source, plan.images.flatMap((i) => i.blobs), done, sink.errors, notGiven));
+      const unchecked = new Set([...notGiven].filter((d) => !badParts.has(d)));
+      throw await withRepairReport(err, bundle, opts.report, () => repairReport(source, given, plan.images.flatMap((i) => i.blobs), done, sink.errors, unchecked));
     }
     const signatures = key && checks ? checks.check(key, capture.captured) : undefined;
     if (signatures) {
@@ -89,7 +100,8 @@ export async function verifyBundle(bundle: string, opts: VerifyOptions = {}): Pr
       bundle, bundleId: meta.bundleId, images: meta.images.length, blobs: meta.blobs.length - notGiven.size,
       bytes: sink.bytesVerified, seconds: (Date.now() - started) / 1000, omittedBlobs: source.omittedBlobs.size,
       ...(signatures ? { signatures } : {}),
-      ...(source instanceof VolumeSetSource ? { volumes: source.info } : {}),
+      ...(given instanceof VolumeSetSource ? { volumes: given.info } : {}),
+      ...(source instanceof RepairedSource ? { repairs: source.repairs.map((r) => r.where) } : {}),
     };
   } finally {
     await source.close();
@@ -134,10 +146,10 @@ class RecordingSink implements ImageDestination {
  * Every config and layer the images need that did not verify: the ones not
  * given on purpose (single volumes) and a delta's base blobs are not bad.
  */
-function repairReport(source: BundleSource | VolumeSetSource, needed: Descriptor[], done: ReadonlySet<Digest>, sinkErrors: ReadonlyMap<Digest, string>, notGiven: ReadonlySet<Digest>): RepairReport | undefined {
+function repairReport(source: BundleSource | VolumeSetSource | RepairedSource, given: BundleSource | VolumeSetSource, needed: Descriptor[], done: ReadonlySet<Digest>, sinkErrors: ReadonlyMap<Digest, string>, notGiven: ReadonlySet<Digest>): RepairReport | undefined {
   const meta = source.metadata;
   const kinds = new Map(meta.blobs.map((b) => [b.digest as string, b.kind]));
-  const unreadable = source instanceof VolumeSetSource ? source.unreadableLayers : new Map<Digest, FerryError>();
+  const unreadable = given instanceof VolumeSetSource ? given.unreadableLayers : new Map<Digest, FerryError>();
   const blobs: RepairReport['blobs'] = [];
   const seen = new Set<Digest>();
   for (const d of needed) {
@@ -149,14 +161,8 @@ function repairReport(source: BundleSource | VolumeSetSource, needed: Descriptor
     blobs.push({ digest: d.digest, size: d.size, mediaType: d.mediaType, problem: problemOf(code), images: source.imagesNeeding(d.digest) });
   }
   if (blobs.length === 0) return undefined;
-  // A volume's metadata is the whole bundle's plus its `volume` entry: without it, it is the STEM.ferry.json export wrote.
-  let metadataDigest = source.metadataDigest;
-  if (meta.volume) {
-    const whole = { ...meta };
-    delete whole.volume;
-    metadataDigest = sha256Digest(serialiseMetadata(whole));
-  }
-  const info = source instanceof VolumeSetSource ? source.info : undefined;
+  const metadataDigest = source.wholeMetadataDigest;
+  const info = given instanceof VolumeSetSource ? given.info : undefined;
   return {
     format: 'ferry-repair', version: 1, bundleId: meta.bundleId, metadataDigest,
     ...(info ? { volumes: { missing: info.missing.map((v) => v.volume - 1), damaged: info.damaged.map((v) => v.volume - 1) } } : {}),

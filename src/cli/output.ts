@@ -16,15 +16,27 @@ export interface Output {
   warn(line: string): void;
   /** The command's result: JSON document with --json, else the human text. */
   result(doc: unknown, human: () => string): void;
+  /**
+   * The command writes data to stdout (`export -o -`): from now on the result
+   * and the JSON error document go to stderr, so the stream stays the data alone.
+   */
+  claimStdout(): void;
   error(e: unknown): number;
 }
+
+/** Process-wide: the top-level error handler must honour a claim the command made. */
+let stdoutClaimed = false;
 
 export function makeOutput(flags: { json?: boolean; quiet?: boolean; debug?: boolean }): Output {
   const json = flags.json === true;
   const quiet = flags.quiet === true;
   const debug = flags.debug === true;
+  const documents = (): NodeJS.WriteStream => (stdoutClaimed ? process.stderr : process.stdout);
   return {
     json, quiet, debug,
+    claimStdout() {
+      stdoutClaimed = true;
+    },
     info(line) {
       if (!quiet && !json) process.stderr.write(`${line}\n`);
     },
@@ -32,16 +44,16 @@ export function makeOutput(flags: { json?: boolean; quiet?: boolean; debug?: boo
       if (!json) process.stderr.write(`ferry: warning: ${line}\n`);
     },
     result(doc, human) {
-      if (json) process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
+      if (json) documents().write(`${JSON.stringify(doc, null, 2)}\n`);
       else if (!quiet) {
         const text = human();
-        if (text) process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+        if (text) documents().write(text.endsWith('\n') ? text : `${text}\n`);
       }
     },
     error(e) {
       const err = asFerryError(e);
       if (json) {
-        process.stdout.write(`${JSON.stringify({ error: errorDocument(err) }, null, 2)}\n`);
+        documents().write(`${JSON.stringify({ error: errorDocument(err) }, null, 2)}\n`);
       } else {
         process.stderr.write(`ferry: error [${err.code}]: ${err.message}\n`);
         if (err.hint) process.stderr.write(`  hint: ${err.hint}\n`);

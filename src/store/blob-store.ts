@@ -1,6 +1,5 @@
-import { randomBytes } from 'node:crypto';
 import { constants, createReadStream, createWriteStream } from 'node:fs';
-import { chmod, link, mkdir, open, readFile, rename, rm, stat, truncate, writeFile, type FileHandle } from 'node:fs/promises';
+import { chmod, mkdir, open, rename, rm, stat, truncate, utimes, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -10,6 +9,7 @@ import type { Descriptor } from '../oci/manifest.js';
 import { tempPathFor, writeFileAtomic } from '../fsys/atomic.js';
 import { FILE_MODE } from '../fsys/files.js';
 import { digestStream } from '../stream/verify.js';
+import { takeLock } from './owner-lock.js';
 
 /** Blobs are hundreds of MiB: the default 16/64 KiB chunks cost a syscall (and a promise) each. */
 export const BLOB_IO_CHUNK = 1 << 20;
@@ -56,14 +56,30 @@ export class BlobStore {
 
   /**
    * Hashes the stored file. A file that does not match is removed (so the next
-   * fetch replaces it) and false is returned.
+   * fetch replaces it) and false is returned. A good one is about to be reused,
+   * so it is touched (see `touch`).
    */
   async verify(desc: Pick<Descriptor, 'digest' | 'size'>): Promise<boolean> {
     if (!(await this.has(desc))) return false;
     const { digest, size } = await digestStream(createReadStream(this.path(desc.digest), { highWaterMark: BLOB_IO_CHUNK }));
-    if (digest === desc.digest && size === desc.size) return true;
+    if (digest === desc.digest && size === desc.size) {
+      await this.touch(desc.digest);
+      return true;
+    }
     await rm(this.path(desc.digest), { force: true });
     return false;
+  }
+
+  /**
+   * Marks a stored blob as used now by moving its mtime, the clock the cache's
+   * LRU eviction orders by (store/cache-trim.ts). Not atime: relatime and
+   * noatime mounts, the common defaults, do not keep it. Best effort: a blob
+   * another user owns in a shared cache keeps its old time, which only makes it
+   * an earlier candidate for eviction.
+   */
+  async touch(digest: Digest): Promise<void> {
+    const now = new Date();
+    await utimes(this.path(digest), now, now).catch(() => undefined);
   }
 
   /**
@@ -235,86 +251,4 @@ function isBadContent(e: unknown): boolean {
   if (e.code !== 'E_SIZE_MISMATCH') return false;
   const { seen, expectedSize } = e.details as { seen?: unknown; expectedSize?: unknown };
   return typeof seen === 'number' && typeof expectedSize === 'number' && seen > expectedSize;
-}
-
-/** `pid token`: the token tells this process from an earlier one that had the same pid. */
-const LOCK_OWNER = `${process.pid} ${randomBytes(8).toString('hex')}`;
-
-/**
- * The lock file appears with its owner already in it (written under a temp
- * name, then hard-linked, which fails if the name exists): a lock created with
- * O_EXCL and written afterwards can be read empty by a rival, taken for a dead
- * owner's, and removed while its owner writes.
- */
-async function takeLock(lock: string): Promise<boolean> {
-  const mine = tempPathFor(lock);
-  await writeFile(mine, LOCK_OWNER, { mode: FILE_MODE });
-  try {
-    for (let attempt = 0; attempt < 3; attempt++) {
-      try {
-        await link(mine, lock);
-        return true;
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      }
-      const owner = await readLock(lock);
-      if (owner === undefined) continue; // released meanwhile
-      if (isLive(owner)) return false;
-      // The owner is gone (SIGKILL, power cut): its partial bytes are still good, the lock is ours to take.
-      if (!(await removeStaleLock(lock, owner))) return false;
-    }
-    return false;
-  } finally {
-    await rm(mine, { force: true });
-  }
-}
-
-function isLive(owner: string): boolean {
-  const pid = Number(owner.split(' ')[0]);
-  // Our own pid with another token is an earlier process that had the same pid (containers reuse them).
-  return owner === LOCK_OWNER || (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid));
-}
-
-/**
- * Removes the lock only if it still names the dead owner: two processes that
- * both found it stale must not have the slower one delete the lock the faster
- * one just took. The lock is moved aside atomically and checked there; a live
- * one is put back (link: never over a lock taken meanwhile). False when the
- * lock turned out to be live.
- */
-async function removeStaleLock(lock: string, staleOwner: string): Promise<boolean> {
-  const aside = tempPathFor(lock);
-  try {
-    await rename(lock, aside);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return true; // someone else removed it: race for it again
-    throw e;
-  }
-  try {
-    const owner = await readLock(aside);
-    if (owner === undefined || owner === staleOwner) return true;
-    await link(aside, lock).catch(() => undefined);
-    return false;
-  } finally {
-    await rm(aside, { force: true });
-  }
-}
-
-/** The lock's owner line; undefined when there is no lock file. */
-async function readLock(lock: string): Promise<string | undefined> {
-  try {
-    return (await readFile(lock, 'utf8')).trim();
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    return '';
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

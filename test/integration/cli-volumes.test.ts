@@ -2,18 +2,19 @@
 // bundle of its own, and the readers taking one, several, all (in any order) or
 // the .sha256 list. Real registry, real files, real sha256sum.
 import { execFile } from 'node:child_process';
-import { copyFile, mkdir, readdir, readFile, stat } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { copyFile, mkdir, open, readdir, readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_STATUS } from '../../src/errors.js';
 import { BundleSource } from '../../src/transports/bundle/reader.js';
-import type { BundleMetadata } from '../../src/transports/bundle/metadata.js';
+import type { BundleBlob, BundleMetadata } from '../../src/transports/bundle/metadata.js';
 import { runFerry } from '../support/cli.js';
 import { blobsOf } from '../support/images.js';
-import { skopeoInspectDigest, skopeoInspectRaw } from '../support/skopeo.js';
+import { skopeoInspectDigest, skopeoInspectRaw, skopeoOk } from '../support/skopeo.js';
 import { Rng } from '../support/prng.js';
-import { type CliEnv, expectationsOf, ferryOk, flipByteInBlob, imagesList, jsonOf, serveAndCheck, writeList } from './cli-fixture.js';
+import { type CliEnv, expectationsOf, ferryOk, flipByteInBlob, imagesList, jsonOf, serveAndCheck, tarOffsets, writeList } from './cli-fixture.js';
 
 const run = promisify(execFile);
 
@@ -111,17 +112,21 @@ describe('ferry export --split', () => {
     expect(jsonOf<{ volumes: { missing: unknown[] } }>(r).volumes.missing).toEqual([]);
   });
 
-  it('refuses a cap below the head or the largest layer, naming the blob', async () => {
+  it('refuses only a cap below what every volume carries (metadata, manifests, configs)', async () => {
     const r = await runFerry(['export', '-f', list, '-o', env.path('tiny.tar'), '--split', '2K', '--cache', env.path('cache'), ...env.net, '--json']);
     expect(r.code).toBe(EXIT_STATUS.E_USAGE);
     const tooSmall = jsonOf<ErrorDoc>(r).error;
     expect(tooSmall.message).toContain('too small');
-    // Room for the head, one byte short of the largest layer's entry.
-    const headBytes = tooSmall.details['headBytes'] as number;
-    const largest = Math.max(...metas[0]!.blobs.filter((b) => b.kind === 'layer').map((b) => b.size));
-    const r2 = await runFerry(['export', '-f', list, '-o', env.path('small.tar'), '--split', String(headBytes + 512 + largest - 1), '--cache', env.path('cache'), ...env.net, '--json']);
-    expect(r2.code).toBe(EXIT_STATUS.E_USAGE);
-    expect(jsonOf<ErrorDoc>(r2).error.message).toMatch(/layer sha256:[0-9a-f]{64} .* does not fit/);
+    expect(tooSmall.details['headBytes']).toBeGreaterThan(2048);
+    // plan reads the cap the same way, and refuses it the same way.
+    const plan = await runFerry(['plan', '-f', list, '--split', '2K', '--cache', env.path('cache'), ...env.net, '--json']);
+    expect(plan.code).toBe(EXIT_STATUS.E_USAGE);
+    expect(jsonOf<ErrorDoc>(plan).error.message).toContain('too small');
+  });
+
+  it('ferry plan --split counts the volumes the export wrote', async () => {
+    const plan = jsonOf<{ split: { volumes: number } }>(await ferryOk(['plan', '-f', list, '--split', String(split), '--cache', env.path('cache'), ...env.net, '--json']));
+    expect(plan.split.volumes).toBe(volumes.length);
   });
 });
 
@@ -226,5 +231,139 @@ describe('reading volumes', () => {
     expect(jsonOf<ErrorDoc>(viaList).error.message).toContain(`volume ${k + 1} of ${volumes.length} (${basename(bad)}) does not match its sha256 in rel.sha256`);
     const sums = await run('sha256sum', ['-c', 'rel.sha256'], { cwd: share }).catch((e: { stdout: string }) => e);
     expect(sums.stdout).toContain(`${basename(bad)}: FAILED`);
+  });
+});
+
+/** Layers (whole or in part) a volume's metadata says it holds. */
+function layersOf(m: BundleMetadata): Set<string> {
+  const kinds = new Map(m.blobs.map((b) => [b.digest as string, b.kind]));
+  return new Set<string>([...m.volume!.blobs.filter((d) => kinds.get(d) === 'layer'), ...(m.volume!.parts ?? []).map((p) => p.digest)]);
+}
+
+describe('a layer larger than a volume is cut across volumes', () => {
+  let cap: number;
+  let cut: string[];
+  let cutMetas: BundleMetadata[];
+  let largest: BundleBlob;
+  /** A volume holding a continued part (of layer `x`) whose loss some images survive. */
+  let k: number;
+  let x: BundleBlob;
+
+  beforeAll(async () => {
+    const layers = metas[0]!.blobs.filter((b) => b.kind === 'layer');
+    largest = layers.reduce((a, b) => (b.size > a.size ? b : a));
+    // The head allowance of the first export, and room for a quarter of the largest layer only: several layers are cut.
+    cap = split - largest.size - 1024 + Math.floor(largest.size / 4);
+    const dir = env.path('cut');
+    await mkdir(dir);
+    const r = await ferryOk(['export', '-f', list, '-o', join(dir, 'rel.tar'), '--split', String(cap), '--cache', env.path('cache'), ...env.net, '--json']);
+    cut = jsonOf<{ volumes: { path: string }[] }>(r).volumes.map((v) => v.path);
+    cutMetas = await Promise.all(cut.map((v) => BundleSource.peekMetadata(v)));
+    // The base layer is in every image: a volume holding only a part of a layer fewer images need shows "exactly those".
+    k = cutMetas.findIndex((m, i) => (m.volume!.parts ?? []).some((p) => p.index > 0) && imagesNeedingCutVolume(i).length < env.corpus.refs.length);
+    x = layers.find((l) => l.digest === cutMetas[k]?.volume!.parts!.find((p) => p.index > 0)!.digest)!;
+  }, 240_000);
+
+  function imagesNeedingCutVolume(i: number): string[] {
+    const layers = layersOf(cutMetas[i]!);
+    return env.corpus.entries.filter((e) => blobsOf(e.artifact).some((b) => layers.has(b.digest))).flatMap((e) => e.refs.map((r) => `${env.corpus.host}/${r}`));
+  }
+
+  it('in consecutive byte ranges, one per volume, every volume within the cap; plan counts the same volumes; the cut is deterministic', async () => {
+    expect(k).toBeGreaterThan(0);
+    for (const v of cut) expect((await stat(v)).size).toBeLessThanOrEqual(cap);
+    const parts = cutMetas.flatMap((m) => (m.volume!.parts ?? []).filter((p) => p.digest === largest.digest).map((p) => ({ ...p, volume: m.volume!.index })));
+    expect(parts.length).toBeGreaterThanOrEqual(2);
+    let offset = 0;
+    parts.forEach((p, i) => {
+      expect(p).toMatchObject({ index: i, count: parts.length, offset });
+      expect(p.volume).toBe(parts[0]!.volume + i);
+      offset += p.size;
+    });
+    expect(offset).toBe(largest.size);
+    // Layers that fit a volume stay whole: each is in exactly one volume.
+    const whole = cutMetas.flatMap((m) => m.volume!.blobs.filter((d) => m.blobs.find((b) => b.digest === d)!.kind === 'layer'));
+    expect(new Set(whole).size).toBe(whole.length);
+    const cutLayers = new Set(cutMetas.flatMap((m) => (m.volume!.parts ?? []).map((p) => p.digest)));
+    expect(whole.filter((d) => cutLayers.has(d))).toEqual([]);
+    expect(whole.length + cutLayers.size).toBe(metas[0]!.blobs.filter((b) => b.kind === 'layer').length);
+    await run('sha256sum', ['-c', 'rel.sha256'], { cwd: dirname(cut[0]!) });
+
+    const plan = jsonOf<{ split: { volumes: number } }>(await ferryOk(['plan', '-f', list, '--split', String(cap), '--cache', env.path('cache'), ...env.net, '--json']));
+    expect(plan.split.volumes).toBe(cut.length);
+
+    const again = env.path('cut-again');
+    await mkdir(again);
+    await ferryOk(['export', '-f', list, '-o', join(again, 'rel.tar'), '--split', String(cap), '--cache', env.path('cache'), ...env.net, '-q']);
+    expect(await readFile(join(again, 'rel.sha256'), 'utf8')).toBe(await readFile(join(dirname(cut[0]!), 'rel.sha256'), 'utf8'));
+  });
+
+  it('each volume verifies alone, its parts against their own digests; skopeo still reads a volume holding parts', async () => {
+    for (const [i, v] of cut.entries()) {
+      const doc = jsonOf<{ volumes: { given: { volume: number }[] } }>(await ferryOk(['verify', v, '--json']));
+      expect(doc.volumes.given).toEqual([{ volume: i + 1, file: v }]);
+    }
+    // Part entries live outside blobs/: skopeo's oci-archive unpacks the volume and ignores them.
+    const web = env.corpus.entries.find((e) => e.repo === 'apps/web' && e.tags.includes('v1'))!;
+    const raw = await skopeoOk(['inspect', '--raw', `oci-archive:${cut[k]!}:${env.corpus.host}/apps/web:v1`]);
+    expect(`sha256:${createHash('sha256').update(raw.stdoutBytes).digest('hex')}`).toBe(web.digest);
+  });
+
+  it('all volumes in shuffled order import into a registry layout the real registry serves with the original digests', async () => {
+    const shuffled = [...cut].reverse();
+    shuffled.push(...shuffled.splice(0, new Rng(0xc07).int(1, shuffled.length - 1)));
+    expect(shuffled).not.toEqual(cut);
+    const dir = env.path('cut-layout');
+    const receipt = jsonOf<Receipt>(await ferryOk(['import', ...shuffled, '--to', 'registry-layout', dir, '--json']));
+    expect(receipt.images.every((i) => i.status === 'done')).toBe(true);
+    expect(receipt.images).toHaveLength(env.corpus.refs.length);
+    await serveAndCheck(dir, expectationsOf(env.corpus));
+  });
+
+  it('a missing volume holding a part: exactly the images that need its layers fail, the message naming the volume and the part', async () => {
+    expect(k).toBeGreaterThan(0);
+    const broken = new Set(imagesNeedingCutVolume(k));
+    expect(broken.size).toBeGreaterThan(0);
+    expect(broken.size).toBeLessThan(env.corpus.refs.length);
+    const dir = env.path('cut-partial');
+    const r = await runFerry(['import', ...cut.filter((_, i) => i !== k), '--to', 'registry-layout', dir, '--json']);
+    expect(r.code).not.toBe(0);
+    const part = cutMetas[k]!.volume!.parts!.find((p) => p.digest === x.digest)!;
+    const msg = `volume ${k + 1} of ${cut.length} (${basename(cut[k]!)}) is missing: it holds part ${part.index + 1} of ${part.count} of layer ${x.digest}`;
+    expect(r.stderr + r.stdout).toContain(msg);
+    const receipts = await readdir(join(dir, 'ferry-receipts'));
+    const receipt = JSON.parse(await readFile(join(dir, 'ferry-receipts', receipts[0]!), 'utf8')) as Receipt;
+    const needX = new Set(env.corpus.entries.filter((e) => blobsOf(e.artifact).some((b) => b.digest === x.digest)).flatMap((e) => e.refs.map((ref) => `${env.corpus.host}/${ref}`)));
+    expect(needX.size).toBeGreaterThan(0);
+    for (const img of receipt.images) {
+      expect(img.status, img.origin).toBe(broken.has(img.origin) ? 'failed' : 'done');
+      if (broken.has(img.origin)) expect(img.error!.code).toBe('E_BLOB_MISSING');
+    }
+    expect(receipt.images.some((i) => needX.has(i.origin) && i.error?.message.includes(msg))).toBe(true);
+    await serveAndCheck(dir, expectationsOf(env.corpus, env.corpus.entries.filter((e) => !e.refs.some((ref) => broken.has(`${env.corpus.host}/${ref}`)))));
+  });
+
+  it('a corrupted part is found by verify of its one volume alone, naming the volume, the part and the layer', async () => {
+    const p = cutMetas[k]!.volume!.parts!.find((q) => q.digest === x.digest)!;
+    const bad = env.path('cut-bad');
+    await mkdir(bad);
+    const file = join(bad, basename(cut[k]!));
+    await copyFile(cut[k]!, file);
+    const at = (await tarOffsets(file)).get(`ferry-parts/sha256/${x.digest.slice(7)}.${p.index}`)!;
+    expect(at).toBeDefined();
+    const fh = await open(file, 'r+');
+    try {
+      const b = Buffer.alloc(1);
+      await fh.read(b, 0, 1, at.offset + Math.floor(at.size / 2));
+      b[0] = b[0]! ^ 0x01;
+      await fh.write(b, 0, 1, at.offset + Math.floor(at.size / 2));
+    } finally {
+      await fh.close();
+    }
+    const r = await runFerry(['verify', file, '--json']);
+    expect(r.code).toBe(EXIT_STATUS.E_DIGEST_MISMATCH);
+    const doc = jsonOf<ErrorDoc>(r);
+    expect(doc.error.message).toContain(`volume ${k + 1} of ${cut.length} (${basename(file)}): part ${p.index + 1} of ${p.count} of layer ${x.digest}`);
+    expect(doc.error.message).toMatch(/hashes to sha256:[0-9a-f]{64}/);
   });
 });

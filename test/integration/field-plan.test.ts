@@ -81,7 +81,9 @@ describe('ferry plan', () => {
         expect(row!.uniqueBytes + row!.sharedBytes).toBe(row!.bytes);
       }
     }
-    expect(plan.split).toEqual({ volumeBytes: 1024 * 1024, volumes: Math.ceil(plan.bundle.approxFileBytes / (1024 * 1024)) });
+    // Every volume repeats the head, so at least the bundle's size over the cap (cli-volumes checks the exact count against an export).
+    expect(plan.split!.volumeBytes).toBe(1024 * 1024);
+    expect(plan.split!.volumes).toBeGreaterThanOrEqual(Math.ceil(plan.bundle.approxFileBytes / (1024 * 1024)));
     expect(plan.disk.export).toBeGreaterThan(plan.fetch.bytes + plan.bundle.storedBytes - 1);
   }, 120_000);
 

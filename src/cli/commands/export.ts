@@ -4,6 +4,7 @@ import { contextFrom, type GlobalFlags } from '../context.js';
 import { refuseSharedStdin } from '../stdin.js';
 import { formatBytes } from '../output.js';
 import { progressObserver } from '../progress.js';
+import type { ExportCacheReport } from '../../app/export.js';
 
 interface Flags extends GlobalFlags {
   file?: string;
@@ -14,6 +15,7 @@ interface Flags extends GlobalFlags {
   level?: number;
   platform?: string;
   cache?: string;
+  'cache-max'?: string;
   since?: string | string[];
   referrers?: boolean;
   split?: string;
@@ -37,6 +39,7 @@ export const exportCommand: CommandModule<GlobalFlags, Flags> = {
     .option('split', { type: 'string', requiresArg: true, describe: 'cut the bundle into volumes of at most this size (binary units: 2G = 2 GiB), NAME.000.tar[.zst], … plus NAME.sha256' })
     .option('repair', { type: 'string', requiresArg: true, describe: 'a repair bundle: only the blobs this report of `ferry verify` lists, for the bundle it names (spec/repair.md)' })
     .option('cache', { type: 'string', describe: 'blob cache directory (default: ~/.cache/ferry); reruns reuse it' })
+    .option('cache-max', { type: 'string', requiresArg: true, describe: 'cap the blob cache at this size after the export, least recently used blobs first (binary units; default 20G or FERRY_CACHE_MAX; 0 or unlimited: no cap)' })
     .example('$0 export -f images.list -o release-2.0.tar.zst', 'export every image of the list')
     .example('$0 export -f images.list --since release-1.0.tar.zst -o release-2.0-delta.tar.zst', 'a delta: only what release 1.0 lacks')
     .example('$0 export -f images.list -o release.tar.zst --split 2G', 'volumes of at most 2 GiB for a file share: release.000.tar.zst, … and release.sha256')
@@ -46,26 +49,41 @@ export const exportCommand: CommandModule<GlobalFlags, Flags> = {
     // Loaded on use: --help and --version stay fast, and a command pays only for what it needs.
     const { exportBundle } = await import('../../app/export.js');
     const { parseSize } = await import('../../transports/bundle/volumes.js');
+    const { cacheMaxBytes } = await import('../../app/cache-dir.js');
     refuseSharedStdin(argv, argv.file === '-', 'the image list (-f -)');
     const ctx = await contextFrom(argv);
+    if (argv.output === '-') ctx.out.claimStdout();
+    // Read before the copy: a typo in the cap should not cost a whole export.
+    const cacheMax = cacheMaxBytes(argv['cache-max']) ?? 'unlimited';
     const observer = progressObserver(ctx.out, 'export');
     try {
       const result = await exportBundle({
         listFile: argv.file, references: argv.images ?? [], from: argv.from, output: argv.output,
         compression: argv.compression ?? (argv.output.endsWith('.zst') ? 'zstd' : 'none'), level: argv.level,
-        platforms: argv.platform ? parsePlatforms(argv.platform) : undefined, cacheDir: argv.cache, since: argv.since === undefined ? undefined : ([] as string[]).concat(argv.since),
+        platforms: argv.platform ? parsePlatforms(argv.platform) : undefined, cacheDir: argv.cache, cacheMax, since: argv.since === undefined ? undefined : ([] as string[]).concat(argv.since),
         referrers: argv.referrers, split: argv.split === undefined ? undefined : parseSize(argv.split), repair: argv.repair,
         jobs: ctx.jobs, registry: ctx.registry, signal: ctx.signal, observer,
       });
       observer.stop();
+      if (result.cache.error) ctx.out.warn(`the bundle is complete, but the cache ${result.cache.dir} was not trimmed: ${result.cache.error}`);
       ctx.out.result(result, () => `${result.output}: ${result.images} images, ${result.blobs} blobs, ${formatBytes(result.storedBytes)} stored `
         + `(${formatBytes(result.referencedBytes)} referenced, ${formatBytes(result.fetchedBytes)} fetched) in ${result.seconds.toFixed(1)} s\nbundle id ${result.bundleId}`
         + (result.referrers && result.referrers.images.length > 0 ? `\nreferrers: ${result.referrers.images.reduce((n, g) => n + g.referrers.length, 0)} signatures, attestations, SBOMs and referrers of ${result.referrers.images.length} images carried` : '')
         + (result.volumes ? `\n${result.volumes.length} volumes: ${result.volumes.map((v) => v.path).join(', ')}; checksums in ${result.volumes[0]!.path.replace(/\.\d{3,}\.tar(\.zst)?$/, '')}.sha256` : '')
         + (result.repair ? `\nrepair of bundle ${result.repair.bundleId}: ${result.repair.blobs} blobs carried; import it after the good volumes (or the damaged bundle)` : '')
-        + (result.delta && !result.repair ? `\ndelta: ${result.delta.omittedBlobs} blobs (${formatBytes(result.delta.omittedBytes)}) left out, held by base ${result.delta.bases.map((b) => b.bundleId).join(', ')}` : ''));
+        + (result.delta && !result.repair ? `\ndelta: ${result.delta.omittedBlobs} blobs (${formatBytes(result.delta.omittedBytes)}) left out, held by base ${result.delta.bases.map((b) => b.bundleId).join(', ')}` : '')
+        + (result.cache.error ? '' : `\n${cacheLine(result.cache)}`));
     } finally {
       observer.stop();
     }
   },
 };
+
+function cacheLine(c: ExportCacheReport): string {
+  const parts = [`cache ${c.dir}: ${formatBytes(c.bytes)} ${c.maxBytes === null ? '(no cap)' : `of ${formatBytes(c.maxBytes)}`}`];
+  if (c.evictedBlobs > 0) parts.push(`${c.evictedBlobs} least recently used blobs (${formatBytes(c.evictedBytes)}) evicted`);
+  if (c.prunedFiles > 0) parts.push(`${c.prunedFiles} abandoned partial files (${formatBytes(c.prunedBytes)}) removed`);
+  if (c.skipped) parts.push('not trimmed: another export kept it busy');
+  else if (c.maxBytes !== null && c.bytes > c.maxBytes) parts.push(`over the cap: ${formatBytes(c.keptInUseBytes)} are blobs this export (or one running beside it) uses`);
+  return parts.join('; ');
+}

@@ -22,7 +22,7 @@ export const importCommand: CommandModule<GlobalFlags, Flags> = {
   describe: 'write a bundle\'s images into a registry storage layout, skopeo dir trees, an OCI layout, a docker-archive or a registry',
   builder: (y) => y
     .positional('bundle', { type: 'string', demandOption: true, coerce: stdinOrPath, describe: 'bundle file, a volume of a split bundle, its .sha256 list, or - for stdin' })
-    .positional('volumes', { type: 'string', array: true, describe: 'further volumes of a split bundle (any order); or give its .sha256 list as <bundle>' })
+    .positional('volumes', { type: 'string', array: true, describe: 'further volumes of a split bundle (any order), or its .sha256 list; and repair bundles of `ferry export --repair` (spec/repair.md)' })
     .option('to', { type: 'string', nargs: 2, demandOption: true, describe: `KIND TARGET; KIND is one of ${IMPORT_TARGET_KINDS.join(', ')}` })
     .option('image', { type: 'string', array: true, describe: 'import only images whose reference matches (glob: * and ?), repeatable' })
     .option('rename', { type: 'string', array: true, describe: 'OLD_PREFIX=NEW_PREFIX repository mapping, e.g. docker.io/library=library (repeatable)' })

@@ -88,11 +88,41 @@ export interface BundleVolume {
   count: number;
   bundleId: Digest;
   blobs: Digest[];
+  /** Pieces of layers too large for one volume, in stored order; absent when the file holds none. */
+  parts?: BundlePart[];
+}
+
+/**
+ * One consecutive byte range of a layer cut across volumes (spec/bundle.md
+ * §9.2). Its own digest lets a volume verify alone; the whole layer is checked
+ * against `digest` once every part is joined.
+ */
+export interface BundlePart {
+  /** The whole layer's digest (a layer of `blobs`). */
+  digest: Digest;
+  /** 0-based part number. */
+  index: number;
+  /** How many parts the layer was cut into. */
+  count: number;
+  /** Where this part starts in the layer. */
+  offset: number;
+  size: number;
+  /** sha256 of this part's bytes. */
+  partDigest: Digest;
 }
 
 /** The tar entry name of a blob. */
 export function blobEntryName(digest: Digest): string {
   return `blobs/sha256/${digest.slice(7)}`;
+}
+
+/**
+ * The tar entry name of a layer part: outside `blobs/`, so OCI readers
+ * (skopeo's oci-archive) never take a part for a blob, and beside ferry.json,
+ * which they already ignore.
+ */
+export function partEntryName(digest: Digest, index: number): string {
+  return `ferry-parts/sha256/${digest.slice(7)}.${index}`;
 }
 
 /** `org.opencontainers.image.ref.name` of an image in index.json (what `oci-archive:FILE:<name>` matches). */
@@ -347,7 +377,8 @@ export function parseMetadata(bytes: Uint8Array, where: string): BundleMetadata 
 /**
  * A volume's blob list must be a subsequence of `blobs` in stored order and hold
  * every manifest, index and config (each volume carries them all, so it can be
- * planned and verified alone); only layers are spread over volumes.
+ * planned and verified alone); only layers are spread over volumes, whole or
+ * in parts.
  */
 function parseVolume(v: unknown, meta: BundleMetadata, w: string): BundleVolume {
   const o = obj(v, w);
@@ -368,7 +399,41 @@ function parseVolume(v: unknown, meta: BundleMetadata, w: string): BundleVolume 
   const held = new Set<string>(blobs);
   const lacking = meta.blobs.find((b) => b.kind !== 'layer' && !held.has(b.digest));
   if (lacking) throw bad(`${w}.blobs`, `lacks ${lacking.kind} ${lacking.digest}: every volume holds every manifest, index and config`, { digest: lacking.digest });
-  return { index, count, bundleId, blobs };
+  const vol: BundleVolume = { index, count, bundleId, blobs };
+  if (o.parts !== undefined) {
+    const parts = arr(o.parts, `${w}.parts`).map((p, i) => parsePart(p, meta, `${w}.parts[${i}]`));
+    let lastPart = -1;
+    parts.forEach((p, i) => {
+      const at = pos.get(p.digest)!;
+      if (held.has(p.digest)) throw bad(`${w}.parts[${i}]`, `${p.digest} is held whole and in part`, { digest: p.digest });
+      if (at <= lastPart) throw bad(`${w}.parts[${i}]`, `${p.digest} has two parts here or is out of stored order`, { digest: p.digest });
+      lastPart = at;
+    });
+    if (parts.length > 0) vol.parts = parts;
+  }
+  return vol;
+}
+
+/** A part must lie inside its layer, the first at offset 0 and the last at the layer's end; the rest is checked when parts are joined. */
+function parsePart(v: unknown, meta: BundleMetadata, w: string): BundlePart {
+  const o = obj(v, w);
+  const digest = parseDigest(o.digest, `${w}.digest`);
+  const layer = meta.blobs.find((b) => b.digest === digest);
+  if (!layer || layer.kind !== 'layer') throw bad(`${w}.digest`, `${digest} is not a stored layer of the bundle (only layers are cut)`, { digest });
+  const part: BundlePart = {
+    digest,
+    index: size(o.index, `${w}.index`),
+    count: size(o.count, `${w}.count`),
+    offset: size(o.offset, `${w}.offset`),
+    size: size(o.size, `${w}.size`),
+    partDigest: parseDigest(o.partDigest, `${w}.partDigest`),
+  };
+  const end = part.offset + part.size;
+  if (part.count < 2 || part.index >= part.count) throw bad(w, `part ${part.index} of ${part.count} is out of range (a cut layer has at least 2 parts)`, { digest });
+  if (part.size < 1 || end > layer.size) throw bad(w, `bytes ${part.offset}…${end} do not lie inside the ${layer.size} bytes of ${digest}`, { digest });
+  if ((part.index === 0) !== (part.offset === 0)) throw bad(w, `part ${part.index} of ${digest} starts at ${part.offset}: only the first part starts at 0`, { digest });
+  if ((part.index === part.count - 1) !== (end === layer.size)) throw bad(w, `part ${part.index} of ${part.count} of ${digest} ends at ${end}: only the last part ends at the layer's end`, { digest });
+  return part;
 }
 
 function checkConsistency(meta: BundleMetadata, totals: Record<string, unknown>, w: string): void {

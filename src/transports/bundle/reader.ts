@@ -5,7 +5,7 @@ import { type Digest, isDigest, sha256Digest } from '../../oci/digest.js';
 import { type Descriptor, type Manifest, MANIFEST_MAX_BYTES, type ParsedManifest, parseManifest } from '../../oci/manifest.js';
 import { maybeDecompress } from '../../stream/zstd.js';
 import type { OpOptions, SequentialSource, SourceImage } from '../types.js';
-import { type BundleBlob, type BundleMetadata, blobEntryName, imageRefName, METADATA_MAX_BYTES, parseMetadata } from './metadata.js';
+import { type BundleBlob, type BundleMetadata, type BundlePart, blobEntryName, partEntryName, imageRefName, METADATA_MAX_BYTES, parseMetadata, serialiseMetadata } from './metadata.js';
 import { type TarEntry, TarReader } from './tar.js';
 
 export interface BundleSourceOptions {
@@ -20,7 +20,24 @@ export const HEAD_MAX_BYTES = 256 * 1024 * 1024;
 const CONFIG_MAX_BYTES = 64 * 1024 * 1024;
 const SMALL_ENTRY_MAX = 64 * 1024 * 1024;
 
-type Expected = { name: string; type: 'file' | 'directory'; blob?: BundleBlob };
+type Expected = { name: string; type: 'file' | 'directory'; blob?: BundleBlob; part?: BundlePart };
+
+/** An entry after the head: a whole layer, or (in a volume) one part of a layer cut across volumes. */
+interface TailEntry {
+  name: string;
+  blob: BundleBlob;
+  part?: BundlePart;
+}
+
+/**
+ * What layerEntries() yields: a whole layer, or a part of one — then `descriptor`
+ * is the part's own (its digest and size), `part` says which layer it is of.
+ */
+export interface BundleEntry {
+  descriptor: Descriptor;
+  stream: Readable;
+  part?: BundlePart;
+}
 
 /**
  * A ferry bundle read front to back (file, stdin or any Readable; zstd
@@ -43,8 +60,11 @@ export class BundleSource implements SequentialSource {
   private readonly entries: BundleBlob[];
   private readonly inFile: ReadonlySet<Digest>;
   private layerIndex: number;
+  /** The entries after the head, in order: layers and parts. */
+  private readonly tail: TailEntry[];
   private started = false;
   private closed = false;
+  private wholeMetaDigest: Digest;
 
   private constructor(
     private readonly reader: TarReader,
@@ -55,12 +75,20 @@ export class BundleSource implements SequentialSource {
     readonly compressed: boolean,
   ) {
     this.description = `bundle ${where}`;
+    this.wholeMetaDigest = metaDigest;
     this.omittedBlobs = new Set((meta.delta?.omittedBlobs ?? []).map((b) => b.digest));
     const held = meta.volume ? new Set<string>(meta.volume.blobs) : undefined;
     this.entries = held ? meta.blobs.filter((b) => held.has(b.digest)) : meta.blobs;
     this.inFile = new Set(this.entries.map((b) => b.digest));
     this.layerIndex = this.entries.findIndex((b) => b.kind === 'layer');
     if (this.layerIndex < 0) this.layerIndex = this.entries.length;
+    // A part sits where its layer would: both lists are in stored order, so merging by stored position gives the file's order.
+    const pos = new Map(meta.blobs.map((b, i) => [b.digest as string, i]));
+    const byDigest = new Map(meta.blobs.map((b) => [b.digest as string, b]));
+    this.tail = [
+      ...this.entries.slice(this.layerIndex).map((blob) => ({ name: blobEntryName(blob.digest), blob })),
+      ...(meta.volume?.parts ?? []).map((part) => ({ name: partEntryName(part.digest, part.index), blob: byDigest.get(part.digest)!, part })),
+    ].sort((a, b) => pos.get(a.blob.digest)! - pos.get(b.blob.digest)!);
   }
 
   /** @param input a file path, `-` for stdin, or a Readable. */
@@ -81,6 +109,7 @@ export class BundleSource implements SequentialSource {
       const metaBytes = await readFirstEntry(reader, where);
       const meta = parseMetadata(metaBytes, where);
       const src = new BundleSource(reader, raw, where, meta, sha256Digest(metaBytes), compressed);
+      src.wholeMetaDigest = meta.volume ? sha256Digest(wholeMetadataBytes(metaBytes)) : src.metaDigest;
       await src.readHead(opts.headMaxBytes ?? HEAD_MAX_BYTES);
       return src;
     } catch (e) {
@@ -120,6 +149,14 @@ export class BundleSource implements SequentialSource {
     return this.metaDigest;
   }
 
+  /**
+   * For a volume: the digest of its split bundle's STEM.ferry.json, the base a
+   * delta of the whole set records; otherwise metadataDigest.
+   */
+  get wholeMetadataDigest(): Digest {
+    return this.wholeMetaDigest;
+  }
+
   /** Images that need `digest`, for messages. */
   imagesNeeding(digest: Digest): string[] {
     return this.neededBy.get(digest) ?? [];
@@ -136,10 +173,12 @@ export class BundleSource implements SequentialSource {
     });
   }
 
-  private missing(blob: BundleBlob, found: string): FerryError {
+  private missing(due: TailEntry, found: string): FerryError {
+    const { blob, part } = due;
     const needers = this.imagesNeeding(blob.digest);
     const needs = needers.length ? ` (needed by ${needers.slice(0, 5).join(', ')}${needers.length > 5 ? ', …' : ''})` : '';
-    return new FerryError('E_BUNDLE_INVALID', `${this.where}: layer ${blob.digest}${needs} is missing or out of order: ${JSON.stringify(found)} came where ${blobEntryName(blob.digest)} was expected`, {
+    const what = part ? `part ${part.index + 1} of ${part.count} of layer ${blob.digest}` : `layer ${blob.digest}`;
+    return new FerryError('E_BUNDLE_INVALID', `${this.where}: ${what}${needs} is missing or out of order: ${JSON.stringify(found)} came where ${due.name} was expected`, {
       hint: 'the bundle lost an entry (damaged or edited copy); copy it again from the exporting side. Images that do not need this layer are not affected',
       details: { file: this.where, digest: blob.digest, images: needers, entry: found },
     });
@@ -159,13 +198,14 @@ export class BundleSource implements SequentialSource {
     const shown = JSON.stringify(header.name.slice(0, 200));
     if (header.name !== exp.name || header.type !== exp.type) {
       if (seen.has(header.name)) throw this.invalid(`entry ${shown} appears twice`, { entry: header.name });
-      const known = this.meta.blobs.some((b) => blobEntryName(b.digest) === header.name);
+      const known = this.meta.blobs.some((b) => blobEntryName(b.digest) === header.name) || this.tail.some((t) => t.name === header.name);
       if (known) throw this.invalid(`entry ${shown} is out of order: ${exp.name} was expected here`, { entry: header.name, expected: exp.name });
       throw this.invalid(`unexpected entry ${shown} (${header.type}) where ${exp.name} was expected`, { entry: header.name, expected: exp.name });
     }
     seen.add(header.name);
-    if (exp.blob && header.size !== exp.blob.size) {
-      throw new FerryError('E_SIZE_MISMATCH', `${this.where}: entry ${exp.name} has ${header.size} bytes, the metadata declares ${exp.blob.size}`, {
+    const size = exp.part?.size ?? exp.blob?.size;
+    if (exp.blob && header.size !== size) {
+      throw new FerryError('E_SIZE_MISMATCH', `${this.where}: entry ${exp.name} has ${header.size} bytes, the metadata declares ${size}`, {
         hint: 'the bundle is damaged or was altered; copy it again', details: { file: this.where, digest: exp.blob.digest },
       });
     }
@@ -321,30 +361,42 @@ export class BundleSource implements SequentialSource {
     });
   }
 
+  /** Why layerEntries() did not deliver a layer (or its part) the file should hold: its entry was missing. */
+  skippedEntry(digest: Digest): FerryError | undefined {
+    return this.missingLayers.get(digest);
+  }
+
   /** Layer blobs in stored order; checks names, order, sizes and the end of the archive (content is checked by the consumer's VerifyStream). */
   async *blobs(opts: OpOptions = {}): AsyncGenerator<{ descriptor: Descriptor; stream: Readable }> {
+    // A part alone is not a blob: only a reader of every volume can join it (the next entry drains it).
+    for await (const { descriptor, stream, part } of this.layerEntries(opts)) if (!part) yield { descriptor, stream };
+  }
+
+  /** Every entry after the head in file order, parts of cut layers included: what a reader of volumes joins. */
+  async *layerEntries(opts: OpOptions = {}): AsyncGenerator<BundleEntry> {
     if (this.started) throw new FerryError('E_INTERNAL', `${this.where}: blobs() can be read only once`);
     this.started = true;
-    const position = new Map(this.entries.map((b, i) => [blobEntryName(b.digest), i]));
+    const position = new Map(this.tail.map((t, i) => [t.name, i]));
     // An entry met where an earlier declared layer was due: that layer is missing (or moved).
     let ahead: TarEntry | undefined;
-    for (let i = this.layerIndex; i < this.entries.length; i++) {
+    for (let i = 0; i < this.tail.length; i++) {
       opts.signal?.throwIfAborted();
-      const blob = this.entries[i]!;
-      const exp: Expected = { name: blobEntryName(blob.digest), type: 'file', blob };
-      const descriptor = { digest: blob.digest, size: blob.size, mediaType: blob.mediaType };
+      const due = this.tail[i]!;
+      const { blob, part } = due;
+      const exp: Expected = { name: due.name, type: 'file', blob, ...(part ? { part } : {}) };
       const next = ahead ?? await this.reader.next(() => this.truncated(`entry ${exp.name}`, blob));
       ahead = undefined;
       if (next !== null && next.name !== exp.name && next.type === 'file' && (position.get(next.name) ?? -1) > i && !this.seenNames.has(next.name)) {
         // Only this layer fails: it is not yielded, and getBlob (which consumers fall back to
         // for blobs the stream did not carry) names it; images that do not need it are unaffected.
         ahead = next;
-        this.missingLayers.set(blob.digest, this.missing(blob, next.name));
+        this.missingLayers.set(blob.digest, this.missing(due, next.name));
         continue;
       }
       if (next === null) throw this.truncated(`entry ${exp.name}`, blob);
       const entry = await this.expectEntry(exp, this.seenNames, next);
-      yield { descriptor, stream: entry.body };
+      if (part) yield { descriptor: { digest: part.partDigest, size: part.size, mediaType: blob.mediaType }, stream: entry.body, part };
+      else yield { descriptor: { digest: blob.digest, size: blob.size, mediaType: blob.mediaType }, stream: entry.body };
       // The consumer is done with it (or gave up): the reader drains what it left unread before the next entry.
     }
     await this.checkEnd();
@@ -413,4 +465,15 @@ function asBundleError(e: unknown, where: string): unknown {
   if (err?.code === 'ENOENT') return new FerryError('E_NOT_FOUND', `${where}: no such file`, { hint: 'check the bundle path', details: { file: where }, cause: e });
   if (err?.code && err.syscall) return new FerryError('E_IO', `${where}: ${err.message}`, { cause: e, details: { file: where } });
   return e;
+}
+
+/**
+ * A volume's ferry.json is its bundle's with a `volume` member added last
+ * (spec/bundle.md §9.2); removing it from the parsed raw JSON, whose key order
+ * JSON.parse keeps, gives back the exact bytes of STEM.ferry.json.
+ */
+function wholeMetadataBytes(volumeBytes: Buffer): Buffer {
+  const doc = JSON.parse(volumeBytes.toString('utf8')) as Record<string, unknown>;
+  delete doc['volume'];
+  return serialiseMetadata(doc as unknown as BundleMetadata);
 }

@@ -2,15 +2,15 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { asFerryError, FerryError } from '../../errors.js';
 import type { Digest } from '../../oci/digest.js';
 import type { Descriptor, Manifest } from '../../oci/manifest.js';
 import { VerifyStream } from '../../stream/verify.js';
 import type { OpOptions, SequentialSource, SourceImage } from '../types.js';
-import type { BundleBlob, BundleMetadata } from './metadata.js';
-import { BundleSource } from './reader.js';
+import type { BundleBlob, BundleMetadata, BundlePart } from './metadata.js';
+import { type BundleEntry, BundleSource } from './reader.js';
 import { parseSidecar } from './volumes.js';
 
 /** What a reader was given of a split bundle, for reports. */
@@ -29,9 +29,18 @@ export interface VolumeSetInfo {
 interface Member {
   index: number;
   file: string;
+  /** Whole layers the file holds. */
   layers: BundleBlob[];
+  /** Parts of layers cut across volumes that the file holds. */
+  parts: BundlePart[];
   /** Set when the file cannot be used at all (checksum mismatch). */
   unusable?: FerryError;
+}
+
+/** One entry of one volume, as the volumes are read in order. */
+interface Step {
+  m: Member;
+  entry: BundleEntry;
 }
 
 /**
@@ -63,6 +72,10 @@ export class VolumeSetSource implements SequentialSource {
   readonly omittedBlobs: ReadonlySet<Digest>;
   /** Layers that cannot be had, with why. */
   private readonly failed = new Map<Digest, FerryError>();
+  /** Layers cut across volumes of which only some were given, whose given parts failed their own digests. */
+  private readonly badParts = new Map<Digest, FerryError>();
+  /** Layers the given volumes hold entirely: whole, or every one of their parts. */
+  private readonly held: ReadonlySet<Digest>;
   private readonly open = new Set<BundleSource>();
   private started = false;
 
@@ -76,7 +89,14 @@ export class VolumeSetSource implements SequentialSource {
     this.description = `bundle ${where}`;
     this.omittedBlobs = head.omittedBlobs;
     this.open.add(head);
+    this.held = heldLayers(members);
     this.noteMissing();
+    // A damaged volume (per the sidecar) is not read at all: what it holds fails now.
+    for (const m of members) {
+      if (!m.unusable) continue;
+      for (const l of m.layers) this.failLayer(m, l.digest, m.unusable);
+      for (const p of m.parts) this.failLayer(m, p.digest, m.unusable, p);
+    }
   }
 
   static async open(inputs: readonly string[]): Promise<VolumeSetSource> {
@@ -122,7 +142,7 @@ export class VolumeSetSource implements SequentialSource {
         throw new FerryError('E_USAGE', `volume ${vol.index + 1} of ${vol.count} was given twice: ${dup.file} and ${file}`, { hint: 'give each volume once', details: { files: [dup.file, file] } });
       }
       const held = new Set<string>(vol.blobs);
-      members.set(vol.index, { index: vol.index, file, meta, layers: meta.blobs.filter((b) => b.kind === 'layer' && held.has(b.digest)) });
+      members.set(vol.index, { index: vol.index, file, meta, layers: meta.blobs.filter((b) => b.kind === 'layer' && held.has(b.digest)), parts: vol.parts ?? [] });
     }
     if (!ref) {
       throw new FerryError('E_NOT_FOUND', `${sidecar ?? 'the volume list'}: none of the listed volumes is there`, {
@@ -177,49 +197,110 @@ export class VolumeSetSource implements SequentialSource {
     return this.head.metadataDigest;
   }
 
-  /** Layers no given volume holds: the share of the volumes that were not given. */
-  get absentLayers(): Set<Digest> {
-    const held = new Set(this.members.flatMap((m) => m.layers.map((l) => l.digest)));
-    return new Set(this.metadata.blobs.filter((b) => b.kind === 'layer' && !held.has(b.digest)).map((b) => b.digest));
+  /** The digest of STEM.ferry.json, the whole set's metadata. */
+  get wholeMetadataDigest(): Digest {
+    return this.head.wholeMetadataDigest;
   }
 
-  /** Layers that could not be had (missing, damaged or unreadable volumes), with why; complete once blobs() has run. */
+  /**
+   * Layers the given volumes do not hold entirely: the share of the volumes
+   * that were not given. A layer cut across volumes of which only some were
+   * given is among them; its given parts are still checked, alone.
+   */
+  get absentLayers(): Set<Digest> {
+    return new Set(this.metadata.blobs.filter((b) => b.kind === 'layer' && !this.held.has(b.digest)).map((b) => b.digest));
+  }
+
+  /** Layers that could not be had (missing, damaged or unreadable volumes), with why; complete once blobs() has run. A damaged part says more than a missing one. */
   get unreadableLayers(): ReadonlyMap<Digest, FerryError> {
-    return this.failed;
+    return new Map([...this.failed, ...this.badParts]);
+  }
+
+  /**
+   * Parts that failed their own digests (or could not be read) in layers the
+   * given volumes do not hold entirely — found by checking a volume alone;
+   * complete once blobs() has run.
+   */
+  get damagedParts(): ReadonlyMap<Digest, FerryError> {
+    return this.badParts;
   }
 
   imagesNeeding(digest: Digest): string[] {
     return this.head.imagesNeeding(digest);
   }
 
+  private label(m: Member): string {
+    return `volume ${m.index + 1} of ${this.info.count} (${basename(m.file)})`;
+  }
+
+  private needs(digest: Digest): string {
+    const needers = this.imagesNeeding(digest);
+    return needers.length ? `, needed by ${needers.slice(0, 5).join(', ')}${needers.length > 5 ? ', …' : ''}` : '';
+  }
+
   /**
-   * Volumes hold consecutive runs of the stored layers, so a layer no given
-   * volume holds lies in the gap between the given volumes around it: those
-   * volumes are the missing ones.
+   * Names the volumes a layer the given ones do not hold entirely lies in.
+   * A cut layer's parts are in consecutive volumes, so one given part places
+   * every other. Otherwise volumes hold consecutive runs of the stored layers,
+   * so the layer lies in the gap between the given volumes around it.
    */
   private noteMissing(): void {
     const given = this.members;
     const layers = this.metadata.blobs.filter((b) => b.kind === 'layer');
     const pos = new Map(layers.map((b, i) => [b.digest as string, i]));
-    const lastPos = (m: Member): number => Math.max(-1, ...m.layers.map((l) => pos.get(l.digest)!));
-    const absent = this.absentLayers;
+    const positions = (m: Member): number[] => [...m.layers.map((l) => pos.get(l.digest)!), ...m.parts.map((p) => pos.get(p.digest)!)];
+    const count = this.info.count;
     for (const [i, l] of layers.entries()) {
-      if (!absent.has(l.digest)) continue;
-      const before = given.filter((m) => m.layers.length > 0 && lastPos(m) < i).map((m) => m.index);
-      const after = given.filter((m) => m.layers.length > 0 && lastPos(m) > i).map((m) => m.index);
-      const from = before.length ? Math.max(...before) + 1 : 0;
-      const to = after.length ? Math.min(...after) - 1 : this.info.count - 1;
-      const gap = this.info.missing.filter((v) => v.volume - 1 >= from && v.volume - 1 <= to);
+      if (this.held.has(l.digest)) continue;
+      const parts = given.flatMap((m) => m.parts.filter((p) => p.digest === l.digest).map((p) => ({ m, p })));
+      let gap: VolumeSetInfo['missing'];
+      let what: string;
+      if (parts.length > 0) {
+        const { m, p } = parts[0]!;
+        const have = new Set(parts.map((x) => x.p.index));
+        const lacking = [...Array(p.count).keys()].filter((k) => !have.has(k));
+        const where = lacking.map((k) => m.index - p.index + k);
+        const clash = where.find((v) => v < 0 || v >= count || given.some((g) => g.index === v));
+        if (clash !== undefined) {
+          this.failed.set(l.digest, new FerryError('E_BUNDLE_INVALID', `${this.label(m)}: part ${p.index + 1} of ${p.count} of layer ${l.digest} places the other parts in volumes that do not hold them`, {
+            hint: 'the volumes disagree about how the layer was cut: they are damaged, hand-made or from different exports', details: { digest: l.digest, volume: m.index + 1 },
+          }));
+          continue;
+        }
+        gap = where.map((v) => this.info.missing.find((x) => x.volume === v + 1)!);
+        what = `${lacking.length === 1 ? 'part' : 'parts'} ${lacking.map((k) => k + 1).join(', ')} of ${p.count} of layer ${l.digest}`;
+      } else {
+        const before = given.filter((m) => positions(m).some((x) => x < i)).map((m) => m.index);
+        const after = given.filter((m) => positions(m).some((x) => x > i)).map((m) => m.index);
+        const from = before.length ? Math.max(...before) + 1 : 0;
+        const to = after.length ? Math.min(...after) - 1 : count - 1;
+        gap = this.info.missing.filter((v) => v.volume - 1 >= from && v.volume - 1 <= to);
+        what = `layer ${l.digest}`;
+      }
       const names = gap.map((v) => v.file !== undefined ? basename(v.file) : `volume ${v.volume}`);
       const which = gap.length === 1
-        ? `volume ${gap[0]!.volume} of ${this.info.count}${gap[0]!.file !== undefined ? ` (${basename(gap[0]!.file)})` : ''} is missing`
-        : `one of volumes ${gap.map((v) => v.volume).join(', ')} of ${this.info.count} (${names.join(', ')}) is missing`;
+        ? `volume ${gap[0]!.volume} of ${count}${gap[0]!.file !== undefined ? ` (${basename(gap[0]!.file)})` : ''} is missing: it holds`
+        : parts.length > 0
+          ? `volumes ${gap.map((v) => v.volume).join(', ')} of ${count} (${names.join(', ')}) are missing: they hold`
+          : `one of volumes ${gap.map((v) => v.volume).join(', ')} of ${count} (${names.join(', ')}) is missing: it holds`;
       const needers = this.imagesNeeding(l.digest);
-      this.failed.set(l.digest, new FerryError('E_BLOB_MISSING', `${which}: it holds layer ${l.digest}${needers.length ? `, needed by ${needers.slice(0, 5).join(', ')}${needers.length > 5 ? ', …' : ''}` : ''}`, {
+      this.failed.set(l.digest, new FerryError('E_BLOB_MISSING', `${which} ${what}${this.needs(l.digest)}`, {
         hint: 'copy the missing volume next to the others and run again; images that do not need it are not affected',
         details: { volumes: gap.map((v) => v.volume), files: gap.map((v) => v.file), digest: l.digest, images: needers },
       }));
     }
+  }
+
+  /** A layer (or one part of it) of volume `m` cannot be read: a layer the given volumes hold entirely fails; a partly given one records a damaged part. */
+  private failLayer(m: Member, digest: Digest, e: unknown, part?: BundlePart): void {
+    const base = asFerryError(e);
+    const needers = this.imagesNeeding(digest);
+    const what = part ? `part ${part.index + 1} of ${part.count} of layer ${digest}` : `layer ${digest}`;
+    const err = new FerryError(base.code, `${this.label(m)}: ${what}${needers.length ? ` (needed by ${needers.slice(0, 5).join(', ')}${needers.length > 5 ? ', …' : ''})` : ''} cannot be read: ${base.message}`, {
+      hint: base.hint ?? 'copy this volume again from the exporting side', cause: base, details: { file: m.file, volume: m.index + 1, digest, images: needers },
+    });
+    const into = this.held.has(digest) ? this.failed : this.badParts;
+    if (!into.has(digest)) into.set(digest, err);
   }
 
   getManifest(repository: string, reference: string): Promise<Manifest> {
@@ -240,51 +321,78 @@ export class VolumeSetSource implements SequentialSource {
     return this.head.listImages();
   }
 
-  /** Each given volume's layers in volume order, each checked against its digest under the volume's name. */
+  /**
+   * Each given volume's layers in volume order, each checked against its
+   * digest under the volume's name. A layer cut across volumes is one stream:
+   * its parts joined in order, each checked against its own digest on the
+   * way, the whole against the layer's.
+   */
   async *blobs(opts: OpOptions = {}): AsyncGenerator<{ descriptor: Descriptor; stream: Readable }> {
     if (this.started) throw new FerryError('E_INTERNAL', `${this.where}: blobs() can be read only once`);
     this.started = true;
-    const count = this.info.count;
+    const cursor = new Lookahead(this.walk(opts));
+    try {
+      for (let step = await cursor.next(); step; step = await cursor.next()) {
+        opts.signal?.throwIfAborted();
+        const { m, entry } = step;
+        const { part } = entry;
+        if (!part) {
+          const verify = new VerifyStream(entry.descriptor, this.label(m));
+          verify.on('error', () => {});
+          entry.stream.on('error', (e) => verify.destroy(e));
+          yield { descriptor: entry.descriptor, stream: entry.stream.pipe(verify) };
+          continue;
+        }
+        if (part.index !== 0 || !this.held.has(part.digest) || this.failed.has(part.digest)) {
+          // A part that cannot be joined (its layer is not all here, or already failed) is still checked on its own.
+          await this.checkPart(step, opts);
+          continue;
+        }
+        const joined = this.join(step, cursor, opts);
+        yield { descriptor: this.layer(part.digest), stream: joined.stream };
+        // The consumer is done with the stream; the joining may still be winding down before the volumes are ours again.
+        await joined.done;
+      }
+    } finally {
+      await cursor.close();
+    }
+  }
+
+  private layer(digest: Digest): Descriptor {
+    const b = this.metadata.blobs.find((x) => x.digest === digest)!;
+    return { digest: b.digest, size: b.size, mediaType: b.mediaType };
+  }
+
+  /** Every entry of every usable given volume, in volume order; a volume that cannot be read further fails what it has not yet delivered. */
+  private async *walk(opts: OpOptions): AsyncGenerator<Step> {
     for (const m of this.members) {
       opts.signal?.throwIfAborted();
-      const label = `volume ${m.index + 1} of ${count} (${basename(m.file)})`;
-      const yielded = new Set<Digest>();
-      const failOne = (l: BundleBlob, e: unknown): void => {
-        const base = asFerryError(e);
-        const needers = this.imagesNeeding(l.digest);
-        this.failed.set(l.digest, new FerryError(base.code, `${label}: layer ${l.digest}${needers.length ? ` (needed by ${needers.slice(0, 5).join(', ')})` : ''} cannot be read: ${base.message}`, {
-          hint: base.hint ?? 'copy this volume again from the exporting side', cause: base, details: { file: m.file, volume: m.index + 1, digest: l.digest, images: needers },
-        }));
-      };
-      const failRest = (e: unknown): void => {
-        for (const l of m.layers) if (!yielded.has(l.digest) && !this.failed.has(l.digest)) failOne(l, e);
-      };
-      if (m.unusable) {
-        failRest(m.unusable);
-        continue;
-      }
+      if (m.unusable) continue;
+      const delivered = new Set<string>();
+      const key = (digest: Digest, part?: BundlePart): string => (part ? `${digest}.${part.index}` : digest);
       let src: BundleSource | undefined;
       try {
         src = m.index === this.headIndex ? this.head : await BundleSource.open(m.file);
         this.open.add(src);
         if (src.metadata.bundleId !== this.metadata.bundleId) throw new FerryError('E_BUNDLE_INVALID', `${m.file} changed while it was read`, { hint: 'do not modify volumes while ferry reads them' });
-        for await (const { descriptor, stream } of src.blobs(opts)) {
-          yielded.add(descriptor.digest);
-          const verify = new VerifyStream(descriptor, label);
-          verify.on('error', () => {});
-          stream.on('error', (e) => verify.destroy(e));
-          yield { descriptor, stream: stream.pipe(verify) };
+        for await (const entry of src.layerEntries(opts)) {
+          delivered.add(key(entry.part?.digest ?? entry.descriptor.digest, entry.part));
+          yield { m, entry };
         }
-        // Layers the volume's reader skipped (a missing entry) carry its own error.
+        // Entries the volume's reader skipped (missing from the file) carry its own error.
         for (const l of m.layers) {
-          if (yielded.has(l.digest)) continue;
-          const why = await src.getBlob('', l).then((s) => { s.destroy(); return undefined; }, (e: unknown) => e);
-          if (why !== undefined) failOne(l, why);
+          const why = delivered.has(key(l.digest)) ? undefined : src.skippedEntry(l.digest);
+          if (why) this.failLayer(m, l.digest, why);
+        }
+        for (const p of m.parts) {
+          const why = delivered.has(key(p.digest, p)) ? undefined : src.skippedEntry(p.digest);
+          if (why) this.failLayer(m, p.digest, why, p);
         }
       } catch (e) {
         const err = asFerryError(e);
         if (err.code === 'E_ABORTED' || opts.signal?.aborted) throw e;
-        failRest(err);
+        for (const l of m.layers) if (!delivered.has(key(l.digest))) this.failLayer(m, l.digest, err);
+        for (const p of m.parts) if (!delivered.has(key(p.digest, p))) this.failLayer(m, p.digest, err, p);
       } finally {
         if (src && src !== this.head) {
           this.open.delete(src);
@@ -292,6 +400,76 @@ export class VolumeSetSource implements SequentialSource {
         }
       }
     }
+  }
+
+  private partLabel(m: Member, p: BundlePart): string {
+    return `${this.label(m)}: part ${p.index + 1} of ${p.count} of layer ${p.digest}`;
+  }
+
+  /** Reads one part against its own digest (a volume checked alone); a failure is recorded, not thrown. */
+  private async checkPart({ m, entry }: Step, opts: OpOptions): Promise<void> {
+    const part = entry.part!;
+    const verify = new VerifyStream(entry.descriptor, this.partLabel(m, part));
+    entry.stream.on('error', (e) => verify.destroy(e));
+    try {
+      for await (const _ of entry.stream.pipe(verify) as AsyncIterable<Buffer>) { /* hashed on the way */ }
+    } catch (e) {
+      if (asFerryError(e).code === 'E_ABORTED' || opts.signal?.aborted) throw e;
+      // Only a part of a layer not all here is worth recording: a joined layer's own failure is already known.
+      if (!this.held.has(part.digest) && !this.badParts.has(part.digest)) this.badParts.set(part.digest, asFerryError(e));
+    }
+  }
+
+  /**
+   * The stream of a cut layer, from its first part: each next part must be
+   * the next entry, at the start of the next volume. Bytes flow part by part
+   * with back-pressure, so a layer of any size takes bounded memory.
+   */
+  private join(first: Step, cursor: Lookahead<Step>, opts: OpOptions): { stream: Readable; done: Promise<void> } {
+    const p0 = first.entry.part!;
+    const digest = p0.digest;
+    const out = new PassThrough({ highWaterMark: 1 << 20 });
+    const span = [...Array(p0.count).keys()].map((k) => this.members.find((m) => m.index === first.m.index + k));
+    const whole = new VerifyStream(this.layer(digest), `volumes ${first.m.index + 1}–${first.m.index + p0.count} of ${this.info.count} (${span.map((m) => (m ? basename(m.file) : '?')).join(', ')})`);
+    whole.on('error', () => {});
+    out.on('error', (e) => whole.destroy(e));
+    // A consumer that gives up on the layer must not leave the joining waiting for room.
+    whole.on('close', () => out.destroy());
+    let at = first;
+    const done = (async () => {
+      let offset = 0;
+      for (let k = 0; ; k++) {
+        const p = at.entry.part!;
+        const verify = new VerifyStream(at.entry.descriptor, this.partLabel(at.m, p));
+        at.entry.stream.on('error', (e) => verify.destroy(e));
+        for await (const chunk of at.entry.stream.pipe(verify) as AsyncIterable<Buffer>) {
+          if (out.destroyed) return;
+          if (!out.write(chunk)) await drained(out);
+        }
+        offset += p.size;
+        if (k === p0.count - 1) break;
+        const next = await cursor.peek();
+        const np = next?.entry.part;
+        if (!next || np?.digest !== digest || np.index !== k + 1) {
+          throw this.failed.get(digest) ?? new FerryError('E_BUNDLE_INVALID', `${this.label(at.m)}: part ${k + 2} of ${p0.count} of layer ${digest} does not follow at the start of the next volume`, {
+            hint: 'the volumes are damaged, hand-made or from different exports', details: { digest, volume: at.m.index + 1 },
+          });
+        }
+        if (np.offset !== offset || np.count !== p0.count) {
+          throw new FerryError('E_BUNDLE_INVALID', `${this.partLabel(next.m, np)} starts at byte ${np.offset} of ${np.count} parts; the parts before end at ${offset} of ${p0.count}`, {
+            hint: 'the volumes are damaged, hand-made or from different exports', details: { digest, volume: next.m.index + 1 },
+          });
+        }
+        await cursor.next();
+        at = next;
+      }
+      out.end();
+    })().catch((e: unknown) => {
+      const err = asFerryError(e);
+      if (err.code !== 'E_ABORTED' && !opts.signal?.aborted && !this.failed.has(digest)) this.failed.set(digest, err);
+      out.destroy(err);
+    });
+    return { stream: out.pipe(whole), done };
   }
 
   async close(): Promise<void> {
@@ -320,4 +498,64 @@ function asIoError(e: unknown, file: string): FerryError {
   const err = e as NodeJS.ErrnoException;
   if (err?.code === 'ENOENT') return new FerryError('E_NOT_FOUND', `${file}: no such file`, { hint: 'check the path', details: { file }, cause: e });
   return asFerryError(e, 'E_IO');
+}
+
+/** Layers the members hold entirely: whole in one, or every part in some. */
+function heldLayers(members: readonly Member[]): Set<Digest> {
+  const held = new Set<Digest>();
+  const parts = new Map<Digest, Set<number>>();
+  for (const m of members) {
+    for (const l of m.layers) held.add(l.digest);
+    for (const p of m.parts) {
+      const seen = parts.get(p.digest) ?? new Set<number>();
+      seen.add(p.index);
+      parts.set(p.digest, seen);
+      if (seen.size === p.count) held.add(p.digest);
+    }
+  }
+  return held;
+}
+
+/** Resolves when `out` takes more (or is gone). */
+function drained(out: PassThrough): Promise<void> {
+  return new Promise((resolve) => {
+    const go = (): void => {
+      out.off('drain', go);
+      out.off('close', go);
+      resolve();
+    };
+    out.on('drain', go);
+    out.on('close', go);
+  });
+}
+
+/** An async iterator read one step ahead when asked; a failure stays the answer to every later call. */
+class Lookahead<T> {
+  private buffered: IteratorResult<T> | undefined;
+  private failure: { error: unknown } | undefined;
+
+  constructor(private readonly it: AsyncGenerator<T>) {}
+
+  async peek(): Promise<T | undefined> {
+    if (this.failure) throw this.failure.error;
+    if (!this.buffered) {
+      try {
+        this.buffered = await this.it.next();
+      } catch (e) {
+        this.failure = { error: e };
+        throw e;
+      }
+    }
+    return this.buffered.done ? undefined : this.buffered.value;
+  }
+
+  async next(): Promise<T | undefined> {
+    const v = await this.peek();
+    if (v !== undefined) this.buffered = undefined;
+    return v;
+  }
+
+  async close(): Promise<void> {
+    await this.it.return(undefined);
+  }
 }

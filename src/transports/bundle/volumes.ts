@@ -4,12 +4,13 @@ import { Transform } from 'node:stream';
 import { FerryError } from '../../errors.js';
 import { writeFileAtomic } from '../../fsys/atomic.js';
 import { BLOCK, padding } from './tar.js';
-import { type BundleBlob, type BundleMetadata, serialiseMetadata } from './metadata.js';
+import type { Digest } from '../../oci/digest.js';
+import { type BundleBlob, type BundleMetadata, type BundlePart, type BundleVolume, serialiseMetadata } from './metadata.js';
 
 /**
  * Splitting a bundle into volumes for file shares (spec/bundle.md "Volumes"):
- * the size syntax, the file names, the cut at blob boundaries, and the
- * `sha256sum -c` sidecar. Each volume is a whole bundle file of its own.
+ * the size syntax, the file names, the cut (at blob boundaries, and inside
+ * the layers no volume can hold whole), and the `sha256sum -c` sidecar. Each volume is a whole bundle file of its own.
  */
 
 export interface VolumeFile {
@@ -17,7 +18,10 @@ export interface VolumeFile {
   path: string;
   /** Uncompressed tar bytes (what the cap bounds). */
   tarBytes: number;
+  /** Whole layers in it. */
   layers: number;
+  /** Parts of layers cut across volumes in it. */
+  parts: number;
   sha256: string;
 }
 
@@ -53,43 +57,128 @@ export function volumeName(stem: string, index: number, count: number, compresse
 
 const entryBytes = (size: number): number => BLOCK + size + padding(size);
 
+/** Where a layer cut across volumes starts and how long it is in one volume. */
+export interface PartRange {
+  index: number;
+  count: number;
+  offset: number;
+  size: number;
+}
+
+/** One layer entry of a volume: the whole layer, or one part of it. */
+export interface VolumePiece<B> {
+  blob: B;
+  part?: PartRange;
+}
+
+/** What a volume writes after its head: a whole blob, or a part with its own digest. */
+export interface VolumeEntry<B> {
+  blob: B;
+  part?: BundlePart;
+}
+
+const MAX = Number.MAX_SAFE_INTEGER;
+
 /**
- * Cuts the stored layers into consecutive runs so that every volume's tar —
- * metadata, layout files, every manifest and config, its layers, the
- * end-of-archive marker — stays within `maxBytes`. Greedy in stored order, so
- * the same bundle and cap always give the same cut.
+ * The tar bytes every volume spends before its first layer, and on its end:
+ * ferry.json, oci-layout, index.json, the two directories, every manifest and
+ * config, the end-of-archive blocks. ferry.json is counted at an upper bound
+ * that does not depend on the cut (every digest listed, the widest numbers,
+ * two parts: a volume holds at most a continued part and a starting one), so
+ * the cut can be planned before any volume's metadata is known.
  */
-export function planVolumes<B extends BundleBlob>(meta: BundleMetadata, stored: readonly B[], indexJsonBytes: number, maxBytes: number, description: string): B[][] {
+export function volumeHeadBytes(meta: BundleMetadata, stored: readonly BundleBlob[], indexJsonBytes: number): number {
+  const widest: BundlePart = { digest: meta.bundleId, index: MAX, count: MAX, offset: MAX, size: MAX, partDigest: meta.bundleId };
+  const metaMax = serialiseMetadata({ ...meta, volume: { index: MAX, count: MAX, bundleId: meta.bundleId, blobs: stored.map((b) => b.digest), parts: [widest, widest] } }).length;
   const head = stored.filter((b) => b.kind !== 'layer');
-  const layers = stored.filter((b) => b.kind === 'layer');
-  // An upper bound of any volume's ferry.json: every digest listed, the widest index and count.
-  const metaMax = serialiseMetadata({ ...meta, volume: { index: Number.MAX_SAFE_INTEGER, count: Number.MAX_SAFE_INTEGER, bundleId: meta.bundleId, blobs: stored.map((b) => b.digest) } }).length;
-  const fixed = entryBytes(metaMax) + entryBytes(30) + entryBytes(indexJsonBytes) + 2 * BLOCK + head.reduce((n, b) => n + entryBytes(b.size), 0) + 2 * BLOCK;
-  if (fixed > maxBytes) {
-    throw new FerryError('E_USAGE', `${description}: --split ${maxBytes} bytes is too small: every volume carries the metadata, manifests and configs, ${fixed} bytes`, {
-      hint: `give a larger --split (more than ${fixed} bytes plus the largest layer)`, details: { split: maxBytes, headBytes: fixed },
+  return entryBytes(metaMax) + entryBytes(30) + entryBytes(indexJsonBytes) + 2 * BLOCK + head.reduce((n, b) => n + entryBytes(b.size), 0) + 2 * BLOCK;
+}
+
+/**
+ * The continuation rule (spec/bundle.md §9.2), on sizes alone so that
+ * `ferry plan` counts volumes with the writer's own rule. Layers go in stored
+ * order; one that fits beside the head of an empty volume is never cut (so it
+ * stays readable by skopeo from its one volume, and costs one volume when
+ * lost). One that does not is cut: its first part fills what is left of the
+ * current volume, middle parts fill whole volumes, the last part opens the
+ * next one. Parts but the last are whole tar blocks, so no padding is wasted.
+ */
+export function cutLayers<B extends BundleBlob>(head: number, layers: readonly B[], maxBytes: number, description: string): VolumePiece<B>[][] {
+  const tooSmall = (need: number, why: string): FerryError => new FerryError('E_USAGE', `${description}: --split ${maxBytes} bytes is too small: every volume carries the metadata, manifests and configs, ${head} bytes${why}`, {
+    hint: `give a larger --split (more than ${need} bytes)`, details: { split: maxBytes, headBytes: head },
+  });
+  if (head > maxBytes) throw tooSmall(head + 2 * BLOCK, '');
+  const room = maxBytes - head;
+  const largestPart = Math.floor((room - BLOCK) / BLOCK) * BLOCK;
+  const volumes: VolumePiece<B>[][] = [];
+  let current: VolumePiece<B>[] = [];
+  let used = 0;
+  const next = (): void => {
+    volumes.push(current);
+    current = [];
+    used = 0;
+  };
+  for (const blob of layers) {
+    const e = entryBytes(blob.size);
+    if (e <= room) {
+      if (used + e > room && current.length > 0) next();
+      current.push({ blob });
+      used += e;
+      continue;
+    }
+    if (largestPart < BLOCK) throw tooSmall(head + 2 * BLOCK, `, and layer ${blob.digest} (${blob.size} bytes) needs room for a part of at least ${BLOCK} bytes beside them`);
+    let first = Math.floor((room - used - BLOCK) / BLOCK) * BLOCK;
+    if (first < BLOCK) {
+      next();
+      first = largestPart;
+    }
+    const sizes = [first];
+    let rest = blob.size - first;
+    for (; rest > largestPart; rest -= largestPart) sizes.push(largestPart);
+    sizes.push(rest);
+    let offset = 0;
+    sizes.forEach((size, index) => {
+      if (index > 0) next();
+      current.push({ blob, part: { index, count: sizes.length, offset, size } });
+      used += entryBytes(size);
+      offset += size;
     });
-  }
-  const volumes: B[][] = [];
-  let current: B[] = [];
-  let used = fixed;
-  for (const l of layers) {
-    const e = entryBytes(l.size);
-    if (fixed + e > maxBytes) {
-      throw new FerryError('E_USAGE', `${description}: layer ${l.digest} (${l.size} bytes) does not fit in a ${maxBytes}-byte volume beside the ${fixed} bytes of metadata, manifests and configs; blobs are not cut across volumes`, {
-        hint: `give --split more than ${fixed + e} bytes`, details: { digest: l.digest, size: l.size, split: maxBytes },
-      });
-    }
-    if (used + e > maxBytes && current.length > 0) {
-      volumes.push(current);
-      current = [];
-      used = fixed;
-    }
-    current.push(l);
-    used += e;
   }
   volumes.push(current);
   return volumes;
+}
+
+/** The cut of one bundle: its layers over volumes whose head is `volumeHeadBytes`. */
+export function planVolumes<B extends BundleBlob>(meta: BundleMetadata, stored: readonly B[], indexJsonBytes: number, maxBytes: number, description: string): VolumePiece<B>[][] {
+  return cutLayers(volumeHeadBytes(meta, stored, indexJsonBytes), stored.filter((b) => b.kind === 'layer'), maxBytes, description);
+}
+
+/**
+ * sha256 of consecutive ranges of `data` (sizes in order, adding up to the
+ * whole stream): the part digests a cut layer's volumes record, in one pass.
+ */
+export async function hashRanges(data: AsyncIterable<Buffer>, sizes: readonly number[]): Promise<Digest[]> {
+  const out: Digest[] = [];
+  let i = 0;
+  let left = sizes[0] ?? 0;
+  let hash = createHash('sha256');
+  const close = (): void => {
+    out.push(`sha256:${hash.digest('hex')}` as Digest);
+    hash = createHash('sha256');
+    left = sizes[++i] ?? 0;
+  };
+  for await (let chunk of data) {
+    while (chunk.length > 0) {
+      if (i >= sizes.length) throw new FerryError('E_SIZE_MISMATCH', `the data is longer than its ${sizes.reduce((n, s) => n + s, 0)} bytes`);
+      const take = Math.min(left, chunk.length);
+      hash.update(chunk.subarray(0, take));
+      chunk = chunk.subarray(take);
+      left -= take;
+      if (left === 0) close();
+    }
+  }
+  if (i < sizes.length) throw new FerryError('E_SIZE_MISMATCH', `the data is shorter than its ${sizes.reduce((n, s) => n + s, 0)} bytes`);
+  return out;
 }
 
 export interface WriteVolumesInput<B extends BundleBlob> {
@@ -100,8 +189,10 @@ export interface WriteVolumesInput<B extends BundleBlob> {
   compressed: boolean;
   description: string;
   indexJsonBytes: number;
-  /** Writes one bundle file holding `blobs`; `tap` must see the file's bytes. */
-  writeOne: (file: string, meta: BundleMetadata, blobs: B[], tap: Transform) => Promise<void>;
+  /** The digests of a cut layer's parts (consecutive byte ranges of these sizes), from verified bytes. */
+  hashParts: (blob: B, sizes: number[]) => Promise<Digest[]>;
+  /** Writes one bundle file holding `entries`; `tap` must see the file's bytes. */
+  writeOne: (file: string, meta: BundleMetadata, entries: VolumeEntry<B>[], tap: Transform) => Promise<void>;
 }
 
 /**
@@ -112,12 +203,24 @@ export interface WriteVolumesInput<B extends BundleBlob> {
 export async function writeVolumes<B extends BundleBlob>(input: WriteVolumesInput<B>): Promise<VolumeFile[]> {
   const { meta, stored } = input;
   const cut = planVolumes(meta, stored, input.indexJsonBytes, input.maxBytes, input.description);
+  // Every volume's ferry.json names its parts' digests, so they are known before the first volume is written.
+  const partDigests = new Map<Digest, Digest[]>();
+  for (const piece of cut.flat()) {
+    if (piece.part?.index !== 0) continue;
+    const sizes = cut.flat().filter((p) => p.blob.digest === piece.blob.digest).map((p) => p.part!.size);
+    partDigests.set(piece.blob.digest, await input.hashParts(piece.blob, sizes));
+  }
   const head = stored.filter((b) => b.kind !== 'layer');
   const stem = volumeStem(input.output);
   const files: VolumeFile[] = [];
-  for (const [index, layers] of cut.entries()) {
-    const blobs = [...head, ...layers];
-    const volMeta: BundleMetadata = { ...meta, volume: { index, count: cut.length, bundleId: meta.bundleId, blobs: blobs.map((b) => b.digest) } };
+  for (const [index, pieces] of cut.entries()) {
+    const entries: VolumeEntry<B>[] = [...head.map((blob) => ({ blob })), ...pieces.map(({ blob, part }) => (part
+      ? { blob, part: { digest: blob.digest, ...part, partDigest: partDigests.get(blob.digest)![part.index]! } }
+      : { blob }))];
+    const parts = entries.flatMap((e) => (e.part ? [e.part] : []));
+    const volume: BundleVolume = { index, count: cut.length, bundleId: meta.bundleId, blobs: entries.filter((e) => !e.part).map((e) => e.blob.digest) };
+    if (parts.length > 0) volume.parts = parts;
+    const volMeta: BundleMetadata = { ...meta, volume };
     const path = volumeName(stem, index, cut.length, input.compressed);
     const hash = createHash('sha256');
     const tap = new Transform({
@@ -126,9 +229,10 @@ export async function writeVolumes<B extends BundleBlob>(input: WriteVolumesInpu
         cb(null, chunk);
       },
     });
-    await input.writeOne(path, volMeta, blobs, tap);
-    const tarBytes = entryBytes(serialiseMetadata(volMeta).length) + entryBytes(30) + entryBytes(input.indexJsonBytes) + 2 * BLOCK + blobs.reduce((n, b) => n + entryBytes(b.size), 0) + 2 * BLOCK;
-    files.push({ index, path, tarBytes, layers: layers.length, sha256: hash.digest('hex') });
+    await input.writeOne(path, volMeta, entries, tap);
+    const tarBytes = entryBytes(serialiseMetadata(volMeta).length) + entryBytes(30) + entryBytes(input.indexJsonBytes) + 2 * BLOCK
+      + entries.reduce((n, e) => n + entryBytes(e.part?.size ?? e.blob.size), 0) + 2 * BLOCK;
+    files.push({ index, path, tarBytes, layers: pieces.filter((p) => !p.part).length, parts: parts.length, sha256: hash.digest('hex') });
   }
   await writeFileAtomic(`${stem}.ferry.json`, serialiseMetadata(meta));
   await writeFileAtomic(`${stem}.sha256`, files.map((f) => `${f.sha256}  ${basename(f.path)}\n`).join(''));

@@ -1,4 +1,4 @@
-import { createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { pipeline as pipelineCb, type Readable, type Transform, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -15,10 +15,10 @@ import { VerifyStream } from '../../stream/verify.js';
 import type { DestinationCapabilities, ImageDestination, ImageRecord, OpOptions } from '../types.js';
 import {
   type BlobKind, type BundleBase, type BundleBlob, type BundleImage, type BundleMetadata, blobEntryName, buildMetadata, compareImages,
-  createdSeconds, formatCreated, imageRefName, serialiseMetadata, validateFullName,
+  createdSeconds, formatCreated, imageRefName, partEntryName, serialiseMetadata, validateFullName,
 } from './metadata.js';
 import { TarWriter } from './tar.js';
-import { type VolumeFile, writeVolumes } from './volumes.js';
+import { hashRanges, type VolumeEntry, type VolumeFile, writeVolumes } from './volumes.js';
 
 export interface BundleWriterOptions {
   /** The bundle file; `-` with `stream` set writes there instead. */
@@ -159,7 +159,8 @@ export class BundleDestination implements ImageDestination {
       this.committedVolumes = await writeVolumes({
         output: this.opts.output, maxBytes: this.opts.split, meta, stored, compressed: this.opts.compression === 'zstd', description: this.description,
         indexJsonBytes: ociIndex(meta).length,
-        writeOne: (file, volMeta, volBlobs, tap) => this.writeArchiveFile(file, volMeta, serialiseMetadata(volMeta), volBlobs, opts, tap),
+        hashParts: (blob, sizes) => this.hashParts(blob, sizes),
+        writeOne: (file, volMeta, entries, tap) => this.writeArchiveFile(file, volMeta, serialiseMetadata(volMeta), entries, opts, tap),
       });
       return;
     }
@@ -167,7 +168,7 @@ export class BundleDestination implements ImageDestination {
     const tar = new TarWriter(createdSeconds(meta.created));
     const stages: NodeJS.ReadWriteStream[] = this.opts.compression === 'zstd' ? [compressStream(this.opts.level === undefined ? {} : { level: this.opts.level })] : [];
     // Entries go in one at a time while the archive streams out; each waits for the output to take its bytes.
-    const produce = (): Promise<void> => this.writeEntries(tar, meta, metaBytes, stored, opts).then(
+    const produce = (): Promise<void> => this.writeEntries(tar, meta, metaBytes, stored.map((blob) => ({ blob })), opts).then(
       () => tar.finalize(),
       (e: unknown) => {
         tar.destroy(e as Error);
@@ -185,17 +186,17 @@ export class BundleDestination implements ImageDestination {
       await settle(produce(), emit(out, out !== process.stdout));
       return;
     }
-    await this.writeArchiveFile(this.opts.output, meta, metaBytes, stored, opts);
+    await this.writeArchiveFile(this.opts.output, meta, metaBytes, stored.map((blob) => ({ blob })), opts);
     await writeFileAtomic(`${this.opts.output}.ferry.json`, metaBytes);
   }
 
   /** One bundle file (temp name + rename); `tap` sees the file's bytes as they are written (the volume checksums). */
-  private async writeArchiveFile(output: string, meta: BundleMetadata, metaBytes: Buffer, stored: PlannedBlob[], opts: OpOptions, tap?: Transform): Promise<void> {
+  private async writeArchiveFile(output: string, meta: BundleMetadata, metaBytes: Buffer, entries: VolumeEntry<PlannedBlob>[], opts: OpOptions, tap?: Transform): Promise<void> {
     const signalOpt = opts.signal ? { signal: opts.signal } : {};
     const tar = new TarWriter(createdSeconds(meta.created));
     const stages: NodeJS.ReadWriteStream[] = this.opts.compression === 'zstd' ? [compressStream(this.opts.level === undefined ? {} : { level: this.opts.level })] : [];
     if (tap) stages.push(tap);
-    const produce = (): Promise<void> => this.writeEntries(tar, meta, metaBytes, stored, opts).then(
+    const produce = (): Promise<void> => this.writeEntries(tar, meta, metaBytes, entries, opts).then(
       () => tar.finalize(),
       (e: unknown) => {
         tar.destroy(e as Error);
@@ -375,15 +376,33 @@ export class BundleDestination implements ImageDestination {
     return info;
   }
 
-  /** The archive's entries in the order spec/bundle.md fixes. Blobs stream from the store. */
-  private async writeEntries(tar: TarWriter, meta: BundleMetadata, metaBytes: Buffer, stored: PlannedBlob[], opts: OpOptions): Promise<void> {
+  /**
+   * A cut layer's part digests, from one pass over the stored blob, hashed
+   * whole as well: a damaged cache entry must not get digests of its own.
+   */
+  private async hashParts(b: PlannedBlob, sizes: number[]): Promise<Digest[]> {
+    const where = `${this.description}: store ${this.store.root}`;
+    const src = await this.store.createReadStream(b.digest);
+    return hashRanges(pipelineCb(src, new VerifyStream(b, where), () => { /* errors surface through the iterator */ }) as AsyncIterable<Buffer>, sizes);
+  }
+
+  /** The archive's entries in the order spec/bundle.md fixes. Blobs (and parts of cut layers) stream from the store. */
+  private async writeEntries(tar: TarWriter, meta: BundleMetadata, metaBytes: Buffer, entries: VolumeEntry<PlannedBlob>[], opts: OpOptions): Promise<void> {
     await tar.file('ferry.json', metaBytes);
     await tar.file('oci-layout', Buffer.from('{"imageLayoutVersion":"1.0.0"}'));
     await tar.file('index.json', ociIndex(meta));
     await tar.directory('blobs/');
     await tar.directory('blobs/sha256/');
-    for (const b of stored) {
+    for (const { blob: b, part } of entries) {
       opts.signal?.throwIfAborted();
+      if (part) {
+        // Checked against the digest hashParts recorded: the volume holds exactly what its metadata says, whatever happened to the store since.
+        const src = createReadStream(this.store.path(b.digest), { start: part.offset, end: part.offset + part.size - 1, highWaterMark: 1 << 20 });
+        const where = `${this.description}: store ${this.store.root}: part ${part.index + 1} of ${part.count} of ${b.digest}`;
+        const body = pipelineCb(src, new VerifyStream({ digest: part.partDigest, size: part.size }, where), () => { /* errors surface through the iterator */ });
+        await tar.fileFrom(partEntryName(b.digest, part.index), part.size, body as AsyncIterable<Buffer>);
+        continue;
+      }
       const name = blobEntryName(b.digest);
       const m = this.manifests.get(b.digest);
       if (m) {

@@ -47,7 +47,7 @@ describe('volume sizes and names', () => {
     expect(volumeName('r', 12, 1001, false)).toBe('r.0012.tar');
   });
 
-  it('cuts layers in stored order at the cap; head in every volume; refuses a layer that cannot fit', () => {
+  it('cuts layers in stored order at the cap; head in every volume; a layer that fits a volume is never cut', () => {
     const meta = sample([3000, 3000, 3000, 100]);
     const stored = meta.blobs;
     const fixedOf = (): number => {
@@ -61,11 +61,17 @@ describe('volume sizes and names', () => {
     const fixed = fixedOf();
     const entry = 512 + 3072;
     const cut = planVolumes(meta, stored, 400, fixed + entry + 1100, 'b');
-    expect(cut.map((v) => v.map((b) => b.size))).toEqual([[3000], [3000], [3000, 100]]);
+    expect(cut.map((v) => v.map((p) => p.blob.size))).toEqual([[3000], [3000], [3000, 100]]);
+    expect(cut.flat().every((p) => p.part === undefined)).toBe(true);
     expect(planVolumes(meta, stored, 400, fixed + 4 * entry, 'b')).toHaveLength(1);
-    fails(() => planVolumes(meta, stored, 400, fixed + entry - 1, 'b'), 'E_USAGE', new RegExp(`layer ${d('l0')} \\(3000 bytes\\) does not fit`));
+    // One byte short of a layer's entry: now every 3000-byte layer is cut (the old refusal).
+    const tight = planVolumes(meta, stored, 400, fixed + entry - 1, 'b');
+    expect(tight.map((v) => v.map((p) => (p.part ? `${p.blob.size}:${p.part.index}/${p.part.count}@${p.part.offset}+${p.part.size}` : String(p.blob.size))))).toEqual([
+      ['3000:0/2@0+2560'], ['3000:1/2@2560+440', '3000:0/2@0+1536'], ['3000:1/2@1536+1464', '3000:0/2@0+512'], ['3000:1/2@512+2488'], ['100'],
+    ]);
     // No layers at all: one volume.
     expect(planVolumes(sample([]), sample([]).blobs, 400, 1 << 20, 'b')).toEqual([[]]);
+    fails(() => planVolumes(meta, stored, 400, fixed - 1, 'b'), 'E_USAGE', /too small/);
   });
 
   it('parses sha256sum lists, refusing names that leave the directory', () => {

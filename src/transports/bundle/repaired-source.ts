@@ -1,0 +1,144 @@
+import type { Readable } from 'node:stream';
+import { FerryError } from '../../errors.js';
+import type { Digest } from '../../oci/digest.js';
+import type { Descriptor, Manifest } from '../../oci/manifest.js';
+import type { OpOptions, SequentialSource, SourceImage } from '../types.js';
+import type { BundleMetadata } from './metadata.js';
+import { BundleSource } from './reader.js';
+import { openBundleInput, VolumeSetSource } from './volume-set.js';
+
+/**
+ * A bundle (or volume set) read together with repair bundles (spec/repair.md)
+ * that supply blobs it lacks or holds damaged: each blob a repair carries is
+ * taken from the repair, everything else from the bundle. So `ferry import
+ * rel.sha256 rel-repair.tar` lands the whole release in one run.
+ */
+export class RepairedSource implements SequentialSource {
+  readonly sequential = true as const;
+  readonly description: string;
+  readonly where: string;
+  readonly omittedBlobs: ReadonlySet<Digest>;
+  /** Which repair carries each blob it holds (the first given, when two carry one). */
+  private readonly carrier = new Map<Digest, BundleSource>();
+
+  private constructor(readonly main: BundleSource | VolumeSetSource, readonly repairs: BundleSource[]) {
+    this.where = `${main.where} + ${repairs.map((r) => r.where).join(', ')}`;
+    this.description = `bundle ${this.where}`;
+    this.omittedBlobs = main.omittedBlobs;
+    for (const r of repairs) for (const b of r.storedHere) if (b.kind === 'config' || b.kind === 'layer') if (!this.carrier.has(b.digest)) this.carrier.set(b.digest, r);
+  }
+
+  /** Digests the repairs carry. */
+  get repaired(): ReadonlySet<Digest> {
+    return new Set(this.carrier.keys());
+  }
+
+  get metadata(): BundleMetadata {
+    return this.main.metadata;
+  }
+
+  get metadataDigest(): Digest {
+    return this.main.metadataDigest;
+  }
+
+  get wholeMetadataDigest(): Digest {
+    return this.main.wholeMetadataDigest;
+  }
+
+  imagesNeeding(digest: Digest): string[] {
+    return this.main.imagesNeeding(digest);
+  }
+
+  getManifest(repository: string, reference: string): Promise<Manifest> {
+    return this.main.getManifest(repository, reference);
+  }
+
+  listImages(): Promise<SourceImage[]> {
+    return this.main.listImages();
+  }
+
+  getBlob(repository: string, desc: Descriptor): Promise<Readable> {
+    const repair = this.carrier.get(desc.digest);
+    return repair ? repair.getBlob(repository, desc) : this.main.getBlob(repository, desc);
+  }
+
+  /** The bundle's layers except those a repair carries (their bytes there may be bad), then each repair's. */
+  async *blobs(opts: OpOptions = {}): AsyncGenerator<{ descriptor: Descriptor; stream: Readable }> {
+    // A bundle cut short still leaves its repairs to read; its error then fails whatever nothing carried.
+    let cutShort: unknown;
+    try {
+      for await (const item of this.main.blobs(opts)) {
+        if (!this.carrier.has(item.descriptor.digest)) {
+          yield item;
+          continue;
+        }
+        await discard(item.stream);
+      }
+    } catch (e) {
+      if (opts.signal?.aborted) throw e;
+      cutShort = e;
+    }
+    for (const r of this.repairs) {
+      for await (const item of r.blobs(opts)) {
+        if (this.carrier.get(item.descriptor.digest) === r) yield item;
+        else await discard(item.stream);
+      }
+    }
+    if (cutShort !== undefined) throw cutShort;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.main.close(), ...this.repairs.map((r) => r.close())]);
+  }
+
+  /**
+   * Opens what a reader command was given. Whole bundles that are deltas of
+   * the others' bundle and carry only blobs of it are repairs; the rest is
+   * opened as always (one bundle, volumes, or a .sha256 list).
+   */
+  static async open(inputs: readonly string[]): Promise<BundleSource | VolumeSetSource | RepairedSource> {
+    if (inputs.length < 2 || inputs.includes('-')) return openBundleInput(inputs);
+    const peeked = await Promise.all(inputs.map(async (file) => ({ file, meta: file.endsWith('.sha256') ? undefined : await BundleSource.peekMetadata(file) })));
+    const candidates = peeked.filter((p) => p.meta && !p.meta.volume && p.meta.delta);
+    const rest = peeked.filter((p) => !candidates.includes(p));
+    // Two whole bundles where neither is a delta, or only deltas: not a repair, let the volume reader say what is wrong.
+    if (candidates.length === 0) return openBundleInput(inputs);
+    const mainInputs = rest.length > 0 ? rest : candidates.slice(0, 1);
+    const repairInputs = candidates.filter((c) => !mainInputs.includes(c));
+    if (repairInputs.length === 0) return openBundleInput(inputs);
+    const main = await openBundleInput(mainInputs.map((p) => p.file));
+    const repairs: BundleSource[] = [];
+    try {
+      const known = new Set<string>(main.metadata.blobs.map((b) => b.digest));
+      for (const { file, meta } of repairInputs) {
+        if (!meta!.delta!.bases.some((b) => b.bundleId === main.metadata.bundleId)) {
+          throw new FerryError('E_USAGE', `${file} is a delta of bundle ${meta!.delta!.bases.map((b) => b.bundleId).join(', ')}, not a repair of bundle ${main.metadata.bundleId} (${main.where})`, {
+            hint: 'give a bundle with the repair bundles `ferry export --repair` made for it; import other deltas one after the other', details: { file, bundleId: meta!.bundleId },
+          });
+        }
+        const strays = meta!.blobs.filter((b) => (b.kind === 'config' || b.kind === 'layer') && !known.has(b.digest));
+        if (strays.length > 0) {
+          throw new FerryError('E_USAGE', `${file} carries ${strays.length} blobs bundle ${main.metadata.bundleId} does not have (${strays[0]!.digest}${strays.length > 1 ? ', …' : ''}): it is a delta with new content, not a repair`, {
+            hint: 'import the bundle first and then this delta, in two runs', details: { file, digests: strays.map((b) => b.digest) },
+          });
+        }
+        repairs.push(await BundleSource.open(file));
+      }
+    } catch (e) {
+      await Promise.all([main.close(), ...repairs.map((r) => r.close())]);
+      throw e;
+    }
+    return new RepairedSource(main, repairs);
+  }
+}
+
+/** Reads a skipped stream to its end; its errors (a damaged blob a repair replaces) are no longer anyone's concern. */
+async function discard(stream: Readable): Promise<void> {
+  if (stream.readableEnded || stream.destroyed) return;
+  await new Promise<void>((resolve) => {
+    stream.on('error', () => resolve());
+    stream.on('end', resolve);
+    stream.on('close', resolve);
+    stream.resume();
+  });
+}

@@ -1,0 +1,44 @@
+import { describe, expect, it } from 'vitest';
+import { cacheMaxBytes, DEFAULT_CACHE_MAX } from '../../../src/app/cache-dir.js';
+import { isFerryError } from '../../../src/errors.js';
+
+const GiB = 1024 ** 3;
+
+function errorOf(f: () => unknown): unknown {
+  try {
+    f();
+  } catch (e) {
+    return e;
+  }
+  return undefined;
+}
+
+describe('cacheMaxBytes', () => {
+  it('reads sizes as --split does (binary units)', () => {
+    expect(cacheMaxBytes('20G', {})).toBe(20 * GiB);
+    expect(cacheMaxBytes('512m', {})).toBe(512 * 1024 ** 2);
+    expect(cacheMaxBytes('1.5GiB', {})).toBe(1.5 * GiB);
+    expect(cacheMaxBytes('4096', {})).toBe(4096);
+  });
+
+  it('0 and unlimited mean no cap', () => {
+    for (const t of ['0', '0G', ' unlimited ', 'UNLIMITED']) expect(cacheMaxBytes(t, {}), t).toBeUndefined();
+  });
+
+  it('the flag over FERRY_CACHE_MAX over the default', () => {
+    expect(cacheMaxBytes('1G', { FERRY_CACHE_MAX: '5G' })).toBe(GiB);
+    expect(cacheMaxBytes(undefined, { FERRY_CACHE_MAX: '5G' })).toBe(5 * GiB);
+    expect(cacheMaxBytes(undefined, { FERRY_CACHE_MAX: 'unlimited' })).toBeUndefined();
+    expect(cacheMaxBytes(undefined, { FERRY_CACHE_MAX: '' })).toBe(DEFAULT_CACHE_MAX);
+    expect(cacheMaxBytes(undefined, {})).toBe(20 * GiB);
+  });
+
+  it('refuses what is not a size, naming where it came from', () => {
+    const flag = errorOf(() => cacheMaxBytes('lots', {}));
+    expect(isFerryError(flag, 'E_USAGE')).toBe(true);
+    expect((flag as Error).message).toContain('--cache-max "lots"');
+    const env = errorOf(() => cacheMaxBytes(undefined, { FERRY_CACHE_MAX: '-3G' }));
+    expect(isFerryError(env, 'E_CONFIG')).toBe(true);
+    expect((env as Error).message).toContain('FERRY_CACHE_MAX="-3G"');
+  });
+});

@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { Readable } from 'node:stream';
+import { expect } from 'vitest';
+import { isFerryError } from '../../../src/errors.js';
 import { parseDigest, type Digest } from '../../../src/oci/digest.js';
 import { manifestFromBytes } from '../../../src/oci/manifest.js';
 import { VerifyStream } from '../../../src/stream/verify.js';
@@ -142,3 +144,15 @@ export function hexPath(dir: string, digest: string): string {
 }
 
 export type { Image };
+
+/** Runs `f` and checks it throws a FerryError with `code` whose message matches `text`. */
+export function fails(f: () => unknown, code: string, text: string | RegExp): void {
+  try {
+    f();
+  } catch (e) {
+    expect(isFerryError(e) && e.code).toBe(code);
+    expect((e as Error).message).toMatch(text);
+    return;
+  }
+  throw new Error('did not throw');
+}

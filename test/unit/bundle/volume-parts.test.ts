@@ -5,7 +5,6 @@ import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isFerryError } from '../../../src/errors.js';
 import { type Digest, sha256Digest } from '../../../src/oci/digest.js';
 import { digestStream } from '../../../src/stream/verify.js';
 import { type BundleBlob, type BundleMetadata, buildMetadata, parseMetadata, partEntryName, serialiseMetadata } from '../../../src/transports/bundle/metadata.js';
@@ -13,22 +12,11 @@ import { BundleSource } from '../../../src/transports/bundle/reader.js';
 import { VolumeSetSource } from '../../../src/transports/bundle/volume-set.js';
 import { cutLayers, hashRanges } from '../../../src/transports/bundle/volumes.js';
 import { makeTempDir, type TempDir } from '../../support/tmp.js';
-import { type Corpus, readTar, smallCorpus, writeBundle } from './fixture.js';
+import { type Corpus, fails, readTar, smallCorpus, writeBundle } from './fixture.js';
 
 const d = (s: string): Digest => sha256Digest(s);
 const layer = (name: string, size: number): BundleBlob => ({ digest: d(name), size, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', kind: 'layer' });
 const entry = (size: number): number => 512 + Math.ceil(size / 512) * 512;
-
-function fails(f: () => unknown, code: string, text: string | RegExp): void {
-  try {
-    f();
-  } catch (e) {
-    expect(isFerryError(e) && e.code).toBe(code);
-    expect((e as Error).message).toMatch(text);
-    return;
-  }
-  throw new Error('did not throw');
-}
 
 describe('the continuation rule', () => {
   const HEAD = 10_000;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { isFerryError } from '../../../src/errors.js';
 import { sha256Digest } from '../../../src/oci/digest.js';
 import { type BundleBlob, buildMetadata, parseMetadata, serialiseMetadata } from '../../../src/transports/bundle/metadata.js';
+import { fails } from './fixture.js';
 import { parseSidecar, parseSize, planVolumes, volumeName, volumeStem } from '../../../src/transports/bundle/volumes.js';
 
 const d = (s: string) => sha256Digest(s);
@@ -14,17 +14,6 @@ function sample(layerSizes: number[]): ReturnType<typeof buildMetadata> {
     images: [{ origin: 'quay.io/a/b:1', repository: 'quay.io/a/b', tag: '1', digest: d('m'), mediaType: OCI, platforms: [], size: 1 }],
     blobs: [{ digest: d('m'), size: 300, mediaType: OCI, kind: 'manifest' }, { digest: d('c'), size: 200, mediaType: 'application/vnd.oci.image.config.v1+json', kind: 'config' }, ...layers],
   });
-}
-
-function fails(f: () => unknown, code: string, text: string | RegExp): void {
-  try {
-    f();
-  } catch (e) {
-    expect(isFerryError(e) && e.code).toBe(code);
-    expect((e as Error).message).toMatch(text);
-    return;
-  }
-  throw new Error('did not throw');
 }
 
 describe('volume sizes and names', () => {

@@ -124,6 +124,8 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
         ...(delta ? { delta } : {}),
       });
       try {
+        // Names become bundle paths: a bad one should fail now, not after every blob is fetched.
+        for (const image of plan.images) destination.bundleRepository({ repository: image.request.targetRepository, origin: image.request.origin });
         const report = await copyImages(source, destination, plan, { jobs: opts.jobs, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.observer ? { observer: opts.observer } : {}) });
         if (report.failures.length > 0) throw failureError('export', report.failures, requests.length);
         await destination.commit(opts.signal ? { signal: opts.signal } : {});

@@ -1,7 +1,10 @@
 // What a field engineer sees when things go wrong: exit status (src/errors.ts
 // EXIT_STATUS), error code in --json, and a message naming the file, line, image
 // or digest. One htpasswd registry holds the corpus; a proxy in front of it alters bytes.
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_STATUS, type ErrorCode } from '../../src/errors.js';
 import { runFerry, type FerryResult } from '../support/cli.js';
@@ -14,6 +17,8 @@ let proxy: Proxy;
 const PASSWORD = DEFAULT_USERS['ferry']!;
 
 interface ErrorDoc { error: { code: ErrorCode; exitStatus: number; message: string; hint?: string; details: Record<string, unknown> } }
+
+const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 /** Asserts the run failed with `code`: exit status from the table, same code in --json, returns the error. */
 function failedWith(r: FerryResult, code: ErrorCode): ErrorDoc['error'] {
@@ -144,6 +149,30 @@ describe('ferry errors through the CLI', () => {
     const err = failedWith(r, 'E_USAGE');
     expect(err.message).toContain('floppy');
     expect(err.hint).toContain('registry-layout');
+  });
+
+  it('an OCI layout image named without its registry → E_NAME_UNSAFE before any blob is read', async () => {
+    // A layout written by other tools may name images "app:1"; a bundle needs "host/app".
+    const dir = env.path('oci-short-name');
+    const layer = Buffer.alloc(4096, 7);
+    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha(layer)] } }));
+    const manifest = Buffer.from(JSON.stringify({
+      schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha(config), size: config.length },
+      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: sha(layer), size: layer.length }],
+    }));
+    await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
+    for (const b of [layer, config, manifest]) await writeFile(join(dir, 'blobs', 'sha256', sha(b).slice(7)), b);
+    await writeFile(join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
+    await writeFile(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha(manifest), size: manifest.length, annotations: { 'org.opencontainers.image.ref.name': 'app:1' } }] }));
+    const cache = env.path('cache-short-name');
+    const out = env.path('short-name.tar');
+    const err = failedWith(await runFerry(['export', '--from', `oci:${dir}`, '-o', out, '--cache', cache, '--json']), 'E_NAME_UNSAFE');
+    expect(err.message).toContain('"app"');
+    expect(existsSync(out)).toBe(false);
+    // Nothing was copied into the cache: the check came before the blobs.
+    const cached = existsSync(join(cache, 'blobs')) ? await readdir(join(cache, 'blobs'), { recursive: true }) : [];
+    expect(cached.filter((f) => /[0-9a-f]{64}$/.test(String(f)))).toEqual([]);
   });
 
   it('no command and unknown flags → E_USAGE (exit 2)', async () => {

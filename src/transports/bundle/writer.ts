@@ -138,9 +138,10 @@ export class BundleDestination implements ImageDestination {
 
   /**
    * Bundle repositories carry their registry. An engine that passes the bare
-   * path gets the host from the origin reference when the two agree.
+   * path gets the host from the origin reference when the two agree. Public so
+   * an export can refuse a bad name before it fetches anything.
    */
-  private bundleRepository(image: ImageRecord): string {
+  bundleRepository(image: Pick<ImageRecord, 'repository' | 'origin'>): string {
     if (image.origin !== undefined && !image.repository.includes('.') && !image.repository.includes(':')) {
       const o = parseReference(image.origin, `${this.description}: origin`);
       if (o.repository === image.repository) return validateFullName(fullName(o), `${this.description}: image ${image.origin}`);

@@ -1,10 +1,11 @@
-import { open, readFile } from 'node:fs/promises';
+import { open, readFile, stat } from 'node:fs/promises';
 import { planCopy } from '../copy/plan.js';
 import { FerryError } from '../errors.js';
 import { type Digest, sha256Digest } from '../oci/digest.js';
 import { formatReference, fullName, parseReference } from '../oci/reference.js';
 import { type BundleBase, type BundleMetadata, parseMetadata } from '../transports/bundle/metadata.js';
 import { BundleSource } from '../transports/bundle/reader.js';
+import { parseSidecar } from '../transports/bundle/volumes.js';
 import type { ImageSource } from '../transports/types.js';
 import { buildInventory, type Inventory, type InventoryBlob, type InventoryImage, parseInventory } from './inventory.js';
 
@@ -58,14 +59,29 @@ export function inventoryOfMetadata(meta: BundleMetadata, description: string): 
   return buildInventory({ source: { kind: 'bundle', description }, images, blobs, created: new Date(meta.created) });
 }
 
-async function loadBundle(path: string): Promise<LoadedInput> {
+async function loadBundle(path: string, where = path): Promise<LoadedInput> {
   const src = await BundleSource.open(path);
   try {
     const meta = src.metadata;
-    return { where: path, kind: 'bundle', metadata: meta, inventory: inventoryOfMetadata(meta, `bundle ${meta.bundleId}`), base: { bundleId: meta.bundleId, metadataDigest: src.metadataDigest } };
+    // Any volume of a split bundle stands for the whole set, named like its STEM.ferry.json.
+    return { where, kind: 'bundle', metadata: meta, inventory: inventoryOfMetadata(meta, `bundle ${meta.bundleId}`), base: { bundleId: meta.bundleId, metadataDigest: src.wholeMetadataDigest } };
   } finally {
     await src.close();
   }
+}
+
+/** A split bundle's .sha256 list: every volume carries the whole set's metadata, so the first one there will do. */
+async function loadVolumeList(path: string): Promise<LoadedInput> {
+  const text = await readFile(path, 'utf8').catch((e: NodeJS.ErrnoException) => {
+    throw new FerryError(e.code === 'ENOENT' ? 'E_NOT_FOUND' : 'E_IO', `${path}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`, { hint: 'check the path', details: { file: path } });
+  });
+  const listed = parseSidecar(text, path);
+  for (const { path: volume } of listed) {
+    if (await stat(volume).then((s) => s.isFile(), () => false)) return loadBundle(volume, path);
+  }
+  throw new FerryError('E_NOT_FOUND', `${path}: none of the ${listed.length} volumes it lists is beside it`, {
+    hint: 'give the volumes next to their .sha256 list, or the split bundle\'s STEM.ferry.json', details: { file: path },
+  });
 }
 
 async function loadJson(path: string): Promise<LoadedInput> {
@@ -118,6 +134,7 @@ export async function inventoryOfImageList(refs: { reference: string; where: str
  * file as an image list (diff); without it a text file is a usage error.
  */
 export async function loadInput(path: string, imageList?: (path: string) => Promise<Inventory>): Promise<LoadedInput> {
+  if (path.endsWith('.sha256')) return loadVolumeList(path);
   const kind = await sniff(path);
   if (kind === 'bundle') return loadBundle(path);
   if (kind === 'json') return loadJson(path);

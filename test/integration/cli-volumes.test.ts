@@ -14,7 +14,7 @@ import { runFerry } from '../support/cli.js';
 import { blobsOf } from '../support/images.js';
 import { skopeoInspectDigest, skopeoInspectRaw, skopeoOk } from '../support/skopeo.js';
 import { Rng } from '../support/prng.js';
-import { type CliEnv, expectationsOf, ferryOk, flipByteInBlob, imagesList, jsonOf, serveAndCheck, tarOffsets, writeList } from './cli-fixture.js';
+import { type CliEnv, expectationsOf, ferryOk, flipByteInBlob, imagesList, jsonOf, pushExtraImage, serveAndCheck, sha256File, tarOffsets, writeList } from './cli-fixture.js';
 
 const run = promisify(execFile);
 
@@ -239,6 +239,28 @@ function layersOf(m: BundleMetadata): Set<string> {
   const kinds = new Map(m.blobs.map((b) => [b.digest as string, b.kind]));
   return new Set<string>([...m.volume!.blobs.filter((d) => kinds.get(d) === 'layer'), ...(m.volume!.parts ?? []).map((p) => p.digest)]);
 }
+
+describe('a split bundle as the base of a delta', () => {
+  it('any volume, the .sha256 list and STEM.ferry.json name the same base and give the same delta', async () => {
+    // The next release: the same images plus one more, so the delta holds exactly that image's blobs.
+    await pushExtraImage(env.reg.url, 'next/tool', '2.0', 0x77);
+    const next = await writeList(env.path('next.list'), `${imagesList(env.corpus)}${env.corpus.host}/next/tool:2.0\n`);
+    const dir = dirname(volumes[0]!);
+    const bases = [volumes[volumes.length - 1]!, join(dir, 'rel.sha256'), join(dir, 'rel.ferry.json')];
+    const deltas: Buffer[] = [];
+    for (const [i, base] of bases.entries()) {
+      const out = env.path(`next-delta-${i}.tar`);
+      const r = jsonOf<{ delta: { bases: { bundleId: string; metadataDigest: string }[]; omittedBlobs: number } }>(
+        await ferryOk(['export', '-f', next, '--since', base, '-o', out, '--cache', env.path('cache'), ...env.net, '--json']),
+      );
+      expect(r.delta.bases, base).toEqual([{ bundleId: metas[0]!.bundleId, metadataDigest: await sha256File(join(dir, 'rel.ferry.json')) }]);
+      expect(r.delta.omittedBlobs).toBe(metas[0]!.blobs.filter((b) => b.kind === 'config' || b.kind === 'layer').length);
+      deltas.push(await readFile(out));
+    }
+    expect(deltas[1]!.equals(deltas[0]!)).toBe(true);
+    expect(deltas[2]!.equals(deltas[0]!)).toBe(true);
+  });
+});
 
 describe('a layer larger than a volume is cut across volumes', () => {
   let cap: number;

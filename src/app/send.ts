@@ -5,7 +5,7 @@ import { basename, posix } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FerryError } from '../errors.js';
-import { SftpFileSystem } from '../fsys/sftp.js';
+import { RESUME_OVERLAP, SftpFileSystem } from '../fsys/sftp.js';
 import { SshSession, type SshOptions } from '../net/ssh/session.js';
 
 /**
@@ -150,11 +150,9 @@ async function sendOne(session: SshSession, fs: SftpFileSystem, local: string, s
     }
   }
 
-  let resumedFrom = (await fs.fileSize(partial)) ?? 0;
-  if (resumedFrom > size) {
-    await fs.rm(partial);
-    resumedFrom = 0;
-  }
+  const partialSize = (await fs.fileSize(partial)) ?? 0;
+  if (partialSize > size) await fs.rm(partial);
+  const resumedFrom = partialSize > size ? 0 : Math.max(0, partialSize - RESUME_OVERLAP);
   let uploaded = 0;
   for (let attempt = 0; ; attempt++) {
     const from = attempt === 0 ? resumedFrom : 0;

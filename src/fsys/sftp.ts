@@ -18,6 +18,13 @@ import type { FileSystemPort } from './port.js';
 const NO_SUCH_FILE = 2;
 const WRITE_WINDOW = 4 * 1024 * 1024;
 
+/**
+ * How far back from a partial file's end a resumed upload starts: writes in
+ * flight when a link dropped can land out of order, so the last window's worth
+ * of the file may hold a hole behind bytes that did arrive.
+ */
+export const RESUME_OVERLAP = WRITE_WINDOW;
+
 type SftpError = Error & { code?: number | string };
 
 export function isSftpMissing(e: unknown): boolean {

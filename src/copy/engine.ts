@@ -39,6 +39,8 @@ interface BlobJob {
   images: PlannedImage[];
   error?: FerryError;
   done: boolean;
+  /** Bytes of this blob reported to the observer so far: a retry or a second send re-reads bytes already counted. */
+  reported?: number;
 }
 
 /** Errors worth one more fetch from a random-access source: the bytes may come right next time. */
@@ -79,12 +81,21 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
   };
 
   const verified = (job: BlobJob, data: Readable): Readable => {
-    const verify = new VerifyStream(job.desc, imageLabel(job), observer?.bytes);
+    let seen = 0;
+    const onBytes = observer?.bytes && ((n: number): void => {
+      seen += n;
+      const before = job.reported ?? 0;
+      if (seen > before) {
+        job.reported = seen;
+        observer.bytes!(seen - before);
+      }
+    });
+    const verify = new VerifyStream(job.desc, imageLabel(job), onBytes || undefined);
     // The destination sees the error through the stream it consumes (pipeline / for-await
     // report `errored`); this listener only keeps an early failure, before the destination
     // attached its own, from being an unhandled 'error' that ends the process.
     verify.on('error', () => {});
-    data.on('error', (e) => verify.destroy(e));
+    data.on('error', (e) => verify.destroy(withBlobContext(e, job)));
     return data.pipe(verify);
   };
 
@@ -295,6 +306,18 @@ function collectBlobJobs(plan: CopyPlan): Map<Digest, BlobJob> {
     }
   }
   return jobs;
+}
+
+/**
+ * A source's stream error (a stalled or dropped connection) knows the host,
+ * not the blob: name the blob and its images, as every other blob error does.
+ */
+function withBlobContext(e: unknown, job: BlobJob): FerryError {
+  const err = asFerryError(e);
+  if (err.code === 'E_ABORTED' || err.message.includes(job.desc.digest)) return err;
+  return new FerryError(err.code, `${imageLabel(job)}: blob ${job.desc.digest}: ${err.message}`, {
+    ...(err.hint !== undefined ? { hint: err.hint } : {}), details: { ...err.details, digest: job.desc.digest }, cause: err,
+  });
 }
 
 function imageLabel(job: BlobJob): string {

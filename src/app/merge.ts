@@ -7,7 +7,7 @@ import { planCopy } from '../copy/plan.js';
 import { FerryError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/manifest.js';
-import { BundleSource } from '../transports/bundle/reader.js';
+import { openBundleInput } from '../transports/bundle/volume-set.js';
 import { BundleDestination } from '../transports/bundle/writer.js';
 import type { ImageDestination, ImageRecord, OpOptions } from '../transports/types.js';
 import { supplyFromBundles } from '../delta/supply.js';
@@ -56,7 +56,7 @@ export async function mergeBundles(opts: MergeOptions): Promise<MergeResult> {
 
   const output = resolve(opts.output);
   const spool = join(dirname(output), `.ferry-merge-${process.pid}-${randomBytes(4).toString('hex')}`);
-  const delta = await BundleSource.open(last);
+  const delta = await openBundleInput([last]);
   try {
     const meta = delta.metadata;
     if (!meta.delta) {
@@ -104,14 +104,14 @@ export async function mergeBundles(opts: MergeOptions): Promise<MergeResult> {
 async function checkChain(inputs: string[], warnings: string[]): Promise<void> {
   const seen: { bundleId: string; metadataDigest: string }[] = [];
   for (const [i, path] of inputs.entries()) {
-    const src = await BundleSource.open(path);
+    const src = await openBundleInput([path]);
     try {
       const meta = src.metadata;
       if (i > 0 && meta.delta) {
         const named = meta.delta.bases.some((b) => seen.some((s) => s.bundleId === b.bundleId || s.metadataDigest === b.metadataDigest));
         if (!named) warnings.push(`${path} was exported against ${meta.delta.bases.map((b) => b.bundleId).join(', ')}, none of which is among the earlier inputs; merging by content`);
       }
-      seen.push({ bundleId: meta.bundleId, metadataDigest: src.metadataDigest });
+      seen.push({ bundleId: meta.bundleId, metadataDigest: src.wholeMetadataDigest });
     } finally {
       await src.close();
     }

@@ -6,7 +6,7 @@ import type { Digest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/manifest.js';
 import { VerifyStream } from '../stream/verify.js';
 import type { BundleMetadata } from '../transports/bundle/metadata.js';
-import { BundleSource } from '../transports/bundle/reader.js';
+import { openBundleInput } from '../transports/bundle/volume-set.js';
 import type { ImageDestination, OpOptions, SequentialSource } from '../transports/types.js';
 
 /**
@@ -37,7 +37,8 @@ export async function supplyFromBundles(paths: string[], wanted: Map<Digest, Des
   };
   for (const path of paths) {
     if (!left()) break;
-    const src = await BundleSource.open(path);
+    // A split base is given as its .sha256 list (or one volume): read as one set.
+    const src = await openBundleInput([path]);
     try {
       const meta = src.metadata;
       const stored = new Map(meta.blobs.map((b) => [b.digest, b]));

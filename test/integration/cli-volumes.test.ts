@@ -248,8 +248,10 @@ describe('a split bundle as the base of a delta', () => {
     const dir = dirname(volumes[0]!);
     const bases = [volumes[volumes.length - 1]!, join(dir, 'rel.sha256'), join(dir, 'rel.ferry.json')];
     const deltas: Buffer[] = [];
+    const deltaFiles: string[] = [];
     for (const [i, base] of bases.entries()) {
       const out = env.path(`next-delta-${i}.tar`);
+      deltaFiles.push(out);
       const r = jsonOf<{ delta: { bases: { bundleId: string; metadataDigest: string }[]; omittedBlobs: number } }>(
         await ferryOk(['export', '-f', next, '--since', base, '-o', out, '--cache', env.path('cache'), ...env.net, '--json']),
       );
@@ -259,6 +261,19 @@ describe('a split bundle as the base of a delta', () => {
     }
     expect(deltas[1]!.equals(deltas[0]!)).toBe(true);
     expect(deltas[2]!.equals(deltas[0]!)).toBe(true);
+
+    // merge takes the split base as its .sha256 list, and a split delta too: the full release, byte for byte.
+    const full = env.path('next-full.tar');
+    await ferryOk(['export', '-f', next, '-o', full, '--cache', env.path('cache'), ...env.net, '-q']);
+    const merged = env.path('next-merged.tar');
+    await ferryOk(['merge', join(dir, 'rel.sha256'), deltaFiles[0]!, '-o', merged, '-q']);
+    expect((await readFile(merged)).equals(await readFile(full))).toBe(true);
+    const splitDelta = env.path('next-delta-split');
+    await mkdir(splitDelta);
+    await ferryOk(['export', '-f', next, '--since', join(dir, 'rel.sha256'), '-o', join(splitDelta, 'd.tar'), '--split', String(split), '--cache', env.path('cache'), ...env.net, '-q']);
+    const merged2 = env.path('next-merged-2.tar');
+    await ferryOk(['merge', join(dir, 'rel.sha256'), join(splitDelta, 'd.sha256'), '-o', merged2, '-q']);
+    expect((await readFile(merged2)).equals(await readFile(full))).toBe(true);
   });
 });
 

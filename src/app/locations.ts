@@ -1,5 +1,5 @@
 import { FerryError } from '../errors.js';
-import { BundleSource } from '../transports/bundle/reader.js';
+import { openBundleInput } from '../transports/bundle/volume-set.js';
 import { openSkopeoDirSource } from '../transports/dir/index.js';
 import { openOciLayoutSource } from '../transports/oci-layout/index.js';
 import { openRegistrySource } from '../transports/registry/open.js';
@@ -31,7 +31,8 @@ export async function openSource(spec: string, signal?: AbortSignal): Promise<Im
     case 'registry-layout': return openStorageLayoutSource(path);
     case 'skopeo-dir': return openSkopeoDirSource(path);
     case 'oci': return openOciLayoutSource(path);
-    case 'bundle': return BundleSource.open(path);
+    // A split bundle comes as its .sha256 list or its volumes' set; joined here into one source.
+    case 'bundle': return openBundleInput([path]);
   }
 }
 

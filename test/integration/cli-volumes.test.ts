@@ -240,6 +240,20 @@ function layersOf(m: BundleMetadata): Set<string> {
   return new Set<string>([...m.volume!.blobs.filter((d) => kinds.get(d) === 'layer'), ...(m.volume!.parts ?? []).map((p) => p.digest)]);
 }
 
+describe('joining volumes', () => {
+  it('export --from bundle:STEM.sha256 joins the set into the one bundle an unsplit export writes, byte for byte', async () => {
+    const joined = env.path('joined.tar');
+    await ferryOk(['export', '--from', `bundle:${join(dirname(volumes[0]!), 'rel.sha256')}`, '-o', joined, '--cache', env.path('cache-join'), '-q']);
+    const whole = env.path('whole-again.tar');
+    await ferryOk(['export', '-f', list, '-o', whole, '--cache', env.path('cache'), ...env.net, '-q']);
+    expect((await readFile(joined)).equals(await readFile(whole))).toBe(true);
+    // One volume alone cannot be joined into the whole: the missing ones are named.
+    const r = await runFerry(['export', '--from', `bundle:${volumes[1]!}`, '-o', env.path('half.tar'), '--cache', env.path('cache-join'), '--json']);
+    expect(r.code).toBe(EXIT_STATUS.E_BLOB_MISSING);
+    expect(r.stdout).toContain(`volume 1 of ${volumes.length}`);
+  });
+});
+
 describe('a split bundle as the base of a delta', () => {
   it('any volume, the .sha256 list and STEM.ferry.json name the same base and give the same delta', async () => {
     // The next release: the same images plus one more, so the delta holds exactly that image's blobs.

@@ -50,6 +50,8 @@ export const SETTABLE_FLAGS: Readonly<Record<string, FlagType>> = {
   'ssh-key': 'paths',
   'ssh-jump': 'string',
   'ssh-accept-new': 'boolean',
+  'connect-timeout': 'number',
+  'idle-timeout': 'number',
 };
 
 export const NOT_SETTABLE = ['username', 'password-stdin', 'ssh-passphrase-stdin', 'config', 'help', 'version'];

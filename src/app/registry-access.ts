@@ -18,6 +18,9 @@ export interface RegistryAccess {
   password?: string;
   /** --ssh: every registry connection is opened through the jump host. */
   connect?: ConnectionFactory;
+  /** --connect-timeout / --idle-timeout, in ms. */
+  connectTimeoutMs?: number;
+  idleTimeoutMs?: number;
   /** Per-registry settings from the config file (`registries`), keyed by host[:port]. */
   registries?: Record<string, RegistrySettings>;
 }
@@ -40,6 +43,8 @@ export interface RegistryConnection {
   caFile?: string;
   credentials?: { username: string; password: string; source: string };
   connect?: ConnectionFactory;
+  connectTimeoutMs?: number;
+  idleTimeoutMs?: number;
 }
 
 /**
@@ -58,6 +63,8 @@ export function connectionFor(access: RegistryAccess, registry: string): Registr
   const caFile = site?.caFile ?? access.caFile;
   if (caFile) c.caFile = caFile;
   if (access.connect) c.connect = access.connect;
+  if (access.connectTimeoutMs !== undefined) c.connectTimeoutMs = access.connectTimeoutMs;
+  if (access.idleTimeoutMs !== undefined) c.idleTimeoutMs = access.idleTimeoutMs;
   if (access.username !== undefined && access.password !== undefined) c.credentials = { username: access.username, password: access.password, source: '--username/--password-stdin' };
   return c;
 }

@@ -3,6 +3,7 @@ import { makeOutput } from './output.js';
 import type { RegistryAccess } from '../app/registry-access.js';
 import type { Settings } from '../app/config.js';
 import type { SshOptions } from '../net/ssh/session.js';
+import { FerryError } from '../errors.js';
 
 /** What every command gets besides its own flags: output, cancellation, registry access. */
 export interface CliContext {
@@ -32,6 +33,8 @@ export interface GlobalFlags {
   'ssh-jump'?: string;
   'ssh-accept-new'?: boolean;
   'ssh-passphrase-stdin'?: boolean;
+  'connect-timeout'?: number;
+  'idle-timeout'?: number;
 }
 
 let controller: AbortController | undefined;
@@ -55,6 +58,10 @@ export async function contextFrom(argv: GlobalFlags): Promise<CliContext> {
     plainHttp: argv['plain-http'] ?? [],
   };
   if (argv['ca-file']) registry.caFile = argv['ca-file'];
+  const connectTimeout = timeoutMs(argv['connect-timeout'], '--connect-timeout');
+  if (connectTimeout !== undefined) registry.connectTimeoutMs = connectTimeout;
+  const idleTimeout = timeoutMs(argv['idle-timeout'], '--idle-timeout');
+  if (idleTimeout !== undefined) registry.idleTimeoutMs = idleTimeout;
   if (Object.keys(site.registries).length > 0) registry.registries = site.registries;
   // One stdin for two secrets: the registry password on the first line, the key passphrase on the next.
   const wantPassword = argv.username !== undefined && argv['password-stdin'] === true;
@@ -74,6 +81,15 @@ export async function contextFrom(argv: GlobalFlags): Promise<CliContext> {
   const ctx: CliContext = { out, signal: abortController().signal, registry, jobs: argv.jobs ?? 4, sshSettings };
   if (argv.ssh) ctx.ssh = { ...sshSettings, destination: argv.ssh };
   return ctx;
+}
+
+/** Seconds from a flag (or its FERRY_* variable) → ms; a typo fails before any connection. */
+function timeoutMs(seconds: number | undefined, flag: string): number | undefined {
+  if (seconds === undefined) return undefined;
+  if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 86_400) {
+    throw new FerryError('E_USAGE', `${flag} ${String(seconds)}: not a number of seconds between 0 and 86400`, { hint: `e.g. ${flag} 300 for a slow link` });
+  }
+  return Math.round(seconds * 1000);
 }
 
 /** Reads a password from the terminal without echoing it. */

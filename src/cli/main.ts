@@ -47,6 +47,8 @@ export async function main(args: string[]): Promise<void> {
     .option('ca-file', { type: 'string', describe: 'extra CA certificates (PEM) to trust for registries', global: true })
     .option('username', { type: 'string', describe: 'registry user name (else ~/.docker/config.json or FERRY_USERNAME)', global: true })
     .option('password-stdin', { type: 'boolean', describe: 'read the registry password from stdin', global: true })
+    .option('connect-timeout', { type: 'number', describe: 'seconds to wait for a registry connection (default 30)', global: true })
+    .option('idle-timeout', { type: 'number', describe: 'seconds a registry may send nothing mid-request before ferry gives up and retries (default 120; raise on slow links)', global: true })
     .option('config', { type: 'string', describe: 'JSON config file: global flags and per-registry settings (default ~/.config/ferry/config.json when it exists)', global: true })
     .option('ssh', { type: 'string', describe: 'reach registries (push, import --to registry) or write a registry-layout through this SSH host: [user@]host[:port] or a ~/.ssh/config alias', global: true })
     .option('ssh-key', { type: 'string', array: true, describe: 'SSH identity file (repeatable; default ~/.ssh/id_ed25519, id_ecdsa, id_rsa and the agent)', global: true })

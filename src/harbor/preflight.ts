@@ -179,6 +179,8 @@ export async function preflightPush(options: PreflightOptions): Promise<PushPref
     ...(reg.caFile !== undefined ? { caFile: reg.caFile } : {}),
     ...(reg.userAgent !== undefined ? { userAgent: reg.userAgent } : {}),
     ...(reg.connect !== undefined ? { connect: reg.connect } : {}),
+    ...(reg.connectTimeoutMs !== undefined ? { connectTimeoutMs: reg.connectTimeoutMs } : {}),
+    ...(reg.idleTimeoutMs !== undefined ? { idleTimeoutMs: reg.idleTimeoutMs } : {}),
   });
   const problems: FerryError[] = [];
   const projects = groupByProject(options.repositories, options.projectBytes);

@@ -178,5 +178,8 @@ describe('ferry errors through the CLI', () => {
   it('no command and unknown flags → E_USAGE (exit 2)', async () => {
     failedWith(await runFerry(['--json']), 'E_USAGE');
     failedWith(await runFerry(['verify', 'x.tar', '--no-such-flag', '--json']), 'E_USAGE');
+    const t = failedWith(await runFerry(['verify', 'x.tar', '--idle-timeout', '0', '--json']), 'E_USAGE');
+    expect(t.message).toContain('--idle-timeout 0');
+    expect(failedWith(await runFerry(['verify', 'x.tar', '--json'], { env: { FERRY_CONNECT_TIMEOUT: 'soon' } }), 'E_CONFIG').message).toContain('FERRY_CONNECT_TIMEOUT');
   });
 });

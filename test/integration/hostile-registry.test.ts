@@ -40,13 +40,13 @@ const layerPath = (i: number) => `/v2/${REPO}/blobs/${image.blobs.filter((b) => 
 const isGet = (req: IncomingMessage, path: string) => req.method === 'GET' && (req.url ?? '').split('?')[0] === path;
 
 /** Exports the image through a proxy with `handler`; returns the run and the bundle path. */
-async function exportThrough(handler: FaultHandler, opts: { ref?: string; timeoutMs?: number } = {}): Promise<{ r: TimedResult; out: string; proxyLog: Array<{ method: string; path: string; headers: IncomingMessage['headers'] }> }> {
+async function exportThrough(handler: FaultHandler, opts: { ref?: string; timeoutMs?: number; args?: string[]; env?: Record<string, string> } = {}): Promise<{ r: TimedResult; out: string; proxyLog: Array<{ method: string; path: string; headers: IncomingMessage['headers'] }> }> {
   const proxy = await startFaultProxy(reg.url, handler);
   try {
     const out = join(tmp.path, `b-${++n}.tar`);
     const ref = `${proxy.host}/${REPO}${opts.ref ?? ':1'}`;
     const r = await runTimed(['export', ref, '-o', out, '--compression', 'none', '--cache', join(tmp.path, `cache-${n}`), '--plain-http', proxy.host,
-      '--username', 'ferry', '--password-stdin', '--no-referrers', '--json'], { input: `${reg.users['ferry']}\n`, env: ENV, timeoutMs: opts.timeoutMs ?? 90_000 });
+      '--username', 'ferry', '--password-stdin', '--no-referrers', '--json', ...(opts.args ?? [])], { input: `${reg.users['ferry']}\n`, env: opts.env ?? ENV, timeoutMs: opts.timeoutMs ?? 90_000 });
     return { r, out, proxyLog: proxy.log };
   } finally {
     await proxy.stop();
@@ -143,7 +143,10 @@ describe('a hostile or broken registry: a retry that succeeds or a clear error, 
       sendRaw(res, up.headers, up.body.subarray(0, 100_000), { stall: true, declared: up.body.length });
       return true;
     };
-    const once = await exportThrough(stall(1));
+    // The flag, not the variable: with the default 120 s this run would outlast the test.
+    const t1 = Date.now();
+    const once = await exportThrough(stall(1), { args: ['--idle-timeout', '2'], env: {} });
+    expect(Date.now() - t1, '--idle-timeout 2 was honoured').toBeLessThan(30_000);
     expect(once.r.code, once.r.stderr).toBe(0);
     await expectFaithful(once.out);
     const t0 = Date.now();

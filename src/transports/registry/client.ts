@@ -25,6 +25,9 @@ export interface RegistryOptions {
   userAgent?: string;
   /** Opens connections (the SSH tunnel); default: direct TCP. */
   connect?: ConnectionFactory;
+  /** --connect-timeout / --idle-timeout, in ms; default: net/http's. */
+  connectTimeoutMs?: number;
+  idleTimeoutMs?: number;
   /**
    * Upload blobs in PATCH chunks of this many bytes (each chunk is held in
    * memory) instead of one streamed PUT: for registries or proxies that cap
@@ -78,6 +81,8 @@ export class RegistryClient {
       ...(options.caFile !== undefined ? { caFile: options.caFile } : {}),
       ...(options.userAgent !== undefined ? { userAgent: options.userAgent } : {}),
       ...(options.connect !== undefined ? { connect: options.connect } : {}),
+      ...(options.connectTimeoutMs !== undefined ? { connectTimeoutMs: options.connectTimeoutMs } : {}),
+      ...(options.idleTimeoutMs !== undefined ? { idleTimeoutMs: options.idleTimeoutMs } : {}),
     });
   }
 

@@ -145,6 +145,12 @@ describe('reading volumes', () => {
     expect(human.stdout).toContain(`volumes: 2 of ${volumes.length} given`);
   });
 
+  it('a quoted glob is expanded by ferry (scripts, ssh command lines): the whole set verifies', async () => {
+    const r = jsonOf<{ volumes: { given: unknown[]; missing: unknown[] } }>(await ferryOk(['verify', join(dirname(volumes[0]!), 'rel.*.tar'), '--json']));
+    expect(r.volumes.given).toHaveLength(volumes.length);
+    expect(r.volumes.missing).toEqual([]);
+  });
+
   it('all volumes in shuffled order import into a registry layout the real registry serves with the original digests', async () => {
     // Reversed, then one rotated: never index order.
     const shuffled = [...volumes].reverse();

@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import { FerryError } from '../../errors.js';
+import { expandFileGlobs } from '../../fsys/glob.js';
 import type { Digest } from '../../oci/digest.js';
 import type { Descriptor, Manifest } from '../../oci/manifest.js';
 import type { OpOptions, SequentialSource, SourceImage } from '../types.js';
@@ -96,7 +97,8 @@ export class RepairedSource implements SequentialSource {
    * the others' bundle and carry only blobs of it are repairs; the rest is
    * opened as always (one bundle, volumes, or a .sha256 list).
    */
-  static async open(inputs: readonly string[]): Promise<BundleSource | VolumeSetSource | RepairedSource> {
+  static async open(given: readonly string[]): Promise<BundleSource | VolumeSetSource | RepairedSource> {
+    const inputs = await expandFileGlobs(given);
     if (inputs.length < 2 || inputs.includes('-')) return openBundleInput(inputs);
     const peeked = await Promise.all(inputs.map(async (file) => ({ file, meta: file.endsWith('.sha256') ? undefined : await BundleSource.peekMetadata(file) })));
     const candidates = peeked.filter((p) => p.meta && !p.meta.volume && p.meta.delta);

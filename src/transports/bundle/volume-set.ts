@@ -8,6 +8,7 @@ import { asFerryError, FerryError } from '../../errors.js';
 import type { Digest } from '../../oci/digest.js';
 import type { Descriptor, Manifest } from '../../oci/manifest.js';
 import { VerifyStream } from '../../stream/verify.js';
+import { expandFileGlobs } from '../../fsys/glob.js';
 import type { OpOptions, SequentialSource, SourceImage } from '../types.js';
 import type { BundleBlob, BundleMetadata, BundlePart } from './metadata.js';
 import { type BundleEntry, BundleSource } from './reader.js';
@@ -48,7 +49,8 @@ interface Step {
  * a split bundle, or the split bundle's `.sha256` list. A plain bundle is read
  * as always; volumes become one VolumeSetSource.
  */
-export async function openBundleInput(inputs: readonly string[]): Promise<BundleSource | VolumeSetSource> {
+export async function openBundleInput(given: readonly string[]): Promise<BundleSource | VolumeSetSource> {
+  const inputs = await expandFileGlobs(given);
   const [first] = inputs;
   if (first === undefined) throw new FerryError('E_USAGE', 'no bundle given', { hint: 'name a bundle file, its volumes, or their .sha256 list' });
   if (inputs.length === 1 && (first === '-' || !first.endsWith('.sha256'))) {

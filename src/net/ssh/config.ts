@@ -1,18 +1,23 @@
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { homedir, userInfo } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, isAbsolute, join } from 'node:path';
 import { FerryError } from '../../errors.js';
+import { globToRegExp } from '../../fsys/glob.js';
 import { patternsMatch } from './known-hosts.js';
 
 /**
  * The part of ~/.ssh/config ferry honours: Host blocks with HostName, User,
- * Port, IdentityFile and ProxyJump. As in ssh_config(5), the first value found
- * for a keyword wins (IdentityFile accumulates), `Host` patterns take wildcards
- * and `!` negation, and `Match` blocks (which need ssh's full evaluator) are skipped.
+ * Port, IdentityFile and ProxyJump, and Include. As in ssh_config(5), the first
+ * value found for a keyword wins (IdentityFile accumulates), `Host` patterns
+ * take wildcards and `!` negation, an Include inside a Host block applies only
+ * where that block does, and `Match` blocks (which need ssh's full evaluator)
+ * are skipped, Includes inside them too.
  */
 
 export interface SshConfigBlock {
   patterns: string[];
+  /** Set for blocks read through an Include inside a Host block: that block's patterns must match too. */
+  within?: string[][];
   options: [keyword: string, value: string][];
 }
 
@@ -27,9 +32,27 @@ export interface SshEndpoint {
   proxyJump?: string;
 }
 
-export function parseSshConfig(text: string): SshConfigBlock[] {
+const INCLUDE_DEPTH_MAX = 16;
+
+/**
+ * Parses one config text. `include` expands an Include argument to the files
+ * it names (glob, `~`, relative to ~/.ssh) and reads them; without it, Include
+ * lines are ignored.
+ */
+export async function parseSshConfig(text: string, include?: (arg: string) => Promise<{ path: string; text: string }[]>): Promise<SshConfigBlock[]> {
   const blocks: SshConfigBlock[] = [{ patterns: ['*'], options: [] }];
+  await parseInto(text, blocks, [], 0, include);
+  return blocks;
+}
+
+async function parseInto(text: string, blocks: SshConfigBlock[], within: string[][], depth: number, include?: (arg: string) => Promise<{ path: string; text: string }[]>): Promise<void> {
   let skipping = false;
+  // The Host patterns in force in this file (none before its first Host line).
+  let host: string[] | undefined;
+  const open = (patterns: string[]): void => {
+    blocks.push({ patterns, options: [], ...(within.length > 0 ? { within } : {}) });
+  };
+  if (within.length > 0) open(['*']);
   for (const raw of text.split('\n')) {
     const line = raw.trim();
     if (line === '' || line.startsWith('#')) continue;
@@ -39,14 +62,29 @@ export function parseSshConfig(text: string): SshConfigBlock[] {
     const value = m[2]!.trim();
     if (keyword === 'host') {
       skipping = false;
-      blocks.push({ patterns: splitArgs(value), options: [] });
+      host = splitArgs(value);
+      open(host);
     } else if (keyword === 'match') {
       skipping = true;
-    } else if (!skipping) {
+    } else if (skipping) {
+      continue;
+    } else if (keyword === 'include') {
+      if (!include) continue;
+      if (depth >= INCLUDE_DEPTH_MAX) {
+        throw new FerryError('E_CONFIG', `ssh config: Include nested deeper than ${INCLUDE_DEPTH_MAX} levels (a file including itself?)`, { hint: 'check the Include lines of ~/.ssh/config' });
+      }
+      const inner = host && !(host.length === 1 && host[0] === '*') ? [...within, host] : within;
+      for (const arg of splitArgs(value)) {
+        for (const file of await include(arg)) await parseInto(file.text, blocks, inner, depth + 1, include);
+      }
+      // Lines after the Include belong to the block it sat in again.
+      if (host) open(host);
+      else if (within.length > 0) open(['*']);
+      else blocks.push({ patterns: ['*'], options: [] });
+    } else {
       blocks[blocks.length - 1]!.options.push([keyword, unquote(value)]);
     }
   }
-  return blocks;
 }
 
 function splitArgs(value: string): string[] {
@@ -109,7 +147,7 @@ export function resolveEndpoint(spec: string, blocks: SshConfigBlock[], what = '
   const first = new Map<string, string>();
   const identity: string[] = [];
   for (const b of blocks) {
-    if (!hostMatches(b.patterns, d.host)) continue;
+    if (!hostMatches(b.patterns, d.host) || (b.within ?? []).some((w) => !hostMatches(w, d.host))) continue;
     for (const [k, v] of b.options) {
       if (k === 'identityfile') identity.push(v);
       else if (!first.has(k)) first.set(k, v);
@@ -131,10 +169,36 @@ export function resolveEndpoint(spec: string, blocks: SshConfigBlock[], what = '
 }
 
 export async function loadSshConfig(file = join(homedir(), '.ssh', 'config')): Promise<SshConfigBlock[]> {
+  const text = await readConfig(file);
+  if (text === undefined) return [];
+  // Relative Include paths are under ~/.ssh for the user's config (ssh_config(5)).
+  const base = join(homedir(), '.ssh');
+  return parseSshConfig(text, async (arg) => {
+    const path = arg.replace(/^~(?=\/|$)/, homedir());
+    const absolute = isAbsolute(path) ? path : join(base, path);
+    const files = /[*?[]/.test(basename(absolute)) ? await globFiles(absolute) : [absolute];
+    const out: { path: string; text: string }[] = [];
+    for (const f of files) {
+      const t = await readConfig(f);
+      if (t !== undefined) out.push({ path: f, text: t });
+    }
+    return out;
+  });
+}
+
+async function readConfig(file: string): Promise<string | undefined> {
   try {
-    return parseSshConfig(await readFile(file, 'utf8'));
+    return await readFile(file, 'utf8');
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
     throw new FerryError('E_CONFIG', `cannot read ${file}: ${(e as Error).message}`, { hint: 'check the file permissions', cause: e });
   }
+}
+
+/** The files a wildcard in the last path part names, in lexical order; none is not an error (as with ssh). */
+async function globFiles(pattern: string): Promise<string[]> {
+  const re = globToRegExp(basename(pattern));
+  const names = await readdir(dirname(pattern)).catch(() => [] as string[]);
+  return names.filter((n) => re.test(n)).sort().map((n) => join(dirname(pattern), n));
 }

@@ -1,10 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { FerryError } from '../../../src/errors.js';
-import { parseDestination, parseSshConfig, resolveEndpoint } from '../../../src/net/ssh/config.js';
+import { loadSshConfig, parseDestination, parseSshConfig, resolveEndpoint } from '../../../src/net/ssh/config.js';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { makeTempDir } from '../../support/tmp.js';
 import { parseSendTarget } from '../../../src/app/send.js';
 
-describe('ssh_config subset', () => {
-  const blocks = parseSshConfig([
+describe('ssh_config subset', async () => {
+  const blocks = await parseSshConfig([
     'User fallback-user',
     '# comment',
     'Host bastion jump-*',
@@ -50,5 +53,50 @@ describe('ssh_config subset', () => {
     expect(parseSendTarget('host:')).toEqual({ ssh: 'host', dir: '.' });
     expect(parseSendTarget('ssh://ops@host:2222/srv')).toEqual({ ssh: 'ops@host:2222', dir: '/srv' });
     expect(() => parseSendTarget('/local/path')).toThrow(FerryError);
+  });
+});
+
+describe('ssh_config Include', () => {
+  it('splices included files where the Include stands; inside a Host block they apply only to that block', async () => {
+    const files: Record<string, string> = {
+      'common': 'User common-user\nHost inner-*\n  Port 2201',
+      'eu': 'HostName 10.9.9.9\nHost *\n  IdentityFile ~/.ssh/eu_key',
+    };
+    const blocks = await parseSshConfig([
+      'Include common',
+      'Host jump-eu',
+      '  Include eu missing',
+      '  Port 2200',
+      'Host *',
+      '  Port 22',
+    ].join('\n'), async (arg) => (files[arg] !== undefined ? [{ path: arg, text: files[arg]! }] : []));
+    const eu = resolveEndpoint('jump-eu', blocks);
+    expect(eu).toMatchObject({ host: '10.9.9.9', port: 2200, user: 'common-user' });
+    expect(eu.identityFiles).toHaveLength(1);
+    // The included Host * ran only under Host jump-eu: nothing of eu leaks to other hosts.
+    const other = resolveEndpoint('other', blocks);
+    expect(other).toMatchObject({ host: 'other', port: 22, user: 'common-user', identityFiles: [] });
+    expect(resolveEndpoint('inner-a', blocks).port).toBe(2201);
+  });
+
+  it('reads real files: absolute paths, wildcards in lexical order, a missing file ignored, a loop refused', async () => {
+    const tmp = makeTempDir('ferry-sshcfg-');
+    try {
+      const d = join(tmp.path, 'config.d');
+      await mkdir(d);
+      await writeFile(join(d, '20-b.conf'), 'Host site\n  HostName second.example\n');
+      await writeFile(join(d, '10-a.conf'), 'Host site\n  HostName first.example\n  User ops\n');
+      await writeFile(join(d, 'notes.txt'), 'Host site\n  HostName wrong.example\n');
+      const main = join(tmp.path, 'config');
+      await writeFile(main, `Include ${join(d, '*.conf')} ${join(tmp.path, 'absent.conf')}\nHost *\n  Port 2222\n`);
+      const ep = resolveEndpoint('site', await loadSshConfig(main));
+      expect(ep).toMatchObject({ host: 'first.example', user: 'ops', port: 2222 });
+
+      const loop = join(tmp.path, 'loop');
+      await writeFile(loop, `Include ${loop}\n`);
+      await expect(loadSshConfig(loop)).rejects.toThrow(/Include nested deeper than 16 levels/);
+    } finally {
+      await tmp.cleanup();
+    }
   });
 });

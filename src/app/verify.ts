@@ -13,8 +13,6 @@ import { loadPublicKey, PAYLOAD_MAX_BYTES } from '../referrers/cosign.js';
 import { asFerryError, FerryError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/manifest.js';
-import type { Readable } from 'node:stream';
-import type { ImageDestination, OpOptions } from '../transports/types.js';
 import { defaultReportPath, problemOf, type RepairReport, writeRepairReport } from './repair.js';
 
 export interface VerifyResult {
@@ -72,7 +70,7 @@ export async function verifyBundle(bundle: string, opts: VerifyOptions = {}): Pr
     // Volumes given one by one are checked alone: the layers of the others are not asked for. A .sha256 list asks for all.
     const repaired = source instanceof RepairedSource ? source.repaired : new Set<Digest>();
     const notGiven: ReadonlySet<Digest> = given instanceof VolumeSetSource && !given.info.fromSidecar ? new Set([...given.absentLayers].filter((d) => !repaired.has(d))) : new Set();
-    const sink = new RecordingSink(new VerifySink(new Set([...source.omittedBlobs, ...notGiven])));
+    const sink = new VerifySink(new Set([...source.omittedBlobs, ...notGiven]));
     const done = new Set<Digest>();
     const outer = copyOpts.observer;
     copyOpts.observer = { ...outer, blobDone: (desc, o) => { done.add(desc.digest); outer?.blobDone?.(desc, o); } };
@@ -106,40 +104,6 @@ export async function verifyBundle(bundle: string, opts: VerifyOptions = {}): Pr
   } finally {
     await source.close();
   }
-}
-
-/** Keeps each blob's own error: the engine reports per image, the repair report is per blob. */
-class RecordingSink implements ImageDestination {
-  readonly errors = new Map<Digest, string>();
-  readonly description: string;
-  readonly capabilities: ImageDestination['capabilities'];
-  constructor(private readonly inner: VerifySink) {
-    this.description = inner.description;
-    this.capabilities = inner.capabilities;
-  }
-
-  get bytesVerified(): number {
-    return this.inner.bytesVerified;
-  }
-
-  hasBlob(repository: string, desc: Descriptor): Promise<boolean> {
-    return this.inner.hasBlob(repository, desc);
-  }
-
-  async putBlob(repository: string, desc: Descriptor, data: Readable, opts?: OpOptions): Promise<void> {
-    try {
-      await this.inner.putBlob(repository, desc, data);
-    } catch (e) {
-      const err = asFerryError(e);
-      if (err.code !== 'E_ABORTED' && !opts?.signal?.aborted) this.errors.set(desc.digest, err.code);
-      throw e;
-    }
-  }
-
-  putManifest(): Promise<void> { return this.inner.putManifest(); }
-  putImage(): Promise<void> { return this.inner.putImage(); }
-  commit(): Promise<void> { return this.inner.commit(); }
-  close(): Promise<void> { return this.inner.close(); }
 }
 
 /**

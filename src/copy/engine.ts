@@ -80,7 +80,7 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
     observer?.blobDone?.(job.desc, o);
   };
 
-  const verified = (job: BlobJob, data: Readable): Readable => {
+  const verified = (job: BlobJob, data: Readable, where = imageLabel(job)): Readable => {
     let seen = 0;
     const onBytes = observer?.bytes && ((n: number): void => {
       seen += n;
@@ -90,7 +90,7 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
         observer.bytes!(seen - before);
       }
     });
-    const verify = new VerifyStream(job.desc, imageLabel(job), onBytes || undefined);
+    const verify = new VerifyStream(job.desc, where, onBytes || undefined);
     // The destination sees the error through the stream it consumes (pipeline / for-await
     // report `errored`); this listener only keeps an early failure, before the destination
     // attached its own, from being an unhandled 'error' that ends the process.
@@ -99,8 +99,8 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
     return data.pipe(verify);
   };
 
-  /** Lands the blob in every repository that needs it; `first` is the stream for the first send, if any. */
-  const land = async (job: BlobJob, first?: Readable): Promise<void> => {
+  /** Lands the blob in every repository that needs it; `first` is the stream for the first send, if any, read from `where`. */
+  const land = async (job: BlobJob, first?: Readable, where?: string): Promise<void> => {
     const [head, ...rest] = job.repositories as [string, ...string[]];
     let firstStream = first;
     const send = async (repository: string) => {
@@ -108,7 +108,7 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
         const s = firstStream;
         firstStream = undefined;
         observer?.blobStarted?.(job.desc);
-        await destination.putBlob(repository, job.desc, verified(job, s), opts);
+        await destination.putBlob(repository, job.desc, verified(job, s, where), opts);
         return;
       }
       if (isSequentialSource(source) && !source.omittedBlobs.has(job.desc.digest) && first !== undefined) {
@@ -148,9 +148,9 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
     }
   };
 
-  const runJob = async (job: BlobJob, stream?: Readable) => {
+  const runJob = async (job: BlobJob, stream?: Readable, where?: string) => {
     try {
-      await land(job, stream);
+      await land(job, stream, where);
     } catch (e) {
       const error = asFerryError(e);
       if (error.code === 'E_ABORTED' || opts.signal?.aborted) throw error;
@@ -228,20 +228,20 @@ async function copySequential(
   source: SequentialSource,
   destination: ImageDestination,
   jobs: Map<Digest, BlobJob>,
-  runJob: (job: BlobJob, stream?: Readable) => Promise<void>,
+  runJob: (job: BlobJob, stream?: Readable, where?: string) => Promise<void>,
   failImages: (images: PlannedImage[], error: FerryError) => void,
   inBase: (job: BlobJob) => void,
   limit: number,
   opts: CopyOptions,
 ): Promise<void> {
   try {
-    for await (const { descriptor, stream } of source.blobs(opts)) {
+    for await (const { descriptor, stream, where } of source.blobs(opts)) {
       const job = jobs.get(descriptor.digest);
       if (!job || job.done) {
         await drain(stream);
         continue;
       }
-      await runJob(job, stream);
+      await runJob(job, stream, where);
     }
   } catch (e) {
     const error = asFerryError(e);

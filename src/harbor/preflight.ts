@@ -2,7 +2,7 @@ import { type ErrorCode, FerryError, isFerryError } from '../errors.js';
 import { type CredentialLookup, lookupCredentials } from '../net/credentials.js';
 import { discard, HttpClient, isPlainHttpAnswer } from '../net/http.js';
 import { withRetry } from '../net/retry.js';
-import { RegistryClient, type RegistryOptions } from '../transports/registry/client.js';
+import { httpClientFor, RegistryClient, type RegistryOptions } from '../transports/registry/client.js';
 import {
   allowsProjectCreate,
   allowsPush,
@@ -174,14 +174,7 @@ export async function preflightPush(options: PreflightOptions): Promise<PushPref
   const signal = options.signal;
   const lookup: CredentialLookup = lookupCredentials(reg.registry, reg.credentials);
   const client = new RegistryClient(reg, lookup);
-  const http = new HttpClient({
-    ...(reg.insecure !== undefined ? { insecure: reg.insecure } : {}),
-    ...(reg.caFile !== undefined ? { caFile: reg.caFile } : {}),
-    ...(reg.userAgent !== undefined ? { userAgent: reg.userAgent } : {}),
-    ...(reg.connect !== undefined ? { connect: reg.connect } : {}),
-    ...(reg.connectTimeoutMs !== undefined ? { connectTimeoutMs: reg.connectTimeoutMs } : {}),
-    ...(reg.idleTimeoutMs !== undefined ? { idleTimeoutMs: reg.idleTimeoutMs } : {}),
-  });
+  const http = httpClientFor(reg);
   const problems: FerryError[] = [];
   const projects = groupByProject(options.repositories, options.projectBytes);
   const result: PreflightResult = { registry: reg.registry, harbor: false, projects, problems };

@@ -48,7 +48,15 @@ export interface SequentialSource extends ImageSource {
   /** Digests the source deliberately lacks (a delta bundle's base blobs). */
   readonly omittedBlobs: ReadonlySet<Digest>;
   /** Yields each stored layer blob; the consumer must read or drain each stream before asking for the next. */
-  blobs(opts?: OpOptions): AsyncIterable<{ descriptor: Descriptor; stream: Readable }>;
+  blobs(opts?: OpOptions): AsyncIterable<SequentialBlob>;
+}
+
+/** A blob as a sequential source yields it: unverified (the consumer's one verifier checks it). */
+export interface SequentialBlob {
+  descriptor: Descriptor;
+  stream: Readable;
+  /** Where the bytes lie, for the verifier's messages (e.g. `volume 2 of 3 (rel.001.tar)`); default: the images that need it. */
+  where?: string;
 }
 
 export function isSequentialSource(s: ImageSource): s is SequentialSource {

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_STATUS } from '../../src/errors.js';
 import { runFerry } from '../support/cli.js';
 import type { Image } from '../support/images.js';
-import { type CliEnv, entry, ferryOk, imagesList, jsonOf, rewriteTar, startCliEnv, tarOffsets, writeList } from './cli-fixture.js';
+import { type CliEnv, entry, ferryOk, flipByteInBlob, imagesList, jsonOf, rewriteTar, startCliEnv, tarOffsets, writeList } from './cli-fixture.js';
 
 let env: CliEnv;
 let bundle: string;
@@ -49,17 +49,8 @@ describe('ferry verify', () => {
   it('a flipped byte inside a layer → E_DIGEST_MISMATCH naming the digest and the image', async () => {
     const bad = env.path('flipped.tar');
     await copyFile(bundle, bad);
-    const at = await layerOffset(bad);
-    const fh = await open(bad, 'r+');
-    try {
-      const b = Buffer.alloc(1);
-      const pos = at.offset + Math.floor(at.size / 2);
-      await fh.read(b, 0, 1, pos);
-      b[0] = b[0]! ^ 0x01;
-      await fh.write(b, 0, 1, pos);
-    } finally {
-      await fh.close();
-    }
+    await layerOffset(bad);
+    await flipByteInBlob(bad, layer.digest);
     const r = await runFerry(['verify', bad, '--json']);
     expect(r.code).toBe(EXIT_STATUS.E_DIGEST_MISMATCH);
     const doc = jsonOf<ErrorDoc>(r);

@@ -4,7 +4,7 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FerryError, isFerryError } from '../../src/errors.js';
+import { FerryError } from '../../src/errors.js';
 import { parseDigest } from '../../src/oci/digest.js';
 import { digestStream } from '../../src/stream/verify.js';
 import { openRegistryDestination, openRegistrySource, type RegistryOptions } from '../../src/transports/registry/open.js';
@@ -14,6 +14,7 @@ import { pushArtifact } from '../support/push.js';
 import { DEFAULT_USERS, startRegistry, type RegistryHandle } from '../support/registry.js';
 import { makeTempDir } from '../support/tmp.js';
 import { startProxy } from './registry-proxy.js';
+import { rejection } from '../support/rejection.js';
 
 // Nothing from the machine's environment or ~/.docker may leak into these tests.
 const emptyDockerConfig = makeTempDir('ferry-auth-docker-');
@@ -22,16 +23,6 @@ for (const k of Object.keys(process.env)) if (k.startsWith('FERRY_')) delete pro
 
 const [USER, PASSWORD] = Object.entries(DEFAULT_USERS)[0]!;
 const WRONG = 'not-the-password';
-
-async function rejection(p: Promise<unknown>): Promise<FerryError> {
-  try {
-    await p;
-  } catch (e) {
-    if (isFerryError(e)) return e;
-    throw e;
-  }
-  throw new Error('expected a rejection');
-}
 
 function expectNoSecrets(err: FerryError): void {
   const text = `${err.message}\n${err.hint ?? ''}\n${JSON.stringify(err.details)}`;

@@ -4,7 +4,6 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FerryError, isFerryError } from '../../src/errors.js';
 import { parseDigest } from '../../src/oci/digest.js';
 import { manifestFromBytes } from '../../src/oci/manifest.js';
 import { digestStream } from '../../src/stream/verify.js';
@@ -14,16 +13,7 @@ import { pushArtifact } from '../support/push.js';
 import { startRegistry, type RegistryHandle } from '../support/registry.js';
 import { makeTempDir } from '../support/tmp.js';
 import { type Proxy, type ProxyHooks, startProxy } from './registry-proxy.js';
-
-async function rejection(p: Promise<unknown>): Promise<FerryError> {
-  try {
-    await p;
-  } catch (e) {
-    if (isFerryError(e)) return e;
-    throw e;
-  }
-  throw new Error('expected a rejection');
-}
+import { rejection } from '../support/rejection.js';
 
 let reg: RegistryHandle;
 let image: Image;

@@ -5,7 +5,6 @@ import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FerryError, isFerryError } from '../../src/errors.js';
 import { parseDigest } from '../../src/oci/digest.js';
 import type { Descriptor } from '../../src/oci/manifest.js';
 import { VerifyStream } from '../../src/stream/verify.js';
@@ -14,16 +13,7 @@ import type { RegistrySource } from '../../src/transports/registry/source.js';
 import { makeImage, makeIndex, makeLayer, makeStreamLayer, Rng, type Blob, type Image, type Index } from '../support/images.js';
 import { pushArtifact } from '../support/push.js';
 import { freePort, startRegistry, type RegistryHandle } from '../support/registry.js';
-
-async function rejection(p: Promise<unknown>): Promise<FerryError> {
-  try {
-    await p;
-  } catch (e) {
-    if (isFerryError(e)) return e;
-    throw e;
-  }
-  throw new Error('expected a rejection');
-}
+import { rejection } from '../support/rejection.js';
 
 /** Reads a blob through the one verifier and returns its bytes' length; fails on any mismatch. */
 async function pullVerified(src: RegistrySource, repo: string, b: Blob): Promise<number> {

@@ -4,7 +4,7 @@ import { FerryError } from '../../errors.js';
 import { type Digest, isDigest, sha256Digest } from '../../oci/digest.js';
 import { type Descriptor, type Manifest, MANIFEST_MAX_BYTES, type ParsedManifest, parseManifest } from '../../oci/manifest.js';
 import { maybeDecompress } from '../../stream/zstd.js';
-import type { OpOptions, SequentialSource, SourceImage } from '../types.js';
+import type { OpOptions, SequentialBlob, SequentialSource, SourceImage } from '../types.js';
 import { type BundleBlob, type BundleMetadata, type BundlePart, blobEntryName, partEntryName, imageRefName, METADATA_MAX_BYTES, parseMetadata, serialiseMetadata } from './metadata.js';
 import { type TarEntry, TarReader } from './tar.js';
 
@@ -367,7 +367,7 @@ export class BundleSource implements SequentialSource {
   }
 
   /** Layer blobs in stored order; checks names, order, sizes and the end of the archive (content is checked by the consumer's VerifyStream). */
-  async *blobs(opts: OpOptions = {}): AsyncGenerator<{ descriptor: Descriptor; stream: Readable }> {
+  async *blobs(opts: OpOptions = {}): AsyncGenerator<SequentialBlob> {
     // A part alone is not a blob: only a reader of every volume can join it (the next entry drains it).
     for await (const { descriptor, stream, part } of this.layerEntries(opts)) if (!part) yield { descriptor, stream };
   }

@@ -3,7 +3,7 @@ import { FerryError } from '../../errors.js';
 import { expandFileGlobs } from '../../fsys/glob.js';
 import type { Digest } from '../../oci/digest.js';
 import type { Descriptor, Manifest } from '../../oci/manifest.js';
-import type { OpOptions, SequentialSource, SourceImage } from '../types.js';
+import type { OpOptions, SequentialBlob, SequentialSource, SourceImage } from '../types.js';
 import type { BundleMetadata } from './metadata.js';
 import { BundleSource } from './reader.js';
 import { openBundleInput, VolumeSetSource } from './volume-set.js';
@@ -64,7 +64,7 @@ export class RepairedSource implements SequentialSource {
   }
 
   /** The bundle's layers except those a repair carries (their bytes there may be bad), then each repair's. */
-  async *blobs(opts: OpOptions = {}): AsyncGenerator<{ descriptor: Descriptor; stream: Readable }> {
+  async *blobs(opts: OpOptions = {}): AsyncGenerator<SequentialBlob> {
     // A bundle cut short still leaves its repairs to read; its error then fails whatever nothing carried.
     let cutShort: unknown;
     try {

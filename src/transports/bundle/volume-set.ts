@@ -9,7 +9,7 @@ import type { Digest } from '../../oci/digest.js';
 import type { Descriptor, Manifest } from '../../oci/manifest.js';
 import { VerifyStream } from '../../stream/verify.js';
 import { expandFileGlobs } from '../../fsys/glob.js';
-import type { OpOptions, SequentialSource, SourceImage } from '../types.js';
+import type { OpOptions, SequentialBlob, SequentialSource, SourceImage } from '../types.js';
 import type { BundleBlob, BundleMetadata, BundlePart } from './metadata.js';
 import { type BundleEntry, BundleSource } from './reader.js';
 import { parseSidecar } from './volumes.js';
@@ -329,7 +329,7 @@ export class VolumeSetSource implements SequentialSource {
    * its parts joined in order, each checked against its own digest on the
    * way, the whole against the layer's.
    */
-  async *blobs(opts: OpOptions = {}): AsyncGenerator<{ descriptor: Descriptor; stream: Readable }> {
+  async *blobs(opts: OpOptions = {}): AsyncGenerator<SequentialBlob> {
     if (this.started) throw new FerryError('E_INTERNAL', `${this.where}: blobs() can be read only once`);
     this.started = true;
     const cursor = new Lookahead(this.walk(opts));
@@ -339,10 +339,7 @@ export class VolumeSetSource implements SequentialSource {
         const { m, entry } = step;
         const { part } = entry;
         if (!part) {
-          const verify = new VerifyStream(entry.descriptor, this.label(m));
-          verify.on('error', () => {});
-          entry.stream.on('error', (e) => verify.destroy(e));
-          yield { descriptor: entry.descriptor, stream: entry.stream.pipe(verify) };
+          yield { descriptor: entry.descriptor, stream: entry.stream, where: this.label(m) };
           continue;
         }
         if (part.index !== 0 || !this.held.has(part.digest) || this.failed.has(part.digest)) {
@@ -351,7 +348,9 @@ export class VolumeSetSource implements SequentialSource {
           continue;
         }
         const joined = this.join(step, cursor, opts);
-        yield { descriptor: this.layer(part.digest), stream: joined.stream };
+        const span = [...Array(part.count).keys()].map((k) => this.members.find((x) => x.index === m.index + k));
+        const where = `volumes ${m.index + 1}–${m.index + part.count} of ${this.info.count} (${span.map((x) => (x ? basename(x.file) : '?')).join(', ')})`;
+        yield { descriptor: this.layer(part.digest), stream: joined.stream, where };
         // The consumer is done with the stream; the joining may still be winding down before the volumes are ours again.
         await joined.done;
       }
@@ -430,13 +429,8 @@ export class VolumeSetSource implements SequentialSource {
   private join(first: Step, cursor: Lookahead<Step>, opts: OpOptions): { stream: Readable; done: Promise<void> } {
     const p0 = first.entry.part!;
     const digest = p0.digest;
+    // The whole layer is the consumer's to verify; a consumer that gives up destroys `out`, which ends the joining (drained() wakes on close).
     const out = new PassThrough({ highWaterMark: 1 << 20 });
-    const span = [...Array(p0.count).keys()].map((k) => this.members.find((m) => m.index === first.m.index + k));
-    const whole = new VerifyStream(this.layer(digest), `volumes ${first.m.index + 1}–${first.m.index + p0.count} of ${this.info.count} (${span.map((m) => (m ? basename(m.file) : '?')).join(', ')})`);
-    whole.on('error', () => {});
-    out.on('error', (e) => whole.destroy(e));
-    // A consumer that gives up on the layer must not leave the joining waiting for room.
-    whole.on('close', () => out.destroy());
     let at = first;
     const done = (async () => {
       let offset = 0;
@@ -471,7 +465,7 @@ export class VolumeSetSource implements SequentialSource {
       if (err.code !== 'E_ABORTED' && !opts.signal?.aborted && !this.failed.has(digest)) this.failed.set(digest, err);
       out.destroy(err);
     });
-    return { stream: out.pipe(whole), done };
+    return { stream: out, done };
   }
 
   async close(): Promise<void> {

@@ -60,6 +60,18 @@ function isLoopback(registry: string): boolean {
   return host === 'localhost' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
+/** The HTTP client a registry's settings call for (TLS, tunnel, timeouts); also for Harbor's API beside it. */
+export function httpClientFor(options: RegistryOptions): HttpClient {
+  return new HttpClient({
+    ...(options.insecure !== undefined ? { insecure: options.insecure } : {}),
+    ...(options.caFile !== undefined ? { caFile: options.caFile } : {}),
+    ...(options.userAgent !== undefined ? { userAgent: options.userAgent } : {}),
+    ...(options.connect !== undefined ? { connect: options.connect } : {}),
+    ...(options.connectTimeoutMs !== undefined ? { connectTimeoutMs: options.connectTimeoutMs } : {}),
+    ...(options.idleTimeoutMs !== undefined ? { idleTimeoutMs: options.idleTimeoutMs } : {}),
+  });
+}
+
 /**
  * One registry as seen over HTTP: its base URL (scheme settled by a first
  * GET /v2/), its authentication, retries and the redirect policy. Source and
@@ -76,14 +88,7 @@ export class RegistryClient {
     this.registry = options.registry;
     this.chunkSize = options.chunkSize;
     this.credentials = credentials ?? lookupCredentials(options.registry, options.credentials);
-    this.http = new HttpClient({
-      ...(options.insecure !== undefined ? { insecure: options.insecure } : {}),
-      ...(options.caFile !== undefined ? { caFile: options.caFile } : {}),
-      ...(options.userAgent !== undefined ? { userAgent: options.userAgent } : {}),
-      ...(options.connect !== undefined ? { connect: options.connect } : {}),
-      ...(options.connectTimeoutMs !== undefined ? { connectTimeoutMs: options.connectTimeoutMs } : {}),
-      ...(options.idleTimeoutMs !== undefined ? { idleTimeoutMs: options.idleTimeoutMs } : {}),
-    });
+    this.http = httpClientFor(options);
   }
 
   /**

@@ -1,7 +1,8 @@
 import type { Readable } from 'node:stream';
 import type { Digest } from '../../oci/digest.js';
 import type { Descriptor } from '../../oci/manifest.js';
-import type { DestinationCapabilities, ImageDestination } from '../types.js';
+import { asFerryError } from '../../errors.js';
+import type { DestinationCapabilities, ImageDestination, OpOptions } from '../types.js';
 
 /**
  * A destination that keeps nothing: every blob streams through the engine's
@@ -12,6 +13,8 @@ export class VerifySink implements ImageDestination {
   readonly description = 'verification';
   readonly capabilities: DestinationCapabilities = { concurrentBlobs: 1, globalBlobs: true };
   bytesVerified = 0;
+  /** Each failed blob's own error code: the engine reports per image, a repair report is per blob. */
+  readonly errors = new Map<Digest, string>();
 
   /** @param present blobs to treat as held already (a delta's base blobs, which the bundle omits by design). */
   constructor(private readonly present: ReadonlySet<Digest> = new Set()) {}
@@ -20,8 +23,14 @@ export class VerifySink implements ImageDestination {
     return this.present.has(desc.digest);
   }
 
-  async putBlob(_repository: string, _desc: Descriptor, data: Readable): Promise<void> {
-    for await (const chunk of data as AsyncIterable<Buffer>) this.bytesVerified += chunk.length;
+  async putBlob(_repository: string, desc: Descriptor, data: Readable, opts: OpOptions = {}): Promise<void> {
+    try {
+      for await (const chunk of data as AsyncIterable<Buffer>) this.bytesVerified += chunk.length;
+    } catch (e) {
+      const err = asFerryError(e);
+      if (err.code !== 'E_ABORTED' && !opts.signal?.aborted) this.errors.set(desc.digest, err.code);
+      throw e;
+    }
   }
 
   async putManifest(): Promise<void> {}

@@ -6,10 +6,10 @@ import { connect, createServer as createTcpServer, type AddressInfo, type Socket
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
-import { FerryError, isFerryError } from '../../../src/errors.js';
 import { HttpClient, readCapped } from '../../../src/net/http.js';
 import { parseRegistryErrors } from '../../../src/net/registry-error.js';
 import { makeTempDir } from '../../support/tmp.js';
+import { rejection } from '../../support/rejection.js';
 
 const servers: Array<{ close(): void }> = [];
 afterAll(() => servers.forEach((s) => s.close()));
@@ -18,16 +18,6 @@ async function listen<T extends Server | ReturnType<typeof createTcpServer>>(ser
   servers.push(server);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return (server.address() as AddressInfo).port;
-}
-
-async function rejection(p: Promise<unknown>): Promise<FerryError> {
-  try {
-    await p;
-  } catch (e) {
-    if (isFerryError(e)) return e;
-    throw e;
-  }
-  throw new Error('expected a rejection');
 }
 
 describe('HttpClient timeouts', () => {

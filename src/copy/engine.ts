@@ -108,7 +108,17 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
         const s = firstStream;
         firstStream = undefined;
         observer?.blobStarted?.(job.desc);
-        await destination.putBlob(repository, job.desc, verified(job, s, where), opts);
+        const checked = verified(job, s, where);
+        try {
+          await destination.putBlob(repository, job.desc, checked, opts);
+        } catch (e) {
+          // A destination that failed before (or while) reading leaves the source piped into a
+          // verifier nobody reads: back-pressure would hold the source paused for ever and the
+          // run would end with work pending. Cut the pipe so the caller can drain the source.
+          s.unpipe(checked);
+          checked.destroy();
+          throw e;
+        }
         return;
       }
       if (isSequentialSource(source) && !source.omittedBlobs.has(job.desc.digest) && first !== undefined) {
@@ -340,6 +350,8 @@ async function withRetries(attempt: () => Promise<void>, signal?: AbortSignal): 
 /** Reads a stream to its end, discarding it, so a sequential source can move on. Errors are the source's to report. */
 async function drain(stream: Readable): Promise<void> {
   if (stream.readableEnded || stream.destroyed) return;
+  // A stream still piped somewhere would be paused again by that destination's back-pressure.
+  stream.unpipe();
   await new Promise<void>((resolve) => {
     stream.on('end', resolve).on('close', resolve).on('error', () => resolve());
     stream.resume();

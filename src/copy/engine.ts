@@ -115,7 +115,7 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
           // A destination that failed before (or while) reading leaves the source piped into a
           // verifier nobody reads: back-pressure would hold the source paused for ever and the
           // run would end with work pending. Cut the pipe so the caller can drain the source.
-          s.unpipe(checked);
+          s.unpipe();
           checked.destroy();
           throw e;
         }

@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import type { Writable } from 'node:stream';
 import { copyImages } from '../copy/engine.js';
 import type { CopyObserver } from '../copy/events.js';
 import { type ImageRequest, planCopy } from '../copy/plan.js';
@@ -47,6 +48,8 @@ export interface ExportOptions {
   split?: number | undefined;
   /** A repair report of `ferry verify` (spec/repair.md): the bundle holds only the blobs it lists, as a delta against the damaged bundle. */
   repair?: string | undefined;
+  /** Where `-o -` writes the bundle: the invocation's stdout. */
+  stdout?: Writable | undefined;
   signal?: AbortSignal;
   observer?: CopyObserver;
 }
@@ -114,7 +117,7 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
       if (toStdout && opts.split !== undefined) throw new FerryError('E_USAGE', '--split writes volume files: it cannot write to stdout', { hint: 'give -o NAME.tar or NAME.tar.zst' });
       const destination = new BundleDestination({
         output: toStdout ? '-' : resolve(opts.output),
-        ...(toStdout ? { stream: process.stdout } : {}),
+        ...(toStdout ? { stream: stdoutOf(opts) } : {}),
         compression: opts.compression,
         ...(opts.level !== undefined ? { level: opts.level } : {}),
         toolVersion: TOOL_VERSION,
@@ -151,6 +154,11 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
   } finally {
     await source.close();
   }
+}
+
+function stdoutOf(opts: ExportOptions): Writable {
+  if (!opts.stdout) throw new FerryError('E_INTERNAL', 'export -o - without a stdout stream to write to');
+  return opts.stdout;
 }
 
 /** Every blob and manifest the plan names: what this run may look up, fetch or read in the cache. */

@@ -187,6 +187,8 @@ function openTarget(opts: ImportOptions, remote?: FileSystemPort): { destination
     throw new FerryError('E_USAGE', `--to ${opts.kind}: unknown target kind`, { hint: `use one of ${IMPORT_TARGET_KINDS.join(', ')}` });
   }
   if (opts.prune && opts.kind !== 'registry-layout') throw new FerryError('E_USAGE', '--prune applies to --to registry-layout only');
+  // An empty name would resolve to the working directory and quietly import into it.
+  if (opts.target.trim() === '') throw new FerryError('E_USAGE', `--to ${opts.kind}: the target is empty`, { hint: `name it: --to ${opts.kind} ${opts.kind === 'registry' ? 'HOST[:PORT][/PREFIX]' : opts.kind === 'docker-archive' ? 'FILE.tar' : 'DIR'}` });
   if (remote) {
     // A remote path is the remote host's business: relative means relative to the login directory there.
     return { destination: openStorageLayout(opts.target, { prune: opts.prune === true, fs: remote }), prefix: '', location: `${remote.description.replace(/^sftp /, '')}:${opts.target}` };

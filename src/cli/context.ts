@@ -1,9 +1,32 @@
-import type { Output } from './output.js';
-import { makeOutput } from './output.js';
+import type { Readable } from 'node:stream';
 import type { RegistryAccess } from '../app/registry-access.js';
 import type { Settings } from '../app/config.js';
 import type { SshOptions } from '../net/ssh/session.js';
 import { FerryError } from '../errors.js';
+import { makeOutput, type Output, type TextStream } from './output.js';
+
+/** The streams one run of the CLI talks through: the process's, or a test's. */
+export interface CliIo {
+  stdout: TextStream;
+  stderr: TextStream;
+  stdin: Readable & { isTTY?: boolean };
+}
+
+/**
+ * Everything one run of the CLI owns: its streams, its cancellation, the site
+ * settings it loaded and the output it answered through. Nothing of it lives in
+ * module state, so several runs can share a process (the in-process tests do).
+ */
+export interface Invocation {
+  readonly io: CliIo;
+  readonly controller: AbortController;
+  site: Settings;
+  /** Set once a command built its context: the top-level error handler must answer through it (it may have claimed stdout). */
+  out?: Output;
+}
+
+/** The argv key under which main() hands each command its invocation (yargs merges the parse context into argv). */
+export const INVOCATION = '$ferryInvocation';
 
 /** What every command gets besides its own flags: output, cancellation, registry access. */
 export interface CliContext {
@@ -11,6 +34,7 @@ export interface CliContext {
   signal: AbortSignal;
   registry: RegistryAccess;
   jobs: number;
+  io: CliIo;
   /** --ssh and friends; undefined without --ssh. */
   ssh?: SshOptions;
   /** The --ssh-* flags without a destination (ferry send names its host in its own argument). */
@@ -35,74 +59,75 @@ export interface GlobalFlags {
   'ssh-passphrase-stdin'?: boolean;
   'connect-timeout'?: number;
   'idle-timeout'?: number;
+  [INVOCATION]?: Invocation;
 }
 
-let controller: AbortController | undefined;
-let site: Settings = { flags: {}, registries: {} };
-
-/** The config file's per-registry settings (main loads them before parsing). */
-export function useSiteSettings(settings: Settings): void {
-  site = settings;
+export function invocationOf(argv: GlobalFlags): Invocation {
+  const inv = argv[INVOCATION];
+  if (!inv) throw new FerryError('E_INTERNAL', 'a command ran without its invocation (main() did not pass it)');
+  return inv;
 }
 
-export function abortController(): AbortController {
-  controller ??= new AbortController();
-  return controller;
+/** The output alone, for commands that need no registry access. */
+export function outputFor(argv: GlobalFlags): Output {
+  const inv = invocationOf(argv);
+  inv.out ??= makeOutput(argv, inv.io);
+  return inv.out;
 }
 
 export async function contextFrom(argv: GlobalFlags): Promise<CliContext> {
-  const out = makeOutput(argv);
+  const inv = invocationOf(argv);
+  const out = outputFor(argv);
   const registry: RegistryAccess = {
     insecureAll: argv.insecure === true,
     insecure: argv['insecure-registry'] ?? [],
     plainHttp: argv['plain-http'] ?? [],
   };
   if (argv['ca-file']) registry.caFile = argv['ca-file'];
-  const connectTimeout = timeoutMs(argv['connect-timeout'], '--connect-timeout');
-  if (connectTimeout !== undefined) registry.connectTimeoutMs = connectTimeout;
-  const idleTimeout = timeoutMs(argv['idle-timeout'], '--idle-timeout');
-  if (idleTimeout !== undefined) registry.idleTimeoutMs = idleTimeout;
-  if (Object.keys(site.registries).length > 0) registry.registries = site.registries;
+  if (argv['connect-timeout'] !== undefined) registry.connectTimeoutMs = Math.round(argv['connect-timeout'] * 1000);
+  if (argv['idle-timeout'] !== undefined) registry.idleTimeoutMs = Math.round(argv['idle-timeout'] * 1000);
+  if (Object.keys(inv.site.registries).length > 0) registry.registries = inv.site.registries;
+  const stdin = inv.io.stdin;
+  const terminal = stdin.isTTY === true && inv.io.stderr.isTTY === true;
   // One stdin for two secrets: the registry password on the first line, the key passphrase on the next.
+  // On a terminal each is asked for without echo instead: typing into a read-to-end stdin would show it.
   const wantPassword = argv.username !== undefined && argv['password-stdin'] === true;
-  const lines = wantPassword || argv['ssh-passphrase-stdin'] ? (await readAllStdin()).split(/\r?\n/) : [];
+  const lines = !terminal && (wantPassword || argv['ssh-passphrase-stdin']) ? (await readAll(stdin)).split(/\r?\n/) : [];
   if (argv.username) {
     registry.username = argv.username;
-    if (wantPassword) registry.password = lines.shift() ?? '';
+    if (wantPassword) registry.password = terminal ? await askRequired(inv.io, `password for ${argv.username}: `) : lines.shift() ?? '';
   }
+  const askPassword = terminal ? (prompt: string) => askHidden(inv.io, prompt) : undefined;
   const sshSettings: Omit<SshOptions, 'destination'> = {
     keyFiles: argv['ssh-key'] ?? [],
     jump: argv['ssh-jump'],
     acceptNew: argv['ssh-accept-new'] === true,
-    passphrase: argv['ssh-passphrase-stdin'] ? lines.shift() ?? '' : undefined,
-    askPassword: process.stdin.isTTY && process.stderr.isTTY ? askHidden : undefined,
+    passphrase: argv['ssh-passphrase-stdin'] ? (terminal ? await askRequired(inv.io, 'SSH key passphrase: ') : lines.shift() ?? '') : undefined,
+    askPassword,
     info: (line) => out.info(line),
   };
-  const ctx: CliContext = { out, signal: abortController().signal, registry, jobs: argv.jobs ?? 4, sshSettings };
+  const ctx: CliContext = { out, signal: inv.controller.signal, registry, jobs: argv.jobs ?? 4, io: inv.io, sshSettings };
   if (argv.ssh) ctx.ssh = { ...sshSettings, destination: argv.ssh };
   return ctx;
 }
 
-/** Seconds from a flag (or its FERRY_* variable) → ms; a typo fails before any connection. */
-function timeoutMs(seconds: number | undefined, flag: string): number | undefined {
-  if (seconds === undefined) return undefined;
-  if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 86_400) {
-    throw new FerryError('E_USAGE', `${flag} ${String(seconds)}: not a number of seconds between 0 and 86400`, { hint: `e.g. ${flag} 300 for a slow link` });
-  }
-  return Math.round(seconds * 1000);
+async function askRequired(io: CliIo, prompt: string): Promise<string> {
+  const answer = await askHidden(io, prompt);
+  if (answer === undefined) throw new FerryError('E_ABORTED', 'no password given (the prompt was interrupted)');
+  return answer;
 }
 
-/** Reads a password from the terminal without echoing it. */
-async function askHidden(prompt: string): Promise<string | undefined> {
+/** Reads a secret from the terminal without echoing it. */
+async function askHidden(io: CliIo, prompt: string): Promise<string | undefined> {
   const { createInterface } = await import('node:readline');
-  const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: true });
+  const rl = createInterface({ input: io.stdin, output: io.stderr, terminal: true });
   const rlOut = rl as unknown as { _writeToOutput: (s: string) => void };
-  process.stderr.write(prompt);
+  io.stderr.write(prompt);
   rlOut._writeToOutput = () => undefined;
   return new Promise((resolve) => {
     rl.question('', (answer) => {
       rl.close();
-      process.stderr.write('\n');
+      io.stderr.write('\n');
       resolve(answer);
     });
     rl.once('SIGINT', () => {
@@ -112,9 +137,9 @@ async function askHidden(prompt: string): Promise<string | undefined> {
   });
 }
 
-async function readAllStdin(): Promise<string> {
+async function readAll(stdin: Readable): Promise<string> {
   const chunks: Buffer[] = [];
-  for await (const c of process.stdin) chunks.push(c as Buffer);
+  for await (const c of stdin) chunks.push(c as Buffer);
   return Buffer.concat(chunks).toString('utf8');
 }
 

@@ -1,6 +1,10 @@
+import type { Writable } from 'node:stream';
 import { asFerryError, type FerryError } from '../errors.js';
 
 export { formatBytes, table } from '../format.js';
+
+/** A stream the CLI writes to, with what a terminal tells about itself. */
+export type TextStream = Writable & { isTTY?: boolean; columns?: number };
 
 /**
  * Where the CLI talks to people and scripts. Results go to stdout (a JSON
@@ -11,53 +15,77 @@ export interface Output {
   json: boolean;
   quiet: boolean;
   debug: boolean;
+  /** The invocation's streams: progress draws on `stderr`; `data` writes raw bytes (a bundle, an inventory) to stdout. */
+  readonly stdout: TextStream;
+  readonly stderr: TextStream;
   /** A line for people on stderr (suppressed by --quiet and --json). */
   info(line: string): void;
   warn(line: string): void;
   /** The command's result: JSON document with --json, else the human text. */
   result(doc: unknown, human: () => string): void;
+  /** Text that is itself the result (inspect --metadata, an inventory on stdout), --json or not. */
+  data(text: string | Uint8Array): void;
   /**
    * The command writes data to stdout (`export -o -`): from now on the result
    * and the JSON error document go to stderr, so the stream stays the data alone.
    */
   claimStdout(): void;
+  /** Prints the error (one document with --json) and returns the exit status. */
   error(e: unknown): number;
+  /** Whether a result, data or an error has been printed: a command that ends without one is a bug. */
+  readonly answered: boolean;
 }
 
-/** Process-wide: the top-level error handler must honour a claim the command made. */
-let stdoutClaimed = false;
+export interface OutputFlags {
+  json?: boolean;
+  quiet?: boolean;
+  debug?: boolean;
+}
 
-export function makeOutput(flags: { json?: boolean; quiet?: boolean; debug?: boolean }): Output {
+export function makeOutput(flags: OutputFlags, streams: { stdout: TextStream; stderr: TextStream }): Output {
   const json = flags.json === true;
   const quiet = flags.quiet === true;
   const debug = flags.debug === true;
-  const documents = (): NodeJS.WriteStream => (stdoutClaimed ? process.stderr : process.stdout);
+  let stdoutClaimed = false;
+  let answered = false;
+  const documents = (): TextStream => (stdoutClaimed ? streams.stderr : streams.stdout);
   return {
     json, quiet, debug,
+    stdout: streams.stdout,
+    stderr: streams.stderr,
+    get answered() {
+      return answered;
+    },
     claimStdout() {
       stdoutClaimed = true;
     },
     info(line) {
-      if (!quiet && !json) process.stderr.write(`${line}\n`);
+      if (!quiet && !json) streams.stderr.write(`${line}\n`);
     },
     warn(line) {
-      if (!json) process.stderr.write(`ferry: warning: ${line}\n`);
+      if (!json) streams.stderr.write(`ferry: warning: ${line}\n`);
     },
     result(doc, human) {
+      answered = true;
       if (json) documents().write(`${JSON.stringify(doc, null, 2)}\n`);
       else if (!quiet) {
         const text = human();
         if (text) documents().write(text.endsWith('\n') ? text : `${text}\n`);
       }
     },
+    data(text) {
+      answered = true;
+      streams.stdout.write(text);
+    },
     error(e) {
+      answered = true;
       const err = asFerryError(e);
       if (json) {
         documents().write(`${JSON.stringify({ error: errorDocument(err) }, null, 2)}\n`);
       } else {
-        process.stderr.write(`ferry: error [${err.code}]: ${err.message}\n`);
-        if (err.hint) process.stderr.write(`  hint: ${err.hint}\n`);
-        if (debug && err.stack) process.stderr.write(`${err.stack}\n${causeChain(err)}`);
+        streams.stderr.write(`ferry: error [${err.code}]: ${err.message}\n`);
+        if (err.hint) streams.stderr.write(`  hint: ${err.hint}\n`);
+        if (debug && err.stack) streams.stderr.write(`${err.stack}\n${causeChain(err)}`);
       }
       return err.exitStatus;
     },

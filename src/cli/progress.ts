@@ -9,7 +9,7 @@ import { formatBytes, type Output } from './output.js';
  */
 export function progressObserver(out: Output, verb: string): CopyObserver & { stop(): void } {
   const enabled = !out.quiet && !out.json;
-  const tty = enabled && process.stderr.isTTY === true;
+  const tty = enabled && out.stderr.isTTY === true;
   let total = 0;
   let done = 0;
   let blobs = 0;
@@ -25,7 +25,7 @@ export function progressObserver(out: Output, verb: string): CopyObserver & { st
     if (!enabled || tty || (!force && now - lastLine < 5000)) return;
     lastLine = now;
     const secs = Math.max(0.001, (now - started) / 1000);
-    process.stderr.write(`${verb}: ${formatBytes(done)} of ${formatBytes(total)} (${blobsDone}/${blobs} blobs, ${formatBytes(Math.round(done / secs))}/s)\n`);
+    out.stderr.write(`${verb}: ${formatBytes(done)} of ${formatBytes(total)} (${blobsDone}/${blobs} blobs, ${formatBytes(Math.round(done / secs))}/s)\n`);
   };
 
   return {
@@ -42,13 +42,13 @@ export function progressObserver(out: Output, verb: string): CopyObserver & { st
       started = lastLine;
       if (tty) {
         bar = new cliProgress.SingleBar({
-          stream: process.stderr,
+          stream: out.stderr,
           format: `${verb} [{bar}] {percentage}% | {value_h}/{total_h} | {rate}/s | ETA {eta_formatted} | {blobs} blobs`,
           hideCursor: true, clearOnComplete: false, etaBuffer: 50, fps: 5,
         }, cliProgress.Presets.shades_classic);
         bar.start(total, 0, { value_h: formatBytes(0), total_h: formatBytes(total), rate: formatBytes(0), blobs: `0/${blobs}` });
       } else if (enabled) {
-        process.stderr.write(`${verb}: ${t.images} images, ${t.blobs} unique blobs, ${formatBytes(t.bytes)}\n`);
+        out.stderr.write(`${verb}: ${t.images} images, ${t.blobs} unique blobs, ${formatBytes(t.bytes)}\n`);
       }
     },
     bytes(n) {
@@ -69,7 +69,7 @@ export function progressObserver(out: Output, verb: string): CopyObserver & { st
     imageFailed(label, error) {
       bar?.stop();
       bar = undefined;
-      if (!out.json) process.stderr.write(`ferry: ${label}: ${error.message}\n`);
+      if (!out.json) out.stderr.write(`ferry: ${label}: ${error.message}\n`);
     },
     warning(message) {
       out.warn(message);

@@ -1,6 +1,11 @@
-// Runs the built ferry CLI as a child process, the way a user would (exit codes, signals, stdio).
+// Runs the ferry CLI the way a user would. By default in this process, through
+// the same main() that bin/ferry calls, with captured streams, the given
+// environment and working directory (fast: no Node start-up per command).
+// A child process when the test needs one: stdin data, signals, or `process: true`
+// for exit codes and anything process-wide.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { PassThrough, Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -11,8 +16,10 @@ export interface FerryRunOptions {
   env?: Record<string, string | undefined>;
   cwd?: string;
   timeoutMs?: number;
-  /** Called with the child once spawned, e.g. to send SIGINT mid-run. */
+  /** Called with the child once spawned, e.g. to send SIGINT mid-run (implies a child process). */
   onSpawn?: (child: ChildProcess) => void;
+  /** Run as a child process even without input or onSpawn. */
+  process?: boolean;
 }
 
 export interface FerryResult {
@@ -24,6 +31,50 @@ export interface FerryResult {
 }
 
 export function runFerry(args: string[], opts: FerryRunOptions = {}): Promise<FerryResult> {
+  if (opts.process || opts.onSpawn || opts.input !== undefined || process.env['FERRY_TEST_PROCESS'] === '1') return runFerryProcess(args, opts);
+  return runFerryInProcess(args, opts);
+}
+
+/** One in-process run at a time: the environment and working directory are process-wide. */
+let queue: Promise<unknown> = Promise.resolve();
+
+export function runFerryInProcess(args: string[], opts: FerryRunOptions = {}): Promise<FerryResult> {
+  const run = queue.then(() => inProcess(args, opts));
+  queue = run.catch(() => undefined);
+  return run;
+}
+
+async function inProcess(args: string[], opts: FerryRunOptions): Promise<FerryResult> {
+  const { main } = await import('../../src/cli/main.js');
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  stdout.on('data', (c: Buffer) => out.push(c));
+  stderr.on('data', (c: Buffer) => err.push(c));
+  const stdin = Readable.from([]);
+  const saved = { ...process.env };
+  const cwd = process.cwd();
+  const overrides: Record<string, string | undefined> = { NO_COLOR: '1', ...(opts.env ?? {}) };
+  for (const [k, v] of Object.entries(overrides)) {
+    if (v === undefined) delete process.env[k];
+    else process.env[k] = v;
+  }
+  process.chdir(opts.cwd ?? REPO_ROOT);
+  const timeout = new AbortController();
+  const timer = setTimeout(() => timeout.abort(new Error(`in-process ferry ${args.join(' ')} timed out`)), opts.timeoutMs ?? 110_000);
+  try {
+    const code = await main(args, { stdout, stderr, stdin }, { signal: timeout.signal });
+    return { code, signal: null, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') };
+  } finally {
+    clearTimeout(timer);
+    process.chdir(cwd);
+    for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
+    Object.assign(process.env, saved);
+  }
+}
+
+export function runFerryProcess(args: string[], opts: FerryRunOptions = {}): Promise<FerryResult> {
   if (!existsSync(FERRY_BIN)) {
     return Promise.reject(new Error(`${FERRY_BIN} not found (the CLI entry point); run \`npm run build\` and make sure bin/ferry exists`));
   }

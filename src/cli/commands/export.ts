@@ -1,4 +1,5 @@
 import type { CommandModule } from 'yargs';
+import { path, wholeNumber } from '../flags.js';
 import { parsePlatforms } from '../../oci/platform.js';
 import { contextFrom, type GlobalFlags } from '../context.js';
 import { refuseSharedStdin } from '../stdin.js';
@@ -28,10 +29,10 @@ export const exportCommand: CommandModule<GlobalFlags, Flags> = {
   builder: (y) => y
     .positional('images', { type: 'string', array: true, describe: 'image references (in addition to --file)' })
     .option('file', { alias: 'f', type: 'string', describe: 'images.list: one reference a line, # comments ("-" for stdin)' })
-    .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'bundle file (.tar or .tar.zst), or - for stdout' })
+    .option('output', { alias: 'o', type: 'string', demandOption: true, requiresArg: true, coerce: path('output'), describe: 'bundle file (.tar or .tar.zst), or - for stdout' })
     .option('from', { type: 'string', describe: 'read from registry-layout:DIR, skopeo-dir:DIR, oci:DIR or bundle:FILE instead of registries' })
     .option('compression', { choices: ['none', 'zstd'] as const, describe: 'default: zstd when the output ends in .zst, else none' })
-    .option('level', { type: 'number', describe: 'zstd level (1-19)' })
+    .option('level', { type: 'string', coerce: wholeNumber('level', 1, 19, 9), describe: 'zstd level (1-19)' })
     .option('platform', { type: 'string', describe: 'keep only these platforms of multi-arch images, e.g. linux/amd64,linux/arm64' })
     // Not `array`: a greedy array option would swallow the image arguments after it; repeated flags still collect.
     .option('since', { type: 'string', requiresArg: true, describe: 'delta: leave out blobs this prior bundle, its .ferry.json or inventory holds (repeatable)' })
@@ -62,7 +63,7 @@ export const exportCommand: CommandModule<GlobalFlags, Flags> = {
         compression: argv.compression ?? (argv.output.endsWith('.zst') ? 'zstd' : 'none'), level: argv.level,
         platforms: argv.platform ? parsePlatforms(argv.platform) : undefined, cacheDir: argv.cache, cacheMax, since: argv.since === undefined ? undefined : ([] as string[]).concat(argv.since),
         referrers: argv.referrers, split: argv.split === undefined ? undefined : parseSize(argv.split), repair: argv.repair,
-        jobs: ctx.jobs, registry: ctx.registry, signal: ctx.signal, observer,
+        jobs: ctx.jobs, registry: ctx.registry, signal: ctx.signal, observer, stdout: ctx.io.stdout,
       });
       observer.stop();
       if (result.cache.error) ctx.out.warn(`the bundle is complete, but the cache ${result.cache.dir} was not trimmed: ${result.cache.error}`);

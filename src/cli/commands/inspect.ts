@@ -22,7 +22,7 @@ export const inspectCommand: CommandModule<GlobalFlags, Flags> = {
     const ctx = await contextFrom(argv);
     const inspection = await inspectBundle(argv.bundle, { signal: ctx.signal, volumes: argv.volumes });
     if (argv.metadata) {
-      process.stdout.write(`${JSON.stringify(inspection.metadata, null, 2)}\n`);
+      ctx.out.data(`${JSON.stringify(inspection.metadata, null, 2)}\n`);
       return;
     }
     ctx.out.result(inspection.summary, () => renderInspection(inspection));

@@ -30,7 +30,7 @@ export const inventoryCommand: CommandModule<GlobalFlags, Flags> = {
     const inv = result.inventory;
     if (result.output === undefined) {
       // The inventory itself is the result: printed as is, --json or not.
-      process.stdout.write(serialiseInventory(inv));
+      ctx.out.data(serialiseInventory(inv));
       return;
     }
     ctx.out.result({ output: result.output, id: inv.id, images: inv.images.length, blobs: inv.blobs.length, bytes: inv.blobs.reduce((n, b) => n + b.size, 0) },

@@ -1,4 +1,5 @@
 import type { CommandModule } from 'yargs';
+import { wholeNumber } from '../flags.js';
 import { contextFrom, type GlobalFlags } from '../context.js';
 import { formatBytes } from '../output.js';
 import { progressObserver } from '../progress.js';
@@ -17,7 +18,7 @@ export const mergeCommand: CommandModule<GlobalFlags, Flags> = {
     .positional('bundles', { type: 'string', array: true, demandOption: true, describe: 'base bundle, then the deltas in order' })
     .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'the full bundle to write (.tar or .tar.zst)' })
     .option('compression', { choices: ['none', 'zstd'] as const, describe: 'default: zstd when the output ends in .zst, else none' })
-    .option('level', { type: 'number', describe: 'zstd level (1-19)' })
+    .option('level', { type: 'string', coerce: wholeNumber('level', 1, 19, 9), describe: 'zstd level (1-19)' })
     .example('$0 merge release-1.tar.zst release-2-delta.tar.zst -o release-2.tar.zst', 'the same bytes a full export of release 2 writes') as never,
   handler: async (argv) => {
     // Loaded on use: --help and --version stay fast, and a command pays only for what it needs.

@@ -183,8 +183,8 @@ export class BundleDestination implements ImageDestination {
 
     if (this.opts.stream) {
       const out = this.opts.stream;
-      // stdout must not be ended: other output (the summary) may follow.
-      await settle(produce(), emit(out, out !== process.stdout));
+      // The caller owns the stream (stdout: other output, the summary, may follow): it is not ended here.
+      await settle(produce(), emit(out, false));
       return;
     }
     await this.writeArchiveFile(this.opts.output, meta, metaBytes, stored.map((blob) => ({ blob })), opts);

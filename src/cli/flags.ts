@@ -1,0 +1,54 @@
+import { FerryError } from '../errors.js';
+
+/**
+ * Checks for flag values that yargs parses but does not judge: `--jobs abc` is
+ * NaN to yargs and would quietly become "no work". Each returns a yargs
+ * `coerce` function, so a bad value fails parsing, before the command starts.
+ */
+export function wholeNumber(flag: string, min: number, max: number, example: number): (v: unknown) => number | undefined {
+  return (v) => {
+    if (v === undefined) return undefined;
+    const n = typeof v === 'number' ? v : Number(String(v).trim());
+    if (Array.isArray(v) || !Number.isInteger(n) || n < min || n > max) {
+      throw new FerryError('E_USAGE', `--${flag} ${shown(v)}: not a whole number from ${min} to ${max} (e.g. --${flag} ${example})`, { hint: `e.g. --${flag} ${example}` });
+    }
+    return n;
+  };
+}
+
+/** Seconds, fractions allowed (a timeout). */
+export function seconds(flag: string, max: number, example: number): (v: unknown) => number | undefined {
+  return (v) => {
+    if (v === undefined) return undefined;
+    const n = typeof v === 'number' ? v : Number(String(v).trim());
+    if (Array.isArray(v) || !Number.isFinite(n) || n <= 0 || n > max) {
+      throw new FerryError('E_USAGE', `--${flag} ${shown(v)}: not a number of seconds above 0 and at most ${max} (e.g. --${flag} ${example})`, { hint: `e.g. --${flag} ${example}` });
+    }
+    return n;
+  };
+}
+
+/** A flag given once: yargs turns a repeated scalar flag into an array, which would be read as garbage further on. */
+export function single(flag: string): (v: unknown) => string | undefined {
+  return (v) => {
+    if (v === undefined) return undefined;
+    if (Array.isArray(v)) throw new FerryError('E_USAGE', `--${flag} was given ${v.length} times`, { hint: `give --${flag} once`, details: { flag: `--${flag}` } });
+    return String(v);
+  };
+}
+
+/** The value as typed when it is plain, quoted when it holds anything else (an empty string, spaces, controls). */
+function shown(v: unknown): string {
+  const text = Array.isArray(v) ? v.join(' ') : String(v);
+  return /^[\w.:+-]{1,40}$/.test(text) ? text : JSON.stringify(text.slice(0, 40));
+}
+
+/** A file or directory name: an empty one would resolve to the working directory. */
+export function path(flag: string): (v: unknown) => string | undefined {
+  return (v) => {
+    if (v === undefined) return undefined;
+    const text = single(flag)(v)!;
+    if (text.trim() === '') throw new FerryError('E_USAGE', `--${flag} is empty: it needs a file or directory name`, { hint: `give --${flag} a path` });
+    return text;
+  };
+}

@@ -1,0 +1,173 @@
+// The exit status is the contract: a run that did not do what it was asked never
+// exits 0, and with --json always answers with one document. These are the
+// failures that used to end with status 0 and no answer: a target that cannot
+// be written (the engine left the bundle stream piped into a verifier nobody
+// read, so the process ran out of work mid-copy), a registry refusing or
+// dropping uploads, and flag values yargs took as "no work".
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runFerry, type FerryResult } from '../support/cli.js';
+import { targetOf } from '../support/http.js';
+import { makeImage, makeLayer, Rng } from '../support/images.js';
+import { pushArtifact } from '../support/push.js';
+import { startRegistry, type RegistryHandle } from '../support/registry.js';
+import { makeTempDir, type TempDir } from '../support/tmp.js';
+import { startProxy } from './registry-proxy.js';
+
+let tmp: TempDir;
+let reg: RegistryHandle;
+let bundle: string;
+let list: string;
+const IMAGES = 4;
+
+beforeAll(async () => {
+  tmp = makeTempDir('ferry-exit-');
+  reg = await startRegistry();
+  const rng = new Rng(0x0e1);
+  // Layers well over the stream buffers, so a destination failing mid-bundle leaves bytes in flight.
+  const base = await makeLayer(rng.fork('base'), { size: 3_000_000, compressible: false });
+  const refs: string[] = [];
+  for (let i = 0; i < IMAGES; i++) {
+    const own = await makeLayer(rng.fork(`own${i}`), { size: 2_000_000, compressible: false });
+    await pushArtifact(targetOf(reg), `exit/app${i}`, makeImage({ layers: [base, own], mediaTypes: i % 2 ? 'docker' : 'oci', labels: { i: String(i) } }), ['1']);
+    refs.push(`${reg.host}/exit/app${i}:1`);
+  }
+  list = join(tmp.path, 'images.list');
+  writeFileSync(list, `${refs.join('\n')}\n`);
+  bundle = join(tmp.path, 'b.tar');
+  const r = await runFerry(['export', '-f', list, '-o', bundle, '--plain-http', reg.host, '--cache', join(tmp.path, 'cache'), '-q']);
+  expect(r.code, r.stderr).toBe(0);
+}, 120_000);
+
+afterAll(async () => {
+  await reg?.stop();
+  await tmp?.cleanup();
+});
+
+function errorDoc(r: FerryResult): { code: string; exitStatus: number; message: string } {
+  let doc: { error?: { code: string; exitStatus: number; message: string } };
+  try {
+    doc = JSON.parse(r.stdout) as typeof doc;
+  } catch {
+    throw new Error(`stdout is not one JSON document (exit ${r.code}):\n${r.stdout}\n${r.stderr}`);
+  }
+  if (!doc.error) throw new Error(`no error document (exit ${r.code}):\n${r.stdout}`);
+  expect(doc.error.exitStatus).toBe(r.code);
+  return doc.error;
+}
+
+/** A read-only bind mount of a fresh directory: what root cannot write either. */
+function readOnlyDir(name: string): { path: string; release(): void } {
+  const path = join(tmp.path, name);
+  mkdirSync(path);
+  execFileSync('mount', ['--bind', path, path]);
+  execFileSync('mount', ['-o', 'remount,ro,bind', path]);
+  return { path, release: () => execFileSync('umount', [path]) };
+}
+
+describe('a target that cannot be written never exits 0', () => {
+  for (const kind of ['registry-layout', 'skopeo-dir', 'oci', 'docker-archive']) {
+    it(`import --to ${kind}: a file where the folder should be, and a read-only mount → E_IO with the error document`, async () => {
+      const file = join(tmp.path, `${kind}-file`);
+      writeFileSync(file, 'not a directory\n');
+      const under = join(file, 'target');
+      const r = await runFerry(['import', bundle, '--to', kind, under, '--json', '--receipt', join(tmp.path, `${kind}.receipt.json`)]);
+      expect(r.code, r.stderr).not.toBe(0);
+      expect(errorDoc(r).code).toBe('E_IO');
+
+      const ro = readOnlyDir(`${kind}-ro`);
+      try {
+        // As a process: the status the shell sees, not only what main() returned.
+        const p = await runFerry(['import', bundle, '--to', kind, join(ro.path, 'target'), '--json', '--receipt', join(tmp.path, `${kind}.ro.receipt.json`)], { process: true });
+        expect(p.code, p.stderr).toBe(10);
+        expect(errorDoc(p).code).toBe('E_IO');
+      } finally {
+        ro.release();
+      }
+    });
+  }
+});
+
+describe('a registry that refuses or drops uploads never exits 0', () => {
+  it('push to a read-only registry (405 on every upload): non-zero, error document naming the registry', async () => {
+    const target = await startRegistry({ readOnly: true });
+    try {
+      const r = await runFerry(['push', bundle, '--to', target.host, '--plain-http', target.host, '--json', '--receipt', join(tmp.path, 'ro-push.json')], { process: true });
+      expect(r.code, r.stderr).not.toBe(0);
+      const e = errorDoc(r);
+      expect(e.message).toContain(target.host);
+    } finally {
+      await target.stop();
+    }
+  });
+
+  it('push through a link that drops mid-upload, five times: never exit 0; with the link back, a rerun lands everything', async () => {
+    const target = await startRegistry();
+    try {
+      let drop = true;
+      // Every blob upload body is cut off: the connection is reset when the upload's PUT or PATCH arrives.
+      const proxy = await startProxy(target.url, { inject: (req) => (drop && /\/blobs\/uploads\//.test(req.url ?? '') && (req.method === 'PUT' || req.method === 'PATCH') ? 'reset' : undefined) });
+      try {
+        for (let i = 0; i < 5; i++) {
+          const r = await runFerry(['push', bundle, '--to', proxy.host, '--plain-http', proxy.host, '--json', '--jobs', '2', '--receipt', join(tmp.path, `drop-${i}.json`)], { process: true });
+          expect(r.code, `try ${i}: ${r.stderr}`).not.toBe(0);
+          expect(['E_NETWORK', 'E_REGISTRY', 'E_PARTIAL']).toContain(errorDoc(r).code);
+        }
+        drop = false;
+        const ok = await runFerry(['push', bundle, '--to', proxy.host, '--plain-http', proxy.host, '--json', '--receipt', join(tmp.path, 'drop-ok.json')]);
+        expect(ok.code, ok.stderr).toBe(0);
+        const receipt = JSON.parse(ok.stdout) as { images: { status: string }[] };
+        expect(receipt.images.filter((i) => i.status === 'done')).toHaveLength(IMAGES);
+      } finally {
+        await proxy.stop();
+      }
+    } finally {
+      await target.stop();
+    }
+  }, 120_000);
+});
+
+describe('flag values are judged before anything runs (exit 2, naming the flag and the value)', () => {
+  const cases: [string, string[]][] = [
+    ['export --jobs abc', ['export', '-f', 'LIST', '-o', 'OUT', '--jobs', 'abc']],
+    ['export --jobs 0', ['export', '-f', 'LIST', '-o', 'OUT', '--jobs', '0']],
+    ['export --level x', ['export', '-f', 'LIST', '-o', 'OUT', '--level', 'x']],
+    ['export --level 99', ['export', '-f', 'LIST', '-o', 'OUT', '--level', '99']],
+    ['export --compression gzip', ['export', '-f', 'LIST', '-o', 'OUT', '--compression', 'gzip']],
+    ['export -o with no value', ['export', '-f', 'LIST', '-o']],
+    ['import --jobs abc', ['import', 'BUNDLE', '--to', 'oci', 'OUT', '--jobs', 'abc']],
+    ['import --to with an empty target', ['import', 'BUNDLE', '--to', 'oci', '']],
+    ['import --to nosuchkind', ['import', 'BUNDLE', '--to', 'nosuchkind', 'OUT']],
+    ['push --jobs 1.5', ['push', 'BUNDLE', '--to', '127.0.0.1:1', '--jobs', '1.5']],
+    ['push --flatten x', ['push', 'BUNDLE', '--to', '127.0.0.1:1', '--flatten', 'x']],
+    ['push --on-existing-tag maybe', ['push', 'BUNDLE', '--to', '127.0.0.1:1', '--on-existing-tag', 'maybe']],
+    ['verify --idle-timeout -5', ['verify', 'BUNDLE', '--idle-timeout', '-5']],
+    ['verify --connect-timeout soon', ['verify', 'BUNDLE', '--connect-timeout', 'soon']],
+    ['plan --jobs ""', ['plan', '-f', 'LIST', '--jobs', '']],
+  ];
+  for (const [name, template] of cases) {
+    it(name, async () => {
+      const out = join(tmp.path, `never-${name.replace(/\W+/g, '-')}`);
+      const args = template.map((a) => (a === 'LIST' ? list : a === 'OUT' ? out : a === 'BUNDLE' ? bundle : a));
+      const r = await runFerry([...args, '--json']);
+      expect(r.code, r.stdout + r.stderr).toBe(2);
+      const e = errorDoc(r);
+      expect(e.code).toBe('E_USAGE');
+      const flag = [...template].reverse().find((a) => a.startsWith('--') && a !== '--json');
+      if (flag && !name.includes('empty') && !name.includes('no value')) expect(e.message).toContain(flag);
+    });
+  }
+
+  it('FERRY_JOBS=abc and a config file with "jobs": "8" are refused the same way (E_CONFIG, exit 2)', async () => {
+    const r = await runFerry(['inspect', bundle, '--json'], { env: { FERRY_JOBS: 'abc' } });
+    expect(r.code).toBe(2);
+    expect(errorDoc(r).message).toContain('FERRY_JOBS');
+    const config = join(tmp.path, 'config.json');
+    writeFileSync(config, '{"jobs": "8"}');
+    const c = await runFerry(['inspect', bundle, '--json', '--config', config]);
+    expect(c.code).toBe(2);
+    expect(errorDoc(c).message).toContain('jobs');
+  });
+});

@@ -31,6 +31,7 @@ export const EXIT_STATUS = {
   E_PARTIAL: 8,
   E_PEER_MISSING: 9,
   E_IO: 10,
+  E_NO_SPACE: 10,
   E_ABORTED: 130,
 } as const;
 

@@ -25,6 +25,9 @@ import type { CopyPlan } from '../copy/plan.js';
 import type { Digest } from '../oci/digest.js';
 import type { BundleBase } from '../transports/bundle/metadata.js';
 import { readRepairReport, type RepairReport } from './repair.js';
+import { checkPlatforms } from './platform-check.js';
+import { countVolumes, sizeExport } from './plan.js';
+import { prepareDirectory, prepareOutputFile, requireSpace } from '../fsys/preflight.js';
 
 export interface ExportOptions {
   listFile?: string | undefined;
@@ -100,12 +103,17 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
   const repair = opts.repair !== undefined ? await readRepairReport(opts.repair) : undefined;
   const since = opts.since && opts.since.length > 0 ? await loadBases(opts.since) : undefined;
   const cacheDir = opts.cacheDir ?? defaultCacheDir();
+  // Where the run will write, checked before any registry is asked: the folder is made, a probe file written.
+  if (opts.output === '-' && opts.split !== undefined) throw new FerryError('E_USAGE', '--split writes volume files: it cannot write to stdout', { hint: 'give -o NAME.tar or NAME.tar.zst' });
+  if (opts.output !== '-') await prepareOutputFile(opts.output, '-o');
+  await prepareDirectory(cacheDir, 'the blob cache (--cache)');
   const maxBytes = opts.cacheMax === 'unlimited' ? undefined : opts.cacheMax ?? cacheMaxBytes(undefined);
   const store = new BlobStore(cacheDir);
   const { source, requests, resumedBytes } = await resolveSourceAndRequests(opts, cacheDir);
   try {
     let plan = await planCopy(source, requests, { jobs: opts.jobs, ...(opts.platforms ? { platforms: opts.platforms } : {}), ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.observer ? { observer: opts.observer } : {}) });
     if (plan.failures.length > 0) throw failureError('export', plan.failures.map((f) => ({ image: f.request.origin, error: f.error })), requests.length);
+    checkPlatforms(plan, opts.platforms, (m) => opts.observer?.warning?.(m));
     let referrers: ExportResult['referrers'];
     if (opts.referrers !== false) ({ plan, referrers } = await addReferrers(source, plan, requests, opts));
 
@@ -114,7 +122,20 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
     try {
       const delta = repair ? repairDelta(repair, opts.repair!, plan) : since ? { bases: since.bases, omitted: new Set(since.held.keys()) } : undefined;
       const toStdout = opts.output === '-';
-      if (toStdout && opts.split !== undefined) throw new FerryError('E_USAGE', '--split writes volume files: it cannot write to stdout', { hint: 'give -o NAME.tar or NAME.tar.zst' });
+      // Volumes that cannot be cut, or disks that cannot hold the result: known now, not after an hour of fetching.
+      if (opts.split !== undefined) {
+        const volumes = countVolumes(plan, delta, opts.split);
+        if (volumes > MAX_VOLUMES) {
+          throw new FerryError('E_USAGE', `--split ${opts.split} bytes would cut this bundle into ${volumes} volumes, more than the ${MAX_VOLUMES} a set may have`, {
+            hint: 'give a larger size (e.g. --split 2G); `ferry plan --split SIZE` counts the volumes', details: { volumes, split: opts.split },
+          });
+        }
+      }
+      const sizes = await sizeExport(plan, store, delta?.omitted);
+      await requireSpace([
+        { path: cacheDir, bytes: sizes.disk.cacheBytes, what: 'new cache entries' },
+        ...(toStdout ? [] : [{ path: resolve(opts.output), bytes: sizes.disk.bundleBytes, what: opts.split !== undefined ? 'the volumes' : 'the bundle' }]),
+      ]);
       const destination = new BundleDestination({
         output: toStdout ? '-' : resolve(opts.output),
         ...(toStdout ? { stream: stdoutOf(opts) } : {}),
@@ -160,6 +181,9 @@ function stdoutOf(opts: ExportOptions): Writable {
   if (!opts.stdout) throw new FerryError('E_INTERNAL', 'export -o - without a stdout stream to write to');
   return opts.stdout;
 }
+
+/** More volumes than this is a size typed wrong (100K for 100M), not a plan: a set is carried and checked by hand. */
+const MAX_VOLUMES = 10_000;
 
 /** Every blob and manifest the plan names: what this run may look up, fetch or read in the cache. */
 function usedDigests(plan: CopyPlan): Set<Digest> {

@@ -119,8 +119,8 @@ async function importWith(opts: ImportOptions, remote?: FileSystemPort): Promise
   try {
     const meta = source.metadata;
     const requests = requestsFromBundle(meta, { patterns: opts.images ?? [], renames: parseRenames(opts.renames ?? []), prefix, flatten: opts.flatten });
-    // A registry tag is a single pointer: two images aimed at it means one silently loses.
-    if (opts.kind === 'registry') assertNoTagCollisions(requests);
+    // A tag is a single pointer in every target kind: two images aimed at it means one silently loses.
+    assertNoTagCollisions(requests);
     const copyOpts = { jobs: opts.jobs, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.observer ? { observer: opts.observer } : {}) };
     let plan = await planCopy(source, requests, copyOpts);
     const before = opts.beforeCopy ? await opts.beforeCopy(plan, registry ? { registry, destination } : { destination }) : undefined;

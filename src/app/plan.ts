@@ -1,7 +1,7 @@
 import { type CopyPlan, type ImageRequest, planCopy } from '../copy/plan.js';
 import type { Descriptor } from '../oci/manifest.js';
 import { isIndexMediaType } from '../oci/media-types.js';
-import { type BundleBlob, type BundleImage, buildMetadata, compareImages } from '../transports/bundle/metadata.js';
+import { type BundleBase, type BundleBlob, type BundleImage, buildMetadata, compareImages } from '../transports/bundle/metadata.js';
 import { planVolumes } from '../transports/bundle/volumes.js';
 import { ociIndex } from '../transports/bundle/writer.js';
 import { TOOL_VERSION } from '../version.js';
@@ -14,6 +14,7 @@ import { formatReference, fullName, parseReference } from '../oci/reference.js';
 import { BlobStore } from '../store/blob-store.js';
 import { cacheMaxBytes, defaultCacheDir } from './cache-dir.js';
 import { failureError } from './failures.js';
+import { checkPlatforms } from './platform-check.js';
 import { type ListedImage, readImageList } from './image-list.js';
 import { openRegistrySource } from '../transports/registry/open.js';
 import { MultiRegistrySource } from '../transports/multi-registry.js';
@@ -32,6 +33,7 @@ export interface PlanOptions {
   jobs: number;
   registry: RegistryAccess;
   signal?: AbortSignal;
+  warn?: (message: string) => void;
 }
 
 export interface PlannedImageSize {
@@ -93,6 +95,7 @@ export async function planExport(opts: PlanOptions): Promise<ExportPlan> {
   try {
     const plan = await planCopy(source, requests, { jobs: opts.jobs, ...(opts.platforms ? { platforms: opts.platforms } : {}), ...(opts.signal ? { signal: opts.signal } : {}) });
     if (plan.failures.length > 0) throw failureError('plan', plan.failures.map((f) => ({ image: f.request.origin, error: f.error })), requests.length);
+    checkPlatforms(plan, opts.platforms, (m) => opts.warn?.(m));
 
     // Who needs what: blob digest → sizes and the images using it.
     const users = new Map<Digest, { size: number; images: number }>();
@@ -122,43 +125,7 @@ export async function planExport(opts: PlanOptions): Promise<ExportPlan> {
     });
 
     const cacheDir = opts.cacheDir ?? defaultCacheDir();
-    const store = new BlobStore(cacheDir);
-    let cachedBlobs = 0;
-    let cachedBytes = 0;
-    let partialBytes = 0;
-    let omittedBlobs = 0;
-    let omittedBytes = 0;
-    let fetchBlobs = 0;
-    let fetchBytes = 0;
-    let blobBytes = 0;
-    let storedEntries = 0;
-    let storedBytes = 0;
-    let tarBytes = 0;
-    const entry = (size: number) => {
-      storedEntries++;
-      storedBytes += size;
-      tarBytes += TAR_BLOCK + Math.ceil(size / TAR_BLOCK) * TAR_BLOCK;
-    };
-    for (const [digest, u] of users) {
-      blobBytes += u.size;
-      if (since?.held.has(digest)) {
-        omittedBlobs++;
-        omittedBytes += u.size;
-        continue;
-      }
-      entry(u.size);
-      if (await store.has({ digest, size: u.size })) {
-        cachedBlobs++;
-        cachedBytes += u.size;
-        continue;
-      }
-      fetchBlobs++;
-      fetchBytes += u.size;
-      partialBytes += Math.min(u.size, await store.partialSize(digest));
-    }
-    for (const size of manifests.values()) entry(size);
-    const approxFileBytes = tarBytes + 2 * TAR_BLOCK + 5 * TAR_BLOCK + METADATA_PER_ENTRY * (storedEntries + images.length + omittedBlobs);
-
+    const sized = await sizeExport(plan, new BlobStore(cacheDir), since ? new Set(since.held.keys()) : undefined);
     const manifestBytes = [...manifests.values()].reduce((n, s) => n + s, 0);
     const result: ExportPlan = {
       images,
@@ -167,20 +134,90 @@ export async function planExport(opts: PlanOptions): Promise<ExportPlan> {
         blobs: users.size,
         manifests: manifests.size,
         referencedBytes: images.reduce((n, i) => n + i.bytes, 0),
-        uniqueBytes: blobBytes + manifestBytes,
+        uniqueBytes: [...users.values()].reduce((n, u) => n + u.size, 0) + manifestBytes,
         sharedBytes: [...users.values()].filter((u) => u.images > 1).reduce((n, u) => n + u.size, 0),
       },
-      cache: { dir: cacheDir, blobs: cachedBlobs, bytes: cachedBytes, partialBytes, maxBytes: (opts.cacheMax === 'unlimited' ? undefined : opts.cacheMax ?? cacheMaxBytes(undefined)) ?? null },
-      fetch: { blobs: fetchBlobs, bytes: fetchBytes - partialBytes },
-      bundle: { storedBytes, approxFileBytes },
-      disk: { export: fetchBytes + manifestBytes + approxFileBytes, import: approxFileBytes + storedBytes },
+      cache: { dir: cacheDir, ...sized.cache, maxBytes: (opts.cacheMax === 'unlimited' ? undefined : opts.cacheMax ?? cacheMaxBytes(undefined)) ?? null },
+      fetch: sized.fetch,
+      bundle: sized.bundle,
+      disk: { export: sized.disk.export, import: sized.disk.import },
     };
-    if (since) result.delta = { omittedBlobs, omittedBytes };
-    if (opts.split !== undefined) result.split = { volumeBytes: opts.split, volumes: countVolumes(plan, images, since, opts.split) };
+    if (since) result.delta = sized.omitted;
+    if (opts.split !== undefined) result.split = { volumeBytes: opts.split, volumes: countVolumes(plan, since ? { bases: since.bases, omitted: new Set(since.held.keys()) } : undefined, opts.split) };
     return result;
   } finally {
     await source.close();
   }
+}
+
+export interface ExportSizes {
+  cache: { blobs: number; bytes: number; partialBytes: number };
+  fetch: { blobs: number; bytes: number };
+  omitted: { omittedBlobs: number; omittedBytes: number };
+  bundle: { storedBytes: number; approxFileBytes: number };
+  disk: ExportPlan['disk'] & {
+    /** Of `export`: the new cache entries (fetched blobs and manifests), and the bundle file. */
+    cacheBytes: number;
+    bundleBytes: number;
+  };
+}
+
+/**
+ * What an export of `plan` stores, fetches and writes, from descriptors and the
+ * cache's file sizes alone (an export hashes what it reuses): `plan` prints it,
+ * and an export checks the disks against it before its first byte.
+ */
+export async function sizeExport(plan: CopyPlan, store: BlobStore, omitted: ReadonlySet<Digest> | undefined): Promise<ExportSizes> {
+  const blobs = new Map<Digest, number>();
+  const manifests = new Map<Digest, number>();
+  let images = 0;
+  for (const image of plan.images) {
+    images++;
+    for (const b of image.blobs) blobs.set(b.digest, b.size);
+    for (const m of image.manifests) manifests.set(m.digest, m.bytes.length);
+  }
+  let cachedBlobs = 0;
+  let cachedBytes = 0;
+  let partialBytes = 0;
+  let omittedBlobs = 0;
+  let omittedBytes = 0;
+  let fetchBlobs = 0;
+  let fetchBytes = 0;
+  let storedEntries = 0;
+  let storedBytes = 0;
+  let tarBytes = 0;
+  const entry = (size: number) => {
+    storedEntries++;
+    storedBytes += size;
+    tarBytes += TAR_BLOCK + Math.ceil(size / TAR_BLOCK) * TAR_BLOCK;
+  };
+  for (const [digest, size] of blobs) {
+    if (omitted?.has(digest)) {
+      omittedBlobs++;
+      omittedBytes += size;
+      continue;
+    }
+    entry(size);
+    if (await store.has({ digest, size })) {
+      cachedBlobs++;
+      cachedBytes += size;
+      continue;
+    }
+    fetchBlobs++;
+    fetchBytes += size;
+    partialBytes += Math.min(size, await store.partialSize(digest));
+  }
+  for (const size of manifests.values()) entry(size);
+  const approxFileBytes = tarBytes + 2 * TAR_BLOCK + 5 * TAR_BLOCK + METADATA_PER_ENTRY * (storedEntries + images + omittedBlobs);
+  const manifestBytes = [...manifests.values()].reduce((n, x) => n + x, 0);
+  const cacheBytes = fetchBytes + manifestBytes;
+  return {
+    cache: { blobs: cachedBlobs, bytes: cachedBytes, partialBytes },
+    fetch: { blobs: fetchBlobs, bytes: fetchBytes - partialBytes },
+    omitted: { omittedBlobs, omittedBytes },
+    bundle: { storedBytes, approxFileBytes },
+    disk: { export: cacheBytes + approxFileBytes, import: approxFileBytes + storedBytes, cacheBytes, bundleBytes: approxFileBytes },
+  };
 }
 
 /**
@@ -190,8 +227,8 @@ export async function planExport(opts: PlanOptions): Promise<ExportPlan> {
  * plain image's platform is guessed (the export reads it from the config,
  * plan reads no configs): a few bytes of ferry.json, the cap's only slack.
  */
-function countVolumes(plan: CopyPlan, sizes: PlannedImageSize[], since: Awaited<ReturnType<typeof loadBases>> | undefined, split: number): number {
-  const order = plan.images.map((image, i) => ({ image, size: sizes[i]!.bytes })).sort((a, b) => compareImages(
+export function countVolumes(plan: CopyPlan, delta: { bases: BundleBase[]; omitted: ReadonlySet<Digest> } | undefined, split: number): number {
+  const order = plan.images.map((image) => ({ image, size: image.blobs.reduce((n, b) => n + b.size, 0) + image.manifests.reduce((n, m) => n + m.bytes.length, 0) })).sort((a, b) => compareImages(
     { repository: a.image.request.targetRepository, tag: a.image.request.targetTag, digest: a.image.top.digest },
     { repository: b.image.request.targetRepository, tag: b.image.request.targetTag, digest: b.image.top.digest },
   ));
@@ -201,7 +238,7 @@ function countVolumes(plan: CopyPlan, sizes: PlannedImageSize[], since: Awaited<
   const add = (group: BundleBlob[], blob: BundleBlob): void => {
     if (seen.has(blob.digest)) return;
     seen.add(blob.digest);
-    if (blob.kind === 'manifest' || blob.kind === 'index' || !since?.held.has(blob.digest)) group.push(blob);
+    if (blob.kind === 'manifest' || blob.kind === 'index' || !delta?.omitted.has(blob.digest)) group.push(blob);
     else omitted.push(blob);
   };
   const images: BundleImage[] = [];
@@ -226,7 +263,7 @@ function countVolumes(plan: CopyPlan, sizes: PlannedImageSize[], since: Awaited<
   const stored = [...groups.manifests, ...groups.configs, ...groups.layers];
   const meta = buildMetadata({
     created: '1970-01-01T00:00:00Z', toolVersion: TOOL_VERSION, images, blobs: stored,
-    ...(since ? { delta: { bases: since.bases, omittedBlobs: omitted } } : {}),
+    ...(delta ? { delta: { bases: delta.bases, omittedBlobs: omitted } } : {}),
   });
   return planVolumes(meta, stored, ociIndex(meta).length, split, 'ferry plan').length;
 }

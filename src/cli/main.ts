@@ -137,6 +137,12 @@ export async function runProcess(args: string[]): Promise<void> {
     process.exitCode = out.error(new FerryError('E_INTERNAL', 'ferry stopped with work still pending and no result: nothing more can happen in this run'));
   };
   process.once('beforeExit', guard);
+  // A reader that went away (`ferry inspect … | head`) is no failure of the run: its status still tells how the work went.
+  const ignorePipe = (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE') throw e;
+  };
+  process.stdout.on('error', ignorePipe);
+  process.stderr.on('error', ignorePipe);
   try {
     const status = await main(args);
     if (!settled) process.exitCode = status;

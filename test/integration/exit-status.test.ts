@@ -5,7 +5,7 @@
 // read, so the process ran out of work mid-copy), a registry refusing or
 // dropping uploads, and flag values yargs took as "no work".
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runFerry, type FerryResult } from '../support/cli.js';
@@ -169,5 +169,104 @@ describe('flag values are judged before anything runs (exit 2, naming the flag a
     const c = await runFerry(['inspect', bundle, '--json', '--config', config]);
     expect(c.code).toBe(2);
     expect(errorDoc(c).message).toContain('jobs');
+  });
+});
+
+describe('two images on one tag are refused before the first byte, for every target', () => {
+  it('the same repository path from two registries (host dropped on import): every kind refuses, listing the collision; nothing is written', async () => {
+    const other = await startRegistry();
+    try {
+      // Another image under the same path and tag on a second registry.
+      const rng = new Rng(0x0e2);
+      await pushArtifact(targetOf(other), 'exit/app0', makeImage({ layers: [await makeLayer(rng, { size: 10_000 })], mediaTypes: 'oci' }), ['1']);
+      const both = join(tmp.path, 'collide.tar');
+      const e = await runFerry(['export', `${reg.host}/exit/app0:1`, `${other.host}/exit/app0:1`, '-o', both, '--plain-http', reg.host, '--plain-http', other.host, '--cache', join(tmp.path, 'cache'), '-q']);
+      expect(e.code, e.stderr).toBe(0);
+      for (const kind of ['registry-layout', 'skopeo-dir', 'oci', 'docker-archive']) {
+        const target = join(tmp.path, `collide-${kind}`);
+        const r = await runFerry(['import', both, '--to', kind, target, '--json', '--receipt', join(tmp.path, `collide-${kind}.json`)]);
+        expect(r.code, `${kind}: ${r.stdout}`).toBe(2);
+        const doc = errorDoc(r);
+        expect(doc.code).toBe('E_USAGE');
+        expect(doc.message).toContain('exit/app0:1');
+        expect(doc.message).toContain(reg.host);
+        expect(doc.message).toContain(other.host);
+        expect(existsSync(target), `${kind}: nothing written`).toBe(false);
+      }
+      // A rename that keeps them apart lands both.
+      const ok = await runFerry(['import', both, '--to', 'oci', join(tmp.path, 'collide-ok'), '--rename', `${other.host}/exit=other/exit`, '--json', '--receipt', join(tmp.path, 'collide-ok.json')]);
+      expect(ok.code, ok.stdout).toBe(0);
+    } finally {
+      await other.stop();
+    }
+  });
+});
+
+describe('what is knowable before the first byte fails before the first byte', () => {
+  /** Runs an export through a counting proxy: the error document, and how many blobs were fetched. */
+  async function exportVia(args: string[], opts: { env?: Record<string, string> } = {}): Promise<{ r: FerryResult; blobGets: number }> {
+    const proxy = await startProxy(reg.url);
+    try {
+      const refs = Array.from({ length: IMAGES }, (_, i) => `${proxy.host}/exit/app${i}:1`);
+      const r = await runFerry(['export', ...refs, '--plain-http', proxy.host, '--json', ...args], opts);
+      return { r, blobGets: proxy.log.filter((l) => l.method === 'GET' && l.path.includes('/blobs/')).length };
+    } finally {
+      await proxy.stop();
+    }
+  }
+
+  it('-o into folders that do not exist yet: they are made, the export completes', async () => {
+    const out = join(tmp.path, 'new', 'deeper', 'rel.tar');
+    const { r } = await exportVia(['-o', out, '--cache', join(tmp.path, 'cache-new')]);
+    expect(r.code, r.stdout).toBe(0);
+    expect(existsSync(out)).toBe(true);
+  });
+
+  it('-o on a read-only mount, -o naming a directory, --cache on a read-only mount: refused, nothing fetched', async () => {
+    const ro = readOnlyDir('export-ro');
+    try {
+      for (const args of [['-o', join(ro.path, 'rel.tar'), '--cache', join(tmp.path, 'c1')], ['-o', join(tmp.path, 'r1.tar'), '--cache', join(ro.path, 'cache')]]) {
+        const { r, blobGets } = await exportVia(args);
+        expect(r.code, r.stdout).toBe(10);
+        expect(errorDoc(r).code).toBe('E_IO');
+        expect(errorDoc(r).message).toContain(ro.path);
+        expect(blobGets).toBe(0);
+      }
+    } finally {
+      ro.release();
+    }
+    const { r, blobGets } = await exportVia(['-o', tmp.path, '--cache', join(tmp.path, 'c2')]);
+    expect(r.code).toBe(2);
+    expect(blobGets).toBe(0);
+  });
+
+  it('an output disk too small for the bundle: E_NO_SPACE with free and needed bytes, nothing fetched, nothing left; with room the rerun completes', async () => {
+    const small = join(tmp.path, 'small');
+    mkdirSync(small);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', small]);
+    try {
+      const { r, blobGets } = await exportVia(['-o', join(small, 'rel.tar'), '--cache', join(tmp.path, 'c3')]);
+      expect(r.code, r.stdout).toBe(10);
+      const e = errorDoc(r) as { code: string; message: string; details?: { freeBytes: number; neededBytes: number } };
+      expect(e.code).toBe('E_NO_SPACE');
+      expect(blobGets).toBe(0);
+      const doc = JSON.parse(r.stdout) as { error: { details: { freeBytes: number; neededBytes: number } } };
+      expect(doc.error.details.neededBytes).toBeGreaterThan(doc.error.details.freeBytes);
+      const { readdirSync } = await import('node:fs');
+      expect(readdirSync(small)).toEqual([]);
+    } finally {
+      execFileSync('umount', [small]);
+    }
+    const { r } = await exportVia(['-o', join(small, 'rel.tar'), '--cache', join(tmp.path, 'c3')]);
+    expect(r.code, r.stdout).toBe(0);
+  });
+
+  it('--platform: an unknown value, and one no image has, are refused before any blob; --split that cannot be cut too', async () => {
+    for (const [args, code] of [[['--platform', 'linux/amd46'], 2], [['--platform', 'linux'], 2], [['--split', '10'], 2]] as const) {
+      const { r, blobGets } = await exportVia(['-o', join(tmp.path, 'p.tar'), '--cache', join(tmp.path, 'c4'), ...args]);
+      expect(r.code, `${args.join(' ')}: ${r.stdout}`).toBe(code);
+      expect(errorDoc(r).message).toContain(args[0]);
+      expect(blobGets).toBe(0);
+    }
   });
 });

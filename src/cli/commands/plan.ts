@@ -34,7 +34,7 @@ export const planCommand: CommandModule<GlobalFlags, Flags> = {
     const result = await planExport({
       listFile: argv.file, references: argv.images ?? [], since: argv.since === undefined ? undefined : ([] as string[]).concat(argv.since),
       platforms: argv.platform ? parsePlatforms(argv.platform) : undefined, cacheDir: argv.cache, cacheMax: cacheMaxBytes(argv['cache-max']) ?? 'unlimited', split,
-      jobs: ctx.jobs, registry: ctx.registry, signal: ctx.signal,
+      jobs: ctx.jobs, registry: ctx.registry, signal: ctx.signal, warn: (m) => ctx.out.warn(m),
     });
     ctx.out.result(result, () => renderPlan(result));
   },

@@ -1,0 +1,97 @@
+import { randomBytes } from 'node:crypto';
+import { lstat, mkdir, open, rm, stat, statfs } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { FerryError } from '../errors.js';
+import { formatBytes } from '../format.js';
+
+/**
+ * Checks made before a long run writes its first byte: that the place it will
+ * write to exists (or is made), is what it should be, can really be written
+ * (a probe file, as root ignores permission bits but not read-only mounts),
+ * and has room. An export can take an hour; failing at its end for something
+ * knowable at its start is a defect.
+ */
+
+/** `path` will be a file: its folder is created; the path must not be a directory. */
+export async function prepareOutputFile(path: string, what: string): Promise<void> {
+  const full = resolve(path);
+  const st = await lstat(full).catch(() => undefined);
+  if (st?.isDirectory()) {
+    throw new FerryError('E_USAGE', `${what} ${full} is a directory; it must be a file name`, { hint: 'name the file to write, e.g. release.tar', details: { path: full } });
+  }
+  await prepareDirectory(dirname(full), `the folder of ${what}`);
+}
+
+/** `dir` will be written into: it is created when missing; it must be a directory that can be written. */
+export async function prepareDirectory(dir: string, what: string): Promise<void> {
+  const full = resolve(dir);
+  try {
+    await mkdir(full, { recursive: true });
+  } catch (e) {
+    throw unwritable(full, what, e);
+  }
+  const st = await stat(full).catch((e: unknown) => {
+    throw unwritable(full, what, e);
+  });
+  if (!st.isDirectory()) throw new FerryError('E_IO', `${what} ${full} is not a directory`, { hint: 'give a folder path (or remove the file in the way)', details: { path: full } });
+  const probe = join(full, `.ferry-probe-${process.pid}-${randomBytes(4).toString('hex')}`);
+  try {
+    const fh = await open(probe, 'wx');
+    await fh.close();
+  } catch (e) {
+    throw unwritable(full, what, e);
+  } finally {
+    await rm(probe, { force: true }).catch(() => undefined);
+  }
+}
+
+export interface SpaceNeed {
+  /** A path on the file system that will hold the bytes (it, or its nearest existing parent, is looked at). */
+  path: string;
+  bytes: number;
+  /** What the bytes are, for the message: `the bundle`, `new cache entries`. */
+  what: string;
+}
+
+/** Free space for every need, summed per file system (two needs on one disk need the sum). */
+export async function requireSpace(needs: SpaceNeed[]): Promise<void> {
+  const byDevice = new Map<number, { path: string; bytes: number; whats: string[] }>();
+  for (const need of needs) {
+    if (need.bytes <= 0) continue;
+    const existing = await nearestExisting(resolve(need.path));
+    const dev = (await stat(existing)).dev;
+    const entry = byDevice.get(dev) ?? { path: existing, bytes: 0, whats: [] };
+    entry.bytes += need.bytes;
+    entry.whats.push(`${need.what} ${formatBytes(need.bytes)}`);
+    byDevice.set(dev, entry);
+  }
+  for (const { path, bytes, whats } of byDevice.values()) {
+    const fs = await statfs(path);
+    const free = fs.bavail * fs.bsize;
+    if (free < bytes) {
+      throw new FerryError('E_NO_SPACE', `${path}: ${formatBytes(free)} free, this run needs about ${formatBytes(bytes)} there (${whats.join(', ')})`, {
+        hint: 'free space there, or write to another disk (-o, --cache, the target); `ferry plan` shows the sizes beforehand',
+        details: { path, freeBytes: free, neededBytes: bytes },
+      });
+    }
+  }
+}
+
+async function nearestExisting(path: string): Promise<string> {
+  for (let p = path; ; p = dirname(p)) {
+    if (await stat(p).then(() => true, () => false)) return p;
+    if (dirname(p) === p) return p;
+  }
+}
+
+function unwritable(path: string, what: string, e: unknown): FerryError {
+  const code = (e as NodeJS.ErrnoException).code ?? '';
+  const why = code === 'EROFS' ? 'is on a read-only file system'
+    : code === 'EACCES' || code === 'EPERM' ? 'is not writable for this user'
+    : code === 'ENOTDIR' ? 'has a file where a folder should be'
+    : code === 'ENOSPC' ? 'is on a full disk'
+    : `cannot be written (${(e as Error).message})`;
+  return new FerryError(code === 'ENOSPC' ? 'E_NO_SPACE' : 'E_IO', `${what} ${path} ${why}`, {
+    hint: 'pick a folder this user can write to, or fix the permissions or mount; nothing was fetched or written', cause: e, details: { path, errno: code },
+  });
+}

@@ -1,3 +1,4 @@
+import { stat } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import { FerryError } from '../errors.js';
 import { writeFileAtomic } from '../fsys/atomic.js';
@@ -48,7 +49,12 @@ export async function takeInventory(opts: InventoryOptions): Promise<InventoryRe
       await source.close();
     }
   } else if (opts.layout !== undefined) {
-    const source = openStorageLayoutSource(resolve(opts.layout));
+    const root = resolve(opts.layout);
+    // An empty inventory of a mistyped path would tell the connected side the site holds nothing.
+    if (!(await stat(root).then((s) => s.isDirectory(), () => false))) {
+      throw new FerryError('E_NOT_FOUND', `--layout ${root}: no such directory`, { hint: 'give the registry\'s rootdirectory (the folder holding docker/registry/v2)', details: { path: root } });
+    }
+    const source = openStorageLayoutSource(root);
     try {
       inventory = await inventoryOfLayout(source, common);
     } finally {

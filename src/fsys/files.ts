@@ -11,8 +11,28 @@ import type { Readable } from 'node:stream';
 export const FILE_MODE = 0o644;
 export const DIR_MODE = 0o755;
 
+/**
+ * mkdir -p, one level at a time. Node's own `recursive` loops for ever where a
+ * parent exists but refuses children with ENOENT (e.g. under /proc); here each
+ * level is tried once, so that becomes an error naming the path.
+ */
 export async function mkdirs(dir: string): Promise<void> {
-  await mkdir(dir, { recursive: true, mode: DIR_MODE });
+  try {
+    await mkdir(dir, { mode: DIR_MODE });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') {
+      if ((await stat(dir)).isDirectory()) return;
+      throw e;
+    }
+    if (code !== 'ENOENT' || dirname(dir) === dir) throw e;
+    await mkdirs(dirname(dir));
+    try {
+      await mkdir(dir, { mode: DIR_MODE });
+    } catch (again) {
+      if ((again as NodeJS.ErrnoException).code !== 'EEXIST') throw again;
+    }
+  }
 }
 
 /** Reads a stream to its end without keeping it: the destination already holds the bytes, but the contract says putBlob consumes its input. */

@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { lstat, mkdir, open, rm, stat, statfs } from 'node:fs/promises';
+import { lstat, open, rm, stat, statfs } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { FerryError } from '../errors.js';
 import { formatBytes } from '../format.js';
+import { mkdirs } from './files.js';
 
 /**
  * Checks made before a long run writes its first byte: that the place it will
@@ -26,7 +27,7 @@ export async function prepareOutputFile(path: string, what: string): Promise<voi
 export async function prepareDirectory(dir: string, what: string): Promise<void> {
   const full = resolve(dir);
   try {
-    await mkdir(full, { recursive: true });
+    await mkdirs(full);
   } catch (e) {
     throw unwritable(full, what, e);
   }

@@ -50,7 +50,7 @@ describe('peak memory does not grow with layer size', () => {
   afterAll(async () => {
     await reg?.stop();
     await target?.stop();
-    tmp?.cleanup();
+    await tmp?.cleanup();
   });
 
   it('export, verify, import and push of a 256 MiB layer peak like a 2 MiB one, and under 200 MiB', () => {

@@ -2,7 +2,7 @@ import { diffInventories, type DiffResult } from '../delta/diff.js';
 import { inventoryOfImageList, loadInput } from '../delta/inputs.js';
 import { formatReference } from '../oci/reference.js';
 import { readImageList } from './image-list.js';
-import { openRegistries } from './locations.js';
+import { openRegistries } from './resumable-source.js';
 import type { RegistryAccess } from './registry-access.js';
 
 export interface DiffOptions {
@@ -21,7 +21,7 @@ export interface DiffOptions {
 export async function diffTargets(opts: DiffOptions): Promise<DiffResult> {
   const fromList = async (path: string) => {
     const listed = await readImageList(path);
-    const source = openRegistries(opts.access);
+    const { source } = openRegistries(opts.access);
     try {
       return await inventoryOfImageList(listed.map((l) => ({ reference: formatReference(l.reference), where: l.where })), source, { jobs: opts.jobs, ...(opts.signal ? { signal: opts.signal } : {}) });
     } finally {

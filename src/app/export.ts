@@ -15,8 +15,8 @@ import { leaseBlobs, trimCache, type TrimReport } from '../store/cache-trim.js';
 import { failureError } from './failures.js';
 import { type ListedImage, readImageList } from './image-list.js';
 import { parseReference } from '../oci/reference.js';
-import { openSource } from './locations.js';
-import { openResumableRegistries } from './resumable-source.js';
+import { openSourceAt, parseLocation, SOURCE_KINDS } from './locations.js';
+import { openRegistries } from './resumable-source.js';
 import type { RegistryAccess } from './registry-access.js';
 import { loadBases } from '../delta/inputs.js';
 import { addReferrers } from './referrers.js';
@@ -234,7 +234,7 @@ async function resolveSourceAndRequests(opts: ExportOptions, cacheDir: string): 
   (opts.references ?? []).forEach((r, i) => listed.push({ reference: parseReference(r, `argument ${i + 1}`), where: `argument ${i + 1}` }));
 
   if (opts.from) {
-    const source = await openSource(opts.from, opts.signal);
+    const source = await openSourceAt(parseLocation(opts.from, '--from', SOURCE_KINDS), { access: opts.registry }, opts.signal);
     try {
       if (!source.listImages) throw new FerryError('E_USAGE', `--from ${opts.from}: this source cannot list its images`);
       const held = await source.listImages(opts.signal ? { signal: opts.signal } : {});
@@ -264,6 +264,6 @@ async function resolveSourceAndRequests(opts: ExportOptions, cacheDir: string): 
     return r;
   });
   // Registry fetches resume from the cache's partial files (a killed run continues where it stopped).
-  const registries = openResumableRegistries(opts.registry, cacheDir);
+  const registries = openRegistries(opts.registry, cacheDir);
   return { source: registries.source, requests, resumedBytes: registries.resumedBytes };
 }

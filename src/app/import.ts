@@ -8,32 +8,23 @@ import type { FileSystemPort } from '../fsys/port.js';
 import { SftpFileSystem } from '../fsys/sftp.js';
 import { SshSession, type SshOptions } from '../net/ssh/session.js';
 import type { Platform } from '../oci/platform.js';
-import { isValidRegistry, validateRepository } from '../oci/reference.js';
 import { RepairedSource } from '../transports/bundle/repaired-source.js';
-import { openSkopeoDir } from '../transports/dir/index.js';
-import { openDockerArchive } from '../transports/docker-archive/index.js';
-import { openOciLayout } from '../transports/oci-layout/index.js';
-import { openRegistryDestination } from '../transports/registry/open.js';
-import { openStorageLayout } from '../transports/storage/index.js';
 import type { ImageDestination } from '../transports/types.js';
 import { TOOL_VERSION } from '../version.js';
 import { formatBytes } from '../format.js';
 import { assertNoTagCollisions, requestsFromBundle } from './bundle-requests.js';
 import { failureError } from './failures.js';
-import { connectionFor, type RegistryAccess, type RegistryConnection } from './registry-access.js';
+import type { RegistryAccess, RegistryConnection } from './registry-access.js';
 import { parseRenames } from './repository-mapping.js';
 import { explainMissingBases, supplyBasesToDestination } from '../delta/supply.js';
-
-import { IMPORT_TARGET_KINDS, type ImportTargetKind } from './target-kinds.js';
-
-export { IMPORT_TARGET_KINDS, type ImportTargetKind };
+import { type KindName, type Location, openDestinationAt, type OpenedDestination } from './locations.js';
 
 export interface ImportOptions {
   bundle: string;
   /** Further volumes of a split bundle (spec/bundle.md "Volumes"); `bundle` may also be their .sha256 list. */
   volumes?: string[] | undefined;
-  kind: ImportTargetKind;
-  target: string;
+  /** Where to: `registry-layout:/var/lib/registry`, `registry:harbor.corp.local/mirror`, … (app/locations.ts). */
+  to: Location;
   images?: string[];
   renames?: string[];
   prune?: boolean;
@@ -69,7 +60,7 @@ export interface ImportReceipt {
   tool: { name: 'ferry'; version: string };
   bundle: string;
   bundleId: string;
-  target: { kind: ImportTargetKind; location: string };
+  target: { kind: KindName; location: string };
   started: string;
   finished: string;
   images: {
@@ -99,12 +90,12 @@ export async function importBundle(opts: ImportOptions): Promise<ImportReceipt> 
 
 /** Opens the SSH connection once for the whole import and routes the target through it. */
 async function withSsh(opts: ImportOptions, ssh: SshOptions): Promise<ImportReceipt> {
-  if (opts.kind !== 'registry' && opts.kind !== 'registry-layout') {
-    throw new FerryError('E_USAGE', `--ssh works with --to registry and --to registry-layout, not ${opts.kind}`, { hint: 'write the target locally and copy it with `ferry send`, or import on the remote host' });
+  if (opts.to.kind !== 'registry' && opts.to.kind !== 'registry-layout') {
+    throw new FerryError('E_USAGE', `--ssh works with --to registry and --to registry-layout, not ${opts.to.kind}`, { hint: 'write the target locally and copy it with `ferry send`, or import on the remote host' });
   }
   const session = await SshSession.open(ssh);
   try {
-    if (opts.kind === 'registry') return await importWith({ ...opts, registry: { ...opts.registry, connect: session.connectionFactory } });
+    if (opts.to.kind === 'registry') return await importWith({ ...opts, registry: { ...opts.registry, connect: session.connectionFactory } });
     return await importWith(opts, new SftpFileSystem(await session.sftp(), `sftp ${session.description}`, session.dropped));
   } finally {
     session.close();
@@ -113,7 +104,8 @@ async function withSsh(opts: ImportOptions, ssh: SshOptions): Promise<ImportRece
 
 async function importWith(opts: ImportOptions, remote?: FileSystemPort): Promise<ImportReceipt> {
   const started = new Date();
-  const { destination, prefix, location, registry } = openTarget(opts, remote);
+  if (opts.prune && opts.to.kind !== 'registry-layout') throw new FerryError('E_USAGE', '--prune applies to --to registry-layout only');
+  const { destination, prefix, display: location, registry } = await openTarget(opts, remote);
   const source = await RepairedSource.open([opts.bundle, ...(opts.volumes ?? [])]);
   let receipt: ImportReceipt;
   try {
@@ -139,7 +131,7 @@ async function importWith(opts: ImportOptions, remote?: FileSystemPort): Promise
     if (report.images.some((i) => i.status === 'done')) await destination.commit(opts.signal ? { signal: opts.signal } : {});
     receipt = {
       tool: { name: 'ferry', version: TOOL_VERSION }, bundle: opts.bundle, bundleId: meta.bundleId,
-      target: { kind: opts.kind, location }, started: started.toISOString(), finished: new Date().toISOString(),
+      target: { kind: opts.to.kind, location }, started: started.toISOString(), finished: new Date().toISOString(),
       images: [
         ...report.images.map((i) => ({
           origin: i.origin, repository: i.repository, ...(i.tag !== undefined ? { tag: i.tag } : {}), digest: i.digest, status: i.status,
@@ -173,7 +165,7 @@ function skippedEntry(s: NonNullable<BeforeCopyResult['skipped']>[number]): Impo
 function plannedReceipt(opts: ImportOptions, bundleId: string, location: string, started: Date, plan: CopyPlan): ImportReceipt {
   return {
     tool: { name: 'ferry', version: TOOL_VERSION }, bundle: opts.bundle, bundleId, dryRun: true,
-    target: { kind: opts.kind, location }, started: started.toISOString(), finished: new Date().toISOString(),
+    target: { kind: opts.to.kind, location }, started: started.toISOString(), finished: new Date().toISOString(),
     images: plan.images.map((i) => ({
       origin: i.request.origin, repository: i.request.targetRepository, ...(i.request.targetTag !== undefined ? { tag: i.request.targetTag } : {}),
       digest: i.top.digest, status: 'planned' as const,
@@ -182,33 +174,8 @@ function plannedReceipt(opts: ImportOptions, bundleId: string, location: string,
   };
 }
 
-function openTarget(opts: ImportOptions, remote?: FileSystemPort): { destination: ImageDestination; prefix: string; location: string; registry?: RegistryConnection } {
-  if (!IMPORT_TARGET_KINDS.includes(opts.kind)) {
-    throw new FerryError('E_USAGE', `--to ${opts.kind}: unknown target kind`, { hint: `use one of ${IMPORT_TARGET_KINDS.join(', ')}` });
-  }
-  if (opts.prune && opts.kind !== 'registry-layout') throw new FerryError('E_USAGE', '--prune applies to --to registry-layout only');
-  // An empty name would resolve to the working directory and quietly import into it.
-  if (opts.target.trim() === '') throw new FerryError('E_USAGE', `--to ${opts.kind}: the target is empty`, { hint: `name it: --to ${opts.kind} ${opts.kind === 'registry' ? 'HOST[:PORT][/PREFIX]' : opts.kind === 'docker-archive' ? 'FILE.tar' : 'DIR'}` });
-  if (remote) {
-    // A remote path is the remote host's business: relative means relative to the login directory there.
-    return { destination: openStorageLayout(opts.target, { prune: opts.prune === true, fs: remote }), prefix: '', location: `${remote.description.replace(/^sftp /, '')}:${opts.target}` };
-  }
-  const path = resolve(opts.target);
-  switch (opts.kind) {
-    case 'registry-layout': return { destination: openStorageLayout(path, { prune: opts.prune === true }), prefix: '', location: path };
-    case 'skopeo-dir': return { destination: openSkopeoDir(path), prefix: '', location: path };
-    case 'oci': return { destination: openOciLayout(path), prefix: '', location: path };
-    case 'docker-archive': return { destination: openDockerArchive(path, opts.platform ? { platform: opts.platform } : {}), prefix: '', location: path };
-    case 'registry': {
-      const slash = opts.target.indexOf('/');
-      const host = slash < 0 ? opts.target : opts.target.slice(0, slash);
-      const prefix = slash < 0 ? '' : opts.target.slice(slash + 1).replace(/\/+$/, '');
-      if (!isValidRegistry(host)) throw new FerryError('E_USAGE', `--to ${opts.target}: "${host}" is not a registry host[:port]`, { hint: 'e.g. --to harbor.corp.local or --to 10.0.0.5:5000/mirror' });
-      if (prefix) validateRepository(prefix, `--to ${opts.target}`);
-      const registry = connectionFor(opts.registry, host);
-      return { destination: openRegistryDestination(registry), prefix, location: opts.target, registry };
-    }
-  }
+function openTarget(opts: ImportOptions, remote?: FileSystemPort): Promise<OpenedDestination> {
+  return openDestinationAt(opts.to, { access: opts.registry, fs: remote, prune: opts.prune, platform: opts.platform });
 }
 
 async function writeReceipt(receipt: ImportReceipt, opts: ImportOptions, started: Date, remote?: FileSystemPort): Promise<string> {
@@ -216,13 +183,13 @@ async function writeReceipt(receipt: ImportReceipt, opts: ImportOptions, started
   const name = `${stamp}-${receipt.bundleId.slice(7, 19)}.json`;
   // A registry layout keeps its import history beside the data (the registry ignores other top-level directories).
   if (remote && !opts.receiptFile) {
-    const file = posix.join(opts.target, 'ferry-receipts', name);
+    const file = posix.join(opts.to.location, 'ferry-receipts', name);
     await remote.writeFileAtomic(file, `${JSON.stringify({ ...receipt, receipt: undefined }, null, 2)}\n`);
     return `${remote.description.replace(/^sftp /, '')}:${file}`;
   }
   const file = opts.receiptFile
     ? resolve(opts.receiptFile)
-    : opts.kind === 'registry-layout' ? join(resolve(opts.target), 'ferry-receipts', name) : resolve(`ferry-receipt-${name}`);
+    : opts.to.kind === 'registry-layout' ? join(resolve(opts.to.location), 'ferry-receipts', name) : resolve(`ferry-receipt-${name}`);
   await writeFileAtomic(file, `${JSON.stringify({ ...receipt, receipt: undefined }, null, 2)}\n`);
   return file;
 }

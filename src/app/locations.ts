@@ -1,42 +1,201 @@
+import { posix, resolve } from 'node:path';
 import { FerryError } from '../errors.js';
-import { openBundleInput } from '../transports/bundle/volume-set.js';
-import { openSkopeoDirSource } from '../transports/dir/index.js';
-import { openOciLayoutSource } from '../transports/oci-layout/index.js';
-import { openRegistrySource } from '../transports/registry/open.js';
-import { openStorageLayoutSource } from '../transports/storage/index.js';
-import { MultiRegistrySource } from '../transports/multi-registry.js';
-import type { ImageSource } from '../transports/types.js';
-import { pullConnectionFor, type RegistryAccess } from './registry-access.js';
+import type { FileSystemPort } from '../fsys/port.js';
+import type { Platform } from '../oci/platform.js';
+import { isValidRegistry, validateRepository } from '../oci/reference.js';
+import type { ImageDestination, ImageSource } from '../transports/types.js';
+import { connectionFor, type RegistryAccess, type RegistryConnection } from './registry-access.js';
 
-/** Where `--from KIND:PATH` can read images from. */
-export const SOURCE_KINDS = ['registry-layout', 'skopeo-dir', 'oci', 'bundle'] as const;
-export type SourceKind = (typeof SOURCE_KINDS)[number];
+/**
+ * Every place images live, named the one way the user writes it:
+ * `KIND:LOCATION` (containers/image's `transport:reference`), e.g.
+ * `registry-layout:/var/lib/registry`, `oci:./out`, `registry:harbor.corp.local/mirror`.
+ * One table: each kind says what its LOCATION is and how it opens as a source
+ * and/or a destination. A new kind is a new transport folder plus one entry
+ * here; every flag that names a place (`--from`, `--to`) reads it through
+ * parseLocation. Transports are loaded when a kind is opened, so `--help` and
+ * the commands that never open one stay fast.
+ */
 
-export function parseSourceSpec(spec: string): { kind: SourceKind; path: string } {
+export type KindName = 'registry' | 'registry-layout' | 'skopeo-dir' | 'oci' | 'docker-archive' | 'bundle';
+
+export interface Location {
+  kind: KindName;
+  /** As given after `KIND:`: a path (not yet resolved) or `HOST[:PORT][/PREFIX]`. */
+  location: string;
+}
+
+/** What opening a place may need beyond its location. */
+export interface OpenEnv {
+  access: RegistryAccess;
+  /** Write a file-system kind through this port (an SFTP session for `--ssh`) instead of the local disk. */
+  fs?: FileSystemPort | undefined;
+  /** registry-layout destinations: afterwards hold exactly what was copied. */
+  prune?: boolean | undefined;
+  /** docker-archive destinations: the one platform to take from multi-platform images. */
+  platform?: Platform | undefined;
+}
+
+/** A destination opened for a copy, with how its names are mapped and how to show it. */
+export interface OpenedDestination {
+  destination: ImageDestination;
+  /** Put in front of every target repository (`registry:HOST/PREFIX`). */
+  prefix: string;
+  /** For receipts and messages: an absolute path, `host:path` over SSH, or `HOST/PREFIX`. */
+  display: string;
+  /** Set for registry destinations: the connection their preflight (Harbor, tags) uses. */
+  registry?: RegistryConnection;
+}
+
+interface Kind {
+  name: KindName;
+  /** What LOCATION is, for messages and help. */
+  location: string;
+  /** Kinds whose LOCATION is a path on this machine (resolved against the working directory). */
+  path: boolean;
+  source?(location: string, env: OpenEnv): Promise<ImageSource>;
+  destination?(location: string, env: OpenEnv): Promise<OpenedDestination>;
+}
+
+const KINDS: readonly Kind[] = [
+  {
+    name: 'registry', location: 'HOST[:PORT][/PREFIX]', path: false,
+    async destination(location, env) {
+      const { host, prefix } = registryLocation(location);
+      const registry = connectionFor(env.access, host);
+      const { openRegistryDestination } = await import('../transports/registry/open.js');
+      return { destination: openRegistryDestination(registry), prefix, display: location, registry };
+    },
+  },
+  {
+    name: 'registry-layout', location: 'DIR', path: true,
+    async source(location) {
+      const { openStorageLayoutSource } = await import('../transports/storage/index.js');
+      return openStorageLayoutSource(resolve(location));
+    },
+    async destination(location, env) {
+      const { openStorageLayout } = await import('../transports/storage/index.js');
+      if (env.fs) {
+        // A remote path is the remote host's business: relative means relative to the login directory there.
+        return { destination: openStorageLayout(location, { prune: env.prune === true, fs: env.fs }), prefix: '', display: `${env.fs.description.replace(/^sftp /, '')}:${posix.normalize(location)}` };
+      }
+      const path = resolve(location);
+      return { destination: openStorageLayout(path, { prune: env.prune === true }), prefix: '', display: path };
+    },
+  },
+  {
+    name: 'skopeo-dir', location: 'DIR', path: true,
+    async source(location) {
+      const { openSkopeoDirSource } = await import('../transports/dir/index.js');
+      return openSkopeoDirSource(resolve(location));
+    },
+    async destination(location) {
+      const { openSkopeoDir } = await import('../transports/dir/index.js');
+      const path = resolve(location);
+      return { destination: openSkopeoDir(path), prefix: '', display: path };
+    },
+  },
+  {
+    name: 'oci', location: 'DIR', path: true,
+    async source(location) {
+      const { openOciLayoutSource } = await import('../transports/oci-layout/index.js');
+      return openOciLayoutSource(resolve(location));
+    },
+    async destination(location) {
+      const { openOciLayout } = await import('../transports/oci-layout/index.js');
+      const path = resolve(location);
+      return { destination: openOciLayout(path), prefix: '', display: path };
+    },
+  },
+  {
+    name: 'docker-archive', location: 'FILE', path: true,
+    async destination(location, env) {
+      const { openDockerArchive } = await import('../transports/docker-archive/index.js');
+      const path = resolve(location);
+      return { destination: openDockerArchive(path, env.platform ? { platform: env.platform } : {}), prefix: '', display: path };
+    },
+  },
+  {
+    name: 'bundle', location: 'FILE', path: true,
+    async source(location) {
+      // A split bundle comes as its .sha256 list or its volumes' set; joined here into one source.
+      const { openBundleInput } = await import('../transports/bundle/volume-set.js');
+      return openBundleInput([location]);
+    },
+  },
+];
+
+/** Kinds `--from` can read, and kinds `import --to` can write. */
+export const SOURCE_KINDS: readonly KindName[] = KINDS.filter((k) => k.source).map((k) => k.name);
+export const DESTINATION_KINDS: readonly KindName[] = KINDS.filter((k) => k.destination).map((k) => k.name);
+
+function kindNamed(name: string): Kind | undefined {
+  return KINDS.find((k) => k.name === name);
+}
+
+export function isKind(name: string): name is KindName {
+  return kindNamed(name) !== undefined;
+}
+
+/**
+ * `KIND:LOCATION` → its parts. `docker://HOST/PREFIX` is accepted as skopeo
+ * writes it. A bare `HOST[:PORT][/PREFIX]` is a registry where the flag allows
+ * one (`push --to`); `registry:5000` is a host and port, not the kind.
+ */
+export function parseLocation(spec: string, flag: string, allowed: readonly KindName[], bareRegistry = false): Location {
+  const help = `${flag} KIND:LOCATION with KIND one of ${allowed.join(', ')}`;
+  if (spec.startsWith('docker://') && allowed.includes('registry')) return checked({ kind: 'registry', location: spec.slice('docker://'.length) }, flag, allowed);
   const colon = spec.indexOf(':');
-  const kind = spec.slice(0, colon) as SourceKind;
-  const path = spec.slice(colon + 1);
-  if (colon <= 0 || !SOURCE_KINDS.includes(kind) || path === '') {
-    throw new FerryError('E_USAGE', `--from ${JSON.stringify(spec)}: expected KIND:PATH with KIND one of ${SOURCE_KINDS.join(', ')}`, {
-      hint: 'e.g. --from registry-layout:/var/lib/registry or --from skopeo-dir:./images',
-    });
-  }
-  return { kind, path };
+  const kind = colon > 0 ? spec.slice(0, colon) : '';
+  const rest = spec.slice(colon + 1);
+  if (colon > 0 && isKind(kind) && !(kind === 'registry' && /^\d+(\/|$)/.test(rest))) return checked({ kind, location: rest }, flag, allowed);
+  if (bareRegistry && allowed.includes('registry') && isValidRegistry(spec.split('/')[0]!)) return checked({ kind: 'registry', location: spec }, flag, allowed);
+  throw new FerryError('E_USAGE', `${flag} ${JSON.stringify(spec.slice(0, 200))}: expected ${help}`, {
+    hint: 'e.g. registry-layout:/var/lib/registry, oci:./out, skopeo-dir:./images, registry:harbor.corp.local/mirror', details: { flag, value: spec.slice(0, 200) },
+  });
 }
 
-export async function openSource(spec: string, signal?: AbortSignal): Promise<ImageSource> {
-  const { kind, path } = parseSourceSpec(spec);
+/** The old two-word form `--to KIND TARGET`, read into the same Location. */
+export function locationOf(kind: string, target: string, flag: string, allowed: readonly KindName[]): Location {
+  if (!isKind(kind) || !allowed.includes(kind)) {
+    throw new FerryError('E_USAGE', `${flag} ${kind}: unknown target kind`, { hint: `use one of ${allowed.join(', ')}`, details: { flag, value: kind } });
+  }
+  return checked({ kind, location: target }, flag, allowed);
+}
+
+function checked(loc: Location, flag: string, allowed: readonly KindName[]): Location {
+  const kind = kindNamed(loc.kind)!;
+  if (!allowed.includes(loc.kind)) throw new FerryError('E_USAGE', `${flag} ${loc.kind}:…: ${loc.kind} cannot be used here`, { hint: `use one of ${allowed.join(', ')}` });
+  // An empty path would resolve to the working directory and quietly read or write there.
+  if (loc.location.trim() === '') throw new FerryError('E_USAGE', `${flag} ${loc.kind}: the ${kind.location} is empty`, { hint: `name it: ${flag} ${loc.kind}:${kind.location}` });
+  if (loc.kind === 'registry') registryLocation(loc.location, flag);
+  return loc;
+}
+
+/** `HOST[:PORT][/PREFIX]` → host and validated prefix. */
+export function registryLocation(location: string, flag = '--to'): { host: string; prefix: string } {
+  const slash = location.indexOf('/');
+  const host = slash < 0 ? location : location.slice(0, slash);
+  const prefix = slash < 0 ? '' : location.slice(slash + 1).replace(/\/+$/, '');
+  if (!isValidRegistry(host)) throw new FerryError('E_USAGE', `${flag} ${location}: "${host}" is not a registry host[:port]`, { hint: 'e.g. harbor.corp.local or 10.0.0.5:5000/mirror' });
+  if (prefix) validateRepository(prefix, `${flag} ${location}`);
+  return { host, prefix };
+}
+
+/** Whether LOCATION of this kind is a path on this machine. */
+export function isPathKind(kind: KindName): boolean {
+  return kindNamed(kind)!.path;
+}
+
+export async function openSourceAt(loc: Location, env: OpenEnv, signal?: AbortSignal): Promise<ImageSource> {
   signal?.throwIfAborted();
-  switch (kind) {
-    case 'registry-layout': return openStorageLayoutSource(path);
-    case 'skopeo-dir': return openSkopeoDirSource(path);
-    case 'oci': return openOciLayoutSource(path);
-    // A split bundle comes as its .sha256 list or its volumes' set; joined here into one source.
-    case 'bundle': return openBundleInput([path]);
-  }
+  const kind = kindNamed(loc.kind)!;
+  if (!kind.source) throw new FerryError('E_USAGE', `${loc.kind} cannot be read from`, { hint: `read from one of ${SOURCE_KINDS.join(', ')}` });
+  return kind.source(loc.location, env);
 }
 
-/** Every registry an image list names, behind one source; connections follow the user's TLS/HTTP/credential flags. */
-export function openRegistries(access: RegistryAccess): MultiRegistrySource {
-  return new MultiRegistrySource((registry) => openRegistrySource(pullConnectionFor(access, registry)));
+export async function openDestinationAt(loc: Location, env: OpenEnv): Promise<OpenedDestination> {
+  const kind = kindNamed(loc.kind)!;
+  if (!kind.destination) throw new FerryError('E_USAGE', `${loc.kind} cannot be written to`, { hint: `write to one of ${DESTINATION_KINDS.join(', ')}` });
+  return kind.destination(loc.location, env);
 }

@@ -16,9 +16,8 @@ import { cacheMaxBytes, defaultCacheDir } from './cache-dir.js';
 import { failureError } from './failures.js';
 import { checkPlatforms } from './platform-check.js';
 import { type ListedImage, readImageList } from './image-list.js';
-import { openRegistrySource } from '../transports/registry/open.js';
-import { MultiRegistrySource } from '../transports/multi-registry.js';
-import { pullConnectionFor, type RegistryAccess } from './registry-access.js';
+import type { RegistryAccess } from './registry-access.js';
+import { openRegistries } from './resumable-source.js';
 
 export interface PlanOptions {
   listFile?: string | undefined;
@@ -91,7 +90,7 @@ export async function planExport(opts: PlanOptions): Promise<ExportPlan> {
   const since = opts.since && opts.since.length > 0 ? await loadBases(opts.since) : undefined;
   const requests = await requestsOf(opts);
   // Manifests come from where the export would pull them: mirrors included.
-  const source = new MultiRegistrySource((registry) => openRegistrySource(pullConnectionFor(opts.registry, registry)));
+  const { source } = openRegistries(opts.registry);
   try {
     const plan = await planCopy(source, requests, { jobs: opts.jobs, ...(opts.platforms ? { platforms: opts.platforms } : {}), ...(opts.signal ? { signal: opts.signal } : {}) });
     if (plan.failures.length > 0) throw failureError('plan', plan.failures.map((f) => ({ image: f.request.origin, error: f.error })), requests.length);

@@ -6,12 +6,15 @@ import { preflightPush } from '../harbor/preflight.js';
 import { RegistryDestination } from '../transports/registry/destination.js';
 import type { ImageDestination } from '../transports/types.js';
 import { type BeforeCopyResult, type ImportOptions, type ImportReceipt, importBundle } from './import.js';
+import { parseLocation } from './locations.js';
 
 /** What push does with a target tag that already points at a different image. */
 export const ON_EXISTING_TAG = ['overwrite', 'skip', 'fail'] as const;
 export type OnExistingTag = (typeof ON_EXISTING_TAG)[number];
 
-export interface PushOptions extends Omit<ImportOptions, 'kind' | 'prune' | 'platform' | 'beforeCopy'> {
+export interface PushOptions extends Omit<ImportOptions, 'to' | 'prune' | 'platform' | 'beforeCopy'> {
+  /** `HOST[:PORT][/PREFIX]` (also `registry:…` or `docker://…`). */
+  target: string;
   /** Harbor: create projects the push needs (`--create-projects`); a no-op on other registries. */
   createProjects?: boolean;
   /** Harbor: created projects are public (`--public-projects`); Harbor's default is private. */
@@ -44,10 +47,11 @@ export async function pushBundle(opts: PushOptions): Promise<PushReceipt> {
   if (!ON_EXISTING_TAG.includes(mode)) {
     throw new FerryError('E_USAGE', `--on-existing-tag ${String(mode)}: unknown policy`, { hint: `use one of ${ON_EXISTING_TAG.join(', ')}` });
   }
+  const to = parseLocation(opts.target, '--to', ['registry'], true);
   let preflight: unknown;
   const receipt = await importBundle({
     ...opts,
-    kind: 'registry',
+    to,
     beforeCopy: async (plan, { registry, destination }): Promise<BeforeCopyResult | undefined> => {
       if (!registry) return undefined;
       const pre = await preflightPush({

@@ -88,12 +88,18 @@ function concatenated(head: Readable, tail: Readable): Readable {
   return out;
 }
 
-/** Every registry an image list names, each behind a ResumingSource on the export's blob cache. */
-export function openResumableRegistries(access: RegistryAccess, cacheDir: string): { source: MultiRegistrySource; resumedBytes(): number } {
-  const store = new BlobStore(cacheDir);
+/**
+ * Every registry an image list names, behind one source, with connections as
+ * the user's TLS/HTTP/credential flags and mirrors say. With `resumeFrom` (an
+ * export's blob cache) each registry sits behind a ResumingSource.
+ */
+export function openRegistries(access: RegistryAccess, resumeFrom?: string): { source: MultiRegistrySource; resumedBytes(): number } {
+  const store = resumeFrom === undefined ? undefined : new BlobStore(resumeFrom);
   const opened: ResumingSource[] = [];
   const source = new MultiRegistrySource((registry) => {
-    const s = new ResumingSource(openRegistrySource(pullConnectionFor(access, registry)), store);
+    const direct = openRegistrySource(pullConnectionFor(access, registry));
+    if (!store) return direct;
+    const s = new ResumingSource(direct, store);
     opened.push(s);
     return s;
   });

@@ -53,7 +53,7 @@ export async function runDemo(opts: { workDir: string; jobs: number; signal?: Ab
 
     const layout = join(workDir, 'registry-layout');
     say(`4/5 ferry import ${bundle} --to registry-layout ${layout}`);
-    const imported = await importBundle({ bundle, kind: 'registry-layout', target: layout, registry: access, ...common });
+    const imported = await importBundle({ bundle, to: { kind: 'registry-layout', location: layout }, registry: access, ...common });
 
     say('5/5 serving the imported layout with a second registry and comparing digests…');
     const downstream = await startLocalRegistry(layout, workDir);

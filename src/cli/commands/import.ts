@@ -1,6 +1,7 @@
 import type { CommandModule } from 'yargs';
-import { IMPORT_TARGET_KINDS, type ImportTargetKind } from '../../app/target-kinds.js';
+import { DESTINATION_KINDS, isKind, type Location, locationOf, parseLocation } from '../../app/locations.js';
 import { parsePlatforms } from '../../oci/platform.js';
+import { FerryError } from '../../errors.js';
 import { contextFrom, type GlobalFlags, stdinOrPath } from '../context.js';
 import { refuseSharedStdin } from '../stdin.js';
 import { progressObserver } from '../progress.js';
@@ -23,26 +24,29 @@ export const importCommand: CommandModule<GlobalFlags, Flags> = {
   builder: (y) => y
     .positional('bundle', { type: 'string', demandOption: true, coerce: stdinOrPath, describe: 'bundle file, a volume of a split bundle, its .sha256 list, or - for stdin' })
     .positional('volumes', { type: 'string', array: true, describe: 'further volumes of a split bundle (any order), or its .sha256 list; and repair bundles of `ferry export --repair` (spec/repair.md)' })
-    .option('to', { type: 'string', nargs: 2, demandOption: true, describe: `KIND TARGET; KIND is one of ${IMPORT_TARGET_KINDS.join(', ')}` })
+    .option('to', { type: 'string', array: true, requiresArg: true, demandOption: true, describe: `KIND:TARGET (or KIND TARGET); KIND is one of ${DESTINATION_KINDS.join(', ')}` })
     .option('image', { type: 'string', array: true, describe: 'import only images whose reference matches (glob: * and ?), repeatable' })
     .option('rename', { type: 'string', array: true, describe: 'OLD_PREFIX=NEW_PREFIX repository mapping, e.g. docker.io/library=library (repeatable)' })
     .option('prune', { type: 'boolean', describe: 'registry-layout: afterwards hold exactly this bundle\'s images and blobs' })
     .option('receipt', { type: 'string', describe: 'where to write the JSON receipt (default: beside the target)' })
     .option('base', { type: 'string', requiresArg: true, describe: 'delta bundles: a base bundle that supplies the blobs the delta leaves out and the target lacks (repeatable)' })
     .option('platform', { type: 'string', describe: 'docker-archive: the platform to take from multi-arch images (default linux/amd64)' })
-    .example('$0 import release.tar.zst --to registry-layout /var/lib/registry', 'then start registry:2 on it')
-    .example('$0 import release.tar.zst --to skopeo-dir ./images', 'one dir per image, for skopeo') as never,
+    .example('$0 import release.tar.zst --to registry-layout:/var/lib/registry', 'then start registry:2 on it')
+    .example('$0 import release.tar.zst --to skopeo-dir:./images', 'one dir per image, for skopeo')
+    .example('$0 import release.tar.zst --to registry-layout /var/lib/registry', 'the two-word form works too') as never,
   handler: async (argv) => {
     // Loaded on use: --help and --version stay fast, and a command pays only for what it needs.
-    const { importBundle, IMPORT_TARGET_KINDS, renderImportReport } = await import('../../app/import.js');
+    const { importBundle, renderImportReport } = await import('../../app/import.js');
     refuseSharedStdin(argv, argv.bundle === '-', 'the bundle (-)');
+    const { to, volumes } = targetOf(argv.to, argv.volumes ?? []);
+    const platform = argv.platform ? parsePlatforms(argv.platform) : undefined;
+    if (platform && platform.length > 1) throw new FerryError('E_USAGE', `--platform ${argv.platform}: a docker-archive takes one platform`, { hint: 'e.g. --platform linux/arm64' });
     const ctx = await contextFrom(argv);
-    const [kind, target] = argv.to as [string, string];
     const observer = progressObserver(ctx.out, 'import');
     try {
       const report = await importBundle({
-        bundle: argv.bundle, volumes: argv.volumes, kind: kind as ImportTargetKind, target, images: argv.image ?? [], renames: argv.rename ?? [],
-        prune: argv.prune === true, receiptFile: argv.receipt, platform: argv.platform ? parsePlatforms(argv.platform)[0] : undefined,
+        bundle: argv.bundle, volumes, to, images: argv.image ?? [], renames: argv.rename ?? [],
+        prune: argv.prune === true, receiptFile: argv.receipt, platform: platform?.[0],
         bases: argv.base === undefined ? undefined : ([] as string[]).concat(argv.base),
         jobs: ctx.jobs, registry: ctx.registry, ssh: ctx.ssh, signal: ctx.signal, observer,
       });
@@ -53,3 +57,19 @@ export const importCommand: CommandModule<GlobalFlags, Flags> = {
     }
   },
 };
+
+/**
+ * `--to` takes `KIND:TARGET` or the older two words `KIND TARGET`. It is read
+ * as a list (yargs cannot take one or two words), so words after the target
+ * are further bundle volumes, as they would be without `--to` in between.
+ */
+function targetOf(words: string[], volumes: string[]): { to: Location; volumes: string[] } {
+  const [first, ...rest] = words;
+  if (first === undefined) throw new FerryError('E_USAGE', '--to needs KIND:TARGET', { hint: `KIND is one of ${DESTINATION_KINDS.join(', ')}` });
+  if (isKind(first)) {
+    const [target, ...more] = rest;
+    if (target === undefined) throw new FerryError('E_USAGE', `--to ${first} needs a target`, { hint: `--to ${first}:TARGET or --to ${first} TARGET` });
+    return { to: locationOf(first, target, '--to', DESTINATION_KINDS), volumes: [...volumes, ...more] };
+  }
+  return { to: parseLocation(first, '--to', DESTINATION_KINDS), volumes: [...volumes, ...rest] };
+}

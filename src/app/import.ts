@@ -1,8 +1,8 @@
 import { join, posix, resolve } from 'node:path';
 import { copyImages, type CopyReport } from '../copy/engine.js';
 import type { CopyObserver } from '../copy/events.js';
-import { type CopyPlan, type PlannedImage, planCopy } from '../copy/plan.js';
-import { FerryError } from '../errors.js';
+import { type CopyPlan, type PlanFailure, type PlannedImage, planCopy } from '../copy/plan.js';
+import { asFerryError, FerryError } from '../errors.js';
 import { writeFileAtomic } from '../fsys/atomic.js';
 import type { FileSystemPort } from '../fsys/port.js';
 import { SftpFileSystem } from '../fsys/sftp.js';
@@ -11,7 +11,7 @@ import type { Platform } from '../oci/platform.js';
 import { isValidRegistry, validateRepository } from '../oci/reference.js';
 import { RepairedSource } from '../transports/bundle/repaired-source.js';
 import { openSkopeoDir } from '../transports/dir/index.js';
-import { openDockerArchive } from '../transports/docker-archive/index.js';
+import { type DockerArchiveDestination, openDockerArchive } from '../transports/docker-archive/index.js';
 import { openOciLayout } from '../transports/oci-layout/index.js';
 import { openRegistryDestination } from '../transports/registry/open.js';
 import { openStorageLayout } from '../transports/storage/index.js';
@@ -21,7 +21,7 @@ import { formatBytes } from '../format.js';
 import { assertNoTagCollisions, requestsFromBundle } from './bundle-requests.js';
 import { failureError } from './failures.js';
 import { connectionFor, type RegistryAccess, type RegistryConnection } from './registry-access.js';
-import { parseRenames } from './repository-mapping.js';
+import { mapArchiveName, matchesPattern, parseRenames } from './repository-mapping.js';
 import { explainMissingBases, supplyBasesToDestination } from '../delta/supply.js';
 
 import { IMPORT_TARGET_KINDS, type ImportTargetKind } from './target-kinds.js';
@@ -113,20 +113,29 @@ async function withSsh(opts: ImportOptions, ssh: SshOptions): Promise<ImportRece
 
 async function importWith(opts: ImportOptions, remote?: FileSystemPort): Promise<ImportReceipt> {
   const started = new Date();
-  const { destination, prefix, location, registry } = openTarget(opts, remote);
+  const { destination, prefix, location, registry, archive } = openTarget(opts, remote);
   const source = await RepairedSource.open([opts.bundle, ...(opts.volumes ?? [])]);
   let receipt: ImportReceipt;
   try {
     const meta = source.metadata;
-    const requests = requestsFromBundle(meta, { patterns: opts.images ?? [], renames: parseRenames(opts.renames ?? []), prefix, flatten: opts.flatten });
-    // A registry tag is a single pointer: two images aimed at it means one silently loses.
-    if (opts.kind === 'registry') assertNoTagCollisions(requests);
+    const renames = parseRenames(opts.renames ?? []);
+    let requests = requestsFromBundle(meta, { patterns: opts.images ?? [], ...(archive ? { identity: true } : { renames, prefix, flatten: opts.flatten }) });
+    // A docker archive's names are what the loaders show: the full name, registry kept.
+    if (archive) requests = requests.map((r) => ({ ...r, targetRepository: mapArchiveName(r.sourceRepository, renames) }));
+    // A registry tag (or an archive's RepoTag: the loader tags the last one) is a single pointer: two images aimed at it means one silently loses.
+    if (opts.kind === 'registry' || archive) assertNoTagCollisions(requests);
     const copyOpts = { jobs: opts.jobs, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.observer ? { observer: opts.observer } : {}) };
     let plan = await planCopy(source, requests, copyOpts);
     const before = opts.beforeCopy ? await opts.beforeCopy(plan, registry ? { registry, destination } : { destination }) : undefined;
-    const skipped = (before?.skipped ?? []).map(skippedEntry);
-    if (before?.skipped?.length) {
-      const leave = new Set(before.skipped.map((s) => s.image));
+    const leaveOut = [...(before?.skipped ?? [])];
+    if (archive) {
+      const screened = screenForArchive(plan, archive, opts.images ?? [], opts.observer);
+      leaveOut.push(...screened.skips);
+      plan = { images: plan.images.filter((i) => !screened.failed.has(i)), failures: [...plan.failures, ...screened.failures] };
+    }
+    const skipped = leaveOut.map(skippedEntry);
+    if (leaveOut.length > 0) {
+      const leave = new Set(leaveOut.map((s) => s.image));
       plan = { ...plan, images: plan.images.filter((i) => !leave.has(i)) };
     }
     if (opts.dryRun) {
@@ -161,7 +170,64 @@ async function importWith(opts: ImportOptions, remote?: FileSystemPort): Promise
   }
 }
 
-function skippedEntry(s: NonNullable<BeforeCopyResult['skipped']>[number]): ImportReceipt['images'][number] {
+type Skip = NonNullable<BeforeCopyResult['skipped']>[number];
+
+/**
+ * A docker archive takes runnable images only (transports/docker-archive/loadable.ts):
+ * returns the planned images to leave out, each with its reason, and moves an index
+ * lacking the archive's platform to the plan's failures, all before the first byte.
+ * Leaving out what cannot be loaded is success, unless it is all that was selected,
+ * or all that one `--image` pattern selected (the user asked for it by name): then
+ * nothing is written and the import fails with E_UNSUPPORTED_MEDIA_TYPE.
+ */
+function screenForArchive(plan: CopyPlan, archive: DockerArchiveDestination, patterns: string[], observer?: CopyObserver): {
+  skips: Skip[]; failures: PlanFailure[]; failed: Set<PlannedImage>;
+} {
+  const skips: Skip[] = [];
+  const failures: PlanFailure[] = [];
+  const failed = new Set<PlannedImage>();
+  const loadable: PlannedImage[] = [];
+  for (const image of plan.images) {
+    try {
+      const choice = archive.choose(image.top.digest, image.parsed, image.request.origin);
+      if (!choice.load) {
+        skips.push({ image, reason: `${choice.reason}: a docker archive holds runnable images only` });
+        continue;
+      }
+      loadable.push(image);
+      if (choice.image.zstd) {
+        observer?.warning?.(`${image.request.origin}: its layers are zstd-compressed; docker before 23.0 cannot load them (podman and containerd can)`);
+      }
+    } catch (e) {
+      const error = asFerryError(e);
+      if (error.code !== 'E_NOT_FOUND') throw error;
+      failures.push({ request: image.request, error });
+      failed.add(image);
+      observer?.imageFailed?.(image.request.origin, error);
+    }
+  }
+  if (skips.length === 0) return { skips, failures, failed };
+  const isSkipped = new Set(skips.map((s) => s.image));
+  const matches = (p: string, i: PlannedImage) => matchesPattern(i.request.origin, p) || matchesPattern(`${i.request.sourceRepository}:${i.request.targetTag ?? ''}`, p);
+  const named = patterns.filter((p) => {
+    const hit = plan.images.filter((i) => matches(p, i));
+    return hit.length > 0 && hit.every((i) => isSkipped.has(i));
+  });
+  const everything = loadable.length === 0 && failures.length === 0 && plan.failures.length === 0;
+  if (named.length > 0 || everything) {
+    const cause = named.length > 0
+      ? `--image ${named.map((p) => JSON.stringify(p)).join(', ')} selects nothing a docker archive can hold`
+      : `none of the ${skips.length} selected image${skips.length === 1 ? '' : 's'} can go into a docker archive`;
+    const listed = skips.filter((s) => everything || named.some((p) => matches(p, s.image)));
+    throw new FerryError('E_UNSUPPORTED_MEDIA_TYPE', `${cause}:\n${listed.slice(0, 20).map((s) => `  ${s.image.request.origin}: ${s.reason}`).join('\n')}${listed.length > 20 ? `\n  … and ${listed.length - 20} more` : ''}`, {
+      hint: 'a docker archive holds runnable images only; write signatures, SBOMs and other artifacts with --to oci or --to registry-layout, or select images with --image',
+      details: { skipped: listed.map((s) => ({ image: s.image.request.origin, reason: s.reason })) },
+    });
+  }
+  return { skips, failures, failed };
+}
+
+function skippedEntry(s: Skip): ImportReceipt['images'][number] {
   const r = s.image.request;
   return {
     origin: r.origin, repository: r.targetRepository, ...(r.targetTag !== undefined ? { tag: r.targetTag } : {}), digest: s.image.top.digest,
@@ -182,7 +248,16 @@ function plannedReceipt(opts: ImportOptions, bundleId: string, location: string,
   };
 }
 
-function openTarget(opts: ImportOptions, remote?: FileSystemPort): { destination: ImageDestination; prefix: string; location: string; registry?: RegistryConnection } {
+interface Target {
+  destination: ImageDestination;
+  prefix: string;
+  location: string;
+  registry?: RegistryConnection;
+  /** The same destination, for what only a docker archive does (choosing what it can hold). */
+  archive?: DockerArchiveDestination;
+}
+
+function openTarget(opts: ImportOptions, remote?: FileSystemPort): Target {
   if (!IMPORT_TARGET_KINDS.includes(opts.kind)) {
     throw new FerryError('E_USAGE', `--to ${opts.kind}: unknown target kind`, { hint: `use one of ${IMPORT_TARGET_KINDS.join(', ')}` });
   }
@@ -196,7 +271,10 @@ function openTarget(opts: ImportOptions, remote?: FileSystemPort): { destination
     case 'registry-layout': return { destination: openStorageLayout(path, { prune: opts.prune === true }), prefix: '', location: path };
     case 'skopeo-dir': return { destination: openSkopeoDir(path), prefix: '', location: path };
     case 'oci': return { destination: openOciLayout(path), prefix: '', location: path };
-    case 'docker-archive': return { destination: openDockerArchive(path, opts.platform ? { platform: opts.platform } : {}), prefix: '', location: path };
+    case 'docker-archive': {
+      const archive = openDockerArchive(path, opts.platform ? { platform: opts.platform } : {});
+      return { destination: archive, prefix: '', location: path, archive };
+    }
     case 'registry': {
       const slash = opts.target.indexOf('/');
       const host = slash < 0 ? opts.target : opts.target.slice(0, slash);
@@ -237,7 +315,7 @@ export function renderImportReport(r: ImportReceipt): string {
   const seconds = Math.max(0, (Date.parse(r.finished) - Date.parse(r.started)) / 1000);
   return [
     `${done} of ${r.images.length} images ${verb} ${r.target.kind} ${r.target.location}${skipped.length ? `, ${skipped.length} skipped` : ''} in ${formatSeconds(seconds)}`,
-    ...skipped.map((i) => `  skipped ${i.repository}:${i.tag ?? ''}: ${i.reason ?? 'left as it was'}`),
+    ...skipped.map((i) => `  skipped ${i.repository}${i.tag !== undefined ? `:${i.tag}` : `@${i.digest}`}: ${i.reason ?? 'left as it was'}`),
     `blobs: ${r.blobs.copied} ${r.target.kind === 'registry' ? 'uploaded' : 'written'} (${formatBytes(r.blobs.bytesCopied)}${seconds > 0 && r.blobs.bytesCopied > 0 ? `, ${formatBytes(Math.round(r.blobs.bytesCopied / seconds))}/s` : ''}), ${r.blobs.skipped} already there, ${r.blobs.mounted} linked/mounted${r.blobs['present-in-base'] ? `, ${r.blobs['present-in-base']} from the base` : ''}; ${r.manifests} manifests`,
     ...(r.receipt ? [`receipt: ${r.receipt}`] : []),
   ].join('\n');

@@ -27,7 +27,7 @@ export interface BuildahHandle {
    * is executed) and pushes it to `dest` (`127.0.0.1:PORT/repo:tag`, plain HTTP).
    * Returns the pushed manifest's digest.
    */
-  buildAndPush(dest: string, file: { name: string; content: string }, format?: 'oci' | 'docker'): Promise<string>;
+  buildAndPush(dest: string, file: { name: string; content: string }, format?: 'oci' | 'docker', compression?: 'gzip' | 'zstd'): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -59,7 +59,7 @@ export async function startBuildah(): Promise<BuildahHandle> {
       const list = JSON.parse(r.stdout || '[]') as { id: string; names?: string[] | null; digest: string }[];
       return list.map((i) => ({ id: i.id.replace(/^sha256:/, ''), names: i.names ?? [], digest: i.digest }));
     },
-    async buildAndPush(dest, file, format = 'oci') {
+    async buildAndPush(dest, file, format = 'oci', compression = 'gzip') {
       const ctr = (await handle.ok(['from', '--pull-never', 'scratch'])).stdout.trim();
       try {
         const src = join(path('work'), file.name.replace(/\//g, '_'));
@@ -69,7 +69,7 @@ export async function startBuildah(): Promise<BuildahHandle> {
         const local = `localhost/ferry-build:${++built}`;
         await handle.ok(['commit', '--format', format, ctr, local]);
         const digestFile = join(path('work'), 'digest');
-        await handle.ok(['push', '--tls-verify=false', '--digestfile', digestFile, local, `docker://${dest}`]);
+        await handle.ok(['push', '--tls-verify=false', '--compression-format', compression, '--digestfile', digestFile, local, `docker://${dest}`]);
         return readFileSync(digestFile, 'utf8').trim();
       } finally {
         await handle.run(['rm', ctr]);

@@ -8,8 +8,8 @@
 // layout served by docker-registry pulled by podman, ctr and docker (regression tests).
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { cp, readdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { cp, mkdir, readdir, readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -141,6 +141,7 @@ describe('import --to docker-archive from a bundle with artifacts and referrers'
   });
 
   it('leaves out every manifest that is not a runnable image, each skipped with its reason, and exits 0', () => {
+    expect(describeErrors(schemaErrors(cliSchemaRef('importReceipt'), plain.receipt))).toBe('');
     const done = plain.receipt.images.filter((i) => i.status === 'done');
     const skipped = plain.receipt.images.filter((i) => i.status === 'skipped');
     expect(done.map((i) => i.origin).sort()).toEqual([...runnable.keys()].sort());
@@ -201,6 +202,18 @@ describe('import --to docker-archive from a bundle with artifacts and referrers'
       .toEqual(new Map([...want].map(([n, c]) => [familiar(n), c])));
     await containerd.ctrOk(['images', 'import', file], { namespace: 'renamed' });
     expect(await ctrConfigs('renamed')).toEqual(want);
+  });
+
+  it('why names are written in full: docker save writes Docker Hub names short, and podman loads those as localhost/…', async () => {
+    await emptyLoaders();
+    await dockerd.dockerOk(['load', '-i', plain.file]);
+    await dockerd.dockerOk(['tag', q('library/base-os:1.0'), 'docker.io/library/base-os:1.0']);
+    const saved = join(env.path('docker-save'), 'saved.tar');
+    await mkdir(dirname(saved));
+    await dockerd.dockerOk(['save', '-o', saved, 'docker.io/library/base-os:1.0']);
+    await podman.ok(['rmi', '--all', '--force']);
+    await podman.ok(['load', '-i', saved]);
+    expect((await podman.images()).flatMap((i) => i.names)).toEqual(['localhost/base-os:1.0']);
   });
 
   it('a --rename target must still be a name: a host:port alone for a whole repository is refused before anything is written', async () => {
@@ -352,5 +365,20 @@ describe('a registry layout served by docker-registry, pulled by podman, ctr and
     } finally {
       await reg.stop();
     }
+  });
+});
+
+describe('a raw bundle is not a docker archive (what the README says)', () => {
+  // The loaders' own limits, checked because the README states them: the archive written from
+  // this same bundle loads in all three (the tests above).
+  it('podman load and docker load refuse a multi-image bundle; ctr import stops at its referrers index', async () => {
+    const p = await podman.run(['load', '-i', bundle]);
+    expect(p.code).not.toBe(0);
+    expect(p.stderr).toContain('more than one image in oci');
+    const d = await dockerd.docker(['load', '-i', bundle]);
+    expect(d.code).not.toBe(0);
+    const ctr = await containerd.ctr(['images', 'import', bundle], { namespace: 'raw' });
+    expect(ctr.code).not.toBe(0);
+    expect(ctr.stderr).toContain('no match for platform');
   });
 });

@@ -4,10 +4,11 @@
 // the tests read, stays in its temp dir, and leaves nothing behind once stopped.
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBuildah } from '../support/buildah.js';
 import { startContainerd } from '../support/containerd.js';
+import { mountsUnder } from '../support/daemon.js';
 import { startDockerd } from '../support/dockerd.js';
 import { makeImage, makeLayer, Rng, type Image } from '../support/images.js';
 import { startPodman } from '../support/podman.js';
@@ -119,7 +120,10 @@ describe('peer launchers', () => {
 
   it('dockerd: private socket, data root and exec root; docker load and docker pull; stop ends the daemon and removes its dirs', async () => {
     const dockerd = await startDockerd();
+    const dir = dirname(dockerd.dataRoot);
     try {
+      // dockerd makes its data root a (shared) mount point; stop() must leave none behind
+      expect(mountsUnder(dir)).toEqual([dockerd.dataRoot]);
       const r = await dockerd.dockerOk(['load', '-i', archive]);
       expect(r.stdout).toContain('quay.io/peers/probe:1');
       await dockerd.dockerOk(['pull', '-q', `${reg.host}/peers/probe:1`]);
@@ -131,7 +135,8 @@ describe('peer launchers', () => {
     } finally {
       await dockerd.stop();
     }
-    expect(existsSync(dockerd.dataRoot)).toBe(false);
+    expect(mountsUnder(dir)).toEqual([]);
+    expect(existsSync(dir)).toBe(false);
     expectNoSystemLeftovers();
   });
 });

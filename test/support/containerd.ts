@@ -1,8 +1,8 @@
 // A private containerd (Debian's 1.6) for `ctr images import` and `ctr images pull`:
 // its own socket, root and state directory in a temp dir, stopped and removed after.
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startDaemon } from './daemon.js';
+import { startDaemon, unmountUnder } from './daemon.js';
 import { requireProgram, runProgram, type ProgramOptions, type ProgramResult } from './run.js';
 import { makeTempDir } from './tmp.js';
 
@@ -64,6 +64,19 @@ function configToml(dir: string): string {
   ].join('\n');
 }
 
+/** Temp dirs of running daemons: removed on worker exit after daemon.ts killed the daemons (an unpack's bind mount may remain). */
+const liveDirs = new Set<string>();
+process.on('exit', () => {
+  for (const dir of liveDirs) {
+    try {
+      unmountUnder(dir);
+      rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // best effort
+    }
+  }
+});
+
 /** The snapshotter every `ctr images import|pull` here unpacks into (see configToml). */
 export const CTR_SNAPSHOTTER = 'native';
 
@@ -71,6 +84,7 @@ export async function startContainerd(): Promise<ContainerdHandle> {
   requireProgram(CONTAINERD_BIN, 'containerd');
   requireProgram(CTR_BIN, 'containerd');
   const dir = makeTempDir('ferry-containerd-');
+  liveDirs.add(dir.path);
   const config = join(dir.path, 'config.toml');
   writeFileSync(config, configToml(dir.path));
   const address = join(dir.path, 'containerd.sock');
@@ -85,7 +99,9 @@ export async function startContainerd(): Promise<ContainerdHandle> {
       ready: async () => (await runProgram(CTR_BIN, ['--address', address, 'version'], { timeoutMs: 5000 })).code === 0,
     });
   } catch (e) {
+    unmountUnder(dir.path);
     await dir.cleanup();
+    liveDirs.delete(dir.path);
     throw e;
   }
   const started = daemon;
@@ -113,7 +129,9 @@ export async function startContainerd(): Promise<ContainerdHandle> {
       if (stopped) return;
       stopped = true;
       await started.stop();
+      unmountUnder(dir.path);
       await dir.cleanup();
+      liveDirs.delete(dir.path);
     },
   };
   return handle;

@@ -1,7 +1,7 @@
 // Starts a long-running peer (containerd, dockerd) with its output in a log file,
 // waits until it answers, and stops it: SIGTERM, then SIGKILL if it lingers. A
 // worker that dies before its afterAll still kills its daemons on exit.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 
 const live = new Set<ChildProcess>();
@@ -72,4 +72,21 @@ export async function startDaemon(name: string, bin: string, args: string[], opt
     exited = `did not become ready within ${opts.deadlineMs ?? 30_000} ms`;
   }
   throw new Error(`${name} ${exited}\n--- ${opts.logFile} (tail) ---\n${tailFile(opts.logFile)}`);
+}
+
+/**
+ * Mount points at or below `dir`, deepest first. dockerd makes its data root a mount
+ * point, containerd's native snapshotter bind-mounts while it unpacks: a daemon that had
+ * to be killed can leave them, and a directory with a mount below cannot be removed.
+ */
+export function mountsUnder(dir: string): string[] {
+  // mountinfo field 5 is the mount point, with spaces and other bytes as octal escapes.
+  const points = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4])
+    .filter((p): p is string => p !== undefined).map((p) => p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))));
+  return points.filter((p) => p === dir || p.startsWith(`${dir}/`)).sort((a, b) => b.length - a.length);
+}
+
+/** Lazily unmounts everything at or below `dir` (synchronous: also used from exit hooks). */
+export function unmountUnder(dir: string): void {
+  for (const m of mountsUnder(dir)) execFileSync('umount', ['--lazy', m], { stdio: 'ignore' });
 }

@@ -1,10 +1,10 @@
 // A private Docker daemon (Debian's docker.io, 20.10) for `docker load` and `docker
 // pull`: its own socket, data root, exec root and pid file in a temp dir, stopped and
 // removed after. The client is Debian's /usr/bin/docker, the daemon's own version.
-import { existsSync, mkdirSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startContainerd, type ContainerdHandle } from './containerd.js';
-import { startDaemon } from './daemon.js';
+import { startDaemon, unmountUnder } from './daemon.js';
 import { requireProgram, runProgram, type ProgramOptions, type ProgramResult } from './run.js';
 import { makeTempDir } from './tmp.js';
 
@@ -31,6 +31,27 @@ export interface DockerdHandle {
   logTail(lines?: number): string;
   stop(): Promise<void>;
 }
+
+// dockerd makes its data root a shared mount (a bind mount onto itself, when the parent
+// mount is not shared, as here) and undoes it only on a clean shutdown: stop() and the exit
+// hook unmount whatever is left below the temp dir (daemon.ts) before removing it.
+/**
+ * Temp dirs of daemons still running, with the plugin dirs that existed before each: a
+ * worker that dies before afterAll unmounts and removes them (daemon.ts's exit hook,
+ * registered first, has killed the daemons by then).
+ */
+const liveDirs = new Map<string, string[]>();
+process.on('exit', () => {
+  for (const [dir, preexisting] of liveDirs) {
+    try {
+      unmountUnder(dir);
+      rmSync(dir, { recursive: true, force: true });
+      removeCreatedDirs(preexisting);
+    } catch {
+      // best effort: the next run's leftovers are visible in mountinfo
+    }
+  }
+});
 
 /** Where dockerd 20.10 insists on creating plugin discovery directories, whatever the flags. */
 const PLUGIN_SPEC_DIRS = ['/run/docker/plugins', '/run/docker'];
@@ -66,6 +87,7 @@ export async function startDockerd(): Promise<DockerdHandle> {
   const sock = path('docker.sock');
   const host = `unix://${sock}`;
   const preexisting = PLUGIN_SPEC_DIRS.filter((d) => existsSync(d));
+  liveDirs.set(dir.path, preexisting);
   const clientEnv = { DOCKER_CONFIG: path('client'), DOCKER_HOST: host, DOCKER_CONTEXT: undefined, DOCKER_TLS_VERIFY: undefined, DOCKER_CERT_PATH: undefined };
   const docker = (args: string[], opts: ProgramOptions = {}) => runProgram(DOCKER_BIN, args, { ...opts, env: { ...clientEnv, ...(opts.env ?? {}) } });
   let daemon;
@@ -86,7 +108,9 @@ export async function startDockerd(): Promise<DockerdHandle> {
   } catch (e) {
     await containerd?.stop();
     removeCreatedDirs(preexisting);
+    unmountUnder(dir.path);
     await dir.cleanup();
+    liveDirs.delete(dir.path);
     throw e;
   }
   const started = daemon;
@@ -115,7 +139,9 @@ export async function startDockerd(): Promise<DockerdHandle> {
       await started.stop(20_000);
       await ownContainerd.stop();
       removeCreatedDirs(preexisting);
+      unmountUnder(dir.path);
       await dir.cleanup();
+      liveDirs.delete(dir.path);
     },
   };
   return handle;

@@ -1,8 +1,13 @@
 #!/usr/bin/env node
 // Makes sure what ferry's tests, demo and benchmark need is installed: the npm
 // dependencies (npm install when they are missing), and the peer programs they
-// run against — the CNCF registry, skopeo, OpenSSH's sshd. Peers come from
-// Debian's packages when running as root; otherwise it says exactly what to run.
+// run against — the CNCF registry, skopeo, OpenSSH's sshd, and the image consumers
+// the interop tests load ferry's output into (podman, buildah, umoci, containerd's
+// ctr, Docker's dockerd). Peers come from Debian's packages when running as root;
+// otherwise it says exactly what to run. The consumers run as root with the vfs
+// storage driver (test/support/podman.ts, dockerd.ts): no fuse-overlayfs needed.
+// On a machine with systemd, installing docker.io and containerd also enables their
+// system services; the tests never use those (each starts its own on a private socket).
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -22,9 +27,16 @@ const peers = [
   { bin: ['/usr/bin/htpasswd'], pkg: 'apache2-utils', why: 'bcrypt htpasswd files for the registry auth tests' },
   { bin: ['/usr/bin/openssl'], pkg: 'openssl', why: 'throwaway token-signing keys for the registry token-auth tests' },
   { bin: ['/usr/bin/time'], pkg: 'time', why: 'CPU time and peak RSS of each benchmark run (npm run bench)' },
+  { bin: ['/usr/bin/podman'], pkg: 'podman', why: 'podman load / podman pull of what ferry writes' },
+  { bin: ['/usr/bin/buildah'], pkg: 'buildah', why: 'builds real images for the interop tests and pulls what ferry writes' },
+  { bin: ['/usr/bin/newuidmap', '/usr/bin/newgidmap'], pkg: 'uidmap', why: 'user namespace maps podman and buildah expect' },
+  { bin: ['/usr/bin/umoci'], pkg: 'umoci', why: 'the OCI image-spec reference tool reading ferry\'s OCI layouts' },
+  { bin: ['/usr/bin/containerd', '/usr/bin/ctr'], pkg: 'containerd', why: 'ctr images import / pull against a private containerd' },
+  { bin: ['/usr/sbin/dockerd', '/usr/bin/docker'], pkg: 'docker.io', why: 'docker load / docker pull against a private dockerd' },
+  { bin: ['/usr/sbin/iptables'], pkg: 'iptables', why: 'dockerd\'s network setup (docker.io depends on it; the tests run it with --iptables=false)' },
 ];
 
-const missing = peers.filter((p) => !p.bin.some((b) => existsSync(b)));
+const missing = peers.filter((p) => !p.bin.every((b) => existsSync(b)));
 if (missing.length === 0) process.exit(0);
 
 const pkgs = missing.map((p) => p.pkg);
@@ -38,7 +50,7 @@ console.error(`ferry: installing ${pkgs.join(' ')} from Debian packages…`);
 const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
 execFileSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
 execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...pkgs], { stdio: 'inherit', env });
-const still = peers.filter((p) => !p.bin.some((b) => existsSync(b)));
+const still = peers.filter((p) => !p.bin.every((b) => existsSync(b)));
 if (still.length > 0) {
   console.error(`ferry: still missing after install: ${still.map((p) => p.pkg).join(', ')}`);
   process.exit(9);

@@ -1,8 +1,8 @@
 import { join, posix, resolve } from 'node:path';
 import { copyImages, type CopyReport } from '../copy/engine.js';
 import type { CopyObserver } from '../copy/events.js';
-import { type CopyPlan, type PlannedImage, planCopy } from '../copy/plan.js';
-import { FerryError } from '../errors.js';
+import { type CopyPlan, type PlanFailure, type PlannedImage, planCopy } from '../copy/plan.js';
+import { asFerryError, FerryError } from '../errors.js';
 import { writeFileAtomic } from '../fsys/atomic.js';
 import type { FileSystemPort } from '../fsys/port.js';
 import { SftpFileSystem } from '../fsys/sftp.js';
@@ -15,7 +15,7 @@ import { formatBytes } from '../format.js';
 import { assertNoTagCollisions, requestsFromBundle } from './bundle-requests.js';
 import { failureError } from './failures.js';
 import type { RegistryAccess, RegistryConnection } from './registry-access.js';
-import { parseRenames } from './repository-mapping.js';
+import { mapFullName, matchesPattern, parseRenames } from './repository-mapping.js';
 import { explainMissingBases, supplyBasesToDestination } from '../delta/supply.js';
 import { type KindName, type Location, openDestinationAt, type OpenedDestination } from './locations.js';
 
@@ -105,20 +105,29 @@ async function withSsh(opts: ImportOptions, ssh: SshOptions): Promise<ImportRece
 async function importWith(opts: ImportOptions, remote?: FileSystemPort): Promise<ImportReceipt> {
   const started = new Date();
   if (opts.prune && opts.to.kind !== 'registry-layout') throw new FerryError('E_USAGE', '--prune applies to --to registry-layout only');
-  const { destination, prefix, display: location, registry } = await openTarget(opts, remote);
+  const { destination, prefix, display: location, registry, fullNames } = await openTarget(opts, remote);
   const source = await RepairedSource.open([opts.bundle, ...(opts.volumes ?? [])]);
   let receipt: ImportReceipt;
   try {
     const meta = source.metadata;
-    const requests = requestsFromBundle(meta, { patterns: opts.images ?? [], renames: parseRenames(opts.renames ?? []), prefix, flatten: opts.flatten });
+    const renames = parseRenames(opts.renames ?? []);
+    let requests = requestsFromBundle(meta, { patterns: opts.images ?? [], ...(fullNames ? { identity: true } : { renames, prefix, flatten: opts.flatten }) });
+    // Where the name is all a loader shows (a docker archive), it stays whole: registry kept, renames applied.
+    if (fullNames) requests = requests.map((r) => ({ ...r, targetRepository: mapFullName(r.sourceRepository, renames) }));
     // A tag is a single pointer in every target kind: two images aimed at it means one silently loses.
     assertNoTagCollisions(requests);
     const copyOpts = { jobs: opts.jobs, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.observer ? { observer: opts.observer } : {}) };
     let plan = await planCopy(source, requests, copyOpts);
     const before = opts.beforeCopy ? await opts.beforeCopy(plan, registry ? { registry, destination } : { destination }) : undefined;
-    const skipped = (before?.skipped ?? []).map(skippedEntry);
-    if (before?.skipped?.length) {
-      const leave = new Set(before.skipped.map((s) => s.image));
+    const leaveOut = [...(before?.skipped ?? [])];
+    if (destination.admit) {
+      const screened = admitted(plan, destination, opts.images ?? [], opts.observer);
+      leaveOut.push(...screened.skips);
+      plan = { images: plan.images.filter((i) => !screened.failed.has(i)), failures: [...plan.failures, ...screened.failures] };
+    }
+    const skipped = leaveOut.map(skippedEntry);
+    if (leaveOut.length > 0) {
+      const leave = new Set(leaveOut.map((s) => s.image));
       plan = { ...plan, images: plan.images.filter((i) => !leave.has(i)) };
     }
     if (opts.dryRun) {
@@ -153,7 +162,64 @@ async function importWith(opts: ImportOptions, remote?: FileSystemPort): Promise
   }
 }
 
-function skippedEntry(s: NonNullable<BeforeCopyResult['skipped']>[number]): ImportReceipt['images'][number] {
+type Skip = NonNullable<BeforeCopyResult['skipped']>[number];
+
+/**
+ * Asks a destination that cannot hold every image (a docker archive takes
+ * runnable images only) about each planned image, before the first byte:
+ * returns those to leave out, each with its reason, and moves the images it
+ * refuses outright (E_NOT_FOUND: an index without the archive's platform) to
+ * the plan's failures. Leaving out what cannot land is success, unless it is
+ * all that was selected, or all that one `--image` pattern selected (the user
+ * asked for it by name): then nothing is written and the import fails with
+ * E_UNSUPPORTED_MEDIA_TYPE.
+ */
+function admitted(plan: CopyPlan, destination: ImageDestination, patterns: string[], observer?: CopyObserver): {
+  skips: Skip[]; failures: PlanFailure[]; failed: Set<PlannedImage>;
+} {
+  const skips: Skip[] = [];
+  const failures: PlanFailure[] = [];
+  const failed = new Set<PlannedImage>();
+  const loadable: PlannedImage[] = [];
+  for (const image of plan.images) {
+    try {
+      const answer = destination.admit!({ top: image.top.digest, parsed: image.parsed, origin: image.request.origin });
+      if (!answer.admit) {
+        skips.push({ image, reason: answer.reason });
+        continue;
+      }
+      loadable.push(image);
+      if (answer.warning) observer?.warning?.(`${image.request.origin}: ${answer.warning}`);
+    } catch (e) {
+      const error = asFerryError(e);
+      if (error.code !== 'E_NOT_FOUND') throw error;
+      failures.push({ request: image.request, error });
+      failed.add(image);
+      observer?.imageFailed?.(image.request.origin, error);
+    }
+  }
+  if (skips.length === 0) return { skips, failures, failed };
+  const isSkipped = new Set(skips.map((s) => s.image));
+  const matches = (p: string, i: PlannedImage) => matchesPattern(i.request.origin, p) || matchesPattern(`${i.request.sourceRepository}:${i.request.targetTag ?? ''}`, p);
+  const named = patterns.filter((p) => {
+    const hit = plan.images.filter((i) => matches(p, i));
+    return hit.length > 0 && hit.every((i) => isSkipped.has(i));
+  });
+  const everything = loadable.length === 0 && failures.length === 0 && plan.failures.length === 0;
+  if (named.length > 0 || everything) {
+    const cause = named.length > 0
+      ? `--image ${named.map((p) => JSON.stringify(p)).join(', ')} selects nothing ${destination.description} can hold`
+      : `none of the ${skips.length} selected image${skips.length === 1 ? '' : 's'} can go into ${destination.description}`;
+    const listed = skips.filter((s) => everything || named.some((p) => matches(p, s.image)));
+    throw new FerryError('E_UNSUPPORTED_MEDIA_TYPE', `${cause}:\n${listed.slice(0, 20).map((s) => `  ${s.image.request.origin}: ${s.reason}`).join('\n')}${listed.length > 20 ? `\n  … and ${listed.length - 20} more` : ''}`, {
+      hint: 'write signatures, SBOMs and other artifacts with --to oci or --to registry-layout, or select images with --image',
+      details: { skipped: listed.map((s) => ({ image: s.image.request.origin, reason: s.reason })) },
+    });
+  }
+  return { skips, failures, failed };
+}
+
+function skippedEntry(s: Skip): ImportReceipt['images'][number] {
   const r = s.image.request;
   return {
     origin: r.origin, repository: r.targetRepository, ...(r.targetTag !== undefined ? { tag: r.targetTag } : {}), digest: s.image.top.digest,

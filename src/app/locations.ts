@@ -45,6 +45,12 @@ export interface OpenedDestination {
   display: string;
   /** Set for registry destinations: the connection their preflight (Harbor, tags) uses. */
   registry?: RegistryConnection;
+  /**
+   * Images keep their whole name, registry included (`quay.io/calico/node`):
+   * where the name is all a loader shows (docker-archive), dropping the host
+   * would make `docker load` call it `docker.io/calico/node`.
+   */
+  fullNames?: boolean;
 }
 
 interface Kind {
@@ -112,7 +118,7 @@ const KINDS: readonly Kind[] = [
     async destination(location, env) {
       const { openDockerArchive } = await import('../transports/docker-archive/index.js');
       const path = resolve(location);
-      return { destination: openDockerArchive(path, env.platform ? { platform: env.platform } : {}), prefix: '', display: path };
+      return { destination: openDockerArchive(path, env.platform ? { platform: env.platform } : {}), prefix: '', display: path, fullNames: true };
     },
   },
   {

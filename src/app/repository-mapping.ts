@@ -1,5 +1,5 @@
 import { FerryError } from '../errors.js';
-import { splitQualifiedName, validateRepository } from '../oci/reference.js';
+import { isValidRegistry, isValidRepository, splitQualifiedName, validateQualifiedName, validateRepository } from '../oci/reference.js';
 
 /**
  * Maps the registry-qualified names a bundle stores (`docker.io/library/nginx`)
@@ -12,6 +12,10 @@ import { splitQualifiedName, validateRepository } from '../oci/reference.js';
  *   4. a target prefix (`--to host/mirror`) is put in front (it does not count
  *      toward N: the prefix is the user's own choice of place).
  * The result must be a valid repository path, or the image is refused.
+ *
+ * A docker archive has no registry of its own: the name it stores is the name a
+ * loader gives the image, so there the host is kept (`mapFullName`) and a
+ * `--rename` target may be a registry (`quay.io=127.0.0.1:5941`).
  */
 export interface Rename {
   from: string;
@@ -24,7 +28,8 @@ export function parseRenames(specs: string[]): Rename[] {
     if (eq <= 0) throw new FerryError('E_USAGE', `--rename ${JSON.stringify(spec)}: expected OLD_PREFIX=NEW_PREFIX`, { hint: 'e.g. --rename docker.io/library=library' });
     const from = spec.slice(0, eq).replace(/\/+$/, '');
     const to = spec.slice(eq + 1).replace(/\/+$/, '');
-    if (to !== '') validateRepository(to, `--rename ${spec}`);
+    // A repository path, or a registry host[:port] with an optional path (docker-archive names keep the registry).
+    if (to !== '' && !isValidRepository(to) && !isRegistryOnly(to)) validateQualifiedName(to, `--rename ${spec}`);
     return { from, to };
   });
 }
@@ -54,21 +59,46 @@ export function flattenRepository(name: string, depth: number): string {
   return [...parts.slice(0, depth - 1), parts.slice(depth - 1).join('-')].join('/');
 }
 
-export function mapRepository(qualified: string, renames: Rename[], prefix = '', flatten?: number): string {
+/** `127.0.0.1:5941`, `quay.io`, `localhost`: a registry host[:port] alone, by docker's rule for a first component. */
+function isRegistryOnly(text: string): boolean {
+  return !text.includes('/') && (text.includes('.') || text.includes(':') || text === 'localhost') && isValidRegistry(text);
+}
+
+/** The longest `--rename` prefix (whole path components) applied to `qualified`; undefined when none matches. */
+function renamed(qualified: string, renames: Rename[]): string | undefined {
   let best: Rename | undefined;
   for (const r of renames) {
     if ((qualified === r.from || qualified.startsWith(`${r.from}/`)) && (!best || r.from.length > best.from.length)) best = r;
   }
-  let name: string;
-  if (best) {
-    const rest = qualified.slice(best.from.length).replace(/^\//, '');
-    name = [best.to, rest].filter((s) => s !== '').join('/');
-  } else {
-    name = splitQualifiedName(qualified).repository;
-  }
+  if (!best) return undefined;
+  const rest = qualified.slice(best.from.length).replace(/^\//, '');
+  return [best.to, rest].filter((s) => s !== '').join('/');
+}
+
+export function mapRepository(qualified: string, renames: Rename[], prefix = '', flatten?: number): string {
+  let name = renamed(qualified, renames) ?? splitQualifiedName(qualified).repository;
   if (flatten !== undefined) name = flattenRepository(name, flatten);
   if (prefix) name = `${prefix}/${name}`;
+  const host = splitQualifiedName(name).registry;
+  if (host !== undefined && host.includes(':')) {
+    throw new FerryError('E_USAGE', `repository for ${qualified}: "${name}" starts with a registry (${host}); this target takes repository paths`, {
+      hint: 'a --rename to a registry host[:port] applies to --to docker-archive, whose names keep their registry; for a registry target give the host with --to', details: { name },
+    });
+  }
   return validateRepository(name, `repository for ${qualified}`);
+}
+
+/**
+ * The name a docker archive stores for an image (its `RepoTags`), which is the name
+ * `docker load`, `podman load` and `ctr import` give it: the bundle's full name,
+ * registry included (`quay.io/calico/node`), after the longest `--rename` prefix.
+ * Always written fully qualified, `docker.io/library/nginx` too: docker save's short
+ * form (`nginx`) is read as `docker.io/library/nginx` by docker and containerd but as
+ * `localhost/nginx` by podman 4 (measured in test/integration/interop-archive.test.ts),
+ * while the full form gives the same name in all three.
+ */
+export function mapFullName(qualified: string, renames: Rename[]): string {
+  return validateQualifiedName(renamed(qualified, renames) ?? qualified, `name for ${qualified}`);
 }
 
 /** Glob over image references: `*` any run of characters, `?` one. */

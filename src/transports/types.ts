@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { Digest } from '../oci/digest.js';
-import type { Descriptor, Manifest } from '../oci/manifest.js';
+import type { Descriptor, Manifest, ParsedManifest } from '../oci/manifest.js';
 
 /**
  * The one interface for every place images live: a registry over HTTP, a ferry
@@ -87,9 +87,27 @@ export interface ImageRecord {
   sourceDigest?: Digest;
 }
 
+/** An image as planned, as a destination judges it before the first byte. */
+export interface AdmissionRequest {
+  top: Digest;
+  /** Every manifest of the image (children included), parsed. */
+  parsed: ReadonlyMap<Digest, ParsedManifest>;
+  /** For messages. */
+  origin: string;
+}
+
+/** Take the image (perhaps with a warning for the user), or leave it out with why. */
+export type Admission = { admit: true; warning?: string } | { admit: false; reason: string };
+
 export interface ImageDestination {
   readonly description: string;
   readonly capabilities: DestinationCapabilities;
+  /**
+   * For destinations that cannot hold every image (a docker archive takes
+   * runnable images only): asked once per planned image before any byte moves.
+   * May throw a FerryError (E_NOT_FOUND) to fail that image alone.
+   */
+  admit?(image: AdmissionRequest): Admission;
   hasBlob(repository: string, desc: Descriptor, opts?: OpOptions): Promise<boolean>;
   /**
    * Reads `data` to its end. The blob becomes visible only if the stream ended

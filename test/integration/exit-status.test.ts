@@ -182,9 +182,11 @@ describe('two images on one tag are refused before the first byte, for every tar
       const both = join(tmp.path, 'collide.tar');
       const e = await runFerry(['export', `${reg.host}/exit/app0:1`, `${other.host}/exit/app0:1`, '-o', both, '--plain-http', reg.host, '--plain-http', other.host, '--cache', join(tmp.path, 'cache'), '-q']);
       expect(e.code, e.stderr).toBe(0);
+      // A docker archive keeps the registry in its names, so there it takes a rename onto one name to collide.
       for (const kind of ['registry-layout', 'skopeo-dir', 'oci', 'docker-archive']) {
         const target = join(tmp.path, `collide-${kind}`);
-        const r = await runFerry(['import', both, '--to', kind, target, '--json', '--receipt', join(tmp.path, `collide-${kind}.json`)]);
+        const rename = kind === 'docker-archive' ? ['--rename', `${other.host}=${reg.host}`] : [];
+        const r = await runFerry(['import', both, '--to', kind, target, ...rename, '--json', '--receipt', join(tmp.path, `collide-${kind}.json`)]);
         expect(r.code, `${kind}: ${r.stdout}`).toBe(2);
         const doc = errorDoc(r);
         expect(doc.code).toBe('E_USAGE');

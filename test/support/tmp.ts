@@ -1,6 +1,7 @@
 // Temporary directories for tests: each one is removed by its own cleanup() and,
 // as a safety net for tests that crash before their afterAll, when the worker exits.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,9 +29,31 @@ function installExitHook(): void {
   });
 }
 
-export function makeTempDir(prefix = 'ferry-test-'): TempDir {
+export interface TempDirOptions {
+  /**
+   * A path of lowercase letters, digits and `-` only (mkdtemp's suffix has capitals):
+   * `podman pull oci:DIR:REF` names the image `localhost/DIR` and refuses a DIR with capitals.
+   */
+  lowercase?: boolean;
+}
+
+function lowercaseTempDir(prefix: string): string {
+  if (prefix !== prefix.toLowerCase()) throw new Error(`makeTempDir: prefix ${prefix} is not lowercase`);
+  for (;;) {
+    const path = join(tmpdir(), `${prefix}${randomBytes(6).toString('hex')}`);
+    try {
+      mkdirSync(path, { mode: 0o700 });
+      return path;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+  }
+}
+
+export function makeTempDir(prefix = 'ferry-test-', opts: TempDirOptions = {}): TempDir {
   installExitHook();
-  const path = mkdtempSync(join(tmpdir(), prefix.endsWith('-') ? prefix : `${prefix}-`));
+  const full = prefix.endsWith('-') ? prefix : `${prefix}-`;
+  const path = opts.lowercase ? lowercaseTempDir(full) : mkdtempSync(join(tmpdir(), full));
   pending.add(path);
   return {
     path,

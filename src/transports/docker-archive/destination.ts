@@ -7,14 +7,15 @@ import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { FerryError } from '../../errors.js';
 import { type Digest, digestHex, sha256Digest } from '../../oci/digest.js';
-import { type Descriptor, type Manifest, blobsOf, parseManifest } from '../../oci/manifest.js';
-import { formatPlatform, type Platform, platformMatches } from '../../oci/platform.js';
-import { validateRepository, validateTag } from '../../oci/reference.js';
-import type { DestinationCapabilities, ImageDestination, ImageRecord, OpOptions } from '../types.js';
+import { type Descriptor, type Manifest, type ParsedManifest, parseManifest } from '../../oci/manifest.js';
+import type { Platform } from '../../oci/platform.js';
+import { validateQualifiedName, validateTag } from '../../oci/reference.js';
+import type { Admission, AdmissionRequest, DestinationCapabilities, ImageDestination, ImageRecord, OpOptions } from '../types.js';
 import { drain, fileSize, FILE_MODE, mkdirs } from '../../fsys/files.js';
 import { streamToFileAtomic } from '../../fsys/atomic.js';
 import { tempPathFor } from '../../fsys/atomic.js';
 import { type ArchiveEntry, configName, layerName } from './archive-manifest.js';
+import { type ArchiveChoice, chooseArchiveImage } from './loadable.js';
 
 export interface DockerArchiveDestinationOptions {
   /** The instance taken from an index: a docker-archive holds single-platform images only. Default linux/amd64. */
@@ -31,7 +32,9 @@ interface Chosen {
 /**
  * Writes a `docker save`-style archive for `docker load`, `podman load` and
  * `ctr import`: manifest.json, each config as `<hex>.json`, each layer once as
- * `<hex>.tar` shared between images. Layers are stored as they came (usually
+ * `<hex>.tar` shared between images. Only runnable images go in (loadable.ts:
+ * callers leave the rest out before copying; putImage refuses them). The names
+ * (`RepoTags`) are full references, registry included, as the loaders then show them. Layers are stored as they came (usually
  * gzip'd): the loaders detect compression, the archive stays as small as the
  * registry copy, and no bytes are rewritten. The archive has no place for a
  * manifest, so the loaded image's manifest digest is the loader's own; config
@@ -78,28 +81,46 @@ export class DockerArchiveDestination implements ImageDestination {
     this.manifests.set(manifest.digest, manifest);
   }
 
+  /**
+   * What this archive would take for an image (`top` and its parsed manifests, children
+   * included): the manifest it loads, or why it is left out. Throws E_NOT_FOUND for an
+   * index of images without this archive's platform.
+   */
+  choose(top: Digest, parsed: ReadonlyMap<Digest, ParsedManifest>, where: string): ArchiveChoice {
+    return chooseArchiveImage(top, parsed, this.platform, where);
+  }
+
+  admit(image: AdmissionRequest): Admission {
+    const choice = this.choose(image.top, image.parsed, image.origin);
+    if (!choice.load) return { admit: false, reason: `${choice.reason}: a docker archive holds runnable images only` };
+    return choice.image.zstd ? { admit: true, warning: 'its layers are zstd-compressed; docker before 23.0 cannot load them (podman and containerd can)' } : { admit: true };
+  }
+
   async putImage(image: ImageRecord): Promise<void> {
-    const repository = validateRepository(image.repository);
-    const where = `${repository}${image.tag !== undefined ? `:${image.tag}` : `@${image.manifest.digest}`}`;
-    let m = image.manifest;
-    let parsed = parseManifest(m.bytes, m.mediaType, where);
-    if (parsed.kind === 'index') {
-      const child = parsed.manifests.find((c) => platformMatches(c.platform, this.platform));
-      if (!child) {
-        const have = parsed.manifests.map((c) => (c.platform ? formatPlatform(c.platform) : '?')).join(', ');
-        throw new FerryError('E_NOT_FOUND', `${where}: no ${formatPlatform(this.platform)} image in the index (it has ${have})`, {
-          hint: 'a docker archive holds one platform per image; choose one with --platform', details: { image: where },
-        });
-      }
-      const cm = this.manifests.get(child.digest);
-      if (!cm) throw missing(where, 'manifest', child.digest);
-      m = cm;
-      parsed = parseManifest(m.bytes, m.mediaType, `${where} (${formatPlatform(this.platform)})`);
+    const name = validateQualifiedName(image.repository);
+    const where = `${name}${image.tag !== undefined ? `:${image.tag}` : `@${image.manifest.digest}`}`;
+    const parsed = new Map<Digest, ParsedManifest>();
+    const top = parseManifest(image.manifest.bytes, image.manifest.mediaType, where);
+    parsed.set(image.manifest.digest, top);
+    for (const c of top.manifests) {
+      const cm = this.manifests.get(c.digest);
+      if (!cm) throw missing(where, 'manifest', c.digest);
+      parsed.set(c.digest, parseManifest(cm.bytes, cm.mediaType, `${where} child ${c.digest}`));
     }
-    for (const b of blobsOf(parsed)) if (!(await this.hasBlob(repository, b))) throw missing(where, 'blob', b.digest);
-    const chosen = this.images.get(m.digest) ?? { config: parsed.config!, layers: parsed.layers, repoTags: [] };
-    if (image.tag !== undefined) chosen.repoTags.push(`${repository}:${validateTag(image.tag)}`);
-    this.images.set(m.digest, chosen);
+    const choice = this.choose(image.manifest.digest, parsed, where);
+    if (!choice.load) {
+      throw new FerryError('E_UNSUPPORTED_MEDIA_TYPE', `${where}: ${choice.reason}; a docker archive holds runnable images only`, {
+        hint: 'leave it out of the archive, or import it with --to oci or --to registry-layout', details: { image: where },
+      });
+    }
+    const { manifest, config, layers } = choice.image;
+    for (const b of [config, ...layers]) if (!(await this.hasBlob(name, b))) throw missing(where, 'blob', b.digest);
+    const chosen = this.images.get(manifest) ?? { config, layers, repoTags: [] };
+    if (image.tag !== undefined) {
+      const ref = `${name}:${validateTag(image.tag)}`;
+      if (!chosen.repoTags.includes(ref)) chosen.repoTags.push(ref);
+    }
+    this.images.set(manifest, chosen);
   }
 
   async commit(opts: OpOptions = {}): Promise<void> {

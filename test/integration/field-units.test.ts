@@ -67,7 +67,7 @@ describe('size units', () => {
   }, 60_000);
 
   it('--split 1MiB and 1M are 1,048,576 bytes: volumes larger than 1MB allows', async () => {
-    for (const [size, reading] of [['1MiB', 'binary MiB'], ['1M', 'binary M = MiB']]) {
+    for (const [size, reading] of [['1MiB', 'binary MiB'], ['1M', 'binary M = MiB']] as const) {
       const { sizes, doc, stderr } = await splitExport(size);
       for (const s of sizes) expect(s).toBeLessThanOrEqual(1_048_576);
       expect(Math.max(...sizes)).toBeGreaterThan(1_000_000);

@@ -22,6 +22,11 @@ const peers = [
   { bin: ['/usr/bin/htpasswd'], pkg: 'apache2-utils', why: 'bcrypt htpasswd files for the registry auth tests' },
   { bin: ['/usr/bin/openssl'], pkg: 'openssl', why: 'throwaway token-signing keys for the registry token-auth tests' },
   { bin: ['/usr/bin/time'], pkg: 'time', why: 'CPU time and peak RSS of each benchmark run (npm run bench)' },
+  { bin: ['/usr/bin/docker-credential-pass'], pkg: 'golang-docker-credential-helpers', why: 'the real docker credential helper the ferry login tests store through' },
+  { bin: ['/usr/bin/pass'], pkg: 'pass', why: 'the password store docker-credential-pass keeps credentials in' },
+  { bin: ['/usr/bin/gpg'], pkg: 'gnupg', why: 'a throwaway key for the pass store of the credential-helper tests' },
+  { bin: ['/usr/bin/script'], pkg: 'bsdutils', why: 'a real terminal for the password-prompt test (script from util-linux)' },
+  { bin: ['/usr/bin/unshare'], pkg: 'util-linux', why: 'runs the packaged ferry with no network for the offline-install test' },
 ];
 
 const missing = peers.filter((p) => !p.bin.some((b) => existsSync(b)));

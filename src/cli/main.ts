@@ -13,6 +13,8 @@ import { inventoryCommand } from './commands/inventory.js';
 import { diffCommand } from './commands/diff.js';
 import { mergeCommand } from './commands/merge.js';
 import { planCommand } from './commands/plan.js';
+import { loginCommand } from './commands/login.js';
+import { logoutCommand } from './commands/logout.js';
 import { TOOL_VERSION } from '../version.js';
 import { envName, loadSettings } from '../app/config.js';
 import { useSiteSettings } from './context.js';
@@ -66,6 +68,8 @@ export async function main(args: string[]): Promise<void> {
     .command(inventoryCommand)
     .command(diffCommand)
     .command(mergeCommand)
+    .command(loginCommand)
+    .command(logoutCommand)
     .demandCommand(1, 'name a command: export, plan, inspect, verify, import, push, inventory, diff, merge or demo')
     .strict()
     .version(TOOL_VERSION)

@@ -11,7 +11,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FERRY_BIN, REPO_ROOT } from '../support/cli.js';
 import type { RegistryHandle } from '../support/registry.js';
 import { cliSchemaRef, describeErrors, schemaErrors } from '../support/schemas.js';
+import { startSshd } from '../support/sshd.js';
 import { makeTempDir, type TempDir } from '../support/tmp.js';
+import { makeSshHome, startWitnessRelay } from './ssh-fixture.js';
 import { authRegistry, ferry, forms, leftovers, PASSWORD, REPO, USER, WRONG } from './login-fixture.js';
 
 const run = promisify(execFile);
@@ -167,6 +169,27 @@ describe('ferry logout', () => {
     const again = await ferry(['logout', basic.host], d.env);
     expect(again.code).toBe(0);
     expect(again.stdout).toContain(`not logged in to ${basic.host}`);
+  }, 60_000);
+});
+
+describe('ferry login --ssh', () => {
+  it('checks the credentials through the jump host: the registry sees only sshd', async () => {
+    const sshd = await startSshd();
+    const home = makeSshHome(sshd);
+    const relay = await startWitnessRelay(basic.port);
+    try {
+      const d = dockerDir();
+      const env = { ...d.env, HOME: home.home, SSH_AUTH_SOCK: '' };
+      const wrong = await ferry(['login', relay.host, '-u', USER, '--password-stdin', '--ssh', home.alias], env, `${WRONG}\n`);
+      expect(wrong.code, wrong.stderr).toBe(4);
+      const r = await ferry(['login', relay.host, '-u', USER, '--password-stdin', '--ssh', home.alias], env, `${PASSWORD}\n`);
+      expect(r.code, r.stderr).toBe(0);
+      expect(relay.connections.length).toBeGreaterThan(0);
+      expect(new Set(relay.connections.map((c) => c.comm.replace(/-session$/, '')))).toEqual(new Set(['sshd']));
+      expect(readJson(d.file).auths![relay.host]).toEqual({ auth: b64(`${USER}:${PASSWORD}`) });
+    } finally {
+      await Promise.all([relay.stop(), sshd.stop(), home.tmp.cleanup()]);
+    }
   }, 60_000);
 });
 

@@ -34,6 +34,11 @@ const peers = [
   { bin: ['/usr/bin/containerd', '/usr/bin/ctr'], pkg: 'containerd', why: 'ctr images import / pull against a private containerd' },
   { bin: ['/usr/sbin/dockerd', '/usr/bin/docker'], pkg: 'docker.io', why: 'docker load / docker pull against a private dockerd' },
   { bin: ['/usr/sbin/iptables'], pkg: 'iptables', why: 'dockerd\'s network setup (docker.io depends on it; the tests run it with --iptables=false)' },
+  { bin: ['/usr/bin/docker-credential-pass'], pkg: 'golang-docker-credential-helpers', why: 'the real docker credential helper the ferry login tests store through' },
+  { bin: ['/usr/bin/pass'], pkg: 'pass', why: 'the password store docker-credential-pass keeps credentials in' },
+  { bin: ['/usr/bin/gpg'], pkg: 'gnupg', why: 'a throwaway key for the pass store of the credential-helper tests' },
+  { bin: ['/usr/bin/script'], pkg: 'bsdutils', why: 'a real terminal for the password-prompt test (script from util-linux)' },
+  { bin: ['/usr/bin/unshare'], pkg: 'util-linux', why: 'runs the packaged ferry with no network for the offline-install test' },
 ];
 
 const missing = peers.filter((p) => !p.bin.every((b) => existsSync(b)));

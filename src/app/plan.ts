@@ -284,9 +284,6 @@ async function requestsOf(opts: PlanOptions): Promise<ImageRequest[]> {
   });
 }
 
-/** One reading of sizes for plan and export, so both agree on the cut. */
-export { parseSize } from '../transports/bundle/volumes.js';
-
 export function renderPlan(p: ExportPlan): string {
   const rows = [['IMAGE', 'SIZE', 'UNIQUE', 'SHARED', 'PLATFORMS']];
   for (const i of p.images) rows.push([i.reference, formatBytes(i.bytes), formatBytes(i.uniqueBytes), formatBytes(i.sharedBytes), i.platforms.join(',') || '-']);
@@ -306,6 +303,6 @@ export function renderPlan(p: ExportPlan): string {
     `bundle: about ${formatBytes(p.bundle.approxFileBytes)} uncompressed (zstd makes it smaller)`,
     `disk needed: export about ${formatBytes(p.disk.export)} (cache + bundle), import about ${formatBytes(p.disk.import)} (bundle + target)`,
   );
-  if (p.split) lines.push(`volumes of ${formatBytes(p.split.volumeBytes)}: ${p.split.volumes}`);
+  if (p.split) lines.push(`volumes of ${p.split.volumeBytes.toLocaleString('en-US')} bytes (${formatBytes(p.split.volumeBytes)}): ${p.split.volumes}`);
   return lines.join('\n');
 }

@@ -1,16 +1,18 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
-import { basename, posix } from 'node:path';
+import { readFile, stat } from 'node:fs/promises';
+import { basename, posix, resolve } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { FerryError } from '../errors.js';
+import { FerryError, isFerryError } from '../errors.js';
 import { RESUME_OVERLAP, SftpFileSystem } from '../fsys/sftp.js';
 import { SshSession, type SshOptions } from '../net/ssh/session.js';
+import { BundleSource } from '../transports/bundle/reader.js';
+import { parseSidecar, volumeName } from '../transports/bundle/volumes.js';
 
 /**
- * `ferry send`: carries a bundle (its sidecar metadata and any further volumes
- * named) to a host over SFTP. Uploads go to a fixed partial name beside the
+ * `ferry send`: carries a bundle with its sidecar metadata, or a split
+ * bundle's whole set (named by its `.sha256` list or any one volume), to a host over SFTP. Uploads go to a fixed partial name beside the
  * target, so an interrupted run resumes by appending from the partial file's
  * size; the copy is renamed into place only after its sha256, computed on the
  * remote host (sha256sum, else read back over SFTP), equals the local one.
@@ -82,22 +84,112 @@ export async function sendBundle(opts: SendOptions): Promise<SendReport> {
   }
 }
 
-/** Which files go: each one named, and beside each its `.ferry.json` sidecar when there is one (sent last, so its presence means the bundle is complete). */
-async function filesToSend(files: string[]): Promise<{ path: string; size: number }[]> {
-  const main: { path: string; size: number }[] = [];
-  const sidecars: { path: string; size: number }[] = [];
-  for (const f of files) {
-    const s = await stat(f).catch((e: NodeJS.ErrnoException) => {
-      throw new FerryError('E_USAGE', `${f}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`, { hint: 'name the bundle file to send', cause: e });
-    });
-    if (!s.isFile()) throw new FerryError('E_USAGE', `${f}: not a file`, { hint: 'name the bundle file to send' });
-    main.push({ path: f, size: s.size });
-    if (!f.endsWith('.ferry.json') && !files.includes(`${f}.ferry.json`)) {
-      const side = await stat(`${f}.ferry.json`).catch(() => undefined);
-      if (side?.isFile()) sidecars.push({ path: `${f}.ferry.json`, size: side.size });
-    }
+/** One file to send; `expectedSha256` when a split bundle's `.sha256` list names it (a damaged volume is not sent). */
+interface FileToSend {
+  path: string;
+  size: number;
+  expectedSha256?: string;
+}
+
+/** `release.001.tar.zst` → stem `release`, compressed: the name writeVolumes gives volume files. */
+const VOLUME_NAME = /^(.+)\.\d{3,}\.tar(\.zst)?$/;
+
+/** A split bundle's files: the volumes in order, then `STEM.ferry.json` and `STEM.sha256` (written last by export, sent last here). */
+interface VolumeSetFiles {
+  volumes: { path: string; expectedSha256?: string }[];
+  trailing: string[];
+}
+
+const exists = (p: string): Promise<boolean> => stat(p).then((s) => s.isFile(), () => false);
+
+/**
+ * The whole split bundle a `.sha256` list or one of its volumes belongs to;
+ * undefined for any other file. Every volume must be here: a set sent in part
+ * would look complete at the far side only to fail there.
+ */
+async function volumeSetOf(file: string): Promise<VolumeSetFiles | undefined> {
+  let list: string;
+  let stem: string;
+  const m = VOLUME_NAME.exec(file);
+  if (file.endsWith('.sha256')) {
+    list = file;
+    stem = file.slice(0, -'.sha256'.length);
+  } else if (m) {
+    stem = m[1]!;
+    list = `${stem}.sha256`;
+  } else {
+    return undefined;
   }
-  return [...main, ...sidecars];
+  const trailing = [`${stem}.ferry.json`, list];
+  let volumes: VolumeSetFiles['volumes'];
+  if (await exists(list)) {
+    const text = await readFile(list, 'utf8').catch((e: NodeJS.ErrnoException) => {
+      throw new FerryError('E_IO', `${list}: ${e.message}`, { cause: e });
+    });
+    volumes = parseSidecar(text, list).map((e) => ({ path: e.path, expectedSha256: e.sha256 }));
+    if (m && !volumes.some((v) => basename(v.path) === basename(file))) {
+      throw new FerryError('E_USAGE', `${file}: not listed in ${list}, the checksum list of the set it is named for`, {
+        hint: 'send the set by its .sha256 list, or rename the file so it does not look like a volume of another set',
+        details: { file, list },
+      });
+    }
+  } else if (m) {
+    // No list (not copied along, or deleted): the volume's own metadata says how many there are.
+    const meta = await BundleSource.peekMetadata(file).catch(() => undefined);
+    if (!meta?.volume) return undefined; // named like a volume, but not one: a plain file
+    const count = meta.volume.count;
+    volumes = Array.from({ length: count }, (_, i) => ({ path: volumeName(stem, i, count, m[2] !== undefined) }));
+  } else {
+    throw new FerryError('E_USAGE', `${file}: no such file`, { hint: 'name the split bundle\'s .sha256 list as ferry export wrote it, or one of its volumes' });
+  }
+  const missing: string[] = [];
+  for (const [i, v] of volumes.entries()) if (!(await exists(v.path))) missing.push(`volume ${i + 1} of ${volumes.length} (${v.path})`);
+  if (missing.length > 0) {
+    throw new FerryError('E_USAGE', `${file}: ${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not here; ferry send sends a split bundle's whole set`, {
+      hint: 'put the missing volumes beside the others (or export again), then send again; nothing was sent',
+      details: { file, missing: missing.length },
+    });
+  }
+  return { volumes, trailing };
+}
+
+/**
+ * Which files go, in order: each bundle named, or the whole set of a split
+ * bundle named by its `.sha256` list or any volume; then the sidecars —
+ * `.ferry.json` and the `.sha256` list — last, so their presence at the far
+ * side means what they describe has arrived whole.
+ */
+async function filesToSend(files: string[]): Promise<FileToSend[]> {
+  const main: { path: string; expectedSha256?: string }[] = [];
+  const trailing: string[] = [];
+  for (const f of files) {
+    const set = await volumeSetOf(f);
+    if (set) {
+      main.push(...set.volumes);
+      for (const t of set.trailing) if (await exists(t)) trailing.push(t);
+      continue;
+    }
+    main.push({ path: f });
+    if (!f.endsWith('.ferry.json') && !files.includes(`${f}.ferry.json`) && (await exists(`${f}.ferry.json`))) trailing.push(`${f}.ferry.json`);
+  }
+  // A file named twice (a list and one of its volumes, or a sidecar given by hand) goes once, in its last role.
+  const late = new Set(trailing.map((t) => resolve(t)));
+  const seen = new Set<string>();
+  const ordered = [...main.filter((f) => !late.has(resolve(f.path))), ...trailing.map((path) => ({ path }))].filter((f) => {
+    const key = resolve(f.path);
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+  const out: FileToSend[] = [];
+  for (const f of ordered) {
+    const s = await stat(f.path).catch((e: NodeJS.ErrnoException) => {
+      throw new FerryError('E_USAGE', `${f.path}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`, { hint: 'name the bundle file to send', cause: e });
+    });
+    if (!s.isFile()) throw new FerryError('E_USAGE', `${f.path}: not a file`, { hint: 'name the bundle file to send' });
+    out.push({ ...f, size: s.size });
+  }
+  return out;
 }
 
 export async function sendFiles(session: SshSession, files: string[], dir: string, opts: Pick<SendOptions, 'signal' | 'onEvent'> = {}): Promise<SendReport> {
@@ -106,7 +198,7 @@ export async function sendFiles(session: SshSession, files: string[], dir: strin
   const fs = new SftpFileSystem(await session.sftp(), `sftp ${session.description}`, session.dropped);
   await fs.mkdirs(dir);
   const out: SentFile[] = [];
-  for (const f of list) out.push(await sendOne(session, fs, f.path, f.size, dir, opts));
+  for (const f of list) out.push(await sendOne(session, fs, f, dir, opts));
   return { destination: `${session.description}:${dir}`, files: out, seconds: (Date.now() - started) / 1000 };
 }
 
@@ -133,13 +225,52 @@ async function hashRemote(session: SshSession, fs: SftpFileSystem, path: string,
   return { sha256: h.digest('hex'), by: 'sftp-read-back' };
 }
 
-async function sendOne(session: SshSession, fs: SftpFileSystem, local: string, size: number, dir: string, opts: Pick<SendOptions, 'signal' | 'onEvent'>): Promise<SentFile> {
+async function sendOne(session: SshSession, fs: SftpFileSystem, file: FileToSend, dir: string, opts: Pick<SendOptions, 'signal' | 'onEvent'>): Promise<SentFile> {
+  const local = file.path;
   const name = basename(local);
   const remote = posix.join(dir, name);
   const partial = posix.join(dir, `${PARTIAL_PREFIX}${name}`);
+  const localHash = hashLocal(local, opts.signal).then((hex) => {
+    if (file.expectedSha256 !== undefined && hex !== file.expectedSha256) {
+      throw new FerryError('E_DIGEST_MISMATCH', `${local} hashes to ${hex}, not ${file.expectedSha256} as its .sha256 list says: the volume is damaged here; it was not sent`, {
+        hint: 'run ferry verify on the set for a repair report, or export the set again',
+        details: { file: local, expected: file.expectedSha256, actual: hex },
+      });
+    }
+    return hex;
+  });
+  // A local volume that does not match its list stops its own upload at once; the copy is thrown away, never resumed.
+  const stop = new AbortController();
+  let damaged: FerryError | undefined;
+  const onAbort = () => stop.abort(opts.signal?.reason);
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  localHash.catch((e: unknown) => {
+    if (isFerryError(e, 'E_DIGEST_MISMATCH')) {
+      damaged = e;
+      stop.abort(e);
+    }
+  });
+  try {
+    return await sendChecked(session, fs, file, { remote, partial, localHash }, { ...opts, signal: stop.signal });
+  } catch (e) {
+    if (!damaged) throw e;
+    await fs.rm(partial).catch(() => undefined);
+    throw damaged;
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+interface SendState {
+  remote: string;
+  partial: string;
+  localHash: Promise<string>;
+}
+
+async function sendChecked(session: SshSession, fs: SftpFileSystem, file: FileToSend, st: SendState, opts: Pick<SendOptions, 'signal' | 'onEvent'>): Promise<SentFile> {
+  const { path: local, size } = file;
+  const { remote, partial, localHash } = st;
   const emit = opts.onEvent ?? (() => undefined);
-  const localHash = hashLocal(local, opts.signal);
-  localHash.catch(() => undefined);
 
   if ((await fs.fileSize(remote)) === size) {
     emit({ type: 'verify', file: local });

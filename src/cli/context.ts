@@ -4,6 +4,7 @@ import type { Settings } from '../app/config.js';
 import type { SshOptions } from '../net/ssh/session.js';
 import { FerryError } from '../errors.js';
 import { makeOutput, type Output, type TextStream } from './output.js';
+import { askLine, canAsk } from './prompt.js';
 
 /** The streams one run of the CLI talks through: the process's, or a test's. */
 export interface CliIo {
@@ -88,53 +89,27 @@ export async function contextFrom(argv: GlobalFlags): Promise<CliContext> {
   if (argv['idle-timeout'] !== undefined) registry.idleTimeoutMs = Math.round(argv['idle-timeout'] * 1000);
   if (Object.keys(inv.site.registries).length > 0) registry.registries = inv.site.registries;
   const stdin = inv.io.stdin;
-  const terminal = stdin.isTTY === true && inv.io.stderr.isTTY === true;
+  const terminal = canAsk(inv.io);
   // One stdin for two secrets: the registry password on the first line, the key passphrase on the next.
   // On a terminal each is asked for without echo instead: typing into a read-to-end stdin would show it.
   const wantPassword = argv.username !== undefined && argv['password-stdin'] === true;
   const lines = !terminal && (wantPassword || argv['ssh-passphrase-stdin']) ? (await readAll(stdin)).split(/\r?\n/) : [];
   if (argv.username) {
     registry.username = argv.username;
-    if (wantPassword) registry.password = terminal ? await askRequired(inv.io, `password for ${argv.username}: `) : lines.shift() ?? '';
+    if (wantPassword) registry.password = terminal ? await askLine(inv.io, `password for ${argv.username}: `, false) : lines.shift() ?? '';
   }
-  const askPassword = terminal ? (prompt: string) => askHidden(inv.io, prompt) : undefined;
+  const askPassword = terminal ? (prompt: string) => askLine(inv.io, prompt, false).catch(() => undefined) : undefined;
   const sshSettings: Omit<SshOptions, 'destination'> = {
     keyFiles: argv['ssh-key'] ?? [],
     jump: argv['ssh-jump'],
     acceptNew: argv['ssh-accept-new'] === true,
-    passphrase: argv['ssh-passphrase-stdin'] ? (terminal ? await askRequired(inv.io, 'SSH key passphrase: ') : lines.shift() ?? '') : undefined,
+    passphrase: argv['ssh-passphrase-stdin'] ? (terminal ? await askLine(inv.io, 'SSH key passphrase: ', false) : lines.shift() ?? '') : undefined,
     askPassword,
     info: (line) => out.info(line),
   };
   const ctx: CliContext = { out, signal: inv.controller.signal, registry, jobs: argv.jobs ?? 4, io: inv.io, sshSettings };
   if (argv.ssh) ctx.ssh = { ...sshSettings, destination: argv.ssh };
   return ctx;
-}
-
-async function askRequired(io: CliIo, prompt: string): Promise<string> {
-  const answer = await askHidden(io, prompt);
-  if (answer === undefined) throw new FerryError('E_ABORTED', 'no password given (the prompt was interrupted)');
-  return answer;
-}
-
-/** Reads a secret from the terminal without echoing it. */
-async function askHidden(io: CliIo, prompt: string): Promise<string | undefined> {
-  const { createInterface } = await import('node:readline');
-  const rl = createInterface({ input: io.stdin, output: io.stderr, terminal: true });
-  const rlOut = rl as unknown as { _writeToOutput: (s: string) => void };
-  io.stderr.write(prompt);
-  rlOut._writeToOutput = () => undefined;
-  return new Promise((resolve) => {
-    rl.question('', (answer) => {
-      rl.close();
-      io.stderr.write('\n');
-      resolve(answer);
-    });
-    rl.once('SIGINT', () => {
-      rl.close();
-      resolve(undefined);
-    });
-  });
 }
 
 async function readAll(stdin: Readable): Promise<string> {

@@ -14,6 +14,8 @@ import { inventoryCommand } from './commands/inventory.js';
 import { diffCommand } from './commands/diff.js';
 import { mergeCommand } from './commands/merge.js';
 import { planCommand } from './commands/plan.js';
+import { loginCommand } from './commands/login.js';
+import { logoutCommand } from './commands/logout.js';
 import { TOOL_VERSION } from '../version.js';
 import { envName, loadSettings } from '../app/config.js';
 
@@ -77,6 +79,8 @@ export async function main(args: string[], io: CliIo = processIo(), opts: { sign
     .command(inventoryCommand)
     .command(diffCommand)
     .command(mergeCommand)
+    .command(loginCommand)
+    .command(logoutCommand)
     .demandCommand(1, 'name a command: export, plan, inspect, verify, import, push, inventory, diff, merge or demo')
     .strict()
     .version(TOOL_VERSION)

@@ -107,7 +107,7 @@ describe('ferry plan', () => {
   it('prints a table for people, and refuses a bad --split as a usage error (JSON with --json)', async () => {
     const human = await ferryOk(['plan', '-f', list, '--cache', env.path('c'), '--split', '4G', ...env.net]);
     for (const ref of env.corpus.hostRefs) expect(human.stdout).toContain(ref);
-    expect(human.stdout).toMatch(/volumes of 4\.00 GiB: 1/);
+    expect(human.stdout).toMatch(/volumes of 4,294,967,296 bytes \(4\.00 GiB\): 1/);
     expect(human.stdout).toMatch(/disk needed: export about/);
 
     const bad = await runFerry(['plan', '-f', list, '--split', 'lots', ...env.net, '--json']);

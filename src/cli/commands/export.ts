@@ -37,37 +37,37 @@ export const exportCommand: CommandModule<GlobalFlags, Flags> = {
     // Not `array`: a greedy array option would swallow the image arguments after it; repeated flags still collect.
     .option('since', { type: 'string', requiresArg: true, describe: 'delta: leave out blobs this prior bundle, its .ferry.json or inventory holds (repeatable)' })
     .option('referrers', { type: 'boolean', default: true, describe: 'also carry each image\'s cosign signatures, attestations, SBOMs and OCI referrers (--no-referrers to leave them)' })
-    .option('split', { type: 'string', requiresArg: true, describe: 'cut the bundle into volumes of at most this size (binary units: 2G = 2 GiB), NAME.000.tar[.zst], … plus NAME.sha256' })
+    .option('split', { type: 'string', requiresArg: true, describe: 'cut the bundle into volumes of at most this size (2GB = 2,000,000,000 bytes; 2G or 2GiB = 2×1024³), NAME.000.tar[.zst], … plus NAME.sha256' })
     .option('repair', { type: 'string', requiresArg: true, describe: 'a repair bundle: only the blobs this report of `ferry verify` lists, for the bundle it names (spec/repair.md)' })
     .option('cache', { type: 'string', describe: 'blob cache directory (default: ~/.cache/ferry); reruns reuse it' })
-    .option('cache-max', { type: 'string', requiresArg: true, describe: 'cap the blob cache at this size after the export, least recently used blobs first (binary units; default 20G or FERRY_CACHE_MAX; 0 or unlimited: no cap)' })
+    .option('cache-max', { type: 'string', requiresArg: true, describe: 'cap the blob cache at this size after the export, least recently used blobs first (50GB decimal, 50G or 50GiB binary; default 20GiB or FERRY_CACHE_MAX; 0 or unlimited: no cap)' })
     .example('$0 export -f images.list -o release-2.0.tar.zst', 'export every image of the list')
     .example('$0 export -f images.list --since release-1.0.tar.zst -o release-2.0-delta.tar.zst', 'a delta: only what release 1.0 lacks')
-    .example('$0 export -f images.list -o release.tar.zst --split 2G', 'volumes of at most 2 GiB for a file share: release.000.tar.zst, … and release.sha256')
+    .example('$0 export -f images.list -o release.tar.zst --split 2G', 'volumes of at most 2 GiB (2G = 2GiB; 2GB is 2,000,000,000 bytes) for a file share: release.000.tar.zst, … and release.sha256')
     .example('$0 export -f images.list --repair rel.repair.json -o repair.tar', 'only the blobs verify found missing or damaged at the far side')
     .example('$0 export --from registry-layout:/var/lib/registry -o old.tar.zst', 'bundle a registry directory without starting a registry') as never,
   handler: async (argv) => {
     // Loaded on use: --help and --version stay fast, and a command pays only for what it needs.
     const { exportBundle } = await import('../../app/export.js');
-    const { parseSize } = await import('../../transports/bundle/volumes.js');
-    const { cacheMaxBytes } = await import('../../app/cache-dir.js');
+    const { sizeSettings } = await import('../sizes.js');
     refuseSharedStdin(argv, argv.file === '-', 'the image list (-f -)');
     const ctx = await contextFrom(argv);
     if (argv.output === '-') ctx.out.claimStdout();
-    // Read before the copy: a typo in the cap should not cost a whole export.
-    const cacheMax = cacheMaxBytes(argv['cache-max']) ?? 'unlimited';
+    // Read before the copy: a typo in a size should not cost a whole export.
+    const sizes = sizeSettings(argv, ctx.out);
+    const cacheMax = sizes.cacheMaxBytes ?? 'unlimited';
     const observer = progressObserver(ctx.out, 'export');
     try {
       const result = await exportBundle({
         listFile: argv.file, references: argv.images ?? [], from: argv.from, output: argv.output,
         compression: argv.compression ?? (argv.output.endsWith('.zst') ? 'zstd' : 'none'), level: argv.level,
         platforms: argv.platform ? parsePlatforms(argv.platform) : undefined, cacheDir: argv.cache, cacheMax, since: argv.since === undefined ? undefined : ([] as string[]).concat(argv.since),
-        referrers: argv.referrers, split: argv.split === undefined ? undefined : parseSize(argv.split), repair: argv.repair,
+        referrers: argv.referrers, split: sizes.splitBytes, repair: argv.repair,
         jobs: ctx.jobs, registry: ctx.registry, signal: ctx.signal, observer, stdout: ctx.io.stdout,
       });
       observer.stop();
       if (result.cache.error) ctx.out.warn(`the bundle is complete, but the cache ${result.cache.dir} was not trimmed: ${result.cache.error}`);
-      ctx.out.result(result, () => `${result.output}: ${result.images} images, ${result.blobs} blobs, ${formatBytes(result.storedBytes)} stored `
+      ctx.out.result({ ...result, sizes: sizes.report }, () => `${result.output}: ${result.images} images, ${result.blobs} blobs, ${formatBytes(result.storedBytes)} stored `
         + `(${formatBytes(result.referencedBytes)} referenced, ${formatBytes(result.fetchedBytes)} fetched) in ${result.seconds.toFixed(1)} s\nbundle id ${result.bundleId}`
         + (result.referrers && result.referrers.images.length > 0 ? `\nreferrers: ${result.referrers.images.reduce((n, g) => n + g.referrers.length, 0)} signatures, attestations, SBOMs and referrers of ${result.referrers.images.length} images carried` : '')
         + (result.volumes ? `\n${result.volumes.length} volumes: ${result.volumes.map((v) => v.path).join(', ')}; checksums in ${result.volumes[0]!.path.replace(/\.\d{3,}\.tar(\.zst)?$/, '')}.sha256` : '')

@@ -9,10 +9,11 @@ interface Flags extends GlobalFlags {
 
 export const sendCommand: CommandModule<GlobalFlags, Flags> = {
   command: 'send <paths..>',
-  describe: 'copy a bundle (with its .ferry.json sidecar and any volumes named) to a host over SFTP: resumes an interrupted upload, checks the remote sha256',
+  describe: 'copy a bundle with its .ferry.json sidecar — or a split bundle\'s whole set, named by its .sha256 list or any volume — to a host over SFTP: resumes an interrupted upload, checks the remote sha256',
   builder: (y) => y
     .positional('paths', { type: 'string', array: true, demandOption: true, describe: 'FILE… DESTINATION, DESTINATION = user@host:/dir/ or ssh://user@host:port/dir' })
-    .example('$0 send release.tar.zst ops@jump.corp.local:/srv/ferry/', 'run again after a dropped link: it goes on where it stopped') as never,
+    .example('$0 send release.tar.zst ops@jump.corp.local:/srv/ferry/', 'run again after a dropped link: it goes on where it stopped')
+    .example('$0 send release.sha256 ops@jump.corp.local:/srv/ferry/', 'a split bundle: every volume, release.ferry.json, and the list last') as never,
   handler: async (argv) => {
     // Loaded on use: --help and --version stay fast, and a command pays only for what it needs.
     const { renderSendReport, sendBundle } = await import('../../app/send.js');

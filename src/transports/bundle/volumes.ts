@@ -9,7 +9,7 @@ import { type BundleBlob, type BundleMetadata, type BundlePart, type BundleVolum
 
 /**
  * Splitting a bundle into volumes for file shares (spec/bundle.md "Volumes"):
- * the size syntax, the file names, the cut (at blob boundaries, and inside
+ * the file names (the size syntax is src/size.ts), the cut (at blob boundaries, and inside
  * the layers no volume can hold whole), and the `sha256sum -c` sidecar. Each volume is a whole bundle file of its own.
  */
 
@@ -23,25 +23,6 @@ export interface VolumeFile {
   /** Parts of layers cut across volumes in it. */
   parts: number;
   sha256: string;
-}
-
-const UNITS: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 };
-
-/**
- * `--split` sizes in binary units, the same reading as `ferry plan --split`:
- * `2G`, `2GiB` and `2GB` all mean 2×1024³ bytes, `1.5G` is allowed, a bare
- * number is bytes. (No SI reading: plan and export must agree on the cut.)
- */
-export function parseSize(text: string, where = '--split'): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$/i.exec(text);
-  const unit = UNITS[(m?.[2] ?? '').toUpperCase()];
-  const n = m && unit !== undefined ? Math.floor(Number(m[1]) * unit) : NaN;
-  if (!Number.isSafeInteger(n) || n <= 0) {
-    throw new FerryError('E_USAGE', `${where} ${JSON.stringify(text.slice(0, 40))} is not a size`, {
-      hint: 'give bytes or a number with K, M, G or T (binary: K = 1024 bytes; KB and KiB mean the same), e.g. --split 2G',
-    });
-  }
-  return n;
 }
 
 /** `release.tar.zst` → `release`: the stem volume names, the sidecar and the metadata copy are built from. */

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { sha256Digest } from '../../../src/oci/digest.js';
 import { type BundleBlob, buildMetadata, parseMetadata, serialiseMetadata } from '../../../src/transports/bundle/metadata.js';
 import { fails } from './fixture.js';
-import { parseSidecar, parseSize, planVolumes, volumeName, volumeStem } from '../../../src/transports/bundle/volumes.js';
+import { parseSidecar, planVolumes, volumeName, volumeStem } from '../../../src/transports/bundle/volumes.js';
 
 const d = (s: string) => sha256Digest(s);
 const OCI = 'application/vnd.oci.image.manifest.v1+json';
@@ -16,17 +16,7 @@ function sample(layerSizes: number[]): ReturnType<typeof buildMetadata> {
   });
 }
 
-describe('volume sizes and names', () => {
-  it('reads sizes in binary units, as ferry plan --split does: 2G = 2GiB = 2GB = 2×1024³', () => {
-    expect(parseSize('2G')).toBe(2 * 1024 ** 3);
-    expect(parseSize('2GiB')).toBe(2 * 1024 ** 3);
-    expect(parseSize('2GB')).toBe(2 * 1024 ** 3);
-    expect(parseSize('500m')).toBe(500 * 1024 ** 2);
-    expect(parseSize('1.5K')).toBe(1536);
-    expect(parseSize('4096')).toBe(4096);
-    for (const bad of ['', '0', '2X', '-1G', 'G', '1e9']) fails(() => parseSize(bad), 'E_USAGE', /is not a size/);
-  });
-
+describe('volume names', () => {
   it('names volumes STEM.NNN.tar[.zst], wider when there are more than 1000', () => {
     expect(volumeStem('/x/release.tar.zst')).toBe('/x/release');
     expect(volumeStem('/x/release.tar')).toBe('/x/release');

@@ -81,7 +81,7 @@ export async function main(args: string[], io: CliIo = processIo(), opts: { sign
     .command(mergeCommand)
     .command(loginCommand)
     .command(logoutCommand)
-    .demandCommand(1, 'name a command: export, plan, inspect, verify, import, push, inventory, diff, merge or demo')
+    .demandCommand(1, 'name a command: export, plan, inspect, verify, import, push, login, logout, inventory, diff, merge, send or demo')
     .strict()
     .version(TOOL_VERSION)
     .help()

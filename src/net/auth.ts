@@ -142,7 +142,7 @@ export class Authenticator {
     if (this.credentials) return { code: 'E_AUTH', hint: `the registry refused ${this.who()} (credentials from ${this.credentials.source}); check them, or log in again` };
     return {
       code: 'E_AUTH',
-      hint: this.missingHint ?? `log in: pass --username with --password-stdin, set FERRY_USERNAME/FERRY_PASSWORD, or add ${this.registry} to ~/.docker/config.json`,
+      hint: this.missingHint ?? `log in: ferry login ${this.registry} (or docker login), --username with --password-stdin, or FERRY_USERNAME/FERRY_PASSWORD`,
     };
   }
 

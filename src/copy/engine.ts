@@ -101,7 +101,7 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
 
   /** Lands the blob in every repository that needs it; `first` is the stream for the first send, if any, read from `where`. */
   const land = async (job: BlobJob, first?: Readable, where?: string): Promise<void> => {
-    const [head, ...rest] = job.repositories as [string, ...string[]];
+    const head = job.repositories[0]!;
     let firstStream = first;
     const send = async (repository: string) => {
       if (firstStream) {
@@ -122,8 +122,10 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
         return;
       }
       if (isSequentialSource(source) && !source.omittedBlobs.has(job.desc.digest) && first !== undefined) {
-        throw new FerryError('E_INTERNAL', `${job.desc.digest}: the destination could not mount it into ${repository} and the source can be read only once`, {
-          hint: 'import into a destination that supports cross-repository mounts, or export the repositories into separate bundles',
+        // The one stream went to the first repository; this one could not take a mount of it.
+        throw new FerryError('E_REGISTRY', `${destination.description} did not link blob ${job.desc.digest} into ${repository} from ${head}, and ${source.description} can be read only once`, {
+          hint: 'give the bundle as a file (not stdin) so its blobs can be read again, or grant pull rights on the repository it was sent to first',
+          details: { digest: job.desc.digest, repository, from: head },
         });
       }
       await withRetries(async () => {
@@ -138,24 +140,28 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
       }, opts.signal);
     };
 
-    if (await destination.hasBlob(head, job.desc, opts)) {
-      if (firstStream) await drain(firstStream);
-      firstStream = undefined;
+    // Where the blob already is: nothing to send there, and the place to mount it from for the others.
+    const repositories = destination.capabilities.globalBlobs ? [head] : job.repositories;
+    const present = await Promise.all(repositories.map((r) => destination.hasBlob(r, job.desc, opts)));
+    let holder = repositories.find((_, i) => present[i]);
+    if (holder !== undefined) {
       outcome(job, 'skipped');
     } else {
       await send(head);
       outcome(job, 'copied');
+      holder = head;
     }
-    if (destination.capabilities.globalBlobs) return;
-    for (const repository of rest) {
-      if (await destination.hasBlob(repository, job.desc, opts)) continue;
-      if (destination.mountBlob && (await destination.mountBlob(repository, job.desc, head, opts))) {
+    for (const [i, repository] of repositories.entries()) {
+      if (present[i] || repository === holder) continue;
+      if (destination.mountBlob && (await destination.mountBlob(repository, job.desc, holder, opts))) {
         outcome(job, 'mounted');
         continue;
       }
+      // Sent again: the stream a sequential source gave, if still unread, else a fresh read.
       await send(repository);
       outcome(job, 'copied');
     }
+    if (firstStream) await drain(firstStream);
   };
 
   const runJob = async (job: BlobJob, stream?: Readable, where?: string) => {

@@ -2,6 +2,7 @@ import { FerryError } from '../errors.js';
 import type { Credentials } from './credentials.js';
 import { type HttpClient, type HttpResponse, readCapped } from './http.js';
 import { registryError } from './registry-error.js';
+import { rememberSecret } from './remote-text.js';
 import { withRetry } from './retry.js';
 
 /**
@@ -226,6 +227,7 @@ export class Authenticator {
     if (typeof value !== 'string' || !value) {
       throw new FerryError('E_REGISTRY', `the token service ${realm.host} of registry ${this.registry} sent no token`, { hint: 'the token service is misconfigured; ask the registry administrator' });
     }
+    rememberSecret(value);
     const seconds = typeof parsed.expires_in === 'number' && parsed.expires_in > 0 ? parsed.expires_in : DEFAULT_TOKEN_SECONDS;
     // Counted from when we asked, on our own clock (issued_at is on the server's, which may be skewed),
     // and renewed a little early so a token does not expire between our check and the registry's.

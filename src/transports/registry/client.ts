@@ -4,6 +4,7 @@ import { Authenticator } from '../../net/auth.js';
 import { type CredentialLookup, type Credentials, lookupCredentials } from '../../net/credentials.js';
 import { type ConnectionFactory, discard, HttpClient, type HttpResponse, isPlainHttpAnswer } from '../../net/http.js';
 import { registryError } from '../../net/registry-error.js';
+import { rememberSecret } from '../../net/remote-text.js';
 import { withRetry } from '../../net/retry.js';
 import { registryApiHost } from '../../oci/reference.js';
 
@@ -88,6 +89,10 @@ export class RegistryClient {
     this.registry = options.registry;
     this.chunkSize = options.chunkSize;
     this.credentials = credentials ?? lookupCredentials(options.registry, options.credentials);
+    // Whatever a server echoes back of these is redacted from every message that quotes it.
+    const held = this.credentials.credentials;
+    rememberSecret(held?.password, held?.username);
+    rememberSecret(held?.identityToken);
     this.http = httpClientFor(options);
   }
 

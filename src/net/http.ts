@@ -4,6 +4,7 @@ import https from 'node:https';
 import type { Duplex, Readable } from 'node:stream';
 import tls from 'node:tls';
 import { FerryError, isAbortError } from '../errors.js';
+import { remoteUrl } from './remote-text.js';
 
 /**
  * The one HTTP client of ferry, on node:http/https rather than global fetch:
@@ -78,6 +79,12 @@ export class HttpClient {
 
   request(req: HttpRequest): Promise<HttpResponse> {
     const { url } = req;
+    // The registry client refuses other schemes where a server hands them out; this keeps Node's bare TypeError out for good.
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+      return Promise.reject(new FerryError('E_REGISTRY', `${remoteUrl(url)}: ferry speaks only http and https`, {
+        hint: 'a server sent ferry to this address; check the registry (and any proxy before it)', details: { scheme: url.protocol },
+      }));
+    }
     const connectTimeout = this.options.connectTimeoutMs ?? envTimeoutMs('FERRY_CONNECT_TIMEOUT') ?? DEFAULT_CONNECT_TIMEOUT_MS;
     const idleTimeout = this.options.idleTimeoutMs ?? envTimeoutMs('FERRY_IDLE_TIMEOUT') ?? DEFAULT_IDLE_TIMEOUT_MS;
     const headers: Record<string, string> = { 'user-agent': this.options.userAgent ?? 'ferry', ...req.headers };

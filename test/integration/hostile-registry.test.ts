@@ -250,4 +250,59 @@ describe('a hostile or broken registry: a retry that succeeds or a clear error, 
     expectFailed(r, out, ['E_MANIFEST_INVALID', 'E_REGISTRY']);
     expect(r.error!.message).toMatch(/4 ?MiB|4194304|too (big|large)|more than/);
   });
+
+  it('a redirect to ftp:, file:, data: or an unparsable Location: E_REGISTRY naming the registry and the scheme, never E_INTERNAL', async () => {
+    const cases: Array<[what: string, match: (req: IncomingMessage) => boolean, location: string, scheme: RegExp]> = [
+      ['blob → ftp:', (req) => isGet(req, layerPath(0)), 'ftp://files.example/layer?token=abc', /ftp:/],
+      ['blob → file:', (req) => isGet(req, layerPath(1)), 'file:///etc/passwd', /file:/],
+      ['manifest → data:', (req) => req.method === 'GET' && (req.url ?? '').includes('/manifests/'), 'data:application/json;base64,e30=', /data:/],
+      ['blob → unparsable', (req) => isGet(req, layerPath(0)), 'http://[::1', /Location|invalid/i],
+    ];
+    for (const [what, match, location, scheme] of cases) {
+      const { r, out } = await exportThrough((req, res) => {
+        if (!match(req)) return false;
+        res.writeHead(302, { location });
+        res.end();
+        return true;
+      });
+      expect(r.error?.code, `${what}: exit ${r.code}\n${r.stderr}${r.stdout}`).toBe('E_REGISTRY');
+      expectFailed(r, out, ['E_REGISTRY']);
+      expect(r.error!.message, what).toMatch(scheme);
+      expect(r.error!.message, what).toContain('127.0.0.1:');
+      expect(r.error!.message, `${what}: the query (where tokens live) is not quoted`).not.toContain('token=abc');
+    }
+  }, 120_000);
+
+  it('more than 5 redirects (a loop): E_REGISTRY saying so', async () => {
+    const { r, out } = await exportThrough((req, res) => {
+      if (!isGet(req, layerPath(0))) return false;
+      res.writeHead(307, { location: layerPath(0) });
+      res.end();
+      return true;
+    });
+    expectFailed(r, out, ['E_REGISTRY']);
+    expect(r.error!.message).toMatch(/redirect/);
+  });
+
+  it('a token realm with a non-http(s) scheme: E_AUTH naming the registry and the scheme, never E_INTERNAL', async () => {
+    for (const realm of ['ftp://auth.example/token', 'file:///etc/passwd', 'data:,{"token":"x"}', 'gopher://x', 'not a url']) {
+      const { r, out } = await exportThrough(async (req, res, { fetch }) => {
+        const up = await fetch();
+        const challenge = up.headers['www-authenticate'];
+        // The htpasswd registry asks for Basic; a Bearer challenge with the hostile realm replaces it.
+        const headers = { ...up.headers, ...(challenge ? { 'www-authenticate': `Bearer realm="${realm}",service="x"` } : {}) };
+        res.writeHead(up.status, headers);
+        res.end(req.method === 'HEAD' ? undefined : up.body);
+        return true;
+      });
+      // The realm belongs to the registry, not to an image: the message names the registry (checked below).
+      expect(r.error?.code, `${realm}: exit ${r.code}\n${r.stderr}${r.stdout}`).toBe('E_AUTH');
+      expect(r.code).toBe(4);
+      expect(r.error!.hint).toBeTruthy();
+      expect(existsSync(out), 'a bundle was written although the export failed').toBe(false);
+      expect(r.error!.message, realm).toContain('127.0.0.1:');
+      expect(r.error!.message, realm).toMatch(/realm/);
+      if (realm.includes(':/') || realm.startsWith('data:')) expect(r.error!.message, realm).toContain(realm.slice(0, realm.indexOf(':') + 1));
+    }
+  }, 120_000);
 });

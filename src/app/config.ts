@@ -52,6 +52,7 @@ export const SETTABLE_FLAGS: Readonly<Record<string, FlagType>> = {
   'ssh-accept-new': 'boolean',
   'connect-timeout': 'number',
   'idle-timeout': 'number',
+  'min-rate': 'string',
 };
 
 export const NOT_SETTABLE = ['username', 'password-stdin', 'ssh-passphrase-stdin', 'config', 'help', 'version'];

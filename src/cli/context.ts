@@ -4,6 +4,7 @@ import type { RegistryAccess } from '../app/registry-access.js';
 import type { Settings } from '../app/config.js';
 import type { SshOptions } from '../net/ssh/session.js';
 import { FerryError } from '../errors.js';
+import { parseMinRate } from '../net/throughput.js';
 
 /** What every command gets besides its own flags: output, cancellation, registry access. */
 export interface CliContext {
@@ -35,6 +36,7 @@ export interface GlobalFlags {
   'ssh-passphrase-stdin'?: boolean;
   'connect-timeout'?: number;
   'idle-timeout'?: number;
+  'min-rate'?: string;
 }
 
 let controller: AbortController | undefined;
@@ -62,6 +64,7 @@ export async function contextFrom(argv: GlobalFlags): Promise<CliContext> {
   if (connectTimeout !== undefined) registry.connectTimeoutMs = connectTimeout;
   const idleTimeout = timeoutMs(argv['idle-timeout'], '--idle-timeout');
   if (idleTimeout !== undefined) registry.idleTimeoutMs = idleTimeout;
+  if (argv['min-rate'] !== undefined) registry.minBytesPerSecond = parseMinRate(argv['min-rate']);
   if (Object.keys(site.registries).length > 0) registry.registries = site.registries;
   // One stdin for two secrets: the registry password on the first line, the key passphrase on the next.
   const wantPassword = argv.username !== undefined && argv['password-stdin'] === true;

@@ -29,6 +29,8 @@ export interface RegistryOptions {
   /** --connect-timeout / --idle-timeout, in ms; default: net/http's. */
   connectTimeoutMs?: number;
   idleTimeoutMs?: number;
+  /** --min-rate, bytes per second (0: off); default: net/throughput's. */
+  minBytesPerSecond?: number;
   /**
    * Upload blobs in PATCH chunks of this many bytes (each chunk is held in
    * memory) instead of one streamed PUT: for registries or proxies that cap
@@ -70,6 +72,7 @@ export function httpClientFor(options: RegistryOptions): HttpClient {
     ...(options.connect !== undefined ? { connect: options.connect } : {}),
     ...(options.connectTimeoutMs !== undefined ? { connectTimeoutMs: options.connectTimeoutMs } : {}),
     ...(options.idleTimeoutMs !== undefined ? { idleTimeoutMs: options.idleTimeoutMs } : {}),
+    ...(options.minBytesPerSecond !== undefined ? { minBytesPerSecond: options.minBytesPerSecond } : {}),
   });
 }
 

@@ -1,7 +1,7 @@
-import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { FerryError } from '../errors.js';
+import { INPUT, parseJsonInput, readInputFileSync } from '../input-limits.js';
 
 /**
  * Where the credentials for a registry come from, first match wins:
@@ -77,17 +77,19 @@ interface DockerConfig {
 
 function fromDockerConfig(registry: string, env: Env): CredentialLookup {
   const file = join(env.DOCKER_CONFIG || join(env.HOME || homedir(), '.docker'), 'config.json');
-  let text: string;
+  let bytes: Buffer;
   try {
-    text = readFileSync(file, 'utf8');
+    bytes = readInputFileSync(file, INPUT.dockerConfig);
   } catch (e) {
+    if (e instanceof FerryError) throw e;
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return {};
     throw new FerryError('E_CONFIG', `cannot read ${file}: ${(e as Error).message}`, { cause: e, hint: 'fix its permissions, or point DOCKER_CONFIG elsewhere' });
   }
   let config: DockerConfig;
   try {
-    config = JSON.parse(text) as DockerConfig;
+    config = parseJsonInput(bytes, file, INPUT.dockerConfig) as DockerConfig;
   } catch (e) {
+    if (e instanceof FerryError) throw e;
     throw new FerryError('E_CONFIG', `${file} is not valid JSON`, { cause: e, hint: 'fix the file or point DOCKER_CONFIG at a directory with a valid config.json' });
   }
 

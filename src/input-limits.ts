@@ -22,7 +22,7 @@ import { formatBytes } from './format.js';
 
 const MiB = 1024 * 1024;
 
-/** An inventory (`ferry inventory` output) given to --since or diff: 100,000 blobs and 20,000 images are 16–18 MiB as written. */
+/** An inventory (`ferry inventory` output) given to --since or diff: 100,000 blobs and 20,000 images are ~16 MiB as written. */
 export const INVENTORY_MAX_BYTES = 24 * MiB;
 /** A repair report given to `export --repair`: every blob of a 100,000-blob bundle, with the images using each. */
 export const REPAIR_REPORT_MAX_BYTES = 24 * MiB;
@@ -56,7 +56,7 @@ export interface InputLimit {
 export const INPUT = {
   inventory: {
     what: 'an inventory', maxBytes: INVENTORY_MAX_BYTES, code: 'E_BUNDLE_INVALID',
-    hint: 'ferry inventory writes about 17 MiB for 20,000 images and 100,000 blobs; this file is something else or was altered: take the inventory again with `ferry inventory`',
+    hint: 'ferry inventory writes about 16 MiB for 20,000 images and 100,000 blobs; this file is something else or was altered: take the inventory again with `ferry inventory`',
   },
   repairReport: {
     what: 'a repair report', maxBytes: REPAIR_REPORT_MAX_BYTES, code: 'E_USAGE',
@@ -81,8 +81,8 @@ export const INPUT = {
 } as const satisfies Record<string, InputLimit>;
 
 export function inputTooLarge(path: string, kind: InputLimit, size: number | undefined): FerryError {
-  const is = size === undefined ? `is larger than ${formatBytes(kind.maxBytes)}` : `is ${formatBytes(size)} (${size} bytes)`;
-  return new FerryError(kind.code, `${path}: ${is}, more than the ${formatBytes(kind.maxBytes)} ${kind.what} may be`, {
+  const is = size === undefined ? 'holds more' : `is ${formatBytes(size)} (${size} bytes), more`;
+  return new FerryError(kind.code, `${path}: ${is} than the ${formatBytes(kind.maxBytes)} ${kind.what} may be`, {
     hint: kind.hint,
     details: { file: path, maxBytes: kind.maxBytes, ...(size !== undefined ? { size } : {}) },
   });

@@ -110,9 +110,9 @@ describe('inputs past their size cap are refused before they are read', () => {
   });
 
   it('endless input (stdin, /dev/zero) stops at the cap instead of exhausting memory', async () => {
-    expectRefused(await ferry(['export', '-f', '-', '-o', file('s.tar')], { input: Buffer.alloc(9 * MiB, 0x0a) }), 'E_USAGE', '<stdin>', [/larger than 8\.00 MiB/]);
-    expectRefused(await ferry(['diff', '/dev/zero', small]), 'E_USAGE', '/dev/zero', [/larger than 8\.00 MiB/]);
-    expectRefused(await ferry(['inspect', small, '--config', '/dev/zero']), 'E_CONFIG', '/dev/zero', [/larger than 1\.00 MiB/]);
+    expectRefused(await ferry(['export', '-f', '-', '-o', file('s.tar')], { input: Buffer.alloc(9 * MiB, 0x0a) }), 'E_USAGE', '<stdin>', [/holds more than the 8\.00 MiB/]);
+    expectRefused(await ferry(['diff', '/dev/zero', small]), 'E_USAGE', '/dev/zero', [/holds more than the 8\.00 MiB/]);
+    expectRefused(await ferry(['inspect', small, '--config', '/dev/zero']), 'E_CONFIG', '/dev/zero', [/holds more than the 1\.00 MiB/]);
   });
 });
 

@@ -52,7 +52,7 @@ describe('reading within a cap', () => {
   });
 
   it('stops an endless device, a FIFO and a stream at the cap', async () => {
-    expect((await rejection(readInputFile('/dev/zero', kind))).message).toBe('/dev/zero: is larger than 1000 B, more than the 1000 B a test input may be');
+    expect((await rejection(readInputFile('/dev/zero', kind))).message).toBe('/dev/zero: holds more than the 1000 B a test input may be');
     expect(thrown(() => readInputFileSync('/dev/zero', kind)).code).toBe('E_CONFIG');
     const fifo = join(dir.path, 'fifo');
     execFileSync('mkfifo', [fifo]);
@@ -63,7 +63,7 @@ describe('reading within a cap', () => {
     });
     expect((await rejection(readInputFile(fifo, kind))).code).toBe('E_CONFIG');
     await writer;
-    expect((await rejection(readInputStream(Readable.from([Buffer.alloc(600), Buffer.alloc(600)]), '<stdin>', kind))).message).toMatch(/^<stdin>: is larger than 1000 B/);
+    expect((await rejection(readInputStream(Readable.from([Buffer.alloc(600), Buffer.alloc(600)]), '<stdin>', kind))).message).toMatch(/^<stdin>: holds more than the 1000 B/);
     expect((await readInputStream(Readable.from([Buffer.alloc(600), Buffer.alloc(400)]), '<stdin>', kind)).length).toBe(1000);
   });
 

@@ -92,6 +92,9 @@ function fromDockerConfig(registry: string, env: Env): CredentialLookup {
     if (e instanceof FerryError) throw e;
     throw new FerryError('E_CONFIG', `${file} is not valid JSON`, { cause: e, hint: 'fix the file or point DOCKER_CONFIG at a directory with a valid config.json' });
   }
+  if (typeof config !== 'object' || config === null || Array.isArray(config)) {
+    throw new FerryError('E_CONFIG', `${file} is not a JSON object`, { hint: 'fix the file or point DOCKER_CONFIG at a directory with a valid config.json' });
+  }
 
   const wanted = normaliseAuthKey(registry);
   const entry = Object.entries(config.auths ?? {}).find(([key]) => normaliseAuthKey(key) === wanted)?.[1];

@@ -1,7 +1,7 @@
-import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { FerryError } from '../errors.js';
+import { INPUT, readInputFileSync } from '../input-limits.js';
 import { isValidRegistry } from '../oci/reference.js';
 import type { RegistrySettings } from './registry-access.js';
 
@@ -52,6 +52,7 @@ export const SETTABLE_FLAGS: Readonly<Record<string, FlagType>> = {
   'ssh-accept-new': 'boolean',
   'connect-timeout': 'number',
   'idle-timeout': 'number',
+  'min-rate': 'string',
 };
 
 export const NOT_SETTABLE = ['username', 'password-stdin', 'ssh-passphrase-stdin', 'config', 'help', 'version'];
@@ -112,8 +113,9 @@ function configArgument(args: readonly string[]): string | undefined {
 
 function readConfig(file: string, required: boolean): string | undefined {
   try {
-    return readFileSync(file, 'utf8');
+    return readInputFileSync(file, INPUT.configFile).toString('utf8');
   } catch (e) {
+    if (e instanceof FerryError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
     if (!required && (code === 'ENOENT' || code === 'ENOTDIR')) return undefined;
     throw new FerryError('E_CONFIG', `cannot read config file ${file}: ${(e as Error).message}`, {

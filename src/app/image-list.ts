@@ -1,5 +1,5 @@
-import { readFile } from 'node:fs/promises';
 import { FerryError, isFerryError } from '../errors.js';
+import { INPUT, readInputFile, readInputStream } from '../input-limits.js';
 import { formatReference, parseReference, type Reference } from '../oci/reference.js';
 
 export interface ListedImage {
@@ -44,17 +44,12 @@ export function parseImageList(text: string, file: string): ListedImage[] {
 export async function readImageList(file: string): Promise<ListedImage[]> {
   let text: string;
   try {
-    text = file === '-' ? await readStdin() : await readFile(file, 'utf8');
+    text = (file === '-' ? await readInputStream(process.stdin, '<stdin>', INPUT.imageList) : await readInputFile(file, INPUT.imageList)).toString('utf8');
   } catch (e) {
+    if (isFerryError(e)) throw e;
     throw new FerryError('E_USAGE', `cannot read image list ${file}: ${(e as Error).message}`, { hint: 'pass the path of an images.list file with -f', cause: e });
   }
   const images = parseImageList(text, file === '-' ? '<stdin>' : file);
   if (images.length === 0) throw new FerryError('E_LIST_SYNTAX', `${file} lists no images`, { hint: 'write one image reference per line' });
   return images;
-}
-
-async function readStdin(): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const c of process.stdin) chunks.push(c as Buffer);
-  return Buffer.concat(chunks).toString('utf8');
 }

@@ -21,6 +21,8 @@ export interface RegistryAccess {
   /** --connect-timeout / --idle-timeout, in ms. */
   connectTimeoutMs?: number;
   idleTimeoutMs?: number;
+  /** --min-rate, bytes per second (0: off). */
+  minBytesPerSecond?: number;
   /** Per-registry settings from the config file (`registries`), keyed by host[:port]. */
   registries?: Record<string, RegistrySettings>;
 }
@@ -45,6 +47,7 @@ export interface RegistryConnection {
   connect?: ConnectionFactory;
   connectTimeoutMs?: number;
   idleTimeoutMs?: number;
+  minBytesPerSecond?: number;
 }
 
 /**
@@ -65,6 +68,7 @@ export function connectionFor(access: RegistryAccess, registry: string): Registr
   if (access.connect) c.connect = access.connect;
   if (access.connectTimeoutMs !== undefined) c.connectTimeoutMs = access.connectTimeoutMs;
   if (access.idleTimeoutMs !== undefined) c.idleTimeoutMs = access.idleTimeoutMs;
+  if (access.minBytesPerSecond !== undefined) c.minBytesPerSecond = access.minBytesPerSecond;
   if (access.username !== undefined && access.password !== undefined) c.credentials = { username: access.username, password: access.password, source: '--username/--password-stdin' };
   return c;
 }

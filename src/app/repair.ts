@@ -1,6 +1,6 @@
-import { readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { FerryError } from '../errors.js';
+import { INPUT, parseJsonInput, readInputFile } from '../input-limits.js';
 import { writeFileAtomic } from '../fsys/atomic.js';
 import { type Digest, parseDigest } from '../oci/digest.js';
 
@@ -53,10 +53,11 @@ export async function writeRepairReport(path: string, report: RepairReport): Pro
 }
 
 export async function readRepairReport(path: string): Promise<RepairReport> {
-  let text: string;
+  let bytes: Buffer;
   try {
-    text = await readFile(path, 'utf8');
+    bytes = await readInputFile(path, INPUT.repairReport);
   } catch (e) {
+    if (e instanceof FerryError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
     throw new FerryError(code === 'ENOENT' ? 'E_NOT_FOUND' : 'E_IO', `${path}: ${code === 'ENOENT' ? 'no such file' : (e as Error).message}`, { hint: 'give the .repair.json file ferry verify wrote', details: { file: path } });
   }
@@ -65,8 +66,9 @@ export async function readRepairReport(path: string): Promise<RepairReport> {
   });
   let doc: Record<string, unknown>;
   try {
-    doc = JSON.parse(text) as Record<string, unknown>;
+    doc = parseJsonInput(bytes, path, INPUT.repairReport) as Record<string, unknown>;
   } catch (e) {
+    if (e instanceof FerryError) throw e;
     throw bad(`not JSON (${(e as Error).message})`);
   }
   if (typeof doc !== 'object' || doc === null || doc.format !== 'ferry-repair') throw bad('"format" is not "ferry-repair"');

@@ -61,6 +61,8 @@ export interface GlobalFlags {
   'connect-timeout'?: number;
   'idle-timeout'?: number;
   [INVOCATION]?: Invocation;
+  /** Bytes a second, parsed from `--min-rate` by its coerce. */
+  'min-rate'?: number;
 }
 
 export function invocationOf(argv: GlobalFlags): Invocation {
@@ -87,6 +89,7 @@ export async function contextFrom(argv: GlobalFlags): Promise<CliContext> {
   if (argv['ca-file']) registry.caFile = argv['ca-file'];
   if (argv['connect-timeout'] !== undefined) registry.connectTimeoutMs = Math.round(argv['connect-timeout'] * 1000);
   if (argv['idle-timeout'] !== undefined) registry.idleTimeoutMs = Math.round(argv['idle-timeout'] * 1000);
+  if (argv['min-rate'] !== undefined) registry.minBytesPerSecond = argv['min-rate'];
   if (Object.keys(inv.site.registries).length > 0) registry.registries = inv.site.registries;
   const stdin = inv.io.stdin;
   const terminal = canAsk(inv.io);

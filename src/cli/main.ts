@@ -3,6 +3,7 @@ import { asFerryError, FerryError } from '../errors.js';
 import { type CliIo, INVOCATION, type Invocation } from './context.js';
 import { makeOutput } from './output.js';
 import { seconds, wholeNumber } from './flags.js';
+import { parseMinRate } from '../net/throughput.js';
 import { exportCommand } from './commands/export.js';
 import { inspectCommand } from './commands/inspect.js';
 import { verifyCommand } from './commands/verify.js';
@@ -62,6 +63,7 @@ export async function main(args: string[], io: CliIo = processIo(), opts: { sign
     .option('password-stdin', { type: 'boolean', describe: 'read the registry password from stdin (asked for without echo on a terminal)', global: true })
     .option('connect-timeout', { type: 'string', coerce: seconds('connect-timeout', 86_400, 30), describe: 'seconds to wait for a registry connection (default 30)', global: true })
     .option('idle-timeout', { type: 'string', coerce: seconds('idle-timeout', 86_400, 300), describe: 'seconds a registry may send nothing mid-request before ferry gives up and retries (default 120; raise on slow links)', global: true })
+    .option('min-rate', { type: 'string', coerce: (v: unknown) => (v === undefined ? undefined : parseMinRate(String(v))), describe: 'a registry transfer bringing less than this many bytes a second (K, M: KiB, MiB), averaged over the idle timeout, fails and is retried (default 1K; 0 turns it off)', global: true })
     .option('config', { type: 'string', describe: 'JSON config file: global flags and per-registry settings (default ~/.config/ferry/config.json when it exists)', global: true })
     .option('ssh', { type: 'string', describe: 'reach registries (push, import --to registry) or write a registry-layout through this SSH host: [user@]host[:port] or a ~/.ssh/config alias', global: true })
     .option('ssh-key', { type: 'string', array: true, describe: 'SSH identity file (repeatable; default ~/.ssh/id_ed25519, id_ecdsa, id_rsa and the agent)', global: true })

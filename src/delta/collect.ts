@@ -4,8 +4,9 @@ import type { Digest } from '../oci/digest.js';
 import { type Descriptor, type ParsedManifest, parseManifest } from '../oci/manifest.js';
 import { isValidRepository, isValidTag } from '../oci/reference.js';
 import { forEachLimited } from '../copy/pool.js';
-import { readCapped } from '../net/http.js';
 import { pullScope, type RegistryClient } from '../transports/registry/client.js';
+import { remoteText } from '../net/remote-text.js';
+import { CATALOG_PAGES_MAX, INVENTORY_TAGS_MAX, listAll, TAG_LIST_PAGES_MAX } from '../transports/registry/pages.js';
 import { blobDataPath } from '../transports/storage/paths.js';
 import type { ImageSource, OpOptions } from '../transports/types.js';
 import { buildInventory, type Inventory, type InventoryBlob, type InventoryImage } from './inventory.js';
@@ -24,9 +25,6 @@ export interface CollectOptions extends OpOptions {
 }
 
 const LIST_PAGE = 1000;
-const LIST_BODY_MAX = 16 * 1024 * 1024;
-/** A hostile registry could paginate forever. */
-const MAX_PAGES = 10_000;
 
 /** Walks an image (index children included) and returns its configs and layers; manifests are parsed once per digest. */
 async function blobsOfImage(source: ImageSource, repository: string, reference: string, cache: Map<Digest, ParsedManifest>, opts: OpOptions): Promise<{ digest: Digest; blobs: Descriptor[] }> {
@@ -50,57 +48,25 @@ async function blobsOfImage(source: ImageSource, repository: string, reference: 
   return { digest, blobs: [...out.values()] };
 }
 
-async function listAll(client: RegistryClient, first: string, scope: string, field: 'repositories' | 'tags', what: string, opts: OpOptions): Promise<string[]> {
-  const out: string[] = [];
-  let url: string | URL | undefined = first;
-  for (let page = 0; url !== undefined; page++) {
-    if (page >= MAX_PAGES) throw new FerryError('E_REGISTRY', `${what}: more than ${MAX_PAGES} pages`, { hint: 'the registry keeps paginating; check what answers at this address' });
-    const res = await client.expect({ method: 'GET', url, scopes: [scope], signal: opts.signal }, [200], what);
-    const body = await readCapped(res.body, LIST_BODY_MAX);
-    if (!body) throw new FerryError('E_REGISTRY', `${what}: the answer is larger than ${LIST_BODY_MAX} bytes`, { hint: 'the registry answers with something other than a list' });
-    let doc: Record<string, unknown>;
-    try {
-      doc = JSON.parse(body.toString('utf8')) as Record<string, unknown>;
-    } catch {
-      throw new FerryError('E_REGISTRY', `${what}: the answer is not JSON`, { hint: 'check that a registry (API v2) answers at this address' });
-    }
-    const list = doc[field];
-    if (list !== null && list !== undefined && !Array.isArray(list)) throw new FerryError('E_REGISTRY', `${what}: "${field}" is not a list`, { hint: 'the registry does not follow the distribution API' });
-    for (const v of (list ?? []) as unknown[]) if (typeof v === 'string') out.push(v);
-    url = nextLink(res.headers['link'], res.url);
-  }
-  return out;
-}
-
-/** RFC 5988 `Link: </v2/_catalog?last=x&n=100>; rel="next"`, as distribution paginates. */
-export function nextLink(header: string | string[] | undefined, base: string | URL): URL | undefined {
-  const value = Array.isArray(header) ? header.join(',') : header;
-  if (!value) return undefined;
-  for (const part of value.split(',')) {
-    const m = /<([^>]*)>\s*;(.*)$/.exec(part.trim());
-    if (m && /rel="?next"?/.test(m[2]!)) {
-      const next = new URL(m[1]!, base);
-      // Pagination stays on the registry's own origin: a Link elsewhere would leak the token.
-      return next.origin === new URL(base).origin ? next : undefined;
-    }
-  }
-  return undefined;
-}
-
 /** Inventory of a registry over its API: the catalog, each repository's tags, each tag's manifests. */
 export async function inventoryOfRegistry(client: RegistryClient, source: ImageSource, opts: CollectOptions = {}): Promise<Inventory> {
   const host = client.registry;
-  const repos = await listAll(client, `/v2/_catalog?n=${LIST_PAGE}`, 'registry:catalog:*', 'repositories', `catalog of registry ${host}`, opts);
+  const repos = await listAll(client, `/v2/_catalog?n=${LIST_PAGE}`, 'registry:catalog:*', 'repositories', 'catalog', CATALOG_PAGES_MAX, opts);
   const images: InventoryImage[] = [];
   const blobs = new Map<Digest, number>();
   const cache = new Map<Digest, ParsedManifest>();
   const work: { repository: string; tag: string }[] = [];
   for (const repository of repos) {
-    if (!isValidRepository(repository)) { opts.warn?.(`registry ${host}: skipping repository ${JSON.stringify(repository.slice(0, 200))}: not a valid name`); continue; }
-    const tags = await listAll(client, `/v2/${repository}/tags/list?n=${LIST_PAGE}`, pullScope(repository), 'tags', `tags of ${host}/${repository}`, opts);
+    if (!isValidRepository(repository)) { opts.warn?.(`registry ${host}: skipping repository ${JSON.stringify(remoteText(repository, 200))}: not a valid name`); continue; }
+    const tags = await listAll(client, `/v2/${repository}/tags/list?n=${LIST_PAGE}`, pullScope(repository), 'tags', `tags of ${repository}`, TAG_LIST_PAGES_MAX, opts);
     for (const tag of tags) {
-      if (!isValidTag(tag)) { opts.warn?.(`registry ${host}: skipping ${repository} tag ${JSON.stringify(tag.slice(0, 200))}: not a valid tag`); continue; }
+      if (!isValidTag(tag)) { opts.warn?.(`registry ${host}: skipping ${repository} tag ${JSON.stringify(remoteText(tag, 200))}: not a valid tag`); continue; }
       work.push({ repository, tag });
+    }
+    if (work.length > INVENTORY_TAGS_MAX) {
+      throw new FerryError('E_REGISTRY', `registry ${host}: more than ${INVENTORY_TAGS_MAX} tagged images`, {
+        hint: 'take the inventory from the registry\'s storage layout (ferry inventory --layout), or of the bundles it was fed (--bundle)', details: { registry: host },
+      });
     }
   }
   await forEachLimited(work, opts.jobs ?? 4, async ({ repository, tag }) => {

@@ -1,9 +1,11 @@
-import { open, readFile, stat } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
 import { planCopy } from '../copy/plan.js';
 import { FerryError } from '../errors.js';
+import { formatBytes } from '../format.js';
+import { checkJsonBudget, INPUT, inputTooLarge, type InputLimit, parseJsonInput, readInputFile } from '../input-limits.js';
 import { type Digest, sha256Digest } from '../oci/digest.js';
 import { formatReference, fullName, parseReference } from '../oci/reference.js';
-import { type BundleBase, type BundleMetadata, parseMetadata } from '../transports/bundle/metadata.js';
+import { type BundleBase, type BundleMetadata, METADATA_MAX_BYTES, parseMetadata } from '../transports/bundle/metadata.js';
 import { BundleSource } from '../transports/bundle/reader.js';
 import { parseSidecar } from '../transports/bundle/volumes.js';
 import type { ImageSource } from '../transports/types.js';
@@ -28,6 +30,17 @@ export interface LoadedInput {
 }
 
 const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
+
+/** A file read whole, within its kind's cap (input-limits.ts); a missing one is E_NOT_FOUND naming it. */
+async function readInput(path: string, kind: InputLimit): Promise<Buffer> {
+  try {
+    return await readInputFile(path, kind);
+  } catch (e) {
+    if (e instanceof FerryError) throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new FerryError(code === 'ENOENT' ? 'E_NOT_FOUND' : 'E_IO', `${path}: ${code === 'ENOENT' ? 'no such file' : (e as Error).message}`, { hint: 'check the path', details: { file: path } });
+  }
+}
 
 /** Sniffs the first bytes: zstd or tar → bundle, `{` → JSON document, anything else → text (an image list). */
 export async function sniff(path: string): Promise<'bundle' | 'json' | 'text'> {
@@ -72,9 +85,7 @@ async function loadBundle(path: string, where = path): Promise<LoadedInput> {
 
 /** A split bundle's .sha256 list: every volume carries the whole set's metadata, so the first one there will do. */
 async function loadVolumeList(path: string): Promise<LoadedInput> {
-  const text = await readFile(path, 'utf8').catch((e: NodeJS.ErrnoException) => {
-    throw new FerryError(e.code === 'ENOENT' ? 'E_NOT_FOUND' : 'E_IO', `${path}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`, { hint: 'check the path', details: { file: path } });
-  });
+  const text = (await readInput(path, INPUT.volumeList)).toString('utf8');
   const listed = parseSidecar(text, path);
   for (const { path: volume } of listed) {
     if (await stat(volume).then((s) => s.isFile(), () => false)) return loadBundle(volume, path);
@@ -84,15 +95,38 @@ async function loadVolumeList(path: string): Promise<LoadedInput> {
   });
 }
 
-async function loadJson(path: string): Promise<LoadedInput> {
-  const bytes = await readFile(path);
-  let format: unknown;
+/** A `.ferry.json` or an inventory: read up to the larger of the two caps, then each kind's own cap applies. */
+const JSON_INPUT: InputLimit = {
+  what: 'a bundle\'s .ferry.json or an inventory',
+  maxBytes: Math.max(INPUT.inventory.maxBytes, METADATA_MAX_BYTES),
+  code: 'E_BUNDLE_INVALID',
+  hint: `bundle metadata is at most ${formatBytes(METADATA_MAX_BYTES)} and an inventory ${formatBytes(INPUT.inventory.maxBytes)}; this file is something else or was altered: give the .ferry.json written beside the bundle, or take the inventory again`,
+};
+const METADATA_INPUT: InputLimit = { ...JSON_INPUT, what: 'bundle metadata', maxBytes: METADATA_MAX_BYTES };
+
+/**
+ * The document's top-level `format`. Both of ferry's writers put it first, so
+ * the head of the file tells without parsing the whole document twice; a
+ * hand-edited one is parsed (within the memory budget) to find it.
+ */
+function formatOf(bytes: Buffer, path: string): unknown {
+  const head = /^\s*\{\s*"format"\s*:\s*"([a-z0-9-]{1,64})"/.exec(bytes.subarray(0, 256).toString('utf8'));
+  if (head) return head[1];
   try {
-    format = (JSON.parse(bytes.toString('utf8')) as { format?: unknown }).format;
+    return (parseJsonInput(bytes, path, JSON_INPUT) as { format?: unknown } | null)?.format;
   } catch (e) {
+    if (e instanceof FerryError) throw e;
     throw new FerryError('E_USAGE', `${path}: not JSON (${(e as Error).message})`, { hint: 'give a bundle, its .ferry.json metadata, or an inventory', details: { file: path } });
   }
+}
+
+async function loadJson(path: string): Promise<LoadedInput> {
+  const bytes = await readInput(path, JSON_INPUT);
+  const format = formatOf(bytes, path);
   if (format === 'ferry-bundle') {
+    if (bytes.length > METADATA_INPUT.maxBytes) throw inputTooLarge(path, METADATA_INPUT, bytes.length);
+    // parseMetadata parses it whole: what that would allocate is checked first.
+    checkJsonBudget(bytes, path, METADATA_INPUT);
     const meta = parseMetadata(bytes, path);
     return { where: path, kind: 'metadata', metadata: meta, inventory: inventoryOfMetadata(meta, `bundle ${meta.bundleId}`), base: { bundleId: meta.bundleId, metadataDigest: sha256Digest(bytes) } };
   }

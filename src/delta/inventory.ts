@@ -1,7 +1,9 @@
+import { createHash } from 'node:crypto';
 import { FerryError } from '../errors.js';
-import { type Digest, parseDigest, sha256Digest } from '../oci/digest.js';
+import { INPUT, parseJsonInput } from '../input-limits.js';
+import { type Digest, isDigest, parseDigest } from '../oci/digest.js';
 import { validateQualifiedName, validateTag } from '../oci/reference.js';
-import { canonicalJson, compareImages, formatCreated } from '../transports/bundle/metadata.js';
+import { compareImages, formatCreated } from '../transports/bundle/metadata.js';
 
 /**
  * An inventory: what a target (registry, registry storage layout, set of
@@ -13,8 +15,6 @@ import { canonicalJson, compareImages, formatCreated } from '../transports/bundl
 
 export const INVENTORY_FORMAT = 'ferry-inventory';
 export const INVENTORY_VERSION = 1;
-/** An inventory is parsed whole; this caps what a hostile file can make us allocate. */
-export const INVENTORY_MAX_BYTES = 256 * 1024 * 1024;
 
 export type InventorySourceKind = 'registry' | 'registry-layout' | 'bundle' | 'image-list';
 export const INVENTORY_SOURCE_KINDS: readonly InventorySourceKind[] = ['registry', 'registry-layout', 'bundle', 'image-list'];
@@ -44,8 +44,29 @@ export interface Inventory {
   blobs: InventoryBlob[];
 }
 
+/**
+ * sha256 of canonicalJson({images, blobs}), hashed as it is written out: the
+ * canonical text of a 100,000-blob inventory built whole (and the strings its
+ * recursive construction leaves behind) cost more memory than the inventory.
+ * Keys in canonical (sorted) order: blobs, images; digest, size; digest,
+ * repository, tag. test/unit/delta/inventory.test.ts holds it to canonicalJson.
+ */
 export function inventoryId(images: InventoryImage[], blobs: InventoryBlob[]): Digest {
-  return sha256Digest(canonicalJson({ images, blobs }));
+  const hash = createHash('sha256');
+  let pending = '';
+  const write = (text: string): void => {
+    pending += text;
+    if (pending.length >= 64 * 1024) {
+      hash.update(pending);
+      pending = '';
+    }
+  };
+  write('{"blobs":[');
+  blobs.forEach((b, i) => write(`${i ? ',' : ''}{"digest":${JSON.stringify(b.digest)},"size":${JSON.stringify(b.size)}}`));
+  write('],"images":[');
+  images.forEach((m, i) => write(`${i ? ',' : ''}{"digest":${JSON.stringify(m.digest)},"repository":${JSON.stringify(m.repository)}${m.tag !== undefined ? `,"tag":${JSON.stringify(m.tag)}` : ''}}`));
+  hash.update(`${pending}]}`);
+  return `sha256:${hash.digest('hex')}` as Digest;
 }
 
 /** Builds a normalised inventory: images sorted like bundle metadata, blobs by digest, each once. */
@@ -88,6 +109,12 @@ function obj(v: unknown, where: string): Record<string, unknown> {
   return v as Record<string, unknown>;
 }
 
+function fieldCount(o: Record<string, unknown>): number {
+  let n = 0;
+  for (const _ in o) n++;
+  return n;
+}
+
 function arr(v: unknown, where: string): unknown[] {
   if (!Array.isArray(v)) throw bad(where, 'is not an array');
   return v;
@@ -95,11 +122,13 @@ function arr(v: unknown, where: string): unknown[] {
 
 /** Parses and checks an inventory document (hostile input): names, digests, sizes, and that the id matches the content. */
 export function parseInventory(bytes: Uint8Array, where: string): Inventory {
-  if (bytes.length > INVENTORY_MAX_BYTES) throw bad(where, `is ${bytes.length} bytes, more than the ${INVENTORY_MAX_BYTES} allowed`);
+  // An inventory is parsed whole: its size and what parsing it would allocate are checked first (input-limits.ts).
+  if (bytes.length > INPUT.inventory.maxBytes) throw bad(where, `is ${bytes.length} bytes, more than the ${INPUT.inventory.maxBytes} an inventory may be`);
   let doc: unknown;
   try {
-    doc = JSON.parse(Buffer.from(bytes).toString('utf8'));
+    doc = parseJsonInput(bytes, where, INPUT.inventory);
   } catch (e) {
+    if (e instanceof FerryError) throw e;
     throw bad(where, `is not JSON (${(e as Error).message})`);
   }
   const o = obj(doc, where);
@@ -114,18 +143,22 @@ export function parseInventory(bytes: Uint8Array, where: string): Inventory {
   const source = obj(o.source, `${where}.source`);
   if (typeof source.kind !== 'string' || !(INVENTORY_SOURCE_KINDS as readonly string[]).includes(source.kind)) throw bad(`${where}.source.kind`, `must be one of ${INVENTORY_SOURCE_KINDS.join(', ')}`);
   if (typeof source.description !== 'string' || source.description.length > 1024 || /[\u0000-\u001f]/.test(source.description)) throw bad(`${where}.source.description`, 'is not a printable string');
-  const images = arr(o.images, `${where}.images`).map((v, i) => {
-    const w = `${where}.images[${i}]`;
-    const img = obj(v, w);
-    const out: InventoryImage = { repository: validateQualifiedName(String(img.repository), `${w}.repository`), digest: parseDigest(img.digest, `${w}.digest`) };
-    if (img.tag !== undefined) out.tag = validateTag(String(img.tag), `${w}.tag`);
-    return out;
+  // The parsed objects are kept when they hold exactly the known fields (the usual case): a 100,000-blob
+  // inventory then costs its parse once, not twice. Field names for messages are built only on error.
+  const images = arr(o.images, `${where}.images`).map((v, i): InventoryImage => {
+    const img = obj(v, `${where}.images[${i}]`);
+    const w = () => `${where}.images[${i}]`;
+    const repository = validateQualifiedName(String(img.repository), `${w()}.repository`);
+    const digest = isDigest(img.digest) ? img.digest : parseDigest(img.digest, `${w()}.digest`);
+    const tag = img.tag === undefined ? undefined : validateTag(String(img.tag), `${w()}.tag`);
+    if (repository === img.repository && tag === img.tag && fieldCount(img) === (tag === undefined ? 2 : 3)) return img as unknown as InventoryImage;
+    return tag !== undefined ? { repository, tag, digest } : { repository, digest };
   });
-  const blobs = arr(o.blobs, `${where}.blobs`).map((v, i) => {
-    const w = `${where}.blobs[${i}]`;
-    const b = obj(v, w);
-    if (typeof b.size !== 'number' || !Number.isSafeInteger(b.size) || b.size < 0) throw bad(`${w}.size`, 'is not a non-negative integer');
-    return { digest: parseDigest(b.digest, `${w}.digest`), size: b.size };
+  const blobs = arr(o.blobs, `${where}.blobs`).map((v, i): InventoryBlob => {
+    const b = obj(v, `${where}.blobs[${i}]`);
+    if (typeof b.size !== 'number' || !Number.isSafeInteger(b.size) || b.size < 0) throw bad(`${where}.blobs[${i}].size`, 'is not a non-negative integer');
+    const digest = isDigest(b.digest) ? b.digest : parseDigest(b.digest, `${where}.blobs[${i}].digest`);
+    return fieldCount(b) === 2 ? b as unknown as InventoryBlob : { digest, size: b.size };
   });
   const id = parseDigest(o.id, `${where}.id`);
   const actual = inventoryId(images, blobs);

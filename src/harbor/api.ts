@@ -2,6 +2,7 @@ import { FerryError } from '../errors.js';
 import type { Credentials } from '../net/credentials.js';
 import { discard, type HttpClient, type HttpResponse, readCapped } from '../net/http.js';
 import { ERROR_BODY_MAX_BYTES, parseRegistryErrors } from '../net/registry-error.js';
+import { rememberSecret } from '../net/remote-text.js';
 import { withRetry } from '../net/retry.js';
 
 /**
@@ -68,6 +69,8 @@ export class HarborApi {
     this.registry = options.registry;
     this.http = options.http;
     this.authorization = basicAuthorization(options.credentials);
+    // Harbor's error messages pass remoteText (through parseRegistryErrors): an echoed password is redacted there.
+    rememberSecret(options.credentials?.password, options.credentials?.username);
     this.user = this.authorization === undefined ? undefined : options.credentials?.username;
   }
 

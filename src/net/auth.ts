@@ -2,6 +2,7 @@ import { FerryError } from '../errors.js';
 import type { Credentials } from './credentials.js';
 import { type HttpClient, type HttpResponse, readCapped } from './http.js';
 import { registryError } from './registry-error.js';
+import { rememberSecret, remoteText, remoteUrl } from './remote-text.js';
 import { withRetry } from './retry.js';
 
 /**
@@ -179,18 +180,7 @@ export class Authenticator {
   }
 
   private async fetchToken(c: Challenge, scopes: string[], signal?: AbortSignal): Promise<CachedToken> {
-    let realm: URL;
-    try {
-      realm = new URL(c.params.realm ?? '');
-    } catch {
-      throw new FerryError('E_REGISTRY', `registry ${this.registry} named an invalid token realm`, { hint: 'the registry is misconfigured; ask its administrator' });
-    }
-    const sendsSecret = this.credentials !== undefined;
-    if (sendsSecret && realm.protocol !== 'https:' && this.registryUrl.protocol === 'https:') {
-      throw new FerryError('E_AUTH', `registry ${this.registry} asks for credentials at ${realm.host} over plain HTTP; refusing to send them`, {
-        hint: 'the registry\'s token realm must be https; ask its administrator',
-      });
-    }
+    const realm = this.realm(c.params.realm ?? '');
 
     const form = new URLSearchParams();
     if (c.params.service) form.set('service', c.params.service);
@@ -226,10 +216,40 @@ export class Authenticator {
     if (typeof value !== 'string' || !value) {
       throw new FerryError('E_REGISTRY', `the token service ${realm.host} of registry ${this.registry} sent no token`, { hint: 'the token service is misconfigured; ask the registry administrator' });
     }
+    // It goes into an Authorization header: a value with spaces or controls would make the request unsendable.
+    if (!/^[\x21-\x7e]+$/.test(value)) {
+      throw new FerryError('E_AUTH', `the token service ${realm.host} of registry ${this.registry} sent a token that is not a valid header value`, { hint: 'the token service is misconfigured; ask the registry administrator' });
+    }
+    rememberSecret(value);
     const seconds = typeof parsed.expires_in === 'number' && parsed.expires_in > 0 ? parsed.expires_in : DEFAULT_TOKEN_SECONDS;
     // Counted from when we asked, on our own clock (issued_at is on the server's, which may be skewed),
     // and renewed a little early so a token does not expire between our check and the registry's.
     return { value, expiresAt: asked + seconds * 1000 - Math.min(10_000, seconds * 100) };
+  }
+
+  /**
+   * The challenge's token realm, where credentials are sent: an http(s) URL,
+   * and https whenever the registry itself is (a token fetched over plain
+   * HTTP can be read or replaced on the way, credentials or not). Anything
+   * else stops authentication: E_AUTH, naming the registry and the scheme.
+   */
+  private realm(raw: string): URL {
+    const refuse = (why: string, scheme?: string): FerryError => new FerryError('E_AUTH', `registry ${this.registry} ${why}; refusing to authenticate there`, {
+      hint: 'the registry\'s token service is misconfigured (or something between you and it rewrites its answers); ask its administrator',
+      details: { registry: this.registry, ...(scheme !== undefined ? { scheme } : {}) },
+    });
+    let realm: URL;
+    try {
+      realm = new URL(raw);
+    } catch {
+      throw refuse(`names an invalid token realm (${remoteText(raw.replace(/[?#].*$/s, ''), 100)})`);
+    }
+    const scheme = remoteText(realm.protocol, 20);
+    if (realm.protocol !== 'https:' && realm.protocol !== 'http:') throw refuse(`names a token realm with the ${scheme} scheme (${remoteUrl(realm)}), not http(s)`, scheme);
+    if (realm.protocol === 'http:' && this.registryUrl.protocol === 'https:') {
+      throw refuse(`is https but names a plain-HTTP token realm (${remoteUrl(realm)}): the token and credentials would travel unencrypted`, scheme);
+    }
+    return realm;
   }
 
   private async tokenError(res: HttpResponse, realm: URL): Promise<FerryError> {

@@ -1,10 +1,10 @@
-import { readFileSync } from 'node:fs';
 import { mkdir, open, realpath, rename, rm } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { FerryError, isFerryError } from '../errors.js';
 import { tempPathFor } from '../fsys/atomic.js';
 import { CredentialHelper, type Env } from './credential-helper.js';
+import { INPUT, parseJsonInput, readInputFileSync } from '../input-limits.js';
 
 /**
  * Where the credentials for a registry come from, first match wins:
@@ -106,17 +106,19 @@ interface DockerConfig {
 
 /** The file's document, or undefined when there is no file. */
 function readDockerConfig(file: string): DockerConfig | undefined {
-  let text: string;
+  let bytes: Buffer;
   try {
-    text = readFileSync(file, 'utf8');
+    bytes = readInputFileSync(file, INPUT.dockerConfig);
   } catch (e) {
+    if (e instanceof FerryError) throw e;
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new FerryError('E_CONFIG', `cannot read ${file}: ${(e as Error).message}`, { cause: e, hint: 'fix its permissions, or point DOCKER_CONFIG elsewhere' });
   }
   let doc: unknown;
   try {
-    doc = JSON.parse(text);
+    doc = parseJsonInput(bytes, file, INPUT.dockerConfig);
   } catch (e) {
+    if (e instanceof FerryError) throw e;
     throw new FerryError('E_CONFIG', `${file} is not valid JSON`, { cause: e, hint: 'fix the file or point DOCKER_CONFIG at a directory with a valid config.json' });
   }
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {

@@ -4,6 +4,8 @@ import https from 'node:https';
 import type { Duplex, Readable } from 'node:stream';
 import tls from 'node:tls';
 import { FerryError, isAbortError } from '../errors.js';
+import { remoteUrl } from './remote-text.js';
+import { DEFAULT_MIN_BYTES_PER_SECOND, watchThroughput } from './throughput.js';
 
 /**
  * The one HTTP client of ferry, on node:http/https rather than global fetch:
@@ -26,6 +28,10 @@ export interface HttpOptions {
   connectTimeoutMs?: number;
   /** Longest silence on an open connection, in either direction, before the request fails. */
   idleTimeoutMs?: number;
+  /** A response body bringing less than this, averaged over a window, fails (net/throughput.ts); 0 turns the rule off. */
+  minBytesPerSecond?: number;
+  /** That window; default: the idle timeout, so that raising it for a slow link also widens the averaging. */
+  minRateWindowMs?: number;
 }
 
 export interface HttpRequest {
@@ -78,6 +84,12 @@ export class HttpClient {
 
   request(req: HttpRequest): Promise<HttpResponse> {
     const { url } = req;
+    // The registry client refuses other schemes where a server hands them out; this keeps Node's bare TypeError out for good.
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+      return Promise.reject(new FerryError('E_REGISTRY', `${remoteUrl(url)}: ferry speaks only http and https`, {
+        hint: 'a server sent ferry to this address; check the registry (and any proxy before it)', details: { scheme: url.protocol },
+      }));
+    }
     const connectTimeout = this.options.connectTimeoutMs ?? envTimeoutMs('FERRY_CONNECT_TIMEOUT') ?? DEFAULT_CONNECT_TIMEOUT_MS;
     const idleTimeout = this.options.idleTimeoutMs ?? envTimeoutMs('FERRY_IDLE_TIMEOUT') ?? DEFAULT_IDLE_TIMEOUT_MS;
     const headers: Record<string, string> = { 'user-agent': this.options.userAgent ?? 'ferry', ...req.headers };
@@ -132,6 +144,8 @@ export class HttpClient {
         res.destroy = (err?: Error) => destroy(err === undefined || err instanceof FerryError ? err : networkError(err, url));
         response = res;
         clearTimeout(connectTimer);
+        const rate = { bytesPerSecond: this.options.minBytesPerSecond ?? DEFAULT_MIN_BYTES_PER_SECOND, windowMs: this.options.minRateWindowMs ?? idleTimeout };
+        watchThroughput(res, rate, (err) => res.destroy(err), url.host);
         res.once('close', cleanup);
         resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res, url });
       });

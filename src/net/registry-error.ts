@@ -1,5 +1,6 @@
 import { type ErrorCode, FerryError } from '../errors.js';
 import { type HttpResponse, readCapped } from './http.js';
+import { remoteText } from './remote-text.js';
 
 /** Error bodies are for messages only: a hostile or broken server gets no more than this into memory. */
 export const ERROR_BODY_MAX_BYTES = 64 * 1024;
@@ -9,9 +10,16 @@ interface RegistryErrorEntry {
   message: string;
 }
 
+const REGISTRY_ERRORS_MAX = 10;
+
 const NOT_FOUND_CODES = new Set(['MANIFEST_UNKNOWN', 'BLOB_UNKNOWN', 'NAME_UNKNOWN', 'BLOB_UPLOAD_UNKNOWN']);
 
-/** Parses distribution's `{"errors":[{code,message,detail}]}`; anything else yields no entries. */
+/**
+ * Parses distribution's `{"errors":[{code,message,detail}]}`; anything else
+ * yields no entries. Codes and messages are remote text: they pass remoteText
+ * here, the one place registry (and Harbor, and token service) error text
+ * enters ferry's messages and --json details.
+ */
 export function parseRegistryErrors(body: Buffer | undefined): RegistryErrorEntry[] {
   if (!body || body.length === 0) return [];
   try {
@@ -19,7 +27,9 @@ export function parseRegistryErrors(body: Buffer | undefined): RegistryErrorEntr
     if (!Array.isArray(parsed.errors)) return [];
     return parsed.errors
       .filter((e): e is Record<string, unknown> => typeof e === 'object' && e !== null)
-      .map((e) => ({ code: String(e.code ?? 'UNKNOWN').slice(0, 64), message: String(e.message ?? '').slice(0, 300) }));
+      // A message quotes a few; a server listing thousands only makes it unreadable.
+      .slice(0, REGISTRY_ERRORS_MAX)
+      .map((e) => ({ code: remoteText(e.code ?? 'UNKNOWN', 64), message: remoteText(e.message ?? '') }));
   } catch {
     return [];
   }

@@ -158,6 +158,54 @@ describe('a hostile or broken registry: a retry that succeeds or a clear error, 
     expect(Date.now() - t0).toBeLessThan(60_000);
   }, 120_000);
 
+  it('a trickle (a byte every 100 ms, never silent long enough for the idle timeout): --min-rate fails the attempt with E_NETWORK naming blob and registry; once → retried, faithful; always → bounded', async () => {
+    const timers = new Set<NodeJS.Timeout>();
+    const trickle = (times: number): FaultHandler => async (req, res, { n: k, fetch }) => {
+      if (!isGet(req, layerPath(0)) || k > times) return false;
+      const up = await fetch();
+      res.writeHead(200, { ...up.headers, 'content-length': String(up.body.length) });
+      let sent = 0;
+      const t = setInterval(() => {
+        if (res.destroyed || sent >= up.body.length) { clearInterval(t); timers.delete(t); return; }
+        res.write(up.body.subarray(sent, ++sent));
+      }, 100);
+      timers.add(t);
+      res.on('close', () => { clearInterval(t); timers.delete(t); });
+      return true;
+    };
+    try {
+      // Averaged over the idle timeout (3 s): 8 KiB/s means 24 KiB per window; the trickle brings 30 bytes.
+      const flags = ['--idle-timeout', '3', '--min-rate', '8K'];
+      const once = await exportThrough(trickle(1), { args: flags, env: {} });
+      expect(once.r.code, once.r.stderr).toBe(0);
+      await expectFaithful(once.out);
+      const t0 = Date.now();
+      // The variable works as the flag does.
+      const always = await exportThrough(trickle(99), { args: ['--idle-timeout', '3'], env: { FERRY_MIN_RATE: '8KiB' }, timeoutMs: 80_000 });
+      expect(always.r.signal, 'ferry hung and was killed by the test').toBeNull();
+      expectFailed(always.r, always.out, ['E_NETWORK']);
+      expect(always.r.error!.message).toMatch(/less than 8(\.0+)? KiB\/s/);
+      expect(always.r.error!.message).toContain(layerPath(0).split('/').pop()!);
+      expect(always.r.error!.message).toContain('127.0.0.1:');
+      expect(always.r.error!.hint).toMatch(/--min-rate/);
+      expect(Date.now() - t0).toBeLessThan(45_000);
+      // Several attempts were made (the engine retries E_NETWORK, resuming where it was).
+      expect(always.proxyLog.filter((l) => l.path.startsWith(layerPath(0))).length).toBeGreaterThan(1);
+    } finally {
+      for (const t of timers) clearInterval(t);
+    }
+  }, 120_000);
+
+  it('--min-rate is checked before anything runs: a bad value is E_USAGE, nothing is fetched', async () => {
+    for (const [args, env] of [[['--min-rate', 'fast'], {}], [['--min-rate=-1K'], {}], [['--min-rate', '5 KB per second'], {}], [[], { FERRY_MIN_RATE: '12 parsecs' }]] as const) {
+      const { r, proxyLog } = await exportThrough(() => false, { args: [...args], env: { ...env } });
+      expect(['E_USAGE', 'E_CONFIG'], `${JSON.stringify(args)} ${JSON.stringify(env)}: exit ${r.code}\n${r.stderr}${r.stdout}`).toContain(r.error?.code);
+      expect(r.code).toBe(2);
+      expect(r.error!.message).toMatch(/min-rate|MIN_RATE/);
+      expect(proxyLog).toEqual([]);
+    }
+  });
+
   it('429 with Retry-After and a burst of 5xx: retried, the bundle is faithful', async () => {
     const t0 = Date.now();
     const { r, out, proxyLog } = await exportThrough(async (req, res, { n: k }) => {
@@ -250,4 +298,59 @@ describe('a hostile or broken registry: a retry that succeeds or a clear error, 
     expectFailed(r, out, ['E_MANIFEST_INVALID', 'E_REGISTRY']);
     expect(r.error!.message).toMatch(/4 ?MiB|4194304|too (big|large)|more than/);
   });
+
+  it('a redirect to ftp:, file:, data: or an unparsable Location: E_REGISTRY naming the registry and the scheme, never E_INTERNAL', async () => {
+    const cases: Array<[what: string, match: (req: IncomingMessage) => boolean, location: string, scheme: RegExp]> = [
+      ['blob → ftp:', (req) => isGet(req, layerPath(0)), 'ftp://files.example/layer?token=abc', /ftp:/],
+      ['blob → file:', (req) => isGet(req, layerPath(1)), 'file:///etc/passwd', /file:/],
+      ['manifest → data:', (req) => req.method === 'GET' && (req.url ?? '').includes('/manifests/'), 'data:application/json;base64,e30=', /data:/],
+      ['blob → unparsable', (req) => isGet(req, layerPath(0)), 'http://[::1', /Location|invalid/i],
+    ];
+    for (const [what, match, location, scheme] of cases) {
+      const { r, out } = await exportThrough((req, res) => {
+        if (!match(req)) return false;
+        res.writeHead(302, { location });
+        res.end();
+        return true;
+      });
+      expect(r.error?.code, `${what}: exit ${r.code}\n${r.stderr}${r.stdout}`).toBe('E_REGISTRY');
+      expectFailed(r, out, ['E_REGISTRY']);
+      expect(r.error!.message, what).toMatch(scheme);
+      expect(r.error!.message, what).toContain('127.0.0.1:');
+      expect(r.error!.message, `${what}: the query (where tokens live) is not quoted`).not.toContain('token=abc');
+    }
+  }, 120_000);
+
+  it('more than 5 redirects (a loop): E_REGISTRY saying so', async () => {
+    const { r, out } = await exportThrough((req, res) => {
+      if (!isGet(req, layerPath(0))) return false;
+      res.writeHead(307, { location: layerPath(0) });
+      res.end();
+      return true;
+    });
+    expectFailed(r, out, ['E_REGISTRY']);
+    expect(r.error!.message).toMatch(/redirect/);
+  });
+
+  it('a token realm with a non-http(s) scheme: E_AUTH naming the registry and the scheme, never E_INTERNAL', async () => {
+    for (const realm of ['ftp://auth.example/token', 'file:///etc/passwd', 'data:,{"token":"x"}', 'gopher://x', 'not a url']) {
+      const { r, out } = await exportThrough(async (req, res, { fetch }) => {
+        const up = await fetch();
+        const challenge = up.headers['www-authenticate'];
+        // The htpasswd registry asks for Basic; a Bearer challenge with the hostile realm replaces it.
+        const headers = { ...up.headers, ...(challenge ? { 'www-authenticate': `Bearer realm="${realm}",service="x"` } : {}) };
+        res.writeHead(up.status, headers);
+        res.end(req.method === 'HEAD' ? undefined : up.body);
+        return true;
+      });
+      // The realm belongs to the registry, not to an image: the message names the registry (checked below).
+      expect(r.error?.code, `${realm}: exit ${r.code}\n${r.stderr}${r.stdout}`).toBe('E_AUTH');
+      expect(r.code).toBe(4);
+      expect(r.error!.hint).toBeTruthy();
+      expect(existsSync(out), 'a bundle was written although the export failed').toBe(false);
+      expect(r.error!.message, realm).toContain('127.0.0.1:');
+      expect(r.error!.message, realm).toMatch(/realm/);
+      if (realm.includes(':/') || realm.startsWith('data:')) expect(r.error!.message, realm).toContain(realm.slice(0, realm.indexOf(':') + 1));
+    }
+  }, 120_000);
 });

@@ -4,6 +4,7 @@ import { Authenticator } from '../../net/auth.js';
 import { type CredentialLookup, type Credentials, lookupCredentials } from '../../net/credentials.js';
 import { type ConnectionFactory, discard, HttpClient, type HttpResponse, isPlainHttpAnswer } from '../../net/http.js';
 import { registryError } from '../../net/registry-error.js';
+import { rememberSecret, remoteText, remoteUrl } from '../../net/remote-text.js';
 import { withRetry } from '../../net/retry.js';
 import { registryApiHost } from '../../oci/reference.js';
 
@@ -28,6 +29,8 @@ export interface RegistryOptions {
   /** --connect-timeout / --idle-timeout, in ms; default: net/http's. */
   connectTimeoutMs?: number;
   idleTimeoutMs?: number;
+  /** --min-rate, bytes per second (0: off); default: net/throughput's. */
+  minBytesPerSecond?: number;
   /**
    * Upload blobs in PATCH chunks of this many bytes (each chunk is held in
    * memory) instead of one streamed PUT: for registries or proxies that cap
@@ -69,6 +72,7 @@ export function httpClientFor(options: RegistryOptions): HttpClient {
     ...(options.connect !== undefined ? { connect: options.connect } : {}),
     ...(options.connectTimeoutMs !== undefined ? { connectTimeoutMs: options.connectTimeoutMs } : {}),
     ...(options.idleTimeoutMs !== undefined ? { idleTimeoutMs: options.idleTimeoutMs } : {}),
+    ...(options.minBytesPerSecond !== undefined ? { minBytesPerSecond: options.minBytesPerSecond } : {}),
   });
 }
 
@@ -88,6 +92,10 @@ export class RegistryClient {
     this.registry = options.registry;
     this.chunkSize = options.chunkSize;
     this.credentials = credentials ?? lookupCredentials(options.registry, options.credentials);
+    // Whatever a server echoes back of these is redacted from every message that quotes it.
+    const held = this.credentials.credentials;
+    rememberSecret(held?.password, held?.username);
+    rememberSecret(held?.identityToken);
     this.http = httpClientFor(options);
   }
 
@@ -102,6 +110,7 @@ export class RegistryClient {
     const { base, auth } = await this.connect(req.signal);
     const replayable = !(req.body instanceof Readable) && req.method !== 'PATCH';
     let url = typeof req.url === 'string' ? new URL(req.url, base) : req.url;
+    const asked = `${req.method} ${url.origin === base.origin ? url.pathname : remoteUrl(url)}`;
     let scopes = req.scopes;
     let reauthenticated = false;
     for (let hops = 0; ; ) {
@@ -121,10 +130,15 @@ export class RegistryClient {
         }
       }
       const location = res.headers.location;
-      if (REDIRECTS.has(res.status) && (req.method === 'GET' || req.method === 'HEAD') && location && hops < MAX_REDIRECTS) {
-        hops++;
+      if (REDIRECTS.has(res.status) && (req.method === 'GET' || req.method === 'HEAD') && location) {
         await discard(res.body);
-        url = new URL(location, url);
+        if (++hops > MAX_REDIRECTS) {
+          throw new FerryError('E_REGISTRY', `registry ${this.registry}: ${asked}: more than ${MAX_REDIRECTS} redirects`, {
+            hint: 'the registry (or a proxy or object store behind it) redirects in a loop; ask its administrator',
+            details: { registry: this.registry },
+          });
+        }
+        url = this.resolve(location, url, `${asked}: redirected`);
         continue;
       }
       return res;
@@ -143,7 +157,32 @@ export class RegistryClient {
   location(res: HttpResponse, what: string): URL {
     const loc = res.headers.location;
     if (!loc) throw new FerryError('E_REGISTRY', `${what}: registry ${this.registry} answered ${res.status} without a Location`, { hint: 'the registry does not follow the distribution API; check what serves this address' });
-    return new URL(loc, res.url);
+    return this.resolve(loc, res.url, `${what}: Location`);
+  }
+
+  /**
+   * A URL the registry handed out (a redirect, an upload Location, a Link to
+   * the next page), resolved against the request it answered. Only http and
+   * https are followed: anything else, or text that is no URL, is the
+   * registry's error (E_REGISTRY), named with the scheme but never the query,
+   * where signed URLs carry their tokens.
+   */
+  resolve(raw: string, base: URL, what: string): URL {
+    let url: URL;
+    try {
+      url = new URL(raw, base);
+    } catch {
+      throw new FerryError('E_REGISTRY', `registry ${this.registry}: ${what} to an invalid URL (${remoteText(raw.replace(/[?#].*$/s, ''), 100)})`, {
+        hint: 'the registry (or a proxy before it) sent a malformed address; ask its administrator', details: { registry: this.registry },
+      });
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+      const scheme = remoteText(url.protocol, 20);
+      throw new FerryError('E_REGISTRY', `registry ${this.registry}: ${what} to a ${scheme} URL (${remoteUrl(url)}); ferry follows only http and https`, {
+        hint: 'the registry (or a proxy before it) is misconfigured or hostile; ask its administrator', details: { registry: this.registry, scheme },
+      });
+    }
+    return url;
   }
 
   close(): void {

@@ -3,10 +3,13 @@ import type { Readable } from 'node:stream';
 import { FerryError } from '../../errors.js';
 import { discard } from '../../net/http.js';
 import { type Digest, isDigest } from '../../oci/digest.js';
-import type { Descriptor, Manifest } from '../../oci/manifest.js';
+import { type Descriptor, type Manifest, MANIFEST_MAX_BYTES } from '../../oci/manifest.js';
 import { MANIFEST_ACCEPT } from '../../oci/media-types.js';
 import type { DestinationCapabilities, ImageDestination, ImageRecord, OpOptions } from '../types.js';
 import { pullScope, pushScope, type RegistryClient } from './client.js';
+
+/** The largest PATCH chunk (held in memory) a registry's OCI-Chunk-Min-Length may ask for. */
+const CHUNK_MAX_BYTES = 64 * 1024 * 1024;
 
 /** Pushes blobs and manifests to one registry over the distribution API. */
 export class RegistryDestination implements ImageDestination {
@@ -43,8 +46,19 @@ export class RegistryDestination implements ImageDestination {
       await discard(get.body);
       return undefined;
     }
+    // Hashed as it streams, but no further than a manifest can be: a registry that never stops sending must not hold the push.
     const hash = createHash('sha256');
-    for await (const chunk of get.body as AsyncIterable<Buffer>) hash.update(chunk);
+    let size = 0;
+    for await (const chunk of get.body as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > MANIFEST_MAX_BYTES) {
+        get.body.destroy();
+        throw new FerryError('E_MANIFEST_INVALID', `${what}: the manifest is larger than ${MANIFEST_MAX_BYTES} bytes`, {
+          hint: 'manifests are small JSON documents; this registry sent something else', details: { image: `${this.name(repository)}:${tag}` },
+        });
+      }
+      hash.update(chunk);
+    }
     return `sha256:${hash.digest('hex')}` as Digest;
   }
 
@@ -57,8 +71,15 @@ export class RegistryDestination implements ImageDestination {
     );
     await discard(res.body);
     if (res.status === 201) return true;
-    // 202: the registry opened an ordinary upload instead; we do not want it.
-    if (res.headers.location) await this.cancelUpload(new URL(res.headers.location, res.url), repository);
+    // 202: the registry opened an ordinary upload instead; we do not want it. An unusable Location is left to the registry to purge.
+    const location = res.headers.location;
+    let upload: URL | undefined;
+    try {
+      upload = location ? this.client.resolve(location, res.url, 'mount') : undefined;
+    } catch {
+      upload = undefined;
+    }
+    if (upload) await this.cancelUpload(upload, repository);
     return false;
   }
 
@@ -75,6 +96,12 @@ export class RegistryDestination implements ImageDestination {
     try {
       let body: Buffer | Readable = data;
       const minChunk = Number(start.headers['oci-chunk-min-length']) || 0;
+      // Each chunk is held in memory: a registry may raise the size, not make us hold a whole layer.
+      if (this.client.chunkSize !== undefined && minChunk > CHUNK_MAX_BYTES) {
+        throw new FerryError('E_REGISTRY', `${what}: registry ${this.client.registry} wants chunks of at least ${minChunk} bytes (OCI-Chunk-Min-Length), more than the ${CHUNK_MAX_BYTES} ferry holds in memory`, {
+          hint: 'upload without chunks (a plain streamed PUT), or ask the registry administrator to lower the minimum', details: { registry: this.client.registry },
+        });
+      }
       if (this.client.chunkSize !== undefined) {
         const chunked = await this.patchChunks(location, data, Math.max(this.client.chunkSize, minChunk), scopes, what, opts);
         location = chunked.location;

@@ -8,6 +8,7 @@ import { checkManifestDigest, type Descriptor, type Manifest, MANIFEST_MAX_BYTES
 import { isManifestMediaType, MANIFEST_ACCEPT, MT } from '../../oci/media-types.js';
 import type { ImageSource, OpOptions } from '../types.js';
 import { pullScope, type RegistryClient } from './client.js';
+import { PageTrail, REFERRER_PAGES_MAX } from './pages.js';
 
 /** Pulls manifests and blobs from one registry over the distribution API. */
 export class RegistrySource implements ImageSource {
@@ -88,8 +89,10 @@ export class RegistrySource implements ImageSource {
   async referrers(repository: string, digest: Digest, opts: OpOptions = {}): Promise<Descriptor[] | undefined> {
     const where = `referrers of ${this.client.registry}/${repository}@${digest}`;
     const out: Descriptor[] = [];
-    let url: string | URL = `/v2/${repository}/referrers/${digest}`;
-    for (let page = 0; page < REFERRER_PAGES_MAX; page++) {
+    const trail = new PageTrail(this.client, `referrers of ${repository}@${digest}`, REFERRER_PAGES_MAX);
+    let url: string | URL | undefined = `/v2/${repository}/referrers/${digest}`;
+    for (let page = 0; url !== undefined; page++) {
+      trail.enter(url);
       const res = await this.client.send({ method: 'GET', url, scopes: [pullScope(repository)], headers: { accept: MT.ociIndex }, signal: opts.signal });
       // Unsupported shows up as 404 (no route) or, from some proxies, 400/405: none is an error for the image.
       if (page === 0 && (res.status === 404 || res.status === 400 || res.status === 405)) {
@@ -100,9 +103,7 @@ export class RegistrySource implements ImageSource {
       const bytes = await readCapped(res.body, MANIFEST_MAX_BYTES);
       if (!bytes) throw new FerryError('E_MANIFEST_INVALID', `${where}: answer is larger than ${MANIFEST_MAX_BYTES} bytes`, { hint: 'the registry sent something other than a referrers index', details: { image: `${repository}@${digest}` } });
       out.push(...parseManifest(bytes, MT.ociIndex, where).manifests);
-      const next = nextLink(res.headers.link);
-      if (!next) return out;
-      url = new URL(next, res.url);
+      url = trail.next(res);
     }
     return out;
   }
@@ -110,16 +111,6 @@ export class RegistrySource implements ImageSource {
   async close(): Promise<void> {
     this.client.close();
   }
-}
-
-/** A hostile registry could page forever. */
-const REFERRER_PAGES_MAX = 100;
-
-/** `<url>; rel="next"` from a Link header (RFC 8288), as the distribution spec paginates. */
-function nextLink(header: string | string[] | undefined): string | undefined {
-  const value = Array.isArray(header) ? header.join(', ') : header;
-  const m = value?.match(/<([^>]+)>\s*;\s*rel="?next"?/);
-  return m?.[1];
 }
 
 /** The Content-Type when it names a manifest kind; otherwise (`application/json`, none) the document's own mediaType field. */

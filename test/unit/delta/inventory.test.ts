@@ -3,9 +3,10 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { isFerryError } from '../../../src/errors.js';
 import type { Digest } from '../../../src/oci/digest.js';
-import { nextLink } from '../../../src/delta/collect.js';
+import { nextLinkTarget } from '../../../src/transports/registry/pages.js';
 import { diffInventories } from '../../../src/delta/diff.js';
-import { buildInventory, parseInventory, serialiseInventory } from '../../../src/delta/inventory.js';
+import { buildInventory, inventoryId, parseInventory, serialiseInventory } from '../../../src/delta/inventory.js';
+import { canonicalJson } from '../../../src/transports/bundle/metadata.js';
 
 const d = (s: string): Digest => `sha256:${createHash('sha256').update(s).digest('hex')}` as Digest;
 
@@ -61,12 +62,21 @@ describe('inventory document', () => {
 });
 
 describe('registry pagination', () => {
-  it('follows rel="next" on the same origin only', () => {
-    const base = 'http://127.0.0.1:5000/v2/_catalog?n=2';
-    expect(nextLink('</v2/_catalog?last=b&n=2>; rel="next"', base)?.href).toBe('http://127.0.0.1:5000/v2/_catalog?last=b&n=2');
-    expect(nextLink(undefined, base)).toBeUndefined();
-    expect(nextLink('<http://evil.example/v2/_catalog?last=b>; rel="next"', base)).toBeUndefined();
-    expect(nextLink('</v2/x>; rel="prev"', base)).toBeUndefined();
+  it('hashes {images, blobs} as canonicalJson writes them, without building the text', () => {
+    const image = fc.record({ repository: fc.stringMatching(/^[a-z0-9]+(\/[a-z0-9]+){0,2}$/), tag: fc.option(fc.stringMatching(/^\w[\w.-]{0,20}$/), { nil: undefined }), digest: fc.string().map(d) });
+    const blob = fc.record({ digest: fc.string().map(d), size: fc.nat() });
+    fc.assert(fc.property(fc.array(image, { maxLength: 20 }), fc.array(blob, { maxLength: 20 }), (imgs, blobs) => {
+      const images = imgs.map((i) => (i.tag === undefined ? { repository: i.repository, digest: i.digest } : i));
+      const expected = `sha256:${createHash('sha256').update(canonicalJson({ images, blobs })).digest('hex')}`;
+      expect(inventoryId(images, blobs)).toBe(expected);
+    }), { numRuns: 300 });
+  });
+
+  it('reads the rel="next" target of a Link header (the registry client then keeps it on the registry\'s origin)', () => {
+    expect(nextLinkTarget('</v2/_catalog?last=b&n=2>; rel="next"')).toBe('/v2/_catalog?last=b&n=2');
+    expect(nextLinkTarget(['</v2/x?last=a>; rel="prev"', '</v2/x?last=c>; rel=next'])).toBe('/v2/x?last=c');
+    expect(nextLinkTarget(undefined)).toBeUndefined();
+    expect(nextLinkTarget('</v2/x>; rel="prev"')).toBeUndefined();
   });
 });
 

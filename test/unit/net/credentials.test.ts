@@ -88,6 +88,13 @@ describe('lookupCredentials', () => {
   it('reports a broken config file or auth entry as E_CONFIG naming the file', () => {
     const broken = dockerConfig('{not json');
     expect(() => lookupCredentials('a.io', undefined, { DOCKER_CONFIG: broken })).toThrow(/config\.json/);
+    // JSON, but not an object: E_CONFIG too (it was a TypeError, E_INTERNAL).
+    for (const doc of ['null', '[]', '"auths"']) {
+      const dir = dockerConfig(doc);
+      let code = 'accepted';
+      try { lookupCredentials('a.io', undefined, { DOCKER_CONFIG: dir }); } catch (e) { code = isFerryError(e) ? e.code : String(e); }
+      expect(code, doc).toBe('E_CONFIG');
+    }
     const badAuth = dockerConfig({ auths: { 'a.io': { auth: b64('nocolon') } } });
     try {
       lookupCredentials('a.io', undefined, { DOCKER_CONFIG: badAuth });

@@ -8,6 +8,7 @@ import type { Duplex } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { HttpClient, readCapped } from '../../../src/net/http.js';
 import { parseRegistryErrors } from '../../../src/net/registry-error.js';
+import { parseMinRate } from '../../../src/net/throughput.js';
 import { makeTempDir } from '../../support/tmp.js';
 import { rejection } from '../../support/rejection.js';
 
@@ -47,6 +48,80 @@ describe('HttpClient timeouts', () => {
     client.close();
     expect(err.code).toBe('E_NETWORK');
     expect(err.message).toMatch(/no data/);
+  });
+});
+
+describe('HttpClient minimum throughput (--min-rate)', () => {
+  /** A server that sends `size` bytes, one every `everyMs`, after the headers. */
+  const trickler = (size: number, everyMs: number) => createHttpServer((_req, res) => {
+    res.writeHead(200, { 'content-length': String(size) });
+    let sent = 0;
+    const t = setInterval(() => {
+      if (sent >= size) { clearInterval(t); res.end(); return; }
+      res.write(Buffer.from([sent++ & 0xff]));
+    }, everyMs);
+    res.on('close', () => clearInterval(t));
+  });
+
+  it('fails a body that trickles (never silent for the idle timeout) with E_NETWORK ETIMEDOUT, within about one window', async () => {
+    const port = await listen(trickler(10_000, 20));
+    const client = new HttpClient({ idleTimeoutMs: 5_000, minBytesPerSecond: 4096, minRateWindowMs: 600 });
+    const started = Date.now();
+    const res = await client.request({ method: 'GET', url: new URL(`http://127.0.0.1:${port}/`) });
+    const err = await rejection(readCapped(res.body, 100_000));
+    client.close();
+    expect(err.code).toBe('E_NETWORK');
+    expect(err.details.errno).toBe('ETIMEDOUT');
+    expect(err.message).toMatch(new RegExp(`127\\.0\\.0\\.1:${port}: less than 4(\\.0+)? KiB/s over 0.6 s`));
+    // The whole trickle would take 200 s: failing within a bound far below that is the point (the window is 0.6 s).
+    expect(Date.now() - started).toBeLessThan(15_000);
+  });
+
+  it('0 turns the rule off: the same trickle, short, arrives whole', async () => {
+    const port = await listen(trickler(40, 20));
+    const client = new HttpClient({ idleTimeoutMs: 5_000, minBytesPerSecond: 0, minRateWindowMs: 300 });
+    const res = await client.request({ method: 'GET', url: new URL(`http://127.0.0.1:${port}/`) });
+    expect((await readCapped(res.body, 1000))?.length).toBe(40);
+    client.close();
+  });
+
+  it('does not blame the server while ferry\'s own side holds the stream back (a slow destination)', async () => {
+    const size = 4 * 1024 * 1024;
+    const port = await listen(createHttpServer((_req, res) => {
+      res.writeHead(200, { 'content-length': String(size) });
+      res.end(Buffer.alloc(size, 7));
+    }));
+    // The rule asks 400 KiB per 400 ms of waiting; the reader takes a chunk, then sits for 1.5 s (when at most the
+    // socket and stream buffers, well under 400 KiB, can arrive), several times.
+    const client = new HttpClient({ idleTimeoutMs: 10_000, minBytesPerSecond: 1024 * 1024, minRateWindowMs: 400 });
+    const res = await client.request({ method: 'GET', url: new URL(`http://127.0.0.1:${port}/`) });
+    let got = 0;
+    let pauses = 0;
+    for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      got += chunk.length;
+      if (pauses < 3 && got > (pauses + 1) * 64 * 1024) {
+        pauses++;
+        await new Promise((r) => setTimeout(r, 1_500));
+      }
+    }
+    client.close();
+    expect(pauses).toBe(3);
+    expect(got).toBe(size);
+  });
+
+  it('reads rates as sizes a second, with the units every size has (MB decimal, M and MiB binary); refuses anything else', () => {
+    expect(parseMinRate('0')).toBe(0);
+    expect(parseMinRate('512')).toBe(512);
+    expect(parseMinRate('1K')).toBe(1024);
+    expect(parseMinRate('8KiB')).toBe(8192);
+    expect(parseMinRate('1.5m')).toBe(1.5 * 1024 * 1024);
+    expect(parseMinRate('2MB/s')).toBe(2_000_000);
+    expect(parseMinRate('2MiB/s')).toBe(2 * 1024 * 1024);
+    for (const bad of ['', 'fast', '-1K', '1 parsec', 'K']) {
+      let code = 'accepted';
+      try { parseMinRate(bad); } catch (e) { code = (e as { code: string }).code; }
+      expect(code, bad).toBe('E_USAGE');
+    }
   });
 });
 

@@ -1,5 +1,6 @@
 import type { Writable } from 'node:stream';
 import { asFerryError, type FerryError } from '../errors.js';
+import { redactCredentials, stripControls } from '../net/remote-text.js';
 
 export { formatBytes, table } from '../format.js';
 
@@ -63,7 +64,7 @@ export function makeOutput(flags: OutputFlags, streams: { stdout: TextStream; st
       if (!quiet && !json) streams.stderr.write(`${line}\n`);
     },
     warn(line) {
-      if (!json) streams.stderr.write(`ferry: warning: ${line}\n`);
+      if (!json) streams.stderr.write(`ferry: warning: ${shown(line)}\n`);
     },
     result(doc, human) {
       answered = true;
@@ -83,8 +84,8 @@ export function makeOutput(flags: OutputFlags, streams: { stdout: TextStream; st
       if (json) {
         documents().write(`${JSON.stringify({ error: errorDocument(err) }, null, 2)}\n`);
       } else {
-        streams.stderr.write(`ferry: error [${err.code}]: ${err.message}\n`);
-        if (err.hint) streams.stderr.write(`  hint: ${err.hint}\n`);
+        streams.stderr.write(`ferry: error [${err.code}]: ${shown(err.message)}\n`);
+        if (err.hint) streams.stderr.write(`  hint: ${shown(err.hint)}\n`);
         if (debug && err.stack) streams.stderr.write(`${err.stack}\n${causeChain(err)}`);
       }
       return err.exitStatus;
@@ -93,7 +94,17 @@ export function makeOutput(flags: OutputFlags, streams: { stdout: TextStream; st
 }
 
 export function errorDocument(err: FerryError): Record<string, unknown> {
-  return { code: err.code, exitStatus: err.exitStatus, message: err.message, ...(err.hint ? { hint: err.hint } : {}), details: err.details };
+  return { code: err.code, exitStatus: err.exitStatus, message: shown(err.message), ...(err.hint ? { hint: shown(err.hint) } : {}), details: err.details };
+}
+
+/**
+ * The last gate before a person's terminal (or a script's log): remote text is
+ * sanitised where it enters a message (net/remote-text.ts), but a name or a
+ * media type quoted from a manifest can still carry controls or bidi marks, and
+ * no secret this process holds may be printed, whatever path it took.
+ */
+function shown(text: string): string {
+  return redactCredentials(stripControls(text));
 }
 
 function causeChain(err: Error): string {

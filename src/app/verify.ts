@@ -89,6 +89,8 @@ export async function verifyBundle(bundle: string, opts: VerifyOptions = {}): Pr
       const unchecked = new Set([...notGiven].filter((d) => !badParts.has(d)));
       throw await withRepairReport(err, bundle, opts.report, () => repairReport(source, given, plan.images.flatMap((i) => i.blobs), done, sink.errors, unchecked));
     }
+    // Every blob verified, but the file was cut short (only its end is missing): nothing to repair, still not the file that was sent.
+    if (report.cutShort) throw report.cutShort;
     const signatures = key && checks ? checks.check(key, capture.captured) : undefined;
     if (signatures) {
       const err = signatureError(bundle, signatures, opts.requireSigned === true);

@@ -29,6 +29,12 @@ export interface CopyReport {
   manifests: number;
   /** Every image that did not land, with why: plan failures included. */
   failures: { image: string; error: FerryError }[];
+  /**
+   * The sequential source was cut short (E_BUNDLE_TRUNCATED): what it lost failed the
+   * images that need it (in `failures`); this says so even when no image needed any of it
+   * (a file missing only its end), so the caller can still exit non-zero.
+   */
+  cutShort?: FerryError;
 }
 
 interface BlobJob {
@@ -174,7 +180,8 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
 
   const limit = Math.max(1, Math.min(opts.jobs ?? 4, destination.capabilities.concurrentBlobs));
   if (isSequentialSource(source)) {
-    await copySequential(source, destination, jobs, runJob, failImages, (job) => outcome(job, 'present-in-base'), limit, opts);
+    const cutShort = await copySequential(source, destination, jobs, runJob, failImages, (job) => outcome(job, 'present-in-base'), limit, opts);
+    if (cutShort) report.cutShort = cutShort;
   } else {
     await forEachLimited(jobs.values(), limit, (job) => runJob(job), opts.signal);
   }
@@ -243,7 +250,8 @@ async function copySequential(
   inBase: (job: BlobJob) => void,
   limit: number,
   opts: CopyOptions,
-): Promise<void> {
+): Promise<FerryError | undefined> {
+  let cutShort: FerryError | undefined;
   try {
     for await (const { descriptor, stream, where } of source.blobs(opts)) {
       const job = jobs.get(descriptor.digest);
@@ -256,10 +264,15 @@ async function copySequential(
   } catch (e) {
     const error = asFerryError(e);
     if (error.code === 'E_ABORTED' || opts.signal?.aborted) throw error;
-    for (const job of jobs.values()) if (!job.done && !source.omittedBlobs.has(job.desc.digest)) { job.done = true; job.error = error; failImages(job.images, error); }
+    // A source cut short lost only what it had not delivered, and answers getBlob for each
+    // such blob with the error that names it: those fail below, one by one, and every
+    // image whose blobs all arrived still lands. Any other failure of the stream (an
+    // entry that should not be there) leaves nothing to trust: no further image lands.
+    if (error.code === 'E_BUNDLE_TRUNCATED') cutShort = error;
+    else for (const job of jobs.values()) if (!job.done && !source.omittedBlobs.has(job.desc.digest)) { job.done = true; job.error = error; failImages(job.images, error); }
   }
   // What the stream did not carry: a delta's base blobs must already be at the
-  // destination; the rest (configs kept in the source's head) is read at random.
+  // destination; the rest (configs kept in the source's head, blobs a cut source lost) is asked for at random.
   const rest = [...jobs.values()].filter((j) => !j.done);
   const allRepositories = [...new Set([...jobs.values()].flatMap((j) => j.repositories))];
   await forEachLimited(rest, limit, async (job) => {
@@ -275,6 +288,7 @@ async function copySequential(
       job.done = true;
     }
   }, opts.signal);
+  return cutShort;
 }
 
 /**

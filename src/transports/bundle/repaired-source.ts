@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { FerryError } from '../../errors.js';
+import { FerryError, isFerryError } from '../../errors.js';
 import { expandFileGlobs } from '../../fsys/glob.js';
 import type { Digest } from '../../oci/digest.js';
 import type { Descriptor, Manifest } from '../../oci/manifest.js';
@@ -85,7 +85,18 @@ export class RepairedSource implements SequentialSource {
         else await discard(item.stream);
       }
     }
-    if (cutShort !== undefined) throw cutShort;
+    if (cutShort !== undefined && !this.repairsCut(cutShort)) throw cutShort;
+  }
+
+  /**
+   * A bundle cut short whose every lost blob a repair carries is whole again
+   * (spec/repair.md §3). One that lost nothing but its end has nothing a repair
+   * could carry: it stays an incomplete file.
+   */
+  private repairsCut(e: unknown): boolean {
+    if (!isFerryError(e, 'E_BUNDLE_TRUNCATED')) return false;
+    const lost = e.details['blobs'];
+    return Array.isArray(lost) && lost.length > 0 && lost.every((d) => this.carrier.has(d as Digest));
   }
 
   async close(): Promise<void> {

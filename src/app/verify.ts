@@ -115,7 +115,7 @@ export async function verifyBundle(bundle: string, opts: VerifyOptions = {}): Pr
 function repairReport(source: BundleSource | VolumeSetSource | RepairedSource, given: BundleSource | VolumeSetSource, needed: Descriptor[], done: ReadonlySet<Digest>, sinkErrors: ReadonlyMap<Digest, string>, notGiven: ReadonlySet<Digest>): RepairReport | undefined {
   const meta = source.metadata;
   const kinds = new Map(meta.blobs.map((b) => [b.digest as string, b.kind]));
-  const unreadable = given instanceof VolumeSetSource ? given.unreadableLayers : new Map<Digest, FerryError>();
+  const unreadable = given instanceof VolumeSetSource ? given.unreadableLayers : given.lost;
   const blobs: RepairReport['blobs'] = [];
   const seen = new Set<Digest>();
   for (const d of needed) {

@@ -105,6 +105,34 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
     return data.pipe(verify);
   };
 
+  /**
+   * putBlob with a stream that may fail before the destination has even started
+   * reading it (a bundle cut short ends while a registry upload is still being
+   * opened). A destination that only pipes the stream would then wait for bytes
+   * that never come, so the blob's work is aborted the moment the stream fails,
+   * and the stream's own error is what the job fails with.
+   */
+  const putChecked = async (repository: string, job: BlobJob, checked: Readable): Promise<void> => {
+    const cut = new AbortController();
+    const interrupted = (): void => cut.abort(opts.signal?.reason);
+    if (opts.signal?.aborted) interrupted();
+    opts.signal?.addEventListener('abort', interrupted, { once: true });
+    let failed: FerryError | undefined;
+    const onError = (e: unknown): void => {
+      failed ??= asFerryError(e);
+      cut.abort(failed);
+    };
+    checked.once('error', onError);
+    try {
+      await destination.putBlob(repository, job.desc, checked, { ...opts, signal: cut.signal });
+    } catch (e) {
+      throw failed && !opts.signal?.aborted ? failed : e;
+    } finally {
+      checked.off('error', onError);
+      opts.signal?.removeEventListener('abort', interrupted);
+    }
+  };
+
   /** Lands the blob in every repository that needs it; `first` is the stream for the first send, if any, read from `where`. */
   const land = async (job: BlobJob, first?: Readable, where?: string): Promise<void> => {
     const [head, ...rest] = job.repositories as [string, ...string[]];
@@ -116,7 +144,7 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
         observer?.blobStarted?.(job.desc);
         const checked = verified(job, s, where);
         try {
-          await destination.putBlob(repository, job.desc, checked, opts);
+          await putChecked(repository, job, checked);
         } catch (e) {
           // A destination that failed before (or while) reading leaves the source piped into a
           // verifier nobody reads: back-pressure would hold the source paused for ever and the
@@ -136,7 +164,7 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
         observer?.blobStarted?.(job.desc);
         const data = await source.getBlob(job.sourceRepository, job.desc, opts);
         try {
-          await destination.putBlob(repository, job.desc, verified(job, data), opts);
+          await putChecked(repository, job, verified(job, data));
         } catch (e) {
           data.destroy();
           throw e;

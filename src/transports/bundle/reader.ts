@@ -183,9 +183,15 @@ export class BundleSource implements SequentialSource {
 
   // ------------------------------------------------------------ head
 
+  /** The file, for messages about its blobs: a volume says which it is (`rel.001.tar (volume 2 of 3)`). */
+  private get place(): string {
+    const v = this.meta.volume;
+    return v ? `${this.where} (volume ${v.index + 1} of ${v.count})` : this.where;
+  }
+
   /** Where the file's data stops, for messages: `rel.tar ends at byte 9207 of 262656`. */
   private endsAt(cause?: FerryError): string {
-    return cutPlace(this.where, this.reader.received, this.expectedSize, this.compressed, cause);
+    return cutPlace(this.place, this.reader.received, this.expectedSize, this.compressed, cause);
   }
 
   private cutHint(): string {
@@ -249,7 +255,7 @@ export class BundleSource implements SequentialSource {
     const needers = this.imagesNeeding(blob.digest);
     const needs = neededBy(needers);
     const what = part ? `part ${part.index + 1} of ${part.count} of layer ${blob.digest}` : `layer ${blob.digest}`;
-    return new FerryError('E_BUNDLE_INVALID', `${this.where}: ${what}${needs} is missing or out of order: ${JSON.stringify(found)} came where ${due.name} was expected`, {
+    return new FerryError('E_BUNDLE_INVALID', `${this.place}: ${what}${needs} is missing or out of order: ${JSON.stringify(found)} came where ${due.name} was expected`, {
       hint: 'the bundle lost an entry (damaged or edited copy); copy it again from the exporting side. Images that do not need this layer are not affected',
       details: { file: this.where, digest: blob.digest, images: needers, entry: found },
     });

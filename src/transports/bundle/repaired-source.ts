@@ -6,7 +6,7 @@ import type { Descriptor, Manifest } from '../../oci/manifest.js';
 import type { OpOptions, SequentialBlob, SequentialSource, SourceImage } from '../types.js';
 import type { BundleMetadata } from './metadata.js';
 import { BundleSource } from './reader.js';
-import { openBundleInput, VolumeSetSource } from './volume-set.js';
+import { isUnreadableBundleError, openBundleInput, VolumeSetSource } from './volume-set.js';
 
 /**
  * A bundle (or volume set) read together with repair bundles (spec/repair.md)
@@ -111,7 +111,12 @@ export class RepairedSource implements SequentialSource {
   static async open(given: readonly string[]): Promise<BundleSource | VolumeSetSource | RepairedSource> {
     const inputs = await expandFileGlobs(given);
     if (inputs.length < 2 || inputs.includes('-')) return openBundleInput(inputs);
-    const peeked = await Promise.all(inputs.map(async (file) => ({ file, meta: file.endsWith('.sha256') ? undefined : await BundleSource.peekMetadata(file) })));
+    // A file whose metadata cannot be read (a volume cut short) is no repair: the volume reader says what it lost.
+    const peek = (file: string): Promise<BundleMetadata | undefined> => BundleSource.peekMetadata(file).catch((e: unknown) => {
+      if (isUnreadableBundleError(e)) return undefined;
+      throw e;
+    });
+    const peeked = await Promise.all(inputs.map(async (file) => ({ file, meta: file.endsWith('.sha256') ? undefined : await peek(file) })));
     const candidates = peeked.filter((p) => p.meta && !p.meta.volume && p.meta.delta);
     const rest = peeked.filter((p) => !candidates.includes(p));
     // Two whole bundles where neither is a delta, or only deltas: not a repair, let the volume reader say what is wrong.

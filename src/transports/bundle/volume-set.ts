@@ -4,7 +4,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { asFerryError, FerryError } from '../../errors.js';
+import { asFerryError, FerryError, isFerryError } from '../../errors.js';
 import type { Digest } from '../../oci/digest.js';
 import type { Descriptor, Manifest } from '../../oci/manifest.js';
 import { VerifyStream } from '../../stream/verify.js';
@@ -78,6 +78,8 @@ export class VolumeSetSource implements SequentialSource {
   private readonly badParts = new Map<Digest, FerryError>();
   /** Layers the given volumes hold entirely: whole, or every one of their parts. */
   private readonly held: ReadonlySet<Digest>;
+  /** Volumes found cut short (E_BUNDLE_TRUNCATED), with the error that says what each lost. */
+  private readonly cuts: { m: Member; error: FerryError }[] = [];
   private readonly open = new Set<BundleSource>();
   private started = false;
 
@@ -87,15 +89,19 @@ export class VolumeSetSource implements SequentialSource {
     private readonly members: Member[],
     readonly info: VolumeSetInfo,
     readonly where: string,
+    /** Given files that could not be read even as far as their metadata, by the volume index their names give. */
+    private readonly unreadable: ReadonlyMap<number, { file: string; error: FerryError }> = new Map(),
   ) {
     this.description = `bundle ${where}`;
     this.omittedBlobs = head.omittedBlobs;
     this.open.add(head);
     this.held = heldLayers(members);
     this.noteMissing();
-    // A damaged volume (per the sidecar) is not read at all: what it holds fails now.
+    for (const [index, { file, error }] of unreadable) if (isFerryError(error, 'E_BUNDLE_TRUNCATED')) this.cuts.push({ m: { index, file, layers: [], parts: [] }, error });
+    // A damaged volume (per the sidecar, or one whose head cannot be read) is not read at all: what it holds fails now.
     for (const m of members) {
       if (!m.unusable) continue;
+      if (isFerryError(m.unusable, 'E_BUNDLE_TRUNCATED')) this.cuts.push({ m, error: m.unusable });
       for (const l of m.layers) this.failLayer(m, l.digest, m.unusable);
       for (const p of m.parts) this.failLayer(m, p.digest, m.unusable, p);
     }
@@ -127,8 +133,18 @@ export class VolumeSetSource implements SequentialSource {
 
     const members = new Map<number, Member & { meta: BundleMetadata }>();
     let ref: BundleMetadata | undefined;
+    // A file cut (or damaged) before the end of its metadata cannot say which volume it is: its name may.
+    const unread: { file: string; error: FerryError }[] = [];
     for (const file of files) {
-      const meta = await BundleSource.peekMetadata(file);
+      let meta: BundleMetadata;
+      try {
+        meta = await BundleSource.peekMetadata(file);
+      } catch (e) {
+        const error = asFerryError(e);
+        if (!UNREADABLE_VOLUME.has(error.code)) throw e;
+        unread.push({ file, error });
+        continue;
+      }
       const vol = meta.volume;
       if (!vol) {
         throw new FerryError('E_USAGE', `${file} is a whole bundle, not a volume of a split one`, { hint: 'give a whole bundle alone; give volumes only together with volumes of the same bundle', details: { file } });
@@ -147,11 +163,19 @@ export class VolumeSetSource implements SequentialSource {
       members.set(vol.index, { index: vol.index, file, meta, layers: meta.blobs.filter((b) => b.kind === 'layer' && held.has(b.digest)), parts: vol.parts ?? [] });
     }
     if (!ref) {
+      if (unread[0]) throw unread[0].error;
       throw new FerryError('E_NOT_FOUND', `${sidecar ?? 'the volume list'}: none of the listed volumes is there`, {
         hint: 'copy the volume files next to their .sha256 list', details: { files: listed },
       });
     }
     const count = ref.volume!.count;
+    const unreadable = new Map<number, { file: string; error: FerryError }>();
+    const someMember = [...members.values()][0]!;
+    for (const u of unread) {
+      const index = listed.length === count && listed.includes(u.file) ? listed.indexOf(u.file) : volumeIndexByName(u.file, someMember.file, someMember.index, count);
+      if (index === undefined || members.has(index) || unreadable.has(index)) throw u.error;
+      unreadable.set(index, u);
+    }
 
     // A sidecar is the sender's word on each file: check it before reading (a damaged volume fails its own layers only).
     const damaged: VolumeSetInfo['damaged'] = [];
@@ -172,19 +196,32 @@ export class VolumeSetSource implements SequentialSource {
     for (let i = 0; i < count; i++) {
       if (members.has(i)) continue;
       const fromList = listed.length === count ? listed[i] : undefined;
-      const guess = fromList ?? guessName(known.file, known.index, i, count);
+      const guess = unreadable.get(i)?.file ?? fromList ?? guessName(known.file, known.index, i, count);
       missing.push({ volume: i + 1, ...(guess !== undefined ? { file: guess } : {}) });
     }
 
     const ordered = [...members.values()].sort((a, b) => a.index - b.index);
-    const headMember = ordered.find((m) => !m.unusable);
-    if (!headMember) throw damaged.length ? ordered[0]!.unusable! : new FerryError('E_INTERNAL', 'no volume to read');
-    const head = await BundleSource.open(headMember.file);
+    // Every volume holds the whole head: one that cannot be read (cut inside its head, damaged) gives way to the next.
+    let head: BundleSource | undefined;
+    let headMember: Member | undefined;
+    for (const m of ordered) {
+      if (m.unusable) continue;
+      try {
+        head = await BundleSource.open(m.file);
+        headMember = m;
+        break;
+      } catch (e) {
+        const err = asFerryError(e);
+        if (!UNREADABLE_VOLUME.has(err.code)) throw e;
+        m.unusable = err;
+      }
+    }
+    if (!head || !headMember) throw ordered.find((m) => m.unusable)?.unusable ?? new FerryError('E_INTERNAL', 'no volume to read');
     const info: VolumeSetInfo = {
       count, given: ordered.map((m) => ({ volume: m.index + 1, file: m.file })), missing, damaged, fromSidecar: sidecar !== undefined,
     };
     const stem = basename(headMember.file).replace(/\.\d{3,}\.tar(\.zst)?$/, '');
-    return new VolumeSetSource(head, headMember.index, ordered, info, `${join(dirname(headMember.file), stem)}.* (${ordered.length} of ${count} volumes)`);
+    return new VolumeSetSource(head, headMember.index, ordered, info, `${join(dirname(headMember.file), stem)}.* (${ordered.length} of ${count} volumes)`, unreadable);
   }
 
   get metadata(): BundleMetadata {
@@ -280,6 +317,16 @@ export class VolumeSetSource implements SequentialSource {
         what = `layer ${l.digest}`;
       }
       const names = gap.map((v) => v.file !== undefined ? basename(v.file) : `volume ${v.volume}`);
+      // A volume that was given but could not be read even as far as its metadata: say why instead of "missing".
+      const unread = gap.length === 1 ? this.unreadable.get(gap[0]!.volume - 1) : undefined;
+      if (unread) {
+        const needers = this.imagesNeeding(l.digest);
+        this.failed.set(l.digest, new FerryError(unread.error.code, `volume ${gap[0]!.volume} of ${count} (${basename(unread.file)}) cannot be read, so ${what}${this.needs(l.digest)} it holds did not arrive: ${unread.error.message}`, {
+          hint: unread.error.hint ?? 'copy this volume again from the exporting side', cause: unread.error,
+          details: { file: unread.file, volume: gap[0]!.volume, digest: l.digest, images: needers },
+        }));
+        continue;
+      }
       const which = gap.length === 1
         ? `volume ${gap[0]!.volume} of ${count}${gap[0]!.file !== undefined ? ` (${basename(gap[0]!.file)})` : ''} is missing: it holds`
         : parts.length > 0
@@ -298,8 +345,12 @@ export class VolumeSetSource implements SequentialSource {
     const base = asFerryError(e);
     const needers = this.imagesNeeding(digest);
     const what = part ? `part ${part.index + 1} of ${part.count} of layer ${digest}` : `layer ${digest}`;
-    const err = new FerryError(base.code, `${this.label(m)}: ${what}${needers.length ? ` (needed by ${needers.slice(0, 5).join(', ')}${needers.length > 5 ? ', …' : ''})` : ''} cannot be read: ${base.message}`, {
-      hint: base.hint ?? 'copy this volume again from the exporting side', cause: base, details: { file: m.file, volume: m.index + 1, digest, images: needers },
+    // The volume's own reader already names the volume, the blob and its images (a cut, a missing entry).
+    const message = base.message.includes(digest) && base.message.includes(`(volume ${m.index + 1} of ${this.info.count})`)
+      ? base.message
+      : `${this.label(m)}: ${what}${this.needs(digest)} cannot be read: ${base.message}`;
+    const err = new FerryError(base.code, message, {
+      hint: base.hint ?? 'copy this volume again from the exporting side', cause: base, details: { ...base.details, file: m.file, volume: m.index + 1, digest, images: needers },
     });
     const into = this.held.has(digest) ? this.failed : this.badParts;
     if (!into.has(digest)) into.set(digest, err);
@@ -357,6 +408,22 @@ export class VolumeSetSource implements SequentialSource {
     } finally {
       await cursor.close();
     }
+    if (this.cuts.length > 0) throw this.cutShort();
+  }
+
+  /**
+   * Volumes were cut short: each lost only its own entries (failed above, one by
+   * one, through getBlob). This says so once, for the consumer, even when a volume
+   * lost nothing but its end.
+   */
+  private cutShort(): FerryError {
+    const blobs = [...new Set(this.cuts.flatMap(({ error }) => (error.details['blobs'] as Digest[] | undefined) ?? []))];
+    const images = [...new Set(blobs.flatMap((d) => this.imagesNeeding(d)))];
+    const lines = this.cuts.map(({ m, error }) => (error.message.includes(`(volume ${m.index + 1} of `) ? error.message : `${this.label(m)}: ${error.message}`));
+    return new FerryError('E_BUNDLE_TRUNCATED', lines.join('\n'), {
+      hint: `${this.cuts.length === 1 ? 'this volume was' : 'these volumes were'} cut short (interrupted copy, full disk): copy ${this.cuts.length === 1 ? 'it' : 'them'} again from the exporting side (compare with the sha256 in the .sha256 list) and run again; the other volumes' images are not affected`,
+      details: { files: this.cuts.map(({ m }) => m.file), volumes: this.cuts.map(({ m }) => m.index + 1), images, blobs },
+    });
   }
 
   private layer(digest: Digest): Descriptor {
@@ -392,8 +459,11 @@ export class VolumeSetSource implements SequentialSource {
       } catch (e) {
         const err = asFerryError(e);
         if (err.code === 'E_ABORTED' || opts.signal?.aborted) throw e;
-        for (const l of m.layers) if (!delivered.has(key(l.digest))) this.failLayer(m, l.digest, err);
-        for (const p of m.parts) if (!delivered.has(key(p.digest, p))) this.failLayer(m, p.digest, err, p);
+        // A cut volume names each entry it lost (the one it ends inside included, though it was handed out).
+        const why = (digest: Digest): FerryError => src?.skippedEntry(digest) ?? err;
+        for (const l of m.layers) if (!delivered.has(key(l.digest)) || src?.skippedEntry(l.digest)) this.failLayer(m, l.digest, why(l.digest));
+        for (const p of m.parts) if (!delivered.has(key(p.digest, p)) || src?.skippedEntry(p.digest)) this.failLayer(m, p.digest, why(p.digest), p);
+        if (err.code === 'E_BUNDLE_TRUNCATED') this.cuts.push({ m, error: err });
       } finally {
         if (src && src !== this.head) {
           this.open.delete(src);
@@ -472,6 +542,24 @@ export class VolumeSetSource implements SequentialSource {
     await Promise.all([...this.open].map((s) => s.close()));
     this.open.clear();
   }
+}
+
+/** Errors that make one volume unreadable without saying anything about the others (each volume is checked on its own). */
+const UNREADABLE_VOLUME = new Set(['E_BUNDLE_TRUNCATED', 'E_BUNDLE_CORRUPT', 'E_BUNDLE_INVALID', 'E_DIGEST_MISMATCH', 'E_SIZE_MISMATCH', 'E_MANIFEST_INVALID', 'E_BLOB_MISSING']);
+
+/** An error that says a file cannot be read as a bundle (damaged, cut short), not that the reader cannot work at all. */
+export function isUnreadableBundleError(e: unknown): boolean {
+  return UNREADABLE_VOLUME.has(asFerryError(e).code);
+}
+
+/** The volume index in `file`'s name (`rel.002.tar` → 2), when it follows the naming of the known volume `other`. */
+function volumeIndexByName(file: string, other: string, otherIndex: number, count: number): number | undefined {
+  const pattern = /^(.*)\.(\d{3,})(\.tar(?:\.zst)?)$/;
+  const a = pattern.exec(file);
+  const b = pattern.exec(other);
+  if (!a || !b || a[1] !== b[1] || a[3] !== b[3] || Number(b[2]) !== otherIndex) return undefined;
+  const index = Number(a[2]);
+  return index < count ? index : undefined;
 }
 
 /** The name volume `index` would have, from a given volume's name, when that follows export's naming. */

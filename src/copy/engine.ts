@@ -108,9 +108,10 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
   /**
    * putBlob with a stream that may fail before the destination has even started
    * reading it (a bundle cut short ends while a registry upload is still being
-   * opened). A destination that only pipes the stream would then wait for bytes
-   * that never come, so the blob's work is aborted the moment the stream fails,
-   * and the stream's own error is what the job fails with.
+   * opened). A destination that then only pipes the stream would wait for bytes
+   * that never come, so when the stream fails before anyone consumed it, the
+   * blob's work is aborted; either way the stream's own error is what the job
+   * fails with. (A destination already reading sees the error itself, and no abort.)
    */
   const putChecked = async (repository: string, job: BlobJob, checked: Readable): Promise<void> => {
     const cut = new AbortController();
@@ -120,7 +121,7 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
     let failed: FerryError | undefined;
     const onError = (e: unknown): void => {
       failed ??= asFerryError(e);
-      cut.abort(failed);
+      if (checked.readableFlowing === null) cut.abort(failed);
     };
     checked.once('error', onError);
     try {

@@ -140,12 +140,19 @@ export class BundleSource implements SequentialSource {
 
   /** Reads only a bundle file's ferry.json (to learn which volume it is before reading it in order). */
   static async peekMetadata(path: string): Promise<BundleMetadata> {
+    return (await BundleSource.peek(path)).metadata;
+  }
+
+  /** Reads only a bundle file's ferry.json; also the digest of the whole bundle's metadata (see wholeMetadataDigest). */
+  static async peek(path: string): Promise<{ metadata: BundleMetadata; wholeMetadataDigest: Digest }> {
     const raw = createReadStream(path, { highWaterMark: 1 << 20 });
     let reader: TarReader | undefined;
     try {
       const { compressed, stream } = await maybeDecompress(raw, path);
       reader = new TarReader(stream, path);
-      return parseMetadata(await readFirstEntry(reader, path, compressed), path);
+      const bytes = await readFirstEntry(reader, path, compressed);
+      const metadata = parseMetadata(bytes, path);
+      return { metadata, wholeMetadataDigest: sha256Digest(metadata.volume ? wholeMetadataBytes(bytes) : bytes) };
     } catch (e) {
       throw asBundleError(e, path);
     } finally {

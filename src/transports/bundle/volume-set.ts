@@ -5,12 +5,12 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { asFerryError, FerryError, isFerryError } from '../../errors.js';
-import type { Digest } from '../../oci/digest.js';
+import { type Digest, sha256Digest } from '../../oci/digest.js';
 import type { Descriptor, Manifest } from '../../oci/manifest.js';
 import { VerifyStream } from '../../stream/verify.js';
 import { expandFileGlobs } from '../../fsys/glob.js';
 import type { OpOptions, SequentialBlob, SequentialSource, SourceImage } from '../types.js';
-import type { BundleBlob, BundleMetadata, BundlePart } from './metadata.js';
+import { type BundleBlob, type BundleMetadata, type BundlePart, METADATA_MAX_BYTES, parseMetadata } from './metadata.js';
 import { type BundleEntry, BundleSource } from './reader.js';
 import { parseSidecar } from './volumes.js';
 
@@ -21,7 +21,7 @@ export interface VolumeSetInfo {
   given: { volume: number; file: string }[];
   /** Volumes neither given nor (with a sidecar) found; `file` is the expected name when known. */
   missing: { volume: number; file?: string }[];
-  /** Volumes given whose file does not match the sidecar's checksum. */
+  /** Volumes given that are not what was exported: the file does not match the sidecar's checksum, or its metadata not the set's record. */
   damaged: { volume: number; file: string }[];
   /** The set came from a `.sha256` list: every listed volume was asked for. */
   fromSidecar: boolean;
@@ -131,14 +131,15 @@ export class VolumeSetSource implements SequentialSource {
       if (!files.includes(p) && (await stat(p).then((s) => s.isFile(), () => false))) files.push(p);
     }
 
-    const members = new Map<number, Member & { meta: BundleMetadata }>();
+    const members = new Map<number, Peeked>();
     let ref: BundleMetadata | undefined;
     // A file cut (or damaged) before the end of its metadata cannot say which volume it is: its name may.
     const unread: { file: string; error: FerryError }[] = [];
     for (const file of files) {
       let meta: BundleMetadata;
+      let whole: Digest;
       try {
-        meta = await BundleSource.peekMetadata(file);
+        ({ metadata: meta, wholeMetadataDigest: whole } = await BundleSource.peek(file));
       } catch (e) {
         const error = asFerryError(e);
         if (!UNREADABLE_VOLUME.has(error.code)) throw e;
@@ -160,7 +161,7 @@ export class VolumeSetSource implements SequentialSource {
         throw new FerryError('E_USAGE', `volume ${vol.index + 1} of ${vol.count} was given twice: ${dup.file} and ${file}`, { hint: 'give each volume once', details: { files: [dup.file, file] } });
       }
       const held = new Set<string>(vol.blobs);
-      members.set(vol.index, { index: vol.index, file, meta, layers: meta.blobs.filter((b) => b.kind === 'layer' && held.has(b.digest)), parts: vol.parts ?? [] });
+      members.set(vol.index, { index: vol.index, file, meta, whole, layers: meta.blobs.filter((b) => b.kind === 'layer' && held.has(b.digest)), parts: vol.parts ?? [] });
     }
     if (!ref) {
       if (unread[0]) throw unread[0].error;
@@ -190,6 +191,8 @@ export class VolumeSetSource implements SequentialSource {
         });
       }
     }
+
+    for (const m of await checkAgainstRecord(members, count, sidecar)) damaged.push({ volume: m.index + 1, file: m.file });
 
     const missing: VolumeSetInfo['missing'] = [];
     const known = [...members.values()][0]!;
@@ -542,6 +545,91 @@ export class VolumeSetSource implements SequentialSource {
     await Promise.all([...this.open].map((s) => s.close()));
     this.open.clear();
   }
+}
+
+/** A given volume as its metadata describes it, before it is read. */
+interface Peeked extends Member {
+  meta: BundleMetadata;
+  /** sha256 of the whole bundle's metadata this volume carries (what STEM.ferry.json holds). */
+  whole: Digest;
+}
+
+/**
+ * Every volume carries the whole bundle's metadata, the record of the cut
+ * (`split`) included, and checks its own part records against it when it is
+ * parsed. That record is checked here against the set's: STEM.ferry.json beside
+ * the volumes, else what the other volumes carry (beside a lone one too). A
+ * volume whose metadata differs was altered: it is not read, and the images
+ * that need its layers fail (spec/bundle.md §9.3).
+ */
+async function checkAgainstRecord(members: Map<number, Peeked>, count: number, sidecar: string | undefined): Promise<Peeked[]> {
+  const given = [...members.values()];
+  const first = given[0]!;
+  const stemOf = /^(.*)\.\d{3,}\.tar(?:\.zst)?$/.exec(first.file)?.[1];
+  const stem = sidecar !== undefined ? resolve(sidecar).replace(/\.sha256$/, '') : stemOf;
+  let record: { name: string; whole: Digest; meta: BundleMetadata } | undefined;
+  if (stem !== undefined) record = await readRecord(`${stem}.ferry.json`, first.meta.bundleId);
+  if (!record) {
+    // No STEM.ferry.json: the metadata most volumes carry (a lone volume asks the others beside it).
+    const voters: { file: string; whole: Digest; meta: BundleMetadata }[] = [...given];
+    if (given.length === 1) {
+      for (let i = 0; i < count; i++) {
+        const sibling = i === first.index ? undefined : guessName(first.file, first.index, i, count);
+        if (sibling === undefined || !(await stat(sibling).then((x) => x.isFile(), () => false))) continue;
+        const peeked = await BundleSource.peek(sibling).catch(() => undefined);
+        if (peeked?.metadata.bundleId === first.meta.bundleId) voters.push({ file: sibling, whole: peeked.wholeMetadataDigest, meta: peeked.metadata });
+      }
+    }
+    const tally = new Map<Digest, typeof voters>();
+    for (const v of voters) tally.set(v.whole, [...(tally.get(v.whole) ?? []), v]);
+    if (tally.size <= 1) return [];
+    const ranked = [...tally.values()].sort((a, b) => b.length - a.length);
+    if (ranked[0]!.length === ranked[1]!.length) {
+      throw new FerryError('E_BUNDLE_INVALID', `the volumes disagree about the bundle's metadata (${voters.map((v) => `${basename(v.file)}: ${v.whole}`).join(', ')}), and ${stem !== undefined ? `${basename(stem)}.ferry.json` : 'STEM.ferry.json'} is not beside them to tell which was altered`, {
+        hint: 'copy STEM.ferry.json (written beside the volumes by the export) next to them, or copy the volumes again from the exporting side',
+        details: { files: voters.map((v) => v.file), digests: voters.map((v) => v.whole) },
+      });
+    }
+    const most = ranked[0]!;
+    record = { name: `the metadata of ${most.map((v) => basename(v.file)).join(', ')}`, whole: most[0]!.whole, meta: most[0]!.meta };
+  }
+  const altered: Peeked[] = [];
+  for (const m of given) {
+    if (m.whole === record.whole || m.unusable) continue;
+    altered.push(m);
+    const diff = firstPartDifference(m.meta, record.meta);
+    m.unusable = new FerryError(diff ? 'E_DIGEST_MISMATCH' : 'E_BUNDLE_INVALID', `volume ${m.index + 1} of ${count} (${basename(m.file)}): its metadata is not the bundle's (${record.name})${diff ? `: ${diff.text}` : ''}; the volume was altered after export`, {
+      hint: 'copy this volume again from the exporting side; the images that do not need its layers are not affected',
+      details: { file: m.file, volume: m.index + 1, expected: record.whole, actual: m.whole, ...(diff ? { digest: diff.digest, part: diff.part } : {}) },
+    });
+  }
+  return altered;
+}
+
+/** STEM.ferry.json, when it is there and names the same bundle: the exporter's record of the whole set. */
+async function readRecord(path: string, bundleId: Digest): Promise<{ name: string; whole: Digest; meta: BundleMetadata } | undefined> {
+  const st = await stat(path).catch(() => undefined);
+  if (!st?.isFile() || st.size > METADATA_MAX_BYTES) return undefined;
+  try {
+    const bytes = await readFile(path);
+    const meta = parseMetadata(bytes, path);
+    // Another export's STEM.ferry.json (same name, other bundle) says nothing about these volumes.
+    return meta.bundleId === bundleId && !meta.volume ? { name: basename(path), whole: sha256Digest(bytes), meta } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The first part whose record in `meta` differs from the set's: what to name when a volume was altered. */
+function firstPartDifference(meta: BundleMetadata, record: BundleMetadata): { text: string; digest: Digest; part: number } | undefined {
+  const theirs = record.split?.parts ?? [];
+  for (const p of meta.split?.parts ?? []) {
+    const r = theirs.find((x) => x.digest === p.digest && x.index === p.index);
+    if (r && r.partDigest === p.partDigest && r.size === p.size && r.offset === p.offset && r.volume === p.volume) continue;
+    const says = r ? `its bytes hash to ${r.partDigest} (${r.size} bytes at ${r.offset}) by the set's record, ${p.partDigest} by this volume's` : 'the set\'s record has no such part';
+    return { text: `part ${p.index + 1} of ${p.count} of layer ${p.digest}: ${says}`, digest: p.digest, part: p.index + 1 };
+  }
+  return undefined;
 }
 
 /** Errors that make one volume unreadable without saying anything about the others (each volume is checked on its own). */

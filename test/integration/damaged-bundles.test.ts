@@ -1,8 +1,10 @@
-// A bundle that arrives cut short (an interrupted copy, a full disk, a dropped transfer)
-// through the real CLI: every image whose blobs all arrived lands in every kind of target
-// (and push), the error names exactly the images and blobs that did not arrive, verify's
-// repair report lists just those, and a rerun with the whole file completes. Also for a
-// bundle on stdin, a zstd bundle cut mid-frame, and volumes of a split bundle.
+// Bundles damaged on the way, through the real CLI. One cut short (an interrupted copy, a
+// full disk, a dropped transfer): every image whose blobs all arrived lands in every kind of
+// target (and push), the error names exactly the images and blobs that did not arrive,
+// verify's repair report lists just those, and a rerun with the whole file completes; also
+// on stdin, for a zstd bundle cut mid-frame, and for volumes of a split bundle. And a volume
+// whose part bytes were edited together with its record of them.
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
@@ -17,6 +19,7 @@ import type { CorpusEntry } from '../support/corpus.js';
 import { manifestsOf } from '../support/images.js';
 import { startRegistry } from '../support/registry.js';
 import { validateDirImage, validateRegistryImage } from '../support/validate.js';
+import { readTar, writeTar } from '../unit/bundle/fixture.js';
 import { type CliEnv, expectationsOf, ferryOk, imagesList, jsonOf, manifestStatus, serveAndCheck, startCliEnv, tarOffsets, writeList } from './cli-fixture.js';
 
 let env: CliEnv;
@@ -309,6 +312,57 @@ describe('volumes of a split bundle', () => {
     expect((await receiptOf(receipt)).done).toEqual(new Set(env.corpus.entries.flatMap(origins)));
   });
 });
+
+describe('a volume edited after export', () => {
+  it('part bytes and digest edited: verify of that volume alone fails naming the volume and the part, against its copy of the cut or STEM.ferry.json', async () => {
+    const dir = env.path('parts');
+    await mkdir(dir);
+    const meta = JSON.parse(await readFile(`${whole}.ferry.json`, 'utf8')) as { blobs: { kind: string; size: number }[] };
+    const head = meta.blobs.filter((b) => b.kind !== 'layer').reduce((n, b) => n + b.size + 1024, 0) + 64 * 1024;
+    const largest = Math.max(...meta.blobs.filter((b) => b.kind === 'layer').map((b) => b.size));
+    // Room for under half the largest layer: it is cut into parts.
+    const r = await ferryOk(['export', '-f', list, '-o', join(dir, 'rel.tar'), '--split', String(head + Math.floor(largest / 2)), '--cache', env.path('cache'), ...env.net, '--json']);
+    const volumes = jsonOf<{ volumes: { path: string }[] }>(r).volumes.map((v) => v.path);
+    const docs = await Promise.all(volumes.map(async (v) => JSON.parse((await readTarEntry(v, 'ferry.json')).toString()) as VolumeDoc));
+    const k = docs.findIndex((m) => (m.volume.parts?.length ?? 0) > 0);
+    expect(k).toBeGreaterThanOrEqual(0);
+    const part = docs[k]!.volume.parts![0]!;
+    const original = await readFile(volumes[k]!);
+    // The unedited volume verifies alone (so each case below fails for its own reason).
+    await ferryOk(['verify', volumes[k]!, '-q']);
+
+    for (const both of [false, true]) {
+      await writeFile(volumes[k]!, await editPart(original, part, both));
+      const v = await runFerry(['verify', volumes[k]!, '--json']);
+      expect(v.code, v.stderr).toBe(6);
+      const doc = jsonOf<ErrorDoc>(v).error;
+      // Its own record against its copy of the cut: E_BUNDLE_INVALID; both edited, against STEM.ferry.json beside it: E_DIGEST_MISMATCH.
+      expect(doc.code).toBe(both ? 'E_DIGEST_MISMATCH' : 'E_BUNDLE_INVALID');
+      expect(doc.message).toContain(`volume ${k + 1} of ${volumes.length}`);
+      expect(doc.message).toContain(`part ${part.index + 1} of ${part.count} of layer ${part.digest}`);
+      expect(doc.message).toContain(basename(volumes[k]!));
+    }
+    await writeFile(volumes[k]!, original);
+  });
+});
+
+interface VolumeDoc { volume: { index: number; blobs: string[]; parts?: { digest: string; index: number; count: number; partDigest: string }[] }; split?: { parts: { partDigest: string }[] }; blobs: { digest: string; kind: string }[] }
+
+/** The volume with its part's bytes flipped and the part's digest changed to match, in its own record and (with `both`) in its copy of the cut. */
+async function editPart(volume: Buffer, part: { digest: string; index: number; partDigest: string }, both: boolean): Promise<Buffer> {
+  const name = `ferry-parts/sha256/${part.digest.slice(7)}.${part.index}`;
+  const entries = await readTar(volume);
+  const doc = JSON.parse(entries[0]!.body.toString()) as VolumeDoc;
+  const body = Buffer.from(entries.find((e) => e.header.name === name)!.body);
+  body[10] = body[10]! ^ 0xff;
+  const now = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+  for (const p of doc.volume.parts ?? []) if (p.partDigest === part.partDigest) p.partDigest = now;
+  if (both) for (const p of doc.split?.parts ?? []) if (p.partDigest === part.partDigest) p.partDigest = now;
+  return writeTar(entries.map((e, i) => ({
+    name: e.header.name, type: e.header.type as 'file' | 'directory',
+    ...(e.header.type === 'file' ? { body: i === 0 ? Buffer.from(`${JSON.stringify(doc, null, 2)}\n`) : e.header.name === name ? body : e.body } : {}),
+  })));
+}
 
 /** How many bytes zstd-napi decodes from a (cut) zstd stream before it runs out. */
 async function decodedLength(z: Buffer): Promise<number> {

@@ -288,7 +288,8 @@ async function copySequential(
         await drain(stream);
         continue;
       }
-      await runJob(job, stream, where);
+      // The verifier's messages name where the bytes lie (file, volume) and the images that need them.
+      await runJob(job, stream, where && `${where}, needed by ${imageLabel(job)}`);
     }
   } catch (e) {
     const error = asFerryError(e);

@@ -20,7 +20,7 @@ import { manifestsOf } from '../support/images.js';
 import { startRegistry } from '../support/registry.js';
 import { validateDirImage, validateRegistryImage } from '../support/validate.js';
 import { readTar, writeTar } from '../unit/bundle/fixture.js';
-import { type CliEnv, expectationsOf, ferryOk, imagesList, jsonOf, manifestStatus, serveAndCheck, startCliEnv, tarOffsets, writeList } from './cli-fixture.js';
+import { type CliEnv, expectationsOf, ferryOk, flipByteInBlob, rewriteTar, imagesList, jsonOf, manifestStatus, serveAndCheck, startCliEnv, tarOffsets, writeList } from './cli-fixture.js';
 
 let env: CliEnv;
 let list: string;
@@ -310,6 +310,47 @@ describe('volumes of a split bundle', () => {
     const doc = expectCut(r, target, []);
     expect(doc.message).toContain(`volume 2 of ${volumes.length}`);
     expect((await receiptOf(receipt)).done).toEqual(new Set(env.corpus.entries.flatMap(origins)));
+  });
+});
+
+describe('a damaged blob', () => {
+  /** Images (host-qualified) that need `digest`. */
+  const needing = (digest: string): string[] => env.corpus.entries.filter((e) => digestsOf(e).includes(digest)).flatMap(origins);
+
+  it('every message names the blob, the images that need it, the file and what to do; a damaged config fails only its images', async () => {
+    const meta = JSON.parse(await readFile(`${whole}.ferry.json`, 'utf8')) as { blobs: { digest: string; kind: string }[] };
+    const layer = meta.blobs.filter((b) => b.kind === 'layer').at(-1)!.digest;
+    // A config only one image needs (multi/tools' arm64 child has its own).
+    const config = meta.blobs.filter((b) => b.kind === 'config').map((b) => b.digest).find((d) => needing(d).length === 1 && needing(layer).every((x) => !needing(d).includes(x)))!;
+    expect(config).toBeDefined();
+    const middle = meta.blobs.filter((b) => b.kind === 'layer').slice(0, -1).map((b) => b.digest).find((d) => needing(d).length === 1)!;
+    expect(middle).toBeDefined();
+    const cases: Array<{ name: string; digest: string; damage: (file: string) => Promise<void>; code: string }> = [
+      { name: 'flipped-layer.tar', digest: layer, damage: (f) => flipByteInBlob(f, layer), code: 'E_DIGEST_MISMATCH' },
+      { name: 'flipped-config.tar', digest: config, damage: (f) => flipByteInBlob(f, config), code: 'E_DIGEST_MISMATCH' },
+      // An entry lost from the middle (the last one lost would be a cut).
+      { name: 'holed.tar', digest: middle, damage: async (f) => { await rewriteTar(whole, f, (n) => n === entryName(middle)); }, code: 'E_BUNDLE_INVALID' },
+    ];
+    for (const c of cases) {
+      const file = env.path(c.name);
+      await copyFile(whole, file);
+      await c.damage(file);
+      const receipt = env.path(`${c.name}.json`);
+      const r = await runFerry(['import', file, '--to', 'oci', env.path(`${c.name}-oci`), '--receipt', receipt, '--json']);
+      expect(r.code, `${c.name}: ${r.stderr}`).toBe(6);
+      const doc = jsonOf<ErrorDoc>(r).error;
+      const failures = doc.details.failures ?? [];
+      expect(new Set(failures.map((f) => f.image)), c.name).toEqual(new Set(needing(c.digest)));
+      for (const f of failures) {
+        expect(f.code, c.name).toBe(c.code);
+        expect(f.message, c.name).toContain(c.digest);
+        expect(f.message, c.name).toContain(basename(file));
+        expect(f.message, c.name).toContain(needing(c.digest)[0]);
+      }
+      expect(doc.hint, c.name).toBeTruthy();
+      // The images that do not need the damaged blob land.
+      expect((await receiptOf(receipt)).done, c.name).toEqual(new Set(env.corpus.entries.flatMap(origins).filter((o) => !needing(c.digest).includes(o))));
+    }
   });
 });
 

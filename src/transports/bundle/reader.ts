@@ -289,8 +289,13 @@ export class BundleSource implements SequentialSource {
     seen.add(header.name);
     const size = exp.part?.size ?? exp.blob?.size;
     if (exp.blob && header.size !== size) {
-      throw new FerryError('E_SIZE_MISMATCH', `${this.where}: entry ${exp.name} has ${header.size} bytes, the metadata declares ${size}`, {
-        hint: 'the bundle is damaged or was altered; copy it again', details: { file: this.where, digest: exp.blob.digest },
+      const { blob, part } = exp;
+      // Before the graph is known (the head), the images named are those whose top manifest this is.
+      const images = this.neededBy.size ? this.imagesNeeding(blob.digest) : this.meta.images.filter((i) => i.digest === blob.digest).map(imageRefName);
+      const what = `${part ? `part ${part.index + 1} of ${part.count} of ` : ''}${blob.kind} ${blob.digest}${neededBy(images)}`;
+      throw new FerryError('E_SIZE_MISMATCH', `${this.place}: the entry of ${what} has ${header.size} bytes, the metadata declares ${size}`, {
+        hint: 'the bundle is damaged or was altered (its tar headers no longer match its metadata), so nothing after this entry can be trusted: copy it again from the exporting side',
+        details: { file: this.where, digest: blob.digest, images, entry: exp.name, size: header.size, expected: size },
       });
     }
     return header;
@@ -454,14 +459,15 @@ export class BundleSource implements SequentialSource {
     const lost = this.lostBlobs.get(desc.digest);
     if (lost) throw lost;
     const vol = this.meta.volume;
+    const images = this.imagesNeeding(desc.digest);
     if (vol && !this.inFile.has(desc.digest) && !this.omittedBlobs.has(desc.digest)) {
-      throw new FerryError('E_BLOB_MISSING', `${this.where}: blob ${desc.digest} is not in this file, volume ${vol.index + 1} of ${vol.count}; another volume holds it`, {
-        hint: 'give every volume of the bundle (or its .sha256 list) to read it whole', details: { file: this.where, digest: desc.digest, volume: vol.index + 1 },
+      throw new FerryError('E_BLOB_MISSING', `${this.place}: blob ${desc.digest}${neededBy(images)} is not in this file; another volume holds it`, {
+        hint: 'give every volume of the bundle (or its .sha256 list) to read it whole', details: { file: this.where, digest: desc.digest, volume: vol.index + 1, images },
       });
     }
     if (this.omittedBlobs.has(desc.digest)) {
-      throw new FerryError('E_BLOB_MISSING', `${this.where}: blob ${desc.digest} is not in this delta bundle (its base has it)`, {
-        hint: 'import the base bundle first, or into the same destination', details: { file: this.where, digest: desc.digest },
+      throw new FerryError('E_BLOB_MISSING', `${this.where}: blob ${desc.digest}${neededBy(images)} is not in this delta bundle (its base has it)`, {
+        hint: 'import the base bundle first, or into the same destination', details: { file: this.where, digest: desc.digest, images },
       });
     }
     throw new FerryError('E_INTERNAL', `${this.where}: layer ${desc.digest} can only be read in order through blobs()`, { details: { digest: desc.digest } });
@@ -488,7 +494,8 @@ export class BundleSource implements SequentialSource {
   /** Layer blobs in stored order; checks names, order, sizes and the end of the archive (content is checked by the consumer's VerifyStream). */
   async *blobs(opts: OpOptions = {}): AsyncGenerator<SequentialBlob> {
     // A part alone is not a blob: only a reader of every volume can join it (the next entry drains it).
-    for await (const { descriptor, stream, part } of this.layerEntries(opts)) if (!part) yield { descriptor, stream };
+    // `where` names the file (and volume) in the verifier's messages; the consumer adds the images.
+    for await (const { descriptor, stream, part } of this.layerEntries(opts)) if (!part) yield { descriptor, stream, where: this.place };
   }
 
   /**

@@ -477,7 +477,7 @@ export class VolumeSetSource implements SequentialSource {
   }
 
   private partLabel(m: Member, p: BundlePart): string {
-    return `${this.label(m)}: part ${p.index + 1} of ${p.count} of layer ${p.digest}`;
+    return `${this.label(m)}: part ${p.index + 1} of ${p.count} of layer ${p.digest}${this.needs(p.digest)}`;
   }
 
   /** Reads one part against its own digest (a volume checked alone); a failure is recorded, not thrown. */
@@ -520,7 +520,7 @@ export class VolumeSetSource implements SequentialSource {
         const next = await cursor.peek();
         const np = next?.entry.part;
         if (!next || np?.digest !== digest || np.index !== k + 1) {
-          throw this.failed.get(digest) ?? new FerryError('E_BUNDLE_INVALID', `${this.label(at.m)}: part ${k + 2} of ${p0.count} of layer ${digest} does not follow at the start of the next volume`, {
+          throw this.failed.get(digest) ?? new FerryError('E_BUNDLE_INVALID', `${this.label(at.m)}: part ${k + 2} of ${p0.count} of layer ${digest}${this.needs(digest)} does not follow at the start of the next volume`, {
             hint: 'the volumes are damaged, hand-made or from different exports', details: { digest, volume: at.m.index + 1 },
           });
         }

@@ -19,6 +19,7 @@ import type { CorpusEntry } from '../support/corpus.js';
 import { manifestsOf } from '../support/images.js';
 import { startRegistry } from '../support/registry.js';
 import { validateDirImage, validateRegistryImage } from '../support/validate.js';
+import { BUNDLE_METADATA_ID, describeErrors, schemaErrors } from '../support/schemas.js';
 import { readTar, writeTar } from '../unit/bundle/fixture.js';
 import { type CliEnv, expectationsOf, ferryOk, flipByteInBlob, rewriteTar, imagesList, jsonOf, manifestStatus, serveAndCheck, startCliEnv, tarOffsets, writeList } from './cli-fixture.js';
 
@@ -368,6 +369,11 @@ describe('a volume edited after export', () => {
     const k = docs.findIndex((m) => (m.volume.parts?.length ?? 0) > 0);
     expect(k).toBeGreaterThanOrEqual(0);
     const part = docs[k]!.volume.parts![0]!;
+    // Every volume and STEM.ferry.json carry the record of the whole cut, valid by the metadata schema.
+    const stem = JSON.parse(await readFile(join(dir, 'rel.ferry.json'), 'utf8')) as VolumeDoc;
+    expect(stem.split?.parts.length).toBeGreaterThanOrEqual(2);
+    for (const doc of [stem, ...docs]) expect(describeErrors(schemaErrors(BUNDLE_METADATA_ID, doc))).toBe('');
+    for (const doc of docs) expect(doc.split).toEqual(stem.split);
     const original = await readFile(volumes[k]!);
     // The unedited volume verifies alone (so each case below fails for its own reason).
     await ferryOk(['verify', volumes[k]!, '-q']);

@@ -19,7 +19,7 @@ import type { CorpusEntry } from '../support/corpus.js';
 import { manifestsOf } from '../support/images.js';
 import { startRegistry } from '../support/registry.js';
 import { validateDirImage, validateRegistryImage } from '../support/validate.js';
-import { BUNDLE_METADATA_ID, describeErrors, schemaErrors } from '../support/schemas.js';
+import { BUNDLE_METADATA_ID, cliSchemaRef, describeErrors, schemaErrors } from '../support/schemas.js';
 import { readTar, writeTar } from '../unit/bundle/fixture.js';
 import { type CliEnv, expectationsOf, ferryOk, flipByteInBlob, rewriteTar, imagesList, jsonOf, manifestStatus, serveAndCheck, startCliEnv, tarOffsets, writeList } from './cli-fixture.js';
 
@@ -79,6 +79,7 @@ async function cutCopy(name: string, length: number, from: Buffer = bytes): Prom
 /** Exit 6, E_BUNDLE_TRUNCATED, the file named, and exactly `failed` listed, each with the blob it lacks. */
 function expectCut(r: FerryResult, file: string, failed: CorpusEntry[], digest?: string): ErrorDoc['error'] {
   expect(r.code, `${r.stderr}\n${r.stdout}`).toBe(EXIT_STATUS.E_BUNDLE_TRUNCATED);
+  expect(describeErrors(schemaErrors(cliSchemaRef('errorDocument'), jsonOf(r)))).toBe('');
   const doc = jsonOf<ErrorDoc>(r).error;
   expect(doc.code).toBe('E_BUNDLE_TRUNCATED');
   expect(doc.exitStatus).toBe(6);

@@ -337,7 +337,7 @@ export class BundleSource implements SequentialSource {
         this.small.set(blob.digest, body);
         continue;
       }
-      const damaged = (images: string[]): FerryError => new FerryError('E_DIGEST_MISMATCH', `${this.where}: ${blob.kind} ${blob.digest}${neededBy(images)} hashes to ${actual}: its bytes in the file are damaged`, {
+      const damaged = (images: string[]): FerryError => new FerryError('E_DIGEST_MISMATCH', `${this.place}: ${blob.kind} ${blob.digest}${neededBy(images)} hashes to ${actual}: its bytes in the file are damaged`, {
         hint: blob.kind === 'config'
           ? 'copy the bundle again from the exporting side, or repair it (ferry verify writes the report, spec/repair.md); images that do not need this config are not affected'
           : 'a damaged manifest makes the bundle unreadable: copy it again from the exporting side',
@@ -363,13 +363,13 @@ export class BundleSource implements SequentialSource {
     if (entry.size !== want.length) throw this.invalid(`${why}: entry ${name} is ${entry.size} bytes, the metadata implies ${want.length}`, { entry: entry.name, size: entry.size, expected: want.length });
     let at = 0;
     for await (const chunk of entry.body as AsyncIterable<Buffer>) {
-      const differs = at + chunk.length > want.length ? 0 : chunk.compare(want, at, at + chunk.length);
+      const differs = at + chunk.length > want.length ? 1 : chunk.compare(want, at, at + chunk.length);
       if (differs !== 0) throw this.invalid(`${why}: entry ${name} differs from it${this.indexEntryAt(want, at, chunk)}`, { entry: entry.name });
       at += chunk.length;
     }
   }
 
-  /** For an index.json that differs: ` in the entry of image X` (which image's descriptor holds the first differing byte). */
+  /** For an index.json that differs: ` at byte N, in the descriptor of image X` (where the first differing byte lies). */
   private indexEntryAt(want: Buffer, at: number, chunk: Buffer): string {
     if (want !== this.expectedIndex) return '';
     let k = 0;

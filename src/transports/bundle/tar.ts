@@ -226,11 +226,6 @@ export class TarReader {
     return this.tap.total;
   }
 
-  /** Where the entry last returned by next() ends, padding included: the archive up to here is accounted for. */
-  get position(): number {
-    return this.pos;
-  }
-
   /**
    * After next() returned null: the archive must have ended with the
    * end-of-archive marker, followed by nothing but zeros.

@@ -570,15 +570,16 @@ async function checkAgainstRecord(members: Map<number, Peeked>, count: number, s
   let record: { name: string; whole: Digest; meta: BundleMetadata } | undefined;
   if (stem !== undefined) record = await readRecord(`${stem}.ferry.json`, first.meta.bundleId);
   if (!record) {
-    // No STEM.ferry.json: the metadata most volumes carry (a lone volume asks the others beside it).
+    // No STEM.ferry.json: the metadata most volumes carry. Fewer than three given: the nearest other volumes
+    // beside them vote too (their ferry.json only), so that one altered volume cannot tie with one intact.
     const voters: { file: string; whole: Digest; meta: BundleMetadata }[] = [...given];
-    if (given.length === 1) {
-      for (let i = 0; i < count; i++) {
-        const sibling = i === first.index ? undefined : guessName(first.file, first.index, i, count);
-        if (sibling === undefined || !(await stat(sibling).then((x) => x.isFile(), () => false))) continue;
-        const peeked = await BundleSource.peek(sibling).catch(() => undefined);
-        if (peeked?.metadata.bundleId === first.meta.bundleId) voters.push({ file: sibling, whole: peeked.wholeMetadataDigest, meta: peeked.metadata });
-      }
+    const byDistance = [...Array(count).keys()].sort((a, b) => Math.abs(a - first.index) - Math.abs(b - first.index) || a - b);
+    for (const i of byDistance) {
+      if (voters.length >= 3) break;
+      const sibling = members.has(i) ? undefined : guessName(first.file, first.index, i, count);
+      if (sibling === undefined || !(await stat(sibling).then((x) => x.isFile(), () => false))) continue;
+      const peeked = await BundleSource.peek(sibling).catch(() => undefined);
+      if (peeked?.metadata.bundleId === first.meta.bundleId) voters.push({ file: sibling, whole: peeked.wholeMetadataDigest, meta: peeked.metadata });
     }
     const tally = new Map<Digest, typeof voters>();
     for (const v of voters) tally.set(v.whole, [...(tally.get(v.whole) ?? []), v]);

@@ -126,7 +126,7 @@ describe('a bundle cut inside its last layer', () => {
         expect(got.done, kind).toEqual(new Set(landed.flatMap(origins)));
         expect(got.failed, kind).toEqual(new Set(failed.flatMap(origins)));
       }
-      const pushed = await runFerry(['push', file, '--to', `${target.host}/pushed`, ...net, '--json']);
+      const pushed = await runFerry(['push', file, '--to', `${target.host}/pushed`, ...net, '--receipt', env.path('push.json'), '--json']);
       expectCut(pushed, file, failed, lastLayer);
 
       // What landed, seen by readers independent of ferry; what did not, absent.
@@ -151,7 +151,7 @@ describe('a bundle cut inside its last layer', () => {
 
       // The whole file afterwards: every target completes (what landed is reused).
       for (const { kind, dest, args } of kinds) await ferryOk(['import', whole, '--to', kind, dest, ...args, '--receipt', env.path(`${kind}.again.json`), '-q']);
-      await ferryOk(['push', whole, '--to', `${target.host}/pushed`, ...net, '-q']);
+      await ferryOk(['push', whole, '--to', `${target.host}/pushed`, ...net, '--receipt', env.path('push-again.json'), '-q']);
       await serveAndCheck(kinds[0]!.dest, expectationsOf(env.corpus));
       for (const x of expectationsOf(env.corpus)) expect((await validateRegistryImage(target.url, `pushed/${x.repo}`, x.ref)).digest).toBe(x.digest);
     } finally {

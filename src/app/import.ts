@@ -156,6 +156,8 @@ async function importWith(opts: ImportOptions, remote?: FileSystemPort): Promise
     };
     receipt.receipt = await writeReceipt(receipt, opts, started, remote);
     if (report.failures.length > 0) throw failureError(`import ${source.where}`, report.failures, requests.length);
+    // Every image landed, yet the file was cut short (only its end is missing): the copy is incomplete, so is the run.
+    if (report.cutShort) throw report.cutShort;
     return receipt;
   } finally {
     await Promise.all([source.close(), destination.close()]);

@@ -89,6 +89,8 @@ export async function verifyBundle(bundle: string, opts: VerifyOptions = {}): Pr
       const unchecked = new Set([...notGiven].filter((d) => !badParts.has(d)));
       throw await withRepairReport(err, bundle, opts.report, () => repairReport(source, given, plan.images.flatMap((i) => i.blobs), done, sink.errors, unchecked));
     }
+    // Every blob verified, but the file was cut short (only its end is missing): nothing to repair, still not the file that was sent.
+    if (report.cutShort) throw report.cutShort;
     const signatures = key && checks ? checks.check(key, capture.captured) : undefined;
     if (signatures) {
       const err = signatureError(bundle, signatures, opts.requireSigned === true);
@@ -113,7 +115,7 @@ export async function verifyBundle(bundle: string, opts: VerifyOptions = {}): Pr
 function repairReport(source: BundleSource | VolumeSetSource | RepairedSource, given: BundleSource | VolumeSetSource, needed: Descriptor[], done: ReadonlySet<Digest>, sinkErrors: ReadonlyMap<Digest, string>, notGiven: ReadonlySet<Digest>): RepairReport | undefined {
   const meta = source.metadata;
   const kinds = new Map(meta.blobs.map((b) => [b.digest as string, b.kind]));
-  const unreadable = given instanceof VolumeSetSource ? given.unreadableLayers : new Map<Digest, FerryError>();
+  const unreadable = given instanceof VolumeSetSource ? given.unreadableLayers : given.lost;
   const blobs: RepairReport['blobs'] = [];
   const seen = new Set<Digest>();
   for (const d of needed) {

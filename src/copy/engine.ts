@@ -29,6 +29,12 @@ export interface CopyReport {
   manifests: number;
   /** Every image that did not land, with why: plan failures included. */
   failures: { image: string; error: FerryError }[];
+  /**
+   * The sequential source was cut short (E_BUNDLE_TRUNCATED): what it lost failed the
+   * images that need it (in `failures`); this says so even when no image needed any of it
+   * (a file missing only its end), so the caller can still exit non-zero.
+   */
+  cutShort?: FerryError;
 }
 
 interface BlobJob {
@@ -99,6 +105,35 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
     return data.pipe(verify);
   };
 
+  /**
+   * putBlob with a stream that may fail before the destination has even started
+   * reading it (a bundle cut short ends while a registry upload is still being
+   * opened). A destination that then only pipes the stream would wait for bytes
+   * that never come, so when the stream fails before anyone consumed it, the
+   * blob's work is aborted; either way the stream's own error is what the job
+   * fails with. (A destination already reading sees the error itself, and no abort.)
+   */
+  const putChecked = async (repository: string, job: BlobJob, checked: Readable): Promise<void> => {
+    const cut = new AbortController();
+    const interrupted = (): void => cut.abort(opts.signal?.reason);
+    if (opts.signal?.aborted) interrupted();
+    opts.signal?.addEventListener('abort', interrupted, { once: true });
+    let failed: FerryError | undefined;
+    const onError = (e: unknown): void => {
+      failed ??= asFerryError(e);
+      if (checked.readableFlowing === null) cut.abort(failed);
+    };
+    checked.once('error', onError);
+    try {
+      await destination.putBlob(repository, job.desc, checked, { ...opts, signal: cut.signal });
+    } catch (e) {
+      throw failed && !opts.signal?.aborted ? failed : e;
+    } finally {
+      checked.off('error', onError);
+      opts.signal?.removeEventListener('abort', interrupted);
+    }
+  };
+
   /** Lands the blob in every repository that needs it; `first` is the stream for the first send, if any, read from `where`. */
   const land = async (job: BlobJob, first?: Readable, where?: string): Promise<void> => {
     const head = job.repositories[0]!;
@@ -110,7 +145,7 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
         observer?.blobStarted?.(job.desc);
         const checked = verified(job, s, where);
         try {
-          await destination.putBlob(repository, job.desc, checked, opts);
+          await putChecked(repository, job, checked);
         } catch (e) {
           // A destination that failed before (or while) reading leaves the source piped into a
           // verifier nobody reads: back-pressure would hold the source paused for ever and the
@@ -132,7 +167,7 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
         observer?.blobStarted?.(job.desc);
         const data = await source.getBlob(job.sourceRepository, job.desc, opts);
         try {
-          await destination.putBlob(repository, job.desc, verified(job, data), opts);
+          await putChecked(repository, job, verified(job, data));
         } catch (e) {
           data.destroy();
           throw e;
@@ -180,7 +215,8 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
 
   const limit = Math.max(1, Math.min(opts.jobs ?? 4, destination.capabilities.concurrentBlobs));
   if (isSequentialSource(source)) {
-    await copySequential(source, destination, jobs, runJob, failImages, (job) => outcome(job, 'present-in-base'), limit, opts);
+    const cutShort = await copySequential(source, destination, jobs, runJob, failImages, (job) => outcome(job, 'present-in-base'), limit, opts);
+    if (cutShort) report.cutShort = cutShort;
   } else {
     await forEachLimited(jobs.values(), limit, (job) => runJob(job), opts.signal);
   }
@@ -249,7 +285,8 @@ async function copySequential(
   inBase: (job: BlobJob) => void,
   limit: number,
   opts: CopyOptions,
-): Promise<void> {
+): Promise<FerryError | undefined> {
+  let cutShort: FerryError | undefined;
   try {
     for await (const { descriptor, stream, where } of source.blobs(opts)) {
       const job = jobs.get(descriptor.digest);
@@ -257,15 +294,21 @@ async function copySequential(
         await drain(stream);
         continue;
       }
-      await runJob(job, stream, where);
+      // The verifier's messages name where the bytes lie (file, volume) and the images that need them.
+      await runJob(job, stream, where && `${where}, needed by ${imageLabel(job)}`);
     }
   } catch (e) {
     const error = asFerryError(e);
     if (error.code === 'E_ABORTED' || opts.signal?.aborted) throw error;
-    for (const job of jobs.values()) if (!job.done && !source.omittedBlobs.has(job.desc.digest)) { job.done = true; job.error = error; failImages(job.images, error); }
+    // A source cut short lost only what it had not delivered, and answers getBlob for each
+    // such blob with the error that names it: those fail below, one by one, and every
+    // image whose blobs all arrived still lands. Any other failure of the stream (an
+    // entry that should not be there) leaves nothing to trust: no further image lands.
+    if (error.code === 'E_BUNDLE_TRUNCATED') cutShort = error;
+    else for (const job of jobs.values()) if (!job.done && !source.omittedBlobs.has(job.desc.digest)) { job.done = true; job.error = error; failImages(job.images, error); }
   }
   // What the stream did not carry: a delta's base blobs must already be at the
-  // destination; the rest (configs kept in the source's head) is read at random.
+  // destination; the rest (configs kept in the source's head, blobs a cut source lost) is asked for at random.
   const rest = [...jobs.values()].filter((j) => !j.done);
   const allRepositories = [...new Set([...jobs.values()].flatMap((j) => j.repositories))];
   await forEachLimited(rest, limit, async (job) => {
@@ -281,6 +324,7 @@ async function copySequential(
       job.done = true;
     }
   }, opts.signal);
+  return cutShort;
 }
 
 /**

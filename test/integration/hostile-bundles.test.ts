@@ -342,6 +342,15 @@ describe('ferry import refuses hostile bundles, writing nothing outside the targ
     expectRefused(await importBoth(await writeTar(plain([metaEntry(over), ...entries.slice(1)])), { layoutOnly: true }), ['E_BUNDLE_INVALID'], 'ferry.json');
   });
 
+  it('a 60 MiB index.json (a valid OCI index with a huge unknown field): refused on its header, memory flat. Was accepted at ~950 MiB RSS', async () => {
+    const index = JSON.parse(entries[2]!.body.toString()) as Record<string, unknown>;
+    index.padding = 'PAD';
+    const fat = Buffer.from(JSON.stringify(index).replace('"PAD"', `[${'0,'.repeat(30 * 1024 * 1024 - 1000)}0]`));
+    expect(fat.length).toBeGreaterThan(59 * 1024 * 1024);
+    const o = await importBoth(await writeTar(plain(entries.map((e, i) => (i === 2 ? { header: e.header, body: fat } : e)))), { layoutOnly: true });
+    expectRefused(o, ['E_BUNDLE_INVALID'], 'index.json', String(entries[2]!.body.length));
+  });
+
   it('a zstd frame declaring the tar\'s size that decompresses to 512 MiB more: refused, memory flat, in seconds', async () => {
     const tar = await writeTar(plain(entries));
     const bomb = zstdFrame(tar, 512 << 20, tar.length);

@@ -73,8 +73,25 @@ export interface BundleMetadata {
   blobs: BundleBlob[];
   totals: BundleTotals;
   delta?: BundleDelta;
+  /**
+   * Only in a split bundle whose export cut layers across volumes (spec/bundle.md §9.2):
+   * every part of every cut layer. Part of the whole bundle's metadata (STEM.ferry.json and
+   * every volume's), so a volume's own part records are checked against the set's.
+   */
+  split?: BundleSplit;
   /** Only in one volume of a split bundle (spec/bundle.md "Volumes"): which of `blobs` this file holds. */
   volume?: BundleVolume;
+}
+
+/** The cut of a split bundle: how many volumes, and each part of each cut layer with the volume holding it. */
+export interface BundleSplit {
+  count: number;
+  parts: BundleSplitPart[];
+}
+
+export interface BundleSplitPart extends BundlePart {
+  /** 0-based index of the volume holding this part. */
+  volume: number;
 }
 
 /**
@@ -370,8 +387,70 @@ export function parseMetadata(bytes: Uint8Array, where: string): BundleMetadata 
   checkConsistency(meta, obj(o.totals, `${w}.totals`), w);
   const id = computeBundleId(o.images, o.blobs, o.delta);
   if (id !== meta.bundleId) throw bad(`${w}.bundleId`, `is ${meta.bundleId} but the content hashes to ${id}`, { expected: meta.bundleId, actual: id });
+  if (o.split !== undefined) meta.split = parseSplit(o.split, meta, `${w}.split`);
   if (o.volume !== undefined) meta.volume = parseVolume(o.volume, meta, `${w}.volume`);
+  if (meta.volume && meta.split) checkVolumeAgainstSplit(meta.volume, meta.split, w);
   return meta;
+}
+
+/**
+ * The whole cut: each cut layer's parts listed together, in order, in consecutive
+ * volumes, covering the layer's bytes exactly once; layers in stored order.
+ */
+function parseSplit(v: unknown, meta: BundleMetadata, w: string): BundleSplit {
+  const o = obj(v, w);
+  const count = size(o.count, `${w}.count`);
+  if (count < 2) throw bad(`${w}.count`, `is ${count}: a split bundle has at least 2 volumes`);
+  const parts = arr(o.parts, `${w}.parts`).map((p, i): BundleSplitPart => {
+    const volume = size(obj(p, `${w}.parts[${i}]`).volume, `${w}.parts[${i}].volume`);
+    if (volume >= count) throw bad(`${w}.parts[${i}].volume`, `is ${volume}, not below the ${count} volumes`);
+    return { ...parsePart(p, meta, `${w}.parts[${i}]`), volume };
+  });
+  if (parts.length === 0) throw bad(`${w}.parts`, 'is empty: the record is written only when layers are cut');
+  const pos = new Map(meta.blobs.map((b, i) => [b.digest as string, i]));
+  let lastLayer = -1;
+  for (let i = 0; i < parts.length;) {
+    const first = parts[i]!;
+    const at = pos.get(first.digest)!;
+    if (at <= lastLayer) throw bad(`${w}.parts[${i}]`, `${first.digest} is listed twice or out of stored order`, { digest: first.digest });
+    lastLayer = at;
+    let offset = 0;
+    for (let k = 0; k < first.count; k++, i++) {
+      const p = parts[i];
+      const where = `${w}.parts[${i}]`;
+      if (!p || p.digest !== first.digest || p.index !== k || p.count !== first.count || p.offset !== offset || p.volume !== first.volume + k) {
+        throw bad(where, `part ${k + 1} of ${first.count} of layer ${first.digest} is not where the cut puts it (right after part ${k}, at byte ${offset}, in volume ${first.volume + k + 1})`, { digest: first.digest });
+      }
+      offset += p.size;
+    }
+  }
+  return { count, parts };
+}
+
+/** A volume's own part records are exactly the set's record of the parts it holds. */
+function checkVolumeAgainstSplit(vol: BundleVolume, split: BundleSplit, w: string): void {
+  const label = `${w}: volume ${vol.index + 1} of ${vol.count}`;
+  if (vol.count !== split.count) throw bad(`${w}.volume.count`, `is ${vol.count}, the bundle's record of the cut (split) says ${split.count} volumes`);
+  const want = split.parts.filter((p) => p.volume === vol.index);
+  const have = vol.parts ?? [];
+  const same = (a: BundlePart, b: BundlePart): boolean => a.digest === b.digest && a.index === b.index && a.count === b.count && a.offset === b.offset && a.size === b.size && a.partDigest === b.partDigest;
+  for (const p of have) {
+    const rec = want.find((x) => x.digest === p.digest && x.index === p.index);
+    if (!rec || !same(p, rec)) {
+      const says = rec ? `records it as ${rec.size} bytes at ${rec.offset} hashing to ${rec.partDigest}` : 'does not put it in this volume';
+      throw new FerryError('E_BUNDLE_INVALID', `${label}: part ${p.index + 1} of ${p.count} of layer ${p.digest} (${p.size} bytes at ${p.offset}, ${p.partDigest}) is not the part the bundle's record of the cut ${says}`, {
+        hint: 'this volume was altered or damaged after export: copy it again from the exporting side (the other volumes are not affected)',
+        details: { file: w.replace(/: ferry\.json$/, ''), volume: vol.index + 1, digest: p.digest, part: p.index + 1, partDigest: p.partDigest, ...(rec ? { expected: rec.partDigest } : {}) },
+      });
+    }
+  }
+  const lacking = want.find((x) => !have.some((p) => p.digest === x.digest && p.index === x.index));
+  if (lacking) {
+    throw new FerryError('E_BUNDLE_INVALID', `${label}: the bundle's record of the cut puts part ${lacking.index + 1} of ${lacking.count} of layer ${lacking.digest} in this volume, which does not record it`, {
+      hint: 'this volume was altered or damaged after export: copy it again from the exporting side (the other volumes are not affected)',
+      details: { file: w.replace(/: ferry\.json$/, ''), volume: vol.index + 1, digest: lacking.digest, part: lacking.index + 1 },
+    });
+  }
 }
 
 /**

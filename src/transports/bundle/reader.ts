@@ -1,12 +1,13 @@
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
-import { FerryError } from '../../errors.js';
+import { FerryError, isFerryError } from '../../errors.js';
 import { type Digest, isDigest, sha256Digest } from '../../oci/digest.js';
 import { type Descriptor, type Manifest, MANIFEST_MAX_BYTES, type ParsedManifest, parseManifest } from '../../oci/manifest.js';
 import { maybeDecompress } from '../../stream/zstd.js';
 import type { OpOptions, SequentialBlob, SequentialSource, SourceImage } from '../types.js';
 import { type BundleBlob, type BundleMetadata, type BundlePart, blobEntryName, partEntryName, imageRefName, METADATA_MAX_BYTES, parseMetadata, serialiseMetadata } from './metadata.js';
-import { type TarEntry, TarReader } from './tar.js';
+import { BLOCK, type EntryStream, padding, type TarEntry, TarReader } from './tar.js';
+import { ociIndex } from './writer.js';
 
 export interface BundleSourceOptions {
   /** Name for messages when reading a stream (`stdin` by default for '-'). */
@@ -18,9 +19,14 @@ export interface BundleSourceOptions {
 /** Manifests, indexes and configs are kept in memory; together they may not exceed this. */
 export const HEAD_MAX_BYTES = 256 * 1024 * 1024;
 const CONFIG_MAX_BYTES = 64 * 1024 * 1024;
-const SMALL_ENTRY_MAX = 64 * 1024 * 1024;
 
 type Expected = { name: string; type: 'file' | 'directory'; blob?: BundleBlob; part?: BundlePart };
+
+/** `oci-layout`, byte for byte (spec/bundle.md §2). */
+const OCI_LAYOUT = Buffer.from('{"imageLayoutVersion":"1.0.0"}');
+
+/** Tar bytes of an entry with `size` content bytes: its header, the content, the padding. */
+const entryBytes = (size: number): number => BLOCK + size + padding(size);
 
 /** An entry after the head: a whole layer, or (in a volume) one part of a layer cut across volumes. */
 interface TailEntry {
@@ -54,8 +60,16 @@ export class BundleSource implements SequentialSource {
   readonly omittedBlobs: ReadonlySet<Digest>;
   private readonly small = new Map<Digest, Buffer>();
   private readonly neededBy = new Map<Digest, string[]>();
-  /** Layers whose entries blobs() found missing, with the error that says so. */
-  private readonly missingLayers = new Map<Digest, FerryError>();
+  /**
+   * Configs and layers this file should hold but cannot deliver, with the error
+   * that says why: an entry missing from the file, a config whose bytes are
+   * damaged, or everything after the point where the file was cut short.
+   */
+  private readonly lostBlobs = new Map<Digest, FerryError>();
+  /** index.json as the metadata implies it (spec/bundle.md §3): the entry must be exactly these bytes. */
+  private readonly expectedIndex: Buffer;
+  /** The tar bytes a whole file holds, from its metadata: what a cut file falls short of. */
+  readonly expectedSize: number;
   /** The blob entries this file holds, in stored order: all of `blobs`, or a volume's share of them. */
   private readonly entries: BundleBlob[];
   private readonly inFile: ReadonlySet<Digest>;
@@ -73,6 +87,7 @@ export class BundleSource implements SequentialSource {
     private readonly meta: BundleMetadata,
     private readonly metaDigest: Digest,
     readonly compressed: boolean,
+    metaBytes: number,
   ) {
     this.description = `bundle ${where}`;
     this.wholeMetaDigest = metaDigest;
@@ -89,6 +104,10 @@ export class BundleSource implements SequentialSource {
       ...this.entries.slice(this.layerIndex).map((blob) => ({ name: blobEntryName(blob.digest), blob })),
       ...(meta.volume?.parts ?? []).map((part) => ({ name: partEntryName(part.digest, part.index), blob: byDigest.get(part.digest)!, part })),
     ].sort((a, b) => pos.get(a.blob.digest)! - pos.get(b.blob.digest)!);
+    this.expectedIndex = ociIndex(meta);
+    this.expectedSize = entryBytes(metaBytes) + entryBytes(OCI_LAYOUT.length) + entryBytes(this.expectedIndex.length) + 2 * BLOCK
+      + this.entries.slice(0, this.layerIndex).reduce((n, b) => n + entryBytes(b.size), 0)
+      + this.tail.reduce((n, t) => n + entryBytes(t.part?.size ?? t.blob.size), 0) + 2 * BLOCK;
   }
 
   /** @param input a file path, `-` for stdin, or a Readable. */
@@ -106,9 +125,9 @@ export class BundleSource implements SequentialSource {
     try {
       const { compressed, stream } = await maybeDecompress(raw, where);
       reader = new TarReader(stream, where);
-      const metaBytes = await readFirstEntry(reader, where);
+      const metaBytes = await readFirstEntry(reader, where, compressed);
       const meta = parseMetadata(metaBytes, where);
-      const src = new BundleSource(reader, raw, where, meta, sha256Digest(metaBytes), compressed);
+      const src = new BundleSource(reader, raw, where, meta, sha256Digest(metaBytes), compressed, metaBytes.length);
       src.wholeMetaDigest = meta.volume ? sha256Digest(wholeMetadataBytes(metaBytes)) : src.metaDigest;
       await src.readHead(opts.headMaxBytes ?? HEAD_MAX_BYTES);
       return src;
@@ -121,12 +140,19 @@ export class BundleSource implements SequentialSource {
 
   /** Reads only a bundle file's ferry.json (to learn which volume it is before reading it in order). */
   static async peekMetadata(path: string): Promise<BundleMetadata> {
+    return (await BundleSource.peek(path)).metadata;
+  }
+
+  /** Reads only a bundle file's ferry.json; also the digest of the whole bundle's metadata (see wholeMetadataDigest). */
+  static async peek(path: string): Promise<{ metadata: BundleMetadata; wholeMetadataDigest: Digest }> {
     const raw = createReadStream(path, { highWaterMark: 1 << 20 });
     let reader: TarReader | undefined;
     try {
-      const { stream } = await maybeDecompress(raw, path);
+      const { compressed, stream } = await maybeDecompress(raw, path);
       reader = new TarReader(stream, path);
-      return parseMetadata(await readFirstEntry(reader, path), path);
+      const bytes = await readFirstEntry(reader, path, compressed);
+      const metadata = parseMetadata(bytes, path);
+      return { metadata, wholeMetadataDigest: sha256Digest(metadata.volume ? wholeMetadataBytes(bytes) : bytes) };
     } catch (e) {
       throw asBundleError(e, path);
     } finally {
@@ -164,21 +190,79 @@ export class BundleSource implements SequentialSource {
 
   // ------------------------------------------------------------ head
 
-  private truncated(expected: string, blob?: BundleBlob): FerryError {
+  /** The file, for messages about its blobs: a volume says which it is (`rel.001.tar (volume 2 of 3)`). */
+  private get place(): string {
+    const v = this.meta.volume;
+    return v ? `${this.where} (volume ${v.index + 1} of ${v.count})` : this.where;
+  }
+
+  /** Where the file's data stops, for messages: `rel.tar ends at byte 9207 of 262656`. */
+  private endsAt(cause?: FerryError): string {
+    return cutPlace(this.place, this.reader.received, this.expectedSize, this.compressed, cause);
+  }
+
+  private cutHint(): string {
+    return cutShortHint(this.expectedSize, this.compressed);
+  }
+
+  /** The file ends inside or before the entry of `blob` (or `part` of it): that blob did not arrive. */
+  private truncated(expected: string, blob?: BundleBlob, part?: BundlePart, cause?: FerryError): FerryError {
     const needers = blob ? this.imagesNeeding(blob.digest) : [];
-    const what = blob ? `blob ${blob.digest}${needers.length ? ` (needed by ${needers.slice(0, 5).join(', ')}${needers.length > 5 ? ', …' : ''})` : ''}` : expected;
-    return new FerryError('E_BUNDLE_TRUNCATED', `${this.where}: the bundle ends before ${what}`, {
-      hint: 'the file is incomplete (interrupted copy or full disk); copy it again and compare its size with the exporting side',
-      details: { file: this.where, entry: expected, ...(blob ? { digest: blob.digest, images: needers } : {}) },
+    const what = blob ? `${part ? `part ${part.index + 1} of ${part.count} of ` : ''}${blob.kind} ${blob.digest}${neededBy(needers)} did not arrive` : `it ends before ${expected}`;
+    return new FerryError('E_BUNDLE_TRUNCATED', `${this.endsAt(cause)}: ${what}`, {
+      hint: this.cutHint(), ...(cause ? { cause } : {}),
+      details: { file: this.where, offset: this.reader.received, expectedSize: this.expectedSize, entry: expected, ...(blob ? { digest: blob.digest, images: needers } : {}) },
+    });
+  }
+
+  /**
+   * The file was cut inside its head (manifests, configs): without them no image
+   * can be planned, so none is read; every image and every blob that did not
+   * arrive is named.
+   */
+  private headCut(e: FerryError): FerryError {
+    const lost = [...this.entries.filter((b) => !this.small.has(b.digest)), ...this.tail.filter((t) => t.part).map((t) => t.blob)];
+    const images = this.meta.images.map(imageRefName);
+    const cause = e.cause instanceof FerryError ? e.cause : undefined;
+    return new FerryError('E_BUNDLE_TRUNCATED', `${this.endsAt(cause)}, inside its head (${e.details['entry'] ?? 'the manifests and configs'}): the manifests and configs did not all arrive, so none of its ${images.length} images can be read: ${listed(images)}`, {
+      hint: this.cutHint(), cause: e,
+      details: { file: this.where, offset: this.reader.received, expectedSize: this.expectedSize, images, blobs: lost.map((b) => b.digest) },
+    });
+  }
+
+  /**
+   * The file was cut after its head: every entry from `first` on did not arrive.
+   * Each such layer (or part) fails alone, through getBlob, so the images whose
+   * blobs all arrived still land; the error returned says what was lost.
+   */
+  private tailCut(first: number, e: FerryError): FerryError {
+    const cause = e.cause instanceof FerryError ? e.cause : undefined;
+    const lost: BundleBlob[] = [];
+    for (const due of this.tail.slice(first)) {
+      if (this.lostBlobs.has(due.blob.digest)) continue;
+      this.lostBlobs.set(due.blob.digest, this.truncated(`entry ${due.name}`, due.blob, due.part, cause));
+      lost.push(due.blob);
+    }
+    const images = [...new Set(lost.flatMap((b) => this.imagesNeeding(b.digest)))];
+    const details = { file: this.where, offset: this.reader.received, expectedSize: this.expectedSize, images, blobs: lost.map((b) => b.digest), ...(lost[0] ? { digest: lost[0].digest } : {}) };
+    if (lost.length === 0) {
+      return new FerryError('E_BUNDLE_TRUNCATED', `${this.endsAt(cause)}, before its end-of-archive marker: every blob arrived whole, but the file is not all there`, {
+        hint: `nothing the images need is missing (every blob was checked against its digest), but the file is shorter than the bundle ferry wrote, so its checksum will not match the exporting side's: ${this.cutHint()}`,
+        details, cause: e,
+      });
+    }
+    const shown = lost.slice(0, 5).map((b) => `${b.digest}${neededBy(this.imagesNeeding(b.digest))}`);
+    return new FerryError('E_BUNDLE_TRUNCATED', `${this.endsAt(cause)}: ${lost.length} of its ${this.tail.length} layer entries did not arrive: ${shown.join(', ')}${lost.length > 5 ? ', …' : ''}`, {
+      hint: `${this.cutHint()}; the images that need only what arrived are not affected`, details, cause: e,
     });
   }
 
   private missing(due: TailEntry, found: string): FerryError {
     const { blob, part } = due;
     const needers = this.imagesNeeding(blob.digest);
-    const needs = needers.length ? ` (needed by ${needers.slice(0, 5).join(', ')}${needers.length > 5 ? ', …' : ''})` : '';
+    const needs = neededBy(needers);
     const what = part ? `part ${part.index + 1} of ${part.count} of layer ${blob.digest}` : `layer ${blob.digest}`;
-    return new FerryError('E_BUNDLE_INVALID', `${this.where}: ${what}${needs} is missing or out of order: ${JSON.stringify(found)} came where ${due.name} was expected`, {
+    return new FerryError('E_BUNDLE_INVALID', `${this.place}: ${what}${needs} is missing or out of order: ${JSON.stringify(found)} came where ${due.name} was expected`, {
       hint: 'the bundle lost an entry (damaged or edited copy); copy it again from the exporting side. Images that do not need this layer are not affected',
       details: { file: this.where, digest: blob.digest, images: needers, entry: found },
     });
@@ -193,8 +277,8 @@ export class BundleSource implements SequentialSource {
 
   /** Reads the next header and checks it is exactly the entry expected next. */
   private async expectEntry(exp: Expected, seen: Set<string>, readAhead?: TarEntry): Promise<TarEntry> {
-    const header = readAhead ?? await this.reader.next(() => this.truncated(`entry ${exp.name}`, exp.blob));
-    if (header === null) throw this.truncated(`entry ${exp.name}`, exp.blob);
+    const header = readAhead ?? await this.reader.next((cause) => this.truncated(`entry ${exp.name}`, exp.blob, exp.part, cause));
+    if (header === null) throw this.truncated(`entry ${exp.name}`, exp.blob, exp.part);
     const shown = JSON.stringify(header.name.slice(0, 200));
     if (header.name !== exp.name || header.type !== exp.type) {
       if (seen.has(header.name)) throw this.invalid(`entry ${shown} appears twice`, { entry: header.name });
@@ -205,8 +289,13 @@ export class BundleSource implements SequentialSource {
     seen.add(header.name);
     const size = exp.part?.size ?? exp.blob?.size;
     if (exp.blob && header.size !== size) {
-      throw new FerryError('E_SIZE_MISMATCH', `${this.where}: entry ${exp.name} has ${header.size} bytes, the metadata declares ${size}`, {
-        hint: 'the bundle is damaged or was altered; copy it again', details: { file: this.where, digest: exp.blob.digest },
+      const { blob, part } = exp;
+      // Before the graph is known (the head), the images named are those whose top manifest this is.
+      const images = this.neededBy.size ? this.imagesNeeding(blob.digest) : this.meta.images.filter((i) => i.digest === blob.digest).map(imageRefName);
+      const what = `${part ? `part ${part.index + 1} of ${part.count} of ` : ''}${blob.kind} ${blob.digest}${neededBy(images)}`;
+      throw new FerryError('E_SIZE_MISMATCH', `${this.place}: the entry of ${what} has ${header.size} bytes, the metadata declares ${size}`, {
+        hint: 'the bundle is damaged or was altered (its tar headers no longer match its metadata), so nothing after this entry can be trusted: copy it again from the exporting side',
+        details: { file: this.where, digest: blob.digest, images, entry: exp.name, size: header.size, expected: size },
       });
     }
     return header;
@@ -215,15 +304,20 @@ export class BundleSource implements SequentialSource {
   private seenNames = new Set<string>(['ferry.json']);
 
   private async readHead(maxBytes: number): Promise<void> {
-    const seen = this.seenNames;
-    const layoutH = await this.expectEntry({ name: 'oci-layout', type: 'file' }, seen);
-    if (layoutH.size > 4096) throw this.invalid(`oci-layout is ${layoutH.size} bytes`);
-    const layout = parseJson(await collect(layoutH), `${this.where}: oci-layout`);
-    if (layout?.imageLayoutVersion !== '1.0.0') throw this.invalid('oci-layout is not {"imageLayoutVersion":"1.0.0"}');
+    try {
+      await this.readHeadEntries(maxBytes);
+    } catch (e) {
+      throw isFerryError(e, 'E_BUNDLE_TRUNCATED') ? this.headCut(e) : e;
+    }
+    this.checkGraph();
+  }
 
-    const indexH = await this.expectEntry({ name: 'index.json', type: 'file' }, seen);
-    if (indexH.size > SMALL_ENTRY_MAX) throw this.invalid(`index.json is ${indexH.size} bytes, more than ${SMALL_ENTRY_MAX}`);
-    this.checkIndexJson(parseJson(await collect(indexH), `${this.where}: index.json`));
+  private async readHeadEntries(maxBytes: number): Promise<void> {
+    const seen = this.seenNames;
+    // Both layout files follow from the metadata: they are compared with what it implies, the size before any byte,
+    // so a hostile entry costs no more than the one the metadata describes (never parsed).
+    await this.expectExactly(await this.expectEntry({ name: 'oci-layout', type: 'file' }, seen), OCI_LAYOUT, 'oci-layout is not {"imageLayoutVersion":"1.0.0"}');
+    await this.expectExactly(await this.expectEntry({ name: 'index.json', type: 'file' }, seen), this.expectedIndex, 'index.json is not the index ferry.json describes (spec/bundle.md §3)');
 
     await this.expectEntry({ name: 'blobs/', type: 'directory' }, seen);
     await this.expectEntry({ name: 'blobs/sha256/', type: 'directory' }, seen);
@@ -239,29 +333,53 @@ export class BundleSource implements SequentialSource {
       const header = await this.expectEntry(exp, seen);
       const body = await collect(header);
       const actual = sha256Digest(body);
-      if (actual !== blob.digest) {
-        throw new FerryError('E_DIGEST_MISMATCH', `${this.where}: ${blob.kind} ${blob.digest} hashes to ${actual}`, {
-          hint: 'the bundle is damaged or was altered; copy it again from the exporting side', details: { file: this.where, digest: blob.digest, actual },
-        });
+      if (actual === blob.digest) {
+        this.small.set(blob.digest, body);
+        continue;
       }
-      this.small.set(blob.digest, body);
+      const damaged = (images: string[]): FerryError => new FerryError('E_DIGEST_MISMATCH', `${this.place}: ${blob.kind} ${blob.digest}${neededBy(images)} hashes to ${actual}: its bytes in the file are damaged`, {
+        hint: blob.kind === 'config'
+          ? 'copy the bundle again from the exporting side, or repair it (ferry verify writes the report, spec/repair.md); images that do not need this config are not affected'
+          : 'a damaged manifest makes the bundle unreadable: copy it again from the exporting side',
+        details: { file: this.where, digest: blob.digest, actual, images },
+      });
+      // A config is needed only by its images: they fail (through getBlob, once the graph says which), the others land.
+      // A manifest or index is needed to know what anything needs: the bundle cannot be read.
+      if (blob.kind !== 'config') throw damaged(this.meta.images.filter((i) => i.digest === blob.digest).map(imageRefName));
+      this.damagedConfigs.push({ blob, damaged });
     }
-    this.checkGraph();
   }
 
-  private checkIndexJson(doc: Record<string, unknown> | undefined): void {
-    if (!doc || doc.schemaVersion !== 2 || !Array.isArray(doc.manifests)) throw this.invalid('index.json is not an OCI index (schemaVersion 2 with a manifests array)');
-    const entries = doc.manifests as unknown[];
-    if (entries.length !== this.meta.images.length) throw this.invalid(`index.json lists ${entries.length} images, ferry.json ${this.meta.images.length}`);
-    const sizes = new Map(this.meta.blobs.map((b) => [b.digest as string, b.size]));
-    this.meta.images.forEach((img, i) => {
-      const e = entries[i] as Record<string, unknown> | undefined;
-      const ann = (e?.annotations ?? {}) as Record<string, unknown>;
-      const name = imageRefName(img);
-      if (!e || e.digest !== img.digest || e.mediaType !== img.mediaType || e.size !== sizes.get(img.digest) || ann['org.opencontainers.image.ref.name'] !== name) {
-        throw this.invalid(`index.json entry ${i} does not match image ${name} (${img.digest}) of ferry.json`, { image: name, digest: img.digest });
-      }
-    });
+  /** Configs whose bytes did not hash right; they fail once checkGraph knows their images. */
+  private readonly damagedConfigs: { blob: BundleBlob; damaged: (images: string[]) => FerryError }[] = [];
+
+  /**
+   * Reads an entry that must be exactly `want`: the header's size is compared
+   * first (nothing of a longer entry is read), then the bytes as they come, so
+   * the entry is never held or parsed.
+   */
+  private async expectExactly(entry: TarEntry, want: Buffer, why: string): Promise<void> {
+    const name = JSON.stringify(entry.name);
+    if (entry.size !== want.length) throw this.invalid(`${why}: entry ${name} is ${entry.size} bytes, the metadata implies ${want.length}`, { entry: entry.name, size: entry.size, expected: want.length });
+    let at = 0;
+    for await (const chunk of entry.body as AsyncIterable<Buffer>) {
+      const differs = at + chunk.length > want.length ? 1 : chunk.compare(want, at, at + chunk.length);
+      if (differs !== 0) throw this.invalid(`${why}: entry ${name} differs from it${this.indexEntryAt(want, at, chunk)}`, { entry: entry.name });
+      at += chunk.length;
+    }
+  }
+
+  /** For an index.json that differs: ` at byte N, in the descriptor of image X` (where the first differing byte lies). */
+  private indexEntryAt(want: Buffer, at: number, chunk: Buffer): string {
+    if (want !== this.expectedIndex) return '';
+    let k = 0;
+    while (k < chunk.length && chunk[k] === want[at + k]) k++;
+    const first = at + k;
+    const opener = Buffer.from('{"mediaType":"');
+    let n = -1;
+    for (let i = want.indexOf(opener, 1); i >= 0 && i <= first; i = want.indexOf(opener, i + 1)) n++;
+    const img = n >= 0 ? this.meta.images[n] : undefined;
+    return ` at byte ${first}${img ? `, in the descriptor of image ${imageRefName(img)}` : ''}`;
   }
 
   /**
@@ -317,6 +435,7 @@ export class BundleSource implements SequentialSource {
     for (const b of [...this.meta.blobs, ...(this.meta.delta?.omittedBlobs ?? [])]) {
       if (!reached.has(b.digest)) throw this.invalid(`blob ${b.digest} belongs to no image`, { digest: b.digest });
     }
+    for (const { blob, damaged } of this.damagedConfigs) this.lostBlobs.set(blob.digest, damaged(this.imagesNeeding(blob.digest)));
   }
 
   // ------------------------------------------------------------ ImageSource
@@ -337,17 +456,18 @@ export class BundleSource implements SequentialSource {
   async getBlob(_repository: string, desc: Descriptor): Promise<Readable> {
     const bytes = this.small.get(desc.digest);
     if (bytes) return Readable.from([bytes], { objectMode: false });
-    const missing = this.missingLayers.get(desc.digest);
-    if (missing) throw missing;
+    const lost = this.lostBlobs.get(desc.digest);
+    if (lost) throw lost;
     const vol = this.meta.volume;
+    const images = this.imagesNeeding(desc.digest);
     if (vol && !this.inFile.has(desc.digest) && !this.omittedBlobs.has(desc.digest)) {
-      throw new FerryError('E_BLOB_MISSING', `${this.where}: blob ${desc.digest} is not in this file, volume ${vol.index + 1} of ${vol.count}; another volume holds it`, {
-        hint: 'give every volume of the bundle (or its .sha256 list) to read it whole', details: { file: this.where, digest: desc.digest, volume: vol.index + 1 },
+      throw new FerryError('E_BLOB_MISSING', `${this.place}: blob ${desc.digest}${neededBy(images)} is not in this file; another volume holds it`, {
+        hint: 'give every volume of the bundle (or its .sha256 list) to read it whole', details: { file: this.where, digest: desc.digest, volume: vol.index + 1, images },
       });
     }
     if (this.omittedBlobs.has(desc.digest)) {
-      throw new FerryError('E_BLOB_MISSING', `${this.where}: blob ${desc.digest} is not in this delta bundle (its base has it)`, {
-        hint: 'import the base bundle first, or into the same destination', details: { file: this.where, digest: desc.digest },
+      throw new FerryError('E_BLOB_MISSING', `${this.where}: blob ${desc.digest}${neededBy(images)} is not in this delta bundle (its base has it)`, {
+        hint: 'import the base bundle first, or into the same destination', details: { file: this.where, digest: desc.digest, images },
       });
     }
     throw new FerryError('E_INTERNAL', `${this.where}: layer ${desc.digest} can only be read in order through blobs()`, { details: { digest: desc.digest } });
@@ -361,50 +481,69 @@ export class BundleSource implements SequentialSource {
     });
   }
 
-  /** Why layerEntries() did not deliver a layer (or its part) the file should hold: its entry was missing. */
+  /** Why layerEntries() did not deliver a layer (or its part) the file should hold: its entry was missing, or the file was cut before it. */
   skippedEntry(digest: Digest): FerryError | undefined {
-    return this.missingLayers.get(digest);
+    return this.lostBlobs.get(digest);
+  }
+
+  /** Every config and layer this file should hold but could not deliver, with why; complete once blobs() has ended. */
+  get lost(): ReadonlyMap<Digest, FerryError> {
+    return this.lostBlobs;
   }
 
   /** Layer blobs in stored order; checks names, order, sizes and the end of the archive (content is checked by the consumer's VerifyStream). */
   async *blobs(opts: OpOptions = {}): AsyncGenerator<SequentialBlob> {
     // A part alone is not a blob: only a reader of every volume can join it (the next entry drains it).
-    for await (const { descriptor, stream, part } of this.layerEntries(opts)) if (!part) yield { descriptor, stream };
+    // `where` names the file (and volume) in the verifier's messages; the consumer adds the images.
+    for await (const { descriptor, stream, part } of this.layerEntries(opts)) if (!part) yield { descriptor, stream, where: this.place };
   }
 
-  /** Every entry after the head in file order, parts of cut layers included: what a reader of volumes joins. */
+  /**
+   * Every entry after the head in file order, parts of cut layers included: what a reader of volumes joins.
+   * A file cut short ends this with E_BUNDLE_TRUNCATED after recording each entry that did not arrive
+   * (see skippedEntry and getBlob), so a consumer fails exactly the images that need those.
+   */
   async *layerEntries(opts: OpOptions = {}): AsyncGenerator<BundleEntry> {
     if (this.started) throw new FerryError('E_INTERNAL', `${this.where}: blobs() can be read only once`);
     this.started = true;
     const position = new Map(this.tail.map((t, i) => [t.name, i]));
     // An entry met where an earlier declared layer was due: that layer is missing (or moved).
     let ahead: TarEntry | undefined;
-    for (let i = 0; i < this.tail.length; i++) {
-      opts.signal?.throwIfAborted();
-      const due = this.tail[i]!;
-      const { blob, part } = due;
-      const exp: Expected = { name: due.name, type: 'file', blob, ...(part ? { part } : {}) };
-      const next = ahead ?? await this.reader.next(() => this.truncated(`entry ${exp.name}`, blob));
-      ahead = undefined;
-      if (next !== null && next.name !== exp.name && next.type === 'file' && (position.get(next.name) ?? -1) > i && !this.seenNames.has(next.name)) {
-        // Only this layer fails: it is not yielded, and getBlob (which consumers fall back to
-        // for blobs the stream did not carry) names it; images that do not need it are unaffected.
-        ahead = next;
-        this.missingLayers.set(blob.digest, this.missing(due, next.name));
-        continue;
+    let i = 0;
+    /** The entry handed out last: if the file ends inside it, it did not arrive either. */
+    let last: { index: number; body: EntryStream } | undefined;
+    try {
+      for (; i < this.tail.length; i++) {
+        opts.signal?.throwIfAborted();
+        const due = this.tail[i]!;
+        const { blob, part } = due;
+        const exp: Expected = { name: due.name, type: 'file', blob, ...(part ? { part } : {}) };
+        const next = ahead ?? await this.reader.next((cause) => this.truncated(`entry ${exp.name}`, blob, part, cause));
+        ahead = undefined;
+        if (next !== null && next.name !== exp.name && next.type === 'file' && (position.get(next.name) ?? -1) > i && !this.seenNames.has(next.name)) {
+          // Only this layer fails: it is not yielded, and getBlob (which consumers fall back to
+          // for blobs the stream did not carry) names it; images that do not need it are unaffected.
+          ahead = next;
+          this.lostBlobs.set(blob.digest, this.missing(due, next.name));
+          continue;
+        }
+        if (next === null) throw this.truncated(`entry ${exp.name}`, blob, part);
+        const entry = await this.expectEntry(exp, this.seenNames, next);
+        last = { index: i, body: entry.body };
+        if (part) yield { descriptor: { digest: part.partDigest, size: part.size, mediaType: blob.mediaType }, stream: entry.body, part };
+        else yield { descriptor: { digest: blob.digest, size: blob.size, mediaType: blob.mediaType }, stream: entry.body };
+        // The consumer is done with it (or gave up): the reader drains what it left unread before the next entry.
       }
-      if (next === null) throw this.truncated(`entry ${exp.name}`, blob);
-      const entry = await this.expectEntry(exp, this.seenNames, next);
-      if (part) yield { descriptor: { digest: part.partDigest, size: part.size, mediaType: blob.mediaType }, stream: entry.body, part };
-      else yield { descriptor: { digest: blob.digest, size: blob.size, mediaType: blob.mediaType }, stream: entry.body };
-      // The consumer is done with it (or gave up): the reader drains what it left unread before the next entry.
+      await this.checkEnd();
+    } catch (e) {
+      if (!isFerryError(e, 'E_BUNDLE_TRUNCATED')) throw e;
+      throw this.tailCut(last && !last.body.complete ? last.index : i, e);
     }
-    await this.checkEnd();
   }
 
   /** After the last declared blob: no further entry, then the end-of-archive marker and only zeros. */
   private async checkEnd(): Promise<void> {
-    const end = (): FerryError => this.truncated('the end-of-archive marker');
+    const end = (cause?: FerryError): FerryError => this.truncated('the end-of-archive marker', undefined, undefined, cause);
     const extra = await this.reader.next(end);
     if (extra !== null) {
       const shown = JSON.stringify(extra.name.slice(0, 200));
@@ -422,9 +561,9 @@ export class BundleSource implements SequentialSource {
   }
 }
 
-async function readFirstEntry(reader: TarReader, where: string): Promise<Buffer> {
-  const cut = (): FerryError => new FerryError('E_BUNDLE_TRUNCATED', `${where}: the bundle is empty or ends before its metadata`, {
-    hint: 'the file is incomplete or not a ferry bundle', details: { file: where },
+async function readFirstEntry(reader: TarReader, where: string, compressed: boolean): Promise<Buffer> {
+  const cut = (cause?: FerryError): FerryError => new FerryError('E_BUNDLE_TRUNCATED', `${cutPlace(where, reader.received, undefined, compressed, cause)}, ${reader.received === 0 ? 'it is empty' : 'inside its metadata (ferry.json)'}: nothing can be read from it`, {
+    hint: 'the file is incomplete (interrupted copy, full disk) or not a ferry bundle: copy it again from the exporting side and compare its size and sha256', details: { file: where, offset: reader.received }, ...(cause ? { cause } : {}),
   });
   const entry = await reader.next(cut);
   if (entry === null) throw cut();
@@ -442,20 +581,33 @@ async function readFirstEntry(reader: TarReader, where: string): Promise<Buffer>
   return collect(entry);
 }
 
+function neededBy(images: readonly string[]): string {
+  return images.length ? ` (needed by ${listed(images)})` : '';
+}
+
+function listed(names: readonly string[]): string {
+  return `${names.slice(0, 5).join(', ')}${names.length > 5 ? `, … (${names.length} in all)` : ''}`;
+}
+
+/**
+ * Where a cut file's data stops. For a plain tar the byte offset is the file's
+ * size; inside zstd it is the offset in the decompressed tar.
+ */
+function cutPlace(where: string, received: number, expected: number | undefined, compressed: boolean, cause?: FerryError): string {
+  const of = expected !== undefined ? ` of ${expected}` : '';
+  if (!compressed) return `${where} ends at byte ${received}${of}`;
+  return `${where} ends ${cause ? 'inside a zstd frame' : 'early'}: the tar in it stops at byte ${received}${of}`;
+}
+
+function cutShortHint(expected: number, compressed: boolean): string {
+  return `the file was cut short (interrupted copy, full disk, dropped transfer): copy it again from the exporting side${compressed ? ' and compare its sha256' : ` (it should be ${expected} bytes)`} and run the command again; what already landed is reused`;
+}
+
 /** The whole body of a small entry (its size was checked against a cap before). */
 async function collect(entry: TarEntry): Promise<Buffer> {
   const parts: Buffer[] = [];
   for await (const c of entry.body) parts.push(c as Buffer);
   return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-}
-
-function parseJson(bytes: Buffer, where: string): Record<string, unknown> | undefined {
-  try {
-    const v = JSON.parse(bytes.toString('utf8')) as unknown;
-    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
-  } catch {
-    throw new FerryError('E_BUNDLE_INVALID', `${where} is not JSON`, { hint: 'the bundle is damaged; copy it again', details: { file: where } });
-  }
 }
 
 /** Errors from deeper layers (I/O, zstd) get the bundle's name. */

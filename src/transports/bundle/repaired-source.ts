@@ -1,12 +1,12 @@
 import type { Readable } from 'node:stream';
-import { FerryError } from '../../errors.js';
+import { FerryError, isFerryError } from '../../errors.js';
 import { expandFileGlobs } from '../../fsys/glob.js';
 import type { Digest } from '../../oci/digest.js';
 import type { Descriptor, Manifest } from '../../oci/manifest.js';
 import type { OpOptions, SequentialBlob, SequentialSource, SourceImage } from '../types.js';
 import type { BundleMetadata } from './metadata.js';
 import { BundleSource } from './reader.js';
-import { openBundleInput, VolumeSetSource } from './volume-set.js';
+import { isUnreadableBundleError, openBundleInput, VolumeSetSource } from './volume-set.js';
 
 /**
  * A bundle (or volume set) read together with repair bundles (spec/repair.md)
@@ -85,7 +85,18 @@ export class RepairedSource implements SequentialSource {
         else await discard(item.stream);
       }
     }
-    if (cutShort !== undefined) throw cutShort;
+    if (cutShort !== undefined && !this.repairsCut(cutShort)) throw cutShort;
+  }
+
+  /**
+   * A bundle cut short whose every lost blob a repair carries is whole again
+   * (spec/repair.md §3). One that lost nothing but its end has nothing a repair
+   * could carry: it stays an incomplete file.
+   */
+  private repairsCut(e: unknown): boolean {
+    if (!isFerryError(e, 'E_BUNDLE_TRUNCATED')) return false;
+    const lost = e.details['blobs'];
+    return Array.isArray(lost) && lost.length > 0 && lost.every((d) => this.carrier.has(d as Digest));
   }
 
   async close(): Promise<void> {
@@ -100,7 +111,12 @@ export class RepairedSource implements SequentialSource {
   static async open(given: readonly string[]): Promise<BundleSource | VolumeSetSource | RepairedSource> {
     const inputs = await expandFileGlobs(given);
     if (inputs.length < 2 || inputs.includes('-')) return openBundleInput(inputs);
-    const peeked = await Promise.all(inputs.map(async (file) => ({ file, meta: file.endsWith('.sha256') ? undefined : await BundleSource.peekMetadata(file) })));
+    // A file whose metadata cannot be read (a volume cut short) is no repair: the volume reader says what it lost.
+    const peek = (file: string): Promise<BundleMetadata | undefined> => BundleSource.peekMetadata(file).catch((e: unknown) => {
+      if (isUnreadableBundleError(e)) return undefined;
+      throw e;
+    });
+    const peeked = await Promise.all(inputs.map(async (file) => ({ file, meta: file.endsWith('.sha256') ? undefined : await peek(file) })));
     const candidates = peeked.filter((p) => p.meta && !p.meta.volume && p.meta.delta);
     const rest = peeked.filter((p) => !candidates.includes(p));
     // Two whole bundles where neither is a delta, or only deltas: not a repair, let the volume reader say what is wrong.

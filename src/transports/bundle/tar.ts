@@ -118,8 +118,12 @@ export interface TarEntry {
   body: EntryStream;
 }
 
-/** What the reader says when the archive ends too early: the caller knows which entry was due. */
-export type Truncated = () => FerryError;
+/**
+ * What the reader says when the archive ends too early: the caller knows which
+ * entry was due. `cause` is the input's own error when the input ended by failing
+ * with a truncation (a zstd stream that stops inside a frame).
+ */
+export type Truncated = (cause?: FerryError) => FerryError;
 
 const TYPE_NAMES: Record<string, string> = {
   link: 'a hard link', symlink: 'a symbolic link', 'character-device': 'a character device', 'block-device': 'a block device',
@@ -142,12 +146,21 @@ export class TarReader {
   /** Where the next header must start: the end of the previous entry. */
   private pos = 0;
   private current: EntryStream | undefined;
+  /**
+   * How the input ended, when it failed (I/O, a cut or corrupt zstd stream). The
+   * bytes that came before the failure are still read in order: a cut input
+   * hands over every whole entry it carried, and only then does the archive end.
+   */
+  private inputError: FerryError | Error | undefined;
 
   constructor(input: Readable, private readonly where: string) {
     this.entries = this.extract[Symbol.asyncIterator]();
-    // Input errors (I/O, zstd) reach the reader through the extractor, which fails with them.
     this.feeding = new Promise<void>((resolve) => {
-      input.on('error', (e) => this.extract.destroy(e));
+      input.on('error', (e) => {
+        this.inputError ??= e;
+        input.unpipe(this.tap);
+        this.tap.end();
+      });
       input.pipe(this.tap);
       this.tap.on('error', (e) => this.extract.destroy(e));
       this.tap.on('data', (c: Buffer) => {
@@ -174,10 +187,10 @@ export class TarReader {
       r = await this.entries.next();
     } catch (e) {
       // A cut inside a header block is the same as a cut before it.
-      if (isEndOfData(e)) return null;
-      throw tarError(e, this.where, truncated);
+      if (isEndOfData(e)) return this.ended(truncated);
+      throw this.tarError(e, truncated);
     }
-    if (r.done) return null;
+    if (r.done) return this.ended(truncated);
     const src = r.value;
     const h = src.header;
     const shown = JSON.stringify(h.name.slice(0, 200));
@@ -197,8 +210,20 @@ export class TarReader {
     // tar-stream does not skip a directory's data; neither does a bundle have any.
     const size = h.type === 'directory' ? 0 : h.size;
     this.pos = src.offset + BLOCK + size + padding(size);
-    this.current = new EntryStream(src, (e) => tarError(e, this.where, truncated));
+    this.current = new EntryStream(src, (e) => this.tarError(e, truncated));
     return { name: h.name, type: h.type, size, body: this.current };
+  }
+
+  /** The archive data ended: that is the end of the entries, unless the input failed for another reason than a cut. */
+  private ended(truncated: Truncated): null {
+    const failed = this.inputError;
+    if (failed && !isTruncation(failed)) throw this.tarError(failed, truncated);
+    return null;
+  }
+
+  /** Bytes of archive received so far (after decompression): where the data ends, once it has. */
+  get received(): number {
+    return this.tap.total;
   }
 
   /**
@@ -207,6 +232,8 @@ export class TarReader {
    */
   async checkEnd(truncated: Truncated): Promise<void> {
     await this.feeding;
+    const failed = this.inputError;
+    if (failed) throw isTruncation(failed) ? truncated(failed) : this.tarError(failed, truncated);
     if (this.tap.total - this.pos < 2 * BLOCK) throw truncated();
     if (this.tap.lastNonZeroEnd > this.pos) {
       throw new FerryError('E_BUNDLE_INVALID', `${this.where}: data follows the end-of-archive marker`, {
@@ -220,6 +247,21 @@ export class TarReader {
     this.tap.destroy();
     await this.entries.return?.().catch(() => undefined);
   }
+
+  /**
+   * tar-stream's errors (plain Errors identified by message) as FerryErrors
+   * naming the bundle. The end of the data is the input's own failure when
+   * there was one: a cut zstd stream is a truncation, corrupt data is not.
+   */
+  private tarError(e: unknown, truncated: Truncated): Error {
+    if (isEndOfData(e) && this.inputError) e = this.inputError;
+    if (isTruncation(e)) return truncated(e);
+    return tarError(e, this.where, truncated);
+  }
+}
+
+function isTruncation(e: unknown): e is FerryError {
+  return e instanceof FerryError && e.code === 'E_BUNDLE_TRUNCATED';
 }
 
 /**
@@ -229,6 +271,8 @@ export class TarReader {
  * the archive can move on to the next entry.
  */
 export class EntryStream extends Readable {
+  /** Every byte of the entry's content arrived (whether or not the consumer read it). */
+  complete = false;
   private wanted = false;
   private discarding = false;
   private failure: Error | undefined;
@@ -238,6 +282,7 @@ export class EntryStream extends Readable {
     super({ highWaterMark: 1 << 20 });
     this.ended = new Promise<void>((resolve, reject) => {
       src.on('end', () => {
+        this.complete = true;
         resolve();
         if (!this.discarding && !this.destroyed) this.push(null);
       });

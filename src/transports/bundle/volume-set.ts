@@ -4,13 +4,13 @@ import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { asFerryError, FerryError } from '../../errors.js';
-import type { Digest } from '../../oci/digest.js';
+import { asFerryError, FerryError, isFerryError } from '../../errors.js';
+import { type Digest, sha256Digest } from '../../oci/digest.js';
 import type { Descriptor, Manifest } from '../../oci/manifest.js';
 import { VerifyStream } from '../../stream/verify.js';
 import { expandFileGlobs } from '../../fsys/glob.js';
 import type { OpOptions, SequentialBlob, SequentialSource, SourceImage } from '../types.js';
-import type { BundleBlob, BundleMetadata, BundlePart } from './metadata.js';
+import { type BundleBlob, type BundleMetadata, type BundlePart, METADATA_MAX_BYTES, parseMetadata } from './metadata.js';
 import { type BundleEntry, BundleSource } from './reader.js';
 import { parseSidecar } from './volumes.js';
 
@@ -21,7 +21,7 @@ export interface VolumeSetInfo {
   given: { volume: number; file: string }[];
   /** Volumes neither given nor (with a sidecar) found; `file` is the expected name when known. */
   missing: { volume: number; file?: string }[];
-  /** Volumes given whose file does not match the sidecar's checksum. */
+  /** Volumes given that are not what was exported: the file does not match the sidecar's checksum, or its metadata not the set's record. */
   damaged: { volume: number; file: string }[];
   /** The set came from a `.sha256` list: every listed volume was asked for. */
   fromSidecar: boolean;
@@ -78,6 +78,8 @@ export class VolumeSetSource implements SequentialSource {
   private readonly badParts = new Map<Digest, FerryError>();
   /** Layers the given volumes hold entirely: whole, or every one of their parts. */
   private readonly held: ReadonlySet<Digest>;
+  /** Volumes found cut short (E_BUNDLE_TRUNCATED), with the error that says what each lost. */
+  private readonly cuts: { m: Member; error: FerryError }[] = [];
   private readonly open = new Set<BundleSource>();
   private started = false;
 
@@ -87,15 +89,19 @@ export class VolumeSetSource implements SequentialSource {
     private readonly members: Member[],
     readonly info: VolumeSetInfo,
     readonly where: string,
+    /** Given files that could not be read even as far as their metadata, by the volume index their names give. */
+    private readonly unreadable: ReadonlyMap<number, { file: string; error: FerryError }> = new Map(),
   ) {
     this.description = `bundle ${where}`;
     this.omittedBlobs = head.omittedBlobs;
     this.open.add(head);
     this.held = heldLayers(members);
     this.noteMissing();
-    // A damaged volume (per the sidecar) is not read at all: what it holds fails now.
+    for (const [index, { file, error }] of unreadable) if (isFerryError(error, 'E_BUNDLE_TRUNCATED')) this.cuts.push({ m: { index, file, layers: [], parts: [] }, error });
+    // A damaged volume (per the sidecar, or one whose head cannot be read) is not read at all: what it holds fails now.
     for (const m of members) {
       if (!m.unusable) continue;
+      if (isFerryError(m.unusable, 'E_BUNDLE_TRUNCATED')) this.cuts.push({ m, error: m.unusable });
       for (const l of m.layers) this.failLayer(m, l.digest, m.unusable);
       for (const p of m.parts) this.failLayer(m, p.digest, m.unusable, p);
     }
@@ -125,10 +131,21 @@ export class VolumeSetSource implements SequentialSource {
       if (!files.includes(p) && (await stat(p).then((s) => s.isFile(), () => false))) files.push(p);
     }
 
-    const members = new Map<number, Member & { meta: BundleMetadata }>();
+    const members = new Map<number, Peeked>();
     let ref: BundleMetadata | undefined;
+    // A file cut (or damaged) before the end of its metadata cannot say which volume it is: its name may.
+    const unread: { file: string; error: FerryError }[] = [];
     for (const file of files) {
-      const meta = await BundleSource.peekMetadata(file);
+      let meta: BundleMetadata;
+      let whole: Digest;
+      try {
+        ({ metadata: meta, wholeMetadataDigest: whole } = await BundleSource.peek(file));
+      } catch (e) {
+        const error = asFerryError(e);
+        if (!UNREADABLE_VOLUME.has(error.code)) throw e;
+        unread.push({ file, error });
+        continue;
+      }
       const vol = meta.volume;
       if (!vol) {
         throw new FerryError('E_USAGE', `${file} is a whole bundle, not a volume of a split one`, { hint: 'give a whole bundle alone; give volumes only together with volumes of the same bundle', details: { file } });
@@ -144,14 +161,22 @@ export class VolumeSetSource implements SequentialSource {
         throw new FerryError('E_USAGE', `volume ${vol.index + 1} of ${vol.count} was given twice: ${dup.file} and ${file}`, { hint: 'give each volume once', details: { files: [dup.file, file] } });
       }
       const held = new Set<string>(vol.blobs);
-      members.set(vol.index, { index: vol.index, file, meta, layers: meta.blobs.filter((b) => b.kind === 'layer' && held.has(b.digest)), parts: vol.parts ?? [] });
+      members.set(vol.index, { index: vol.index, file, meta, whole, layers: meta.blobs.filter((b) => b.kind === 'layer' && held.has(b.digest)), parts: vol.parts ?? [] });
     }
     if (!ref) {
+      if (unread[0]) throw unread[0].error;
       throw new FerryError('E_NOT_FOUND', `${sidecar ?? 'the volume list'}: none of the listed volumes is there`, {
         hint: 'copy the volume files next to their .sha256 list', details: { files: listed },
       });
     }
     const count = ref.volume!.count;
+    const unreadable = new Map<number, { file: string; error: FerryError }>();
+    const someMember = [...members.values()][0]!;
+    for (const u of unread) {
+      const index = listed.length === count && listed.includes(u.file) ? listed.indexOf(u.file) : volumeIndexByName(u.file, someMember.file, someMember.index, count);
+      if (index === undefined || members.has(index) || unreadable.has(index)) throw u.error;
+      unreadable.set(index, u);
+    }
 
     // A sidecar is the sender's word on each file: check it before reading (a damaged volume fails its own layers only).
     const damaged: VolumeSetInfo['damaged'] = [];
@@ -167,24 +192,39 @@ export class VolumeSetSource implements SequentialSource {
       }
     }
 
+    for (const m of await checkAgainstRecord(members, count, sidecar)) damaged.push({ volume: m.index + 1, file: m.file });
+
     const missing: VolumeSetInfo['missing'] = [];
     const known = [...members.values()][0]!;
     for (let i = 0; i < count; i++) {
       if (members.has(i)) continue;
       const fromList = listed.length === count ? listed[i] : undefined;
-      const guess = fromList ?? guessName(known.file, known.index, i, count);
+      const guess = unreadable.get(i)?.file ?? fromList ?? guessName(known.file, known.index, i, count);
       missing.push({ volume: i + 1, ...(guess !== undefined ? { file: guess } : {}) });
     }
 
     const ordered = [...members.values()].sort((a, b) => a.index - b.index);
-    const headMember = ordered.find((m) => !m.unusable);
-    if (!headMember) throw damaged.length ? ordered[0]!.unusable! : new FerryError('E_INTERNAL', 'no volume to read');
-    const head = await BundleSource.open(headMember.file);
+    // Every volume holds the whole head: one that cannot be read (cut inside its head, damaged) gives way to the next.
+    let head: BundleSource | undefined;
+    let headMember: Member | undefined;
+    for (const m of ordered) {
+      if (m.unusable) continue;
+      try {
+        head = await BundleSource.open(m.file);
+        headMember = m;
+        break;
+      } catch (e) {
+        const err = asFerryError(e);
+        if (!UNREADABLE_VOLUME.has(err.code)) throw e;
+        m.unusable = err;
+      }
+    }
+    if (!head || !headMember) throw ordered.find((m) => m.unusable)?.unusable ?? new FerryError('E_INTERNAL', 'no volume to read');
     const info: VolumeSetInfo = {
       count, given: ordered.map((m) => ({ volume: m.index + 1, file: m.file })), missing, damaged, fromSidecar: sidecar !== undefined,
     };
     const stem = basename(headMember.file).replace(/\.\d{3,}\.tar(\.zst)?$/, '');
-    return new VolumeSetSource(head, headMember.index, ordered, info, `${join(dirname(headMember.file), stem)}.* (${ordered.length} of ${count} volumes)`);
+    return new VolumeSetSource(head, headMember.index, ordered, info, `${join(dirname(headMember.file), stem)}.* (${ordered.length} of ${count} volumes)`, unreadable);
   }
 
   get metadata(): BundleMetadata {
@@ -280,6 +320,16 @@ export class VolumeSetSource implements SequentialSource {
         what = `layer ${l.digest}`;
       }
       const names = gap.map((v) => v.file !== undefined ? basename(v.file) : `volume ${v.volume}`);
+      // A volume that was given but could not be read even as far as its metadata: say why instead of "missing".
+      const unread = gap.length === 1 ? this.unreadable.get(gap[0]!.volume - 1) : undefined;
+      if (unread) {
+        const needers = this.imagesNeeding(l.digest);
+        this.failed.set(l.digest, new FerryError(unread.error.code, `volume ${gap[0]!.volume} of ${count} (${basename(unread.file)}) cannot be read, so ${what}${this.needs(l.digest)} it holds did not arrive: ${unread.error.message}`, {
+          hint: unread.error.hint ?? 'copy this volume again from the exporting side', cause: unread.error,
+          details: { file: unread.file, volume: gap[0]!.volume, digest: l.digest, images: needers },
+        }));
+        continue;
+      }
       const which = gap.length === 1
         ? `volume ${gap[0]!.volume} of ${count}${gap[0]!.file !== undefined ? ` (${basename(gap[0]!.file)})` : ''} is missing: it holds`
         : parts.length > 0
@@ -298,8 +348,12 @@ export class VolumeSetSource implements SequentialSource {
     const base = asFerryError(e);
     const needers = this.imagesNeeding(digest);
     const what = part ? `part ${part.index + 1} of ${part.count} of layer ${digest}` : `layer ${digest}`;
-    const err = new FerryError(base.code, `${this.label(m)}: ${what}${needers.length ? ` (needed by ${needers.slice(0, 5).join(', ')}${needers.length > 5 ? ', …' : ''})` : ''} cannot be read: ${base.message}`, {
-      hint: base.hint ?? 'copy this volume again from the exporting side', cause: base, details: { file: m.file, volume: m.index + 1, digest, images: needers },
+    // The volume's own reader already names the volume, the blob and its images (a cut, a missing entry).
+    const message = base.message.includes(digest) && base.message.includes(`(volume ${m.index + 1} of ${this.info.count})`)
+      ? base.message
+      : `${this.label(m)}: ${what}${this.needs(digest)} cannot be read: ${base.message}`;
+    const err = new FerryError(base.code, message, {
+      hint: base.hint ?? 'copy this volume again from the exporting side', cause: base, details: { ...base.details, file: m.file, volume: m.index + 1, digest, images: needers },
     });
     const into = this.held.has(digest) ? this.failed : this.badParts;
     if (!into.has(digest)) into.set(digest, err);
@@ -357,6 +411,22 @@ export class VolumeSetSource implements SequentialSource {
     } finally {
       await cursor.close();
     }
+    if (this.cuts.length > 0) throw this.cutShort();
+  }
+
+  /**
+   * Volumes were cut short: each lost only its own entries (failed above, one by
+   * one, through getBlob). This says so once, for the consumer, even when a volume
+   * lost nothing but its end.
+   */
+  private cutShort(): FerryError {
+    const blobs = [...new Set(this.cuts.flatMap(({ error }) => (error.details['blobs'] as Digest[] | undefined) ?? []))];
+    const images = [...new Set(blobs.flatMap((d) => this.imagesNeeding(d)))];
+    const lines = this.cuts.map(({ m, error }) => (error.message.includes(`(volume ${m.index + 1} of `) ? error.message : `${this.label(m)}: ${error.message}`));
+    return new FerryError('E_BUNDLE_TRUNCATED', lines.join('\n'), {
+      hint: `${this.cuts.length === 1 ? 'this volume was' : 'these volumes were'} cut short (interrupted copy, full disk): copy ${this.cuts.length === 1 ? 'it' : 'them'} again from the exporting side (compare with the sha256 in the .sha256 list) and run again; the other volumes' images are not affected`,
+      details: { files: this.cuts.map(({ m }) => m.file), volumes: this.cuts.map(({ m }) => m.index + 1), images, blobs },
+    });
   }
 
   private layer(digest: Digest): Descriptor {
@@ -392,8 +462,11 @@ export class VolumeSetSource implements SequentialSource {
       } catch (e) {
         const err = asFerryError(e);
         if (err.code === 'E_ABORTED' || opts.signal?.aborted) throw e;
-        for (const l of m.layers) if (!delivered.has(key(l.digest))) this.failLayer(m, l.digest, err);
-        for (const p of m.parts) if (!delivered.has(key(p.digest, p))) this.failLayer(m, p.digest, err, p);
+        // A cut volume names each entry it lost (the one it ends inside included, though it was handed out).
+        const why = (digest: Digest): FerryError => src?.skippedEntry(digest) ?? err;
+        for (const l of m.layers) if (!delivered.has(key(l.digest)) || src?.skippedEntry(l.digest)) this.failLayer(m, l.digest, why(l.digest));
+        for (const p of m.parts) if (!delivered.has(key(p.digest, p)) || src?.skippedEntry(p.digest)) this.failLayer(m, p.digest, why(p.digest), p);
+        if (err.code === 'E_BUNDLE_TRUNCATED') this.cuts.push({ m, error: err });
       } finally {
         if (src && src !== this.head) {
           this.open.delete(src);
@@ -404,7 +477,7 @@ export class VolumeSetSource implements SequentialSource {
   }
 
   private partLabel(m: Member, p: BundlePart): string {
-    return `${this.label(m)}: part ${p.index + 1} of ${p.count} of layer ${p.digest}`;
+    return `${this.label(m)}: part ${p.index + 1} of ${p.count} of layer ${p.digest}${this.needs(p.digest)}`;
   }
 
   /** Reads one part against its own digest (a volume checked alone); a failure is recorded, not thrown. */
@@ -447,7 +520,7 @@ export class VolumeSetSource implements SequentialSource {
         const next = await cursor.peek();
         const np = next?.entry.part;
         if (!next || np?.digest !== digest || np.index !== k + 1) {
-          throw this.failed.get(digest) ?? new FerryError('E_BUNDLE_INVALID', `${this.label(at.m)}: part ${k + 2} of ${p0.count} of layer ${digest} does not follow at the start of the next volume`, {
+          throw this.failed.get(digest) ?? new FerryError('E_BUNDLE_INVALID', `${this.label(at.m)}: part ${k + 2} of ${p0.count} of layer ${digest}${this.needs(digest)} does not follow at the start of the next volume`, {
             hint: 'the volumes are damaged, hand-made or from different exports', details: { digest, volume: at.m.index + 1 },
           });
         }
@@ -472,6 +545,110 @@ export class VolumeSetSource implements SequentialSource {
     await Promise.all([...this.open].map((s) => s.close()));
     this.open.clear();
   }
+}
+
+/** A given volume as its metadata describes it, before it is read. */
+interface Peeked extends Member {
+  meta: BundleMetadata;
+  /** sha256 of the whole bundle's metadata this volume carries (what STEM.ferry.json holds). */
+  whole: Digest;
+}
+
+/**
+ * Every volume carries the whole bundle's metadata, the record of the cut
+ * (`split`) included, and checks its own part records against it when it is
+ * parsed. That record is checked here against the set's: STEM.ferry.json beside
+ * the volumes, else what the other volumes carry (beside a lone one too). A
+ * volume whose metadata differs was altered: it is not read, and the images
+ * that need its layers fail (spec/bundle.md §9.3).
+ */
+async function checkAgainstRecord(members: Map<number, Peeked>, count: number, sidecar: string | undefined): Promise<Peeked[]> {
+  const given = [...members.values()];
+  const first = given[0]!;
+  const stemOf = /^(.*)\.\d{3,}\.tar(?:\.zst)?$/.exec(first.file)?.[1];
+  const stem = sidecar !== undefined ? resolve(sidecar).replace(/\.sha256$/, '') : stemOf;
+  let record: { name: string; whole: Digest; meta: BundleMetadata } | undefined;
+  if (stem !== undefined) record = await readRecord(`${stem}.ferry.json`, first.meta.bundleId);
+  if (!record) {
+    // No STEM.ferry.json: the metadata most volumes carry. Fewer than three given: the nearest other volumes
+    // beside them vote too (their ferry.json only), so that one altered volume cannot tie with one intact.
+    const voters: { file: string; whole: Digest; meta: BundleMetadata }[] = [...given];
+    const byDistance = [...Array(count).keys()].sort((a, b) => Math.abs(a - first.index) - Math.abs(b - first.index) || a - b);
+    for (const i of byDistance) {
+      if (voters.length >= 3) break;
+      const sibling = members.has(i) ? undefined : guessName(first.file, first.index, i, count);
+      if (sibling === undefined || !(await stat(sibling).then((x) => x.isFile(), () => false))) continue;
+      const peeked = await BundleSource.peek(sibling).catch(() => undefined);
+      if (peeked?.metadata.bundleId === first.meta.bundleId) voters.push({ file: sibling, whole: peeked.wholeMetadataDigest, meta: peeked.metadata });
+    }
+    const tally = new Map<Digest, typeof voters>();
+    for (const v of voters) tally.set(v.whole, [...(tally.get(v.whole) ?? []), v]);
+    if (tally.size <= 1) return [];
+    const ranked = [...tally.values()].sort((a, b) => b.length - a.length);
+    if (ranked[0]!.length === ranked[1]!.length) {
+      throw new FerryError('E_BUNDLE_INVALID', `the volumes disagree about the bundle's metadata (${voters.map((v) => `${basename(v.file)}: ${v.whole}`).join(', ')}), and ${stem !== undefined ? `${basename(stem)}.ferry.json` : 'STEM.ferry.json'} is not beside them to tell which was altered`, {
+        hint: 'copy STEM.ferry.json (written beside the volumes by the export) next to them, or copy the volumes again from the exporting side',
+        details: { files: voters.map((v) => v.file), digests: voters.map((v) => v.whole) },
+      });
+    }
+    const most = ranked[0]!;
+    record = { name: `the metadata of ${most.map((v) => basename(v.file)).join(', ')}`, whole: most[0]!.whole, meta: most[0]!.meta };
+  }
+  const altered: Peeked[] = [];
+  for (const m of given) {
+    if (m.whole === record.whole || m.unusable) continue;
+    altered.push(m);
+    const diff = firstPartDifference(m.meta, record.meta);
+    m.unusable = new FerryError(diff ? 'E_DIGEST_MISMATCH' : 'E_BUNDLE_INVALID', `volume ${m.index + 1} of ${count} (${basename(m.file)}): its metadata is not the bundle's (${record.name})${diff ? `: ${diff.text}` : ''}; the volume was altered after export`, {
+      hint: 'copy this volume again from the exporting side; the images that do not need its layers are not affected',
+      details: { file: m.file, volume: m.index + 1, expected: record.whole, actual: m.whole, ...(diff ? { digest: diff.digest, part: diff.part } : {}) },
+    });
+  }
+  return altered;
+}
+
+/** STEM.ferry.json, when it is there and names the same bundle: the exporter's record of the whole set. */
+async function readRecord(path: string, bundleId: Digest): Promise<{ name: string; whole: Digest; meta: BundleMetadata } | undefined> {
+  const st = await stat(path).catch(() => undefined);
+  if (!st?.isFile() || st.size > METADATA_MAX_BYTES) return undefined;
+  try {
+    const bytes = await readFile(path);
+    const meta = parseMetadata(bytes, path);
+    // Another export's STEM.ferry.json (same name, other bundle) says nothing about these volumes.
+    return meta.bundleId === bundleId && !meta.volume ? { name: basename(path), whole: sha256Digest(bytes), meta } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The first part whose record in `meta` differs from the set's: what to name when a volume was altered. */
+function firstPartDifference(meta: BundleMetadata, record: BundleMetadata): { text: string; digest: Digest; part: number } | undefined {
+  const theirs = record.split?.parts ?? [];
+  for (const p of meta.split?.parts ?? []) {
+    const r = theirs.find((x) => x.digest === p.digest && x.index === p.index);
+    if (r && r.partDigest === p.partDigest && r.size === p.size && r.offset === p.offset && r.volume === p.volume) continue;
+    const says = r ? `its bytes hash to ${r.partDigest} (${r.size} bytes at ${r.offset}) by the set's record, ${p.partDigest} by this volume's` : 'the set\'s record has no such part';
+    return { text: `part ${p.index + 1} of ${p.count} of layer ${p.digest}: ${says}`, digest: p.digest, part: p.index + 1 };
+  }
+  return undefined;
+}
+
+/** Errors that make one volume unreadable without saying anything about the others (each volume is checked on its own). */
+const UNREADABLE_VOLUME = new Set(['E_BUNDLE_TRUNCATED', 'E_BUNDLE_CORRUPT', 'E_BUNDLE_INVALID', 'E_DIGEST_MISMATCH', 'E_SIZE_MISMATCH', 'E_MANIFEST_INVALID', 'E_BLOB_MISSING']);
+
+/** An error that says a file cannot be read as a bundle (damaged, cut short), not that the reader cannot work at all. */
+export function isUnreadableBundleError(e: unknown): boolean {
+  return UNREADABLE_VOLUME.has(asFerryError(e).code);
+}
+
+/** The volume index in `file`'s name (`rel.002.tar` → 2), when it follows the naming of the known volume `other`. */
+function volumeIndexByName(file: string, other: string, otherIndex: number, count: number): number | undefined {
+  const pattern = /^(.*)\.(\d{3,})(\.tar(?:\.zst)?)$/;
+  const a = pattern.exec(file);
+  const b = pattern.exec(other);
+  if (!a || !b || a[1] !== b[1] || a[3] !== b[3] || Number(b[2]) !== otherIndex) return undefined;
+  const index = Number(a[2]);
+  return index < count ? index : undefined;
 }
 
 /** The name volume `index` would have, from a given volume's name, when that follows export's naming. */

@@ -5,7 +5,7 @@ import { FerryError } from '../../errors.js';
 import { writeFileAtomic } from '../../fsys/atomic.js';
 import { BLOCK, padding } from './tar.js';
 import type { Digest } from '../../oci/digest.js';
-import { type BundleBlob, type BundleMetadata, type BundlePart, type BundleVolume, serialiseMetadata } from './metadata.js';
+import { type BundleBlob, type BundleMetadata, type BundlePart, type BundleSplit, type BundleVolume, serialiseMetadata } from './metadata.js';
 
 /**
  * Splitting a bundle into volumes for file shares (spec/bundle.md "Volumes"):
@@ -64,13 +64,15 @@ const MAX = Number.MAX_SAFE_INTEGER;
  * The tar bytes every volume spends before its first layer, and on its end:
  * ferry.json, oci-layout, index.json, the two directories, every manifest and
  * config, the end-of-archive blocks. ferry.json is counted at an upper bound
- * that does not depend on the cut (every digest listed, the widest numbers,
- * two parts: a volume holds at most a continued part and a starting one), so
- * the cut can be planned before any volume's metadata is known.
+ * (every digest listed, the widest numbers, two parts of its own: a volume holds
+ * at most a continued part and a starting one, and `parts` widest records of the
+ * whole cut in `split`), so the cut can be planned before any volume's metadata is
+ * known; planVolumes finds the number of parts the bound must allow for.
  */
-export function volumeHeadBytes(meta: BundleMetadata, stored: readonly BundleBlob[], indexJsonBytes: number): number {
+export function volumeHeadBytes(meta: BundleMetadata, stored: readonly BundleBlob[], indexJsonBytes: number, parts = 0): number {
   const widest: BundlePart = { digest: meta.bundleId, index: MAX, count: MAX, offset: MAX, size: MAX, partDigest: meta.bundleId };
-  const metaMax = serialiseMetadata({ ...meta, volume: { index: MAX, count: MAX, bundleId: meta.bundleId, blobs: stored.map((b) => b.digest), parts: [widest, widest] } }).length;
+  const split: BundleSplit | undefined = parts > 0 ? { count: MAX, parts: Array.from({ length: parts }, () => ({ ...widest, volume: MAX })) } : undefined;
+  const metaMax = serialiseMetadata({ ...meta, ...(split ? { split } : {}), volume: { index: MAX, count: MAX, bundleId: meta.bundleId, blobs: stored.map((b) => b.digest), parts: [widest, widest] } }).length;
   const head = stored.filter((b) => b.kind !== 'layer');
   return entryBytes(metaMax) + entryBytes(30) + entryBytes(indexJsonBytes) + 2 * BLOCK + head.reduce((n, b) => n + entryBytes(b.size), 0) + 2 * BLOCK;
 }
@@ -129,9 +131,21 @@ export function cutLayers<B extends BundleBlob>(head: number, layers: readonly B
   return volumes;
 }
 
-/** The cut of one bundle: its layers over volumes whose head is `volumeHeadBytes`. */
+/**
+ * The cut of one bundle: its layers over volumes whose head is `volumeHeadBytes`.
+ * Every volume records the whole cut (`split`), whose size depends on how many parts
+ * the cut makes, which depends on the head: start with room for none, and allow for
+ * the parts each cut makes until a cut makes no more than were allowed for (spec §9.2).
+ * The head only grows, so this ends (at the latest when the cap is too small).
+ */
 export function planVolumes<B extends BundleBlob>(meta: BundleMetadata, stored: readonly B[], indexJsonBytes: number, maxBytes: number, description: string): VolumePiece<B>[][] {
-  return cutLayers(volumeHeadBytes(meta, stored, indexJsonBytes), stored.filter((b) => b.kind === 'layer'), maxBytes, description);
+  const layers = stored.filter((b) => b.kind === 'layer');
+  for (let allowed = 0; ;) {
+    const cut = cutLayers(volumeHeadBytes(meta, stored, indexJsonBytes, allowed), layers, maxBytes, description);
+    const parts = cut.flat().filter((p) => p.part).length;
+    if (parts <= allowed) return cut;
+    allowed = parts;
+  }
 }
 
 /**
@@ -193,15 +207,18 @@ export async function writeVolumes<B extends BundleBlob>(input: WriteVolumesInpu
   }
   const head = stored.filter((b) => b.kind !== 'layer');
   const stem = volumeStem(input.output);
+  const partOf = (blob: B, part: PartRange): BundlePart => ({ digest: blob.digest, ...part, partDigest: partDigests.get(blob.digest)![part.index]! });
+  // The whole cut goes into the whole bundle's metadata (STEM.ferry.json and every volume's): each volume's own
+  // part records are checked against it, and it against the other volumes and STEM.ferry.json (spec §9.3).
+  const splitParts = cut.flatMap((pieces, volume) => pieces.flatMap(({ blob, part }) => (part ? [{ ...partOf(blob, part), volume }] : [])));
+  const whole: BundleMetadata = splitParts.length > 0 ? { ...meta, split: { count: cut.length, parts: splitParts } } : meta;
   const files: VolumeFile[] = [];
   for (const [index, pieces] of cut.entries()) {
-    const entries: VolumeEntry<B>[] = [...head.map((blob) => ({ blob })), ...pieces.map(({ blob, part }) => (part
-      ? { blob, part: { digest: blob.digest, ...part, partDigest: partDigests.get(blob.digest)![part.index]! } }
-      : { blob }))];
+    const entries: VolumeEntry<B>[] = [...head.map((blob) => ({ blob })), ...pieces.map(({ blob, part }) => (part ? { blob, part: partOf(blob, part) } : { blob }))];
     const parts = entries.flatMap((e) => (e.part ? [e.part] : []));
     const volume: BundleVolume = { index, count: cut.length, bundleId: meta.bundleId, blobs: entries.filter((e) => !e.part).map((e) => e.blob.digest) };
     if (parts.length > 0) volume.parts = parts;
-    const volMeta: BundleMetadata = { ...meta, volume };
+    const volMeta: BundleMetadata = { ...whole, volume };
     const path = volumeName(stem, index, cut.length, input.compressed);
     const hash = createHash('sha256');
     const tap = new Transform({
@@ -215,7 +232,7 @@ export async function writeVolumes<B extends BundleBlob>(input: WriteVolumesInpu
       + entries.reduce((n, e) => n + entryBytes(e.part?.size ?? e.blob.size), 0) + 2 * BLOCK;
     files.push({ index, path, tarBytes, layers: pieces.filter((p) => !p.part).length, parts: parts.length, sha256: hash.digest('hex') });
   }
-  await writeFileAtomic(`${stem}.ferry.json`, serialiseMetadata(meta));
+  await writeFileAtomic(`${stem}.ferry.json`, serialiseMetadata(whole));
   await writeFileAtomic(`${stem}.sha256`, files.map((f) => `${f.sha256}  ${basename(f.path)}\n`).join(''));
   return files;
 }

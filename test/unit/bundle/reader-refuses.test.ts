@@ -208,6 +208,35 @@ describe('bundle reader refuses damaged and hostile bundles', () => {
     expect(err!.message).toContain(layer.digest.slice(7));
   });
 
+  it('an index.json longer than the one ferry.json implies: refused on its header, before a byte of it is read', async () => {
+    // The header claims 60 MiB and the bytes are not even there: a reader that read (or parsed) the entry would
+    // report a truncated bundle; one that compares sizes first refuses the header.
+    const at = entries.findIndex((e) => e.header.name === 'index.json');
+    const head = await repack(entries.slice(0, at + 1));
+    const claimed = setOctalSize(head, 'index.json', 60 * 1024 * 1024).subarray(0, head.length - 1024);
+    expectCode(await consume(claimed), 'E_BUNDLE_INVALID', 'index.json', String(entries[at]!.body.length));
+    // The same with the bytes there: a valid OCI index with an extra field, still not the one ferry.json implies.
+    const index = JSON.parse(entries[at]!.body.toString()) as Record<string, unknown>;
+    const padded = entries.map((e, i) => (i === at ? { header: e.header, body: Buffer.from(JSON.stringify({ ...index, padding: 'x'.repeat(100_000) })) } : e));
+    expectCode(await consume(await repack(padded)), 'E_BUNDLE_INVALID', 'index.json', 'is 10');
+  });
+
+  it('an index.json of the right size with other bytes: refused, naming the image whose descriptor differs', async () => {
+    const at = entries.findIndex((e) => e.header.name === 'index.json');
+    const text = entries[at]!.body.toString();
+    const last = meta.images.at(-1)!;
+    const name = `${last.repository}${last.tag !== undefined ? `:${last.tag}` : '@'}`;
+    const i = text.lastIndexOf(name);
+    expect(i).toBeGreaterThan(0);
+    // One character of the last image's ref name, same length: only a byte comparison notices.
+    const edited = `${text.slice(0, i)}${text[i] === 'q' ? 'x' : 'q'}${text.slice(i + 1)}`;
+    expectCode(await consume(await repack(entries.map((e, k) => (k === at ? { header: e.header, body: Buffer.from(edited) } : e)))), 'E_BUNDLE_INVALID', 'index.json', `image ${last.repository}`);
+    // oci-layout likewise: the 30 bytes of spec §2 and nothing else (white space included).
+    const layoutAt = entries.findIndex((e) => e.header.name === 'oci-layout');
+    const spaced = entries.map((e, k) => (k === layoutAt ? { header: e.header, body: Buffer.from('{"imageLayoutVersion": "1.0.0"}') } : e));
+    expectCode(await consume(await repack(spaced)), 'E_BUNDLE_INVALID', 'oci-layout');
+  });
+
   it('a manifest referencing a blob the bundle lacks: E_BLOB_MISSING', async () => {
     const layer = meta.blobs.find((b) => b.kind === 'layer')!;
     const list = withMeta((m) => {
@@ -219,3 +248,23 @@ describe('bundle reader refuses damaged and hostile bundles', () => {
     expectCode(await consume(await repack(list)), 'E_BLOB_MISSING', layer.digest);
   });
 });
+
+/** Rewrites the octal size field of entry `name`'s header in `tar` (fixing its checksum). */
+function setOctalSize(tar: Buffer, name: string, size: number): Buffer {
+  const out = Buffer.from(tar);
+  for (let pos = 0; pos + 512 <= out.length;) {
+    const h = out.subarray(pos, pos + 512);
+    const n = h.subarray(0, 100).toString('latin1').replace(/\0.*$/s, '');
+    const old = parseInt(h.subarray(124, 136).toString('latin1').replace(/\0.*$/s, '').trim() || '0', 8);
+    if (n === name) {
+      h.write(`${size.toString(8).padStart(11, '0')} `, 124, 'latin1');
+      h.fill(0x20, 148, 156);
+      let sum = 0;
+      for (const b of h) sum += b;
+      h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+      return out;
+    }
+    pos += 512 + Math.ceil(old / 512) * 512;
+  }
+  throw new Error(`${name} not in the tar`);
+}

@@ -1,18 +1,19 @@
 // Layers larger than a volume: the continuation rule (spec/bundle.md §9.2), the
 // part records of a volume's metadata, and the readers joining parts back into
 // verified layers — from all volumes, in any order, or checking one alone.
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Digest, sha256Digest } from '../../../src/oci/digest.js';
 import { digestStream } from '../../../src/stream/verify.js';
-import { type BundleBlob, type BundleMetadata, buildMetadata, parseMetadata, partEntryName, serialiseMetadata } from '../../../src/transports/bundle/metadata.js';
+import { type BundleBlob, type BundleMetadata, type BundlePart, buildMetadata, parseMetadata, partEntryName, serialiseMetadata } from '../../../src/transports/bundle/metadata.js';
 import { BundleSource } from '../../../src/transports/bundle/reader.js';
 import { VolumeSetSource } from '../../../src/transports/bundle/volume-set.js';
 import { cutLayers, hashRanges } from '../../../src/transports/bundle/volumes.js';
 import { makeTempDir, type TempDir } from '../../support/tmp.js';
-import { type Corpus, fails, readTar, smallCorpus, writeBundle } from './fixture.js';
+import { type Corpus, fails, readTar, smallCorpus, writeBundle, writeTar } from './fixture.js';
+import type { FerryError } from '../../../src/errors.js';
 
 const d = (s: string): Digest => sha256Digest(s);
 const layer = (name: string, size: number): BundleBlob => ({ digest: d(name), size, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', kind: 'layer' });
@@ -107,6 +108,28 @@ describe('part records in a volume\'s metadata', () => {
     bad([{ ...part, index: 1, offset: 3072, size: 1928 }, part], /two parts here or is out of stored order/);
     fails(() => parseMetadata(withParts(head, [{ ...part, partDigest: 'sha256:xyz' }]), 'v'), 'E_DIGEST_INVALID', /partDigest/);
   });
+
+  const second = { digest: d('l1'), index: 1, count: 2, offset: 3072, size: 1928, partDigest: d('q') };
+  const withSplit = (split: unknown, parts: unknown[] = [part], index = 0): Buffer => serialiseMetadata({
+    ...meta, split, volume: { index, count: 2, bundleId: meta.bundleId, blobs: [...head, d('l0')], parts },
+  } as unknown as BundleMetadata);
+
+  it('reads the record of the whole cut, and a volume\'s parts must be exactly the ones it puts there', () => {
+    const split = { count: 2, parts: [{ ...part, volume: 0 }, { ...second, volume: 1 }] };
+    expect(parseMetadata(withSplit(split), 'v').split).toEqual(split);
+    const bad = (buf: Buffer, text: RegExp): void => fails(() => parseMetadata(buf, 'v'), 'E_BUNDLE_INVALID', text);
+    // The volume's own record and the whole cut disagree: an edited part digest, a part the cut does not put here, one it lacks.
+    bad(withSplit(split, [{ ...part, partDigest: d('edited') }]), new RegExp(`volume 1 of 2: part 1 of 2 of layer ${d('l1')} .*${d('edited')}.* hashing to ${d('p')}`));
+    bad(withSplit(split, [second], 0), /does not put it in this volume/);
+    bad(withSplit(split, []), /puts part 1 of 2 of layer .* in this volume, which does not record it/);
+    bad(withSplit({ ...split, count: 3, parts: [{ ...part, volume: 0 }, { ...second, volume: 1 }] }), /the bundle.s record of the cut \(split\) says 3 volumes/);
+    // The cut itself must be one: parts together, in order, contiguous, in consecutive volumes.
+    bad(withSplit({ count: 2, parts: [{ ...part, volume: 0 }] }), /part 2 of 2 .* is not where the cut puts it/);
+    bad(withSplit({ count: 2, parts: [{ ...part, volume: 0 }, { ...second, offset: 3000, size: 2000, volume: 1 }] }), /is not where the cut puts it/);
+    bad(withSplit({ count: 2, parts: [{ ...part, volume: 0 }, { ...second, volume: 0 }] }), /is not where the cut puts it/);
+    bad(withSplit({ count: 2, parts: [{ ...part, volume: 2 }, { ...second, volume: 3 }] }), /not below the 2 volumes/);
+    bad(withSplit({ count: 2, parts: [] }), /is empty/);
+  });
 });
 
 describe('reading a split bundle whose layers are cut', () => {
@@ -200,6 +223,87 @@ describe('reading a split bundle whose layers are cut', () => {
     } finally {
       await src.close();
     }
+  });
+
+  /**
+   * Volume `k` with its first part's bytes changed and the part's digest changed to match in the volume's own
+   * record (`volume.parts`) and, with `split`, in its copy of the whole cut as well: what an edit that knows the
+   * format looks like. Written as `rel.NNN.tar` into `dir`.
+   */
+  async function edited(k: number, dir: string, split: boolean): Promise<{ file: string; part: BundlePart }> {
+    const entries = await readTar(await readFile(volumes[k]!));
+    const doc = JSON.parse(entries[0]!.body.toString()) as BundleMetadata;
+    const part = doc.volume!.parts![0]!;
+    const name = partEntryName(part.digest, part.index);
+    const body = Buffer.from(entries.find((e) => e.header.name === name)!.body);
+    body[0] = body[0]! ^ 0xff;
+    const was = part.partDigest;
+    part.partDigest = sha256Digest(body);
+    if (split) for (const p of doc.split?.parts ?? []) if (p.partDigest === was) p.partDigest = part.partDigest;
+    const list = entries.map((e, i) => ({
+      name: e.header.name, type: e.header.type as 'file' | 'directory',
+      ...(e.header.type === 'file' ? { body: i === 0 ? serialiseMetadata(doc) : e.header.name === name ? body : e.body } : {}),
+    }));
+    const file = join(dir, basename(volumes[k]!));
+    await writeFile(file, await writeTar(list));
+    return { file, part: { ...part, partDigest: was } };
+  }
+
+  it('a volume whose part bytes and part digest were edited: refused alone, against the record of the whole cut it carries', async () => {
+    const k = metas.findIndex((m) => (m.volume!.parts?.length ?? 0) > 0);
+    expect(metas[k]!.split?.parts.length).toBeGreaterThan(0);
+    const dir = join(tmp.path, 'edited-alone');
+    await mkdir(dir);
+    const { file, part } = await edited(k, dir, false);
+    const err = await VolumeSetSource.open([file]).then(async (s) => { await s.close(); return undefined; }, (e: unknown) => e as FerryError);
+    expect(err?.code).toBe('E_BUNDLE_INVALID');
+    expect(err?.message).toContain(`volume ${k + 1} of ${volumes.length}`);
+    expect(err?.message).toContain(`part ${part.index + 1} of ${part.count} of layer ${part.digest}`);
+    expect(err?.message).toContain(part.partDigest);
+  });
+
+  it('a volume whose own record and copy of the cut were both edited: found against STEM.ferry.json, or against the other volumes', async () => {
+    const k = metas.findIndex((m) => (m.volume!.parts?.length ?? 0) > 0);
+    const stemJson = join(dirname(volumes[0]!), 'rel.ferry.json');
+    // Alone beside STEM.ferry.json (which export writes beside the volumes).
+    const beside = join(tmp.path, 'edited-stem');
+    await mkdir(beside);
+    const { file, part } = await edited(k, beside, true);
+    await copyFile(stemJson, join(beside, 'rel.ferry.json'));
+    const err = await VolumeSetSource.open([file]).then(async (s) => { await s.close(); return undefined; }, (e: unknown) => e as FerryError);
+    expect(err?.code).toBe('E_DIGEST_MISMATCH');
+    expect(err?.message).toContain(`volume ${k + 1} of ${volumes.length} (${basename(file)}): its metadata is not the bundle's (rel.ferry.json)`);
+    expect(err?.message).toContain(`part ${part.index + 1} of ${part.count} of layer ${part.digest}`);
+
+    // With every other volume and no STEM.ferry.json: they outvote it. It is not read; only its layers fail.
+    const set = join(tmp.path, 'edited-set');
+    await mkdir(set);
+    await edited(k, set, true);
+    for (const [i, v] of volumes.entries()) if (i !== k) await copyFile(v, join(set, basename(v)));
+    const src = await VolumeSetSource.open(volumes.map((v) => join(set, basename(v))));
+    try {
+      expect(src.info.damaged.map((d) => d.volume)).toEqual([k + 1]);
+      const got = await readAll(src);
+      expect(got.has(part.digest)).toBe(false);
+      const bad = src.unreadableLayers.get(part.digest);
+      expect(bad?.code).toBe('E_DIGEST_MISMATCH');
+      expect(bad?.message).toContain(`part ${part.index + 1} of ${part.count} of layer ${part.digest}`);
+      const elsewhere = metas.filter((_, i) => i !== k).flatMap((m) => m.volume!.blobs);
+      for (const l of metas[0]!.blobs.filter((b) => b.kind === 'layer' && elsewhere.includes(b.digest))) expect(got.get(l.digest)).toBe(l.digest);
+    } finally {
+      await src.close();
+    }
+
+    // Alone with one other volume beside it and no STEM.ferry.json: two words against each other, refused.
+    const pair = join(tmp.path, 'edited-pair');
+    await mkdir(pair);
+    const alone = await edited(k, pair, true);
+    const other = volumes[k === 0 ? 1 : 0]!;
+    await copyFile(other, join(pair, basename(other)));
+    const tie = await VolumeSetSource.open([alone.file]).then(async (s) => { await s.close(); return undefined; }, (e: unknown) => e as FerryError);
+    expect(tie?.code).toBe('E_BUNDLE_INVALID');
+    expect(tie?.message).toContain('disagree');
+    expect(tie?.message).toContain('rel.ferry.json');
   });
 
   it('a missing volume holding a part: the layer fails naming the volume and the part; the others are read', async () => {

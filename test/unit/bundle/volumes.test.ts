@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { sha256Digest } from '../../../src/oci/digest.js';
 import { type BundleBlob, buildMetadata, parseMetadata, serialiseMetadata } from '../../../src/transports/bundle/metadata.js';
 import { fails } from './fixture.js';
-import { parseSidecar, planVolumes, volumeName, volumeStem } from '../../../src/transports/bundle/volumes.js';
+import { parseSidecar, planVolumes, volumeHeadBytes, volumeName, volumeStem } from '../../../src/transports/bundle/volumes.js';
 
 const d = (s: string) => sha256Digest(s);
 const OCI = 'application/vnd.oci.image.manifest.v1+json';
@@ -43,11 +43,23 @@ describe('volume names', () => {
     expect(cut.map((v) => v.map((p) => p.blob.size))).toEqual([[3000], [3000], [3000, 100]]);
     expect(cut.flat().every((p) => p.part === undefined)).toBe(true);
     expect(planVolumes(meta, stored, 400, fixed + 4 * entry, 'b')).toHaveLength(1);
-    // One byte short of a layer's entry: now every 3000-byte layer is cut (the old refusal).
-    const tight = planVolumes(meta, stored, 400, fixed + entry - 1, 'b');
-    expect(tight.map((v) => v.map((p) => (p.part ? `${p.blob.size}:${p.part.index}/${p.part.count}@${p.part.offset}+${p.part.size}` : String(p.blob.size))))).toEqual([
-      ['3000:0/2@0+2560'], ['3000:1/2@2560+440', '3000:0/2@0+1536'], ['3000:1/2@1536+1464', '3000:0/2@0+512'], ['3000:1/2@512+2488'], ['100'],
-    ]);
+    // One byte short of a layer's entry: every large layer is cut (the old refusal). Every volume then also
+    // carries the record of the whole cut (spec §9.2): its head allows for as many part records as the cut makes.
+    const big = sample([30_000, 30_000, 30_000, 100]);
+    const bigHead = volumeHeadBytes(big, big.blobs, 400);
+    const cap = bigHead + 512 + 30_208 - 1;
+    const tight = planVolumes(big, big.blobs, 400, cap, 'b');
+    const parts = tight.flat().filter((p) => p.part);
+    expect(new Set(parts.map((p) => p.blob.size))).toEqual(new Set([30_000]));
+    expect(tight.flat().filter((p) => !p.part).map((p) => p.blob.size)).toEqual([100]);
+    const head = volumeHeadBytes(big, big.blobs, 400, parts.length);
+    expect(head).toBeGreaterThan(bigHead);
+    for (const v of tight) expect(head + v.reduce((n, p) => n + 512 + Math.ceil((p.part?.size ?? p.blob.size) / 512) * 512, 0)).toBeLessThanOrEqual(cap);
+    for (const l of new Set(parts.map((p) => p.blob))) {
+      const mine = parts.filter((p) => p.blob === l).map((p) => p.part!);
+      expect(mine.reduce((n, p) => n + p.size, 0)).toBe(30_000);
+      expect(mine.map((p) => p.index)).toEqual([...mine.keys()]);
+    }
     // No layers at all: one volume.
     expect(planVolumes(sample([]), sample([]).blobs, 400, 1 << 20, 'b')).toEqual([[]]);
     fails(() => planVolumes(meta, stored, 400, fixed - 1, 'b'), 'E_USAGE', /too small/);

@@ -8,7 +8,7 @@ import type { FileSystemPort } from '../fsys/port.js';
 import { SftpFileSystem } from '../fsys/sftp.js';
 import { SshSession, type SshOptions } from '../net/ssh/session.js';
 import type { Platform } from '../oci/platform.js';
-import { RepairedSource } from '../transports/bundle/repaired-source.js';
+import { openBundle } from '../transports/bundle/input.js';
 import type { ImageDestination } from '../transports/types.js';
 import { TOOL_VERSION } from '../version.js';
 import { formatBytes } from '../format.js';
@@ -16,7 +16,8 @@ import { assertNoTagCollisions, requestsFromBundle } from './bundle-requests.js'
 import { failureError } from './failures.js';
 import type { RegistryAccess, RegistryConnection } from './registry-access.js';
 import { mapFullName, matchesPattern, parseRenames } from './repository-mapping.js';
-import { explainMissingBases, supplyBasesToDestination } from '../delta/supply.js';
+import { explainMissingBases } from './failures.js';
+import { BasedSource } from '../transports/bundle/based-source.js';
 import { type KindName, type Location, openDestinationAt, type OpenedDestination } from './locations.js';
 
 export interface ImportOptions {
@@ -106,7 +107,9 @@ async function importWith(opts: ImportOptions, remote?: FileSystemPort): Promise
   const started = new Date();
   if (opts.prune && opts.to.kind !== 'registry-layout') throw new FerryError('E_USAGE', '--prune applies to --to registry-layout only');
   const { destination, prefix, display: location, registry, fullNames } = await openTarget(opts, remote);
-  const source = await RepairedSource.open([opts.bundle, ...(opts.volumes ?? [])]);
+  const given = await openBundle([opts.bundle, ...(opts.volumes ?? [])]);
+  // A delta with --base: the blobs it leaves out come from the base bundles, in the same one copy.
+  const source = opts.bases?.length && given.metadata.delta ? await BasedSource.open(given, opts.bases).catch(async (e: unknown) => { await given.close(); throw e; }) : given;
   let receipt: ImportReceipt;
   try {
     const meta = source.metadata;
@@ -134,7 +137,6 @@ async function importWith(opts: ImportOptions, remote?: FileSystemPort): Promise
       const planned = plannedReceipt(opts, meta.bundleId, location, started, plan);
       return { ...planned, images: [...planned.images, ...skipped] };
     }
-    if (opts.bases?.length && meta.delta) await supplyBasesToDestination(opts.bases, source, plan, destination, copyOpts);
     const report = await copyImages(source, destination, plan, copyOpts);
     explainMissingBases(report, meta);
     if (report.images.some((i) => i.status === 'done')) await destination.commit(opts.signal ? { signal: opts.signal } : {});

@@ -1,7 +1,8 @@
 import { basename } from 'node:path';
 import { planCopy } from '../copy/plan.js';
 import type { Digest } from '../oci/digest.js';
-import { openBundleInput, type VolumeSetInfo, VolumeSetSource } from '../transports/bundle/volume-set.js';
+import { openBundle } from '../transports/bundle/input.js';
+import type { VolumeSetInfo } from '../transports/bundle/volume-set.js';
 import type { BundleMetadata } from '../transports/bundle/metadata.js';
 import { formatBytes, table } from '../format.js';
 import { requestsFromBundle } from './bundle-requests.js';
@@ -32,7 +33,7 @@ export interface Inspection {
 
 /** Reads only the bundle's head (metadata and manifests): fast on any size, and works on a pipe. */
 export async function inspectBundle(bundle: string, opts: { signal?: AbortSignal; volumes?: string[] | undefined } = {}): Promise<Inspection> {
-  const source = await openBundleInput([bundle, ...(opts.volumes ?? [])]);
+  const source = await openBundle([bundle, ...(opts.volumes ?? [])]);
   try {
     const meta = source.metadata;
     const plan = await planCopy(source, requestsFromBundle(meta, {}), opts.signal ? { signal: opts.signal } : {});
@@ -51,7 +52,7 @@ export async function inspectBundle(bundle: string, opts: { signal?: AbortSignal
       blobs: meta.totals.blobs, storedBytes: meta.totals.storedBytes, referencedBytes: meta.totals.referencedBytes, sharedBytes,
       dedupRatio: meta.totals.storedBytes > 0 ? meta.totals.referencedBytes / meta.totals.storedBytes : 1,
     };
-    if (source instanceof VolumeSetSource) summary.volumes = source.info;
+    if (source.condition.volumes) summary.volumes = source.condition.volumes;
     if (meta.delta) {
       summary.delta = {
         bases: meta.delta.bases.map((b) => ({ bundleId: b.bundleId, metadataDigest: b.metadataDigest })),

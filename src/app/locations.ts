@@ -125,8 +125,8 @@ const KINDS: readonly Kind[] = [
     name: 'bundle', location: 'FILE', path: true,
     async source(location) {
       // A split bundle comes as its .sha256 list or its volumes' set; joined here into one source.
-      const { openBundleInput } = await import('../transports/bundle/volume-set.js');
-      return openBundleInput([location]);
+      const { openBundle } = await import('../transports/bundle/input.js');
+      return openBundle([location]);
     },
   },
 ];

@@ -7,10 +7,10 @@ import { planCopy } from '../copy/plan.js';
 import { FerryError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/manifest.js';
-import { openBundleInput } from '../transports/bundle/volume-set.js';
+import { openBundle } from '../transports/bundle/input.js';
 import { BundleDestination } from '../transports/bundle/writer.js';
 import type { ImageDestination, ImageRecord, OpOptions } from '../transports/types.js';
-import { supplyFromBundles } from '../delta/supply.js';
+import { BasedSource } from '../transports/bundle/based-source.js';
 import { TOOL_VERSION } from '../version.js';
 import { requestsFromBundle } from './bundle-requests.js';
 import { failureError } from './failures.js';
@@ -56,46 +56,47 @@ export async function mergeBundles(opts: MergeOptions): Promise<MergeResult> {
 
   const output = resolve(opts.output);
   const spool = join(dirname(output), `.ferry-merge-${process.pid}-${randomBytes(4).toString('hex')}`);
-  const delta = await openBundleInput([last]);
+  const delta = await openBundle([last]);
+  let source: BasedSource | undefined;
   try {
     const meta = delta.metadata;
     if (!meta.delta) {
       throw new FerryError('E_USAGE', `${last}: not a delta bundle (it names no base)`, { hint: 'the last input must be a delta made with `ferry export --since`; a full bundle needs no merge' });
     }
     await checkChain(opts.inputs, warnings);
+    // The delta and the earlier inputs as one source: what the delta leaves out comes from them, in the one copy.
+    source = await BasedSource.open(delta, earlier);
+    const unsupplied = [...source.omittedBlobs];
+    if (unsupplied.length > 0) {
+      const images = [...new Set(unsupplied.flatMap((d) => delta.imagesNeeding(d)))];
+      throw new FerryError('E_BASE_MISSING', `${last}: ${unsupplied.length} omitted blob(s) are in none of ${earlier.join(', ')} (first: ${unsupplied[0]}), needed by ${images.slice(0, 10).join(', ')}${images.length > 10 ? ', …' : ''}; the delta's base is ${meta.delta.bases.map((b) => b.bundleId).join(', ')}`, {
+        hint: 'give the base bundle the delta was exported against (see `ferry inspect` of the delta for its base ids) before the delta',
+        details: { missing: unsupplied, images, bases: meta.delta.bases },
+      });
+    }
 
     const destination = new BundleDestination({
       output, compression: opts.compression, ...(opts.level !== undefined ? { level: opts.level } : {}), toolVersion: TOOL_VERSION, storeDir: spool,
     });
     try {
-      await destination.store.init();
-      const wanted = new Map<Digest, Descriptor>(meta.delta.omittedBlobs.map((b) => [b.digest, { digest: b.digest, size: b.size, mediaType: b.mediaType }]));
-      const supplied = await supplyFromBundles(earlier, wanted, (desc, data) => destination.store.put(desc, data, signalOpt), signalOpt);
-      const missing = [...wanted.keys()].filter((d) => !supplied.from.has(d));
-      if (missing.length > 0) {
-        const images = [...new Set(missing.flatMap((d) => delta.imagesNeeding(d)))];
-        throw new FerryError('E_BASE_MISSING', `${last}: ${missing.length} omitted blob(s) are in none of ${earlier.join(', ')} (first: ${missing[0]}), needed by ${images.slice(0, 10).join(', ')}${images.length > 10 ? ', …' : ''}; the delta's base is ${meta.delta.bases.map((b) => b.bundleId).join(', ')}`, {
-          hint: 'give the base bundle the delta was exported against (see `ferry inspect` of the delta for its base ids) before the delta',
-          details: { missing, images, bases: meta.delta.bases },
-        });
-      }
-
-      const plan = await planCopy(delta, requestsFromBundle(meta, { identity: true }), { jobs: opts.jobs, ...signalOpt });
+      const plan = await planCopy(source, requestsFromBundle(meta, { identity: true }), { jobs: opts.jobs, ...signalOpt });
       if (plan.failures.length > 0) throw failureError('merge', plan.failures.map((f) => ({ image: f.request.origin, error: f.error })), meta.images.length);
       const sourceDigests = new Map(meta.images.map((i) => [`${i.repository}\u0000${i.tag ?? ''}\u0000${i.digest}`, i.sourceDigest]));
-      const report = await copyImages(delta, keepSourceDigests(destination, sourceDigests), plan, { jobs: opts.jobs, ...signalOpt, ...(opts.observer ? { observer: opts.observer } : {}) });
+      const report = await copyImages(source, keepSourceDigests(destination, sourceDigests), plan, { jobs: opts.jobs, ...signalOpt, ...(opts.observer ? { observer: opts.observer } : {}) });
       if (report.failures.length > 0) throw failureError('merge', report.failures, meta.images.length);
+      // Every blob arrived, but an input was cut short after its last one: the merged bundle would look whole from an incomplete copy.
+      if (report.cutShort) throw report.cutShort;
       await destination.commit(signalOpt);
       const out = destination.metadata!;
       return {
         output: opts.output, bundleId: out.bundleId, images: out.totals.images, blobs: out.totals.blobs, storedBytes: out.totals.storedBytes,
-        fromBases: supplied.from.size, warnings, seconds: (Date.now() - started) / 1000,
+        fromBases: source.supplied, warnings, seconds: (Date.now() - started) / 1000,
       };
     } finally {
       await destination.close();
     }
   } finally {
-    await delta.close();
+    await (source ?? delta).close();
     await rm(spool, { recursive: true, force: true });
   }
 }
@@ -104,7 +105,7 @@ export async function mergeBundles(opts: MergeOptions): Promise<MergeResult> {
 async function checkChain(inputs: string[], warnings: string[]): Promise<void> {
   const seen: { bundleId: string; metadataDigest: string }[] = [];
   for (const [i, path] of inputs.entries()) {
-    const src = await openBundleInput([path]);
+    const src = await openBundle([path]);
     try {
       const meta = src.metadata;
       if (i > 0 && meta.delta) {

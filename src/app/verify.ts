@@ -1,9 +1,8 @@
 import { copyImages } from '../copy/engine.js';
 import type { CopyObserver } from '../copy/events.js';
 import { planCopy } from '../copy/plan.js';
-import { type VolumeSetInfo, VolumeSetSource } from '../transports/bundle/volume-set.js';
-import { RepairedSource } from '../transports/bundle/repaired-source.js';
-import type { BundleSource } from '../transports/bundle/reader.js';
+import type { VolumeSetInfo } from '../transports/bundle/volume-set.js';
+import { type BundleInput, openBundle } from '../transports/bundle/input.js';
 import { VerifySink } from '../transports/sink/verify-sink.js';
 import { requestsFromBundle } from './bundle-requests.js';
 import { failureError } from './failures.js';
@@ -60,16 +59,14 @@ export async function verifyBundle(bundle: string, opts: VerifyOptions = {}): Pr
   }
   // The key first: a wrong path should fail before a long read.
   const key = opts.key !== undefined ? await loadPublicKey(opts.key) : undefined;
-  const source = await RepairedSource.open([bundle, ...(opts.volumes ?? [])]);
-  const given = source instanceof RepairedSource ? source.main : source;
+  const source = await openBundle([bundle, ...(opts.volumes ?? [])]);
   try {
     const meta = source.metadata;
     const requests = requestsFromBundle(meta, { identity: true });
     const copyOpts = { jobs: 1, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.observer ? { observer: opts.observer } : {}) };
     const plan = await planCopy(source, requests, copyOpts);
     // Volumes given one by one are checked alone: the layers of the others are not asked for. A .sha256 list asks for all.
-    const repaired = source instanceof RepairedSource ? source.repaired : new Set<Digest>();
-    const notGiven: ReadonlySet<Digest> = given instanceof VolumeSetSource && !given.info.fromSidecar ? new Set([...given.absentLayers].filter((d) => !repaired.has(d))) : new Set();
+    const notGiven = source.condition.notGiven;
     const sink = new VerifySink(new Set([...source.omittedBlobs, ...notGiven]));
     const done = new Set<Digest>();
     const outer = copyOpts.observer;
@@ -79,15 +76,16 @@ export async function verifyBundle(bundle: string, opts: VerifyOptions = {}): Pr
     const capture = new CaptureSink(sink, checks?.payloads ?? new Set(), PAYLOAD_MAX_BYTES);
     const report = await copyImages(source, capture, plan, copyOpts);
     // A layer cut across volumes of which only some were given is not asked for, but its given parts were checked alone (spec/bundle.md §9.3).
-    const badParts = given instanceof VolumeSetSource ? given.damagedParts : new Map<Digest, FerryError>();
+    const condition = source.condition;
+    const badParts = condition.damagedParts;
     for (const image of plan.images) {
-      const bad = image.blobs.find((b) => badParts.has(b.digest) && !repaired.has(b.digest));
+      const bad = image.blobs.find((b) => badParts.has(b.digest));
       if (bad && !report.failures.some((f) => f.image === image.request.origin)) report.failures.push({ image: image.request.origin, error: badParts.get(bad.digest)! });
     }
     if (report.failures.length > 0) {
       const err = failureError(`verify ${source.where}`, report.failures, requests.length);
       const unchecked = new Set([...notGiven].filter((d) => !badParts.has(d)));
-      throw await withRepairReport(err, bundle, opts.report, () => repairReport(source, given, plan.images.flatMap((i) => i.blobs), done, sink.errors, unchecked));
+      throw await withRepairReport(err, bundle, opts.report, () => repairReport(source, plan.images.flatMap((i) => i.blobs), done, sink.errors, unchecked));
     }
     // Every blob verified, but the file was cut short (only its end is missing): nothing to repair, still not the file that was sent.
     if (report.cutShort) throw report.cutShort;
@@ -100,8 +98,8 @@ export async function verifyBundle(bundle: string, opts: VerifyOptions = {}): Pr
       bundle, bundleId: meta.bundleId, images: meta.images.length, blobs: meta.blobs.length - notGiven.size,
       bytes: sink.bytesVerified, seconds: (Date.now() - started) / 1000, omittedBlobs: source.omittedBlobs.size,
       ...(signatures ? { signatures } : {}),
-      ...(given instanceof VolumeSetSource ? { volumes: given.info } : {}),
-      ...(source instanceof RepairedSource ? { repairs: source.repairs.map((r) => r.where) } : {}),
+      ...(condition.volumes ? { volumes: condition.volumes } : {}),
+      ...(condition.repairs.length > 0 ? { repairs: [...condition.repairs] } : {}),
     };
   } finally {
     await source.close();
@@ -112,10 +110,10 @@ export async function verifyBundle(bundle: string, opts: VerifyOptions = {}): Pr
  * Every config and layer the images need that did not verify: the ones not
  * given on purpose (single volumes) and a delta's base blobs are not bad.
  */
-function repairReport(source: BundleSource | VolumeSetSource | RepairedSource, given: BundleSource | VolumeSetSource, needed: Descriptor[], done: ReadonlySet<Digest>, sinkErrors: ReadonlyMap<Digest, string>, notGiven: ReadonlySet<Digest>): RepairReport | undefined {
+function repairReport(source: BundleInput, needed: Descriptor[], done: ReadonlySet<Digest>, sinkErrors: ReadonlyMap<Digest, string>, notGiven: ReadonlySet<Digest>): RepairReport | undefined {
   const meta = source.metadata;
   const kinds = new Map(meta.blobs.map((b) => [b.digest as string, b.kind]));
-  const unreadable = given instanceof VolumeSetSource ? given.unreadableLayers : given.lost;
+  const unreadable = source.condition.unreadable;
   const blobs: RepairReport['blobs'] = [];
   const seen = new Set<Digest>();
   for (const d of needed) {
@@ -128,7 +126,7 @@ function repairReport(source: BundleSource | VolumeSetSource | RepairedSource, g
   }
   if (blobs.length === 0) return undefined;
   const metadataDigest = source.wholeMetadataDigest;
-  const info = given instanceof VolumeSetSource ? given.info : undefined;
+  const info = source.condition.volumes;
   return {
     format: 'ferry-repair', version: 1, bundleId: meta.bundleId, metadataDigest,
     ...(info ? { volumes: { missing: info.missing.map((v) => v.volume - 1), damaged: info.damaged.map((v) => v.volume - 1) } } : {}),

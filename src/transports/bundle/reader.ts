@@ -4,7 +4,8 @@ import { FerryError, isFerryError } from '../../errors.js';
 import { type Digest, isDigest, sha256Digest } from '../../oci/digest.js';
 import { type Descriptor, type Manifest, MANIFEST_MAX_BYTES, type ParsedManifest, parseManifest } from '../../oci/manifest.js';
 import { maybeDecompress } from '../../stream/zstd.js';
-import type { OpOptions, SequentialBlob, SequentialSource, SourceImage } from '../types.js';
+import type { OpOptions, SequentialBlob, SourceImage } from '../types.js';
+import { type BundleCondition, type BundleInput, NOTHING_MISSING } from './input.js';
 import { type BundleBlob, type BundleMetadata, type BundlePart, blobEntryName, partEntryName, imageRefName, METADATA_MAX_BYTES, parseMetadata, serialiseMetadata } from './metadata.js';
 import { BLOCK, type EntryStream, padding, type TarEntry, TarReader } from './tar.js';
 import { ociIndex } from './writer.js';
@@ -54,7 +55,7 @@ export interface BundleEntry {
  * metadata declares and are never extracted by name, so a hostile name cannot
  * reach the file system.
  */
-export class BundleSource implements SequentialSource {
+export class BundleSource implements BundleInput {
   readonly sequential = true as const;
   readonly description: string;
   readonly omittedBlobs: ReadonlySet<Digest>;
@@ -487,6 +488,10 @@ export class BundleSource implements SequentialSource {
   }
 
   /** Every config and layer this file should hold but could not deliver, with why; complete once blobs() has ended. */
+  get condition(): BundleCondition {
+    return { ...NOTHING_MISSING, unreadable: this.lostBlobs };
+  }
+
   get lost(): ReadonlyMap<Digest, FerryError> {
     return this.lostBlobs;
   }

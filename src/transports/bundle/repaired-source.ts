@@ -3,7 +3,8 @@ import { FerryError, isFerryError } from '../../errors.js';
 import { expandFileGlobs } from '../../fsys/glob.js';
 import type { Digest } from '../../oci/digest.js';
 import type { Descriptor, Manifest } from '../../oci/manifest.js';
-import type { OpOptions, SequentialBlob, SequentialSource, SourceImage } from '../types.js';
+import type { OpOptions, SequentialBlob, SourceImage } from '../types.js';
+import type { BundleCondition, BundleInput } from './input.js';
 import type { BundleMetadata } from './metadata.js';
 import { BundleSource } from './reader.js';
 import { isUnreadableBundleError, openBundleInput, VolumeSetSource } from './volume-set.js';
@@ -14,7 +15,7 @@ import { isUnreadableBundleError, openBundleInput, VolumeSetSource } from './vol
  * taken from the repair, everything else from the bundle. So `ferry import
  * rel.sha256 rel-repair.tar` lands the whole release in one run.
  */
-export class RepairedSource implements SequentialSource {
+export class RepairedSource implements BundleInput {
   readonly sequential = true as const;
   readonly description: string;
   readonly where: string;
@@ -22,7 +23,7 @@ export class RepairedSource implements SequentialSource {
   /** Which repair carries each blob it holds (the first given, when two carry one). */
   private readonly carrier = new Map<Digest, BundleSource>();
 
-  private constructor(readonly main: BundleSource | VolumeSetSource, readonly repairs: BundleSource[]) {
+  constructor(readonly main: BundleSource | VolumeSetSource, readonly repairs: BundleSource[]) {
     this.where = `${main.where} + ${repairs.map((r) => r.where).join(', ')}`;
     this.description = `bundle ${this.where}`;
     this.omittedBlobs = main.omittedBlobs;
@@ -36,6 +37,24 @@ export class RepairedSource implements SequentialSource {
 
   get metadata(): BundleMetadata {
     return this.main.metadata;
+  }
+
+  get compressed(): boolean {
+    return this.main.compressed;
+  }
+
+  get condition(): BundleCondition {
+    const main = this.main.condition;
+    const repaired = this.repaired;
+    const without = <V>(m: ReadonlyMap<Digest, V>) => new Map([...m].filter(([d]) => !repaired.has(d)));
+    return {
+      ...main,
+      notGiven: new Set([...main.notGiven].filter((d) => !repaired.has(d))),
+      unreadable: without(main.unreadable),
+      damagedParts: without(main.damagedParts),
+      repairs: this.repairs.map((r) => r.where),
+      repaired,
+    };
   }
 
   get metadataDigest(): Digest {
@@ -103,12 +122,15 @@ export class RepairedSource implements SequentialSource {
     await Promise.all([this.main.close(), ...this.repairs.map((r) => r.close())]);
   }
 
-  /**
-   * Opens what a reader command was given. Whole bundles that are deltas of
-   * the others' bundle and carry only blobs of it are repairs; the rest is
-   * opened as always (one bundle, volumes, or a .sha256 list).
-   */
-  static async open(given: readonly string[]): Promise<BundleSource | VolumeSetSource | RepairedSource> {
+}
+
+/**
+ * Opens what a reader command was given (see input.ts openBundle). Whole
+ * bundles that are deltas of the others' bundle and carry only blobs of it are
+ * repairs; the rest is opened as always (one bundle, volumes, or a .sha256 list).
+ */
+export async function openWithRepairs(given: readonly string[]): Promise<BundleInput> {
+  {
     const inputs = await expandFileGlobs(given);
     if (inputs.length < 2 || inputs.includes('-')) return openBundleInput(inputs);
     // A file whose metadata cannot be read (a volume cut short) is no repair: the volume reader says what it lost.

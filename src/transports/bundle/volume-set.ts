@@ -9,7 +9,8 @@ import { type Digest, sha256Digest } from '../../oci/digest.js';
 import type { Descriptor, Manifest } from '../../oci/manifest.js';
 import { VerifyStream } from '../../stream/verify.js';
 import { expandFileGlobs } from '../../fsys/glob.js';
-import type { OpOptions, SequentialBlob, SequentialSource, SourceImage } from '../types.js';
+import type { OpOptions, SequentialBlob, SourceImage } from '../types.js';
+import { type BundleCondition, type BundleInput, NOTHING_MISSING } from './input.js';
 import { type BundleBlob, type BundleMetadata, type BundlePart, METADATA_MAX_BYTES, parseMetadata } from './metadata.js';
 import { type BundleEntry, BundleSource } from './reader.js';
 import { parseSidecar } from './volumes.js';
@@ -68,7 +69,7 @@ export async function openBundleInput(given: readonly string[]): Promise<BundleS
  * holds, so the images that do not need them still import; the errors name
  * the volume and its file.
  */
-export class VolumeSetSource implements SequentialSource {
+export class VolumeSetSource implements BundleInput {
   readonly sequential = true as const;
   readonly description: string;
   readonly omittedBlobs: ReadonlySet<Digest>;
@@ -265,6 +266,11 @@ export class VolumeSetSource implements SequentialSource {
    */
   get damagedParts(): ReadonlyMap<Digest, FerryError> {
     return this.badParts;
+  }
+
+  get condition(): BundleCondition {
+    // Volumes given one by one are checked alone: the layers of the others are not asked for. A .sha256 list asks for all.
+    return { ...NOTHING_MISSING, notGiven: this.info.fromSidecar ? new Set() : this.absentLayers, unreadable: this.unreadableLayers, damagedParts: this.badParts, volumes: this.info };
   }
 
   imagesNeeding(digest: Digest): string[] {

@@ -14,6 +14,7 @@ import { inventoryCommand } from './commands/inventory.js';
 import { diffCommand } from './commands/diff.js';
 import { mergeCommand } from './commands/merge.js';
 import { planCommand } from './commands/plan.js';
+import { serveCommand } from './commands/serve.js';
 import { TOOL_VERSION } from '../version.js';
 import { envName, loadSettings } from '../app/config.js';
 
@@ -77,6 +78,7 @@ export async function main(args: string[], io: CliIo = processIo(), opts: { sign
     .command(inventoryCommand)
     .command(diffCommand)
     .command(mergeCommand)
+    .command(serveCommand)
     .demandCommand(1, 'name a command: export, plan, inspect, verify, import, push, inventory, diff, merge or demo')
     .strict()
     .version(TOOL_VERSION)

@@ -1,8 +1,7 @@
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { type FileHandle, open, readFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { FerryError } from '../../errors.js';
 import { writeFileAtomic } from '../../fsys/atomic.js';
 import type { Digest } from '../../oci/digest.js';
@@ -166,7 +165,7 @@ export class BundleFile {
   /** Bytes [start, end] (inclusive) of an entry's content; unverified. */
   read(entry: IndexedEntry, start: number, end: number): Readable {
     if (start < 0 || end >= entry.size || start > end) throw new FerryError('E_INTERNAL', `${this.path}: range ${start}-${end} outside ${entry.name} (${entry.size} bytes)`);
-    return createReadStream('', { fd: this.handle.fd, start: entry.offset + start, end: entry.offset + end, autoClose: false, highWaterMark: 256 * 1024 });
+    return new RangeStream(this.handle, entry.offset + start, entry.offset + end + 1);
   }
 
   /** The whole content of a small entry (a manifest, config or metadata-sized blob). */
@@ -179,6 +178,41 @@ export class BundleFile {
     await this.handle.close().catch(() => undefined);
   }
 }
+
+/**
+ * Bytes [from, to) of a file through a handle it does not own. fs.ReadStream
+ * would close a shared descriptor when destroyed (a client that goes away
+ * mid-blob), and a later open could then reuse the number for another file;
+ * this stream only ever reads at positions, and leaves the handle alone.
+ */
+class RangeStream extends Readable {
+  private pos: number;
+
+  constructor(private readonly handle: FileHandle, from: number, private readonly to: number) {
+    super({ highWaterMark: CHUNK });
+    this.pos = from;
+  }
+
+  override _read(): void {
+    const want = Math.min(CHUNK, this.to - this.pos);
+    if (want <= 0) {
+      this.push(null);
+      return;
+    }
+    const buf = Buffer.allocUnsafe(want);
+    this.handle.read(buf, 0, want, this.pos).then(({ bytesRead }) => {
+      if (this.destroyed) return;
+      if (bytesRead === 0) {
+        this.destroy(new FerryError('E_BUNDLE_TRUNCATED', `the file ends at byte ${this.pos}, inside an entry that should end at ${this.to}`));
+        return;
+      }
+      this.pos += bytesRead;
+      this.push(bytesRead === want ? buf : buf.subarray(0, bytesRead));
+    }, (e: unknown) => this.destroy(e as Error));
+  }
+}
+
+const CHUNK = 256 * 1024;
 
 // ------------------------------------------------------------ tar headers
 

@@ -312,6 +312,6 @@ function nextLink(path: string, n: number, items: string[]): string {
 
 /** Request text echoed back or logged: printable ASCII only, bounded. */
 export function printable(text: string, max: number): string {
-  const cut = text.length > max ? `${text.slice(0, max)}…` : text;
-  return cut.replace(/[^\x20-\x7e]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  const safe = text.slice(0, max).replace(/[^\x20-\x7e]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  return text.length > max ? `${safe}...` : safe;
 }

@@ -17,6 +17,7 @@ import { mergeCommand } from './commands/merge.js';
 import { planCommand } from './commands/plan.js';
 import { loginCommand } from './commands/login.js';
 import { logoutCommand } from './commands/logout.js';
+import { serveCommand } from './commands/serve.js';
 import { TOOL_VERSION } from '../version.js';
 import { envName, loadSettings } from '../app/config.js';
 
@@ -83,7 +84,8 @@ export async function main(args: string[], io: CliIo = processIo(), opts: { sign
     .command(mergeCommand)
     .command(loginCommand)
     .command(logoutCommand)
-    .demandCommand(1, 'name a command: export, plan, inspect, verify, import, push, login, logout, inventory, diff, merge, send or demo')
+    .command(serveCommand)
+    .demandCommand(1, 'name a command: export, plan, inspect, verify, import, push, login, logout, inventory, diff, merge, send, serve or demo')
     .strict()
     .version(TOOL_VERSION)
     .help()

@@ -10,6 +10,7 @@ import { openCorpus, openMemoryCorpus, type CorpusSize } from './corpus.js';
 import { bestOf, measureMachine, type MachineLimits } from './machine.js';
 import { casesTable, mb, mbps, speedup, statsOf, table, targetsTable, type Case, type CaseStats, type Sample, type Target } from './report.js';
 import { checkTimeAvailable, sumRuns, timedOk, type RunOutcome } from './runner.js';
+import { benchServe, type ServeBenchResult } from './serve.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 /** Set to the snapshot of the build the run started with (see snapshotFerry). */
@@ -312,6 +313,15 @@ async function main(): Promise<void> {
       log(failures[failures.length - 1]!);
     }
 
+    // ---- ferry serve vs docker-registry on the same images (test/bench/serve.ts)
+    let serveBench: ServeBenchResult | undefined;
+    try {
+      serveBench = await benchServe({ ferry: FERRY, bundle: bundleTar, refs: c.release1.refs, work, reps: opts.reps, pullers: 8, log });
+    } catch (e) {
+      failures.push(`serve bench: ${(e as Error).message.split('\n').slice(0, 12).join(' ')}`);
+      log(failures[failures.length - 1]!);
+    }
+
     // ---- report
     log('measuring the machine again (the best of both measurements is the limit)');
     machineRuns.push(measureMachine(work, machineOpts));
@@ -379,6 +389,7 @@ async function main(): Promise<void> {
         ? ['## Memory ceiling', '', `One image with a ${mb((memoryInfo as { layerBytes: number }).layerBytes)} layer.`, '',
           table(['step', 'peak RSS MiB', 'wall s', '≤ 200 MiB'], memory.map((m) => [m.step, (m.peakRssBytes / 2 ** 20).toFixed(0), m.wallS.toFixed(1), m.withinCeiling ? 'yes' : 'NO'])), '']
         : ['Memory-ceiling run: not run (use --memory).', '']),
+      ...(serveBench ? [serveBench.markdown, ''] : []),
       ...(failures.length > 0 ? ['## Failures', '', ...failures.map((f) => `- ${f}`), ''] : []),
       `Delta: ${deltaAvailable ? 'measured above (r2-full / r2-delta)' : 'not available — `ferry export --since` does not exist yet'}.`,
     ].join('\n');
@@ -389,7 +400,7 @@ async function main(): Promise<void> {
       startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), options: opts, machine: machine satisfies MachineLimits, machineMeasurements: machineRuns,
       corpus: c, cases: all, samples: Object.fromEntries([...bench.cases.values()].map((x) => [x.id, x.samples])),
       targets, zstd: { rows: zstd.map(({ level, stats }) => ({ level, bytes: stats?.bytes?.median, wallS: stats?.wallS.median, cpuS: stats?.cpuS.median })), answer: zstdAnswer },
-      delta: { available: deltaAvailable }, failures, memory: opts.memory ? { ceilingBytes: MEMORY_CEILING, image: memoryInfo, steps: memory } : null,
+      delta: { available: deltaAvailable }, serve: serveBench?.rows ?? null, failures, memory: opts.memory ? { ceilingBytes: MEMORY_CEILING, image: memoryInfo, steps: memory } : null,
       markdown: md,
     }, null, 2) + '\n');
     log(`results: ${jsonFile}`);

@@ -16,6 +16,7 @@ const LEVEL: [prefix: string, level: number][] = [
   ['delta/', 4],
   ['harbor/', 3],
   ['copy/', 3],
+  ['serve/', 3],
   ['referrers/', 3],
   ['transports/', 2],
   ['store/', 1],

@@ -35,6 +35,19 @@ export async function fileSize(path: string): Promise<number | undefined> {
   }
 }
 
+/**
+ * Gives a file-system error the name of the file the user knows: a failed
+ * write(2) carries no path, and an open of a temp file names the temp. The
+ * CLI turns the named error into a message (errors.ts, asFerryError).
+ */
+export function naming(e: unknown, path: string): unknown {
+  const err = e as NodeJS.ErrnoException | undefined;
+  if (err && typeof err.code === 'string' && typeof err.syscall === 'string' && (err.path === undefined || err.path.includes('.ferry-tmp-'))) {
+    err.path = path;
+  }
+  return e;
+}
+
 export function isMissing(e: unknown): boolean {
   const code = (e as NodeJS.ErrnoException | undefined)?.code;
   return code === 'ENOENT' || code === 'ENOTDIR';

@@ -1,9 +1,13 @@
-import { join, posix, resolve } from 'node:path';
+import { access, stat } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { constants } from 'node:fs';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { copyImages, type CopyReport } from '../copy/engine.js';
 import type { CopyObserver } from '../copy/events.js';
 import { type CopyPlan, type PlannedImage, planCopy } from '../copy/plan.js';
-import { FerryError } from '../errors.js';
+import { asFerryError, FerryError } from '../errors.js';
 import { writeFileAtomic } from '../fsys/atomic.js';
+import { type Owner, parseOwner } from '../fsys/owner.js';
 import type { FileSystemPort } from '../fsys/port.js';
 import { SftpFileSystem } from '../fsys/sftp.js';
 import { SshSession, type SshOptions } from '../net/ssh/session.js';
@@ -14,7 +18,7 @@ import { openSkopeoDir } from '../transports/dir/index.js';
 import { openDockerArchive } from '../transports/docker-archive/index.js';
 import { openOciLayout } from '../transports/oci-layout/index.js';
 import { openRegistryDestination } from '../transports/registry/open.js';
-import { openStorageLayout } from '../transports/storage/index.js';
+import { openStorageLayout, type PruneReport, type StorageLayoutDestination } from '../transports/storage/index.js';
 import type { ImageDestination } from '../transports/types.js';
 import { TOOL_VERSION } from '../version.js';
 import { formatBytes } from '../format.js';
@@ -37,7 +41,10 @@ export interface ImportOptions {
   images?: string[];
   renames?: string[];
   prune?: boolean;
+  /** Default: a new file under the user's state folder (defaultReceiptDir). */
   receiptFile?: string | undefined;
+  /** `--owner UID:GID` for what is written into a local file target (default: the target root's owner when running as root). */
+  owner?: string | undefined;
   platform?: Platform | undefined;
   /** Base bundles that supply a delta's omitted blobs the target lacks (spec/delta.md). */
   bases?: string[] | undefined;
@@ -83,6 +90,19 @@ export interface ImportReceipt {
   dryRun?: boolean;
   blobs: CopyReport['blobs'];
   manifests: number;
+  /** What `--prune` removed from a registry layout. */
+  pruned?: {
+    repositories: string[];
+    /** `repository:tag`. */
+    tags: string[];
+    /** `repository@sha256:…` unlinked from repositories that stay. */
+    manifests: string[];
+    /** Blobs whose data was deleted. */
+    blobs: string[];
+  };
+  /** Things that did not fail the run but need a person's attention (also printed on stderr). */
+  warnings?: string[];
+  /** Where the receipt was written; absent when it could not be (see warnings). */
   receipt?: string;
 }
 
@@ -93,8 +113,13 @@ export interface ImportReceipt {
  * the list of what did not make it.
  */
 export async function importBundle(opts: ImportOptions): Promise<ImportReceipt> {
+  const owner = opts.owner === undefined ? undefined : parseOwner(opts.owner);
+  if (owner && (opts.kind === 'registry' || opts.ssh)) {
+    throw new FerryError('E_USAGE', `--owner applies to a local file target, not to --to ${opts.kind}${opts.ssh ? ' over --ssh' : ''}`, { hint: 'leave --owner out' });
+  }
+  if (opts.receiptFile !== undefined && !opts.dryRun) await checkReceiptPlace(resolve(opts.receiptFile));
   if (opts.ssh) return withSsh(opts, opts.ssh);
-  return importWith(opts);
+  return importWith(opts, undefined, owner);
 }
 
 /** Opens the SSH connection once for the whole import and routes the target through it. */
@@ -111,9 +136,14 @@ async function withSsh(opts: ImportOptions, ssh: SshOptions): Promise<ImportRece
   }
 }
 
-async function importWith(opts: ImportOptions, remote?: FileSystemPort): Promise<ImportReceipt> {
+async function importWith(opts: ImportOptions, remote?: FileSystemPort, owner?: Owner): Promise<ImportReceipt> {
   const started = new Date();
-  const { destination, prefix, location, registry } = openTarget(opts, remote);
+  const warnings: string[] = [];
+  const warn = (message: string): void => {
+    warnings.push(message);
+    opts.observer?.warning?.(message);
+  };
+  const { destination, prefix, location, registry, layout } = openTarget(opts, remote, owner, warn);
   const source = await RepairedSource.open([opts.bundle, ...(opts.volumes ?? [])]);
   let receipt: ImportReceipt;
   try {
@@ -153,7 +183,12 @@ async function importWith(opts: ImportOptions, remote?: FileSystemPort): Promise
       ],
       blobs: report.blobs, manifests: report.manifests,
     };
-    receipt.receipt = await writeReceipt(receipt, opts, started, remote);
+    if (layout?.lastPrune) receipt.pruned = prunedEntry(layout.lastPrune);
+    if (warnings.length > 0) receipt.warnings = warnings;
+    const written = await writeReceipt(receipt, opts, started);
+    if ('file' in written) receipt.receipt = written.file;
+    else warn(written.warning);
+    if (warnings.length > 0) receipt.warnings = warnings;
     if (report.failures.length > 0) throw failureError(`import ${source.where}`, report.failures, requests.length);
     return receipt;
   } finally {
@@ -182,21 +217,28 @@ function plannedReceipt(opts: ImportOptions, bundleId: string, location: string,
   };
 }
 
-function openTarget(opts: ImportOptions, remote?: FileSystemPort): { destination: ImageDestination; prefix: string; location: string; registry?: RegistryConnection } {
+function openTarget(
+  opts: ImportOptions, remote: FileSystemPort | undefined, owner: Owner | undefined, warn: (message: string) => void,
+): { destination: ImageDestination; prefix: string; location: string; registry?: RegistryConnection; layout?: StorageLayoutDestination } {
   if (!IMPORT_TARGET_KINDS.includes(opts.kind)) {
     throw new FerryError('E_USAGE', `--to ${opts.kind}: unknown target kind`, { hint: `use one of ${IMPORT_TARGET_KINDS.join(', ')}` });
   }
   if (opts.prune && opts.kind !== 'registry-layout') throw new FerryError('E_USAGE', '--prune applies to --to registry-layout only');
   if (remote) {
     // A remote path is the remote host's business: relative means relative to the login directory there.
-    return { destination: openStorageLayout(opts.target, { prune: opts.prune === true, fs: remote }), prefix: '', location: `${remote.description.replace(/^sftp /, '')}:${opts.target}` };
+    const layout = openStorageLayout(opts.target, { prune: opts.prune === true, fs: remote, warn });
+    return { destination: layout, layout, prefix: '', location: `${remote.description.replace(/^sftp /, '')}:${opts.target}` };
   }
   const path = resolve(opts.target);
+  const local = { owner, warn };
   switch (opts.kind) {
-    case 'registry-layout': return { destination: openStorageLayout(path, { prune: opts.prune === true }), prefix: '', location: path };
-    case 'skopeo-dir': return { destination: openSkopeoDir(path), prefix: '', location: path };
-    case 'oci': return { destination: openOciLayout(path), prefix: '', location: path };
-    case 'docker-archive': return { destination: openDockerArchive(path, opts.platform ? { platform: opts.platform } : {}), prefix: '', location: path };
+    case 'registry-layout': {
+      const layout = openStorageLayout(path, { prune: opts.prune === true, ...local });
+      return { destination: layout, layout, prefix: '', location: path };
+    }
+    case 'skopeo-dir': return { destination: openSkopeoDir(path, local), prefix: '', location: path };
+    case 'oci': return { destination: openOciLayout(path, local), prefix: '', location: path };
+    case 'docker-archive': return { destination: openDockerArchive(path, { ...local, ...(opts.platform ? { platform: opts.platform } : {}) }), prefix: '', location: path };
     case 'registry': {
       const slash = opts.target.indexOf('/');
       const host = slash < 0 ? opts.target : opts.target.slice(0, slash);
@@ -209,20 +251,59 @@ function openTarget(opts: ImportOptions, remote?: FileSystemPort): { destination
   }
 }
 
-async function writeReceipt(receipt: ImportReceipt, opts: ImportOptions, started: Date, remote?: FileSystemPort): Promise<string> {
-  const stamp = started.toISOString().replace(/[:.]/g, '-');
-  const name = `${stamp}-${receipt.bundleId.slice(7, 19)}.json`;
-  // A registry layout keeps its import history beside the data (the registry ignores other top-level directories).
-  if (remote && !opts.receiptFile) {
-    const file = posix.join(opts.target, 'ferry-receipts', name);
-    await remote.writeFileAtomic(file, `${JSON.stringify({ ...receipt, receipt: undefined }, null, 2)}\n`);
-    return `${remote.description.replace(/^sftp /, '')}:${file}`;
+/**
+ * Where receipts go without --receipt: the user's state folder,
+ * `$XDG_STATE_HOME/ferry/receipts` (default `~/.local/state/ferry/receipts`).
+ * An audit record belongs to whoever ran the import: not to the current folder
+ * (often read-only, or a share) and not inside the target, where a registry
+ * or a loader would find a stranger's file.
+ */
+export function defaultReceiptDir(env: NodeJS.ProcessEnv = process.env): string {
+  const state = env.XDG_STATE_HOME && isAbsolute(env.XDG_STATE_HOME) ? env.XDG_STATE_HOME : join(homedir(), '.local', 'state');
+  return join(state, 'ferry', 'receipts');
+}
+
+/**
+ * A --receipt the run could not write is known before the first byte: the
+ * nearest existing folder on its path must be a folder this user may write.
+ */
+async function checkReceiptPlace(file: string): Promise<void> {
+  for (let dir = dirname(file); ; dir = dirname(dir)) {
+    let st;
+    try {
+      st = await stat(dir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT' && dir !== dirname(dir)) continue;
+      throw e;
+    }
+    const why = !st.isDirectory() ? 'is not a folder' : await access(dir, constants.W_OK).then(() => undefined, (e: NodeJS.ErrnoException) => (e.code === 'EROFS' ? 'is on a read-only file system' : 'is not writable for this user'));
+    if (why === undefined) return;
+    throw new FerryError('E_IO', `--receipt ${file}: ${dir} ${why}; nothing was imported`, {
+      hint: `give --receipt a file in a folder you can write, or leave it out (receipts then go to ${defaultReceiptDir()})`, details: { file },
+    });
   }
-  const file = opts.receiptFile
-    ? resolve(opts.receiptFile)
-    : opts.kind === 'registry-layout' ? join(resolve(opts.target), 'ferry-receipts', name) : resolve(`ferry-receipt-${name}`);
-  await writeFileAtomic(file, `${JSON.stringify({ ...receipt, receipt: undefined }, null, 2)}\n`);
-  return file;
+}
+
+/**
+ * Writes the receipt: --receipt FILE, else a new file in defaultReceiptDir().
+ * A receipt that cannot be written is a warning, not a failure: the images
+ * landed, and a non-zero exit would tell a script they had not.
+ */
+async function writeReceipt(receipt: ImportReceipt, opts: ImportOptions, started: Date): Promise<{ file: string } | { warning: string }> {
+  const stamp = started.toISOString().replace(/[:.]/g, '-');
+  const name = `${stamp}-${receipt.bundleId.slice(7, 19)}-${process.pid}.json`;
+  const file = opts.receiptFile ? resolve(opts.receiptFile) : join(defaultReceiptDir(), name);
+  try {
+    await writeFileAtomic(file, `${JSON.stringify({ ...receipt, receipt: undefined }, null, 2)}\n`);
+    return { file };
+  } catch (e) {
+    const err = asFerryError(e);
+    return { warning: `the receipt could not be written (${err.message}); what landed is in place; keep this output as the run's record, or give --receipt a file you can write next time` };
+  }
+}
+
+function prunedEntry(p: PruneReport): NonNullable<ImportReceipt['pruned']> {
+  return { repositories: p.repositories, tags: p.tags, manifests: p.revisions, blobs: p.blobs };
 }
 
 export function renderImportReport(r: ImportReceipt): string {

@@ -1,10 +1,10 @@
 import { constants } from 'node:fs';
-import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { open, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { type DirSyncBatch, syncDir } from './durable.js';
-import { DIR_MODE, FILE_MODE, naming } from './files.js';
+import { FILE_MODE, mkdirp, naming } from './files.js';
 import { tempPathFor } from './temp-names.js';
 
 export { TEMP_MARKER, isTempName, tempPathFor } from './temp-names.js';
@@ -28,7 +28,7 @@ export interface DurableWriteOptions {
 
 /** Creates `dir` and its missing parents; the new entries are made durable (or noted) like a rename's. */
 export async function mkdirsDurable(dir: string, opts: DurableWriteOptions = {}): Promise<void> {
-  const first = await mkdir(dir, { recursive: true, mode: DIR_MODE });
+  const first = await mkdirp(dir);
   if (first === undefined || opts.scratch) return;
   // Each created directory is an entry in its parent: the parent of the first one, and every created one but the last.
   const parents: string[] = [];

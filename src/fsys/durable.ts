@@ -75,22 +75,28 @@ const FLUSH_PARALLEL = 16;
  */
 export class DirSyncBatch {
   private pending = new Set<string>();
+  /** The flushes under way: a flush returns only when they are done too (what they sync was noted before it). */
+  private running: Promise<unknown> = Promise.resolve();
 
   note(dir: string): void {
     this.pending.add(dir);
   }
 
-  async flush(): Promise<void> {
-    if (this.pending.size === 0) return;
+  flush(): Promise<void> {
     const dirs = [...this.pending];
     this.pending = new Set();
-    try {
-      for (let i = 0; i < dirs.length; i += FLUSH_PARALLEL) await Promise.all(dirs.slice(i, i + FLUSH_PARALLEL).map(syncDir));
-    } catch (e) {
-      // Not durable yet: a later flush tries again.
-      for (const d of dirs) this.pending.add(d);
-      throw e;
-    }
+    const mine = (async () => {
+      try {
+        for (let i = 0; i < dirs.length; i += FLUSH_PARALLEL) await Promise.all(dirs.slice(i, i + FLUSH_PARALLEL).map(syncDir));
+      } catch (e) {
+        // Not durable yet: a later flush tries again.
+        for (const d of dirs) this.pending.add(d);
+        throw e;
+      }
+    })();
+    const all = Promise.all([this.running, mine]);
+    this.running = all.catch(noop);
+    return all.then(noop);
   }
 }
 

@@ -12,7 +12,31 @@ export const FILE_MODE = 0o644;
 export const DIR_MODE = 0o755;
 
 export async function mkdirs(dir: string): Promise<void> {
-  await mkdir(dir, { recursive: true, mode: DIR_MODE });
+  await mkdirp(dir);
+}
+
+/**
+ * `mkdir -p`; returns the first directory it created (undefined when all
+ * existed). Node's recursive mkdir reports ENOENT for a parent it could not
+ * create on a read-only or forbidden file system: the real reason (EROFS,
+ * EACCES…) is found by creating the missing directories one at a time.
+ */
+export async function mkdirp(dir: string): Promise<string | undefined> {
+  try {
+    return await mkdir(dir, { recursive: true, mode: DIR_MODE });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    const chain: string[] = [];
+    for (let d = dir; d !== dirname(d); d = dirname(d)) chain.unshift(d);
+    for (const d of chain) {
+      try {
+        await mkdir(d, { mode: DIR_MODE });
+      } catch (inner) {
+        if ((inner as NodeJS.ErrnoException).code !== 'EEXIST') throw inner;
+      }
+    }
+    throw e;
+  }
 }
 
 /** Reads a stream to its end without keeping it: the destination already holds the bytes, but the contract says putBlob consumes its input. */

@@ -8,7 +8,7 @@ import { FerryError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import { digestStream } from '../stream/verify.js';
 import { DirSyncBatch } from './durable.js';
-import { DIR_MODE, FILE_MODE, isMissing, naming } from './files.js';
+import { DIR_MODE, FILE_MODE, isMissing, mkdirp, naming } from './files.js';
 import { type Owner, targetOwner } from './owner.js';
 import type { FileSystemPort } from './port.js';
 import { type SweptEntry, sweepStaleTemps } from './stale-temps.js';
@@ -263,7 +263,7 @@ export class TargetTree implements FileSystemPort {
       const owner = await this.owner();
       let first: string | undefined;
       try {
-        first = await mkdir(this.root, { recursive: true, mode: DIR_MODE });
+        first = await mkdirp(this.root);
       } catch (e) {
         throw naming(e, this.root);
       }

@@ -2,6 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { makeTempDir } from './tmp.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const FERRY_BIN = fileURLToPath(new URL('../../bin/ferry', import.meta.url));
@@ -23,13 +24,25 @@ export interface FerryResult {
   stderr: string;
 }
 
+let stateHome: string | undefined;
+
+/**
+ * `XDG_STATE_HOME` of every ferry the tests run (unless a test sets its own):
+ * receipts of imports without --receipt land in `<it>/ferry/receipts`, a temp
+ * folder removed when the test process exits, never the tester's home.
+ */
+export function testStateHome(): string {
+  stateHome ??= makeTempDir('ferry-state-').path;
+  return stateHome;
+}
+
 export function runFerry(args: string[], opts: FerryRunOptions = {}): Promise<FerryResult> {
   if (!existsSync(FERRY_BIN)) {
     return Promise.reject(new Error(`${FERRY_BIN} not found (the CLI entry point); run \`npm run build\` and make sure bin/ferry exists`));
   }
   return new Promise((resolve, reject) => {
     const env: Record<string, string> = {};
-    for (const [k, v] of Object.entries({ ...process.env, NO_COLOR: '1', ...(opts.env ?? {}) })) if (v !== undefined) env[k] = v;
+    for (const [k, v] of Object.entries({ ...process.env, NO_COLOR: '1', XDG_STATE_HOME: testStateHome(), ...(opts.env ?? {}) })) if (v !== undefined) env[k] = v;
     const child = spawn(process.execPath, [FERRY_BIN, ...args], { cwd: opts.cwd ?? REPO_ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];

@@ -67,9 +67,12 @@ export class DockerArchiveDestination implements ImageDestination {
     return `${this.spool}/${digestHex(d)}`;
   }
 
-  /** Before this run's first byte lands beside the archive: what killed runs left there goes. */
+  /** Before this run's first byte lands beside the archive: its folder exists (durably), and what killed runs left there goes. */
   private sweep(): Promise<SweptEntry[]> {
-    this.swept ??= sweepStaleTemps(dirname(resolve(this.file)));
+    this.swept ??= (async () => {
+      await mkdirsDurable(dirname(resolve(this.file)));
+      return sweepStaleTemps(dirname(resolve(this.file)));
+    })();
     return this.swept;
   }
 
@@ -138,7 +141,6 @@ export class DockerArchiveDestination implements ImageDestination {
       });
     }
     await this.sweep();
-    await mkdirsDurable(dirname(resolve(this.file)));
     const owner = await targetOwner(dirname(resolve(this.file)), this.opts.owner);
     const tmp = tempPathFor(this.file);
     const pack = tar.pack();

@@ -4,7 +4,7 @@ import { FerryError } from '../../errors.js';
 import { type Digest, sha256Digest } from '../../oci/digest.js';
 import { type Descriptor, type Manifest, blobsOf, parseManifest } from '../../oci/manifest.js';
 import type { DestinationCapabilities, ImageDestination, ImageRecord, OpOptions } from '../types.js';
-import { drain } from '../../fsys/files.js';
+import { drain, naming } from '../../fsys/files.js';
 import type { Owner } from '../../fsys/owner.js';
 import { TargetTree } from '../../fsys/target-tree.js';
 import { tempPathFor } from '../../fsys/temp-names.js';
@@ -59,7 +59,12 @@ export class SkopeoDirDestination implements ImageDestination {
     if (await this.hasBlob(_repository, desc)) return drain(data, opts.signal);
     // Killed runs' staging directories sit in the tree's root, where no file of ours is written.
     await this.tree.sweepOnce(this.tree.root);
-    await this.tree.streamToFileAtomic(this.stagedPath(desc.digest), data, opts.signal);
+    try {
+      await this.tree.streamToFileAtomic(this.stagedPath(desc.digest), data, opts.signal);
+    } catch (e) {
+      // The user knows the tree, not its staging directory.
+      throw naming(e, this.out);
+    }
   }
 
   async hasManifest(_repository: string, digest: Digest): Promise<boolean> {

@@ -51,7 +51,7 @@ async function traced(args: string[]): Promise<Call[]> {
       started.set(pid, raw.slice(0, -'<unfinished ...>'.length).trimEnd());
       continue;
     }
-    const resumed = /^\d+ <\.\.\. \w+ resumed>(.*)$/.exec(raw);
+    const resumed = /^\d+\s+<\.\.\. \w+ resumed>(.*)$/.exec(raw);
     const line = resumed ? `${started.get(pid) ?? ''}${resumed[1]}` : raw;
     if (!/= 0$/.test(line)) continue;
     let m = /\b(?:fsync|fdatasync)\(\d+<(.*)>\)/.exec(line);

@@ -127,7 +127,7 @@ export class StorageLayoutDestination implements ImageDestination {
       }
       await this.landed(desc.digest, desc.size);
     }
-    await writeLink(layerLinkPath(this.root, repository, desc.digest), desc.digest, this.fs);
+    await this.ensureLink(layerLinkPath(this.root, repository, desc.digest), desc.digest);
   }
 
   async mountBlob(repository: string, desc: Descriptor, _fromRepository: string): Promise<boolean> {
@@ -177,7 +177,8 @@ export class StorageLayoutDestination implements ImageDestination {
       await this.barrier();
       // distribution's tagStore.Tag order: history entry first, then the current pointer.
       await this.ensureLink(tagIndexLinkPath(this.root, repository, tag, image.manifest.digest), image.manifest.digest);
-      await writeLink(tagCurrentLinkPath(this.root, repository, tag), image.manifest.digest, this.fs);
+      // A tag already on this digest is left as it is: a rerun writes (and fsyncs) nothing it does not change.
+      await this.ensureLink(tagCurrentLinkPath(this.root, repository, tag), image.manifest.digest);
     }
     const keep: KeepImage = { repository, digest: image.manifest.digest };
     if (image.tag !== undefined) keep.tag = image.tag;

@@ -1,6 +1,6 @@
+import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { constants } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { copyImages, type CopyReport } from '../copy/engine.js';
 import type { CopyObserver } from '../copy/events.js';
@@ -186,9 +186,13 @@ async function importWith(opts: ImportOptions, remote?: FileSystemPort, owner?: 
     if (layout?.lastPrune) receipt.pruned = prunedEntry(layout.lastPrune);
     if (warnings.length > 0) receipt.warnings = warnings;
     const written = await writeReceipt(receipt, opts, started);
-    if ('file' in written) receipt.receipt = written.file;
-    else warn(written.warning);
-    if (warnings.length > 0) receipt.warnings = warnings;
+    if ('file' in written) {
+      receipt.receipt = written.file;
+    } else {
+      // Only the printed receipt (and stderr) can carry this one.
+      warn(written.warning);
+      receipt.warnings = warnings;
+    }
     if (report.failures.length > 0) throw failureError(`import ${source.where}`, report.failures, requests.length);
     return receipt;
   } finally {

@@ -27,7 +27,8 @@ export async function sweepStaleTemps(dir: string, now = Date.now()): Promise<Sw
   try {
     names = await readdir(dir);
   } catch (e) {
-    if (isMissing(e)) return [];
+    // Nothing there, or a folder this user may write into but not list: nothing this run can clean.
+    if (isMissing(e) || isForbidden(e)) return [];
     throw e;
   }
   const removed: SweptEntry[] = [];
@@ -43,7 +44,13 @@ export async function sweepStaleTemps(dir: string, now = Date.now()): Promise<Sw
     }
     if (!isStale(name, now - st.mtimeMs)) continue;
     const bytes = st.isDirectory() ? await treeBytes(path) : st.isFile() ? st.size : 0;
-    await rm(path, { recursive: true, force: true });
+    try {
+      await rm(path, { recursive: true, force: true });
+    } catch (e) {
+      // Another user's leftover in a shared folder: theirs to remove.
+      if (isForbidden(e)) continue;
+      throw e;
+    }
     removed.push({ path, bytes });
   }
   return removed;
@@ -55,6 +62,11 @@ export function isStale(name: string, ageMs: number): boolean {
   if (here && owner.pid === process.pid) return false;
   if (ageMs > STALE_TEMP_AGE_MS) return true;
   return here && !alive(owner.pid);
+}
+
+function isForbidden(e: unknown): boolean {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'EACCES' || code === 'EPERM' || code === 'EROFS';
 }
 
 function alive(pid: number): boolean {

@@ -1,6 +1,6 @@
 import { constants, createReadStream } from 'node:fs';
 import { open, rename, rm } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
@@ -64,7 +64,7 @@ export class DockerArchiveDestination implements ImageDestination {
   }
 
   private spoolPath(d: Digest): string {
-    return `${this.spool}/${digestHex(d)}`;
+    return join(this.spool, digestHex(d));
   }
 
   /** Before this run's first byte lands beside the archive: its folder exists (durably), and what killed runs left there goes. */

@@ -2,7 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { makeTempDir } from './tmp.js';
+import { makeTempDir, type TempDir } from './tmp.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const FERRY_BIN = fileURLToPath(new URL('../../bin/ferry', import.meta.url));
@@ -24,16 +24,25 @@ export interface FerryResult {
   stderr: string;
 }
 
-let stateHome: string | undefined;
-
 /**
  * `XDG_STATE_HOME` of every ferry the tests run (unless a test sets its own):
- * receipts of imports without --receipt land in `<it>/ferry/receipts`, a temp
- * folder removed when the test process exits, never the tester's home.
+ * receipts of imports without --receipt land in `<it>/ferry/receipts`, never
+ * in the tester's home. One temp folder per test file, removed after the file
+ * (vitest ends its workers without their exit hooks running, so the hook in
+ * tmp.ts alone would leave it behind).
  */
+let stateHome: TempDir | undefined;
+if (process.env['VITEST']) {
+  const { afterAll } = await import('vitest');
+  afterAll(async () => {
+    await stateHome?.cleanup();
+    stateHome = undefined;
+  });
+}
+
 export function testStateHome(): string {
-  stateHome ??= makeTempDir('ferry-state-').path;
-  return stateHome;
+  stateHome ??= makeTempDir('ferry-state-');
+  return stateHome.path;
 }
 
 export function runFerry(args: string[], opts: FerryRunOptions = {}): Promise<FerryResult> {

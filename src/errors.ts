@@ -72,10 +72,49 @@ export function asFerryError(e: unknown, fallback: ErrorCode = 'E_INTERNAL'): Fe
   if (e instanceof FerryError) return e;
   if (isAbortError(e)) return new FerryError('E_ABORTED', 'interrupted', { cause: e });
   const err = e as NodeJS.ErrnoException;
-  if (err && typeof err.code === 'string' && /^E[A-Z]+$/.test(err.code) && err.syscall) {
-    return new FerryError('E_IO', `${err.syscall} ${err.path ?? ''}: ${err.message}`.trim(), { cause: e });
-  }
+  if (err && typeof err.code === 'string' && /^E[A-Z]+$/.test(err.code) && err.syscall) return fileSystemError(err);
   return new FerryError(fallback, e instanceof Error ? e.message : String(e), { cause: e });
+}
+
+/**
+ * What a field engineer can do about a local file-system error. Each names
+ * the file (writers attach the final name, never the temp: fsys/files.ts
+ * `naming`) and says what to do; the writer has already removed its partial file.
+ */
+const FILE_SYSTEM_ADVICE: Record<string, { what: string; hint: string }> = {
+  ENOSPC: {
+    what: 'no space left on the device',
+    hint: 'free space on that file system (df -h shows how much) or pick a target with room, then run the command again: nothing partial was left, and what landed completely is reused',
+  },
+  EDQUOT: {
+    what: 'disk quota exceeded',
+    hint: 'free space within the quota (or have it raised) or pick another target, then run the command again: nothing partial was left, and what landed completely is reused',
+  },
+  EROFS: {
+    what: 'the file system is read-only',
+    hint: 'pick a target on a writable file system (or remount it read-write), then run the command again',
+  },
+  EACCES: {
+    what: 'permission denied',
+    hint: 'pick a target this user may write to, or run ferry as a user who may (ls -ld shows the owner), then run the command again',
+  },
+  EPERM: {
+    what: 'operation not permitted',
+    hint: 'pick a target this user may write to, or run ferry as a user who may (ls -ld shows the owner; an immutable attribute shows in lsattr), then run the command again',
+  },
+};
+
+function fileSystemError(err: NodeJS.ErrnoException): FerryError {
+  const code = err.code!;
+  const file = err.path;
+  const details: Record<string, unknown> = { errno: code, syscall: err.syscall, ...(file !== undefined ? { file } : {}) };
+  const advice = FILE_SYSTEM_ADVICE[code];
+  if (advice) {
+    // A full disk has its own code (same exit status): scripts can tell "free space" from "fix permissions".
+    const full = code === 'ENOSPC' || code === 'EDQUOT';
+    return new FerryError(full ? 'E_NO_SPACE' : 'E_IO', `${file ?? '(a local file)'}: ${advice.what} (${code} in ${err.syscall})`, { hint: advice.hint, details, cause: err });
+  }
+  return new FerryError('E_IO', `${err.syscall} ${file ?? ''}: ${err.message}`.replace(/ +:/, ':'), { details, cause: err });
 }
 
 export function isAbortError(e: unknown): boolean {

@@ -1,9 +1,13 @@
-import { join, posix, resolve } from 'node:path';
+import { constants } from 'node:fs';
+import { access, stat } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { copyImages, type CopyReport } from '../copy/engine.js';
 import type { CopyObserver } from '../copy/events.js';
 import { type CopyPlan, type PlanFailure, type PlannedImage, planCopy } from '../copy/plan.js';
 import { asFerryError, FerryError } from '../errors.js';
 import { writeFileAtomic } from '../fsys/atomic.js';
+import { type Owner, parseOwner } from '../fsys/owner.js';
 import type { FileSystemPort } from '../fsys/port.js';
 import { SftpFileSystem } from '../fsys/sftp.js';
 import { SshSession, type SshOptions } from '../net/ssh/session.js';
@@ -18,7 +22,7 @@ import type { RegistryAccess, RegistryConnection } from './registry-access.js';
 import { mapFullName, matchesPattern, parseRenames } from './repository-mapping.js';
 import { explainMissingBases } from './failures.js';
 import { BasedSource } from '../transports/bundle/based-source.js';
-import { type KindName, type Location, openDestinationAt, type OpenedDestination } from './locations.js';
+import { type KindName, type Location, openDestinationAt } from './locations.js';
 
 export interface ImportOptions {
   bundle: string;
@@ -29,7 +33,10 @@ export interface ImportOptions {
   images?: string[];
   renames?: string[];
   prune?: boolean;
+  /** Default: a new file under the user's state folder (defaultReceiptDir). */
   receiptFile?: string | undefined;
+  /** `--owner UID:GID` for what is written into a local file target (default: the target root's owner when running as root). */
+  owner?: string | undefined;
   platform?: Platform | undefined;
   /** Base bundles that supply a delta's omitted blobs the target lacks (spec/delta.md). */
   bases?: string[] | undefined;
@@ -75,6 +82,19 @@ export interface ImportReceipt {
   dryRun?: boolean;
   blobs: CopyReport['blobs'];
   manifests: number;
+  /** What `--prune` removed from a registry layout. */
+  pruned?: {
+    repositories: string[];
+    /** `repository:tag`. */
+    tags: string[];
+    /** `repository@sha256:…` unlinked from repositories that stay. */
+    manifests: string[];
+    /** Blobs whose data was deleted. */
+    blobs: string[];
+  };
+  /** Things that did not fail the run but need a person's attention (also printed on stderr). */
+  warnings?: string[];
+  /** Where the receipt was written; absent when it could not be (see warnings). */
   receipt?: string;
 }
 
@@ -85,8 +105,13 @@ export interface ImportReceipt {
  * the list of what did not make it.
  */
 export async function importBundle(opts: ImportOptions): Promise<ImportReceipt> {
+  const owner = opts.owner === undefined ? undefined : parseOwner(opts.owner);
+  if (owner && (opts.to.kind === 'registry' || opts.ssh)) {
+    throw new FerryError('E_USAGE', `--owner applies to a local file target, not to --to ${opts.to.kind}${opts.ssh ? ' over --ssh' : ''}`, { hint: 'leave --owner out' });
+  }
+  if (opts.receiptFile !== undefined && !opts.dryRun) await checkReceiptPlace(resolve(opts.receiptFile));
   if (opts.ssh) return withSsh(opts, opts.ssh);
-  return importWith(opts);
+  return importWith(opts, undefined, owner);
 }
 
 /** Opens the SSH connection once for the whole import and routes the target through it. */
@@ -103,10 +128,15 @@ async function withSsh(opts: ImportOptions, ssh: SshOptions): Promise<ImportRece
   }
 }
 
-async function importWith(opts: ImportOptions, remote?: FileSystemPort): Promise<ImportReceipt> {
+async function importWith(opts: ImportOptions, remote?: FileSystemPort, owner?: Owner): Promise<ImportReceipt> {
   const started = new Date();
   if (opts.prune && opts.to.kind !== 'registry-layout') throw new FerryError('E_USAGE', '--prune applies to --to registry-layout only');
-  const { destination, prefix, display: location, registry, fullNames } = await openTarget(opts, remote);
+  const warnings: string[] = [];
+  const warn = (message: string): void => {
+    warnings.push(message);
+    opts.observer?.warning?.(message);
+  };
+  const { destination, prefix, display: location, registry, fullNames, pruned } = await openDestinationAt(opts.to, { access: opts.registry, fs: remote, prune: opts.prune, platform: opts.platform, owner, warn });
   const given = await openBundle([opts.bundle, ...(opts.volumes ?? [])]);
   // A delta with --base: the blobs it leaves out come from the base bundles, in the same one copy.
   const source = opts.bases?.length && given.metadata.delta ? await BasedSource.open(given, opts.bases).catch(async (e: unknown) => { await given.close(); throw e; }) : given;
@@ -156,7 +186,17 @@ async function importWith(opts: ImportOptions, remote?: FileSystemPort): Promise
       ],
       blobs: report.blobs, manifests: report.manifests,
     };
-    receipt.receipt = await writeReceipt(receipt, opts, started, remote);
+    const removed = pruned?.();
+    if (removed) receipt.pruned = { repositories: removed.repositories, tags: removed.tags, manifests: removed.revisions, blobs: removed.blobs };
+    if (warnings.length > 0) receipt.warnings = warnings;
+    const written = await writeReceipt(receipt, opts, started);
+    if ('file' in written) {
+      receipt.receipt = written.file;
+    } else {
+      // Only the printed receipt (and stderr) can carry this one.
+      warn(written.warning);
+      receipt.warnings = warnings;
+    }
     if (report.failures.length > 0) throw failureError(`import ${source.where}`, report.failures, requests.length);
     // Every image landed, yet the file was cut short (only its end is missing): the copy is incomplete, so is the run.
     if (report.cutShort) throw report.cutShort;
@@ -244,24 +284,55 @@ function plannedReceipt(opts: ImportOptions, bundleId: string, location: string,
   };
 }
 
-function openTarget(opts: ImportOptions, remote?: FileSystemPort): Promise<OpenedDestination> {
-  return openDestinationAt(opts.to, { access: opts.registry, fs: remote, prune: opts.prune, platform: opts.platform });
+/**
+ * Where receipts go without --receipt: the user's state folder,
+ * `$XDG_STATE_HOME/ferry/receipts` (default `~/.local/state/ferry/receipts`).
+ * An audit record belongs to whoever ran the import: not to the current folder
+ * (often read-only, or a share) and not inside the target, where a registry
+ * or a loader would find a stranger's file.
+ */
+export function defaultReceiptDir(env: NodeJS.ProcessEnv = process.env): string {
+  const state = env.XDG_STATE_HOME && isAbsolute(env.XDG_STATE_HOME) ? env.XDG_STATE_HOME : join(homedir(), '.local', 'state');
+  return join(state, 'ferry', 'receipts');
 }
 
-async function writeReceipt(receipt: ImportReceipt, opts: ImportOptions, started: Date, remote?: FileSystemPort): Promise<string> {
-  const stamp = started.toISOString().replace(/[:.]/g, '-');
-  const name = `${stamp}-${receipt.bundleId.slice(7, 19)}.json`;
-  // A registry layout keeps its import history beside the data (the registry ignores other top-level directories).
-  if (remote && !opts.receiptFile) {
-    const file = posix.join(opts.to.location, 'ferry-receipts', name);
-    await remote.writeFileAtomic(file, `${JSON.stringify({ ...receipt, receipt: undefined }, null, 2)}\n`);
-    return `${remote.description.replace(/^sftp /, '')}:${file}`;
+/**
+ * A --receipt the run could not write is known before the first byte: the
+ * nearest existing folder on its path must be a folder this user may write.
+ */
+async function checkReceiptPlace(file: string): Promise<void> {
+  for (let dir = dirname(file); ; dir = dirname(dir)) {
+    let st;
+    try {
+      st = await stat(dir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT' && dir !== dirname(dir)) continue;
+      throw e;
+    }
+    const why = !st.isDirectory() ? 'is not a folder' : await access(dir, constants.W_OK).then(() => undefined, (e: NodeJS.ErrnoException) => (e.code === 'EROFS' ? 'is on a read-only file system' : 'is not writable for this user'));
+    if (why === undefined) return;
+    throw new FerryError('E_IO', `--receipt ${file}: ${dir} ${why}; nothing was imported`, {
+      hint: `give --receipt a file in a folder you can write, or leave it out (receipts then go to ${defaultReceiptDir()})`, details: { file },
+    });
   }
-  const file = opts.receiptFile
-    ? resolve(opts.receiptFile)
-    : opts.to.kind === 'registry-layout' ? join(resolve(opts.to.location), 'ferry-receipts', name) : resolve(`ferry-receipt-${name}`);
-  await writeFileAtomic(file, `${JSON.stringify({ ...receipt, receipt: undefined }, null, 2)}\n`);
-  return file;
+}
+
+/**
+ * Writes the receipt: --receipt FILE, else a new file in defaultReceiptDir().
+ * A receipt that cannot be written is a warning, not a failure: the images
+ * landed, and a non-zero exit would tell a script they had not.
+ */
+async function writeReceipt(receipt: ImportReceipt, opts: ImportOptions, started: Date): Promise<{ file: string } | { warning: string }> {
+  const stamp = started.toISOString().replace(/[:.]/g, '-');
+  const name = `${stamp}-${receipt.bundleId.slice(7, 19)}-${process.pid}.json`;
+  const file = opts.receiptFile ? resolve(opts.receiptFile) : join(defaultReceiptDir(), name);
+  try {
+    await writeFileAtomic(file, `${JSON.stringify({ ...receipt, receipt: undefined }, null, 2)}\n`);
+    return { file };
+  } catch (e) {
+    const err = asFerryError(e);
+    return { warning: `the receipt could not be written (${err.message}); what landed is in place; keep this output as the run's record, or give --receipt a file you can write next time` };
+  }
 }
 
 export function renderImportReport(r: ImportReceipt): string {

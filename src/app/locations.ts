@@ -1,7 +1,9 @@
 import { posix, resolve } from 'node:path';
 import { FerryError } from '../errors.js';
 import type { FileSystemPort } from '../fsys/port.js';
+import type { Owner } from '../fsys/owner.js';
 import type { Platform } from '../oci/platform.js';
+import type { PruneReport } from '../transports/storage/index.js';
 import { isValidRegistry, validateRepository } from '../oci/reference.js';
 import type { ImageDestination, ImageSource } from '../transports/types.js';
 import { connectionFor, type RegistryAccess, type RegistryConnection } from './registry-access.js';
@@ -34,6 +36,10 @@ export interface OpenEnv {
   prune?: boolean | undefined;
   /** docker-archive destinations: the one platform to take from multi-platform images. */
   platform?: Platform | undefined;
+  /** Local file targets: who owns what is written (default: the target root's owner, when running as root). */
+  owner?: Owner | undefined;
+  /** Things that do not fail the run but need a person's attention (a damaged file replaced, a registry to restart). */
+  warn?: ((message: string) => void) | undefined;
 }
 
 /** A destination opened for a copy, with how its names are mapped and how to show it. */
@@ -51,6 +57,8 @@ export interface OpenedDestination {
    * would make `docker load` call it `docker.io/calico/node`.
    */
   fullNames?: boolean;
+  /** registry-layout with prune: what the last commit removed. */
+  pruned?: () => PruneReport | undefined;
 }
 
 interface Kind {
@@ -81,12 +89,15 @@ const KINDS: readonly Kind[] = [
     },
     async destination(location, env) {
       const { openStorageLayout } = await import('../transports/storage/index.js');
+      const warn = env.warn ? { warn: env.warn } : {};
       if (env.fs) {
         // A remote path is the remote host's business: relative means relative to the login directory there.
-        return { destination: openStorageLayout(location, { prune: env.prune === true, fs: env.fs }), prefix: '', display: `${env.fs.description.replace(/^sftp /, '')}:${posix.normalize(location)}` };
+        const layout = openStorageLayout(location, { prune: env.prune === true, fs: env.fs, ...warn });
+        return { destination: layout, pruned: () => layout.lastPrune, prefix: '', display: `${env.fs.description.replace(/^sftp /, '')}:${posix.normalize(location)}` };
       }
       const path = resolve(location);
-      return { destination: openStorageLayout(path, { prune: env.prune === true }), prefix: '', display: path };
+      const layout = openStorageLayout(path, { prune: env.prune === true, ...local(env), ...warn });
+      return { destination: layout, pruned: () => layout.lastPrune, prefix: '', display: path };
     },
   },
   {
@@ -95,10 +106,10 @@ const KINDS: readonly Kind[] = [
       const { openSkopeoDirSource } = await import('../transports/dir/index.js');
       return openSkopeoDirSource(resolve(location));
     },
-    async destination(location) {
+    async destination(location, env) {
       const { openSkopeoDir } = await import('../transports/dir/index.js');
       const path = resolve(location);
-      return { destination: openSkopeoDir(path), prefix: '', display: path };
+      return { destination: openSkopeoDir(path, local(env)), prefix: '', display: path };
     },
   },
   {
@@ -107,10 +118,10 @@ const KINDS: readonly Kind[] = [
       const { openOciLayoutSource } = await import('../transports/oci-layout/index.js');
       return openOciLayoutSource(resolve(location));
     },
-    async destination(location) {
+    async destination(location, env) {
       const { openOciLayout } = await import('../transports/oci-layout/index.js');
       const path = resolve(location);
-      return { destination: openOciLayout(path), prefix: '', display: path };
+      return { destination: openOciLayout(path, local(env)), prefix: '', display: path };
     },
   },
   {
@@ -118,7 +129,7 @@ const KINDS: readonly Kind[] = [
     async destination(location, env) {
       const { openDockerArchive } = await import('../transports/docker-archive/index.js');
       const path = resolve(location);
-      return { destination: openDockerArchive(path, env.platform ? { platform: env.platform } : {}), prefix: '', display: path, fullNames: true };
+      return { destination: openDockerArchive(path, { ...local(env), ...(env.platform ? { platform: env.platform } : {}) }), prefix: '', display: path, fullNames: true };
     },
   },
   {
@@ -130,6 +141,11 @@ const KINDS: readonly Kind[] = [
     },
   },
 ];
+
+/** The options every local file destination takes. */
+function local(env: OpenEnv): { owner?: Owner; warn?: (message: string) => void } {
+  return { ...(env.owner ? { owner: env.owner } : {}), ...(env.warn ? { warn: env.warn } : {}) };
+}
 
 /** Kinds `--from` can read, and kinds `import --to` can write. */
 export const SOURCE_KINDS: readonly KindName[] = KINDS.filter((k) => k.source).map((k) => k.name);

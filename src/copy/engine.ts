@@ -118,16 +118,20 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
     const interrupted = (): void => cut.abort(opts.signal?.reason);
     if (opts.signal?.aborted) interrupted();
     opts.signal?.addEventListener('abort', interrupted, { once: true });
-    let failed: FerryError | undefined;
+    // Only a failure before the destination read anything is the stream's to report; once it
+    // reads, the destination's own error (naming its file, say) is the better one, and the
+    // stream's errors reach it through what it consumes.
+    let failedUnread: FerryError | undefined;
     const onError = (e: unknown): void => {
-      failed ??= asFerryError(e);
-      if (checked.readableFlowing === null) cut.abort(failed);
+      if (checked.readableFlowing !== null || failedUnread) return;
+      failedUnread = asFerryError(e);
+      cut.abort(failedUnread);
     };
     checked.once('error', onError);
     try {
       await destination.putBlob(repository, job.desc, checked, { ...opts, signal: cut.signal });
     } catch (e) {
-      throw failed && !opts.signal?.aborted ? failed : e;
+      throw failedUnread && !opts.signal?.aborted ? failedUnread : e;
     } finally {
       checked.off('error', onError);
       opts.signal?.removeEventListener('abort', interrupted);

@@ -1,57 +1,87 @@
-import { randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { chmod, open, rename, rm } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { constants } from 'node:fs';
+import { open, rename, rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { FILE_MODE, mkdirs } from './files.js';
+import { type DirSyncBatch, syncDir } from './durable.js';
+import { FILE_MODE, mkdirp, naming } from './files.js';
+import { tempPathFor } from './temp-names.js';
+
+export { TEMP_MARKER, isTempName, tempPathFor } from './temp-names.js';
 
 /**
- * Temp-name-then-rename writes. A file at its final name is always complete:
- * an interrupted run leaves only `.ferry-tmp-*` files, which the next run ignores
- * and overwrites. Modes are set with chmod because open()'s mode is masked by
- * the umask, and a registry running as another user must read what we wrote.
+ * Temp-name-then-rename writes that survive a power cut. A file at its final
+ * name is always complete: its data is fsynced before the rename that
+ * publishes it, and the directory after (at once, or noted in `dirSync` for
+ * the caller to flush before it publishes what points at the file). An
+ * interrupted run leaves only `.ferry-tmp-*` files, which later runs remove
+ * (stale-temps.ts). Modes are set with chmod because open()'s mode is masked
+ * by the umask, and a registry running as another user must read what we wrote.
  */
 
-export const TEMP_MARKER = '.ferry-tmp-';
-
-export function tempPathFor(path: string): string {
-  return join(dirname(path), `${TEMP_MARKER}${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}`);
+export interface DurableWriteOptions {
+  /** Note the directory here instead of fsyncing it before returning. */
+  dirSync?: DirSyncBatch | undefined;
+  /** A scratch file the run removes itself (a spool): atomic, but not worth an fsync. */
+  scratch?: boolean;
 }
 
-export function isTempName(name: string): boolean {
-  return name.startsWith(TEMP_MARKER);
+/** Creates `dir` and its missing parents; the new entries are made durable (or noted) like a rename's. */
+export async function mkdirsDurable(dir: string, opts: DurableWriteOptions = {}): Promise<void> {
+  const first = await mkdirp(dir);
+  if (first === undefined || opts.scratch) return;
+  // Each created directory is an entry in its parent: the parent of the first one, and every created one but the last.
+  const parents: string[] = [];
+  for (let d = dirname(dir); ; d = dirname(d)) {
+    parents.push(d);
+    if (d === dirname(first) || d === dirname(d)) break;
+  }
+  await settleDirs(parents, opts);
 }
 
-export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
-  await mkdirs(dirname(path));
+export async function writeFileAtomic(path: string, data: string | Uint8Array, opts: DurableWriteOptions = {}): Promise<void> {
+  await mkdirsDurable(dirname(path), opts);
   const tmp = tempPathFor(path);
   try {
-    const fh = await open(tmp, 'w', FILE_MODE);
+    const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, FILE_MODE);
     try {
       await fh.writeFile(data);
       await fh.chmod(FILE_MODE);
+      await fh.sync();
     } finally {
       await fh.close();
     }
     await rename(tmp, path);
+    await settleDirs([dirname(path)], opts);
   } catch (e) {
     await rm(tmp, { force: true });
-    throw e;
+    throw naming(e, path);
   }
 }
 
 /** Streams `data` into `path`; the file appears only if the stream ends cleanly. Partial data is removed and the error rethrown. */
-export async function streamToFileAtomic(path: string, data: Readable, signal?: AbortSignal): Promise<void> {
-  await mkdirs(dirname(path));
+export async function streamToFileAtomic(path: string, data: Readable, signal?: AbortSignal, opts: DurableWriteOptions = {}): Promise<void> {
+  await mkdirsDurable(dirname(path), opts);
   const tmp = tempPathFor(path);
   try {
-    await pipeline(data, createWriteStream(tmp, { mode: FILE_MODE }), signal ? { signal } : {});
-    await chmod(tmp, FILE_MODE);
+    const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, FILE_MODE);
+    try {
+      await fh.chmod(FILE_MODE);
+      // The stream owns the handle and closes it, fsyncing first (`flush`): a FileHandle a stream used without closing cannot be closed again.
+      await pipeline(data, fh.createWriteStream({ highWaterMark: 1 << 20, flush: !opts.scratch }), signal ? { signal } : {});
+    } finally {
+      await fh.close();
+    }
     await rename(tmp, path);
+    if (!opts.scratch) await settleDirs([dirname(path)], opts);
   } catch (e) {
     data.destroy();
     await rm(tmp, { force: true });
-    throw e;
+    throw naming(e, path);
   }
+}
+
+async function settleDirs(dirs: string[], opts: DurableWriteOptions): Promise<void> {
+  if (opts.dirSync) for (const d of dirs) opts.dirSync.note(d);
+  else await Promise.all(dirs.map(syncDir));
 }

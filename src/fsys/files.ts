@@ -17,21 +17,30 @@ export const DIR_MODE = 0o755;
  * level is tried once, so that becomes an error naming the path.
  */
 export async function mkdirs(dir: string): Promise<void> {
+  await mkdirp(dir);
+}
+
+/**
+ * `mkdir -p`; returns the first directory it created (undefined when all
+ * existed). Node's recursive mkdir reports ENOENT for a parent it could not
+ * create on a read-only or forbidden file system: the real reason (EROFS,
+ * EACCES…) is found by creating the missing directories one at a time.
+ */
+export async function mkdirp(dir: string): Promise<string | undefined> {
   try {
-    await mkdir(dir, { mode: DIR_MODE });
+    return await mkdir(dir, { recursive: true, mode: DIR_MODE });
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST') {
-      if ((await stat(dir)).isDirectory()) return;
-      throw e;
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    const chain: string[] = [];
+    for (let d = dir; d !== dirname(d); d = dirname(d)) chain.unshift(d);
+    for (const d of chain) {
+      try {
+        await mkdir(d, { mode: DIR_MODE });
+      } catch (inner) {
+        if ((inner as NodeJS.ErrnoException).code !== 'EEXIST') throw inner;
+      }
     }
-    if (code !== 'ENOENT' || dirname(dir) === dir) throw e;
-    await mkdirs(dirname(dir));
-    try {
-      await mkdir(dir, { mode: DIR_MODE });
-    } catch (again) {
-      if ((again as NodeJS.ErrnoException).code !== 'EEXIST') throw again;
-    }
+    throw e;
   }
 }
 
@@ -53,6 +62,19 @@ export async function fileSize(path: string): Promise<number | undefined> {
     if (isMissing(e)) return undefined;
     throw e;
   }
+}
+
+/**
+ * Gives a file-system error the name of the file the user knows: a failed
+ * write(2) carries no path, and an open of a temp file names the temp. The
+ * CLI turns the named error into a message (errors.ts, asFerryError).
+ */
+export function naming(e: unknown, path: string): unknown {
+  const err = e as NodeJS.ErrnoException | undefined;
+  if (err && typeof err.code === 'string' && typeof err.syscall === 'string' && (err.path === undefined || err.path.includes('.ferry-tmp-'))) {
+    err.path = path;
+  }
+  return e;
 }
 
 export function isMissing(e: unknown): boolean {

@@ -7,6 +7,7 @@ import { FerryError } from '../errors.js';
 import { type Digest, digestHex } from '../oci/digest.js';
 import type { Descriptor } from '../oci/manifest.js';
 import { tempPathFor, writeFileAtomic } from '../fsys/atomic.js';
+import { syncDir, syncFile } from '../fsys/durable.js';
 import { FILE_MODE } from '../fsys/files.js';
 import { digestStream } from '../stream/verify.js';
 import { takeLock } from './owner-lock.js';
@@ -120,8 +121,11 @@ export class BlobStore {
       // A partial file longer than the blob (not this blob's prefix) was overwritten from 0; its tail must go.
       await truncate(partial, out.bytesWritten);
       await chmod(partial, FILE_MODE);
+      // A cached blob outlives the run: its bytes on disk before its name says it is whole, the name after.
+      await syncFile(partial);
       await mkdir(join(this.root, 'blobs', 'sha256'), { recursive: true, mode: 0o755 });
       await rename(partial, this.path(digest));
+      await syncDir(join(this.root, 'blobs', 'sha256'));
     } catch (e) {
       data.destroy();
       if (isBadContent(e)) await this.dropPartial(digest);
@@ -137,7 +141,9 @@ export class BlobStore {
     try {
       const out = createWriteStream(tmp, { mode: FILE_MODE, highWaterMark: BLOB_IO_CHUNK });
       await pipeline(data, out, signal ? { signal } : {});
+      await syncFile(tmp);
       await rename(tmp, path);
+      await syncDir(join(this.root, 'blobs', 'sha256'));
     } catch (e) {
       data.destroy();
       await rm(tmp, { force: true });

@@ -1,7 +1,10 @@
 // `ferry demo`: the whole job on generated images, offline. Its claims are checked
 // independently: the real registry (our harness) serves the layout it wrote, and
 // every digest it prints is the one the bundle holds.
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runFerry } from '../support/cli.js';
 import { makeTempDir, type TempDir } from '../support/tmp.js';
 import { ferryOk, jsonOf, serveAndCheck } from './cli-fixture.js';
 
@@ -39,5 +42,22 @@ describe('ferry demo', () => {
       const name = s.reference.slice(s.reference.indexOf('/') + 1);
       expect(human.stdout).toMatch(new RegExp(`127\\.0\\.0\\.1:\\d+/${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\s+${s.digest}`));
     }
+  });
+
+  it('refuses a folder that holds files it did not make, deleting nothing; empties and reuses its own earlier folder', async () => {
+    const mine = join(tmp.path, 'users-folder');
+    await mkdir(join(mine, 'notes'), { recursive: true });
+    await writeFile(join(mine, 'thesis.txt'), 'years of work');
+    const r = await runFerry(['demo', '--dir', mine, '--json']);
+    expect(r.code, r.stderr).toBe(2);
+    const err = jsonOf<{ error: { code: string; message: string } }>(r).error;
+    expect(err.code).toBe('E_USAGE');
+    expect(err.message).toContain(mine);
+    expect((await readdir(mine)).sort()).toEqual(['notes', 'thesis.txt']);
+    expect(await readFile(join(mine, 'thesis.txt'), 'utf8')).toBe('years of work');
+
+    // The folder the first test's demo made (it left its marker there) is emptied and used again.
+    const again = jsonOf<DemoDoc>(await ferryOk(['demo', '--dir', `${tmp.path}/json`, '--json']));
+    expect(again.served.length).toBeGreaterThan(0);
   });
 });

@@ -6,7 +6,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_STATUS } from '../../src/errors.js';
-import { FERRY_BIN, runFerry } from '../support/cli.js';
+import { FERRY_BIN, runFerry, testStateHome } from '../support/cli.js';
 import type { Image } from '../support/images.js';
 import {
   catalog, type CliEnv, entry, expectationsOf, ferryOk, flipByteInBlob, imagesList, jsonOf, manifestStatus, pushExtraImage, rewriteTar, serveAndCheck, sha256File, startCliEnv, writeList,
@@ -52,7 +52,8 @@ describe('ferry import --to registry-layout', () => {
     expect(receipt.blobs.copied).toBe(env.corpus.blobs.size);
     // The receipt file is what --json printed (minus its own path).
     expect(receipt.receipt).toBeDefined();
-    expect(receipt.receipt!.startsWith(join(dir, 'ferry-receipts'))).toBe(true);
+    // An audit record of whoever ran it, in their state folder: not in the target, not in the current folder.
+    expect(receipt.receipt!.startsWith(join(testStateHome(), 'ferry', 'receipts'))).toBe(true);
     const onDisk = JSON.parse(await readFile(receipt.receipt!, 'utf8')) as Receipt;
     expect(onDisk.bundleId).toBe(receipt.bundleId);
     expect(onDisk.images).toEqual(receipt.images);
@@ -91,7 +92,7 @@ describe('ferry import --to registry-layout', () => {
   it('export -o - | import - (the ssh pipe pattern): same bytes as the file export, and the layout serves every image', async () => {
     const dir = env.path('layout-pipe');
     const exporter = spawn(process.execPath, [FERRY_BIN, 'export', '-f', listFile, '-o', '-', '--cache', env.path('cache-pipe'), ...env.net, '-q'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const importer = spawn(process.execPath, [FERRY_BIN, 'import', '-', '--to', 'registry-layout', dir, '-q'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const importer = spawn(process.execPath, [FERRY_BIN, 'import', '-', '--to', 'registry-layout', dir, '-q'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, XDG_STATE_HOME: testStateHome() } });
     const hash = createHash('sha256');
     exporter.stdout.on('data', (c: Buffer) => hash.update(c));
     exporter.stdout.pipe(importer.stdin);

@@ -182,12 +182,12 @@ describe('reading volumes', () => {
     const broken = new Set(imagesNeedingVolume(k));
     const given = volumes.filter((_, i) => i !== k).reverse();
     const dir = env.path('layout-partial');
-    const r = await runFerry(['import', ...given, '--to', 'registry-layout', dir, '--json']);
+    const receiptFile = env.path('partial-receipt.json');
+    const r = await runFerry(['import', ...given, '--to', 'registry-layout', dir, '--receipt', receiptFile, '--json']);
     expect(r.code).not.toBe(0);
     const msg = `volume ${k + 1} of ${volumes.length} (${basename(volumes[k]!)}) is missing`;
     expect(r.stderr + r.stdout).toContain(msg);
-    const receipts = await readdir(join(dir, 'ferry-receipts'));
-    const receipt = JSON.parse(await readFile(join(dir, 'ferry-receipts', receipts[0]!), 'utf8')) as Receipt;
+    const receipt = JSON.parse(await readFile(receiptFile, 'utf8')) as Receipt;
     for (const img of receipt.images) {
       if (broken.has(img.origin)) {
         expect(img.status, img.origin).toBe('failed');
@@ -383,13 +383,13 @@ describe('a layer larger than a volume is cut across volumes', () => {
     expect(broken.size).toBeGreaterThan(0);
     expect(broken.size).toBeLessThan(env.corpus.refs.length);
     const dir = env.path('cut-partial');
-    const r = await runFerry(['import', ...cut.filter((_, i) => i !== k), '--to', 'registry-layout', dir, '--json']);
+    const receiptFile = env.path('cut-partial-receipt.json');
+    const r = await runFerry(['import', ...cut.filter((_, i) => i !== k), '--to', 'registry-layout', dir, '--receipt', receiptFile, '--json']);
     expect(r.code).not.toBe(0);
     const part = cutMetas[k]!.volume!.parts!.find((p) => p.digest === x.digest)!;
     const msg = `volume ${k + 1} of ${cut.length} (${basename(cut[k]!)}) is missing: it holds part ${part.index + 1} of ${part.count} of layer ${x.digest}`;
     expect(r.stderr + r.stdout).toContain(msg);
-    const receipts = await readdir(join(dir, 'ferry-receipts'));
-    const receipt = JSON.parse(await readFile(join(dir, 'ferry-receipts', receipts[0]!), 'utf8')) as Receipt;
+    const receipt = JSON.parse(await readFile(receiptFile, 'utf8')) as Receipt;
     const needX = new Set(env.corpus.entries.filter((e) => blobsOf(e.artifact).some((b) => b.digest === x.digest)).flatMap((e) => e.refs.map((ref) => `${env.corpus.host}/${ref}`)));
     expect(needX.size).toBeGreaterThan(0);
     for (const img of receipt.images) {

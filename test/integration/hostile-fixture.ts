@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
 import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-import { FERRY_BIN, REPO_ROOT } from '../support/cli.js';
+import { FERRY_BIN, REPO_ROOT, testStateHome } from '../support/cli.js';
 
 export const TIME = '/usr/bin/time';
 /** Peak RSS allowed for any single ferry run in these tests (the memory test proves the streaming bound itself). */
@@ -37,7 +37,7 @@ export interface TimedOptions {
 export function runTimed(args: string[], opts: TimedOptions = {}): Promise<TimedResult> {
   if (!existsSync(FERRY_BIN)) return Promise.reject(new Error(`${FERRY_BIN} missing: run npm run build`));
   const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries({ ...process.env, NO_COLOR: '1', ...(opts.env ?? {}) })) if (v !== undefined) env[k] = v;
+  for (const [k, v] of Object.entries({ ...process.env, NO_COLOR: '1', XDG_STATE_HOME: testStateHome(), ...(opts.env ?? {}) })) if (v !== undefined) env[k] = v;
   const argv = opts.direct ? [process.execPath, FERRY_BIN, ...args] : [TIME, '-f', 'FERRY_PEAK_RSS_KIB=%M', process.execPath, FERRY_BIN, ...args];
   return new Promise((resolve, reject) => {
     const child = spawn(argv[0]!, argv.slice(1), { cwd: opts.cwd ?? REPO_ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });

@@ -64,7 +64,7 @@ afterAll(async () => {
 /** Runs ferry, sampling /proc/<pid>/cmdline every few ms while it runs. */
 function run(args: string[], opts: { input?: string; env?: Record<string, string> } = {}): Promise<TimedResult> {
   return runTimed(args, {
-    direct: true, ...(opts.input !== undefined ? { input: opts.input } : {}), env: { HOME: tmp.path, DOCKER_CONFIG: join(tmp.path, 'no-docker'), ...opts.env },
+    direct: true, ...(opts.input !== undefined ? { input: opts.input } : {}), env: { HOME: tmp.path, DOCKER_CONFIG: join(tmp.path, 'no-docker'), XDG_STATE_HOME: join(tmp.path, 'work', 'state'), ...opts.env },
     onSpawn: (child: ChildProcess) => {
       const t = setInterval(() => {
         try { cmdlines.push(readFileSync(`/proc/${child.pid}/cmdline`, 'latin1')); } catch { /* gone */ }
@@ -135,10 +135,9 @@ describe('credentials never appear in anything ferry produces', () => {
     expect(files.some((f) => f.name.endsWith('release.tar.zst (decompressed)'))).toBe(true);
     expect(files.some((f) => f.name.endsWith('.ferry.json'))).toBe(true);
     expect(files.some((f) => f.name.startsWith('push-ok'))).toBe(true);
-    expect(files.some((f) => f.name.includes('ferry-receipts'))).toBe(true);
+    // Receipts of runs without --receipt: the state folder (XDG_STATE_HOME), under `work`.
+    expect(files.some((f) => f.name.includes('state/ferry/receipts/'))).toBe(true);
     for (const f of files) expectClean(f.name, f.bytes);
-    // Receipts written into the cwd (import --to registry without --receipt).
-    for (const f of filesUnder(tmp.path).filter((x) => x.name.includes('ferry-receipt'))) expectClean(f.name, f.bytes);
     expect(cmdlines.length).toBeGreaterThan(runs.length);
     for (const c of cmdlines) expectClean('/proc/<pid>/cmdline', c);
   }, 180_000);

@@ -102,15 +102,18 @@ describe('ssh transfers (real sshd, real registry, skopeo)', () => {
 
   it('ferry import --to registry-layout DIR --ssh writes over SFTP a layout the real registry serves', async () => {
     const layout = join(tmp.path, 'remote-layout');
-    const receipt = await importBundle({ bundle, to: { kind: 'registry-layout', location: layout }, jobs: 4, registry: { insecureAll: false, insecure: [], plainHttp: [] }, ssh: sshOpts() });
+    const receiptFile = join(tmp.path, 'ssh-import-receipt.json');
+    const receipt = await importBundle({ bundle, to: { kind: 'registry-layout', location: layout }, jobs: 4, registry: { insecureAll: false, insecure: [], plainHttp: [] }, ssh: sshOpts(), receiptFile });
     expect(receipt.images.every((i) => i.status === 'done')).toBe(true);
-    expect(receipt.receipt).toContain(`${layout}/ferry-receipts/`);
-    expect(existsSync(join(layout, 'ferry-receipts'))).toBe(true);
+    // The receipt stays with whoever ran the import (here), not inside the remote target.
+    expect(receipt.receipt).toBe(receiptFile);
+    expect(existsSync(receiptFile)).toBe(true);
+    expect(existsSync(join(layout, 'ferry-receipts'))).toBe(false);
     expect(tempFilesUnder(layout)).toEqual([]);
     const mode = statSync(join(layout, 'docker', 'registry', 'v2', 'blobs')).mode & 0o777;
     expect(mode).toBe(0o755);
     // Run again: everything already there, nothing rewritten.
-    const again = await importBundle({ bundle, to: { kind: 'registry-layout', location: layout }, jobs: 4, registry: { insecureAll: false, insecure: [], plainHttp: [] }, ssh: sshOpts() });
+    const again = await importBundle({ bundle, to: { kind: 'registry-layout', location: layout }, jobs: 4, registry: { insecureAll: false, insecure: [], plainHttp: [] }, ssh: sshOpts(), receiptFile });
     expect(again.blobs.copied).toBe(0);
     const served = await startRegistry({ storageDir: layout });
     try {

@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { PassThrough, Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import { makeTempDir, type TempDir } from './tmp.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const FERRY_BIN = fileURLToPath(new URL('../../bin/ferry', import.meta.url));
@@ -28,6 +29,27 @@ export interface FerryResult {
   signal: NodeJS.Signals | null;
   stdout: string;
   stderr: string;
+}
+
+/**
+ * `XDG_STATE_HOME` of every ferry the tests run (unless a test sets its own):
+ * receipts of imports without --receipt land in `<it>/ferry/receipts`, never
+ * in the tester's home. One temp folder per test file, removed after the file
+ * (vitest ends its workers without their exit hooks running, so the hook in
+ * tmp.ts alone would leave it behind).
+ */
+let stateHome: TempDir | undefined;
+if (process.env['VITEST']) {
+  const { afterAll } = await import('vitest');
+  afterAll(async () => {
+    await stateHome?.cleanup();
+    stateHome = undefined;
+  });
+}
+
+export function testStateHome(): string {
+  stateHome ??= makeTempDir('ferry-state-');
+  return stateHome.path;
 }
 
 export function runFerry(args: string[], opts: FerryRunOptions = {}): Promise<FerryResult> {
@@ -55,7 +77,7 @@ async function inProcess(args: string[], opts: FerryRunOptions): Promise<FerryRe
   const stdin = Readable.from([]);
   const saved = { ...process.env };
   const cwd = process.cwd();
-  const overrides: Record<string, string | undefined> = { NO_COLOR: '1', ...(opts.env ?? {}) };
+  const overrides: Record<string, string | undefined> = { NO_COLOR: '1', XDG_STATE_HOME: testStateHome(), ...(opts.env ?? {}) };
   for (const [k, v] of Object.entries(overrides)) {
     if (v === undefined) delete process.env[k];
     else process.env[k] = v;
@@ -80,7 +102,7 @@ export function runFerryProcess(args: string[], opts: FerryRunOptions = {}): Pro
   }
   return new Promise((resolve, reject) => {
     const env: Record<string, string> = {};
-    for (const [k, v] of Object.entries({ ...process.env, NO_COLOR: '1', ...(opts.env ?? {}) })) if (v !== undefined) env[k] = v;
+    for (const [k, v] of Object.entries({ ...process.env, NO_COLOR: '1', XDG_STATE_HOME: testStateHome(), ...(opts.env ?? {}) })) if (v !== undefined) env[k] = v;
     const child = spawn(process.execPath, [FERRY_BIN, ...args], { cwd: opts.cwd ?? REPO_ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];

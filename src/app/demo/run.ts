@@ -1,4 +1,4 @@
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { CopyObserver } from '../../copy/events.js';
 import { FerryError } from '../../errors.js';
@@ -29,8 +29,7 @@ export interface DemoResult {
  */
 export async function runDemo(opts: { workDir: string; jobs: number; signal?: AbortSignal; observer?: CopyObserver; say: (line: string) => void }): Promise<DemoResult> {
   const workDir = resolve(opts.workDir);
-  await rm(workDir, { recursive: true, force: true });
-  await mkdir(workDir, { recursive: true });
+  await prepareWorkDir(workDir);
   const say = opts.say;
   const access = { ...NO_REGISTRY_ACCESS };
 
@@ -53,7 +52,7 @@ export async function runDemo(opts: { workDir: string; jobs: number; signal?: Ab
 
     const layout = join(workDir, 'registry-layout');
     say(`4/5 ferry import ${bundle} --to registry-layout ${layout}`);
-    const imported = await importBundle({ bundle, to: { kind: 'registry-layout', location: layout }, registry: access, ...common });
+    const imported = await importBundle({ bundle, to: { kind: 'registry-layout', location: layout }, registry: access, receiptFile: join(workDir, 'import-receipt.json'), ...common });
 
     say('5/5 serving the imported layout with a second registry and comparing digests…');
     const downstream = await startLocalRegistry(layout, workDir);
@@ -75,6 +74,40 @@ export async function runDemo(opts: { workDir: string; jobs: number; signal?: Ab
   } finally {
     await upstream.stop();
   }
+}
+
+/** Written into every demo folder: the next demo may empty a folder that holds it, and no other. */
+export const DEMO_MARKER = '.ferry-demo-folder';
+
+/**
+ * The demo starts from an empty folder. One it made earlier (it holds the
+ * marker) is emptied; an empty or missing one is used; any other is refused
+ * before anything in it is touched — `--dir .` must not delete a user's files.
+ */
+async function prepareWorkDir(workDir: string): Promise<void> {
+  let names: string[] | undefined;
+  try {
+    names = await readdir(workDir);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT') {
+      if (code === 'ENOTDIR') throw notOurs(workDir, 'is a file');
+      throw e;
+    }
+  }
+  if (names !== undefined && names.length > 0) {
+    if (!names.includes(DEMO_MARKER)) throw notOurs(workDir, 'is not empty and was not made by ferry demo');
+    // Only what the demo put there: the folder itself may be a mount point or a link the user made.
+    for (const n of names) if (n !== DEMO_MARKER) await rm(join(workDir, n), { recursive: true, force: true });
+  }
+  await mkdir(workDir, { recursive: true });
+  await writeFile(join(workDir, DEMO_MARKER), 'made by `ferry demo`; the next `ferry demo --dir` here empties this folder\n');
+}
+
+function notOurs(workDir: string, why: string): FerryError {
+  return new FerryError('E_USAGE', `ferry demo --dir ${workDir}: the folder ${why}; refusing to delete anything in it`, {
+    hint: 'give --dir a new or empty folder (the demo empties only folders it made itself)', details: { file: workDir },
+  });
 }
 
 /** `repository:tag`, or `repository@digest` for an image imported without a tag. */

@@ -14,6 +14,7 @@ interface Flags extends GlobalFlags {
   rename?: string[];
   prune?: boolean;
   receipt?: string;
+  owner?: string;
   platform?: string;
   base?: string | string[];
 }
@@ -28,7 +29,8 @@ export const importCommand: CommandModule<GlobalFlags, Flags> = {
     .option('image', { type: 'string', array: true, describe: 'import only images whose reference matches (glob: * and ?), repeatable' })
     .option('rename', { type: 'string', array: true, describe: 'OLD_PREFIX=NEW_PREFIX repository mapping, e.g. docker.io/library=library (repeatable)' })
     .option('prune', { type: 'boolean', describe: 'registry-layout: afterwards hold exactly this bundle\'s images and blobs' })
-    .option('receipt', { type: 'string', describe: 'where to write the JSON receipt (default: beside the target)' })
+    .option('receipt', { type: 'string', describe: 'where to write the JSON receipt (default: a new file in $XDG_STATE_HOME/ferry/receipts, i.e. ~/.local/state/ferry/receipts; never inside the target)' })
+    .option('owner', { type: 'string', requiresArg: true, describe: 'UID:GID (numbers or names) that new files and folders in a local target get (default, as root: the owner of the target folder, e.g. the registry\'s user)' })
     .option('base', { type: 'string', requiresArg: true, describe: 'delta bundles: a base bundle that supplies the blobs the delta leaves out and the target lacks (repeatable)' })
     .option('platform', { type: 'string', describe: 'docker-archive: the platform to take from multi-arch images (default linux/amd64)' })
     .example('$0 import release.tar.zst --to registry-layout:/var/lib/registry', 'then start registry:2 on it')
@@ -46,7 +48,7 @@ export const importCommand: CommandModule<GlobalFlags, Flags> = {
     try {
       const report = await importBundle({
         bundle: argv.bundle, volumes, to, images: argv.image ?? [], renames: argv.rename ?? [],
-        prune: argv.prune === true, receiptFile: argv.receipt, platform: platform?.[0],
+        prune: argv.prune === true, receiptFile: argv.receipt, owner: argv.owner, platform: platform?.[0],
         bases: argv.base === undefined ? undefined : ([] as string[]).concat(argv.base),
         jobs: ctx.jobs, registry: ctx.registry, ssh: ctx.ssh, signal: ctx.signal, observer,
       });

@@ -1,5 +1,6 @@
-import { createReadStream, createWriteStream } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
+import { constants, createReadStream } from 'node:fs';
+import { open, rename, rm } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import { pipeline as pipelineCb, type Readable, type Transform, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FerryError } from '../../errors.js';
@@ -10,6 +11,9 @@ import { formatPlatform, type Platform } from '../../oci/platform.js';
 import { formatReference, fullName, parseReference } from '../../oci/reference.js';
 import { BlobStore } from '../../store/blob-store.js';
 import { tempPathFor, writeFileAtomic } from '../../fsys/atomic.js';
+import { syncDir } from '../../fsys/durable.js';
+import { naming } from '../../fsys/files.js';
+import { sweepStaleTemps } from '../../fsys/stale-temps.js';
 import { compressStream } from '../../stream/zstd.js';
 import { VerifyStream } from '../../stream/verify.js';
 import type { DestinationCapabilities, ImageDestination, ImageRecord, OpOptions } from '../types.js';
@@ -204,14 +208,24 @@ export class BundleDestination implements ImageDestination {
         throw e;
       },
     );
+    // A killed export leaves a bundle-sized temp beside the output: the next run removes it (never a live run's).
+    await sweepStaleTemps(dirname(resolve(output)));
     const tmp = tempPathFor(output);
     try {
-      const out = createWriteStream(tmp, { mode: 0o644 });
-      await settle(produce(), (pipeline as (...s: unknown[]) => Promise<void>)(tar.stream, ...stages, out, signalOpt));
+      const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
+      try {
+        await fh.chmod(0o644);
+        // The bundle's bytes on disk before the rename makes it look complete (`flush`: fsync as the stream closes the handle), the rename before we say so.
+        const out = fh.createWriteStream({ highWaterMark: 1 << 20, flush: true });
+        await settle(produce(), (pipeline as (...s: unknown[]) => Promise<void>)(tar.stream, ...stages, out, signalOpt));
+      } finally {
+        await fh.close();
+      }
       await rename(tmp, output);
+      await syncDir(dirname(resolve(output)));
     } catch (e) {
       await rm(tmp, { force: true });
-      throw e;
+      throw naming(e, output);
     }
   }
 

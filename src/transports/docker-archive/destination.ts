@@ -1,7 +1,6 @@
-import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { chmod, rename, rm } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { constants, createReadStream } from 'node:fs';
+import { open, rename, rm } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
@@ -11,9 +10,12 @@ import { type Descriptor, type Manifest, type ParsedManifest, parseManifest } fr
 import type { Platform } from '../../oci/platform.js';
 import { validateQualifiedName, validateTag } from '../../oci/reference.js';
 import type { Admission, AdmissionRequest, DestinationCapabilities, ImageDestination, ImageRecord, OpOptions } from '../types.js';
-import { drain, fileSize, FILE_MODE, mkdirs } from '../../fsys/files.js';
-import { streamToFileAtomic } from '../../fsys/atomic.js';
-import { tempPathFor } from '../../fsys/atomic.js';
+import { drain, fileSize, FILE_MODE, naming } from '../../fsys/files.js';
+import { mkdirsDurable, streamToFileAtomic, tempPathFor } from '../../fsys/atomic.js';
+import { syncDir } from '../../fsys/durable.js';
+import { type Owner, targetOwner } from '../../fsys/owner.js';
+import { type SweptEntry, sweepStaleTemps } from '../../fsys/stale-temps.js';
+import { formatBytes } from '../../format.js';
 import { type ArchiveEntry, configName, layerName } from './archive-manifest.js';
 import { type ArchiveChoice, chooseArchiveImage } from './loadable.js';
 
@@ -21,6 +23,10 @@ export interface DockerArchiveDestinationOptions {
   /** The instance taken from an index: a docker-archive holds single-platform images only. Default linux/amd64. */
   platform?: Platform;
   concurrentBlobs?: number;
+  /** `--owner` of the archive (default: its folder's owner when running as root; fsys/owner.ts). */
+  owner?: Owner | undefined;
+  /** Things the user should hear about that do not fail the run (leftovers of killed runs removed). */
+  warn?: (message: string) => void;
 }
 
 interface Chosen {
@@ -48,25 +54,45 @@ export class DockerArchiveDestination implements ImageDestination {
   private readonly spool: string;
   private readonly manifests = new Map<Digest, Manifest>();
   private readonly images = new Map<Digest, Chosen>();
+  private readonly opts: DockerArchiveDestinationOptions;
+  private swept: Promise<SweptEntry[]> | undefined;
 
   constructor(readonly file: string, opts: DockerArchiveDestinationOptions = {}) {
     this.description = `docker archive ${file}`;
     this.capabilities = { concurrentBlobs: opts.concurrentBlobs ?? 4, globalBlobs: true };
     this.platform = opts.platform ?? { os: 'linux', architecture: 'amd64' };
-    this.spool = join(dirname(file), `.ferry-tmp-${basename(file)}-${process.pid}-${randomBytes(4).toString('hex')}`);
+    // A temp name (pid and host in it): a killed run's spool, as large as the archive, is removed by the next run.
+    this.spool = tempPathFor(resolve(file));
+    this.opts = opts;
   }
 
   private spoolPath(d: Digest): string {
     return join(this.spool, digestHex(d));
   }
 
+  /** Before this run's first byte lands beside the archive: its folder exists (durably), and what killed runs left there goes. */
+  private sweep(): Promise<SweptEntry[]> {
+    this.swept ??= (async () => {
+      await mkdirsDurable(dirname(resolve(this.file)));
+      return sweepStaleTemps(dirname(resolve(this.file)));
+    })();
+    return this.swept;
+  }
+
   async hasBlob(_repository: string, desc: Descriptor): Promise<boolean> {
+    await this.sweep();
     return (await fileSize(this.spoolPath(desc.digest))) === desc.size;
   }
 
   async putBlob(repository: string, desc: Descriptor, data: Readable, opts: OpOptions = {}): Promise<void> {
     if (await this.hasBlob(repository, desc)) return drain(data, opts.signal);
-    await streamToFileAtomic(this.spoolPath(desc.digest), data, opts.signal);
+    // The spool is scratch (removed at the end); the archive made from it is what gets fsynced.
+    try {
+      await streamToFileAtomic(this.spoolPath(desc.digest), data, opts.signal, { scratch: true });
+    } catch (e) {
+      // The user knows the archive, not its spool.
+      throw naming(e, this.file);
+    }
   }
 
   async hasManifest(_repository: string, digest: Digest): Promise<boolean> {
@@ -135,7 +161,8 @@ export class DockerArchiveDestination implements ImageDestination {
         Layers: img.layers.map((l) => layerName(l.digest)),
       });
     }
-    await mkdirs(dirname(this.file));
+    await this.sweep();
+    const owner = await targetOwner(dirname(resolve(this.file)), this.opts.owner);
     const tmp = tempPathFor(this.file);
     const pack = tar.pack();
     const mtime = new Date(0);
@@ -151,17 +178,30 @@ export class DockerArchiveDestination implements ImageDestination {
     })();
     feed.catch((e: unknown) => pack.destroy(e as Error));
     try {
-      await Promise.all([
-        pipeline(pack, createWriteStream(tmp, { mode: FILE_MODE }), opts.signal ? { signal: opts.signal } : {}),
-        feed,
-      ]);
-      await chmod(tmp, FILE_MODE);
+      const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, FILE_MODE);
+      try {
+        await fh.chmod(FILE_MODE);
+        if (owner) await fh.chown(owner.uid, owner.gid);
+        // On disk before the rename publishes it (`flush`: fsync as the stream closes the handle), the rename on disk before we report success.
+        await Promise.all([
+          pipeline(pack, fh.createWriteStream({ highWaterMark: 1 << 20, flush: true }), opts.signal ? { signal: opts.signal } : {}),
+          feed,
+        ]);
+      } finally {
+        await fh.close();
+      }
       await rename(tmp, this.file);
+      await syncDir(dirname(resolve(this.file)));
     } catch (e) {
+      pack.destroy();
       await rm(tmp, { force: true });
-      throw e;
+      throw naming(e, this.file);
     }
     await rm(this.spool, { recursive: true, force: true });
+    const removed = await this.sweep();
+    if (removed.length > 0) {
+      this.opts.warn?.(`removed ${removed.length} leftovers of interrupted ferry runs (${formatBytes(removed.reduce((n, r) => n + r.bytes, 0))}) beside ${this.file}`);
+    }
   }
 
   async close(): Promise<void> {

@@ -5,9 +5,11 @@ import { type Digest, sha256Digest } from '../../oci/digest.js';
 import { type Descriptor, type Manifest, blobsOf, parseManifest } from '../../oci/manifest.js';
 import { validateRepository, validateTag } from '../../oci/reference.js';
 import type { DestinationCapabilities, ImageDestination, ImageRecord, OpOptions } from '../types.js';
-import { drain, fileSize } from '../../fsys/files.js';
-import { writeFileAtomic, streamToFileAtomic } from '../../fsys/atomic.js';
-import { indexFileBytes, readIndexFile } from './index-file.js';
+import { drain } from '../../fsys/files.js';
+import type { Owner } from '../../fsys/owner.js';
+import { TargetTree } from '../../fsys/target-tree.js';
+import { formatBytes } from '../../format.js';
+import { indexFileBytes, readIndexFile, withIndexLock } from './index-file.js';
 import { blobPath, INDEX_FILE, LAYOUT_FILE, LAYOUT_TEXT, REF_NAME } from './paths.js';
 
 export interface OciLayoutDestinationOptions {
@@ -18,34 +20,77 @@ export interface OciLayoutDestinationOptions {
    */
   refNames?: 'full' | 'tag';
   concurrentBlobs?: number;
+  /** `--owner` (default: the layout root's owner when running as root; fsys/owner.ts). */
+  owner?: Owner | undefined;
+  /** Things the user should hear about that do not fail the run (damaged files replaced, leftovers removed). */
+  warn?: (message: string) => void;
 }
+
+/** What the layout holds under a digest, found by hashing it (once per run). */
+type Held = { state: 'absent' } | { state: 'good'; size: number } | { state: 'damaged'; size: number; actual: Digest };
 
 /**
  * Writes an OCI image layout. Blobs and manifests go to `blobs/sha256/<hex>`;
- * index.json is rewritten once, at commit, merged with the entries an existing
- * layout already had (an entry with the same ref name is replaced).
+ * index.json is rewritten once, at commit, under the layout's index lock,
+ * merged with the entries the layout holds at that moment (an entry with the
+ * same ref name is replaced). Blobs already there are hashed before they are
+ * relied on; a damaged one is replaced and reported. Everything is on disk
+ * before index.json points at it.
  */
 export class OciLayoutDestination implements ImageDestination {
   readonly description: string;
   readonly capabilities: DestinationCapabilities;
   private readonly entries: Descriptor[] = [];
+  private readonly tree: TargetTree;
+  private readonly held = new Map<Digest, Promise<Held>>();
+  private readonly warn: (message: string) => void;
 
   constructor(readonly root: string, private readonly opts: OciLayoutDestinationOptions = {}) {
     this.description = `OCI layout ${root}`;
     this.capabilities = { concurrentBlobs: opts.concurrentBlobs ?? 4, globalBlobs: true };
+    this.tree = new TargetTree(root, { owner: opts.owner });
+    this.warn = opts.warn ?? (() => {});
+  }
+
+  private inspect(digest: Digest): Promise<Held> {
+    let p = this.held.get(digest);
+    if (!p) {
+      p = (async (): Promise<Held> => {
+        const got = await this.tree.hashFile(blobPath(this.root, digest));
+        if (!got) return { state: 'absent' };
+        return got.digest === digest ? { state: 'good', size: got.size } : { state: 'damaged', size: got.size, actual: got.digest };
+      })();
+      this.held.set(digest, p);
+      p.catch(() => this.held.delete(digest));
+    }
+    return p;
+  }
+
+  private async hasData(desc: { digest: Digest; size?: number }): Promise<boolean> {
+    const h = await this.inspect(desc.digest);
+    return h.state === 'good' && (desc.size === undefined || h.size === desc.size);
+  }
+
+  private async landed(digest: Digest, size: number): Promise<void> {
+    const before = await this.inspect(digest).catch(() => undefined);
+    this.held.set(digest, Promise.resolve({ state: 'good', size }));
+    if (before?.state === 'damaged') {
+      this.warn(`${blobPath(this.root, digest)}: replaced a damaged file (${formatBytes(before.size)} hashing to ${before.actual}) with the verified ${digest}`);
+    }
   }
 
   async hasBlob(_repository: string, desc: Descriptor): Promise<boolean> {
-    return (await fileSize(blobPath(this.root, desc.digest))) === desc.size;
+    return this.hasData(desc);
   }
 
   async putBlob(repository: string, desc: Descriptor, data: Readable, opts: OpOptions = {}): Promise<void> {
     if (await this.hasBlob(repository, desc)) return drain(data, opts.signal);
-    await streamToFileAtomic(blobPath(this.root, desc.digest), data, opts.signal);
+    await this.tree.streamToFileAtomic(blobPath(this.root, desc.digest), data, opts.signal);
+    await this.landed(desc.digest, desc.size);
   }
 
   async hasManifest(_repository: string, digest: Digest): Promise<boolean> {
-    return (await fileSize(blobPath(this.root, digest))) !== undefined;
+    return this.hasData({ digest });
   }
 
   async putManifest(repository: string, manifest: Manifest): Promise<void> {
@@ -55,12 +100,13 @@ export class OciLayoutDestination implements ImageDestination {
     }
     const parsed = parseManifest(manifest.bytes, manifest.mediaType, where);
     for (const d of [...blobsOf(parsed), ...parsed.manifests]) {
-      if ((await fileSize(blobPath(this.root, d.digest))) === undefined) {
+      if (!(await this.hasData(d))) {
         throw new FerryError('E_BLOB_MISSING', `${where}: ${d.digest} has not been written yet`, { hint: 'blobs must be written before the manifests that reference them; this is a bug in the caller' });
       }
     }
-    if ((await fileSize(blobPath(this.root, manifest.digest))) !== manifest.bytes.length) {
-      await writeFileAtomic(blobPath(this.root, manifest.digest), manifest.bytes);
+    if (!(await this.hasData({ digest: manifest.digest, size: manifest.bytes.length }))) {
+      await this.tree.writeFileAtomic(blobPath(this.root, manifest.digest), manifest.bytes);
+      await this.landed(manifest.digest, manifest.bytes.length);
     }
   }
 
@@ -76,17 +122,29 @@ export class OciLayoutDestination implements ImageDestination {
     this.entries.push(desc);
   }
 
-  async commit(): Promise<void> {
-    const existing = (await readIndexFile(this.root)) ?? [];
-    const refOf = (d: Descriptor) => d.annotations?.[REF_NAME];
-    const replaced = new Set(this.entries.map(refOf).filter((r) => r !== undefined));
-    const digestsOnly = new Set(this.entries.filter((d) => refOf(d) === undefined).map((d) => d.digest));
-    const kept = existing.filter((d) => {
-      const r = refOf(d);
-      return r !== undefined ? !replaced.has(r) : !digestsOnly.has(d.digest);
-    });
-    await writeFileAtomic(join(this.root, LAYOUT_FILE), LAYOUT_TEXT);
-    await writeFileAtomic(join(this.root, INDEX_FILE), indexFileBytes([...kept, ...this.entries.map(clean)]));
+  async commit(opts: OpOptions = {}): Promise<void> {
+    // Blobs and manifests on disk before the index names them.
+    await this.tree.mkdirs(this.root);
+    await this.tree.flush();
+    await withIndexLock(this.root, async () => {
+      const existing = (await readIndexFile(this.root, this.tree)) ?? [];
+      const refOf = (d: Descriptor) => d.annotations?.[REF_NAME];
+      const replaced = new Set(this.entries.map(refOf).filter((r) => r !== undefined));
+      const digestsOnly = new Set(this.entries.filter((d) => refOf(d) === undefined).map((d) => d.digest));
+      const kept = existing.filter((d) => {
+        const r = refOf(d);
+        return r !== undefined ? !replaced.has(r) : !digestsOnly.has(d.digest);
+      });
+      if ((await this.tree.readFileHead(join(this.root, LAYOUT_FILE), 64))?.toString('utf8') !== LAYOUT_TEXT) {
+        await this.tree.writeFileAtomic(join(this.root, LAYOUT_FILE), LAYOUT_TEXT);
+      }
+      await this.tree.writeFileAtomic(join(this.root, INDEX_FILE), indexFileBytes([...kept, ...this.entries.map(clean)]));
+      await this.tree.flush();
+    }, opts.signal);
+    const removed = this.tree.removedTemps;
+    if (removed.length > 0) {
+      this.warn(`removed ${removed.length} leftovers of interrupted ferry runs (${formatBytes(removed.reduce((n, r) => n + r.bytes, 0))}) from ${this.root}`);
+    }
   }
 
   async close(): Promise<void> {}

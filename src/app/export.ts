@@ -5,7 +5,7 @@ import type { CopyObserver } from '../copy/events.js';
 import { type ImageRequest, planCopy } from '../copy/plan.js';
 import { FerryError } from '../errors.js';
 import type { Platform } from '../oci/platform.js';
-import { formatReference, fullName } from '../oci/reference.js';
+import { DOCKER_HUB, formatReference, fullName, type Reference } from '../oci/reference.js';
 import { BundleDestination } from '../transports/bundle/writer.js';
 import type { ImageSource } from '../transports/types.js';
 import { TOOL_VERSION } from '../version.js';
@@ -16,6 +16,7 @@ import { failureError } from './failures.js';
 import { type ListedImage, readImageList } from './image-list.js';
 import { parseReference } from '../oci/reference.js';
 import { openSourceAt, parseLocation, SOURCE_KINDS } from './locations.js';
+import { parseRegistryName, qualifyName } from './repository-mapping.js';
 import { openRegistries } from './resumable-source.js';
 import type { RegistryAccess } from './registry-access.js';
 import { loadBases } from '../delta/inputs.js';
@@ -34,6 +35,8 @@ export interface ExportOptions {
   references?: string[];
   /** `KIND:PATH` to read from a layout, dir tree or bundle instead of registries. */
   from?: string | undefined;
+  /** With `from`: record images whose names have no registry as HOST/name (`--registry-name`). */
+  registryName?: string | undefined;
   output: string;
   compression: 'none' | 'zstd';
   level?: number | undefined;
@@ -98,6 +101,11 @@ export interface ExportCacheReport extends TrimReport {
  */
 export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
   const started = Date.now();
+  // Flags first: a wrong value should not wait for bases, folders or registries.
+  if (opts.registryName !== undefined) {
+    if (!opts.from) throw new FerryError('E_USAGE', '--registry-name names the registry of images read with --from; images pulled from a registry already carry theirs', { hint: 'drop --registry-name, or add --from KIND:PATH' });
+    parseRegistryName(opts.registryName);
+  }
   // Bases first: a wrong --since path should fail before any registry is contacted.
   if (opts.repair !== undefined && opts.since?.length) throw new FerryError('E_USAGE', '--repair and --since cannot be combined: a repair bundle is already a delta against the damaged bundle', { hint: 'drop --since' });
   const repair = opts.repair !== undefined ? await readRepairReport(opts.repair) : undefined;
@@ -233,23 +241,26 @@ async function resolveSourceAndRequests(opts: ExportOptions, cacheDir: string): 
   if (opts.listFile) listed.push(...(await readImageList(opts.listFile)));
   (opts.references ?? []).forEach((r, i) => listed.push({ reference: parseReference(r, `argument ${i + 1}`), where: `argument ${i + 1}` }));
 
+  const host = opts.registryName === undefined ? undefined : parseRegistryName(opts.registryName);
   if (opts.from) {
     const source = await openSourceAt(parseLocation(opts.from, '--from', SOURCE_KINDS), { access: opts.registry }, opts.signal);
     try {
       if (!source.listImages) throw new FerryError('E_USAGE', `--from ${opts.from}: this source cannot list its images`);
       const held = await source.listImages(opts.signal ? { signal: opts.signal } : {});
-      // With a list, take just those; each listed name is matched against the source's repositories.
-      const wanted = listed.length === 0 ? held : held.filter((h) => listed.some((l) => l.reference.repository === h.repository || fullName(l.reference) === h.repository));
-      if (wanted.length === 0) throw new FerryError('E_NOT_FOUND', `--from ${opts.from}: no images found${listed.length ? ' matching the list' : ''}`, { hint: 'check the path and that it holds tagged images' });
-      const requests = wanted.map((h) => {
+      const requests = held.map((h) => {
+        // A name the place recorded without a registry stays without one, unless --registry-name gives it one.
+        const name = host === undefined ? h.repository : qualifyName(h.repository, host);
         const r: ImageRequest = {
-          sourceRepository: h.repository, sourceReference: h.tag ?? h.digest, targetRepository: h.repository,
-          origin: h.origin ?? `${h.repository}${h.tag ? `:${h.tag}` : `@${h.digest}`}`,
+          sourceRepository: h.repository, sourceReference: h.tag ?? h.digest, targetRepository: name,
+          origin: h.origin !== undefined && name === h.repository ? h.origin : `${name}${h.tag ? `:${h.tag}` : `@${h.digest}`}`,
         };
         if (h.tag) r.targetTag = h.tag;
         return r;
       });
-      return { source, requests, resumedBytes: () => 0 };
+      // With a list, take just those; each listed name is matched against the names found and as recorded.
+      const wanted = listed.length === 0 ? requests : requests.filter((r) => listed.some((l) => listedNames(l.reference).some((n) => n === r.sourceRepository || n === r.targetRepository)));
+      if (wanted.length === 0) throw new FerryError('E_NOT_FOUND', `--from ${opts.from}: no images found${listed.length ? ' matching the list' : ''}`, { hint: 'check the path and that it holds tagged images' });
+      return { source, requests: wanted, resumedBytes: () => 0 };
     } catch (e) {
       await source.close();
       throw e;
@@ -266,4 +277,15 @@ async function resolveSourceAndRequests(opts: ExportOptions, cacheDir: string): 
   // Registry fetches resume from the cache's partial files (a killed run continues where it stopped).
   const registries = openRegistries(opts.registry, cacheDir);
   return { source: registries.source, requests, resumedBytes: registries.resumedBytes };
+}
+
+/**
+ * The names a listed reference may match in a place without registries:
+ * `python` is parsed as `docker.io/library/python`, and a layout may hold it
+ * under any of `docker.io/library/python`, `library/python` or `python`.
+ */
+function listedNames(ref: Reference): string[] {
+  const names = [fullName(ref), ref.repository];
+  if (ref.registry === DOCKER_HUB && ref.repository.startsWith('library/')) names.push(ref.repository.slice('library/'.length));
+  return names;
 }

@@ -12,6 +12,7 @@ interface Flags extends GlobalFlags {
   images?: string[];
   output: string;
   from?: string;
+  'registry-name'?: string;
   compression?: 'none' | 'zstd';
   level?: number;
   platform?: string;
@@ -31,6 +32,7 @@ export const exportCommand: CommandModule<GlobalFlags, Flags> = {
     .option('file', { alias: 'f', type: 'string', describe: 'images.list: one reference a line, # comments ("-" for stdin)' })
     .option('output', { alias: 'o', type: 'string', demandOption: true, requiresArg: true, coerce: path('output'), describe: 'bundle file (.tar or .tar.zst), or - for stdout' })
     .option('from', { type: 'string', describe: 'read from registry-layout:DIR, skopeo-dir:DIR, oci:DIR or bundle:FILE instead of registries' })
+    .option('registry-name', { type: 'string', requiresArg: true, describe: 'with --from: record images whose names have no registry (python, team/app) as HOST/name' })
     .option('compression', { choices: ['none', 'zstd'] as const, describe: 'default: zstd when the output ends in .zst, else none' })
     .option('level', { type: 'string', coerce: wholeNumber('level', 1, 19, 9), describe: 'zstd level (1-19)' })
     .option('platform', { type: 'string', describe: 'keep only these platforms of multi-arch images, e.g. linux/amd64,linux/arm64' })
@@ -45,7 +47,8 @@ export const exportCommand: CommandModule<GlobalFlags, Flags> = {
     .example('$0 export -f images.list --since release-1.0.tar.zst -o release-2.0-delta.tar.zst', 'a delta: only what release 1.0 lacks')
     .example('$0 export -f images.list -o release.tar.zst --split 2G', 'volumes of at most 2 GiB for a file share: release.000.tar.zst, … and release.sha256')
     .example('$0 export -f images.list --repair rel.repair.json -o repair.tar', 'only the blobs verify found missing or damaged at the far side')
-    .example('$0 export --from registry-layout:/var/lib/registry -o old.tar.zst', 'bundle a registry directory without starting a registry') as never,
+    .example('$0 export --from registry-layout:/var/lib/registry -o old.tar.zst', 'bundle a registry directory without starting a registry')
+    .example('$0 export --from oci:./app --registry-name registry.corp.local -o app.tar', 'an OCI layout from skopeo, buildah or umoci, its images recorded as registry.corp.local/app:TAG') as never,
   handler: async (argv) => {
     // Loaded on use: --help and --version stay fast, and a command pays only for what it needs.
     const { exportBundle } = await import('../../app/export.js');
@@ -59,7 +62,7 @@ export const exportCommand: CommandModule<GlobalFlags, Flags> = {
     const observer = progressObserver(ctx.out, 'export');
     try {
       const result = await exportBundle({
-        listFile: argv.file, references: argv.images ?? [], from: argv.from, output: argv.output,
+        listFile: argv.file, references: argv.images ?? [], from: argv.from, registryName: argv['registry-name'], output: argv.output,
         compression: argv.compression ?? (argv.output.endsWith('.zst') ? 'zstd' : 'none'), level: argv.level,
         platforms: argv.platform ? parsePlatforms(argv.platform) : undefined, cacheDir: argv.cache, cacheMax, since: argv.since === undefined ? undefined : ([] as string[]).concat(argv.since),
         referrers: argv.referrers, split: argv.split === undefined ? undefined : parseSize(argv.split), repair: argv.repair,

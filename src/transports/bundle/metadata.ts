@@ -1,6 +1,6 @@
 import { FerryError } from '../../errors.js';
 import { type Digest, parseDigest, sha256Digest } from '../../oci/digest.js';
-import { isValidRegistry, parseReference, validateRepository, validateTag } from '../../oci/reference.js';
+import { isValidQualifiedName, parseReference, validateTag } from '../../oci/reference.js';
 import { JSON_MAX_DEPTH, jsonDepth } from '../../oci/json-depth.js';
 
 /**
@@ -32,7 +32,7 @@ export interface BundleBlob {
 export interface BundleImage {
   /** The reference it was pulled from (never with credentials). */
   origin: string;
-  /** Full name with registry host: `docker.io/library/nginx`. */
+  /** Full name with registry host (`docker.io/library/nginx`), or without one for images from a place that has none (`python`). */
   repository: string;
   tag?: string;
   /** The stored top manifest (index or image manifest). */
@@ -151,23 +151,22 @@ export function createdSeconds(created: string): number {
 }
 
 /**
- * Validates a bundle repository: `<registry>/<path>`. The first component must
- * look like a host (contains `.` or `:`, or is `localhost`), the docker rule
- * that keeps it from being read as a path component; the path follows the
- * distribution grammar. `../../etc` fails here, before any name becomes a path.
+ * Validates a bundle repository: `[<registry>/]<path>`. A first component that
+ * looks like a host (contains `.` or `:`, or is `localhost`: docker's rule) is
+ * the registry and must be a valid host[:port]; the path follows the
+ * distribution grammar. A name without a registry (`python`, `team/app`) is an
+ * image that came from a place without one (an OCI layout, a registry's
+ * storage, a skopeo dir tree): it is kept as it is, never given `docker.io`.
+ * `../../etc` fails here, before any name becomes a path.
  */
-export function validateFullName(name: unknown, where: string): string {
-  if (typeof name !== 'string') return validateRepository(String(name), where);
-  const slash = name.indexOf('/');
-  const host = slash > 0 ? name.slice(0, slash) : '';
-  const hostLike = host.includes('.') || host.includes(':') || host === 'localhost';
-  if (!hostLike || !isValidRegistry(host) || host.length + 1 + (name.length - slash - 1) > 255) {
-    throw new FerryError('E_NAME_UNSAFE', `${where}: ${JSON.stringify(name.slice(0, 300))} is not a full repository name (registry host, "/", repository path)`, {
-      hint: 'bundle repositories carry their registry, e.g. docker.io/library/nginx or 127.0.0.1:5000/team/app',
-      details: { where, name: name.slice(0, 300) },
+export function validateBundleName(name: unknown, where: string): string {
+  if (typeof name !== 'string' || !isValidQualifiedName(name)) {
+    const text = String(name).slice(0, 300);
+    throw new FerryError('E_NAME_UNSAFE', `${where}: ${JSON.stringify(text)} is not a repository name ([registry host[:port]/]path)`, {
+      hint: 'repository names are lowercase path components [a-z0-9] joined by "/" (".", "_", "__" or "-" inside a component), optionally after a registry host, e.g. docker.io/library/nginx, 127.0.0.1:5000/team/app or python; at most 255 characters',
+      details: { where, name: text },
     });
   }
-  validateRepository(name.slice(slash + 1), where);
   return name;
 }
 
@@ -298,7 +297,7 @@ function parseImage(v: unknown, where: string): BundleImage {
   parseReference(origin, `${where}.origin`);
   const img: BundleImage = {
     origin,
-    repository: validateFullName(o.repository, `${where}.repository`),
+    repository: validateBundleName(o.repository, `${where}.repository`),
     digest: parseDigest(o.digest, `${where}.digest`),
     mediaType: str(o.mediaType, `${where}.mediaType`, 255),
     platforms: arr(o.platforms, `${where}.platforms`).map((p, i) => {

@@ -7,7 +7,7 @@ import { type Digest, sha256Digest } from '../../oci/digest.js';
 import { type Descriptor, type Manifest, parseManifest } from '../../oci/manifest.js';
 import { isIndexMediaType, isManifestMediaType, MT } from '../../oci/media-types.js';
 import { formatPlatform, type Platform } from '../../oci/platform.js';
-import { formatReference, fullName, parseReference } from '../../oci/reference.js';
+import { parseReference } from '../../oci/reference.js';
 import { BlobStore } from '../../store/blob-store.js';
 import { tempPathFor, writeFileAtomic } from '../../fsys/atomic.js';
 import { compressStream } from '../../stream/zstd.js';
@@ -15,7 +15,7 @@ import { VerifyStream } from '../../stream/verify.js';
 import type { DestinationCapabilities, ImageDestination, ImageRecord, OpOptions } from '../types.js';
 import {
   type BlobKind, type BundleBase, type BundleBlob, type BundleImage, type BundleMetadata, blobEntryName, buildMetadata, compareImages,
-  createdSeconds, formatCreated, imageRefName, partEntryName, serialiseMetadata, validateFullName,
+  createdSeconds, formatCreated, imageRefName, partEntryName, serialiseMetadata, validateBundleName,
 } from './metadata.js';
 import { TarWriter } from './tar.js';
 import { hashRanges, type VolumeEntry, type VolumeFile, writeVolumes } from './volumes.js';
@@ -137,16 +137,13 @@ export class BundleDestination implements ImageDestination {
   }
 
   /**
-   * Bundle repositories carry their registry. An engine that passes the bare
-   * path gets the host from the origin reference when the two agree. Public so
-   * an export can refuse a bad name before it fetches anything.
+   * The name the bundle records, as given: registry-qualified for images
+   * pulled from a registry, bare for images from a place without one (no
+   * registry is guessed: `team/app` from a layout is not `docker.io/team/app`).
+   * Public so an export can refuse a bad name before it fetches anything.
    */
   bundleRepository(image: Pick<ImageRecord, 'repository' | 'origin'>): string {
-    if (image.origin !== undefined && !image.repository.includes('.') && !image.repository.includes(':')) {
-      const o = parseReference(image.origin, `${this.description}: origin`);
-      if (o.repository === image.repository) return validateFullName(fullName(o), `${this.description}: image ${image.origin}`);
-    }
-    return validateFullName(image.repository, `${this.description}: image ${image.origin ?? image.repository}`);
+    return validateBundleName(image.repository, `${this.description}: image ${image.origin ?? image.repository}`);
   }
 
   // ------------------------------------------------------------ commit
@@ -301,7 +298,7 @@ export class BundleDestination implements ImageDestination {
         if (info?.platform) platforms.push(formatPlatform(info.platform));
       }
       const img: BundleImage = {
-        origin: rec.origin ?? formatReference(rec.tag !== undefined ? { ...splitName(rec.repository), tag: rec.tag } : { ...splitName(rec.repository), digest: rec.manifest.digest }),
+        origin: rec.origin ?? name,
         repository: rec.repository,
         digest: rec.manifest.digest,
         mediaType: rec.manifest.mediaType,
@@ -455,12 +452,6 @@ async function* sizeChecked(src: Readable, b: BundleBlob, where: string): AsyncG
     });
   }
 }
-
-function splitName(repository: string): { registry: string; repository: string } {
-  const slash = repository.indexOf('/');
-  return { registry: repository.slice(0, slash), repository: repository.slice(slash + 1) };
-}
-
 
 /** index.json: one descriptor per image, in metadata order, named so `oci-archive:FILE:<name>` finds it. */
 export function ociIndex(meta: BundleMetadata): Buffer {

@@ -27,6 +27,7 @@ import type { Digest } from '../oci/digest.js';
 import type { BundleBase } from '../transports/bundle/metadata.js';
 import { readRepairReport, type RepairReport } from './repair.js';
 import { checkPlatforms } from './platform-check.js';
+import { convertPlanToOci, type OciConversion } from '../copy/convert-oci.js';
 import { countVolumes, sizeExport } from './plan.js';
 import { prepareDirectory, prepareOutputFile, requireSpace } from '../fsys/preflight.js';
 
@@ -37,6 +38,8 @@ export interface ExportOptions {
   from?: string | undefined;
   /** With `from`: record images whose names have no registry as HOST/name (`--registry-name`). */
   registryName?: string | undefined;
+  /** `--convert-oci`: store Docker schema 2 images with OCI media types (new manifest digests; copy/convert-oci.ts). */
+  convertOci?: boolean | undefined;
   output: string;
   compression: 'none' | 'zstd';
   level?: number | undefined;
@@ -84,6 +87,8 @@ export interface ExportResult {
   repair?: { bundleId: string; blobs: number };
   /** The blob cache after the export trimmed it to its cap (store/cache-trim.ts). */
   cache: ExportCacheReport;
+  /** With --convert-oci: each image whose manifest was rewritten, source digest → stored digest. */
+  converted?: OciConversion[];
 }
 
 export interface ExportCacheReport extends TrimReport {
@@ -124,6 +129,8 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
     checkPlatforms(plan, opts.platforms, (m) => opts.observer?.warning?.(m));
     let referrers: ExportResult['referrers'];
     if (opts.referrers !== false) ({ plan, referrers } = await addReferrers(source, plan, requests, opts));
+    let conversions: OciConversion[] = [];
+    if (opts.convertOci) ({ plan, conversions } = convertPlanToOci(plan, opts.observer));
 
     // From here on the run reads and writes the cache: a concurrent export trimming it must keep these.
     const lease = await leaseBlobs(store, usedDigests(plan), opts.signal ? { signal: opts.signal } : {});
@@ -173,6 +180,7 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
           ...(repair ? { repair: { bundleId: repair.bundleId, blobs: meta.blobs.filter((b) => b.kind === 'config' || b.kind === 'layer').length } } : {}),
           ...(destination.volumes ? { volumes: destination.volumes.map((v) => ({ path: v.path, layers: v.layers, sha256: v.sha256 })) } : {}),
           cache,
+          ...(conversions.length > 0 ? { converted: conversions } : {}),
         };
       } finally {
         await destination.close();

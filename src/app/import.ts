@@ -18,6 +18,7 @@ import type { RegistryAccess, RegistryConnection } from './registry-access.js';
 import { mapFullName, matchesPattern, parseRenames } from './repository-mapping.js';
 import { explainMissingBases, supplyBasesToDestination } from '../delta/supply.js';
 import { type KindName, type Location, openDestinationAt, type OpenedDestination } from './locations.js';
+import { convertPlanToOci, describeConversions, type OciConversion } from '../copy/convert-oci.js';
 
 export interface ImportOptions {
   bundle: string;
@@ -48,6 +49,8 @@ export interface ImportOptions {
   beforeCopy?: (plan: CopyPlan, target: { registry?: RegistryConnection; destination: ImageDestination }) => Promise<void | BeforeCopyResult>;
   /** Plan (and run beforeCopy) only: nothing is written, no receipt. */
   dryRun?: boolean;
+  /** `--convert-oci`: Docker schema 2 manifests, lists and configs relabelled with OCI media types (copy/convert-oci.ts). */
+  convertOci?: boolean | undefined;
 }
 
 export interface BeforeCopyResult {
@@ -74,6 +77,8 @@ export interface ImportReceipt {
   dryRun?: boolean;
   blobs: CopyReport['blobs'];
   manifests: number;
+  /** With --convert-oci: each image whose manifest was rewritten, source digest → written digest. */
+  converted?: OciConversion[];
   receipt?: string;
 }
 
@@ -118,6 +123,9 @@ async function importWith(opts: ImportOptions, remote?: FileSystemPort): Promise
     assertNoTagCollisions(requests);
     const copyOpts = { jobs: opts.jobs, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.observer ? { observer: opts.observer } : {}) };
     let plan = await planCopy(source, requests, copyOpts);
+    let conversions: OciConversion[] = [];
+    if (opts.convertOci) ({ plan, conversions } = convertPlanToOci(plan, opts.observer));
+    const converted = conversions.length > 0 ? { converted: conversions } : {};
     const before = opts.beforeCopy ? await opts.beforeCopy(plan, registry ? { registry, destination } : { destination }) : undefined;
     const leaveOut = [...(before?.skipped ?? [])];
     if (destination.admit) {
@@ -132,7 +140,7 @@ async function importWith(opts: ImportOptions, remote?: FileSystemPort): Promise
     }
     if (opts.dryRun) {
       const planned = plannedReceipt(opts, meta.bundleId, location, started, plan);
-      return { ...planned, images: [...planned.images, ...skipped] };
+      return { ...planned, images: [...planned.images, ...skipped], ...converted };
     }
     if (opts.bases?.length && meta.delta) await supplyBasesToDestination(opts.bases, source, plan, destination, copyOpts);
     const report = await copyImages(source, destination, plan, copyOpts);
@@ -152,7 +160,7 @@ async function importWith(opts: ImportOptions, remote?: FileSystemPort): Promise
         })),
         ...skipped,
       ],
-      blobs: report.blobs, manifests: report.manifests,
+      blobs: report.blobs, manifests: report.manifests, ...converted,
     };
     receipt.receipt = await writeReceipt(receipt, opts, started, remote);
     if (report.failures.length > 0) throw failureError(`import ${source.where}`, report.failures, requests.length);
@@ -274,6 +282,7 @@ export function renderImportReport(r: ImportReceipt): string {
     `${done} of ${r.images.length} images ${verb} ${r.target.kind} ${r.target.location}${skipped.length ? `, ${skipped.length} skipped` : ''} in ${formatSeconds(seconds)}`,
     ...skipped.map((i) => `  skipped ${i.repository}:${i.tag ?? ''}: ${i.reason ?? 'left as it was'}`),
     `blobs: ${r.blobs.copied} ${r.target.kind === 'registry' ? 'uploaded' : 'written'} (${formatBytes(r.blobs.bytesCopied)}${seconds > 0 && r.blobs.bytesCopied > 0 ? `, ${formatBytes(Math.round(r.blobs.bytesCopied / seconds))}/s` : ''}), ${r.blobs.skipped} already there, ${r.blobs.mounted} linked/mounted${r.blobs['present-in-base'] ? `, ${r.blobs['present-in-base']} from the base` : ''}; ${r.manifests} manifests`,
+    ...describeConversions(r.converted),
     ...(r.receipt ? [`receipt: ${r.receipt}`] : []),
   ].join('\n');
 }

@@ -297,6 +297,69 @@ describe('export --from what other tools write', () => {
   });
 });
 
+describe('--convert-oci: Docker schema 2 images for OCI-only readers', () => {
+  const dockerTagged = () => producers.flatMap((p) => p.images.filter((x) => !isOci(x) && x.tag !== undefined).map((x) => ({ p, x })));
+
+  it('without it, an OCI layout keeps Docker types byte-exact, and skopeo cannot select them ("no descriptor found")', async () => {
+    const layout = join(lower.path, 'out-oci-plain');
+    const { p, x } = dockerTagged()[0]!;
+    await ferryOk(['import', bundles.get(p.label)!, '--to', `oci:${layout}`, '-q']);
+    const entry = (await layoutEntries(layout)).find((e) => e.ref === refOf(x, targetName(x.repository)))!;
+    expect(entry.digest).toBe(x.digest);
+    const r = await skopeo(['inspect', '--raw', `oci:${layout}:${entry.ref!}`]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/no descriptor found/i);
+  });
+
+  it('import --to oci --convert-oci: skopeo, umoci and podman read every Docker-typed image; configs and layers keep their digests; old → new digests reported', async () => {
+    const layout = join(lower.path, 'out-oci-converted');
+    expect(dockerTagged().length).toBeGreaterThanOrEqual(3);
+    for (const p of producers) {
+      const todo = p.images.filter((x) => !isOci(x) && x.tag !== undefined);
+      if (todo.length === 0) continue;
+      const r = await runFerry(['import', bundles.get(p.label)!, '--to', `oci:${layout}`, '--convert-oci', '--json']);
+      expect(r.code, r.stdout).toBe(0);
+      const receipt = jsonOf<{ converted: { origin: string; from: string; to: string }[]; images: { digest: string; origin: string }[] }>(r);
+      const results: boolean[] = [];
+      for (const x of todo) {
+        const conv = receipt.converted.find((c) => c.from === x.digest);
+        expect(conv, `${p.label} ${refOf(x)}`).toBeDefined();
+        const ref = refOf(x, targetName(x.repository));
+        const raw = await skopeoOk(['inspect', '--raw', `oci:${layout}:${ref}`]);
+        expect(sha(raw.stdoutBytes)).toBe(conv!.to);
+        const m = JSON.parse(raw.stdoutBytes.toString('utf8')) as { mediaType: string; config: { mediaType: string; digest: string }; layers: { mediaType: string; digest: string }[] };
+        expect(m.mediaType).toBe(OCI_TYPES[0]);
+        expect(m.config).toMatchObject({ mediaType: 'application/vnd.oci.image.config.v1+json', digest: x.config });
+        expect(m.layers.every((l) => l.mediaType === 'application/vnd.oci.image.layer.v1.tar+gzip')).toBe(true);
+        expect((await umociStat(layout, ref)).history.length).toBeGreaterThan(0);
+        // podman names an oci: image after the layout directory; its ID is the (unchanged) config digest.
+        await podman.ok(['pull', `oci:${layout}:${ref}`]);
+        expect((await podman.images()).some((i) => `sha256:${i.id}` === x.config), `${p.label} ${ref} in podman`).toBe(true);
+        results.push(true);
+      }
+      matrix.set(`${p.label}|oci --convert-oci → skopeo + umoci + podman`, cell(results));
+    }
+  });
+
+  it('export --convert-oci: the bundle stores OCI-typed images (sourceDigest = the producer\'s), read by skopeo oci-archive: and imported as they are', async () => {
+    const p = producers.find((q) => q.from.startsWith('registry-layout:'))!;
+    const x = p.images.find((i) => !isOci(i))!;
+    const out = env.path('converted.tar');
+    const r = await runFerry(['export', '--from', p.from, '--convert-oci', '-o', out, '--cache', env.path('cache'), '--json']);
+    expect(r.code, r.stdout).toBe(0);
+    const result = jsonOf<{ converted: { origin: string; from: string; to: string }[] }>(r);
+    expect(result.converted.map((c) => [c.origin, c.from])).toEqual([[refOf(x), x.digest]]);
+    const meta = JSON.parse((await readBundleTar(out)).find((e) => e.name === 'ferry.json')!.body!.toString('utf8')) as { images: (BundleImage & { sourceDigest?: string })[] };
+    const stored = meta.images.find((i) => i.repository === x.repository)!;
+    expect(stored).toMatchObject({ digest: result.converted[0]!.to, mediaType: OCI_TYPES[0], sourceDigest: x.digest });
+    // The OCI image of the same bundle is untouched.
+    expect(meta.images.find((i) => i.repository !== x.repository)!.sourceDigest).toBeUndefined();
+    const raw = await skopeoOk(['inspect', '--raw', `oci-archive:${out}:${refOf(x)}`]);
+    expect(sha(raw.stdoutBytes)).toBe(stored.digest);
+    await ferryOk(['verify', out, '-q']);
+  });
+});
+
 function cell(results: boolean[], notApplicable = 0): string {
   const text = results.length === 0 ? 'n/a' : results.every(Boolean) ? `pass (${results.length})` : `FAIL ${results.filter((r) => !r).length}/${results.length}`;
   return notApplicable > 0 ? `${text}; ${notApplicable} Docker-typed or digest-only n/a` : text;

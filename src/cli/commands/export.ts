@@ -6,6 +6,7 @@ import { refuseSharedStdin } from '../stdin.js';
 import { formatBytes } from '../output.js';
 import { progressObserver } from '../progress.js';
 import type { ExportCacheReport } from '../../app/export.js';
+import { describeConversions } from '../../copy/convert-oci.js';
 
 interface Flags extends GlobalFlags {
   file?: string;
@@ -13,6 +14,7 @@ interface Flags extends GlobalFlags {
   output: string;
   from?: string;
   'registry-name'?: string;
+  'convert-oci'?: boolean;
   compression?: 'none' | 'zstd';
   level?: number;
   platform?: string;
@@ -33,6 +35,7 @@ export const exportCommand: CommandModule<GlobalFlags, Flags> = {
     .option('output', { alias: 'o', type: 'string', demandOption: true, requiresArg: true, coerce: path('output'), describe: 'bundle file (.tar or .tar.zst), or - for stdout' })
     .option('from', { type: 'string', describe: 'read from registry-layout:DIR, skopeo-dir:DIR, oci:DIR or bundle:FILE instead of registries' })
     .option('registry-name', { type: 'string', requiresArg: true, describe: 'with --from: record images whose names have no registry (python, team/app) as HOST/name' })
+    .option('convert-oci', { type: 'boolean', describe: 'store Docker schema 2 images with OCI media types, for readers that take OCI only (new manifest digests, listed in the output; layers unchanged)' })
     .option('compression', { choices: ['none', 'zstd'] as const, describe: 'default: zstd when the output ends in .zst, else none' })
     .option('level', { type: 'string', coerce: wholeNumber('level', 1, 19, 9), describe: 'zstd level (1-19)' })
     .option('platform', { type: 'string', describe: 'keep only these platforms of multi-arch images, e.g. linux/amd64,linux/arm64' })
@@ -62,7 +65,7 @@ export const exportCommand: CommandModule<GlobalFlags, Flags> = {
     const observer = progressObserver(ctx.out, 'export');
     try {
       const result = await exportBundle({
-        listFile: argv.file, references: argv.images ?? [], from: argv.from, registryName: argv['registry-name'], output: argv.output,
+        listFile: argv.file, references: argv.images ?? [], from: argv.from, registryName: argv['registry-name'], convertOci: argv['convert-oci'] === true, output: argv.output,
         compression: argv.compression ?? (argv.output.endsWith('.zst') ? 'zstd' : 'none'), level: argv.level,
         platforms: argv.platform ? parsePlatforms(argv.platform) : undefined, cacheDir: argv.cache, cacheMax, since: argv.since === undefined ? undefined : ([] as string[]).concat(argv.since),
         referrers: argv.referrers, split: argv.split === undefined ? undefined : parseSize(argv.split), repair: argv.repair,
@@ -76,7 +79,8 @@ export const exportCommand: CommandModule<GlobalFlags, Flags> = {
         + (result.volumes ? `\n${result.volumes.length} volumes: ${result.volumes.map((v) => v.path).join(', ')}; checksums in ${result.volumes[0]!.path.replace(/\.\d{3,}\.tar(\.zst)?$/, '')}.sha256` : '')
         + (result.repair ? `\nrepair of bundle ${result.repair.bundleId}: ${result.repair.blobs} blobs carried; import it after the good volumes (or the damaged bundle)` : '')
         + (result.delta && !result.repair ? `\ndelta: ${result.delta.omittedBlobs} blobs (${formatBytes(result.delta.omittedBytes)}) left out, held by base ${result.delta.bases.map((b) => b.bundleId).join(', ')}` : '')
-        + (result.cache.error ? '' : `\n${cacheLine(result.cache)}`));
+        + (result.cache.error ? '' : `\n${cacheLine(result.cache)}`)
+        + describeConversions(result.converted).map((l) => `\n${l}`).join(''));
     } finally {
       observer.stop();
     }

@@ -74,7 +74,9 @@ async function writeLayout(dir: string, images: { artifact: Artifact; ref: strin
   }));
 }
 
-async function build(spec: fc.infer<typeof runSpec>): Promise<{ artifact: Artifact; ref: string }[]> {
+type RunSpec = typeof runSpec extends fc.Arbitrary<infer T> ? T : never;
+
+async function build(spec: RunSpec): Promise<{ artifact: Artifact; ref: string }[]> {
   const rng = new Rng(spec.seed);
   const shared: Layer[] = [];
   for (let i = 0; i < 2; i++) shared.push(await makeLayer(rng.fork(`shared-${i}`), { size: 2_000 + i * 1_500 }));

@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { copyImages } from '../copy/engine.js';
 import type { CopyObserver } from '../copy/events.js';
-import { type ImageRequest, planCopy } from '../copy/plan.js';
+import { foreignLayersOf, type ImageRequest, planCopy, withoutBlobs } from '../copy/plan.js';
 import { FerryError } from '../errors.js';
 import type { Platform } from '../oci/platform.js';
 import { DOCKER_HUB, formatReference, fullName, type Reference } from '../oci/reference.js';
@@ -28,6 +28,7 @@ import type { BundleBase } from '../transports/bundle/metadata.js';
 import { readRepairReport, type RepairReport } from './repair.js';
 import { checkPlatforms } from './platform-check.js';
 import { convertPlanToOci, type OciConversion } from '../copy/convert-oci.js';
+import { displayUrl, ForeignLayerSource } from './foreign-source.js';
 import { countVolumes, sizeExport } from './plan.js';
 import { prepareDirectory, prepareOutputFile, requireSpace } from '../fsys/preflight.js';
 
@@ -40,6 +41,8 @@ export interface ExportOptions {
   registryName?: string | undefined;
   /** `--convert-oci`: store Docker schema 2 images with OCI media types (new manifest digests; copy/convert-oci.ts). */
   convertOci?: boolean | undefined;
+  /** `--include-foreign`: carry foreign (non-distributable) layers' bytes, fetched from their URLs when the source lacks them. */
+  includeForeign?: boolean | undefined;
   output: string;
   compression: 'none' | 'zstd';
   level?: number | undefined;
@@ -89,6 +92,13 @@ export interface ExportResult {
   cache: ExportCacheReport;
   /** With --convert-oci: each image whose manifest was rewritten, source digest → stored digest. */
   converted?: OciConversion[];
+  /** Foreign (non-distributable) layers the images reference: carried (--include-foreign) or descriptor only (spec/bundle.md §2.2). */
+  foreign?: ForeignReport;
+}
+
+export interface ForeignReport {
+  carried: boolean;
+  layers: { digest: Digest; size: number; mediaType: string; urls: string[]; images: string[] }[];
 }
 
 export interface ExportCacheReport extends TrimReport {
@@ -146,6 +156,14 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
           });
         }
       }
+      // Foreign layers: their descriptors travel, their bytes only when asked for (a delta's base may already hold them).
+      const foreignLayers = [...foreignLayersOf(plan).entries()].filter(([d]) => !delta?.omitted.has(d));
+      const notCarried = new Set<Digest>(opts.includeForeign ? [] : foreignLayers.map(([d]) => d));
+      plan = withoutBlobs(plan, notCarried);
+      const foreign: ForeignReport | undefined = foreignLayers.length === 0 ? undefined : {
+        carried: opts.includeForeign === true,
+        layers: foreignLayers.map(([digest, f]) => ({ digest, size: f.descriptor.size, mediaType: f.descriptor.mediaType, urls: (f.descriptor.urls ?? []).map(urlText), images: f.images })),
+      };
       const sizes = await sizeExport(plan, store, delta?.omitted);
       await requireSpace([
         { path: cacheDir, bytes: sizes.disk.cacheBytes, what: 'new cache entries' },
@@ -161,11 +179,13 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
         ...(opts.split !== undefined ? { split: opts.split } : {}),
         // Omitted blobs are reported present by the destination, so the engine never fetches them.
         ...(delta ? { delta } : {}),
+        ...(notCarried.size > 0 ? { foreign: notCarried } : {}),
       });
+      const fetchFrom = opts.includeForeign ? new ForeignLayerSource(source, opts.registry) : source;
       try {
         // Names become bundle paths: a bad one should fail now, not after every blob is fetched.
         for (const image of plan.images) destination.bundleRepository({ repository: image.request.targetRepository, origin: image.request.origin });
-        const report = await copyImages(source, destination, plan, { jobs: opts.jobs, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.observer ? { observer: opts.observer } : {}) });
+        const report = await copyImages(fetchFrom, destination, plan, { jobs: opts.jobs, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.observer ? { observer: opts.observer } : {}) });
         if (report.failures.length > 0) throw failureError('export', report.failures, requests.length);
         await destination.commit(opts.signal ? { signal: opts.signal } : {});
         const meta = destination.metadata!;
@@ -181,9 +201,11 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
           ...(destination.volumes ? { volumes: destination.volumes.map((v) => ({ path: v.path, layers: v.layers, sha256: v.sha256 })) } : {}),
           cache,
           ...(conversions.length > 0 ? { converted: conversions } : {}),
+          ...(foreign ? { foreign } : {}),
         };
       } finally {
         await destination.close();
+        if (fetchFrom !== source) await fetchFrom.close();
       }
     } finally {
       await lease.release();
@@ -296,4 +318,13 @@ function listedNames(ref: Reference): string[] {
   const names = [fullName(ref), ref.repository];
   if (ref.registry === DOCKER_HUB && ref.repository.startsWith('library/')) names.push(ref.repository.slice('library/'.length));
   return names;
+}
+
+/** A foreign layer's URL as reported: redacted like any remote text (no user info, no query). */
+function urlText(text: string): string {
+  try {
+    return displayUrl(new URL(text));
+  } catch {
+    return '(not a URL)';
+  }
 }

@@ -1,7 +1,8 @@
 import { join, posix, resolve } from 'node:path';
 import { copyImages, type CopyReport } from '../copy/engine.js';
 import type { CopyObserver } from '../copy/events.js';
-import { type CopyPlan, type PlanFailure, type PlannedImage, planCopy } from '../copy/plan.js';
+import { type CopyPlan, foreignLayersOf, type PlanFailure, type PlannedImage, planCopy, withoutBlobs } from '../copy/plan.js';
+import type { Digest } from '../oci/digest.js';
 import { asFerryError, FerryError } from '../errors.js';
 import { writeFileAtomic } from '../fsys/atomic.js';
 import type { FileSystemPort } from '../fsys/port.js';
@@ -79,6 +80,8 @@ export interface ImportReceipt {
   manifests: number;
   /** With --convert-oci: each image whose manifest was rewritten, source digest → written digest. */
   converted?: OciConversion[];
+  /** Foreign (non-distributable) layers the images name but the bundle does not carry: written as descriptors only (spec/bundle.md §2.2). */
+  foreign?: { layers: number; bytes: number };
   receipt?: string;
 }
 
@@ -123,13 +126,18 @@ async function importWith(opts: ImportOptions, remote?: FileSystemPort): Promise
     assertNoTagCollisions(requests);
     const copyOpts = { jobs: opts.jobs, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.observer ? { observer: opts.observer } : {}) };
     let plan = await planCopy(source, requests, copyOpts);
+    // Foreign layers the bundle does not carry are known absent by design: their manifests land, their bytes are fetched from their URLs by whoever pulls.
+    const absent = new Set((meta.foreignBlobs ?? []).map((b) => b.digest));
+    const absentNeeded = [...foreignLayersOf(plan).values()].filter((f) => absent.has(f.descriptor.digest));
+    plan = withoutBlobs(plan, absent);
+    const foreign = absentNeeded.length > 0 ? { foreign: { layers: absentNeeded.length, bytes: absentNeeded.reduce((n, f) => n + f.descriptor.size, 0) } } : {};
     let conversions: OciConversion[] = [];
     if (opts.convertOci) ({ plan, conversions } = convertPlanToOci(plan, opts.observer));
     const converted = conversions.length > 0 ? { converted: conversions } : {};
     const before = opts.beforeCopy ? await opts.beforeCopy(plan, registry ? { registry, destination } : { destination }) : undefined;
     const leaveOut = [...(before?.skipped ?? [])];
     if (destination.admit) {
-      const screened = admitted(plan, destination, opts.images ?? [], opts.observer);
+      const screened = admitted(plan, destination, opts.images ?? [], absent, opts.observer);
       leaveOut.push(...screened.skips);
       plan = { images: plan.images.filter((i) => !screened.failed.has(i)), failures: [...plan.failures, ...screened.failures] };
     }
@@ -140,7 +148,7 @@ async function importWith(opts: ImportOptions, remote?: FileSystemPort): Promise
     }
     if (opts.dryRun) {
       const planned = plannedReceipt(opts, meta.bundleId, location, started, plan);
-      return { ...planned, images: [...planned.images, ...skipped], ...converted };
+      return { ...planned, images: [...planned.images, ...skipped], ...converted, ...foreign };
     }
     if (opts.bases?.length && meta.delta) await supplyBasesToDestination(opts.bases, source, plan, destination, copyOpts);
     const report = await copyImages(source, destination, plan, copyOpts);
@@ -160,7 +168,7 @@ async function importWith(opts: ImportOptions, remote?: FileSystemPort): Promise
         })),
         ...skipped,
       ],
-      blobs: report.blobs, manifests: report.manifests, ...converted,
+      blobs: report.blobs, manifests: report.manifests, ...converted, ...foreign,
     };
     receipt.receipt = await writeReceipt(receipt, opts, started, remote);
     if (report.failures.length > 0) throw failureError(`import ${source.where}`, report.failures, requests.length);
@@ -182,7 +190,7 @@ type Skip = NonNullable<BeforeCopyResult['skipped']>[number];
  * asked for it by name): then nothing is written and the import fails with
  * E_UNSUPPORTED_MEDIA_TYPE.
  */
-function admitted(plan: CopyPlan, destination: ImageDestination, patterns: string[], observer?: CopyObserver): {
+function admitted(plan: CopyPlan, destination: ImageDestination, patterns: string[], absent: ReadonlySet<Digest>, observer?: CopyObserver): {
   skips: Skip[]; failures: PlanFailure[]; failed: Set<PlannedImage>;
 } {
   const skips: Skip[] = [];
@@ -191,7 +199,7 @@ function admitted(plan: CopyPlan, destination: ImageDestination, patterns: strin
   const loadable: PlannedImage[] = [];
   for (const image of plan.images) {
     try {
-      const answer = destination.admit!({ top: image.top.digest, parsed: image.parsed, origin: image.request.origin });
+      const answer = destination.admit!({ top: image.top.digest, parsed: image.parsed, origin: image.request.origin, absent });
       if (!answer.admit) {
         skips.push({ image, reason: answer.reason });
         continue;
@@ -283,6 +291,7 @@ export function renderImportReport(r: ImportReceipt): string {
     ...skipped.map((i) => `  skipped ${i.repository}:${i.tag ?? ''}: ${i.reason ?? 'left as it was'}`),
     `blobs: ${r.blobs.copied} ${r.target.kind === 'registry' ? 'uploaded' : 'written'} (${formatBytes(r.blobs.bytesCopied)}${seconds > 0 && r.blobs.bytesCopied > 0 ? `, ${formatBytes(Math.round(r.blobs.bytesCopied / seconds))}/s` : ''}), ${r.blobs.skipped} already there, ${r.blobs.mounted} linked/mounted${r.blobs['present-in-base'] ? `, ${r.blobs['present-in-base']} from the base` : ''}; ${r.manifests} manifests`,
     ...describeConversions(r.converted),
+    ...(r.foreign ? [`foreign (non-distributable) layers: ${r.foreign.layers} (${formatBytes(r.foreign.bytes)}) not in the bundle, written as descriptors only; whoever pulls the images fetches them from their URLs`] : []),
     ...(r.receipt ? [`receipt: ${r.receipt}`] : []),
   ].join('\n');
 }

@@ -1,6 +1,6 @@
 import { copyImages } from '../copy/engine.js';
 import type { CopyObserver } from '../copy/events.js';
-import { planCopy } from '../copy/plan.js';
+import { planCopy, withoutBlobs } from '../copy/plan.js';
 import { type VolumeSetInfo, VolumeSetSource } from '../transports/bundle/volume-set.js';
 import { RepairedSource } from '../transports/bundle/repaired-source.js';
 import type { BundleSource } from '../transports/bundle/reader.js';
@@ -24,6 +24,8 @@ export interface VerifyResult {
   seconds: number;
   /** A delta's base blobs: not in the bundle by design, not checked here. */
   omittedBlobs: number;
+  /** Foreign (non-distributable) layers not carried: absent by design, not checked here (spec/bundle.md §2.2). */
+  foreignBlobs?: number;
   /** With --key: each image's cosign signature status. */
   signatures?: SignatureCheck[];
   /** A split bundle: which volumes were checked; volumes not given are not checked (unless a .sha256 list asked for them). */
@@ -66,7 +68,8 @@ export async function verifyBundle(bundle: string, opts: VerifyOptions = {}): Pr
     const meta = source.metadata;
     const requests = requestsFromBundle(meta, { identity: true });
     const copyOpts = { jobs: 1, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.observer ? { observer: opts.observer } : {}) };
-    const plan = await planCopy(source, requests, copyOpts);
+    // Foreign layers the bundle does not carry are absent by design: nothing to check.
+    const plan = withoutBlobs(await planCopy(source, requests, copyOpts), new Set((meta.foreignBlobs ?? []).map((b) => b.digest)));
     // Volumes given one by one are checked alone: the layers of the others are not asked for. A .sha256 list asks for all.
     const repaired = source instanceof RepairedSource ? source.repaired : new Set<Digest>();
     const notGiven: ReadonlySet<Digest> = given instanceof VolumeSetSource && !given.info.fromSidecar ? new Set([...given.absentLayers].filter((d) => !repaired.has(d))) : new Set();
@@ -97,6 +100,7 @@ export async function verifyBundle(bundle: string, opts: VerifyOptions = {}): Pr
     return {
       bundle, bundleId: meta.bundleId, images: meta.images.length, blobs: meta.blobs.length - notGiven.size,
       bytes: sink.bytesVerified, seconds: (Date.now() - started) / 1000, omittedBlobs: source.omittedBlobs.size,
+      ...(meta.foreignBlobs?.length ? { foreignBlobs: meta.foreignBlobs.length } : {}),
       ...(signatures ? { signatures } : {}),
       ...(given instanceof VolumeSetSource ? { volumes: given.info } : {}),
       ...(source instanceof RepairedSource ? { repairs: source.repairs.map((r) => r.where) } : {}),

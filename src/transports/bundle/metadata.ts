@@ -2,6 +2,7 @@ import { FerryError } from '../../errors.js';
 import { type Digest, parseDigest, sha256Digest } from '../../oci/digest.js';
 import { isValidQualifiedName, parseReference, validateTag } from '../../oci/reference.js';
 import { JSON_MAX_DEPTH, jsonDepth } from '../../oci/json-depth.js';
+import { FOREIGN_LAYER_MEDIA_TYPES } from '../../oci/media-types.js';
 
 /**
  * `ferry.json`, the first entry of every bundle: what the bundle holds, so a
@@ -73,6 +74,12 @@ export interface BundleMetadata {
   blobs: BundleBlob[];
   totals: BundleTotals;
   delta?: BundleDelta;
+  /**
+   * Foreign (non-distributable) layers the images reference whose bytes the
+   * bundle does not hold by design (spec/bundle.md §2.2): their consumers fetch
+   * them from the descriptor's `urls`. Absent when there are none.
+   */
+  foreignBlobs?: BundleBlob[];
   /** Only in one volume of a split bundle (spec/bundle.md "Volumes"): which of `blobs` this file holds. */
   volume?: BundleVolume;
 }
@@ -186,10 +193,11 @@ export function canonicalJson(value: unknown): string {
   return JSON.stringify(value);
 }
 
-/** sha256 of canonical({images, blobs, delta?}) — content only, so time and tool version do not change it. */
-export function computeBundleId(images: unknown, blobs: unknown, delta: unknown): Digest {
+/** sha256 of canonical({images, blobs, delta?, foreignBlobs?}) — content only, so time and tool version do not change it. */
+export function computeBundleId(images: unknown, blobs: unknown, delta: unknown, foreignBlobs?: unknown): Digest {
   const body: Record<string, unknown> = { images, blobs };
   if (delta !== undefined) body.delta = delta;
+  if (foreignBlobs !== undefined) body.foreignBlobs = foreignBlobs;
   return sha256Digest(canonicalJson(body));
 }
 
@@ -201,6 +209,8 @@ export interface BuildMetadataInput {
   /** In stored order. */
   blobs: BundleBlob[];
   delta?: BundleDelta;
+  /** Foreign layers not carried, in stored order (where they would stand among the layers). */
+  foreignBlobs?: BundleBlob[];
 }
 
 export function buildMetadata(input: BuildMetadataInput): BundleMetadata {
@@ -209,10 +219,11 @@ export function buildMetadata(input: BuildMetadataInput): BundleMetadata {
   const delta = input.delta
     ? { bases: input.delta.bases.map((b) => ({ bundleId: b.bundleId, metadataDigest: b.metadataDigest })), omittedBlobs: input.delta.omittedBlobs.map(normaliseBlob) }
     : undefined;
+  const foreignBlobs = input.foreignBlobs?.length ? input.foreignBlobs.map(normaliseBlob) : undefined;
   const meta: BundleMetadata = {
     format: BUNDLE_FORMAT,
     formatVersion: BUNDLE_FORMAT_VERSION,
-    bundleId: computeBundleId(images, blobs, delta),
+    bundleId: computeBundleId(images, blobs, delta, foreignBlobs),
     created: input.created,
     tool: { name: 'ferry', version: input.toolVersion },
     images,
@@ -225,6 +236,7 @@ export function buildMetadata(input: BuildMetadataInput): BundleMetadata {
     },
   };
   if (delta) meta.delta = delta;
+  if (foreignBlobs) meta.foreignBlobs = foreignBlobs;
   return meta;
 }
 
@@ -366,8 +378,15 @@ export function parseMetadata(bytes: Uint8Array, where: string): BundleMetadata 
     totals: { images: 0, blobs: 0, storedBytes: 0, referencedBytes: 0 },
   };
   if (delta) meta.delta = delta;
+  if (o.foreignBlobs !== undefined) {
+    meta.foreignBlobs = arr(o.foreignBlobs, `${w}.foreignBlobs`).map((v, i) => {
+      const b = parseBlob(v, `${w}.foreignBlobs[${i}]`);
+      if (b.kind !== 'layer' || !FOREIGN_LAYER_MEDIA_TYPES.includes(b.mediaType)) throw bad(`${w}.foreignBlobs[${i}]`, `${b.digest} is a ${b.kind} of type ${b.mediaType}: only foreign (non-distributable) layers may be left out as foreign`, { digest: b.digest });
+      return b;
+    });
+  }
   checkConsistency(meta, obj(o.totals, `${w}.totals`), w);
-  const id = computeBundleId(o.images, o.blobs, o.delta);
+  const id = computeBundleId(o.images, o.blobs, o.delta, o.foreignBlobs);
   if (id !== meta.bundleId) throw bad(`${w}.bundleId`, `is ${meta.bundleId} but the content hashes to ${id}`, { expected: meta.bundleId, actual: id });
   if (o.volume !== undefined) meta.volume = parseVolume(o.volume, meta, `${w}.volume`);
   return meta;
@@ -449,6 +468,10 @@ function checkConsistency(meta: BundleMetadata, totals: Record<string, unknown>,
   meta.delta?.omittedBlobs.forEach((b, i) => {
     if (stored.has(b.digest) || omitted.has(b.digest)) throw bad(`${w}.delta.omittedBlobs[${i}]`, `${b.digest} is listed twice`, { digest: b.digest });
     if (b.kind === 'index' || b.kind === 'manifest') throw bad(`${w}.delta.omittedBlobs[${i}]`, 'manifests and indexes are always stored, never omitted', { digest: b.digest });
+    omitted.add(b.digest);
+  });
+  meta.foreignBlobs?.forEach((b, i) => {
+    if (stored.has(b.digest) || omitted.has(b.digest)) throw bad(`${w}.foreignBlobs[${i}]`, `${b.digest} is listed twice`, { digest: b.digest });
     omitted.add(b.digest);
   });
   const names = new Set<string>();

@@ -34,6 +34,8 @@ export interface BundleWriterOptions {
   storeDir: string;
   /** Delta export: blobs the receiver already has from these bases are left out. */
   delta?: { bases: BundleBase[]; omitted: ReadonlySet<Digest> };
+  /** Foreign (non-distributable) layers whose bytes are not carried: listed as the metadata's `foreignBlobs` (spec/bundle.md §2.2). */
+  foreign?: ReadonlySet<Digest>;
   concurrentBlobs?: number;
   /** Cut the bundle into volumes of at most this many (uncompressed tar) bytes: spec/bundle.md "Volumes". */
   split?: number;
@@ -41,6 +43,8 @@ export interface BundleWriterOptions {
 
 interface PlannedBlob extends BundleBlob {
   omitted: boolean;
+  /** A foreign layer whose bytes are not carried. */
+  foreign: boolean;
 }
 
 /** Configs are JSON documents; one larger than this is not read for platform/created (it is still carried). */
@@ -91,8 +95,12 @@ export class BundleDestination implements ImageDestination {
     return this.opts.delta?.omitted.has(d) ?? false;
   }
 
+  private isForeign(d: Digest): boolean {
+    return !this.isOmitted(d) && (this.opts.foreign?.has(d) ?? false);
+  }
+
   async hasBlob(_repository: string, desc: Descriptor): Promise<boolean> {
-    if (this.isOmitted(desc.digest) || this.writtenThisRun.has(desc.digest)) return true;
+    if (this.isOmitted(desc.digest) || this.isForeign(desc.digest) || this.writtenThisRun.has(desc.digest)) return true;
     if (this.checkedCache.has(desc.digest)) return true;
     await this.ready();
     // A cache entry from an earlier run is hashed now; a bad one is removed so the engine fetches it again.
@@ -239,7 +247,8 @@ export class BundleDestination implements ImageDestination {
         return have;
       }
       const omitted = (kind === 'config' || kind === 'layer') && this.isOmitted(desc.digest);
-      const p: PlannedBlob = { digest: desc.digest, size: desc.size, mediaType: desc.mediaType, kind, omitted };
+      const foreign = kind === 'layer' && this.isForeign(desc.digest);
+      const p: PlannedBlob = { digest: desc.digest, size: desc.size, mediaType: desc.mediaType, kind, omitted, foreign };
       seen.set(desc.digest, p);
       (kind === 'index' || kind === 'manifest' ? groups.manifests : kind === 'config' ? groups.configs : groups.layers).push(p);
       return p;
@@ -312,7 +321,7 @@ export class BundleDestination implements ImageDestination {
     }
 
     const all = [...groups.manifests, ...groups.configs, ...groups.layers];
-    const stored = all.filter((b) => !b.omitted);
+    const stored = all.filter((b) => !b.omitted && !b.foreign);
     for (const b of stored) {
       if (b.kind === 'index' || b.kind === 'manifest') continue;
       if (!this.writtenThisRun.has(b.digest) && !(await this.store.has(b))) {
@@ -327,6 +336,7 @@ export class BundleDestination implements ImageDestination {
       images,
       blobs: stored,
       ...(this.opts.delta ? { delta: { bases: this.opts.delta.bases, omittedBlobs: all.filter((b) => b.omitted) } } : {}),
+      foreignBlobs: all.filter((b) => b.foreign),
     });
     return { meta, stored };
   }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { FerryError } from '../../errors.js';
 import { type Digest, sha256Digest } from '../../oci/digest.js';
-import { type Descriptor, type Manifest, blobsOf, parseManifest } from '../../oci/manifest.js';
+import { type Descriptor, type Manifest, blobsOf, isForeignLayer, parseManifest } from '../../oci/manifest.js';
 import type { DestinationCapabilities, ImageDestination, ImageRecord, OpOptions } from '../types.js';
 import { drain, fileSize, isMissing, mkdirs } from '../../fsys/files.js';
 import { writeFileAtomic, streamToFileAtomic } from '../../fsys/atomic.js';
@@ -57,7 +57,7 @@ export class SkopeoDirDestination implements ImageDestination {
       throw new FerryError('E_DIGEST_MISMATCH', `${where}: manifest bytes do not hash to their digest`, { hint: 'this is a bug or a damaged source' });
     }
     const parsed = parseManifest(manifest.bytes, manifest.mediaType, where);
-    for (const b of blobsOf(parsed)) if (!(await this.hasBlob(repository, b))) throw missing(where, 'blob', b.digest);
+    for (const b of blobsOf(parsed)) if (!(await this.hasBlob(repository, b)) && !isForeignLayer(b)) throw missing(where, 'blob', b.digest);
     for (const c of parsed.manifests) if (!this.manifests.has(c.digest)) throw missing(where, 'child manifest', c.digest);
     this.manifests.set(manifest.digest, manifest);
   }
@@ -80,7 +80,11 @@ export class SkopeoDirDestination implements ImageDestination {
     for (const m of [top, ...children]) {
       for (const b of blobsOf(parseManifest(m.bytes, m.mediaType, `${image.repository}@${m.digest}`))) blobs.set(b.digest, b);
     }
-    for (const b of blobs.values()) await linkOrCopy(this.stagedPath(b.digest), join(dir, blobFileName(b.digest)));
+    for (const b of blobs.values()) {
+      // A foreign layer a bundle does not carry stays out of the directory (skopeo and podman fetch it from its URLs).
+      if (isForeignLayer(b) && !(await this.hasBlob(image.repository, b))) continue;
+      await linkOrCopy(this.stagedPath(b.digest), join(dir, blobFileName(b.digest)));
+    }
     for (const c of children) await writeFileAtomic(join(dir, instanceManifestName(c.digest)), c.bytes);
     await writeFileAtomic(join(dir, MANIFEST_FILE), top.bytes);
   }

@@ -90,7 +90,7 @@ beforeAll(async () => {
     }
     served++;
     const out = Buffer.from(body);
-    if (serveMode === 'corrupt') out[out.length >> 1] ^= 1;
+    if (serveMode === 'corrupt') out[out.length >> 1] = out[out.length >> 1]! ^ 1;
     res.writeHead(200, { 'content-length': String(out.length) }).end(out);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

@@ -14,6 +14,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runFerry } from '../support/cli.js';
+import { BUNDLE_METADATA_ID, cliSchemaRef, describeErrors, schemaErrors } from '../support/schemas.js';
 import { clientFor } from '../support/http.js';
 import { makeImage, makeLayer, Rng, type Image, type Layer } from '../support/images.js';
 import { pushArtifact, pushBlob, pushManifest } from '../support/push.js';
@@ -138,12 +139,14 @@ describe('foreign (non-distributable) layers', () => {
     const r = await runFerry(['export', ...refs(), '-o', bundle, '--cache', path('cache'), ...net(), '--json']);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     const result = jsonOf<{ foreign: { carried: boolean; layers: { digest: string; size: number; urls: string[]; images: string[] }[] } }>(r);
+    expect(describeErrors(schemaErrors(cliSchemaRef('exportResult'), result))).toBe('');
     expect(result.foreign.carried).toBe(false);
     expect(result.foreign.layers.map((l) => [l.digest, l.size, l.images])).toEqual(images.map((i) => [i.foreign.digest, i.foreign.size, [`${reg.host}/${i.repo}:1`]]));
     expect(result.foreign.layers[0]!.urls).toEqual([`http://${serverHost}/blobs/${images[0]!.foreign.digest.slice(7)}?…`]);
     expect(r.stdout).not.toContain('SECRET-TOKEN');
     expect(served).toBe(0);
     const meta = await metaOf(bundle);
+    expect(describeErrors(schemaErrors(BUNDLE_METADATA_ID, meta))).toBe('');
     expect(meta.foreignBlobs).toEqual(images.map((i) => ({ digest: i.foreign.digest, size: i.foreign.size, mediaType: i.bytes.includes('docker.distribution') ? FOREIGN.docker : FOREIGN.oci, kind: 'layer' })));
     expect(meta.blobs.map((b) => b.digest)).not.toContain(images[0]!.foreign.digest);
     // Referenced (the image's size), not stored.
@@ -158,14 +161,17 @@ describe('foreign (non-distributable) layers', () => {
 
   it('verify and inspect take the layers as absent by design', async () => {
     const v = jsonOf<{ foreignBlobs: number }>(await ferryOk(['verify', bundle, '--json']));
+    expect(describeErrors(schemaErrors(cliSchemaRef('verifyResult'), v))).toBe('');
     expect(v.foreignBlobs).toBe(2);
     const i = jsonOf<{ foreign: { blobs: number; bytes: number } }>(await ferryOk(['inspect', bundle, '--json']));
+    expect(describeErrors(schemaErrors(cliSchemaRef('inspectResult'), i))).toBe('');
     expect(i.foreign).toEqual({ blobs: 2, bytes: images[0]!.foreign.size + images[1]!.foreign.size });
   });
 
   it('import writes the manifests without the foreign blobs: a registry layout served by docker-registry, an OCI layout and dir trees skopeo reads; a docker archive leaves those images out with the reason', async () => {
     const layout = path('layout');
     const r = jsonOf<{ foreign: { layers: number } }>(await ferryOk(['import', bundle, '--to', `registry-layout:${layout}`, '--json']));
+    expect(describeErrors(schemaErrors(cliSchemaRef('importReceipt'), r))).toBe('');
     expect(r.foreign.layers).toBe(2);
     const served2 = await startRegistry({ storageDir: layout });
     try {

@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBuildah, type BuildahHandle } from '../support/buildah.js';
 import { runFerry } from '../support/cli.js';
+import { cliSchemaRef, describeErrors, schemaErrors } from '../support/schemas.js';
 import { makeImage, makeLayer, Rng, type Image } from '../support/images.js';
 import { startPodman, type PodmanHandle } from '../support/podman.js';
 import { pushArtifact } from '../support/push.js';
@@ -320,6 +321,7 @@ describe('--convert-oci: Docker schema 2 images for OCI-only readers', () => {
       const r = await runFerry(['import', bundles.get(p.label)!, '--to', `oci:${layout}`, '--convert-oci', '--json']);
       expect(r.code, r.stdout).toBe(0);
       const receipt = jsonOf<{ converted: { origin: string; from: string; to: string }[]; images: { digest: string; origin: string }[] }>(r);
+      expect(describeErrors(schemaErrors(cliSchemaRef('importReceipt'), receipt))).toBe('');
       const results: boolean[] = [];
       for (const x of todo) {
         const conv = receipt.converted.find((c) => c.from === x.digest);
@@ -348,6 +350,7 @@ describe('--convert-oci: Docker schema 2 images for OCI-only readers', () => {
     const r = await runFerry(['export', '--from', p.from, '--convert-oci', '-o', out, '--cache', env.path('cache'), '--json']);
     expect(r.code, r.stdout).toBe(0);
     const result = jsonOf<{ converted: { origin: string; from: string; to: string }[] }>(r);
+    expect(describeErrors(schemaErrors(cliSchemaRef('exportResult'), result))).toBe('');
     expect(result.converted.map((c) => [c.origin, c.from])).toEqual([[refOf(x), x.digest]]);
     const meta = JSON.parse((await readBundleTar(out)).find((e) => e.name === 'ferry.json')!.body!.toString('utf8')) as { images: (BundleImage & { sourceDigest?: string })[] };
     const stored = meta.images.find((i) => i.repository === x.repository)!;

@@ -287,6 +287,7 @@ async function resolveSourceAndRequests(opts: ExportOptions, cacheDir: string): 
         if (h.tag) r.targetTag = h.tag;
         return r;
       });
+      refuseNameClashes(requests, held.map((h) => h.digest), opts.from);
       // With a list, take just those; each listed name is matched against the names found and as recorded.
       const wanted = listed.length === 0 ? requests : requests.filter((r) => listed.some((l) => listedNames(l.reference).some((n) => n === r.sourceRepository || n === r.targetRepository)));
       if (wanted.length === 0) throw new FerryError('E_NOT_FOUND', `--from ${opts.from}: no images found${listed.length ? ' matching the list' : ''}`, { hint: 'check the path and that it holds tagged images' });
@@ -327,4 +328,24 @@ function urlText(text: string): string {
   } catch {
     return '(not a URL)';
   }
+}
+
+/**
+ * Two images a place holds under different names may be recorded under one
+ * (`python:1` and `HOST/python:1` with --registry-name HOST): refused before
+ * the first byte, listing each, rather than after every blob is fetched.
+ */
+function refuseNameClashes(requests: ImageRequest[], digests: Digest[], from: string): void {
+  const byName = new Map<string, { origin: string; digest: Digest }[]>();
+  requests.forEach((r, i) => {
+    const key = r.targetTag !== undefined ? `${r.targetRepository}:${r.targetTag}` : `${r.targetRepository}@${digests[i]!}`;
+    const list = byName.get(key) ?? [];
+    if (!list.some((x) => x.digest === digests[i])) list.push({ origin: `${r.sourceRepository}${r.targetTag !== undefined ? `:${r.targetTag}` : ''}`, digest: digests[i]! });
+    byName.set(key, list);
+  });
+  const clashes = [...byName].filter(([, list]) => list.length > 1);
+  if (clashes.length === 0) return;
+  throw new FerryError('E_USAGE', `--from ${from}: ${clashes.length} name${clashes.length === 1 ? '' : 's'} would be recorded for more than one image:\n${clashes.map(([name, list]) => `  ${name} ← ${list.map((x) => `${x.origin} (${x.digest})`).join(', ')}`).join('\n')}`, {
+    hint: 'drop --registry-name, or export those images separately', details: { clashes: clashes.map(([name, list]) => ({ name, images: list })) },
+  });
 }

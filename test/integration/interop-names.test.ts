@@ -8,8 +8,8 @@
 // producer wrote, and the names against spec/bundle.md §3.2. FERRY_INTEROP_REPORT=1 prints
 // the matrix.
 import { createHash } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { cp, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBuildah, type BuildahHandle } from '../support/buildah.js';
@@ -295,6 +295,45 @@ describe('export --from what other tools write', () => {
       }
       matrix.set(`${p.label}|docker-archive → podman load`, cell(loadable.map(() => true), p.images.length - loadable.length));
     }
+  });
+});
+
+describe('--registry-name', () => {
+  it('names the registry of registry-less names only; two images it would record under one name are refused before the first byte', async () => {
+    const src = join(lower.path, 'sk-oci');
+    const entries = await layoutEntries(src);
+    const dir = join(lower.path, 'clash');
+    await cp(src, dir, { recursive: true });
+    const index = JSON.parse(await readFile(join(dir, 'index.json'), 'utf8')) as { manifests: { annotations: Record<string, string> }[] };
+    index.manifests[0]!.annotations['org.opencontainers.image.ref.name'] = 'python:1';
+    index.manifests[1]!.annotations['org.opencontainers.image.ref.name'] = 'registry.corp.local/python:1';
+    await writeFile(join(dir, 'index.json'), JSON.stringify(index));
+
+    const cache = env.path('cache-clash');
+    const out = env.path('clash.tar');
+    const r = await runFerry(['export', '--from', `oci:${dir}`, '--registry-name', 'registry.corp.local', '-o', out, '--cache', cache, '--json']);
+    expect(r.code).toBe(2);
+    const err = jsonOf<{ error: { code: string; message: string } }>(r).error;
+    expect(err.code).toBe('E_USAGE');
+    expect(err.message).toContain('registry.corp.local/python:1');
+    expect(existsSync(out)).toBe(false);
+    expect(existsSync(join(cache, 'blobs'))).toBe(false);
+
+    // Without it, both are recorded as they are; with it and no clash, only the bare name gets the host.
+    const plain = jsonOf<{ bundleId: string }>(await ferryOk(['export', '--from', `oci:${dir}`, '-o', out, '--cache', cache, '--json']));
+    expect(plain.bundleId).toMatch(/^sha256:/);
+    const names = async (file: string) => (JSON.parse(await readFile(`${file}.ferry.json`, 'utf8')) as { images: { origin: string; repository: string }[] }).images.map((i) => [i.repository, i.origin]);
+    expect(await names(out)).toEqual([['python', 'python:1'], ['registry.corp.local/python', 'registry.corp.local/python:1']]);
+    index.manifests[1]!.annotations['org.opencontainers.image.ref.name'] = 'quay.io/x/python:1';
+    await writeFile(join(dir, 'index.json'), JSON.stringify(index));
+    const named = env.path('named.tar');
+    await ferryOk(['export', '--from', `oci:${dir}`, '--registry-name', 'docker.io', '-o', named, '--cache', cache, '-q']);
+    expect(await names(named)).toEqual([['docker.io/library/python', 'docker.io/library/python:1'], ['quay.io/x/python', 'quay.io/x/python:1']]);
+    expect(entries).toHaveLength(2);
+    const usage = await runFerry(['export', `${env.reg.host}/apps/web:v1`, '--registry-name', 'x.io', '-o', env.path('u.tar'), '--json']);
+    expect(jsonOf<{ error: { code: string } }>(usage).error.code).toBe('E_USAGE');
+    const notHost = await runFerry(['export', '--from', `oci:${dir}`, '--registry-name', 'myhost', '-o', env.path('v.tar'), '--json']);
+    expect(jsonOf<{ error: { code: string; message: string } }>(notHost).error.message).toContain('myhost');
   });
 });
 

@@ -24,11 +24,12 @@ import { addReferrers } from './referrers.js';
 import type { ReferrerGroup } from '../referrers/requests.js';
 import type { CopyPlan } from '../copy/plan.js';
 import type { Digest } from '../oci/digest.js';
+import type { Descriptor } from '../oci/manifest.js';
 import type { BundleBase } from '../transports/bundle/metadata.js';
 import { readRepairReport, type RepairReport } from './repair.js';
 import { checkPlatforms } from './platform-check.js';
 import { convertPlanToOci, type OciConversion } from '../copy/convert-oci.js';
-import { displayUrl, ForeignLayerSource } from './foreign-source.js';
+import { displayUrl, ForeignLayerSource, unusableUrls } from './foreign-source.js';
 import { countVolumes, sizeExport } from './plan.js';
 import { prepareDirectory, prepareOutputFile, requireSpace } from '../fsys/preflight.js';
 
@@ -158,6 +159,7 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
       }
       // Foreign layers: their descriptors travel, their bytes only when asked for (a delta's base may already hold them).
       const foreignLayers = [...foreignLayersOf(plan).entries()].filter(([d]) => !delta?.omitted.has(d));
+      if (opts.includeForeign) refuseUnreachableForeign(foreignLayers.map(([, f]) => f), opts.registry);
       const notCarried = new Set<Digest>(opts.includeForeign ? [] : foreignLayers.map(([d]) => d));
       plan = withoutBlobs(plan, notCarried);
       const foreign: ForeignReport | undefined = foreignLayers.length === 0 ? undefined : {
@@ -347,5 +349,15 @@ function refuseNameClashes(requests: ImageRequest[], digests: Digest[], from: st
   if (clashes.length === 0) return;
   throw new FerryError('E_USAGE', `--from ${from}: ${clashes.length} name${clashes.length === 1 ? '' : 's'} would be recorded for more than one image:\n${clashes.map(([name, list]) => `  ${name} ← ${list.map((x) => `${x.origin} (${x.digest})`).join(', ')}`).join('\n')}`, {
     hint: 'drop --registry-name, or export those images separately', details: { clashes: clashes.map(([name, list]) => ({ name, images: list })) },
+  });
+}
+
+/** --include-foreign: a layer none of whose URLs the user allows (plain http to a host not named) is known before the first byte. */
+function refuseUnreachableForeign(layers: { descriptor: Descriptor; images: string[] }[], access: RegistryAccess): void {
+  const stuck = layers.map((f) => ({ f, why: unusableUrls(f.descriptor, access) })).filter((x) => x.why !== undefined);
+  if (stuck.length === 0) return;
+  throw new FerryError('E_USAGE', `--include-foreign: ${stuck.length} foreign layer${stuck.length === 1 ? '' : 's'} cannot be fetched under the rules given:\n${stuck.map(({ f, why }) => `  ${f.descriptor.digest} (${f.images.join(', ')}): ${why}`).join('\n')}`, {
+    hint: 'name the hosts of http:// URLs with --plain-http HOST if you accept unencrypted transfer (the bytes are still verified), or export without --include-foreign',
+    details: { layers: stuck.map(({ f, why }) => ({ digest: f.descriptor.digest, images: f.images, why })) },
   });
 }

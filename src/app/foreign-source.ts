@@ -114,6 +114,28 @@ export class ForeignLayerSource implements ImageSource {
   }
 }
 
+/**
+ * Why a foreign layer cannot be fetched under the user's rules, known from its
+ * descriptor alone (so an export can refuse before its first byte): none of its
+ * URLs is https, or http to a host named with --plain-http. Undefined when one is.
+ */
+export function unusableUrls(desc: Descriptor, access: RegistryAccess): string | undefined {
+  const why: string[] = [];
+  for (const text of desc.urls ?? []) {
+    let url: URL;
+    try {
+      url = new URL(text);
+    } catch {
+      why.push('an entry that is not a URL');
+      continue;
+    }
+    if (url.protocol === 'https:') return undefined;
+    if (url.protocol === 'http:' && connectionFor(access, url.host).plainHttp) return undefined;
+    why.push(url.protocol === 'http:' ? `${displayUrl(url)} (plain HTTP: allowed only to hosts named with --plain-http)` : `${displayUrl(url)} (not http or https)`);
+  }
+  return why.join('; ') || 'it has no URLs';
+}
+
 /** A URL from a manifest is remote text: no user info, no query (signed URLs carry tokens there), no control characters. */
 export function displayUrl(url: URL): string {
   return shown(`${url.protocol}//${url.host}${url.pathname}${url.search ? '?…' : ''}`);

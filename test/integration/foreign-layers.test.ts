@@ -221,17 +221,21 @@ describe('foreign (non-distributable) layers', () => {
     }
   });
 
-  it('--include-foreign: plain http only to --plain-http hosts; bytes that do not match fail with no bundle; once served right, the layers are carried and land everywhere', async () => {
+  it('--include-foreign: plain http only to --plain-http hosts (refused before the first byte); bytes that do not match fail with no bundle; once served right, the layers are carried and land everywhere', async () => {
     const cache = path('cache-include');
     const out = path('with-foreign.tar');
     const refused = await runFerry(['export', ...refs(), '-o', out, '--cache', cache, ...net(), '--include-foreign', '--json']);
-    expect(refused.code).toBe(5);
+    // Known from the manifests: refused before the first blob.
+    expect(refused.code).toBe(2);
     const refusal = jsonOf<{ error: { code: string; message: string } }>(refused).error;
-    expect(refusal.code).toBe('E_NOT_FOUND');
+    expect(refusal.code).toBe('E_USAGE');
     expect(refusal.message).toContain('--plain-http');
+    expect(refusal.message).toContain(images[0]!.foreign.digest);
     expect(refusal.message).not.toContain('SECRET-TOKEN');
     expect(served).toBe(0);
     expect(existsSync(out)).toBe(false);
+    const cached = existsSync(cache) ? (await readdir(cache, { recursive: true })).filter((f) => /[a-f0-9]{64}$/.test(String(f))) : [];
+    expect(cached).toEqual([]);
 
     serveMode = 'corrupt';
     const bad = await runFerry(['export', ...refs(), '-o', out, '--cache', cache, ...net(), '--plain-http', serverHost, '--include-foreign', '--json']);

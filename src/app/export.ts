@@ -2,10 +2,10 @@ import { resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { copyImages } from '../copy/engine.js';
 import type { CopyObserver } from '../copy/events.js';
-import { type ImageRequest, planCopy } from '../copy/plan.js';
+import { foreignLayersOf, type ImageRequest, planCopy, withoutBlobs } from '../copy/plan.js';
 import { FerryError } from '../errors.js';
 import type { Platform } from '../oci/platform.js';
-import { formatReference, fullName } from '../oci/reference.js';
+import { DOCKER_HUB, formatReference, fullName, type Reference } from '../oci/reference.js';
 import { BundleDestination } from '../transports/bundle/writer.js';
 import type { ImageSource } from '../transports/types.js';
 import { TOOL_VERSION } from '../version.js';
@@ -16,6 +16,7 @@ import { failureError } from './failures.js';
 import { type ListedImage, readImageList } from './image-list.js';
 import { parseReference } from '../oci/reference.js';
 import { openSourceAt, parseLocation, SOURCE_KINDS } from './locations.js';
+import { parseRegistryName, qualifyName } from './repository-mapping.js';
 import { openRegistries } from './resumable-source.js';
 import type { RegistryAccess } from './registry-access.js';
 import { loadBases } from '../delta/inputs.js';
@@ -23,9 +24,12 @@ import { addReferrers } from './referrers.js';
 import type { ReferrerGroup } from '../referrers/requests.js';
 import type { CopyPlan } from '../copy/plan.js';
 import type { Digest } from '../oci/digest.js';
+import type { Descriptor } from '../oci/manifest.js';
 import type { BundleBase } from '../transports/bundle/metadata.js';
 import { readRepairReport, type RepairReport } from './repair.js';
 import { checkPlatforms } from './platform-check.js';
+import { convertPlanToOci, type OciConversion } from '../copy/convert-oci.js';
+import { displayUrl, ForeignLayerSource, unusableUrls } from './foreign-source.js';
 import { countVolumes, sizeExport } from './plan.js';
 import { prepareDirectory, prepareOutputFile, requireSpace } from '../fsys/preflight.js';
 
@@ -34,6 +38,12 @@ export interface ExportOptions {
   references?: string[];
   /** `KIND:PATH` to read from a layout, dir tree or bundle instead of registries. */
   from?: string | undefined;
+  /** With `from`: record images whose names have no registry as HOST/name (`--registry-name`). */
+  registryName?: string | undefined;
+  /** `--convert-oci`: store Docker schema 2 images with OCI media types (new manifest digests; copy/convert-oci.ts). */
+  convertOci?: boolean | undefined;
+  /** `--include-foreign`: carry foreign (non-distributable) layers' bytes, fetched from their URLs when the source lacks them. */
+  includeForeign?: boolean | undefined;
   output: string;
   compression: 'none' | 'zstd';
   level?: number | undefined;
@@ -81,6 +91,15 @@ export interface ExportResult {
   repair?: { bundleId: string; blobs: number };
   /** The blob cache after the export trimmed it to its cap (store/cache-trim.ts). */
   cache: ExportCacheReport;
+  /** With --convert-oci: each image whose manifest was rewritten, source digest → stored digest. */
+  converted?: OciConversion[];
+  /** Foreign (non-distributable) layers the images reference: carried (--include-foreign) or descriptor only (spec/bundle.md §2.2). */
+  foreign?: ForeignReport;
+}
+
+export interface ForeignReport {
+  carried: boolean;
+  layers: { digest: Digest; size: number; mediaType: string; urls: string[]; images: string[] }[];
 }
 
 export interface ExportCacheReport extends TrimReport {
@@ -98,6 +117,11 @@ export interface ExportCacheReport extends TrimReport {
  */
 export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
   const started = Date.now();
+  // Flags first: a wrong value should not wait for bases, folders or registries.
+  if (opts.registryName !== undefined) {
+    if (!opts.from) throw new FerryError('E_USAGE', '--registry-name names the registry of images read with --from; images pulled from a registry already carry theirs', { hint: 'drop --registry-name, or add --from KIND:PATH' });
+    parseRegistryName(opts.registryName);
+  }
   // Bases first: a wrong --since path should fail before any registry is contacted.
   if (opts.repair !== undefined && opts.since?.length) throw new FerryError('E_USAGE', '--repair and --since cannot be combined: a repair bundle is already a delta against the damaged bundle', { hint: 'drop --since' });
   const repair = opts.repair !== undefined ? await readRepairReport(opts.repair) : undefined;
@@ -116,6 +140,8 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
     checkPlatforms(plan, opts.platforms, (m) => opts.observer?.warning?.(m));
     let referrers: ExportResult['referrers'];
     if (opts.referrers !== false) ({ plan, referrers } = await addReferrers(source, plan, requests, opts));
+    let conversions: OciConversion[] = [];
+    if (opts.convertOci) ({ plan, conversions } = convertPlanToOci(plan, opts.observer));
 
     // From here on the run reads and writes the cache: a concurrent export trimming it must keep these.
     const lease = await leaseBlobs(store, usedDigests(plan), opts.signal ? { signal: opts.signal } : {});
@@ -131,6 +157,15 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
           });
         }
       }
+      // Foreign layers: their descriptors travel, their bytes only when asked for (a delta's base may already hold them).
+      const foreignLayers = [...foreignLayersOf(plan).entries()].filter(([d]) => !delta?.omitted.has(d));
+      if (opts.includeForeign) refuseUnreachableForeign(foreignLayers.map(([, f]) => f), opts.registry);
+      const notCarried = new Set<Digest>(opts.includeForeign ? [] : foreignLayers.map(([d]) => d));
+      plan = withoutBlobs(plan, notCarried);
+      const foreign: ForeignReport | undefined = foreignLayers.length === 0 ? undefined : {
+        carried: opts.includeForeign === true,
+        layers: foreignLayers.map(([digest, f]) => ({ digest, size: f.descriptor.size, mediaType: f.descriptor.mediaType, urls: (f.descriptor.urls ?? []).map(urlText), images: f.images })),
+      };
       const sizes = await sizeExport(plan, store, delta?.omitted);
       await requireSpace([
         { path: cacheDir, bytes: sizes.disk.cacheBytes, what: 'new cache entries' },
@@ -146,11 +181,13 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
         ...(opts.split !== undefined ? { split: opts.split } : {}),
         // Omitted blobs are reported present by the destination, so the engine never fetches them.
         ...(delta ? { delta } : {}),
+        ...(notCarried.size > 0 ? { foreign: notCarried } : {}),
       });
+      const fetchFrom = opts.includeForeign ? new ForeignLayerSource(source, opts.registry) : source;
       try {
         // Names become bundle paths: a bad one should fail now, not after every blob is fetched.
         for (const image of plan.images) destination.bundleRepository({ repository: image.request.targetRepository, origin: image.request.origin });
-        const report = await copyImages(source, destination, plan, { jobs: opts.jobs, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.observer ? { observer: opts.observer } : {}) });
+        const report = await copyImages(fetchFrom, destination, plan, { jobs: opts.jobs, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.observer ? { observer: opts.observer } : {}) });
         if (report.failures.length > 0) throw failureError('export', report.failures, requests.length);
         await destination.commit(opts.signal ? { signal: opts.signal } : {});
         const meta = destination.metadata!;
@@ -165,9 +202,12 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
           ...(repair ? { repair: { bundleId: repair.bundleId, blobs: meta.blobs.filter((b) => b.kind === 'config' || b.kind === 'layer').length } } : {}),
           ...(destination.volumes ? { volumes: destination.volumes.map((v) => ({ path: v.path, layers: v.layers, sha256: v.sha256 })) } : {}),
           cache,
+          ...(conversions.length > 0 ? { converted: conversions } : {}),
+          ...(foreign ? { foreign } : {}),
         };
       } finally {
         await destination.close();
+        if (fetchFrom !== source) await fetchFrom.close();
       }
     } finally {
       await lease.release();
@@ -233,23 +273,27 @@ async function resolveSourceAndRequests(opts: ExportOptions, cacheDir: string): 
   if (opts.listFile) listed.push(...(await readImageList(opts.listFile)));
   (opts.references ?? []).forEach((r, i) => listed.push({ reference: parseReference(r, `argument ${i + 1}`), where: `argument ${i + 1}` }));
 
+  const host = opts.registryName === undefined ? undefined : parseRegistryName(opts.registryName);
   if (opts.from) {
     const source = await openSourceAt(parseLocation(opts.from, '--from', SOURCE_KINDS), { access: opts.registry }, opts.signal);
     try {
       if (!source.listImages) throw new FerryError('E_USAGE', `--from ${opts.from}: this source cannot list its images`);
       const held = await source.listImages(opts.signal ? { signal: opts.signal } : {});
-      // With a list, take just those; each listed name is matched against the source's repositories.
-      const wanted = listed.length === 0 ? held : held.filter((h) => listed.some((l) => l.reference.repository === h.repository || fullName(l.reference) === h.repository));
-      if (wanted.length === 0) throw new FerryError('E_NOT_FOUND', `--from ${opts.from}: no images found${listed.length ? ' matching the list' : ''}`, { hint: 'check the path and that it holds tagged images' });
-      const requests = wanted.map((h) => {
+      const requests = held.map((h) => {
+        // A name the place recorded without a registry stays without one, unless --registry-name gives it one.
+        const name = host === undefined ? h.repository : qualifyName(h.repository, host);
         const r: ImageRequest = {
-          sourceRepository: h.repository, sourceReference: h.tag ?? h.digest, targetRepository: h.repository,
-          origin: h.origin ?? `${h.repository}${h.tag ? `:${h.tag}` : `@${h.digest}`}`,
+          sourceRepository: h.repository, sourceReference: h.tag ?? h.digest, targetRepository: name,
+          origin: h.origin !== undefined && name === h.repository ? h.origin : `${name}${h.tag ? `:${h.tag}` : `@${h.digest}`}`,
         };
         if (h.tag) r.targetTag = h.tag;
         return r;
       });
-      return { source, requests, resumedBytes: () => 0 };
+      refuseNameClashes(requests, held.map((h) => h.digest), opts.from);
+      // With a list, take just those; each listed name is matched against the names found and as recorded.
+      const wanted = listed.length === 0 ? requests : requests.filter((r) => listed.some((l) => listedNames(l.reference).some((n) => n === r.sourceRepository || n === r.targetRepository)));
+      if (wanted.length === 0) throw new FerryError('E_NOT_FOUND', `--from ${opts.from}: no images found${listed.length ? ' matching the list' : ''}`, { hint: 'check the path and that it holds tagged images' });
+      return { source, requests: wanted, resumedBytes: () => 0 };
     } catch (e) {
       await source.close();
       throw e;
@@ -266,4 +310,54 @@ async function resolveSourceAndRequests(opts: ExportOptions, cacheDir: string): 
   // Registry fetches resume from the cache's partial files (a killed run continues where it stopped).
   const registries = openRegistries(opts.registry, cacheDir);
   return { source: registries.source, requests, resumedBytes: registries.resumedBytes };
+}
+
+/**
+ * The names a listed reference may match in a place without registries:
+ * `python` is parsed as `docker.io/library/python`, and a layout may hold it
+ * under any of `docker.io/library/python`, `library/python` or `python`.
+ */
+function listedNames(ref: Reference): string[] {
+  const names = [fullName(ref), ref.repository];
+  if (ref.registry === DOCKER_HUB && ref.repository.startsWith('library/')) names.push(ref.repository.slice('library/'.length));
+  return names;
+}
+
+/** A foreign layer's URL as reported: redacted like any remote text (no user info, no query). */
+function urlText(text: string): string {
+  try {
+    return displayUrl(new URL(text));
+  } catch {
+    return '(not a URL)';
+  }
+}
+
+/**
+ * Two images a place holds under different names may be recorded under one
+ * (`python:1` and `HOST/python:1` with --registry-name HOST): refused before
+ * the first byte, listing each, rather than after every blob is fetched.
+ */
+function refuseNameClashes(requests: ImageRequest[], digests: Digest[], from: string): void {
+  const byName = new Map<string, { origin: string; digest: Digest }[]>();
+  requests.forEach((r, i) => {
+    const key = r.targetTag !== undefined ? `${r.targetRepository}:${r.targetTag}` : `${r.targetRepository}@${digests[i]!}`;
+    const list = byName.get(key) ?? [];
+    if (!list.some((x) => x.digest === digests[i])) list.push({ origin: `${r.sourceRepository}${r.targetTag !== undefined ? `:${r.targetTag}` : ''}`, digest: digests[i]! });
+    byName.set(key, list);
+  });
+  const clashes = [...byName].filter(([, list]) => list.length > 1);
+  if (clashes.length === 0) return;
+  throw new FerryError('E_USAGE', `--from ${from}: ${clashes.length} name${clashes.length === 1 ? '' : 's'} would be recorded for more than one image:\n${clashes.map(([name, list]) => `  ${name} ← ${list.map((x) => `${x.origin} (${x.digest})`).join(', ')}`).join('\n')}`, {
+    hint: 'drop --registry-name, or export those images separately', details: { clashes: clashes.map(([name, list]) => ({ name, images: list })) },
+  });
+}
+
+/** --include-foreign: a layer none of whose URLs the user allows (plain http to a host not named) is known before the first byte. */
+function refuseUnreachableForeign(layers: { descriptor: Descriptor; images: string[] }[], access: RegistryAccess): void {
+  const stuck = layers.map((f) => ({ f, why: unusableUrls(f.descriptor, access) })).filter((x) => x.why !== undefined);
+  if (stuck.length === 0) return;
+  throw new FerryError('E_USAGE', `--include-foreign: ${stuck.length} foreign layer${stuck.length === 1 ? '' : 's'} cannot be fetched under the rules given:\n${stuck.map(({ f, why }) => `  ${f.descriptor.digest} (${f.images.join(', ')}): ${why}`).join('\n')}`, {
+    hint: 'name the hosts of http:// URLs with --plain-http HOST if you accept unencrypted transfer (the bytes are still verified), or export without --include-foreign',
+    details: { layers: stuck.map(({ f, why }) => ({ digest: f.descriptor.digest, images: f.images, why })) },
+  });
 }

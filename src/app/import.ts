@@ -4,7 +4,8 @@ import { homedir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { copyImages, type CopyReport } from '../copy/engine.js';
 import type { CopyObserver } from '../copy/events.js';
-import { type CopyPlan, type PlanFailure, type PlannedImage, planCopy } from '../copy/plan.js';
+import { type CopyPlan, foreignLayersOf, type PlanFailure, type PlannedImage, planCopy, withoutBlobs } from '../copy/plan.js';
+import type { Digest } from '../oci/digest.js';
 import { asFerryError, FerryError } from '../errors.js';
 import { writeFileAtomic } from '../fsys/atomic.js';
 import { type Owner, parseOwner } from '../fsys/owner.js';
@@ -23,6 +24,7 @@ import { mapFullName, matchesPattern, parseRenames } from './repository-mapping.
 import { explainMissingBases } from './failures.js';
 import { BasedSource } from '../transports/bundle/based-source.js';
 import { type KindName, type Location, openDestinationAt } from './locations.js';
+import { convertPlanToOci, describeConversions, type OciConversion } from '../copy/convert-oci.js';
 
 export interface ImportOptions {
   bundle: string;
@@ -56,6 +58,8 @@ export interface ImportOptions {
   beforeCopy?: (plan: CopyPlan, target: { registry?: RegistryConnection; destination: ImageDestination }) => Promise<void | BeforeCopyResult>;
   /** Plan (and run beforeCopy) only: nothing is written, no receipt. */
   dryRun?: boolean;
+  /** `--convert-oci`: Docker schema 2 manifests, lists and configs relabelled with OCI media types (copy/convert-oci.ts). */
+  convertOci?: boolean | undefined;
 }
 
 export interface BeforeCopyResult {
@@ -82,6 +86,10 @@ export interface ImportReceipt {
   dryRun?: boolean;
   blobs: CopyReport['blobs'];
   manifests: number;
+  /** With --convert-oci: each image whose manifest was rewritten, source digest → written digest. */
+  converted?: OciConversion[];
+  /** Foreign (non-distributable) layers the images name but the bundle does not carry: written as descriptors only (spec/bundle.md §2.2). */
+  foreign?: { layers: number; bytes: number };
   /** What `--prune` removed from a registry layout. */
   pruned?: {
     repositories: string[];
@@ -151,10 +159,18 @@ async function importWith(opts: ImportOptions, remote?: FileSystemPort, owner?: 
     assertNoTagCollisions(requests);
     const copyOpts = { jobs: opts.jobs, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.observer ? { observer: opts.observer } : {}) };
     let plan = await planCopy(source, requests, copyOpts);
+    // Foreign layers the bundle does not carry are known absent by design: their manifests land, their bytes are fetched from their URLs by whoever pulls.
+    const absent = new Set((meta.foreignBlobs ?? []).map((b) => b.digest));
+    const absentNeeded = [...foreignLayersOf(plan).values()].filter((f) => absent.has(f.descriptor.digest));
+    plan = withoutBlobs(plan, absent);
+    const foreign = absentNeeded.length > 0 ? { foreign: { layers: absentNeeded.length, bytes: absentNeeded.reduce((n, f) => n + f.descriptor.size, 0) } } : {};
+    let conversions: OciConversion[] = [];
+    if (opts.convertOci) ({ plan, conversions } = convertPlanToOci(plan, opts.observer));
+    const converted = conversions.length > 0 ? { converted: conversions } : {};
     const before = opts.beforeCopy ? await opts.beforeCopy(plan, registry ? { registry, destination } : { destination }) : undefined;
     const leaveOut = [...(before?.skipped ?? [])];
     if (destination.admit) {
-      const screened = admitted(plan, destination, opts.images ?? [], opts.observer);
+      const screened = admitted(plan, destination, opts.images ?? [], absent, opts.observer);
       leaveOut.push(...screened.skips);
       plan = { images: plan.images.filter((i) => !screened.failed.has(i)), failures: [...plan.failures, ...screened.failures] };
     }
@@ -165,7 +181,7 @@ async function importWith(opts: ImportOptions, remote?: FileSystemPort, owner?: 
     }
     if (opts.dryRun) {
       const planned = plannedReceipt(opts, meta.bundleId, location, started, plan);
-      return { ...planned, images: [...planned.images, ...skipped] };
+      return { ...planned, images: [...planned.images, ...skipped], ...converted, ...foreign };
     }
     const report = await copyImages(source, destination, plan, copyOpts);
     explainMissingBases(report, meta);
@@ -184,7 +200,7 @@ async function importWith(opts: ImportOptions, remote?: FileSystemPort, owner?: 
         })),
         ...skipped,
       ],
-      blobs: report.blobs, manifests: report.manifests,
+      blobs: report.blobs, manifests: report.manifests, ...converted, ...foreign,
     };
     const removed = pruned?.();
     if (removed) receipt.pruned = { repositories: removed.repositories, tags: removed.tags, manifests: removed.revisions, blobs: removed.blobs };
@@ -218,7 +234,7 @@ type Skip = NonNullable<BeforeCopyResult['skipped']>[number];
  * asked for it by name): then nothing is written and the import fails with
  * E_UNSUPPORTED_MEDIA_TYPE.
  */
-function admitted(plan: CopyPlan, destination: ImageDestination, patterns: string[], observer?: CopyObserver): {
+function admitted(plan: CopyPlan, destination: ImageDestination, patterns: string[], absent: ReadonlySet<Digest>, observer?: CopyObserver): {
   skips: Skip[]; failures: PlanFailure[]; failed: Set<PlannedImage>;
 } {
   const skips: Skip[] = [];
@@ -227,7 +243,7 @@ function admitted(plan: CopyPlan, destination: ImageDestination, patterns: strin
   const loadable: PlannedImage[] = [];
   for (const image of plan.images) {
     try {
-      const answer = destination.admit!({ top: image.top.digest, parsed: image.parsed, origin: image.request.origin });
+      const answer = destination.admit!({ top: image.top.digest, parsed: image.parsed, origin: image.request.origin, absent });
       if (!answer.admit) {
         skips.push({ image, reason: answer.reason });
         continue;
@@ -349,6 +365,8 @@ export function renderImportReport(r: ImportReceipt): string {
     `${done} of ${r.images.length} images ${verb} ${r.target.kind} ${r.target.location}${skipped.length ? `, ${skipped.length} skipped` : ''} in ${formatSeconds(seconds)}`,
     ...skipped.map((i) => `  skipped ${i.repository}:${i.tag ?? ''}: ${i.reason ?? 'left as it was'}`),
     `blobs: ${r.blobs.copied} ${r.target.kind === 'registry' ? 'uploaded' : 'written'} (${formatBytes(r.blobs.bytesCopied)}${seconds > 0 && r.blobs.bytesCopied > 0 ? `, ${formatBytes(Math.round(r.blobs.bytesCopied / seconds))}/s` : ''}), ${r.blobs.skipped} already there, ${r.blobs.mounted} linked/mounted${r.blobs['present-in-base'] ? `, ${r.blobs['present-in-base']} from the base` : ''}; ${r.manifests} manifests`,
+    ...describeConversions(r.converted),
+    ...(r.foreign ? [`foreign (non-distributable) layers: ${r.foreign.layers} (${formatBytes(r.foreign.bytes)}) not in the bundle, written as descriptors only; whoever pulls the images fetches them from their URLs`] : []),
     ...(r.receipt ? [`receipt: ${r.receipt}`] : []),
   ].join('\n');
 }

@@ -22,6 +22,8 @@ export interface InspectionSummary {
   /** referencedBytes / storedBytes: how many times smaller than per-image archives. */
   dedupRatio: number;
   delta?: { bases: { bundleId: string; metadataDigest: string }[]; omittedBlobs: number; omittedBytes: number };
+  /** Foreign (non-distributable) layers named but not carried: fetched from their URLs by whoever pulls (spec/bundle.md §2.2). */
+  foreign?: { blobs: number; bytes: number };
   /** A split bundle: which volumes were given. */
   volumes?: VolumeSetInfo;
 }
@@ -53,6 +55,7 @@ export async function inspectBundle(bundle: string, opts: { signal?: AbortSignal
       dedupRatio: meta.totals.storedBytes > 0 ? meta.totals.referencedBytes / meta.totals.storedBytes : 1,
     };
     if (source.condition.volumes) summary.volumes = source.condition.volumes;
+    if (meta.foreignBlobs?.length) summary.foreign = { blobs: meta.foreignBlobs.length, bytes: meta.foreignBlobs.reduce((n, b) => n + b.size, 0) };
     if (meta.delta) {
       summary.delta = {
         bases: meta.delta.bases.map((b) => ({ bundleId: b.bundleId, metadataDigest: b.metadataDigest })),
@@ -82,6 +85,7 @@ export function renderInspection({ summary: s }: Inspection): string {
   if (s.delta) {
     lines.push(`delta against ${s.delta.bases.map((b) => b.bundleId.slice(0, 19)).join(', ')}: ${s.delta.omittedBlobs} blobs (${formatBytes(s.delta.omittedBytes)}) left out, expected at the destination`);
   }
+  if (s.foreign) lines.push(`foreign (non-distributable) layers: ${s.foreign.blobs} (${formatBytes(s.foreign.bytes)}) not carried, descriptors only: fetched from their URLs by whoever pulls`);
   return lines.join('\n');
 }
 

@@ -3,7 +3,7 @@ import { rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { copyImages } from '../copy/engine.js';
 import type { CopyObserver } from '../copy/events.js';
-import { planCopy } from '../copy/plan.js';
+import { planCopy, withoutBlobs } from '../copy/plan.js';
 import { FerryError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/manifest.js';
@@ -75,11 +75,14 @@ export async function mergeBundles(opts: MergeOptions): Promise<MergeResult> {
       });
     }
 
+    // The merged bundle carries what the delta carries: its foreign layers stay descriptors only.
+    const foreign = new Set((meta.foreignBlobs ?? []).map((b) => b.digest));
     const destination = new BundleDestination({
       output, compression: opts.compression, ...(opts.level !== undefined ? { level: opts.level } : {}), toolVersion: TOOL_VERSION, storeDir: spool,
+      ...(foreign.size > 0 ? { foreign } : {}),
     });
     try {
-      const plan = await planCopy(source, requestsFromBundle(meta, { identity: true }), { jobs: opts.jobs, ...signalOpt });
+      const plan = withoutBlobs(await planCopy(source, requestsFromBundle(meta, { identity: true }), { jobs: opts.jobs, ...signalOpt }), foreign);
       if (plan.failures.length > 0) throw failureError('merge', plan.failures.map((f) => ({ image: f.request.origin, error: f.error })), meta.images.length);
       const sourceDigests = new Map(meta.images.map((i) => [`${i.repository}\u0000${i.tag ?? ''}\u0000${i.digest}`, i.sourceDigest]));
       const report = await copyImages(source, keepSourceDigests(destination, sourceDigests), plan, { jobs: opts.jobs, ...signalOpt, ...(opts.observer ? { observer: opts.observer } : {}) });

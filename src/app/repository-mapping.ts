@@ -1,5 +1,5 @@
 import { FerryError } from '../errors.js';
-import { isValidRegistry, isValidRepository, splitQualifiedName, validateQualifiedName, validateRepository } from '../oci/reference.js';
+import { fullName, isValidRegistry, isValidRepository, parseReference, splitQualifiedName, validateQualifiedName, validateRepository } from '../oci/reference.js';
 
 /**
  * Maps the registry-qualified names a bundle stores (`docker.io/library/nginx`)
@@ -99,6 +99,31 @@ export function mapRepository(qualified: string, renames: Rename[], prefix = '',
  */
 export function mapFullName(qualified: string, renames: Rename[]): string {
   return validateQualifiedName(renamed(qualified, renames) ?? qualified, `name for ${qualified}`);
+}
+
+/**
+ * `--registry-name HOST`: a host[:port] by docker's rule for a first
+ * component (it has `.` or `:`, or is `localhost`); anything else would be
+ * read back as the first path component of the name, not as a registry.
+ */
+export function parseRegistryName(text: string): string {
+  const host = text.trim().replace(/\/+$/, '');
+  if (!isRegistryOnly(host)) {
+    throw new FerryError('E_USAGE', `--registry-name ${JSON.stringify(text.slice(0, 200))}: not a registry host[:port]`, {
+      hint: 'a registry host has a "." or a ":" (port) or is localhost, e.g. registry.corp.local, 10.0.0.5:5000 or docker.io', details: { flag: '--registry-name', value: text.slice(0, 200) },
+    });
+  }
+  return host;
+}
+
+/**
+ * A name found without a registry, recorded under `host` by the reference
+ * grammar (`python` under docker.io is `docker.io/library/python`, as docker
+ * reads it); a name that already has a registry keeps it.
+ */
+export function qualifyName(name: string, host: string): string {
+  if (splitQualifiedName(name).registry !== undefined) return name;
+  return validateQualifiedName(fullName(parseReference(`${host}/${name}`, `--registry-name ${host}`)), `--registry-name ${host}: ${name}`);
 }
 
 /** Glob over image references: `*` any run of characters, `?` one. */

@@ -1,6 +1,6 @@
 import { copyImages } from '../copy/engine.js';
 import type { CopyObserver } from '../copy/events.js';
-import { planCopy } from '../copy/plan.js';
+import { planCopy, withoutBlobs } from '../copy/plan.js';
 import type { VolumeSetInfo } from '../transports/bundle/volume-set.js';
 import { type BundleInput, openBundle } from '../transports/bundle/input.js';
 import { VerifySink } from '../transports/sink/verify-sink.js';
@@ -23,6 +23,8 @@ export interface VerifyResult {
   seconds: number;
   /** A delta's base blobs: not in the bundle by design, not checked here. */
   omittedBlobs: number;
+  /** Foreign (non-distributable) layers not carried: absent by design, not checked here (spec/bundle.md §2.2). */
+  foreignBlobs?: number;
   /** With --key: each image's cosign signature status. */
   signatures?: SignatureCheck[];
   /** A split bundle: which volumes were checked; volumes not given are not checked (unless a .sha256 list asked for them). */
@@ -64,7 +66,8 @@ export async function verifyBundle(bundle: string, opts: VerifyOptions = {}): Pr
     const meta = source.metadata;
     const requests = requestsFromBundle(meta, { identity: true });
     const copyOpts = { jobs: 1, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.observer ? { observer: opts.observer } : {}) };
-    const plan = await planCopy(source, requests, copyOpts);
+    // Foreign layers the bundle does not carry are absent by design: nothing to check.
+    const plan = withoutBlobs(await planCopy(source, requests, copyOpts), new Set((meta.foreignBlobs ?? []).map((b) => b.digest)));
     // Volumes given one by one are checked alone: the layers of the others are not asked for. A .sha256 list asks for all.
     const notGiven = source.condition.notGiven;
     const sink = new VerifySink(new Set([...source.omittedBlobs, ...notGiven]));
@@ -97,6 +100,7 @@ export async function verifyBundle(bundle: string, opts: VerifyOptions = {}): Pr
     return {
       bundle, bundleId: meta.bundleId, images: meta.images.length, blobs: meta.blobs.length - notGiven.size,
       bytes: sink.bytesVerified, seconds: (Date.now() - started) / 1000, omittedBlobs: source.omittedBlobs.size,
+      ...(meta.foreignBlobs?.length ? { foreignBlobs: meta.foreignBlobs.length } : {}),
       ...(signatures ? { signatures } : {}),
       ...(condition.volumes ? { volumes: condition.volumes } : {}),
       ...(condition.repairs.length > 0 ? { repairs: [...condition.repairs] } : {}),

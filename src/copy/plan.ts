@@ -1,6 +1,6 @@
 import { asFerryError, FerryError } from '../errors.js';
 import { type Digest, isDigest } from '../oci/digest.js';
-import { blobsOf, checkManifestDigest, type Descriptor, type Manifest, manifestFromBytes, parseManifest, type ParsedManifest } from '../oci/manifest.js';
+import { blobsOf, checkManifestDigest, type Descriptor, isForeignLayer, type Manifest, manifestFromBytes, parseManifest, type ParsedManifest } from '../oci/manifest.js';
 import { formatPlatform, type Platform, platformMatches } from '../oci/platform.js';
 import type { ImageSource, OpOptions } from '../transports/types.js';
 import type { CopyObserver } from './events.js';
@@ -165,4 +165,27 @@ function filteredIndex(index: Manifest, chosen: Descriptor[]): Manifest {
   const keep = new Set(chosen.map((d) => d.digest));
   doc.manifests = (doc.manifests as { digest: string }[]).filter((m) => keep.has(m.digest as Digest));
   return manifestFromBytes(Buffer.from(JSON.stringify(doc)), index.mediaType);
+}
+
+/** The foreign (non-distributable) layers the plan's images reference, each with the images that need it. */
+export function foreignLayersOf(plan: CopyPlan): Map<Digest, { descriptor: Descriptor; images: string[] }> {
+  const out = new Map<Digest, { descriptor: Descriptor; images: string[] }>();
+  for (const image of plan.images) {
+    for (const b of image.blobs) {
+      if (!isForeignLayer(b)) continue;
+      const entry = out.get(b.digest) ?? { descriptor: b, images: [] };
+      if (!entry.images.includes(image.request.origin)) entry.images.push(image.request.origin);
+      out.set(b.digest, entry);
+    }
+  }
+  return out;
+}
+
+/**
+ * The plan without these blobs: foreign layers whose bytes are absent by design
+ * are not copied; the manifests that name them still are.
+ */
+export function withoutBlobs(plan: CopyPlan, leaveOut: ReadonlySet<Digest>): CopyPlan {
+  if (leaveOut.size === 0) return plan;
+  return { ...plan, images: plan.images.map((i) => ({ ...i, blobs: i.blobs.filter((b) => !leaveOut.has(b.digest)) })) };
 }

@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { FerryError, isFerryError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
-import { type Descriptor, type ParsedManifest, parseManifest } from '../oci/manifest.js';
+import { type Descriptor, type ParsedManifest, isForeignLayer, parseManifest } from '../oci/manifest.js';
 import { isValidRepository, isValidTag } from '../oci/reference.js';
 import { forEachLimited } from '../copy/pool.js';
 import { pullScope, type RegistryClient } from '../transports/registry/client.js';
@@ -41,7 +41,8 @@ async function blobsOfImage(source: ImageSource, repository: string, reference: 
     }
     for (const c of parsed.manifests) await visit(c.digest, depth + 1);
     if (parsed.config) out.set(parsed.config.digest, parsed.config);
-    for (const l of parsed.layers) out.set(l.digest, l);
+    // Foreign layers live at their URLs, not at the site (spec/bundle.md §2.2): not part of what it holds or needs.
+    for (const l of parsed.layers) if (!isForeignLayer(l)) out.set(l.digest, l);
     return digest!;
   };
   const digest = await visit(reference, 0);

@@ -1,6 +1,6 @@
 import { FerryError } from '../errors.js';
 import { type Digest, parseDigest, sha256Digest } from './digest.js';
-import { IMAGE_MANIFEST_MEDIA_TYPES, INDEX_MEDIA_TYPES, MT } from './media-types.js';
+import { FOREIGN_LAYER_MEDIA_TYPES, IMAGE_MANIFEST_MEDIA_TYPES, INDEX_MEDIA_TYPES, MT } from './media-types.js';
 import type { Platform } from './platform.js';
 import { JSON_MAX_DEPTH, jsonDepth } from './json-depth.js';
 
@@ -132,6 +132,15 @@ function addCommon(parsed: ParsedManifest, o: Record<string, unknown>, where: st
 /** The blobs (config first, then layers) an image manifest needs; empty for an index. */
 export function blobsOf(m: ParsedManifest): Descriptor[] {
   return m.kind === 'image' && m.config ? [m.config, ...m.layers] : [];
+}
+
+/**
+ * A foreign (non-distributable) layer: a foreign media type and `urls` to fetch it
+ * from. Registries do not hold its bytes; ferry carries its descriptor and, unless
+ * asked (`--include-foreign`), not its bytes.
+ */
+export function isForeignLayer(d: Pick<Descriptor, 'mediaType' | 'urls'>): boolean {
+  return FOREIGN_LAYER_MEDIA_TYPES.includes(d.mediaType) && (d.urls?.length ?? 0) > 0;
 }
 
 /** Builds a Manifest from exact bytes, computing its digest. */

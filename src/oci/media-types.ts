@@ -17,6 +17,18 @@ export const MT = {
   dockerSchema1Signed: 'application/vnd.docker.distribution.manifest.v1+prettyjws',
 } as const;
 
+/**
+ * Layers their publisher may forbid registries to store (Windows base layers): the
+ * manifest carries their descriptor with `urls` to fetch them from, and registries
+ * accept the manifest without the blob (spec/bundle.md §2.2).
+ */
+export const FOREIGN_LAYER_MEDIA_TYPES: readonly string[] = [
+  MT.dockerForeignLayerGzip,
+  'application/vnd.oci.image.layer.nondistributable.v1.tar',
+  'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip',
+  'application/vnd.oci.image.layer.nondistributable.v1.tar+zstd',
+];
+
 export const INDEX_MEDIA_TYPES: readonly string[] = [MT.ociIndex, MT.dockerManifestList];
 export const IMAGE_MANIFEST_MEDIA_TYPES: readonly string[] = [MT.ociManifest, MT.dockerManifest];
 export const MANIFEST_MEDIA_TYPES: readonly string[] = [...IMAGE_MANIFEST_MEDIA_TYPES, ...INDEX_MEDIA_TYPES];

@@ -154,6 +154,52 @@ export function validateQualifiedName(name: string, where = 'repository'): strin
   return name;
 }
 
+/** Whether `name` is `[host[:port]/]path` by the grammar (the host by docker's rule), without throwing. */
+export function isValidQualifiedName(name: string): boolean {
+  const split = splitQualifiedName(name);
+  return name.length <= NAME_MAX && (split.registry === undefined || isValidRegistry(split.registry)) && REPOSITORY_RE.test(split.repository);
+}
+
+/** A name as other tools write it beside a tag or digest, taken verbatim: no `docker.io` or `library/` is added. */
+export interface LocalReference {
+  /** `[host[:port]/]path`, validated. */
+  name: string;
+  tag?: string;
+  digest?: Digest;
+}
+
+/**
+ * Splits `name:tag`, `name@sha256:…` or `name:tag@sha256:…` by the reference
+ * grammar (the tag is after the last `:` that follows the last `/`, so
+ * `127.0.0.1:5000/app:1` is `127.0.0.1:5000/app` and `1`). Unlike
+ * parseReference nothing is normalised: `app:1` names `app`, not
+ * `docker.io/library/app` — a layout's names are the user's, not Docker Hub's.
+ * Undefined when the text has neither tag nor digest or any part is invalid.
+ */
+export function parseLocalReference(text: string): LocalReference | undefined {
+  let rest = text;
+  let digest: Digest | undefined;
+  const at = rest.indexOf('@');
+  if (at >= 0) {
+    const d = rest.slice(at + 1);
+    if (!isDigest(d)) return undefined;
+    digest = d;
+    rest = rest.slice(0, at);
+  }
+  let tag: string | undefined;
+  const colon = rest.lastIndexOf(':');
+  if (colon > rest.lastIndexOf('/')) {
+    tag = rest.slice(colon + 1);
+    rest = rest.slice(0, colon);
+    if (!isValidTag(tag)) return undefined;
+  }
+  if ((tag === undefined && digest === undefined) || !isValidQualifiedName(rest)) return undefined;
+  const out: LocalReference = { name: rest };
+  if (tag !== undefined) out.tag = tag;
+  if (digest !== undefined) out.digest = digest;
+  return out;
+}
+
 /** Splits `host[:port]/path` by docker's rule: the first component is a host if it has `.` or `:` or is `localhost`. */
 export function splitQualifiedName(name: string): { registry?: string; repository: string } {
   const slash = name.indexOf('/');

@@ -94,6 +94,8 @@ export interface AdmissionRequest {
   parsed: ReadonlyMap<Digest, ParsedManifest>;
   /** For messages. */
   origin: string;
+  /** Blobs known absent by design (foreign layers a bundle does not carry): never written, never copied. */
+  absent?: ReadonlySet<Digest>;
 }
 
 /** Take the image (perhaps with a warning for the user), or leave it out with why. */

@@ -151,8 +151,8 @@ describe('ferry errors through the CLI', () => {
     expect(err.hint).toContain('registry-layout');
   });
 
-  it('an OCI layout image named without its registry → E_NAME_UNSAFE before any blob is read', async () => {
-    // A layout written by other tools may name images "app:1"; a bundle needs "host/app".
+  it('an OCI layout image whose ref name is not a name → E_NAME_UNSAFE before any blob is read', async () => {
+    // "app:1" (no registry) is a name a bundle takes (interop-names.test.ts); "../app:1" is not.
     const dir = env.path('oci-short-name');
     const layer = Buffer.alloc(4096, 7);
     const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha(layer)] } }));
@@ -164,11 +164,11 @@ describe('ferry errors through the CLI', () => {
     await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
     for (const b of [layer, config, manifest]) await writeFile(join(dir, 'blobs', 'sha256', sha(b).slice(7)), b);
     await writeFile(join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
-    await writeFile(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha(manifest), size: manifest.length, annotations: { 'org.opencontainers.image.ref.name': 'app:1' } }] }));
+    await writeFile(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha(manifest), size: manifest.length, annotations: { 'org.opencontainers.image.ref.name': '../app:1' } }] }));
     const cache = env.path('cache-short-name');
     const out = env.path('short-name.tar');
     const err = failedWith(await runFerry(['export', '--from', `oci:${dir}`, '-o', out, '--cache', cache, '--json']), 'E_NAME_UNSAFE');
-    expect(err.message).toContain('"app"');
+    expect(err.message).toContain('"../app:1"');
     expect(existsSync(out)).toBe(false);
     // Nothing was copied into the cache: the check came before the blobs.
     const cached = existsSync(join(cache, 'blobs')) ? await readdir(join(cache, 'blobs'), { recursive: true }) : [];

@@ -28,6 +28,12 @@ export interface RegistryOptions {
   tokenExpiresInSeconds?: number;
   /** Serve read-only (maintenance mode): pushes fail with 405. */
   readOnly?: boolean;
+  /**
+   * Regexes of the `urls` a manifest's foreign / non-distributable layers may carry
+   * (`validation.manifests.urls.allow`). Distribution 2.8 allows none by default and then
+   * refuses such manifests; with an allowed URL it stores them without the layer's blob.
+   */
+  foreignLayerUrls?: string[];
 }
 
 export interface RegistryHandle {
@@ -92,6 +98,7 @@ function configYaml(o: {
   storageDir: string;
   readOnly: boolean;
   authBlock: string;
+  foreignLayerUrls?: string[] | undefined;
 }): string {
   const q = (s: string): string => JSON.stringify(s); // a JSON string is a valid YAML double-quoted scalar
   return [
@@ -116,6 +123,7 @@ function configYaml(o: {
     'health:',
     '  storagedriver:',
     '    enabled: false',
+    ...(o.foreignLayerUrls?.length ? ['validation:', '  manifests:', '    urls:', '      allow:', ...o.foreignLayerUrls.map((u) => `        - ${q(u)}`)] : []),
     o.authBlock,
     '',
   ].join('\n');
@@ -223,7 +231,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
     for (let attempt = 0; attempt < 3; attempt++) {
       const port = await freePort();
       const url = `http://127.0.0.1:${port}`;
-      writeFileSync(configFile, configYaml({ port, storageDir, readOnly: opts.readOnly ?? false, authBlock }));
+      writeFileSync(configFile, configYaml({ port, storageDir, readOnly: opts.readOnly ?? false, authBlock, foreignLayerUrls: opts.foreignLayerUrls }));
       const r = await launchOnce(configFile, logFile, url, 15_000);
       if ('child' in r) {
         const child = r.child;

@@ -5,13 +5,17 @@ import { contextFrom, type GlobalFlags } from '../context.js';
 import { refuseSharedStdin } from '../stdin.js';
 import { formatBytes } from '../output.js';
 import { progressObserver } from '../progress.js';
-import type { ExportCacheReport } from '../../app/export.js';
+import type { ExportCacheReport, ForeignReport } from '../../app/export.js';
+import { describeConversions } from '../../copy/convert-oci.js';
 
 interface Flags extends GlobalFlags {
   file?: string;
   images?: string[];
   output: string;
   from?: string;
+  'registry-name'?: string;
+  'convert-oci'?: boolean;
+  'include-foreign'?: boolean;
   compression?: 'none' | 'zstd';
   level?: number;
   platform?: string;
@@ -31,6 +35,9 @@ export const exportCommand: CommandModule<GlobalFlags, Flags> = {
     .option('file', { alias: 'f', type: 'string', describe: 'images.list: one reference a line, # comments ("-" for stdin)' })
     .option('output', { alias: 'o', type: 'string', demandOption: true, requiresArg: true, coerce: path('output'), describe: 'bundle file (.tar or .tar.zst), or - for stdout' })
     .option('from', { type: 'string', describe: 'read from registry-layout:DIR, skopeo-dir:DIR, oci:DIR or bundle:FILE instead of registries' })
+    .option('registry-name', { type: 'string', requiresArg: true, describe: 'with --from: record images whose names have no registry (python, team/app) as HOST/name' })
+    .option('convert-oci', { type: 'boolean', describe: 'store Docker schema 2 images with OCI media types, for readers that take OCI only (new manifest digests, listed in the output; layers unchanged)' })
+    .option('include-foreign', { type: 'boolean', describe: 'carry the bytes of foreign (non-distributable) layers too, fetched from their URLs (default: their descriptors only, as registries keep them)' })
     .option('compression', { choices: ['none', 'zstd'] as const, describe: 'default: zstd when the output ends in .zst, else none' })
     .option('level', { type: 'string', coerce: wholeNumber('level', 1, 19, 9), describe: 'zstd level (1-19)' })
     .option('platform', { type: 'string', describe: 'keep only these platforms of multi-arch images, e.g. linux/amd64,linux/arm64' })
@@ -45,7 +52,8 @@ export const exportCommand: CommandModule<GlobalFlags, Flags> = {
     .example('$0 export -f images.list --since release-1.0.tar.zst -o release-2.0-delta.tar.zst', 'a delta: only what release 1.0 lacks')
     .example('$0 export -f images.list -o release.tar.zst --split 2G', 'volumes of at most 2 GiB (2G = 2GiB; 2GB is 2,000,000,000 bytes) for a file share: release.000.tar.zst, … and release.sha256')
     .example('$0 export -f images.list --repair rel.repair.json -o repair.tar', 'only the blobs verify found missing or damaged at the far side')
-    .example('$0 export --from registry-layout:/var/lib/registry -o old.tar.zst', 'bundle a registry directory without starting a registry') as never,
+    .example('$0 export --from registry-layout:/var/lib/registry -o old.tar.zst', 'bundle a registry directory without starting a registry')
+    .example('$0 export --from oci:./app --registry-name registry.corp.local -o app.tar', 'an OCI layout from skopeo, buildah or umoci, its images recorded as registry.corp.local/app:TAG') as never,
   handler: async (argv) => {
     // Loaded on use: --help and --version stay fast, and a command pays only for what it needs.
     const { exportBundle } = await import('../../app/export.js');
@@ -59,7 +67,7 @@ export const exportCommand: CommandModule<GlobalFlags, Flags> = {
     const observer = progressObserver(ctx.out, 'export');
     try {
       const result = await exportBundle({
-        listFile: argv.file, references: argv.images ?? [], from: argv.from, output: argv.output,
+        listFile: argv.file, references: argv.images ?? [], from: argv.from, registryName: argv['registry-name'], convertOci: argv['convert-oci'] === true, includeForeign: argv['include-foreign'] === true, output: argv.output,
         compression: argv.compression ?? (argv.output.endsWith('.zst') ? 'zstd' : 'none'), level: argv.level,
         platforms: argv.platform ? parsePlatforms(argv.platform) : undefined, cacheDir: argv.cache, cacheMax, since: argv.since === undefined ? undefined : ([] as string[]).concat(argv.since),
         referrers: argv.referrers, split: sizes.splitBytes, repair: argv.repair,
@@ -73,12 +81,24 @@ export const exportCommand: CommandModule<GlobalFlags, Flags> = {
         + (result.volumes ? `\n${result.volumes.length} volumes: ${result.volumes.map((v) => v.path).join(', ')}; checksums in ${result.volumes[0]!.path.replace(/\.\d{3,}\.tar(\.zst)?$/, '')}.sha256` : '')
         + (result.repair ? `\nrepair of bundle ${result.repair.bundleId}: ${result.repair.blobs} blobs carried; import it after the good volumes (or the damaged bundle)` : '')
         + (result.delta && !result.repair ? `\ndelta: ${result.delta.omittedBlobs} blobs (${formatBytes(result.delta.omittedBytes)}) left out, held by base ${result.delta.bases.map((b) => b.bundleId).join(', ')}` : '')
-        + (result.cache.error ? '' : `\n${cacheLine(result.cache)}`));
+        + (result.cache.error ? '' : `\n${cacheLine(result.cache)}`)
+        + describeConversions(result.converted).map((l) => `\n${l}`).join('')
+        + (result.foreign ? `\n${foreignLine(result.foreign)}` : ''));
     } finally {
       observer.stop();
     }
   },
 };
+
+/** Foreign layers are never silent: carried, or left to their URLs by design. */
+function foreignLine(f: ForeignReport): string {
+  const bytes = formatBytes(f.layers.reduce((n, l) => n + l.size, 0));
+  const images = new Set(f.layers.flatMap((l) => l.images)).size;
+  const head = f.carried
+    ? `foreign layers: ${f.layers.length} (${bytes}) of ${images} image${images === 1 ? '' : 's'} carried, fetched from their URLs`
+    : `note: ${f.layers.length} foreign (non-distributable) layer${f.layers.length === 1 ? '' : 's'} (${bytes}) of ${images} image${images === 1 ? '' : 's'} not carried, descriptor only: whoever pulls ${images === 1 ? 'it' : 'them'} fetches ${f.layers.length === 1 ? 'it' : 'them'} from ${f.layers.length === 1 ? 'its' : 'their'} URLs (--include-foreign carries the bytes)`;
+  return [head, ...f.layers.map((l) => `  ${l.digest} ${formatBytes(l.size)} ${l.urls.join(' ')} (${l.images.join(', ')})`)].join('\n');
+}
 
 function cacheLine(c: ExportCacheReport): string {
   const parts = [`cache ${c.dir}: ${formatBytes(c.bytes)} ${c.maxBytes === null ? '(no cap)' : `of ${formatBytes(c.maxBytes)}`}`];

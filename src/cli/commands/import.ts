@@ -17,6 +17,7 @@ interface Flags extends GlobalFlags {
   owner?: string;
   platform?: string;
   base?: string | string[];
+  'convert-oci'?: boolean;
 }
 
 export const importCommand: CommandModule<GlobalFlags, Flags> = {
@@ -33,9 +34,11 @@ export const importCommand: CommandModule<GlobalFlags, Flags> = {
     .option('owner', { type: 'string', requiresArg: true, describe: 'UID:GID (numbers or names) that new files and folders in a local target get (default, as root: the owner of the target folder, e.g. the registry\'s user)' })
     .option('base', { type: 'string', requiresArg: true, describe: 'delta bundles: a base bundle that supplies the blobs the delta leaves out and the target lacks (repeatable)' })
     .option('platform', { type: 'string', describe: 'docker-archive: the platform to take from multi-arch images (default linux/amd64)' })
+    .option('convert-oci', { type: 'boolean', describe: 'write Docker schema 2 images with OCI media types, for readers that take OCI only (skopeo, podman, umoci on oci:); new manifest digests, listed in the output; layers unchanged' })
     .example('$0 import release.tar.zst --to registry-layout:/var/lib/registry', 'then start registry:2 on it')
     .example('$0 import release.tar.zst --to skopeo-dir:./images', 'one dir per image, for skopeo')
-    .example('$0 import release.tar.zst --to registry-layout /var/lib/registry', 'the two-word form works too') as never,
+    .example('$0 import release.tar.zst --to registry-layout /var/lib/registry', 'the two-word form works too')
+    .example('$0 import release.tar --to oci:./layout --convert-oci', 'an OCI layout whose Docker-built images skopeo, podman and umoci can select') as never,
   handler: async (argv) => {
     // Loaded on use: --help and --version stay fast, and a command pays only for what it needs.
     const { importBundle, renderImportReport } = await import('../../app/import.js');
@@ -50,7 +53,7 @@ export const importCommand: CommandModule<GlobalFlags, Flags> = {
         bundle: argv.bundle, volumes, to, images: argv.image ?? [], renames: argv.rename ?? [],
         prune: argv.prune === true, receiptFile: argv.receipt, owner: argv.owner, platform: platform?.[0],
         bases: argv.base === undefined ? undefined : ([] as string[]).concat(argv.base),
-        jobs: ctx.jobs, registry: ctx.registry, ssh: ctx.ssh, signal: ctx.signal, observer,
+        convertOci: argv['convert-oci'] === true, jobs: ctx.jobs, registry: ctx.registry, ssh: ctx.ssh, signal: ctx.signal, observer,
       });
       observer.stop();
       ctx.out.result(report, () => renderImportReport(report));

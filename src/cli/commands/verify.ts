@@ -35,6 +35,7 @@ export const verifyCommand: CommandModule<GlobalFlags, Flags> = {
       const sigs = result.signatures;
       ctx.out.result(result, () => `${argv.bundle}: OK — ${result.images} images, ${result.blobs} blobs, ${formatBytes(result.bytes)} verified in ${result.seconds.toFixed(1)} s`
         + (result.volumes ? `\n${volumeLine(result.volumes)}${result.volumes.missing.length ? ' (their layers were not checked)' : ''}` : '')
+        + (result.foreignBlobs ? `\nforeign (non-distributable) layers: ${result.foreignBlobs} not carried by design (descriptors only), not checked` : '')
         + (sigs ? `\nsignatures: ${sigs.filter((s) => s.status === 'verified').length} of ${sigs.length} images signed with the key`
           + sigs.filter((s) => s.status === 'unsigned').map((s) => `\n  unsigned: ${s.image}`).join('') : ''));
     } finally {

@@ -1,7 +1,8 @@
 import { FerryError } from '../../errors.js';
 import { type Digest, parseDigest, sha256Digest } from '../../oci/digest.js';
-import { isValidRegistry, parseReference, validateRepository, validateTag } from '../../oci/reference.js';
+import { isValidQualifiedName, parseReference, validateTag } from '../../oci/reference.js';
 import { JSON_MAX_DEPTH, jsonDepth } from '../../oci/json-depth.js';
+import { FOREIGN_LAYER_MEDIA_TYPES } from '../../oci/media-types.js';
 
 /**
  * `ferry.json`, the first entry of every bundle: what the bundle holds, so a
@@ -32,7 +33,7 @@ export interface BundleBlob {
 export interface BundleImage {
   /** The reference it was pulled from (never with credentials). */
   origin: string;
-  /** Full name with registry host: `docker.io/library/nginx`. */
+  /** Full name with registry host (`docker.io/library/nginx`), or without one for images from a place that has none (`python`). */
   repository: string;
   tag?: string;
   /** The stored top manifest (index or image manifest). */
@@ -79,6 +80,12 @@ export interface BundleMetadata {
    * every volume's), so a volume's own part records are checked against the set's.
    */
   split?: BundleSplit;
+  /**
+   * Foreign (non-distributable) layers the images reference whose bytes the
+   * bundle does not hold by design (spec/bundle.md §2.2): their consumers fetch
+   * them from the descriptor's `urls`. Absent when there are none.
+   */
+  foreignBlobs?: BundleBlob[];
   /** Only in one volume of a split bundle (spec/bundle.md "Volumes"): which of `blobs` this file holds. */
   volume?: BundleVolume;
 }
@@ -168,23 +175,22 @@ export function createdSeconds(created: string): number {
 }
 
 /**
- * Validates a bundle repository: `<registry>/<path>`. The first component must
- * look like a host (contains `.` or `:`, or is `localhost`), the docker rule
- * that keeps it from being read as a path component; the path follows the
- * distribution grammar. `../../etc` fails here, before any name becomes a path.
+ * Validates a bundle repository: `[<registry>/]<path>`. A first component that
+ * looks like a host (contains `.` or `:`, or is `localhost`: docker's rule) is
+ * the registry and must be a valid host[:port]; the path follows the
+ * distribution grammar. A name without a registry (`python`, `team/app`) is an
+ * image that came from a place without one (an OCI layout, a registry's
+ * storage, a skopeo dir tree): it is kept as it is, never given `docker.io`.
+ * `../../etc` fails here, before any name becomes a path.
  */
-export function validateFullName(name: unknown, where: string): string {
-  if (typeof name !== 'string') return validateRepository(String(name), where);
-  const slash = name.indexOf('/');
-  const host = slash > 0 ? name.slice(0, slash) : '';
-  const hostLike = host.includes('.') || host.includes(':') || host === 'localhost';
-  if (!hostLike || !isValidRegistry(host) || host.length + 1 + (name.length - slash - 1) > 255) {
-    throw new FerryError('E_NAME_UNSAFE', `${where}: ${JSON.stringify(name.slice(0, 300))} is not a full repository name (registry host, "/", repository path)`, {
-      hint: 'bundle repositories carry their registry, e.g. docker.io/library/nginx or 127.0.0.1:5000/team/app',
-      details: { where, name: name.slice(0, 300) },
+export function validateBundleName(name: unknown, where: string): string {
+  if (typeof name !== 'string' || !isValidQualifiedName(name)) {
+    const text = String(name).slice(0, 300);
+    throw new FerryError('E_NAME_UNSAFE', `${where}: ${JSON.stringify(text)} is not a repository name ([registry host[:port]/]path)`, {
+      hint: 'repository names are lowercase path components [a-z0-9] joined by "/" (".", "_", "__" or "-" inside a component), optionally after a registry host, e.g. docker.io/library/nginx, 127.0.0.1:5000/team/app or python; at most 255 characters',
+      details: { where, name: text },
     });
   }
-  validateRepository(name.slice(slash + 1), where);
   return name;
 }
 
@@ -204,10 +210,11 @@ export function canonicalJson(value: unknown): string {
   return JSON.stringify(value);
 }
 
-/** sha256 of canonical({images, blobs, delta?}) — content only, so time and tool version do not change it. */
-export function computeBundleId(images: unknown, blobs: unknown, delta: unknown): Digest {
+/** sha256 of canonical({images, blobs, delta?, foreignBlobs?}) — content only, so time and tool version do not change it. */
+export function computeBundleId(images: unknown, blobs: unknown, delta: unknown, foreignBlobs?: unknown): Digest {
   const body: Record<string, unknown> = { images, blobs };
   if (delta !== undefined) body.delta = delta;
+  if (foreignBlobs !== undefined) body.foreignBlobs = foreignBlobs;
   return sha256Digest(canonicalJson(body));
 }
 
@@ -219,6 +226,8 @@ export interface BuildMetadataInput {
   /** In stored order. */
   blobs: BundleBlob[];
   delta?: BundleDelta;
+  /** Foreign layers not carried, in stored order (where they would stand among the layers). */
+  foreignBlobs?: BundleBlob[];
 }
 
 export function buildMetadata(input: BuildMetadataInput): BundleMetadata {
@@ -227,10 +236,11 @@ export function buildMetadata(input: BuildMetadataInput): BundleMetadata {
   const delta = input.delta
     ? { bases: input.delta.bases.map((b) => ({ bundleId: b.bundleId, metadataDigest: b.metadataDigest })), omittedBlobs: input.delta.omittedBlobs.map(normaliseBlob) }
     : undefined;
+  const foreignBlobs = input.foreignBlobs?.length ? input.foreignBlobs.map(normaliseBlob) : undefined;
   const meta: BundleMetadata = {
     format: BUNDLE_FORMAT,
     formatVersion: BUNDLE_FORMAT_VERSION,
-    bundleId: computeBundleId(images, blobs, delta),
+    bundleId: computeBundleId(images, blobs, delta, foreignBlobs),
     created: input.created,
     tool: { name: 'ferry', version: input.toolVersion },
     images,
@@ -243,6 +253,7 @@ export function buildMetadata(input: BuildMetadataInput): BundleMetadata {
     },
   };
   if (delta) meta.delta = delta;
+  if (foreignBlobs) meta.foreignBlobs = foreignBlobs;
   return meta;
 }
 
@@ -315,7 +326,7 @@ function parseImage(v: unknown, where: string): BundleImage {
   parseReference(origin, `${where}.origin`);
   const img: BundleImage = {
     origin,
-    repository: validateFullName(o.repository, `${where}.repository`),
+    repository: validateBundleName(o.repository, `${where}.repository`),
     digest: parseDigest(o.digest, `${where}.digest`),
     mediaType: str(o.mediaType, `${where}.mediaType`, 255),
     platforms: arr(o.platforms, `${where}.platforms`).map((p, i) => {
@@ -384,8 +395,15 @@ export function parseMetadata(bytes: Uint8Array, where: string): BundleMetadata 
     totals: { images: 0, blobs: 0, storedBytes: 0, referencedBytes: 0 },
   };
   if (delta) meta.delta = delta;
+  if (o.foreignBlobs !== undefined) {
+    meta.foreignBlobs = arr(o.foreignBlobs, `${w}.foreignBlobs`).map((v, i) => {
+      const b = parseBlob(v, `${w}.foreignBlobs[${i}]`);
+      if (b.kind !== 'layer' || !FOREIGN_LAYER_MEDIA_TYPES.includes(b.mediaType)) throw bad(`${w}.foreignBlobs[${i}]`, `${b.digest} is a ${b.kind} of type ${b.mediaType}: only foreign (non-distributable) layers may be left out as foreign`, { digest: b.digest });
+      return b;
+    });
+  }
   checkConsistency(meta, obj(o.totals, `${w}.totals`), w);
-  const id = computeBundleId(o.images, o.blobs, o.delta);
+  const id = computeBundleId(o.images, o.blobs, o.delta, o.foreignBlobs);
   if (id !== meta.bundleId) throw bad(`${w}.bundleId`, `is ${meta.bundleId} but the content hashes to ${id}`, { expected: meta.bundleId, actual: id });
   if (o.split !== undefined) meta.split = parseSplit(o.split, meta, `${w}.split`);
   if (o.volume !== undefined) meta.volume = parseVolume(o.volume, meta, `${w}.volume`);
@@ -529,6 +547,10 @@ function checkConsistency(meta: BundleMetadata, totals: Record<string, unknown>,
   meta.delta?.omittedBlobs.forEach((b, i) => {
     if (stored.has(b.digest) || omitted.has(b.digest)) throw bad(`${w}.delta.omittedBlobs[${i}]`, `${b.digest} is listed twice`, { digest: b.digest });
     if (b.kind === 'index' || b.kind === 'manifest') throw bad(`${w}.delta.omittedBlobs[${i}]`, 'manifests and indexes are always stored, never omitted', { digest: b.digest });
+    omitted.add(b.digest);
+  });
+  meta.foreignBlobs?.forEach((b, i) => {
+    if (stored.has(b.digest) || omitted.has(b.digest)) throw bad(`${w}.foreignBlobs[${i}]`, `${b.digest} is listed twice`, { digest: b.digest });
     omitted.add(b.digest);
   });
   const names = new Set<string>();

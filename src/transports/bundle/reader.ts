@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { FerryError, isFerryError } from '../../errors.js';
 import { type Digest, isDigest, sha256Digest } from '../../oci/digest.js';
-import { type Descriptor, type Manifest, MANIFEST_MAX_BYTES, type ParsedManifest, parseManifest } from '../../oci/manifest.js';
+import { type Descriptor, isForeignLayer, type Manifest, MANIFEST_MAX_BYTES, type ParsedManifest, parseManifest } from '../../oci/manifest.js';
 import { maybeDecompress } from '../../stream/zstd.js';
 import type { OpOptions, SequentialBlob, SourceImage } from '../types.js';
 import { type BundleCondition, type BundleInput, NOTHING_MISSING } from './input.js';
@@ -390,7 +390,9 @@ export class BundleSource implements BundleInput {
    */
   private checkGraph(): void {
     const pos = new Map<string, number>(this.meta.blobs.map((b, i) => [b.digest, i]));
-    const byDigest = new Map<string, BundleBlob>([...this.meta.blobs, ...(this.meta.delta?.omittedBlobs ?? [])].map((b) => [b.digest, b]));
+    // Foreign layers (spec/bundle.md §2.2) are known absent by design, like a delta's omitted blobs.
+    const byDigest = new Map<string, BundleBlob>([...this.meta.blobs, ...(this.meta.delta?.omittedBlobs ?? []), ...(this.meta.foreignBlobs ?? [])].map((b) => [b.digest, b]));
+    const foreign = new Set<string>((this.meta.foreignBlobs ?? []).map((b) => b.digest));
     const parsed = new Map<Digest, ParsedManifest>();
     for (const b of this.meta.blobs) {
       if (b.kind !== 'index' && b.kind !== 'manifest') continue;
@@ -428,12 +430,16 @@ export class BundleSource implements BundleInput {
           }
         } else {
           if (p.config) { need(self, p.config, ['config']); visit(p.config.digest, depth + 1); }
-          for (const l of p.layers) { need(self, l, ['layer']); visit(l.digest, depth + 1); }
+          for (const l of p.layers) {
+            if (foreign.has(l.digest) && !isForeignLayer(l)) throw this.invalid(`${self.digest} references ${l.digest} as an ordinary layer, the metadata lists it as foreign`, { digest: l.digest });
+            need(self, l, ['layer']);
+            visit(l.digest, depth + 1);
+          }
         }
       };
       visit(img.digest, 0);
     }
-    for (const b of [...this.meta.blobs, ...(this.meta.delta?.omittedBlobs ?? [])]) {
+    for (const b of [...this.meta.blobs, ...(this.meta.delta?.omittedBlobs ?? []), ...(this.meta.foreignBlobs ?? [])]) {
       if (!reached.has(b.digest)) throw this.invalid(`blob ${b.digest} belongs to no image`, { digest: b.digest });
     }
     for (const { blob, damaged } of this.damagedConfigs) this.lostBlobs.set(blob.digest, damaged(this.imagesNeeding(blob.digest)));

@@ -8,7 +8,7 @@ import { type Digest, sha256Digest } from '../../oci/digest.js';
 import { type Descriptor, type Manifest, parseManifest } from '../../oci/manifest.js';
 import { isIndexMediaType, isManifestMediaType, MT } from '../../oci/media-types.js';
 import { formatPlatform, type Platform } from '../../oci/platform.js';
-import { formatReference, fullName, parseReference } from '../../oci/reference.js';
+import { parseReference } from '../../oci/reference.js';
 import { BlobStore } from '../../store/blob-store.js';
 import { tempPathFor, writeFileAtomic } from '../../fsys/atomic.js';
 import { syncDir } from '../../fsys/durable.js';
@@ -19,7 +19,7 @@ import { VerifyStream } from '../../stream/verify.js';
 import type { DestinationCapabilities, ImageDestination, ImageRecord, OpOptions } from '../types.js';
 import {
   type BlobKind, type BundleBase, type BundleBlob, type BundleImage, type BundleMetadata, blobEntryName, buildMetadata, compareImages,
-  createdSeconds, formatCreated, imageRefName, partEntryName, serialiseMetadata, validateFullName,
+  createdSeconds, formatCreated, imageRefName, partEntryName, serialiseMetadata, validateBundleName,
 } from './metadata.js';
 import { TarWriter } from './tar.js';
 import { hashRanges, type VolumeEntry, type VolumeFile, writeVolumes } from './volumes.js';
@@ -38,6 +38,8 @@ export interface BundleWriterOptions {
   storeDir: string;
   /** Delta export: blobs the receiver already has from these bases are left out. */
   delta?: { bases: BundleBase[]; omitted: ReadonlySet<Digest> };
+  /** Foreign (non-distributable) layers whose bytes are not carried: listed as the metadata's `foreignBlobs` (spec/bundle.md §2.2). */
+  foreign?: ReadonlySet<Digest>;
   concurrentBlobs?: number;
   /** Cut the bundle into volumes of at most this many (uncompressed tar) bytes: spec/bundle.md "Volumes". */
   split?: number;
@@ -45,6 +47,8 @@ export interface BundleWriterOptions {
 
 interface PlannedBlob extends BundleBlob {
   omitted: boolean;
+  /** A foreign layer whose bytes are not carried. */
+  foreign: boolean;
 }
 
 /** Configs are JSON documents; one larger than this is not read for platform/created (it is still carried). */
@@ -95,8 +99,12 @@ export class BundleDestination implements ImageDestination {
     return this.opts.delta?.omitted.has(d) ?? false;
   }
 
+  private isForeign(d: Digest): boolean {
+    return !this.isOmitted(d) && (this.opts.foreign?.has(d) ?? false);
+  }
+
   async hasBlob(_repository: string, desc: Descriptor): Promise<boolean> {
-    if (this.isOmitted(desc.digest) || this.writtenThisRun.has(desc.digest)) return true;
+    if (this.isOmitted(desc.digest) || this.isForeign(desc.digest) || this.writtenThisRun.has(desc.digest)) return true;
     if (this.checkedCache.has(desc.digest)) return true;
     await this.ready();
     // A cache entry from an earlier run is hashed now; a bad one is removed so the engine fetches it again.
@@ -141,16 +149,13 @@ export class BundleDestination implements ImageDestination {
   }
 
   /**
-   * Bundle repositories carry their registry. An engine that passes the bare
-   * path gets the host from the origin reference when the two agree. Public so
-   * an export can refuse a bad name before it fetches anything.
+   * The name the bundle records, as given: registry-qualified for images
+   * pulled from a registry, bare for images from a place without one (no
+   * registry is guessed: `team/app` from a layout is not `docker.io/team/app`).
+   * Public so an export can refuse a bad name before it fetches anything.
    */
   bundleRepository(image: Pick<ImageRecord, 'repository' | 'origin'>): string {
-    if (image.origin !== undefined && !image.repository.includes('.') && !image.repository.includes(':')) {
-      const o = parseReference(image.origin, `${this.description}: origin`);
-      if (o.repository === image.repository) return validateFullName(fullName(o), `${this.description}: image ${image.origin}`);
-    }
-    return validateFullName(image.repository, `${this.description}: image ${image.origin ?? image.repository}`);
+    return validateBundleName(image.repository, `${this.description}: image ${image.origin ?? image.repository}`);
   }
 
   // ------------------------------------------------------------ commit
@@ -256,7 +261,8 @@ export class BundleDestination implements ImageDestination {
         return have;
       }
       const omitted = (kind === 'config' || kind === 'layer') && this.isOmitted(desc.digest);
-      const p: PlannedBlob = { digest: desc.digest, size: desc.size, mediaType: desc.mediaType, kind, omitted };
+      const foreign = kind === 'layer' && this.isForeign(desc.digest);
+      const p: PlannedBlob = { digest: desc.digest, size: desc.size, mediaType: desc.mediaType, kind, omitted, foreign };
       seen.set(desc.digest, p);
       (kind === 'index' || kind === 'manifest' ? groups.manifests : kind === 'config' ? groups.configs : groups.layers).push(p);
       return p;
@@ -315,7 +321,7 @@ export class BundleDestination implements ImageDestination {
         if (info?.platform) platforms.push(formatPlatform(info.platform));
       }
       const img: BundleImage = {
-        origin: rec.origin ?? formatReference(rec.tag !== undefined ? { ...splitName(rec.repository), tag: rec.tag } : { ...splitName(rec.repository), digest: rec.manifest.digest }),
+        origin: rec.origin ?? name,
         repository: rec.repository,
         digest: rec.manifest.digest,
         mediaType: rec.manifest.mediaType,
@@ -329,7 +335,7 @@ export class BundleDestination implements ImageDestination {
     }
 
     const all = [...groups.manifests, ...groups.configs, ...groups.layers];
-    const stored = all.filter((b) => !b.omitted);
+    const stored = all.filter((b) => !b.omitted && !b.foreign);
     for (const b of stored) {
       if (b.kind === 'index' || b.kind === 'manifest') continue;
       if (!this.writtenThisRun.has(b.digest) && !(await this.store.has(b))) {
@@ -344,6 +350,7 @@ export class BundleDestination implements ImageDestination {
       images,
       blobs: stored,
       ...(this.opts.delta ? { delta: { bases: this.opts.delta.bases, omittedBlobs: all.filter((b) => b.omitted) } } : {}),
+      foreignBlobs: all.filter((b) => b.foreign),
     });
     return { meta, stored };
   }
@@ -469,12 +476,6 @@ async function* sizeChecked(src: Readable, b: BundleBlob, where: string): AsyncG
     });
   }
 }
-
-function splitName(repository: string): { registry: string; repository: string } {
-  const slash = repository.indexOf('/');
-  return { registry: repository.slice(0, slash), repository: repository.slice(slash + 1) };
-}
-
 
 /** index.json: one descriptor per image, in metadata order, named so `oci-archive:FILE:<name>` finds it. */
 export function ociIndex(meta: BundleMetadata): Buffer {

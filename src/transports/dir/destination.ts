@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { FerryError } from '../../errors.js';
 import { type Digest, sha256Digest } from '../../oci/digest.js';
-import { type Descriptor, type Manifest, blobsOf, parseManifest } from '../../oci/manifest.js';
+import { type Descriptor, type Manifest, blobsOf, isForeignLayer, parseManifest } from '../../oci/manifest.js';
 import type { DestinationCapabilities, ImageDestination, ImageRecord, OpOptions } from '../types.js';
 import { drain, naming } from '../../fsys/files.js';
 import type { Owner } from '../../fsys/owner.js';
@@ -77,7 +77,7 @@ export class SkopeoDirDestination implements ImageDestination {
       throw new FerryError('E_DIGEST_MISMATCH', `${where}: manifest bytes do not hash to their digest`, { hint: 'this is a bug or a damaged source' });
     }
     const parsed = parseManifest(manifest.bytes, manifest.mediaType, where);
-    for (const b of blobsOf(parsed)) if (!(await this.hasBlob(repository, b))) throw missing(where, 'blob', b.digest);
+    for (const b of blobsOf(parsed)) if (!(await this.hasBlob(repository, b)) && !isForeignLayer(b)) throw missing(where, 'blob', b.digest);
     for (const c of parsed.manifests) if (!this.manifests.has(c.digest)) throw missing(where, 'child manifest', c.digest);
     this.manifests.set(manifest.digest, manifest);
   }
@@ -100,7 +100,11 @@ export class SkopeoDirDestination implements ImageDestination {
     for (const m of [top, ...children]) {
       for (const b of blobsOf(parseManifest(m.bytes, m.mediaType, `${image.repository}@${m.digest}`))) blobs.set(b.digest, b);
     }
-    for (const b of blobs.values()) await this.tree.linkFile(this.stagedPath(b.digest), join(dir, blobFileName(b.digest)));
+    for (const b of blobs.values()) {
+      // A foreign layer a bundle does not carry stays out of the directory (skopeo and podman fetch it from its URLs).
+      if (isForeignLayer(b) && !(await this.hasBlob(image.repository, b))) continue;
+      await this.tree.linkFile(this.stagedPath(b.digest), join(dir, blobFileName(b.digest)));
+    }
     for (const c of children) await this.tree.writeFileAtomic(join(dir, instanceManifestName(c.digest)), c.bytes);
     await this.tree.flush();
     await this.tree.writeFileAtomic(join(dir, MANIFEST_FILE), top.bytes);

@@ -1,11 +1,11 @@
 import { createReadStream } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { FerryError } from '../../errors.js';
 import { type Digest, isDigest, sha256Digest } from '../../oci/digest.js';
 import { type Descriptor, MANIFEST_MAX_BYTES, type Manifest, parseManifest } from '../../oci/manifest.js';
-import { isValidRepository, isValidTag, validateRepository } from '../../oci/reference.js';
+import { isValidQualifiedName, isValidTag, validateQualifiedName } from '../../oci/reference.js';
 import type { ImageSource, SourceImage } from '../types.js';
 import { fileSize, isMissing } from '../../fsys/files.js';
 import { blobFileName, instanceManifestName, KNOWN_VERSIONS, MANIFEST_FILE, parseLeaf, VERSION_FILE } from './paths.js';
@@ -15,9 +15,13 @@ interface DirImage extends SourceImage {
 }
 
 /**
- * Reads a tree of skopeo `dir:` images (as ferry or `skopeo sync --scoped`
- * below the host writes them). Names come from directory names and are
- * validated; manifests are size-capped and digest-checked.
+ * Reads a tree of skopeo `dir:` images: as ferry writes them (`<repository>:<tag>`,
+ * nested paths as nested directories), as `skopeo sync` writes them (the last
+ * path component only: `web:v1`) and as `skopeo sync --scoped` does (registry
+ * first: `127.0.0.1:5000/apps/web:v1`, `docker.io/library/nginx:1.25`). The
+ * directory path is the name, registry included when the tree has one; names
+ * are validated; manifests are size-capped and digest-checked. A directory
+ * that is itself one image (`skopeo copy … dir:DIR`) is named after DIR.
  */
 export class SkopeoDirSource implements ImageSource {
   readonly description: string;
@@ -33,6 +37,12 @@ export class SkopeoDirSource implements ImageSource {
   }
 
   private async walk(): Promise<DirImage[]> {
+    // `skopeo copy … dir:DIR` writes one image into DIR itself: named after DIR (`web:v1`, or `web`
+    // with no tag: a digest-only image), as the directories of a tree are.
+    if (await holdsImage(this.root)) {
+      const base = basename(this.root);
+      return [await readImageDir(this.root, parseLeaf(base) ?? { name: base.toLowerCase() }, [])];
+    }
     const found: DirImage[] = [];
     const visit = async (rel: string[]): Promise<void> => {
       if (rel.length > 128) return;
@@ -47,26 +57,13 @@ export class SkopeoDirSource implements ImageSource {
         if (!e.isDirectory() || e.name.startsWith('.')) continue;
         const leaf = parseLeaf(e.name);
         const dir = join(this.root, ...rel, e.name);
-        if (leaf === undefined) {
+        // `skopeo sync --scoped` puts the registry first (`127.0.0.1:5000/apps/web:v1`): a
+        // name with a colon that holds no image but further directories is a path component.
+        if (leaf === undefined || (leaf.digest === undefined && !(await holdsImage(dir)) && (await hasSubdirectories(dir)))) {
           await visit([...rel, e.name]);
           continue;
         }
-        const repository = [...rel, leaf.name].join('/');
-        if (!isValidRepository(repository) || (leaf.tag !== undefined && !isValidTag(leaf.tag)) || (leaf.digest !== undefined && !isDigest(leaf.digest))) {
-          throw new FerryError('E_NAME_UNSAFE', `${dir}: directory name is not <repository>:<tag> or <repository>@sha256:<hex>`, {
-            hint: 'rename or remove that directory', details: { file: dir },
-          });
-        }
-        await checkVersion(dir);
-        const manifest = await readManifestFile(join(dir, MANIFEST_FILE), undefined);
-        if (leaf.digest !== undefined && manifest.digest !== leaf.digest) {
-          throw new FerryError('E_DIGEST_MISMATCH', `${dir}: manifest.json hashes to ${manifest.digest}, not the digest the directory is named after`, {
-            hint: 'the directory was altered; copy the image again', details: { file: dir },
-          });
-        }
-        const img: DirImage = { repository, digest: manifest.digest, dir };
-        if (leaf.tag !== undefined) img.tag = leaf.tag;
-        found.push(img);
+        found.push(await readImageDir(dir, leaf, rel));
       }
     };
     await visit([]);
@@ -78,7 +75,7 @@ export class SkopeoDirSource implements ImageSource {
   }
 
   private async dirsOf(repository: string): Promise<DirImage[]> {
-    validateRepository(repository);
+    validateQualifiedName(repository);
     return (await this.scan()).filter((i) => i.repository === repository);
   }
 
@@ -108,6 +105,35 @@ export class SkopeoDirSource implements ImageSource {
   }
 
   async close(): Promise<void> {}
+}
+
+/** One image directory: `leaf` from its name, `rel` the directories above it in the tree (the rest of the name). */
+async function readImageDir(dir: string, leaf: { name: string; tag?: string; digest?: string }, rel: string[]): Promise<DirImage> {
+  const repository = [...rel, leaf.name].join('/');
+  if (!isValidQualifiedName(repository) || (leaf.tag !== undefined && !isValidTag(leaf.tag)) || (leaf.digest !== undefined && !isDigest(leaf.digest))) {
+    throw new FerryError('E_NAME_UNSAFE', `${dir}: directory name is not <repository>:<tag> or <repository>@sha256:<hex>`, {
+      hint: 'rename or remove that directory', details: { file: dir },
+    });
+  }
+  await checkVersion(dir);
+  const manifest = await readManifestFile(join(dir, MANIFEST_FILE), undefined);
+  if (leaf.digest !== undefined && manifest.digest !== leaf.digest) {
+    throw new FerryError('E_DIGEST_MISMATCH', `${dir}: manifest.json hashes to ${manifest.digest}, not the digest the directory is named after`, {
+      hint: 'the directory was altered; copy the image again', details: { file: dir },
+    });
+  }
+  const img: DirImage = { repository, digest: manifest.digest, dir };
+  if (leaf.tag !== undefined) img.tag = leaf.tag;
+  return img;
+}
+
+/** An image directory has skopeo's `version` or a `manifest.json`; one that lacks both is refused by checkVersion. */
+async function holdsImage(dir: string): Promise<boolean> {
+  return (await fileSize(join(dir, VERSION_FILE))) !== undefined || (await fileSize(join(dir, MANIFEST_FILE))) !== undefined;
+}
+
+async function hasSubdirectories(dir: string): Promise<boolean> {
+  return (await readdir(dir, { withFileTypes: true })).some((e) => e.isDirectory());
 }
 
 async function checkVersion(dir: string): Promise<void> {

@@ -119,6 +119,8 @@ export class DockerArchiveDestination implements ImageDestination {
   admit(image: AdmissionRequest): Admission {
     const choice = this.choose(image.top, image.parsed, image.origin);
     if (!choice.load) return { admit: false, reason: `${choice.reason}: a docker archive holds runnable images only` };
+    const lacking = choice.image.layers.find((l) => image.absent?.has(l.digest));
+    if (lacking) return { admit: false, reason: `its foreign (non-distributable) layer ${lacking.digest} is not in the bundle, and a docker archive must hold every layer: export with --include-foreign` };
     return choice.image.zstd ? { admit: true, warning: 'its layers are zstd-compressed; docker before 23.0 cannot load them (podman and containerd can)' } : { admit: true };
   }
 

@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import { join } from 'node:path';
 import { FerryError } from '../../errors.js';
 import { type Digest, sha256Digest } from '../../oci/digest.js';
-import { type Descriptor, type Manifest, blobsOf, parseManifest } from '../../oci/manifest.js';
+import { type Descriptor, type Manifest, blobsOf, isForeignLayer, parseManifest } from '../../oci/manifest.js';
 import { validateRepository, validateTag } from '../../oci/reference.js';
 import type { DestinationCapabilities, ImageDestination, ImageRecord, OpOptions } from '../types.js';
 import { drain } from '../../fsys/files.js';
@@ -100,7 +100,8 @@ export class OciLayoutDestination implements ImageDestination {
     }
     const parsed = parseManifest(manifest.bytes, manifest.mediaType, where);
     for (const d of [...blobsOf(parsed), ...parsed.manifests]) {
-      if (!(await this.hasData(d))) {
+      // A foreign layer a bundle does not carry stays out, as skopeo leaves it out of an oci: layout.
+      if (!isForeignLayer(d) && !(await this.hasData(d))) {
         throw new FerryError('E_BLOB_MISSING', `${where}: ${d.digest} has not been written yet`, { hint: 'blobs must be written before the manifests that reference them; this is a bug in the caller' });
       }
     }

@@ -5,30 +5,50 @@ import type { Readable } from 'node:stream';
 import { FerryError } from '../../errors.js';
 import { type Digest, isDigest, sha256Digest } from '../../oci/digest.js';
 import { type Descriptor, MANIFEST_MAX_BYTES, type Manifest, parseManifest } from '../../oci/manifest.js';
-import { isValidRepository, isValidTag, validateRepository } from '../../oci/reference.js';
+import { isValidRepository, isValidTag, parseLocalReference, validateQualifiedName, validateRepository } from '../../oci/reference.js';
 import type { ImageSource, SourceImage } from '../types.js';
 import { fileSize } from '../../fsys/files.js';
 import { readIndexFile } from './index-file.js';
 import { blobPath, REF_NAME } from './paths.js';
 
 export interface OciLayoutSourceOptions {
-  /** Repository for entries whose ref name is a bare tag (or absent). Default: the layout directory's name, when valid. */
+  /** Repository for entries whose ref name is a bare tag (or absent). Default: the layout directory's base name, lowercased. */
   repository?: string;
 }
 
 /**
- * Reads an OCI image layout. Ref names `<repository>:<tag>` (as ferry writes
- * them) give the repository; bare tags (as skopeo writes them) get the default
- * repository. Everything read is untrusted: index size-capped, manifests digest-checked.
+ * Reads an OCI image layout. Each index.json entry's ref name is split by the
+ * reference grammar and taken verbatim (spec/bundle.md §3.2):
+ *   `127.0.0.1:5000/apps/web:v1`, `docker.io/library/x:1`, `localhost/app:1`
+ *       (podman) — name with its registry, and tag;
+ *   `app:1`, `team/app:1` (ferry, `skopeo copy … oci:DIR:app:1`) — a name
+ *       without a registry, and tag;
+ *   `name@sha256:…` — a digest-only image of that name;
+ *   `1.0`, `v2` (`skopeo copy … oci:DIR:1.0`, buildah, umoci) — only a tag: the
+ *       name is the layout directory's base name, lowercased (what podman
+ *       names such an image after, too), so the same directory always gives
+ *       the same name; an entry without a ref name is a digest-only image of
+ *       that name.
+ * Everything read is untrusted: index size-capped, manifests digest-checked.
  */
 export class OciLayoutSource implements ImageSource {
   readonly description: string;
-  private readonly defaultRepository: string;
+  private readonly namedRepository: string | undefined;
 
   constructor(readonly root: string, opts: OciLayoutSourceOptions = {}) {
     this.description = `OCI layout ${root}`;
-    const base = basename(root).toLowerCase();
-    this.defaultRepository = validateRepository(opts.repository ?? (isValidRepository(base) ? base : 'image'));
+    this.namedRepository = opts.repository === undefined ? undefined : validateRepository(opts.repository);
+  }
+
+  /** The name for entries that carry only a tag (or nothing): checked only when such an entry exists. */
+  private defaultRepository(): string {
+    if (this.namedRepository !== undefined) return this.namedRepository;
+    const base = basename(this.root).toLowerCase();
+    if (isValidRepository(base)) return base;
+    throw new FerryError('E_NAME_UNSAFE', `${this.root}/index.json: an image is named by its tag alone, so its name is the directory's, but ${JSON.stringify(base.slice(0, 200))} is not a repository name`, {
+      hint: 'copy or rename the layout to a directory named like an image (lowercase letters, digits, ".", "_" or "-"), e.g. mv ./My\ Images ./app',
+      details: { file: `${this.root}/index.json` },
+    });
   }
 
   private async entries(): Promise<Array<SourceImage & { mediaType: string }>> {
@@ -38,19 +58,16 @@ export class OciLayoutSource implements ImageSource {
     }
     return manifests.map((d) => {
       const ref = d.annotations?.[REF_NAME];
-      const img: SourceImage & { mediaType: string } = { repository: this.defaultRepository, digest: d.digest, mediaType: d.mediaType };
-      if (ref === undefined) return img;
-      const colon = ref.lastIndexOf(':');
-      const slash = ref.lastIndexOf('/');
-      if (colon > 0 && colon > slash) {
-        const repo = ref.slice(0, colon);
-        const tag = ref.slice(colon + 1);
-        if (isValidRepository(repo) && isValidTag(tag)) return { ...img, repository: repo, tag };
-      } else if (isValidTag(ref)) {
-        return { ...img, tag: ref };
+      if (ref === undefined) return { repository: this.defaultRepository(), digest: d.digest, mediaType: d.mediaType };
+      const named = parseLocalReference(ref);
+      if (named !== undefined && (named.digest === undefined || named.digest === d.digest)) {
+        const img: SourceImage & { mediaType: string } = { repository: named.name, digest: d.digest, mediaType: d.mediaType };
+        if (named.tag !== undefined) img.tag = named.tag;
+        return img;
       }
-      throw new FerryError('E_NAME_UNSAFE', `${this.root}/index.json: ref name ${JSON.stringify(ref.slice(0, 200))} is not <repository>:<tag> or a tag`, {
-        hint: 'fix or remove that entry of index.json', details: { file: `${this.root}/index.json` },
+      if (isValidTag(ref)) return { repository: this.defaultRepository(), tag: ref, digest: d.digest, mediaType: d.mediaType };
+      throw new FerryError('E_NAME_UNSAFE', `${this.root}/index.json: ref name ${JSON.stringify(ref.slice(0, 200))} of ${d.digest} is not [registry/]name:tag, name@digest or a tag`, {
+        hint: 'fix or remove that entry of index.json', details: { file: `${this.root}/index.json`, digest: d.digest },
       });
     });
   }
@@ -60,7 +77,7 @@ export class OciLayoutSource implements ImageSource {
   }
 
   async getManifest(repository: string, reference: string): Promise<Manifest> {
-    validateRepository(repository);
+    validateQualifiedName(repository);
     let digest: Digest;
     if (isDigest(reference)) {
       digest = reference;

@@ -2,7 +2,7 @@ import { rm } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { FerryError } from '../../errors.js';
 import { type Digest, sha256Digest } from '../../oci/digest.js';
-import { type Descriptor, type Manifest, blobsOf, parseManifest } from '../../oci/manifest.js';
+import { type Descriptor, type Manifest, blobsOf, isForeignLayer, parseManifest } from '../../oci/manifest.js';
 import { validateRepository, validateTag } from '../../oci/reference.js';
 import type { DestinationCapabilities, ImageDestination, ImageRecord, OpOptions } from '../types.js';
 import { drain } from '../../fsys/files.js';
@@ -155,6 +155,8 @@ export class StorageLayoutDestination implements ImageDestination {
     const parsed = parseManifest(manifest.bytes, manifest.mediaType, where);
     // The registry serves a manifest only if everything it references is linked in the same repository.
     for (const b of blobsOf(parsed)) {
+      // A foreign layer a bundle does not carry: the registry serves the manifest without it, as one it was pushed to does.
+      if (isForeignLayer(b) && !(await this.hasData(b))) continue;
       if (!(await this.hasData(b))) throw missing(where, 'blob', b.digest);
       await this.ensureLink(layerLinkPath(this.root, repository, b.digest), b.digest);
     }

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { isFerryError } from '../../../src/errors.js';
 import { sha256Digest } from '../../../src/oci/digest.js';
 import {
-  buildMetadata, canonicalJson, parseMetadata, serialiseMetadata, validateFullName, type BundleImage, METADATA_MAX_BYTES,
+  buildMetadata, canonicalJson, parseMetadata, serialiseMetadata, validateBundleName, type BundleImage, METADATA_MAX_BYTES,
 } from '../../../src/transports/bundle/metadata.js';
 
 const d = (s: string) => sha256Digest(s);
@@ -72,11 +72,11 @@ describe('bundle metadata', () => {
     expect((err as Error).message).toContain('big.tar');
   });
 
-  it('validateFullName: needs a registry host and a grammar-valid path', () => {
-    for (const ok of ['docker.io/library/nginx', '127.0.0.1:5000/a/b', 'localhost/x', 'registry.example.com:443/a__b/c-d']) expect(validateFullName(ok, 'n')).toBe(ok);
-    for (const bad of ['../../etc', 'library/nginx', 'nginx', 'docker.io/../etc', 'docker.io//x', '/docker.io/x', 'docker.io/X', 'docker.io/a/', '..', 'docker.io']) {
+  it('validateBundleName: an optional registry host, then a grammar-valid path', () => {
+    for (const ok of ['docker.io/library/nginx', '127.0.0.1:5000/a/b', 'localhost/x', 'registry.example.com:443/a__b/c-d', 'python', 'library/nginx', 'team/app', 'docker.io']) expect(validateBundleName(ok, 'n')).toBe(ok);
+    for (const bad of ['../../etc', 'Nginx', 'docker.io/../etc', 'docker.io//x', '/docker.io/x', 'docker.io/X', 'docker.io/a/', '..', 'a:b/c', '127.0.0.1:5000', 'x/127.0.0.1:5000/y', `a/${'b'.repeat(254)}`]) {
       let e: unknown;
-      try { validateFullName(bad, 'images[0].repository'); } catch (x) { e = x; }
+      try { validateBundleName(bad, 'images[0].repository'); } catch (x) { e = x; }
       expect(isFerryError(e, 'E_NAME_UNSAFE'), bad).toBe(true);
       expect((e as Error).message).toContain('images[0].repository');
     }
@@ -87,8 +87,8 @@ describe('bundle metadata', () => {
       $defs: { image: { properties: Record<string, { pattern?: string; items?: { pattern: string } }> }; digest: { pattern: string } };
     };
     const repo = new RegExp(schema.$defs.image.properties['repository']!.pattern!);
-    for (const ok of ['docker.io/library/nginx', '127.0.0.1:5000/a/b', 'localhost/x']) expect(repo.test(ok), ok).toBe(true);
-    for (const bad of ['../../etc', 'docker.io/../etc', 'docker.io/X']) expect(repo.test(bad), bad).toBe(false);
+    for (const ok of ['docker.io/library/nginx', '127.0.0.1:5000/a/b', 'localhost/x', 'python', 'team/app']) expect(repo.test(ok), ok).toBe(true);
+    for (const bad of ['../../etc', 'docker.io/../etc', 'docker.io/X', 'Nginx', '127.0.0.1:5000', 'a/127.0.0.1:5000/b']) expect(repo.test(bad), bad).toBe(false);
     const tag = new RegExp(schema.$defs.image.properties['tag']!.pattern!);
     expect(tag.test('1.25')).toBe(true);
     expect(tag.test('../x')).toBe(false);

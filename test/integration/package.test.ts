@@ -163,6 +163,8 @@ describe('npm run package', () => {
     // A command that needs ssh2 loads it and fails only for want of a network.
     const send = await offline(['send', 'rel.tar.zst', '127.0.0.1:/srv/ferry/', '--json']);
     expect(send.code, send.stderr).toBe(3);
-    expect(readdirSync(emptyHome).filter((f) => f !== '.cache')).toEqual([]);
+    // Only what ferry keeps on purpose: its blob cache and the import's receipt in the state folder.
+    expect(readdirSync(emptyHome).filter((f) => f !== '.cache' && f !== '.local')).toEqual([]);
+    expect(readdirSync(join(emptyHome, '.local'))).toEqual(['state']);
   }, 120_000);
 });

@@ -40,6 +40,7 @@ export type FlagType = 'boolean' | 'number' | 'string' | 'array' | 'path' | 'pat
 export const SETTABLE_FLAGS: Readonly<Record<string, FlagType>> = {
   json: 'boolean',
   quiet: 'boolean',
+  progress: 'string',
   debug: 'boolean',
   jobs: 'number',
   insecure: 'boolean',

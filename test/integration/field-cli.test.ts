@@ -119,7 +119,7 @@ describe('--json: one document from every command, errors too', () => {
 describe('config file and FERRY_* variables', () => {
   it('covers every global flag: settable by FERRY_* and the file, or deliberately not', async () => {
     const help = await ferryOk(['--help']);
-    const flags = [...help.stdout.slice(help.stdout.indexOf('Options:')).matchAll(/^\s+(?:-\w, )?--([a-z][a-z-]*)/gm)].map((m) => m[1]!);
+    const flags = [...help.stdout.slice(help.stdout.indexOf('Global options:')).matchAll(/^\s+(?:-\w, )?--([a-z][a-z-]*)/gm)].map((m) => m[1]!);
     expect(flags).toContain('plain-http');
     for (const f of flags) expect(Object.hasOwn(SETTABLE_FLAGS, f) || NOT_SETTABLE.includes(f), `--${f} is neither in SETTABLE_FLAGS nor NOT_SETTABLE (src/app/config.ts)`).toBe(true);
   });

@@ -56,6 +56,7 @@ const MAX_DEPTH = 4;
  * cannot be resolved is a failure of that image alone: the others still go.
  */
 export async function planCopy(source: ImageSource, requests: ImageRequest[], opts: PlanOptions = {}): Promise<CopyPlan> {
+  opts.observer?.phase?.('planning');
   const images: (PlannedImage | undefined)[] = new Array(requests.length);
   const failures: PlanFailure[] = [];
   const fetched = new Map<string, Promise<{ manifest: Manifest; parsed: ParsedManifest }>>();

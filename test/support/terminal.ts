@@ -89,3 +89,67 @@ export async function shellSession(shell: 'bash' | 'zsh', setup: string, env: Re
     },
   };
 }
+
+export interface Screen {
+  /** The text each line shows at the end, trailing blanks trimmed. */
+  lines: string[];
+  /** Characters written past the right edge with wrapping off: cut off, never seen. */
+  clipped: number;
+  /** Lines that ran past the right edge and wrapped onto the next. */
+  wrapped: number;
+}
+
+/**
+ * What a terminal `columns` wide shows after `output`: a small emulator of the
+ * sequences ferry and cli-progress write (carriage return, cursor column, erase
+ * line, save/restore cursor, autowrap on/off). Counts what did not fit.
+ */
+export function screenOf(output: string, columns: number): Screen {
+  const rows: string[][] = [[]];
+  let r = 0;
+  let c = 0;
+  let autowrap = true;
+  let saved = { r: 0, c: 0 };
+  let clipped = 0;
+  let wrapped = 0;
+  const row = () => (rows[r] ??= []);
+  const chars = [...output];
+  for (let i = 0; i < chars.length; i++) {
+    const ch = chars[i]!;
+    if (ch === '\x1b') {
+      const next = chars[i + 1];
+      if (next === '7') { saved = { r, c }; i++; continue; }
+      if (next === '8') { ({ r, c } = saved); i++; continue; }
+      if (next !== '[') { i++; continue; }
+      let j = i + 2;
+      let params = '';
+      while (j < chars.length && !/[@-~]/.test(chars[j]!)) params += chars[j++];
+      const final = chars[j];
+      i = j;
+      const n = Number(params.replace(/^\?/, '')) || 0;
+      if (final === 'G') c = Math.max(0, (n || 1) - 1);
+      else if (final === 'K') {
+        if (n === 2) rows[r] = [];
+        else if (n === 0) row().length = Math.min(row().length, c);
+        else for (let k = 0; k <= c; k++) row()[k] = ' ';
+      } else if ((final === 'h' || final === 'l') && params === '?7') autowrap = final === 'h';
+      else if (final === 'A') r = Math.max(0, r - (n || 1));
+      else if (final === 'B') r += n || 1;
+      else if (final === 'C') c += n || 1;
+      else if (final === 'D') c = Math.max(0, c - (n || 1));
+      continue;
+    }
+    if (ch === '\r') { c = 0; continue; }
+    if (ch === '\n') { r++; continue; }
+    if (ch === '\b') { c = Math.max(0, c - 1); continue; }
+    if (ch < ' ') continue;
+    if (c >= columns) {
+      if (autowrap) { r++; c = 0; wrapped++; } else { c = columns - 1; clipped++; }
+    }
+    const line = row();
+    while (line.length < c) line.push(' ');
+    line[c++] = ch;
+  }
+  const lines = Array.from({ length: rows.length }, (_, k) => (rows[k] ?? []).join('').trimEnd());
+  return { lines, clipped, wrapped };
+}

@@ -65,7 +65,7 @@ export const exportCommand: CommandModule<GlobalFlags, Flags> = {
         referrers: argv.referrers, split: sizes.splitBytes, repair: argv.repair,
         jobs: ctx.jobs, registry: ctx.registry, signal: ctx.signal, observer, stdout: ctx.io.stdout,
       });
-      observer.stop();
+      observer.done();
       if (result.cache.error) ctx.out.warn(`the bundle is complete, but the cache ${result.cache.dir} was not trimmed: ${result.cache.error}`);
       ctx.out.result({ ...result, sizes: sizes.report }, () => `${result.output}: ${result.images} images, ${result.blobs} blobs, ${formatBytes(result.storedBytes)} stored `
         + `(${formatBytes(result.referencedBytes)} referenced, ${formatBytes(result.fetchedBytes)} fetched) in ${result.seconds.toFixed(1)} s\nbundle id ${result.bundleId}`

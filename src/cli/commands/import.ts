@@ -50,7 +50,7 @@ export const importCommand: CommandModule<GlobalFlags, Flags> = {
         bases: argv.base === undefined ? undefined : ([] as string[]).concat(argv.base),
         jobs: ctx.jobs, registry: ctx.registry, ssh: ctx.ssh, signal: ctx.signal, observer,
       });
-      observer.stop();
+      observer.done();
       ctx.out.result(report, () => renderImportReport(report));
     } finally {
       observer.stop();

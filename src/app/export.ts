@@ -28,6 +28,7 @@ import { readRepairReport, type RepairReport } from './repair.js';
 import { checkPlatforms } from './platform-check.js';
 import { countVolumes, sizeExport } from './plan.js';
 import { prepareDirectory, prepareOutputFile, requireSpace } from '../fsys/preflight.js';
+import { leaveOutMissing, type SkippedImage } from './skip-missing.js';
 
 export interface ExportOptions {
   listFile?: string | undefined;
@@ -51,6 +52,8 @@ export interface ExportOptions {
   split?: number | undefined;
   /** A repair report of `ferry verify` (spec/repair.md): the bundle holds only the blobs it lists, as a delta against the damaged bundle. */
   repair?: string | undefined;
+  /** Leave out, and report, images whose manifests the registry no longer has (E_NOT_FOUND) instead of failing (app/skip-missing.ts). */
+  skipMissing?: boolean | undefined;
   /** Where `-o -` writes the bundle: the invocation's stdout. */
   stdout?: Writable | undefined;
   signal?: AbortSignal;
@@ -81,6 +84,8 @@ export interface ExportResult {
   repair?: { bundleId: string; blobs: number };
   /** The blob cache after the export trimmed it to its cap (store/cache-trim.ts). */
   cache: ExportCacheReport;
+  /** With --skip-missing: the images left out because they are gone upstream, with why. */
+  skipped?: SkippedImage[];
 }
 
 export interface ExportCacheReport extends TrimReport {
@@ -109,9 +114,14 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
   await prepareDirectory(cacheDir, 'the blob cache (--cache)');
   const maxBytes = opts.cacheMax === 'unlimited' ? undefined : opts.cacheMax ?? cacheMaxBytes(undefined);
   const store = new BlobStore(cacheDir);
-  const { source, requests, resumedBytes } = await resolveSourceAndRequests(opts, cacheDir);
+  const { source, requests, resumedBytes, whereOf } = await resolveSourceAndRequests(opts, cacheDir);
   try {
     let plan = await planCopy(source, requests, { jobs: opts.jobs, ...(opts.platforms ? { platforms: opts.platforms } : {}), ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.observer ? { observer: opts.observer } : {}) });
+    const missing = opts.skipMissing ? leaveOutMissing(plan, (origin) => whereOf.get(origin)) : undefined;
+    if (missing) {
+      plan = missing.plan;
+      for (const m of missing.skipped) opts.observer?.warning?.(`${m.where ? `${m.where}: ` : ''}${m.image} left out (--skip-missing): ${m.reason}`);
+    }
     if (plan.failures.length > 0) throw failureError('export', plan.failures.map((f) => ({ image: f.request.origin, error: f.error })), requests.length);
     checkPlatforms(plan, opts.platforms, (m) => opts.observer?.warning?.(m));
     let referrers: ExportResult['referrers'];
@@ -162,6 +172,7 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
           seconds: (Date.now() - started) / 1000,
           ...(meta.delta ? { delta: { bases: meta.delta.bases, omittedBlobs: meta.delta.omittedBlobs.length, omittedBytes: meta.delta.omittedBlobs.reduce((n, b) => n + b.size, 0) } } : {}),
           ...(referrers ? { referrers } : {}),
+          ...(missing && missing.skipped.length > 0 ? { skipped: missing.skipped } : {}),
           ...(repair ? { repair: { bundleId: repair.bundleId, blobs: meta.blobs.filter((b) => b.kind === 'config' || b.kind === 'layer').length } } : {}),
           ...(destination.volumes ? { volumes: destination.volumes.map((v) => ({ path: v.path, layers: v.layers, sha256: v.sha256 })) } : {}),
           cache,
@@ -228,7 +239,7 @@ function repairDelta(report: RepairReport, where: string, plan: CopyPlan): { bas
   return { bases: [{ bundleId: report.bundleId, metadataDigest: report.metadataDigest }], omitted: new Set([...planned].filter((d) => !listed.has(d))) };
 }
 
-async function resolveSourceAndRequests(opts: ExportOptions, cacheDir: string): Promise<{ source: ImageSource; requests: ImageRequest[]; resumedBytes: () => number }> {
+async function resolveSourceAndRequests(opts: ExportOptions, cacheDir: string): Promise<{ source: ImageSource; requests: ImageRequest[]; resumedBytes: () => number; whereOf: Map<string, string> }> {
   const listed: ListedImage[] = [];
   if (opts.listFile) listed.push(...(await readImageList(opts.listFile)));
   (opts.references ?? []).forEach((r, i) => listed.push({ reference: parseReference(r, `argument ${i + 1}`), where: `argument ${i + 1}` }));
@@ -249,7 +260,7 @@ async function resolveSourceAndRequests(opts: ExportOptions, cacheDir: string): 
         if (h.tag) r.targetTag = h.tag;
         return r;
       });
-      return { source, requests, resumedBytes: () => 0 };
+      return { source, requests, resumedBytes: () => 0, whereOf: new Map() };
     } catch (e) {
       await source.close();
       throw e;
@@ -257,13 +268,14 @@ async function resolveSourceAndRequests(opts: ExportOptions, cacheDir: string): 
   }
 
   if (listed.length === 0) throw new FerryError('E_USAGE', 'nothing to export', { hint: 'give an image list with -f images.list, image references as arguments, or --from KIND:PATH' });
-  const requests = listed.map(({ reference }) => {
+  const requests = listed.map(({ reference, platforms }) => {
     const name = fullName(reference);
     const r: ImageRequest = { sourceRepository: name, sourceReference: reference.digest ?? reference.tag!, targetRepository: name, origin: formatReference(reference) };
     if (reference.tag !== undefined) r.targetTag = reference.tag;
+    if (platforms) r.platforms = platforms;
     return r;
   });
   // Registry fetches resume from the cache's partial files (a killed run continues where it stopped).
   const registries = openRegistries(opts.registry, cacheDir);
-  return { source: registries.source, requests, resumedBytes: registries.resumedBytes };
+  return { source: registries.source, requests, resumedBytes: registries.resumedBytes, whereOf: new Map(listed.map((l) => [formatReference(l.reference), l.where])) };
 }

@@ -276,10 +276,11 @@ async function requestsOf(opts: PlanOptions): Promise<ImageRequest[]> {
   if (opts.listFile) listed.push(...(await readImageList(opts.listFile)));
   (opts.references ?? []).forEach((r, i) => listed.push({ reference: parseReference(r, `argument ${i + 1}`), where: `argument ${i + 1}` }));
   if (listed.length === 0) throw new FerryError('E_USAGE', 'nothing to plan', { hint: 'give an image list with -f images.list or image references as arguments' });
-  return listed.map(({ reference }) => {
+  return listed.map(({ reference, platforms }) => {
     const name = fullName(reference);
     const r: ImageRequest = { sourceRepository: name, sourceReference: reference.digest ?? reference.tag!, targetRepository: name, origin: formatReference(reference) };
     if (reference.tag !== undefined) r.targetTag = reference.tag;
+    if (platforms) r.platforms = platforms;
     return r;
   });
 }

@@ -16,6 +16,7 @@ interface Flags extends GlobalFlags {
   receipt?: string;
   platform?: string;
   base?: string | string[];
+  'dry-run'?: boolean;
 }
 
 export const importCommand: CommandModule<GlobalFlags, Flags> = {
@@ -31,9 +32,11 @@ export const importCommand: CommandModule<GlobalFlags, Flags> = {
     .option('receipt', { type: 'string', describe: 'where to write the JSON receipt (default: beside the target)' })
     .option('base', { type: 'string', requiresArg: true, describe: 'delta bundles: a base bundle that supplies the blobs the delta leaves out and the target lacks (repeatable)' })
     .option('platform', { type: 'string', describe: 'docker-archive: the platform to take from multi-arch images (default linux/amd64)' })
+    .option('dry-run', { type: 'boolean', describe: 'list what would land and where (images, tags, blobs to write and already there) and write nothing, no receipt either' })
     .example('$0 import release.tar.zst --to registry-layout:/var/lib/registry', 'then start registry:2 on it')
     .example('$0 import release.tar.zst --to skopeo-dir:./images', 'one dir per image, for skopeo')
-    .example('$0 import release.tar.zst --to registry-layout /var/lib/registry', 'the two-word form works too') as never,
+    .example('$0 import release.tar.zst --to registry-layout /var/lib/registry', 'the two-word form works too')
+    .example('$0 import release-2-delta.tar.zst --to registry-layout:/var/lib/registry --dry-run', 'what would land, and what is already there; nothing written') as never,
   handler: async (argv) => {
     // Loaded on use: --help and --version stay fast, and a command pays only for what it needs.
     const { importBundle, renderImportReport } = await import('../../app/import.js');
@@ -46,7 +49,7 @@ export const importCommand: CommandModule<GlobalFlags, Flags> = {
     try {
       const report = await importBundle({
         bundle: argv.bundle, volumes, to, images: argv.image ?? [], renames: argv.rename ?? [],
-        prune: argv.prune === true, receiptFile: argv.receipt, platform: platform?.[0],
+        prune: argv.prune === true, receiptFile: argv.receipt, platform: platform?.[0], dryRun: argv['dry-run'] === true,
         bases: argv.base === undefined ? undefined : ([] as string[]).concat(argv.base),
         jobs: ctx.jobs, registry: ctx.registry, ssh: ctx.ssh, signal: ctx.signal, observer,
       });

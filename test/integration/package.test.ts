@@ -84,7 +84,7 @@ describe('npm run package', () => {
   });
 
   it('holds the built CLI, README, spec, the licences, and exactly the production dependencies', () => {
-    for (const f of ['bin/ferry', 'dist/cli/main.js', 'README.md', 'LICENSE', 'THIRD-PARTY-LICENSES.txt', 'spec/bundle.md', 'spec/cli-output.schema.json', 'package.json']) {
+    for (const f of ['bin/ferry', 'dist/cli/main.js', 'README.md', 'README.zh-CN.md', 'docs/cli.md', 'LICENSE', 'THIRD-PARTY-LICENSES.txt', 'spec/bundle.md', 'spec/cli-output.schema.json', 'package.json']) {
       expect(existsSync(join(pkgDir, f)), f).toBe(true);
     }
     expect(readFileSync(join(pkgDir, 'LICENSE'), 'utf8')).toContain('Apache License');

@@ -170,3 +170,15 @@ describe('progressObserver', () => {
     expect(renderPlain({ ...view(), eta: undefined })).toContain('ETA --');
   });
 });
+
+describe('--progress as a setting', () => {
+  it('FERRY_PROGRESS and the config file take the words the flag takes, and refuse others naming where', async () => {
+    const { FLAG_CHOICES, loadSettings, parseConfig } = await import('../../../src/app/config.js');
+    const { PROGRESS_MODES } = await import('../../../src/cli/globals.js');
+    expect(FLAG_CHOICES['progress']).toEqual(PROGRESS_MODES);
+    expect(loadSettings([], { FERRY_PROGRESS: ' json ', HOME: '/nonexistent' }).flags['progress']).toBe('json');
+    expect(() => loadSettings([], { FERRY_PROGRESS: 'bar', HOME: '/nonexistent' })).toThrow(/FERRY_PROGRESS="bar" is not one of auto, plain, json, none/);
+    expect(parseConfig('{"progress":"plain"}', '/etc/ferry.json').flags['progress']).toBe('plain');
+    expect(() => parseConfig('{"progress":"fancy"}', '/etc/ferry.json')).toThrow(/\/etc\/ferry.json: progress must be one of auto, plain, json, none/);
+  });
+});

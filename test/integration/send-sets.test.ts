@@ -88,6 +88,13 @@ describe('ferry send of a split bundle', () => {
 
     const both = jsonOf<SendDoc>(await ferryOk(['send', join(setDir, 'rel.sha256'), volumes[2]!, `${home.alias}:${path('inbox-both')}/`, '--json'], { env: env() }));
     expect(both.files.map((f) => basename(f.local))).toEqual(SET_NAMES);
+
+    // Without --json, a line for people per file: percent, bytes, rate and ETA, then the remote check.
+    const human = await ferryOk(['send', volumes[0]!, `${home.alias}:${path('inbox-human')}/`], { env: env() });
+    expect(human.stderr).toMatch(/^\S+rel\.000\.tar: \d+% [\d.]+ \w+ of [\d.]+ \w+, [\d.]+ \w+\/s, ETA (\d+s|\d+m\d+s|--)$/m);
+    expect(human.stderr).toMatch(/rel\.000\.tar: checking the remote copy's sha256$/m);
+    const silent = await ferryOk(['send', volumes[0]!, `${home.alias}:${path('inbox-silent')}/`, '--progress', 'none'], { env: env() });
+    expect(silent.stderr).toBe('');
   }, 60_000);
 
   it('a volume whose list is not beside it: the volume\'s own metadata names the set', async () => {

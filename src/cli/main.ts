@@ -86,7 +86,8 @@ export async function main(args: string[], io: CliIo = processIo(), opts: { sign
       io.stdout.write(printed.endsWith('\n') ? printed : `${printed}\n`);
     }
     // A command that returned without printing its result (or an error) did not do its job: that is a bug, not success.
-    if (inv.out?.answered !== true && !argv.help) {
+    // Help (--help, -h, or yargs' own `ferry help`) is the only output yargs prints itself.
+    if (inv.out?.answered !== true && !argv.help && !printed) {
       throw new FerryError('E_INTERNAL', `ferry ${String(argv._[0] ?? '')} ended without a result`);
     }
     return 0;

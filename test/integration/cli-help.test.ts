@@ -44,6 +44,12 @@ describe('help', () => {
     }
   });
 
+  it('ferry help is help too (exit 0), not "ended without a result"', async () => {
+    const r = await runFerry(['help'], at80);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^Global options:$/m);
+  });
+
   it('ferry COMMAND -h: help, not "missing argument", for every command', async () => {
     for (const c of describeCli().commands) {
       const r = await runFerry([c.name, '-h'], at80);

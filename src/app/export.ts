@@ -28,7 +28,7 @@ import { readRepairReport, type RepairReport } from './repair.js';
 import { checkPlatforms } from './platform-check.js';
 import { countVolumes, sizeExport } from './plan.js';
 import { prepareDirectory, prepareOutputFile, requireSpace } from '../fsys/preflight.js';
-import { leaveOutMissing, type SkippedImage } from './skip-missing.js';
+import { leaveOutMissing, type SkippedImage, withoutMissingFailures } from './skip-missing.js';
 
 export interface ExportOptions {
   listFile?: string | undefined;
@@ -116,8 +116,10 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
   const store = new BlobStore(cacheDir);
   const { source, requests, resumedBytes, whereOf } = await resolveSourceAndRequests(opts, cacheDir);
   try {
-    let plan = await planCopy(source, requests, { jobs: opts.jobs, ...(opts.platforms ? { platforms: opts.platforms } : {}), ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.observer ? { observer: opts.observer } : {}) });
-    const missing = opts.skipMissing ? leaveOutMissing(plan, (origin) => whereOf.get(origin)) : undefined;
+    // With --skip-missing an image gone upstream is reported once, as left out, not first as a failure.
+    const planObserver = opts.skipMissing && opts.observer ? withoutMissingFailures(opts.observer) : opts.observer;
+    let plan = await planCopy(source, requests, { jobs: opts.jobs, ...(opts.platforms ? { platforms: opts.platforms } : {}), ...(opts.signal ? { signal: opts.signal } : {}), ...(planObserver ? { observer: planObserver } : {}) });
+    const missing = opts.skipMissing ? leaveOutMissing(plan, requests, (origin) => whereOf.get(origin)) : undefined;
     if (missing) {
       plan = missing.plan;
       for (const m of missing.skipped) opts.observer?.warning?.(`${m.where ? `${m.where}: ` : ''}${m.image} left out (--skip-missing): ${m.reason}`);

@@ -29,6 +29,8 @@ export interface ProgressView {
   total: number;
   blobsDone: number;
   blobs: number;
+  /** What the items are called in lines for people: blobs (a copy) or files (send). */
+  unit?: string;
   images: number;
   /** Bytes per second over the last few seconds; 0 before any moved. */
   rate: number;
@@ -41,7 +43,7 @@ export interface ProgressView {
 function phaseLabel(verb: string, phase: ProgressView['phase']): string {
   switch (phase) {
     case 'planning': return 'planning';
-    case 'blobs': return ({ export: 'fetching', push: 'uploading', verify: 'checking' } as Record<string, string>)[verb] ?? 'writing';
+    case 'blobs': return ({ export: 'fetching', push: 'uploading', send: 'uploading', verify: 'checking' } as Record<string, string>)[verb] ?? 'writing';
     case 'manifests': return 'manifests';
     case 'tags': return 'tagging';
     case 'done': return 'done';
@@ -91,7 +93,7 @@ export function renderBar(v: ProgressView, columns: number): string {
   const optional: { key: string; text: string }[] = [
     { key: 'skipped', text: v.skipped > 0 ? `${formatBytes(v.skipped)} skipped` : '' },
     { key: 'bytes', text: movedOfToMove(v) },
-    { key: 'blobs', text: `${v.blobsDone}/${v.blobs} blobs` },
+    { key: 'blobs', text: `${v.blobsDone}/${v.blobs} ${v.unit ?? 'blobs'}` },
     { key: 'rate', text: `${formatBytes(Math.round(v.rate))}/s` },
     { key: 'eta', text: `ETA ${formatDuration(v.eta)}` },
   ].filter((p) => p.text !== '');
@@ -114,11 +116,12 @@ export function renderBar(v: ProgressView, columns: number): string {
 
 /** The plain line of a log: phase, percent, bytes, blobs, rate, ETA. */
 export function renderPlain(v: ProgressView): string {
-  const skipped = v.skipped > 0 ? `, ${formatBytes(v.skipped)} skipped (${v.skippedBlobs} blobs already there)` : '';
+  const unit = v.unit ?? 'blobs';
+  const skipped = v.skipped > 0 ? `, ${formatBytes(v.skipped)} skipped (${v.skippedBlobs} ${unit} already there)` : '';
   if (v.phase === 'done') {
-    return `${v.verb}: done 100%: ${formatBytes(v.moved)} moved${skipped}, ${v.blobsDone}/${v.blobs} blobs, ${formatBytes(Math.round(v.moved / Math.max(v.elapsed, 0.001)))}/s, ${formatDuration(v.elapsed)}`;
+    return `${v.verb}: done 100%: ${formatBytes(v.moved)} moved${skipped}, ${v.blobsDone}/${v.blobs} ${unit}, ${formatBytes(Math.round(v.moved / Math.max(v.elapsed, 0.001)))}/s, ${formatDuration(v.elapsed)}`;
   }
-  return `${v.verb}: ${phaseLabel(v.verb, v.phase)} ${percentOf(v)}%: ${movedOfToMove(v)}${skipped}, ${v.blobsDone}/${v.blobs} blobs, ${formatBytes(Math.round(v.rate))}/s, ETA ${formatDuration(v.eta)}`;
+  return `${v.verb}: ${phaseLabel(v.verb, v.phase)} ${percentOf(v)}%: ${movedOfToMove(v)}${skipped}, ${v.blobsDone}/${v.blobs} ${unit}, ${formatBytes(Math.round(v.rate))}/s, ETA ${formatDuration(v.eta)}`;
 }
 
 /** One JSON line (spec/cli-output.schema.json#/$defs/progressEvent). */
@@ -169,145 +172,195 @@ export interface Progress extends CopyObserver {
   stop(): void;
 }
 
-export function progressObserver(out: Output, verb: string, opts: ProgressOptions = {}): Progress {
-  const now = opts.now ?? Date.now;
-  const form = formOf(out);
-  let phase: ProgressView['phase'] = 'planning';
-  let total = 0;
-  let images = 0;
-  let moved = 0;
-  let blobs = 0;
-  let blobsDone = 0;
-  let started = now();
-  let active = false;
-  /** Destinations with per-repository blobs report a shared blob once per repository; the plan counts it once. */
-  const finished = new Set<string>();
-  /** Blobs counted as skipped, with their size: undone if bytes of one move after all (sent to a second repository). */
-  const skipped = new Map<string, number>();
-  let skippedBytes = 0;
-  const samples: { t: number; moved: number }[] = [];
-  let lastLine = 0;
-  let bar: cliProgress.SingleBar | undefined;
+/**
+ * The counts of one transfer and how they are shown: what every command with
+ * progress shares. Items are blobs (a copy) or files (send), each known by a
+ * key; bytes of an item that was first counted as skipped move it to moved.
+ */
+export class ProgressTracker {
+  private readonly now: () => number;
+  private readonly form: Form;
+  private phase: ProgressView['phase'] = 'planning';
+  private total = 0;
+  private images = 0;
+  private moved = 0;
+  private items = 0;
+  private itemsDone = 0;
+  private started: number;
+  private active = false;
+  private readonly finished = new Set<string>();
+  private readonly skipped = new Map<string, number>();
+  private skippedBytes = 0;
+  private readonly samples: { t: number; moved: number }[] = [];
+  private lastLine = 0;
+  private bar: cliProgress.SingleBar | undefined;
+  private unit = 'blobs';
 
-  const rate = (t: number): number => {
-    // Done: the whole run's average. Under way: the recent past, once there is a second of it.
-    if (phase === 'done' || t - started < 1000) return moved / Math.max((t - started) / 1000, 0.001);
-    while (samples.length > 1 && t - samples[1]!.t >= RATE_WINDOW_MS) samples.shift();
-    const first = samples[0]!;
-    return (moved - first.moved) / Math.max((t - first.t) / 1000, 0.001);
-  };
-  const view = (): ProgressView => {
-    const t = now();
-    const r = rate(t);
-    const left = Math.max(0, total - moved - skippedBytes);
-    return {
-      verb, phase, moved, skipped: skippedBytes, skippedBlobs: skipped.size, total, blobsDone, blobs, images,
-      rate: r, eta: phase === 'done' || (total > 0 && left === 0) ? 0 : r > 0 && total > 0 ? left / r : undefined, elapsed: (t - started) / 1000,
-    };
-  };
-  const emitJson = () => out.stderr.write(`${JSON.stringify(progressEvent(view()))}\n`);
-  const redraw = () => bar?.update(Math.min(moved + skippedBytes, total), {});
-  const tick = () => {
-    const t = now();
-    if (form === 'bar') redraw();
-    else if (form === 'plain' && t - lastLine >= PLAIN_EVERY_MS) {
-      lastLine = t;
-      out.stderr.write(`${renderPlain(view())}\n`);
-    } else if (form === 'json' && t - lastLine >= JSON_EVERY_MS) {
-      lastLine = t;
-      emitJson();
+  constructor(private readonly out: Output, private readonly verb: string, opts: ProgressOptions = {}) {
+    this.now = opts.now ?? Date.now;
+    this.form = formOf(out);
+    this.started = this.now();
+  }
+
+  /** A new phase; `planning` starts a new transfer (a command may run several: the demo does). */
+  setPhase(p: CopyPhase): void {
+    if (p === 'planning') {
+      // The transfer before ended well, or the command would have stopped.
+      this.finish('done');
+      this.phase = p;
+      if (this.form === 'plain' || this.form === 'bar') this.out.stderr.write(`${this.verb}: planning: reading manifests\n`);
+    } else {
+      this.phase = p;
+      if (p === 'tags' && this.form === 'plain') this.out.stderr.write(`${this.verb}: tagging ${this.images} images\n`);
     }
-  };
-  const stopBar = () => {
-    if (!bar) return;
-    redraw();
-    bar.stop();
-    bar = undefined;
-  };
-  const finish = (how: 'done' | 'stopped') => {
-    if (!active) return;
-    active = false;
-    phase = how === 'done' ? 'done' : phase;
-    stopBar();
-    if (form === 'plain') out.stderr.write(`${how === 'done' ? renderPlain(view()) : `${verb}: stopped at ${renderPlain(view()).slice(verb.length + 2)}`}\n`);
-    if (form === 'json') out.stderr.write(`${JSON.stringify({ ...progressEvent(view()), ...(how === 'stopped' ? { phase: 'stopped' } : {}) })}\n`);
-  };
+    if (this.form === 'json') this.emitJson();
+    else if (this.form === 'bar') this.redraw();
+  }
 
+  /** A step that moves no bytes, as a line in a log (a terminal's bar shows the counts instead; JSON lines have no place for it). */
+  say(line: string): void {
+    if (this.form === 'plain') this.out.info(line);
+  }
+
+  /** The transfer is planned: this many items and bytes in all (what is skipped included). */
+  planned(t: { images: number; items: number; bytes: number; what: string; unit?: string }): void {
+    this.stopBar();
+    this.unit = t.unit ?? 'blobs';
+    this.total = t.bytes;
+    this.items = t.items;
+    this.images = t.images;
+    this.moved = 0;
+    this.itemsDone = 0;
+    this.finished.clear();
+    this.skipped.clear();
+    this.skippedBytes = 0;
+    this.started = this.now();
+    this.lastLine = this.started;
+    this.samples.length = 0;
+    this.samples.push({ t: this.started, moved: 0 });
+    this.active = true;
+    if (this.form === 'plain') this.out.stderr.write(`${this.verb}: ${t.what}, ${formatBytes(t.bytes)}\n`);
+    if (this.form === 'json') this.emitJson();
+    if (this.form === 'bar') {
+      this.bar = new cliProgress.SingleBar({
+        stream: this.out.stderr,
+        // The whole line is ours, fitted to the terminal at every redraw (it may be resized).
+        format: () => renderBar(this.view(), columnsOf(this.out)),
+        hideCursor: true, clearOnComplete: false, fps: 5, linewrap: false,
+      });
+      this.bar.start(Math.max(1, this.total), 0);
+    }
+  }
+
+  /** `n` bytes of item `key` moved. */
+  bytes(n: number, key: string): void {
+    this.moved += n;
+    const before = this.skipped.get(key);
+    if (before !== undefined) {
+      this.skipped.delete(key);
+      this.skippedBytes -= before;
+    }
+    const t = this.now();
+    if (this.samples.length === 0 || t - this.samples[this.samples.length - 1]!.t >= 100) this.samples.push({ t, moved: this.moved });
+    this.tick();
+  }
+
+  /** Bytes of item `key` that need not move (already at the destination); more may move later. */
+  skip(key: string, size: number): void {
+    this.skipped.set(key, (this.skipped.get(key) ?? 0) + size);
+    this.skippedBytes += size;
+  }
+
+  /** Item `key` is finished (counted once, however many destinations it went to). */
+  itemDone(key: string, skippedSize?: number): void {
+    if (this.finished.has(key)) return;
+    this.finished.add(key);
+    this.itemsDone++;
+    if (skippedSize !== undefined) this.skip(key, skippedSize);
+    if (this.form === 'json') this.emitJson();
+    else this.tick();
+  }
+
+  /** A line that is not progress (a failed image, a warning); `endBar`: the bar stops first (a failure ends it). */
+  note(json: Record<string, unknown>, human: () => void, endBar = false): void {
+    if (this.form === 'json') {
+      this.out.stderr.write(`${JSON.stringify({ ...json, command: this.verb })}\n`);
+      return;
+    }
+    if (endBar) this.stopBar();
+    human();
+  }
+
+  finish(how: 'done' | 'stopped'): void {
+    if (!this.active) return;
+    this.active = false;
+    if (how === 'done') this.phase = 'done';
+    this.stopBar();
+    if (this.form === 'plain') this.out.stderr.write(`${how === 'done' ? renderPlain(this.view()) : `${this.verb}: stopped at ${renderPlain(this.view()).slice(this.verb.length + 2)}`}\n`);
+    if (this.form === 'json') this.out.stderr.write(`${JSON.stringify({ ...progressEvent(this.view()), ...(how === 'stopped' ? { phase: 'stopped' } : {}) })}\n`);
+  }
+
+  view(): ProgressView {
+    const t = this.now();
+    const r = this.rate(t);
+    const left = Math.max(0, this.total - this.moved - this.skippedBytes);
+    return {
+      verb: this.verb, phase: this.phase, moved: this.moved, skipped: this.skippedBytes, skippedBlobs: this.skipped.size, total: this.total,
+      blobsDone: this.itemsDone, blobs: this.items, unit: this.unit, images: this.images, rate: r,
+      eta: this.phase === 'done' || (this.total > 0 && left === 0) ? 0 : r > 0 && this.total > 0 ? left / r : undefined,
+      elapsed: (t - this.started) / 1000,
+    };
+  }
+
+  private rate(t: number): number {
+    // Done: the whole run's average. Under way: the recent past, once there is a second of it.
+    if (this.phase === 'done' || t - this.started < 1000) return this.moved / Math.max((t - this.started) / 1000, 0.001);
+    while (this.samples.length > 1 && t - this.samples[1]!.t >= RATE_WINDOW_MS) this.samples.shift();
+    const first = this.samples[0]!;
+    return (this.moved - first.moved) / Math.max((t - first.t) / 1000, 0.001);
+  }
+
+  private emitJson(): void {
+    this.out.stderr.write(`${JSON.stringify(progressEvent(this.view()))}\n`);
+  }
+
+  private redraw(): void {
+    this.bar?.update(Math.min(this.moved + this.skippedBytes, this.total), {});
+  }
+
+  private tick(): void {
+    const t = this.now();
+    if (this.form === 'bar') this.redraw();
+    else if (this.form === 'plain' && t - this.lastLine >= PLAIN_EVERY_MS) {
+      this.lastLine = t;
+      this.out.stderr.write(`${renderPlain(this.view())}\n`);
+    } else if (this.form === 'json' && t - this.lastLine >= JSON_EVERY_MS) {
+      this.lastLine = t;
+      this.emitJson();
+    }
+  }
+
+  private stopBar(): void {
+    if (!this.bar) return;
+    this.redraw();
+    this.bar.stop();
+    this.bar = undefined;
+  }
+}
+
+/** Progress of a copy (export, import, push, verify, merge, demo), fed by the engine's events. */
+export function progressObserver(out: Output, verb: string, opts: ProgressOptions = {}): Progress {
+  const p = new ProgressTracker(out, verb, opts);
   return {
-    phase(p) {
-      phase = p;
-      if (p === 'planning') {
-        // A command may run several copies (the demo does): the one before ended well, or the command would have stopped.
-        finish('done');
-        phase = p;
-        if (form === 'plain' || form === 'bar') out.stderr.write(`${verb}: planning: reading manifests\n`);
-      } else if (p === 'tags' && form === 'plain') out.stderr.write(`${verb}: tagging ${images} images\n`);
-      if (form === 'json') emitJson();
-      else if (form === 'bar') redraw();
-    },
-    planned(t) {
-      stopBar();
-      total = t.bytes;
-      blobs = t.blobs;
-      images = t.images;
-      moved = 0;
-      blobsDone = 0;
-      finished.clear();
-      skipped.clear();
-      skippedBytes = 0;
-      started = now();
-      lastLine = started;
-      samples.length = 0;
-      samples.push({ t: started, moved: 0 });
-      active = true;
-      if (form === 'plain') out.stderr.write(`${verb}: ${t.images} images, ${t.blobs} unique blobs, ${formatBytes(t.bytes)}\n`);
-      if (form === 'json') emitJson();
-      if (form === 'bar') {
-        bar = new cliProgress.SingleBar({
-          stream: out.stderr,
-          // The whole line is ours, fitted to the terminal at every redraw (it may be resized).
-          format: () => renderBar(view(), columnsOf(out)),
-          hideCursor: true, clearOnComplete: false, fps: 5, linewrap: false,
-        });
-        bar.start(Math.max(1, total), 0);
-      }
-    },
-    bytes(n, desc) {
-      moved += n;
-      const before = skipped.get(desc.digest);
-      if (before !== undefined) {
-        skipped.delete(desc.digest);
-        skippedBytes -= before;
-      }
-      const t = now();
-      if (samples.length === 0 || t - samples[samples.length - 1]!.t >= 100) samples.push({ t, moved });
-      tick();
-    },
-    blobDone(desc: Descriptor, outcome) {
-      if (finished.has(desc.digest)) return;
-      finished.add(desc.digest);
-      blobsDone++;
-      if (outcome !== 'copied') {
-        skipped.set(desc.digest, desc.size);
-        skippedBytes += desc.size;
-      }
-      if (form === 'json') emitJson();
-      else tick();
-    },
-    imageFailed(label, error) {
-      stopBar();
-      if (form === 'json') out.stderr.write(`${JSON.stringify({ type: 'imageFailed', command: verb, image: label, code: error.code, message: error.message })}\n`);
-      else if (!out.json) out.stderr.write(`ferry: ${label}: ${error.message}\n`);
-    },
-    warning(message) {
-      if (form === 'json') out.stderr.write(`${JSON.stringify({ type: 'warning', command: verb, message })}\n`);
-      else out.warn(message);
-    },
-    done() {
-      finish('done');
-    },
-    stop() {
-      finish('stopped');
-    },
+    phase: (phase) => p.setPhase(phase),
+    planned: (t) => p.planned({ images: t.images, items: t.blobs, bytes: t.bytes, what: `${t.images} images, ${t.blobs} unique blobs` }),
+    bytes: (n, desc: Descriptor) => p.bytes(n, desc.digest),
+    blobDone: (desc, outcome) => p.itemDone(desc.digest, outcome === 'copied' ? undefined : desc.size),
+    imageFailed: (label, error) => p.note({ type: 'imageFailed', image: label, code: error.code, message: error.message }, () => {
+      if (!out.json) out.stderr.write(`ferry: ${label}: ${error.message}\n`);
+    }, true),
+    warning: (message) => p.note({ type: 'warning', message }, () => out.warn(message)),
+    done: () => p.finish('done'),
+    stop: () => p.finish('stopped'),
   };
 }

@@ -110,7 +110,7 @@ describe('--json: one document from every command, errors too', () => {
       ['plan', ['plan', '-f', list, '--cache', out('jcache'), ...env.net]],
       ['inspect', ['inspect', bundle]],
       ['verify', ['verify', bundle]],
-      ['import', ['import', bundle, '--to', 'oci', out('layout')]],
+      ['import', ['import', bundle, '--to', 'oci', out('layout'), '--receipt', out('receipt.json')]],
       ['diff', ['diff', bundle, list, ...env.net]],
       ['inventory', ['inventory', '--bundle', bundle, '-o', out('inv.json')]],
       ['merge', ['merge', bundle, delta, '-o', out('m.tar')]],

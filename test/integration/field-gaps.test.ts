@@ -121,6 +121,14 @@ describe('export --skip-missing', () => {
     expect(human.stdout).toContain('2 images left out (--skip-missing), gone upstream:');
     expect(human.stdout).toContain(`  ${ref('apps/vanished:1.0')} (${list}:2): `);
     expect(human.stderr).toContain(`ferry: warning: ${list}:3: ${ref('library/base-os:no-such-tag')} left out (--skip-missing)`);
+    // ferry plan says the same before the transfer window.
+    const planned = await runFerry(['plan', '-f', list, '--skip-missing', '--cache', env.path('cache'), ...env.net, '--json']);
+    expect(planned.code, planned.stderr).toBe(0);
+    const planDoc = jsonOf<{ totals: { images: number }; skipped: { where: string }[] }>(planned);
+    expect(describeErrors(schemaErrors(cliSchemaRef('planResult'), planDoc))).toBe('');
+    expect(planDoc.totals.images).toBe(1);
+    expect(planDoc.skipped.map((s) => s.where)).toEqual([`${list}:2`, `${list}:3`]);
+    expect((await runFerry(['plan', '-f', list, '--cache', env.path('cache'), ...env.net])).code).toBe(5);
     // Reported once, as left out — not first as a failed image.
     expect(human.stderr).not.toContain(`ferry: ${ref('apps/vanished:1.0')}:`);
   }, 120_000);

@@ -144,7 +144,10 @@ function zshScript(): string {
     '      case $words[1] in',
   ];
   for (const c of cli.commands) {
-    const own = c.options.flatMap((o) => zshOption(c.name, o));
+    const own = [
+      ...c.options.flatMap((o) => zshOption(c.name, o)),
+      ...c.options.filter((o) => o.type === 'boolean' && o.default === true).map((o) => sq(`--no-${o.name}[${zshText(`turn off --${o.name}`)}]`)),
+    ];
     const choices = c.positionals[0]?.choices;
     const rest = choices ? sq(`1:${c.positionals[0]!.name}:(${choices.join(' ')})`) : sq('*:file:_files');
     lines.push(`        ${c.name}) _arguments $globals ${[...own, rest].join(' ')} && ret=0 ;;`);

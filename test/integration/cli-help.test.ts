@@ -177,6 +177,9 @@ describe('completion', () => {
         sh.type('ferry export --compr\t');
         await sh.waitFor(/ferry export --compression[= ]/);
         await sh.clear();
+        sh.type('ferry export --no-ref\t');
+        await sh.waitFor('ferry export --no-referrers ');
+        await sh.clear();
         sh.type('ferry push b.tar --on-existing-tag \t\t');
         await sh.waitFor(/fail\s+overwrite\s+skip/);
         await sh.clear();

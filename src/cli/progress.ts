@@ -4,7 +4,8 @@ import type { Descriptor } from '../oci/manifest.js';
 import { formatBytes, type Output } from './output.js';
 
 /**
- * Turns copy events into progress on stderr, in one of three forms:
+ * Progress on stderr for copies (fed by the engine's events) and for `ferry
+ * send` (its file events), in one of three forms:
  * - a bar on a terminal, fitted to its width (the least useful parts go first
  *   when it is narrow);
  * - plain lines elsewhere (CI logs, pipes): the phase, then a line every 5 s
@@ -16,7 +17,7 @@ import { formatBytes, type Output } from './output.js';
  * link's, not the dedup ratio's. Warnings and image failures always reach stderr.
  */
 
-/** What one moment of a copy looks like, for every form. */
+/** What one moment of a transfer looks like, for every form. */
 export interface ProgressView {
   verb: string;
   phase: CopyPhase | 'done';

@@ -37,8 +37,9 @@ export async function main(args: string[], io: CliIo = processIo(), opts: { sign
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
-  // `--version` anywhere is the version command, so it answers with --json too.
-  const argsIn = versionAsked(args) ? ['version', ...args.filter((a) => a === '--json' || a === '--no-json')] : args;
+  // `--version` anywhere is the version command, so it answers with --json too; `ferry help [COMMAND]` is `ferry [COMMAND] --help`.
+  const argsIn = versionAsked(args) ? ['version', ...args.filter((a) => a === '--json' || a === '--no-json')]
+    : args[0] === 'help' ? [...args.slice(1), '--help'] : args;
   const columns = terminalColumns(io);
   /** The examples of the command whose builder ran: printed whole after yargs' help. */
   const shown: Recording = emptyRecording();

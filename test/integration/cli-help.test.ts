@@ -44,10 +44,13 @@ describe('help', () => {
     }
   });
 
-  it('ferry help is help too (exit 0), not "ended without a result"', async () => {
+  it('ferry help [COMMAND] is help too (exit 0), not "ended without a result"', async () => {
     const r = await runFerry(['help'], at80);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^Global options:$/m);
+    const c = await runFerry(['help', 'push'], at80);
+    expect(c.code, c.stderr).toBe(0);
+    expect(c.stdout.split('\n')[0]).toBe('ferry push <bundle> [volumes..]');
   });
 
   it('ferry COMMAND -h: help, not "missing argument", for every command', async () => {

@@ -39,6 +39,7 @@ const peers = [
   { bin: ['/usr/bin/gpg'], pkg: 'gnupg', why: 'a throwaway key for the pass store of the credential-helper tests' },
   { bin: ['/usr/bin/script'], pkg: 'bsdutils', why: 'a real terminal for the password-prompt test (script from util-linux)' },
   { bin: ['/usr/bin/unshare'], pkg: 'util-linux', why: 'runs the packaged ferry with no network for the offline-install test' },
+  { bin: ['/usr/bin/zsh'], pkg: 'zsh', why: 'the shell the zsh completion script is tested in (bash is always there)' },
 ];
 
 const missing = peers.filter((p) => !p.bin.every((b) => existsSync(b)));

@@ -118,6 +118,8 @@ async function collect(distDir) {
   addTree('dist', distDir, (n) => n.endsWith('.js')); // source maps point at src/, which is not shipped
   addTree('spec', join(root, 'spec'));
   addFile('README.md', join(root, 'README.md'));
+  addFile('README.zh-CN.md', join(root, 'README.zh-CN.md'));
+  addFile('docs/cli.md', join(root, 'docs', 'cli.md'));
   if (!existsSync(join(root, 'LICENSE'))) die('LICENSE (ferry\'s own) is missing');
   addFile('LICENSE', join(root, 'LICENSE'));
   const manifest = {

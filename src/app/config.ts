@@ -40,6 +40,7 @@ export type FlagType = 'boolean' | 'number' | 'string' | 'array' | 'path' | 'pat
 export const SETTABLE_FLAGS: Readonly<Record<string, FlagType>> = {
   json: 'boolean',
   quiet: 'boolean',
+  progress: 'string',
   debug: 'boolean',
   jobs: 'number',
   insecure: 'boolean',
@@ -53,6 +54,11 @@ export const SETTABLE_FLAGS: Readonly<Record<string, FlagType>> = {
   'connect-timeout': 'number',
   'idle-timeout': 'number',
   'min-rate': 'string',
+};
+
+/** Settable flags that take one of a few words (cli/globals.ts holds the same lists for the parser; a test keeps them equal). */
+export const FLAG_CHOICES: Readonly<Record<string, readonly string[]>> = {
+  progress: ['auto', 'plain', 'json', 'none'],
 };
 
 export const NOT_SETTABLE = ['username', 'password-stdin', 'ssh-passphrase-stdin', 'config', 'help', 'version'];
@@ -93,6 +99,11 @@ export function loadSettings(args: readonly string[], env: NodeJS.ProcessEnv = p
     const raw = env[name];
     if (raw === undefined || raw === '') continue;
     settings.flags[flag] = fromText(raw, type, name);
+    const choices = FLAG_CHOICES[flag];
+    if (choices && !choices.includes(raw.trim())) {
+      throw new FerryError('E_CONFIG', `${name}=${JSON.stringify(raw.slice(0, 40))} is not one of ${choices.join(', ')}`, { hint: `e.g. ${name}=${choices[0]}, or unset it` });
+    }
+    if (choices) settings.flags[flag] = raw.trim();
   }
   return settings;
 }
@@ -170,6 +181,8 @@ export function parseConfig(text: string, file: string): Omit<Settings, 'file'> 
       throw configError(file, key, NOT_SETTABLE.includes(key) ? 'cannot be set in the config file' : `is not a setting (use registries or a global flag: ${Object.keys(SETTABLE_FLAGS).join(', ')})`);
     }
     flags[key] = fromJson(value, type, file, key, base);
+    const choices = FLAG_CHOICES[key];
+    if (choices && !choices.includes(value as string)) throw configError(file, key, `must be one of ${choices.join(', ')}`);
   }
   return { flags, registries };
 }

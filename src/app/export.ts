@@ -32,6 +32,7 @@ import { convertPlanToOci, type OciConversion } from '../copy/convert-oci.js';
 import { displayUrl, ForeignLayerSource, unusableUrls } from './foreign-source.js';
 import { countVolumes, sizeExport } from './plan.js';
 import { prepareDirectory, prepareOutputFile, requireSpace } from '../fsys/preflight.js';
+import { leaveOutMissing, type SkippedImage, withoutMissingFailures } from './skip-missing.js';
 
 export interface ExportOptions {
   listFile?: string | undefined;
@@ -61,6 +62,8 @@ export interface ExportOptions {
   split?: number | undefined;
   /** A repair report of `ferry verify` (spec/repair.md): the bundle holds only the blobs it lists, as a delta against the damaged bundle. */
   repair?: string | undefined;
+  /** Leave out, and report, images whose manifests the registry no longer has (E_NOT_FOUND) instead of failing (app/skip-missing.ts). */
+  skipMissing?: boolean | undefined;
   /** Where `-o -` writes the bundle: the invocation's stdout. */
   stdout?: Writable | undefined;
   signal?: AbortSignal;
@@ -91,6 +94,8 @@ export interface ExportResult {
   repair?: { bundleId: string; blobs: number };
   /** The blob cache after the export trimmed it to its cap (store/cache-trim.ts). */
   cache: ExportCacheReport;
+  /** With --skip-missing: the images left out because they are gone upstream, with why. */
+  skipped?: SkippedImage[];
   /** With --convert-oci: each image whose manifest was rewritten, source digest → stored digest. */
   converted?: OciConversion[];
   /** Foreign (non-distributable) layers the images reference: carried (--include-foreign) or descriptor only (spec/bundle.md §2.2). */
@@ -133,9 +138,16 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
   await prepareDirectory(cacheDir, 'the blob cache (--cache)');
   const maxBytes = opts.cacheMax === 'unlimited' ? undefined : opts.cacheMax ?? cacheMaxBytes(undefined);
   const store = new BlobStore(cacheDir);
-  const { source, requests, resumedBytes } = await resolveSourceAndRequests(opts, cacheDir);
+  const { source, requests, resumedBytes, whereOf } = await resolveSourceAndRequests(opts, cacheDir);
   try {
-    let plan = await planCopy(source, requests, { jobs: opts.jobs, ...(opts.platforms ? { platforms: opts.platforms } : {}), ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.observer ? { observer: opts.observer } : {}) });
+    // With --skip-missing an image gone upstream is reported once, as left out, not first as a failure.
+    const planObserver = opts.skipMissing && opts.observer ? withoutMissingFailures(opts.observer) : opts.observer;
+    let plan = await planCopy(source, requests, { jobs: opts.jobs, ...(opts.platforms ? { platforms: opts.platforms } : {}), ...(opts.signal ? { signal: opts.signal } : {}), ...(planObserver ? { observer: planObserver } : {}) });
+    const missing = opts.skipMissing ? leaveOutMissing(plan, requests, (origin) => whereOf.get(origin)) : undefined;
+    if (missing) {
+      plan = missing.plan;
+      for (const m of missing.skipped) opts.observer?.warning?.(`${m.where ? `${m.where}: ` : ''}${m.image} left out (--skip-missing): ${m.reason}`);
+    }
     if (plan.failures.length > 0) throw failureError('export', plan.failures.map((f) => ({ image: f.request.origin, error: f.error })), requests.length);
     checkPlatforms(plan, opts.platforms, (m) => opts.observer?.warning?.(m));
     let referrers: ExportResult['referrers'];
@@ -199,6 +211,7 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
           seconds: (Date.now() - started) / 1000,
           ...(meta.delta ? { delta: { bases: meta.delta.bases, omittedBlobs: meta.delta.omittedBlobs.length, omittedBytes: meta.delta.omittedBlobs.reduce((n, b) => n + b.size, 0) } } : {}),
           ...(referrers ? { referrers } : {}),
+          ...(missing && missing.skipped.length > 0 ? { skipped: missing.skipped } : {}),
           ...(repair ? { repair: { bundleId: repair.bundleId, blobs: meta.blobs.filter((b) => b.kind === 'config' || b.kind === 'layer').length } } : {}),
           ...(destination.volumes ? { volumes: destination.volumes.map((v) => ({ path: v.path, layers: v.layers, sha256: v.sha256 })) } : {}),
           cache,
@@ -268,7 +281,7 @@ function repairDelta(report: RepairReport, where: string, plan: CopyPlan): { bas
   return { bases: [{ bundleId: report.bundleId, metadataDigest: report.metadataDigest }], omitted: new Set([...planned].filter((d) => !listed.has(d))) };
 }
 
-async function resolveSourceAndRequests(opts: ExportOptions, cacheDir: string): Promise<{ source: ImageSource; requests: ImageRequest[]; resumedBytes: () => number }> {
+async function resolveSourceAndRequests(opts: ExportOptions, cacheDir: string): Promise<{ source: ImageSource; requests: ImageRequest[]; resumedBytes: () => number; whereOf: Map<string, string> }> {
   const listed: ListedImage[] = [];
   if (opts.listFile) listed.push(...(await readImageList(opts.listFile)));
   (opts.references ?? []).forEach((r, i) => listed.push({ reference: parseReference(r, `argument ${i + 1}`), where: `argument ${i + 1}` }));
@@ -293,7 +306,7 @@ async function resolveSourceAndRequests(opts: ExportOptions, cacheDir: string): 
       // With a list, take just those; each listed name is matched against the names found and as recorded.
       const wanted = listed.length === 0 ? requests : requests.filter((r) => listed.some((l) => listedNames(l.reference).some((n) => n === r.sourceRepository || n === r.targetRepository)));
       if (wanted.length === 0) throw new FerryError('E_NOT_FOUND', `--from ${opts.from}: no images found${listed.length ? ' matching the list' : ''}`, { hint: 'check the path and that it holds tagged images' });
-      return { source, requests: wanted, resumedBytes: () => 0 };
+      return { source, requests: wanted, resumedBytes: () => 0, whereOf: new Map() };
     } catch (e) {
       await source.close();
       throw e;
@@ -301,15 +314,16 @@ async function resolveSourceAndRequests(opts: ExportOptions, cacheDir: string): 
   }
 
   if (listed.length === 0) throw new FerryError('E_USAGE', 'nothing to export', { hint: 'give an image list with -f images.list, image references as arguments, or --from KIND:PATH' });
-  const requests = listed.map(({ reference }) => {
+  const requests = listed.map(({ reference, platforms }) => {
     const name = fullName(reference);
     const r: ImageRequest = { sourceRepository: name, sourceReference: reference.digest ?? reference.tag!, targetRepository: name, origin: formatReference(reference) };
     if (reference.tag !== undefined) r.targetTag = reference.tag;
+    if (platforms) r.platforms = platforms;
     return r;
   });
   // Registry fetches resume from the cache's partial files (a killed run continues where it stopped).
   const registries = openRegistries(opts.registry, cacheDir);
-  return { source: registries.source, requests, resumedBytes: registries.resumedBytes };
+  return { source: registries.source, requests, resumedBytes: registries.resumedBytes, whereOf: new Map(listed.map((l) => [formatReference(l.reference), l.where])) };
 }
 
 /**

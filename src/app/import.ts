@@ -25,6 +25,7 @@ import { explainMissingBases } from './failures.js';
 import { BasedSource } from '../transports/bundle/based-source.js';
 import { type KindName, type Location, openDestinationAt } from './locations.js';
 import { convertPlanToOci, describeConversions, type OciConversion } from '../copy/convert-oci.js';
+import { blobsToMove } from './dry-run.js';
 
 export interface ImportOptions {
   bundle: string;
@@ -181,7 +182,7 @@ async function importWith(opts: ImportOptions, remote?: FileSystemPort, owner?: 
     }
     if (opts.dryRun) {
       const planned = plannedReceipt(opts, meta.bundleId, location, started, plan);
-      return { ...planned, images: [...planned.images, ...skipped], ...converted, ...foreign };
+      return { ...planned, images: [...planned.images, ...skipped], blobs: await blobsToMove(plan, destination, copyOpts), ...converted, ...foreign };
     }
     const report = await copyImages(source, destination, plan, copyOpts);
     explainMissingBases(report, meta);
@@ -354,8 +355,9 @@ async function writeReceipt(receipt: ImportReceipt, opts: ImportOptions, started
 export function renderImportReport(r: ImportReceipt): string {
   if (r.dryRun) {
     const going = r.images.filter((i) => i.status !== 'skipped').length;
-    return [`dry run: ${going} images would go to ${r.target.kind} ${r.target.location}${going < r.images.length ? `, ${r.images.length - going} skipped` : ''}; nothing was sent`,
-      ...r.images.map((i) => `  ${i.origin} → ${i.repository}${i.tag !== undefined ? `:${i.tag}` : `@${i.digest}`}${i.status === 'skipped' ? ` (skipped: ${i.reason ?? ''})` : ''}`)].join('\n');
+    return [`dry run: ${going} images would go to ${r.target.kind} ${r.target.location}${going < r.images.length ? `, ${r.images.length - going} skipped` : ''}; nothing was ${r.target.kind === 'registry' ? 'sent' : 'written'}`,
+      ...r.images.map((i) => `  ${i.origin} → ${i.repository}${i.tag !== undefined ? `:${i.tag}` : `@${i.digest}`}${i.status === 'skipped' ? ` (skipped: ${i.reason ?? ''})` : ''}`),
+      `blobs: ${r.blobs.copied} to ${r.target.kind === 'registry' ? 'upload' : 'write'} (${formatBytes(r.blobs.bytesCopied)}), ${r.blobs.skipped} already there`].join('\n');
   }
   const done = r.images.filter((i) => i.status === 'done').length;
   const skipped = r.images.filter((i) => i.status === 'skipped');

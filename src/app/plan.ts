@@ -14,6 +14,7 @@ import { formatReference, fullName, parseReference } from '../oci/reference.js';
 import { BlobStore } from '../store/blob-store.js';
 import { cacheMaxBytes, defaultCacheDir } from './cache-dir.js';
 import { failureError } from './failures.js';
+import { leaveOutMissing, type SkippedImage } from './skip-missing.js';
 import { checkPlatforms } from './platform-check.js';
 import { type ListedImage, readImageList } from './image-list.js';
 import type { RegistryAccess } from './registry-access.js';
@@ -33,6 +34,8 @@ export interface PlanOptions {
   registry: RegistryAccess;
   signal?: AbortSignal;
   warn?: (message: string) => void;
+  /** As export --skip-missing: images gone upstream are left out of the plan and listed (app/skip-missing.ts). */
+  skipMissing?: boolean | undefined;
 }
 
 export interface PlannedImageSize {
@@ -73,6 +76,8 @@ export interface ExportPlan {
     import: number;
   };
   split?: { volumeBytes: number; volumes: number };
+  /** With --skip-missing: the images an export would leave out, gone upstream. */
+  skipped?: SkippedImage[];
 }
 
 /** tar framing: a 512-byte header per entry, contents padded to 512, two zero blocks at the end. */
@@ -88,11 +93,16 @@ const METADATA_PER_ENTRY = 400;
  */
 export async function planExport(opts: PlanOptions): Promise<ExportPlan> {
   const since = opts.since && opts.since.length > 0 ? await loadBases(opts.since) : undefined;
-  const requests = await requestsOf(opts);
+  const { requests, whereOf } = await requestsOf(opts);
   // Manifests come from where the export would pull them: mirrors included.
   const { source } = openRegistries(opts.registry);
   try {
-    const plan = await planCopy(source, requests, { jobs: opts.jobs, ...(opts.platforms ? { platforms: opts.platforms } : {}), ...(opts.signal ? { signal: opts.signal } : {}) });
+    let plan = await planCopy(source, requests, { jobs: opts.jobs, ...(opts.platforms ? { platforms: opts.platforms } : {}), ...(opts.signal ? { signal: opts.signal } : {}) });
+    const missing = opts.skipMissing ? leaveOutMissing(plan, requests, (origin) => whereOf.get(origin)) : undefined;
+    if (missing) {
+      plan = missing.plan;
+      for (const m of missing.skipped) opts.warn?.(`${m.where ? `${m.where}: ` : ''}${m.image} would be left out (--skip-missing): ${m.reason}`);
+    }
     if (plan.failures.length > 0) throw failureError('plan', plan.failures.map((f) => ({ image: f.request.origin, error: f.error })), requests.length);
     checkPlatforms(plan, opts.platforms, (m) => opts.warn?.(m));
 
@@ -143,6 +153,7 @@ export async function planExport(opts: PlanOptions): Promise<ExportPlan> {
     };
     if (since) result.delta = sized.omitted;
     if (opts.split !== undefined) result.split = { volumeBytes: opts.split, volumes: countVolumes(plan, since ? { bases: since.bases, omitted: new Set(since.held.keys()) } : undefined, opts.split) };
+    if (missing && missing.skipped.length > 0) result.skipped = missing.skipped;
     return result;
   } finally {
     await source.close();
@@ -271,17 +282,19 @@ function pick(d: Descriptor): Pick<BundleBlob, 'digest' | 'size' | 'mediaType'> 
   return { digest: d.digest, size: d.size, mediaType: d.mediaType };
 }
 
-async function requestsOf(opts: PlanOptions): Promise<ImageRequest[]> {
+async function requestsOf(opts: PlanOptions): Promise<{ requests: ImageRequest[]; whereOf: Map<string, string> }> {
   const listed: ListedImage[] = [];
   if (opts.listFile) listed.push(...(await readImageList(opts.listFile)));
   (opts.references ?? []).forEach((r, i) => listed.push({ reference: parseReference(r, `argument ${i + 1}`), where: `argument ${i + 1}` }));
   if (listed.length === 0) throw new FerryError('E_USAGE', 'nothing to plan', { hint: 'give an image list with -f images.list or image references as arguments' });
-  return listed.map(({ reference }) => {
+  const requests = listed.map(({ reference, platforms }) => {
     const name = fullName(reference);
     const r: ImageRequest = { sourceRepository: name, sourceReference: reference.digest ?? reference.tag!, targetRepository: name, origin: formatReference(reference) };
     if (reference.tag !== undefined) r.targetTag = reference.tag;
+    if (platforms) r.platforms = platforms;
     return r;
   });
+  return { requests, whereOf: new Map(listed.map((l) => [formatReference(l.reference), l.where])) };
 }
 
 export function renderPlan(p: ExportPlan): string {
@@ -304,5 +317,6 @@ export function renderPlan(p: ExportPlan): string {
     `disk needed: export about ${formatBytes(p.disk.export)} (cache + bundle), import about ${formatBytes(p.disk.import)} (bundle + target)`,
   );
   if (p.split) lines.push(`volumes of ${p.split.volumeBytes.toLocaleString('en-US')} bytes (${formatBytes(p.split.volumeBytes)}): ${p.split.volumes}`);
+  if (p.skipped) lines.push(`${p.skipped.length} image${p.skipped.length === 1 ? '' : 's'} left out (--skip-missing), gone upstream:${p.skipped.map((m) => `\n  ${m.image}${m.where ? ` (${m.where})` : ''}: ${m.reason}`).join('')}`);
   return lines.join('\n');
 }

@@ -26,10 +26,11 @@ export interface SendTarget {
 }
 
 export type SendEvent =
+  | { type: 'planned'; files: number; bytes: number }
   | { type: 'start'; file: string; size: number; resumeFrom: number }
   | { type: 'progress'; file: string; bytes: number; size: number }
   | { type: 'verify'; file: string }
-  | { type: 'done'; file: string; sha256: string; verifiedBy: VerifiedBy; status: SentFile['status'] };
+  | { type: 'done'; file: string; size: number; sha256: string; verifiedBy: VerifiedBy; status: SentFile['status'] };
 
 type VerifiedBy = 'sha256sum' | 'sftp-read-back';
 
@@ -195,6 +196,7 @@ async function filesToSend(files: string[]): Promise<FileToSend[]> {
 export async function sendFiles(session: SshSession, files: string[], dir: string, opts: Pick<SendOptions, 'signal' | 'onEvent'> = {}): Promise<SendReport> {
   const started = Date.now();
   const list = await filesToSend(files);
+  opts.onEvent?.({ type: 'planned', files: list.length, bytes: list.reduce((n, f) => n + f.size, 0) });
   const fs = new SftpFileSystem(await session.sftp(), `sftp ${session.description}`, session.dropped);
   await fs.mkdirs(dir);
   const out: SentFile[] = [];
@@ -276,7 +278,7 @@ async function sendChecked(session: SshSession, fs: SftpFileSystem, file: FileTo
     emit({ type: 'verify', file: local });
     const [want, got] = await Promise.all([localHash, hashRemote(session, fs, remote, opts.signal)]);
     if (want === got.sha256) {
-      emit({ type: 'done', file: local, sha256: want, verifiedBy: got.by, status: 'already-there' });
+      emit({ type: 'done', file: local, size, sha256: want, verifiedBy: got.by, status: 'already-there' });
       return { local, remote, size, sha256: want, resumedFrom: size, uploaded: 0, verifiedBy: got.by, status: 'already-there' };
     }
   }
@@ -293,7 +295,7 @@ async function sendChecked(session: SshSession, fs: SftpFileSystem, file: FileTo
     const [want, got] = await Promise.all([localHash, hashRemote(session, fs, partial, opts.signal)]);
     if (want === got.sha256) {
       await fs.rename(partial, remote);
-      emit({ type: 'done', file: local, sha256: want, verifiedBy: got.by, status: 'sent' });
+      emit({ type: 'done', file: local, size, sha256: want, verifiedBy: got.by, status: 'sent' });
       return { local, remote, size, sha256: want, resumedFrom, uploaded, verifiedBy: got.by, status: 'sent' };
     }
     // A partial file from an earlier run can hold other bytes (the local file changed since); start it over once.

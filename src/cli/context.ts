@@ -5,6 +5,7 @@ import type { SshOptions } from '../net/ssh/session.js';
 import { FerryError } from '../errors.js';
 import { makeOutput, type Output, type TextStream } from './output.js';
 import { askLine, canAsk } from './prompt.js';
+import type { ProgressMode } from './globals.js';
 
 /** The streams one run of the CLI talks through: the process's, or a test's. */
 export interface CliIo {
@@ -45,6 +46,7 @@ export interface CliContext {
 export interface GlobalFlags {
   json?: boolean;
   quiet?: boolean;
+  progress?: ProgressMode;
   debug?: boolean;
   jobs?: number;
   insecure?: boolean;

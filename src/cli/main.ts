@@ -1,24 +1,13 @@
 import yargs from 'yargs';
 import { asFerryError, FerryError } from '../errors.js';
-import { type CliIo, INVOCATION, type Invocation } from './context.js';
+import { type CliIo, type GlobalFlags, INVOCATION, type Invocation } from './context.js';
 import { makeOutput } from './output.js';
-import { seconds, wholeNumber } from './flags.js';
-import { parseMinRate } from '../net/throughput.js';
-import { exportCommand } from './commands/export.js';
-import { inspectCommand } from './commands/inspect.js';
-import { verifyCommand } from './commands/verify.js';
-import { importCommand } from './commands/import.js';
-import { pushCommand } from './commands/push.js';
-import { demoCommand } from './commands/demo.js';
-import { sendCommand } from './commands/send.js';
-import { inventoryCommand } from './commands/inventory.js';
-import { diffCommand } from './commands/diff.js';
-import { mergeCommand } from './commands/merge.js';
-import { planCommand } from './commands/plan.js';
-import { loginCommand } from './commands/login.js';
-import { logoutCommand } from './commands/logout.js';
-import { serveCommand } from './commands/serve.js';
-import { TOOL_VERSION } from '../version.js';
+import type { Argv, CommandModule } from 'yargs';
+import { GLOBAL_OPTIONS } from './globals.js';
+import { COMMANDS } from './commands/index.js';
+import { describeCli, emptyRecording, type Recording, recordingArgv } from './definitions.js';
+import { checkFlags } from './suggest.js';
+import { renderExamples } from './help.js';
 import { envName, loadSettings } from '../app/config.js';
 
 /** The process's own streams: what `bin/ferry` runs with. */
@@ -48,54 +37,36 @@ export async function main(args: string[], io: CliIo = processIo(), opts: { sign
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
-  const parser = yargs(args)
+  // `--version` anywhere is the version command, so it answers with --json too; `ferry help [COMMAND]` is `ferry [COMMAND] --help`.
+  const argsIn = versionAsked(args) ? ['version', ...args.filter((a) => a === '--json' || a === '--no-json')]
+    : args[0] === 'help' ? [...args.slice(1), '--help'] : args;
+  const columns = terminalColumns(io);
+  /** The examples of the command whose builder ran: printed whole after yargs' help. */
+  const shown: Recording = emptyRecording();
+  const parser = yargs(argsIn)
     .scriptName('ferry')
     .usage('$0 <command> [options]\n\nCarry container images across an air gap: registries → one verified, deduplicated bundle → registry layout, skopeo dirs or a registry.')
-    .option('json', { type: 'boolean', describe: 'print one machine-readable JSON document (errors too)', global: true })
-    .option('quiet', { alias: 'q', type: 'boolean', describe: 'no progress or info lines', global: true })
-    .option('debug', { type: 'boolean', describe: 'stack traces on errors', global: true })
-    // Numbers are read as text and judged by coerce: yargs would turn `--jobs abc` into NaN and run with no work.
-    .option('jobs', { alias: 'j', type: 'string', default: 4, coerce: wholeNumber('jobs', 1, 256, 8), describe: 'blobs transferred at once (1-256)', global: true })
-    .option('insecure', { type: 'boolean', describe: 'skip TLS certificate verification for every registry', global: true })
-    .option('insecure-registry', { type: 'string', array: true, describe: 'skip TLS verification for this registry host[:port] (repeatable)', global: true })
-    .option('plain-http', { type: 'string', array: true, describe: 'use plain HTTP for this registry host[:port] (repeatable)', global: true })
-    .option('ca-file', { type: 'string', describe: 'extra CA certificates (PEM) to trust for registries', global: true })
-    .option('username', { type: 'string', describe: 'registry user name (else ~/.docker/config.json or FERRY_USERNAME)', global: true })
-    .option('password-stdin', { type: 'boolean', describe: 'read the registry password from stdin (asked for without echo on a terminal)', global: true })
-    .option('connect-timeout', { type: 'string', coerce: seconds('connect-timeout', 86_400, 30), describe: 'seconds to wait for a registry connection (default 30)', global: true })
-    .option('idle-timeout', { type: 'string', coerce: seconds('idle-timeout', 86_400, 300), describe: 'seconds a registry may send nothing mid-request before ferry gives up and retries (default 120; raise on slow links)', global: true })
-    .option('min-rate', { type: 'string', coerce: (v: unknown) => (v === undefined ? undefined : parseMinRate(String(v))), describe: 'a registry transfer bringing less than this many bytes a second (K, M: KiB, MiB), averaged over the idle timeout, fails and is retried (default 1K; 0 turns it off)', global: true })
-    .option('config', { type: 'string', describe: 'JSON config file: global flags and per-registry settings (default ~/.config/ferry/config.json when it exists)', global: true })
-    .option('ssh', { type: 'string', describe: 'reach registries (push, import --to registry) or write a registry-layout through this SSH host: [user@]host[:port] or a ~/.ssh/config alias', global: true })
-    .option('ssh-key', { type: 'string', array: true, describe: 'SSH identity file (repeatable; default ~/.ssh/id_ed25519, id_ecdsa, id_rsa and the agent)', global: true })
-    .option('ssh-jump', { type: 'string', describe: 'reach the --ssh host through these hops first (as ProxyJump: [user@]host[:port][,…])', global: true })
-    .option('ssh-accept-new', { type: 'boolean', describe: 'trust and record in ~/.ssh/known_hosts a host key never seen before (a changed key is always refused)', global: true })
-    .option('ssh-passphrase-stdin', { type: 'boolean', describe: 'read the SSH key passphrase from stdin (after the registry password when both are read)', global: true })
-    .command(exportCommand)
-    .command(planCommand)
-    .command(inspectCommand)
-    .command(verifyCommand)
-    .command(importCommand)
-    .command(pushCommand)
-    .command(demoCommand)
-    .command(sendCommand)
-    .command(inventoryCommand)
-    .command(diffCommand)
-    .command(mergeCommand)
-    .command(loginCommand)
-    .command(logoutCommand)
-    .command(serveCommand)
-    .demandCommand(1, 'name a command: export, plan, inspect, verify, import, push, login, logout, inventory, diff, merge, send, serve or demo')
+    // --version is an option of ours (it runs the version command), not yargs' built-in.
+    .version(false);
+  for (const [name, options] of GLOBAL_OPTIONS) {
+    if (name === 'help') continue;
+    parser.option(name, { ...options, global: true });
+  }
+  parser.group(GLOBAL_OPTIONS.map(([name]) => name), 'Global options:');
+  for (const command of COMMANDS) parser.command(withOwnGroup(command, shown));
+  parser
+    .demandCommand(1, `name a command: ${describeCli().commands.map((c) => c.name).join(', ')}`)
     .strict()
-    .version(TOOL_VERSION)
-    .help()
+    .recommendCommands()
+    .help('help', GLOBAL_OPTIONS.find(([n]) => n === 'help')![1].describe!)
+    .alias('help', 'h')
     // Help and version are printed through the invocation's stdout below, and never end the process.
     .exitProcess(false)
-    .wrap(Math.min(110, process.stdout.columns ?? 100))
+    .wrap(columns)
     .fail((msg, err) => {
       // yargs re-wraps what a flag's coerce threw as a bare YError with the same message: a usage error all the same.
       if (err && err.name !== 'YError') throw err;
-      throw new FerryError('E_USAGE', usageMessage(msg ?? err?.message ?? 'invalid command line'), { hint: 'run ferry --help, or ferry <command> --help' });
+      throw new FerryError('E_USAGE', usageMessage(msg ?? err?.message ?? 'invalid command line', argsIn), { hint: 'run ferry --help, or ferry <command> --help' });
     });
 
   let fromSettings: Record<string, unknown> | undefined;
@@ -105,13 +76,19 @@ export async function main(args: string[], io: CliIo = processIo(), opts: { sign
     inv.site = settings;
     fromSettings = settings.flags;
     parser.config(settings.flags);
+    // Mistyped flags first: "did you mean --output?" says more than "missing required argument: output".
+    if (!helpAsked(argsIn)) checkFlags(argsIn, describeCli());
     let printed = '';
-    const argv = await parser.parseAsync(args, { [INVOCATION]: inv }, (_err: unknown, _argv: unknown, output: string) => {
+    const argv = await parser.parseAsync(argsIn, { [INVOCATION]: inv }, (_err: unknown, _argv: unknown, output: string) => {
       printed = output;
     });
-    if (printed) io.stdout.write(printed.endsWith('\n') ? printed : `${printed}\n`);
+    if (printed) {
+      if (argv.help && shown.examples.length > 0) printed = `${printed.trimEnd()}\n\n${renderExamples(shown.examples, columns)}`;
+      io.stdout.write(printed.endsWith('\n') ? printed : `${printed}\n`);
+    }
     // A command that returned without printing its result (or an error) did not do its job: that is a bug, not success.
-    if (inv.out?.answered !== true && !argv.help && !argv.version) {
+    // Help (--help, -h, or yargs' own `ferry help`) is the only output yargs prints itself.
+    if (inv.out?.answered !== true && !argv.help && !printed) {
       throw new FerryError('E_INTERNAL', `ferry ${String(argv._[0] ?? '')} ended without a result`);
     }
     return 0;
@@ -160,11 +137,54 @@ export async function runProcess(args: string[]): Promise<void> {
   }
 }
 
-/** yargs' "Invalid values: Argument: level, Given: "x", Choices: …" in the form every other flag error has. */
-function usageMessage(msg: string): string {
+/** yargs' messages in the form every other flag error has: "Invalid values: Argument: level, Given: "x", Choices: …", "Did you mean export?". */
+function usageMessage(msg: string, args: readonly string[]): string {
+  const recommended = /^Did you mean ([\w-]+)\?$/.exec(msg.trim());
+  if (recommended) {
+    const typed = args.find((a) => !a.startsWith('-')) ?? '';
+    return `ferry ${typed}: unknown command (did you mean ${recommended[1]}?)`;
+  }
   const m = /^Invalid values:\s*Argument: ([\w-]+), Given: (.*?), Choices: (.*)$/s.exec(msg.trim());
   if (!m) return msg;
-  return `--${m[1]} ${m[2]}: use one of ${m[3]!.replace(/"/g, '')}`;
+  const positional = describeCli().commands.some((c) => c.positionals.some((p) => p.name === m[1]));
+  return `${positional ? '' : '--'}${m[1]} ${m[2]}: use one of ${m[3]!.replace(/"/g, '')}`;
+}
+
+function versionAsked(args: readonly string[]): boolean {
+  const end = args.indexOf('--');
+  return (end < 0 ? args : args.slice(0, end)).includes('--version');
+}
+
+function helpAsked(args: readonly string[]): boolean {
+  const end = args.indexOf('--');
+  return (end < 0 ? args : args.slice(0, end)).some((a) => a === '--help' || a === '-h');
+}
+
+/** Help is wrapped to the terminal: its columns, else $COLUMNS, else 80 (a pipe, a log). */
+function terminalColumns(io: CliIo): number {
+  const fromEnv = Number(process.env.COLUMNS);
+  const columns = io.stdout.columns ?? (Number.isInteger(fromEnv) && fromEnv > 0 ? fromEnv : 80);
+  return Math.max(40, columns);
+}
+
+/**
+ * A command whose own flags --help lists first, under "Options:", before the
+ * global ones; its examples are kept aside (yargs would wrap them mid-command)
+ * and printed whole after the help.
+ */
+function withOwnGroup(command: CommandModule<GlobalFlags, never>, shown: Recording): CommandModule<GlobalFlags, never> {
+  const builder = command.builder as ((y: Argv) => unknown) | undefined;
+  return {
+    ...command,
+    builder: (y: Argv) => {
+      const recording = emptyRecording();
+      builder?.(recordingArgv(recording, y));
+      shown.examples.push(...recording.examples);
+      const own = recording.options.map((o) => o.name);
+      if (own.length > 0) y.group(own, 'Options:');
+      return y;
+    },
+  } as CommandModule<GlobalFlags, never>;
 }
 
 /** For the error path only, where parsing may not have happened: a set yes-value. */

@@ -1,6 +1,7 @@
 import type { Writable } from 'node:stream';
 import { asFerryError, type FerryError } from '../errors.js';
 import { redactCredentials, stripControls } from '../net/remote-text.js';
+import type { ProgressMode } from './globals.js';
 
 export { formatBytes, table } from '../format.js';
 
@@ -16,6 +17,8 @@ export interface Output {
   json: boolean;
   quiet: boolean;
   debug: boolean;
+  /** --progress: how copies show progress on stderr (cli/progress.ts). */
+  progress: ProgressMode;
   /** The invocation's streams: progress draws on `stderr`; `data` writes raw bytes (a bundle, an inventory) to stdout. */
   readonly stdout: TextStream;
   readonly stderr: TextStream;
@@ -41,6 +44,7 @@ export interface OutputFlags {
   json?: boolean;
   quiet?: boolean;
   debug?: boolean;
+  progress?: ProgressMode;
 }
 
 export function makeOutput(flags: OutputFlags, streams: { stdout: TextStream; stderr: TextStream }): Output {
@@ -51,7 +55,7 @@ export function makeOutput(flags: OutputFlags, streams: { stdout: TextStream; st
   let answered = false;
   const documents = (): TextStream => (stdoutClaimed ? streams.stderr : streams.stdout);
   return {
-    json, quiet, debug,
+    json, quiet, debug, progress: flags.progress ?? 'auto',
     stdout: streams.stdout,
     stderr: streams.stderr,
     get answered() {

@@ -79,6 +79,7 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
 
   const jobs = collectBlobJobs(plan);
   observer?.planned?.({ images: plan.images.length, blobs: jobs.size, bytes: [...jobs.values()].reduce((n, j) => n + j.desc.size, 0) });
+  observer?.phase?.('blobs');
 
   const outcome = (job: BlobJob, o: BlobOutcome) => {
     report.blobs[o]++;
@@ -93,7 +94,7 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
       const before = job.reported ?? 0;
       if (seen > before) {
         job.reported = seen;
-        observer.bytes!(seen - before);
+        observer.bytes!(seen - before, job.desc);
       }
     });
     const verify = new VerifyStream(job.desc, where, onBytes || undefined);
@@ -226,6 +227,7 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
   }
 
   // Manifests: children before parents within each image; each (repository, digest) once.
+  observer?.phase?.('manifests');
   const landed = new Map<string, Promise<void>>();
   const live = plan.images.filter((i) => !failed.has(i));
   await forEachLimited(live, limit, async (image) => {
@@ -252,6 +254,7 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
   }, opts.signal);
 
   // Tags last: a tag never points at something incomplete.
+  observer?.phase?.('tags');
   for (const image of plan.images) {
     const r = image.request;
     const result: ImageResult = { origin: r.origin, repository: r.targetRepository, digest: image.top.digest, status: 'done' };

@@ -16,6 +16,8 @@ export interface ImageRequest {
   targetTag?: string;
   /** The reference as the user knows it, for messages and bundle metadata. */
   origin: string;
+  /** The platforms to keep of this image (an images.list line's own --platform), over PlanOptions.platforms. */
+  platforms?: Platform[];
 }
 
 export interface PlannedImage {
@@ -56,6 +58,7 @@ const MAX_DEPTH = 4;
  * cannot be resolved is a failure of that image alone: the others still go.
  */
 export async function planCopy(source: ImageSource, requests: ImageRequest[], opts: PlanOptions = {}): Promise<CopyPlan> {
+  opts.observer?.phase?.('planning');
   const images: (PlannedImage | undefined)[] = new Array(requests.length);
   const failures: PlanFailure[] = [];
   const fetched = new Map<string, Promise<{ manifest: Manifest; parsed: ParsedManifest }>>();
@@ -78,7 +81,7 @@ export async function planCopy(source: ImageSource, requests: ImageRequest[], op
   await forEachLimited(indexes, opts.jobs ?? 4, async (i) => {
     const request = requests[i]!;
     try {
-      images[i] = await planImage(request, fetchManifest, opts.platforms, opts.observer);
+      images[i] = await planImage(request, fetchManifest, request.platforms ?? opts.platforms, opts.observer);
     } catch (e) {
       const error = asFerryError(e);
       if (error.code === 'E_ABORTED') throw error;
@@ -107,7 +110,7 @@ async function planImage(request: ImageRequest, fetchManifest: ManifestFetcher, 
     if (chosen.length === 0) {
       const available = root.parsed.manifests.map((d) => (d.platform ? formatPlatform(d.platform) : 'unknown')).join(', ');
       throw new FerryError('E_NOT_FOUND', `${where}: no manifest for platform ${platforms.map(formatPlatform).join(',')} (the index has: ${available})`, {
-        hint: 'pick platforms the image is built for, or drop --platform to keep them all', details: { image: where },
+        hint: 'pick platforms the image is built for, or drop --platform to keep them all', details: { image: where, platforms: platforms.map(formatPlatform) },
       });
     }
     sourceDigest = root.manifest.digest;

@@ -19,6 +19,12 @@ const binding = require('zstd-napi/binding.js') as typeof ZstdBinding;
 /** A zstd frame starts with these bytes (RFC 8878 §3.1.1: 0xFD2FB528 little-endian). */
 export const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
 
+/** The zstd-napi binding's version and the libzstd it was built with (ferry version, bug reports). */
+export function zstdVersions(): { binding: string; library: string } {
+  const pkg = require('zstd-napi/package.json') as { version: string };
+  return { binding: pkg.version, library: binding.versionString() };
+}
+
 export function hasZstdMagic(head: Uint8Array): boolean {
   return head.length >= 4 && ZSTD_MAGIC.every((b, i) => head[i] === b);
 }

@@ -1,12 +1,13 @@
 // Field use of the CLI: config file and FERRY_* variables, progress on a
 // terminal (a real pseudo-terminal via script(1)) and on a pipe, and one JSON
 // document from every command — errors included.
-import { spawn } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NOT_SETTABLE, SETTABLE_FLAGS } from '../../src/app/config.js';
-import { FERRY_BIN, REPO_ROOT, runFerry } from '../support/cli.js';
+import { runFerry } from '../support/cli.js';
+import { cliSchemaRef, describeErrors, schemaErrors } from '../support/schemas.js';
+import { ferryOnTerminal, type Screen, screenOf } from '../support/terminal.js';
 import { type CliEnv, ferryOk, imagesList, jsonOf, startCliEnv, writeList } from './cli-fixture.js';
 
 let env: CliEnv;
@@ -21,30 +22,21 @@ beforeAll(async () => {
 }, 120_000);
 afterAll(async () => env?.stop());
 
-/** Runs ferry on a pseudo-terminal; the terminal's output (stdout and stderr together) comes back. */
-function onTerminal(args: string[], extraEnv: Record<string, string> = {}): Promise<{ code: number; output: string }> {
-  const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-  const command = [process.execPath, FERRY_BIN, ...args].map(quote).join(' ');
-  return new Promise((resolve, reject) => {
-    const child = spawn('script', ['-qec', command, '/dev/null'], { cwd: REPO_ROOT, env: { ...process.env, ...extraEnv, COLUMNS: '120' }, stdio: ['pipe', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    child.stdout.on('data', (c: Buffer) => out.push(c));
-    child.stderr.on('data', (c: Buffer) => out.push(c));
-    child.stdin.end();
-    const timer = setTimeout(() => child.kill('SIGKILL'), 100_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? 128, output: Buffer.concat(out).toString('utf8') });
-    });
-  });
+/** What a pty 80 columns wide shows after `ferry ARGS`, and what did not fit. */
+async function at80(args: string[]): Promise<{ code: number; output: string; screen: Screen }> {
+  const t = await ferryOnTerminal(args, { columns: 80 });
+  return { ...t, screen: screenOf(t.output, 80) };
 }
 
+const barLine = (screen: Screen, verb: string) => screen.lines.filter((l) => l.startsWith(`${verb} `)).at(-1) ?? '';
+
 describe('progress', () => {
-  it('on a pipe: a plain plan line and a final count, no bar and no escape codes', async () => {
+  it('on a pipe: the phases, a plan line, and a last line with percent; no bar and no escape codes', async () => {
     const r = await ferryOk(['export', '-f', list, '-o', env.path('p.tar'), '--cache', env.path('pcache'), ...env.net]);
+    expect(r.stderr).toMatch(/^export: planning: reading manifests$/m);
     expect(r.stderr).toMatch(/^export: \d+ images, \d+ unique blobs, [\d.]+ \w+$/m);
-    expect(r.stderr).toMatch(/^export: [\d.]+ \w+ of [\d.]+ \w+ \((\d+)\/\1 blobs, .*\/s\)$/m);
+    expect(r.stderr).toMatch(/^export: tagging \d+ images$/m);
+    expect(r.stderr).toMatch(/^export: done 100%: [\d.]+ \w+ moved, (\d+)\/\1 blobs, [\d.]+ \w+\/s, \d+s$/m);
     expect(r.stderr).not.toMatch(/\x1b\[/);
     expect(r.stdout).toMatch(/bundle id /);
   }, 120_000);
@@ -57,17 +49,54 @@ describe('progress', () => {
     expect(jsonOf(j)).toMatchObject({ bundle });
   }, 120_000);
 
-  it('on a terminal: a bar that reaches 100 %, no plain lines; --json there still prints only the document', async () => {
-    const t = await onTerminal(['export', '-f', list, '-o', env.path('t.tar'), '--cache', env.path('tcache'), ...env.net]);
+  it('on a terminal 80 columns wide: a bar that fits — rate, ETA, blob count — and reaches 100 %; --json there prints only the document', async () => {
+    const t = await at80(['export', '-f', list, '-o', env.path('t.tar'), '--cache', env.path('tcache'), ...env.net]);
     expect(t.code, t.output).toBe(0);
-    expect(t.output).toMatch(/export \[[^\]]*\] 100% \|/);
+    expect(t.screen.clipped, 'characters of the bar cut off at the right edge').toBe(0);
+    const bar = barLine(t.screen, 'export');
+    expect(bar).toMatch(/^export done (\[█+\] )?100% \S+ \S+ [\d.]+ \w+\/s ETA 0s (\d+)\/\2 blobs$/);
     expect(t.output).toContain('\x1b[?25l'); // cursor hidden while the bar runs
     expect(t.output).not.toMatch(/^export: \d+ images, \d+ unique blobs/m);
 
-    const j = await onTerminal(['verify', bundle, '--json']);
+    const j = await ferryOnTerminal(['verify', bundle, '--json']);
     expect(j.code, j.output).toBe(0);
-    expect(j.output).not.toMatch(/verify \[/);
+    expect(j.output).not.toMatch(/verify (checking|done)/);
     expect(JSON.parse(j.output.replace(/\r\n/g, '\n'))).toMatchObject({ bundle });
+  }, 120_000);
+
+  it('a delta and a rerun: skipped blobs are shown apart, never counted as moved bytes', async () => {
+    // The delta against the full bundle: all blobs are in the base, only manifests travel.
+    const d = await at80(['export', '-f', list, '--since', bundle, '-o', env.path('d.tar'), '--cache', env.path('dcache'), ...env.net]);
+    expect(d.code, d.output).toBe(0);
+    expect(d.screen.clipped).toBe(0);
+    const fetched = /\(([\d.]+ \w+) referenced, ([\d.]+ \w+|0 B) fetched\)/.exec(d.output)!;
+    const bar = barLine(d.screen, 'export');
+    expect(bar).toMatch(/^export done (\[█+\] )?100% 0\/0 B 0 B\/s ETA 0s (\d+)\/\2 blobs [\d.]+ \w+ skipped$/);
+    expect(fetched[2]).toBe('0 B');
+
+    // Importing the same bundle twice: the second run writes nothing and says so.
+    const layout = env.path('rerun-layout');
+    const first = await at80(['import', bundle, '--to', `registry-layout:${layout}`]);
+    expect(first.code, first.output).toBe(0);
+    expect(barLine(first.screen, 'import')).not.toContain('skipped');
+    const again = await at80(['import', bundle, '--to', `registry-layout:${layout}`]);
+    expect(again.code, again.output).toBe(0);
+    expect(again.screen.clipped).toBe(0);
+    expect(barLine(again.screen, 'import')).toMatch(/^import done (\[█+\] )?100% 0\/0 B 0 B\/s ETA 0s (\d+)\/\2 blobs [\d.]+ \w+ skipped$/);
+  }, 120_000);
+
+  it('--progress json with --json: JSON lines on stderr matching the schema, the one document on stdout', async () => {
+    const r = await ferryOk(['export', '-f', list, '--since', bundle, '-o', env.path('j.tar'), '--cache', env.path('jc'), ...env.net, '--json', '--progress', 'json']);
+    expect(jsonOf<{ bundleId: string }>(r).bundleId).toMatch(/^sha256:/);
+    const events = r.stderr.trim().split('\n').map((l) => JSON.parse(l) as { type: string; phase?: string; bytes?: { done: number }; skipped?: { blobs: number } });
+    for (const e of events) expect(describeErrors(schemaErrors(cliSchemaRef('progressEvent'), e))).toBe('');
+    expect(events[0]).toMatchObject({ type: 'progress', phase: 'planning' });
+    expect(events.map((e) => e.phase)).toEqual(expect.arrayContaining(['planning', 'blobs', 'manifests', 'tags', 'done']));
+    expect(events.at(-1)).toMatchObject({ phase: 'done', bytes: { done: 0 } });
+    expect(events.at(-1)!.skipped!.blobs).toBeGreaterThan(0);
+    // The same from the environment, as a setting.
+    const viaEnv = await ferryOk(['verify', bundle], { env: { FERRY_PROGRESS: 'json' } });
+    expect(JSON.parse(viaEnv.stderr.trim().split('\n').at(-1)!)).toMatchObject({ type: 'progress', command: 'verify', phase: 'done' });
   }, 120_000);
 });
 
@@ -81,7 +110,7 @@ describe('--json: one document from every command, errors too', () => {
       ['plan', ['plan', '-f', list, '--cache', out('jcache'), ...env.net]],
       ['inspect', ['inspect', bundle]],
       ['verify', ['verify', bundle]],
-      ['import', ['import', bundle, '--to', 'oci', out('layout')]],
+      ['import', ['import', bundle, '--to', 'oci', out('layout'), '--receipt', out('receipt.json')]],
       ['diff', ['diff', bundle, list, ...env.net]],
       ['inventory', ['inventory', '--bundle', bundle, '-o', out('inv.json')]],
       ['merge', ['merge', bundle, delta, '-o', out('m.tar')]],
@@ -119,7 +148,7 @@ describe('--json: one document from every command, errors too', () => {
 describe('config file and FERRY_* variables', () => {
   it('covers every global flag: settable by FERRY_* and the file, or deliberately not', async () => {
     const help = await ferryOk(['--help']);
-    const flags = [...help.stdout.slice(help.stdout.indexOf('Options:')).matchAll(/^\s+(?:-\w, )?--([a-z][a-z-]*)/gm)].map((m) => m[1]!);
+    const flags = [...help.stdout.slice(help.stdout.indexOf('Global options:')).matchAll(/^\s+(?:-\w, )?--([a-z][a-z-]*)/gm)].map((m) => m[1]!);
     expect(flags).toContain('plain-http');
     for (const f of flags) expect(Object.hasOwn(SETTABLE_FLAGS, f) || NOT_SETTABLE.includes(f), `--${f} is neither in SETTABLE_FLAGS nor NOT_SETTABLE (src/app/config.ts)`).toBe(true);
   });

@@ -88,6 +88,23 @@ describe('ferry send of a split bundle', () => {
 
     const both = jsonOf<SendDoc>(await ferryOk(['send', join(setDir, 'rel.sha256'), volumes[2]!, `${home.alias}:${path('inbox-both')}/`, '--json'], { env: env() }));
     expect(both.files.map((f) => basename(f.local))).toEqual(SET_NAMES);
+
+    // Without --json, lines for people: what goes, the remote check of each file, and a last line with the counts.
+    const inbox = `${home.alias}:${path('inbox-human')}/`;
+    const human = await ferryOk(['send', join(setDir, 'rel.sha256'), inbox], { env: env() });
+    expect(human.stderr).toMatch(/^send: 5 files, [\d.]+ \w+$/m);
+    expect(human.stderr).toMatch(/rel\.000\.tar: checking the remote copy's sha256$/m);
+    expect(human.stderr).toMatch(/^send: done 100%: [\d.]+ \w+ moved, 5\/5 files, [\d.]+ \w+\/s, \d+s$/m);
+    // Sent again: everything is already there — nothing moved, all of it skipped.
+    const again = await ferryOk(['send', join(setDir, 'rel.sha256'), inbox], { env: env() });
+    expect(again.stderr).toMatch(/^send: done 100%: 0 B moved, [\d.]+ \w+ skipped \(5 files already there\), 5\/5 files, /m);
+    // As JSON lines, the same counts (the schema's `blobs` are files here).
+    const json = await ferryOk(['send', join(setDir, 'rel.sha256'), inbox, '--json', '--progress', 'json'], { env: env() });
+    const events = json.stderr.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    for (const e of events) expect(describeErrors(schemaErrors(cliSchemaRef('progressEvent'), e))).toBe('');
+    expect(events.at(-1)).toMatchObject({ command: 'send', phase: 'done', blobs: { done: 5, total: 5 }, skipped: { blobs: 5 } });
+    const silent = await ferryOk(['send', volumes[0]!, `${home.alias}:${path('inbox-silent')}/`, '--progress', 'none'], { env: env() });
+    expect(silent.stderr).toBe('');
   }, 60_000);
 
   it('a volume whose list is not beside it: the volume\'s own metadata names the set', async () => {

@@ -14,7 +14,7 @@ export const INVENTORY_ID = 'https://ferry.invalid/spec/inventory.schema.json';
 /** The `$defs` of spec/cli-output.schema.json that a command prints. */
 export type CliDocumentKind =
   | 'exportResult' | 'inspectResult' | 'verifyResult' | 'importReceipt' | 'pushReceipt' | 'planResult'
-  | 'inventory' | 'inventoryResult' | 'diffResult' | 'mergeResult' | 'sendResult' | 'demoResult' | 'loginResult' | 'logoutResult' | 'serveStarted' | 'serveResult' | 'errorDocument';
+  | 'inventory' | 'inventoryResult' | 'diffResult' | 'mergeResult' | 'sendResult' | 'demoResult' | 'loginResult' | 'logoutResult' | 'serveStarted' | 'serveResult' | 'versionResult' | 'progressEvent' | 'errorDocument';
 
 export function specSchemaFiles(): string[] {
   return readdirSync(SPEC_DIR).filter((n) => n.endsWith('.schema.json')).sort().map((n) => join(SPEC_DIR, n));

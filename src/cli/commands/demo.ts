@@ -18,7 +18,7 @@ export const demoCommand: CommandModule<GlobalFlags, Flags> = {
     const observer = progressObserver(ctx.out, 'demo');
     try {
       const r = await runDemo({ workDir: argv.dir, jobs: ctx.jobs, signal: ctx.signal, observer, say: (l) => ctx.out.info(l) });
-      observer.stop();
+      observer.done();
       ctx.out.result(r, () => [
         '',
         'ferry demo: done. Everything is in place:',

@@ -18,6 +18,7 @@ interface Flags extends GlobalFlags {
   platform?: string;
   base?: string | string[];
   'convert-oci'?: boolean;
+  'dry-run'?: boolean;
 }
 
 export const importCommand: CommandModule<GlobalFlags, Flags> = {
@@ -38,7 +39,9 @@ export const importCommand: CommandModule<GlobalFlags, Flags> = {
     .example('$0 import release.tar.zst --to registry-layout:/var/lib/registry', 'then start registry:2 on it')
     .example('$0 import release.tar.zst --to skopeo-dir:./images', 'one dir per image, for skopeo')
     .example('$0 import release.tar.zst --to registry-layout /var/lib/registry', 'the two-word form works too')
-    .example('$0 import release.tar --to oci:./layout --convert-oci', 'an OCI layout whose Docker-built images skopeo, podman and umoci can select') as never,
+    .example('$0 import release.tar --to oci:./layout --convert-oci', 'an OCI layout whose Docker-built images skopeo, podman and umoci can select')
+    .option('dry-run', { type: 'boolean', describe: 'list what would land and where (images, tags, blobs to write and already there) and write nothing, no receipt either' })
+    .example('$0 import release-2-delta.tar.zst --to registry-layout:/var/lib/registry --dry-run', 'what would land, and what is already there; nothing written') as never,
   handler: async (argv) => {
     // Loaded on use: --help and --version stay fast, and a command pays only for what it needs.
     const { importBundle, renderImportReport } = await import('../../app/import.js');
@@ -51,11 +54,11 @@ export const importCommand: CommandModule<GlobalFlags, Flags> = {
     try {
       const report = await importBundle({
         bundle: argv.bundle, volumes, to, images: argv.image ?? [], renames: argv.rename ?? [],
-        prune: argv.prune === true, receiptFile: argv.receipt, owner: argv.owner, platform: platform?.[0],
+        prune: argv.prune === true, receiptFile: argv.receipt, owner: argv.owner, platform: platform?.[0], dryRun: argv['dry-run'] === true,
         bases: argv.base === undefined ? undefined : ([] as string[]).concat(argv.base),
         convertOci: argv['convert-oci'] === true, jobs: ctx.jobs, registry: ctx.registry, ssh: ctx.ssh, signal: ctx.signal, observer,
       });
-      observer.stop();
+      observer.done();
       ctx.out.result(report, () => renderImportReport(report));
     } finally {
       observer.stop();

@@ -30,7 +30,7 @@ export const mergeCommand: CommandModule<GlobalFlags, Flags> = {
         inputs: argv.bundles, output: argv.output, compression: argv.compression ?? (argv.output.endsWith('.zst') ? 'zstd' : 'none'), level: argv.level,
         jobs: ctx.jobs, signal: ctx.signal, observer,
       });
-      observer.stop();
+      observer.done();
       for (const w of r.warnings) ctx.out.warn(w);
       ctx.out.result(r, () => `${r.output}: ${r.images} images, ${r.blobs} blobs, ${formatBytes(r.storedBytes)} (${r.fromBases} blobs from the base) in ${r.seconds.toFixed(1)} s\nbundle id ${r.bundleId}`);
     } finally {

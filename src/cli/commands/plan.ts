@@ -10,6 +10,7 @@ interface Flags extends GlobalFlags {
   cache?: string;
   'cache-max'?: string;
   split?: string;
+  'skip-missing'?: boolean;
 }
 
 export const planCommand: CommandModule<GlobalFlags, Flags> = {
@@ -23,6 +24,7 @@ export const planCommand: CommandModule<GlobalFlags, Flags> = {
     .option('cache', { type: 'string', describe: 'blob cache directory to count hits in (default: ~/.cache/ferry)' })
     .option('cache-max', { type: 'string', requiresArg: true, describe: 'the cache cap the export will use (50GB decimal, 50G or 50GiB binary; default 20GiB or FERRY_CACHE_MAX; 0 or unlimited: no cap)' })
     .option('split', { type: 'string', requiresArg: true, describe: 'volume size (4GB = 4,000,000,000 bytes; 4G or 4GiB = 4×1024³): also print how many volumes the bundle needs' })
+    .option('skip-missing', { type: 'boolean', describe: 'as export --skip-missing: leave out images the registry no longer has, and list them' })
     .example('$0 plan -f images.list --split 4G', 'will it fit, and on how many volumes')
     .example('$0 plan -f images.list --since release-1.0.tar.zst --json', 'the delta, as JSON') as never,
   handler: async (argv) => {
@@ -34,7 +36,7 @@ export const planCommand: CommandModule<GlobalFlags, Flags> = {
     const result = await planExport({
       listFile: argv.file, references: argv.images ?? [], since: argv.since === undefined ? undefined : ([] as string[]).concat(argv.since),
       platforms: argv.platform ? parsePlatforms(argv.platform) : undefined, cacheDir: argv.cache, cacheMax: sizes.cacheMaxBytes ?? 'unlimited', split: sizes.splitBytes,
-      jobs: ctx.jobs, registry: ctx.registry, signal: ctx.signal, warn: (m) => ctx.out.warn(m),
+      jobs: ctx.jobs, registry: ctx.registry, signal: ctx.signal, warn: (m) => ctx.out.warn(m), skipMissing: argv['skip-missing'] === true,
     });
     ctx.out.result({ ...result, sizes: sizes.report }, () => renderPlan(result));
   },

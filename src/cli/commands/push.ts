@@ -55,7 +55,7 @@ export const pushCommand: CommandModule<GlobalFlags, Flags> = {
         onExistingTag: argv['on-existing-tag'] ?? 'overwrite', flatten,
         receiptFile: argv.receipt, jobs: ctx.jobs, registry: ctx.registry, ssh: ctx.ssh, signal: ctx.signal, observer,
       });
-      observer.stop();
+      observer.done();
       ctx.out.result(report, () => renderImportReport(report));
     } finally {
       observer.stop();

@@ -1,6 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { FerryError } from '../../errors.js';
 import { formatBytes } from '../output.js';
+import { ProgressTracker } from '../progress.js';
 import { contextFrom, type GlobalFlags } from '../context.js';
 
 interface Flags extends GlobalFlags {
@@ -17,24 +18,52 @@ export const sendCommand: CommandModule<GlobalFlags, Flags> = {
   handler: async (argv) => {
     // Loaded on use: --help and --version stay fast, and a command pays only for what it needs.
     const { renderSendReport, sendBundle } = await import('../../app/send.js');
+    type SendReport = Awaited<ReturnType<typeof sendBundle>>;
     const ctx = await contextFrom(argv);
     const paths = argv.paths.map(String);
     const destination = paths.pop();
     if (destination === undefined || paths.length === 0) {
       throw new FerryError('E_USAGE', 'ferry send needs the bundle and a destination', { hint: 'e.g. ferry send release.tar.zst ops@host:/srv/ferry/' });
     }
-    let lastLine = 0;
-    const report = await sendBundle({
-      files: paths, destination, ssh: ctx.sshSettings, signal: ctx.signal,
-      onEvent: (e) => {
-        if (e.type === 'start' && e.resumeFrom > 0) ctx.out.info(`${e.file}: resuming at ${formatBytes(e.resumeFrom)} of ${formatBytes(e.size)}`);
-        if (e.type === 'progress' && Date.now() - lastLine > 2000) {
-          lastLine = Date.now();
-          ctx.out.info(`${e.file}: ${formatBytes(e.bytes)} of ${formatBytes(e.size)}`);
-        }
-        if (e.type === 'verify') ctx.out.info(`${e.file}: checking the remote copy's sha256`);
-      },
-    });
+    const progress = new ProgressTracker(ctx.out, 'send');
+    /** Per file: the byte count its last event reported (a resumed upload starts where the earlier run left off). */
+    const reported = new Map<string, number>();
+    let report: SendReport;
+    try {
+      report = await sendBundle({
+        files: paths, destination, ssh: ctx.sshSettings, signal: ctx.signal,
+        onEvent: (e) => {
+          switch (e.type) {
+            case 'planned':
+              progress.planned({ images: 0, items: e.files, bytes: e.bytes, what: `${e.files} files`, unit: 'files' });
+              progress.setPhase('blobs');
+              break;
+            case 'start':
+              reported.set(e.file, e.resumeFrom);
+              // What an earlier run already put there is not this run's transfer: skipped, as a copy's present blobs are.
+              if (e.resumeFrom > 0) {
+                progress.skip(`${e.file} (resumed)`, e.resumeFrom);
+                progress.say(`${e.file}: resuming at ${formatBytes(e.resumeFrom)} of ${formatBytes(e.size)}`);
+              }
+              break;
+            case 'progress':
+              progress.bytes(e.bytes - (reported.get(e.file) ?? 0), e.file);
+              reported.set(e.file, e.bytes);
+              break;
+            case 'verify':
+              progress.say(`${e.file}: checking the remote copy's sha256`);
+              break;
+            case 'done':
+              // A file found complete and verified at the far side moved nothing this run.
+              progress.itemDone(e.file, e.status === 'already-there' ? e.size : undefined);
+              break;
+          }
+        },
+      });
+      progress.finish('done');
+    } finally {
+      progress.finish('stopped');
+    }
     ctx.out.result(report, () => renderSendReport(report));
   },
 };

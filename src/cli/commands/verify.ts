@@ -31,7 +31,7 @@ export const verifyCommand: CommandModule<GlobalFlags, Flags> = {
     const observer = progressObserver(ctx.out, 'verify');
     try {
       const result = await verifyBundle(argv.bundle, { volumes: argv.volumes, signal: ctx.signal, observer, key: argv.key, requireSigned: argv.requireSigned, report: argv.report });
-      observer.stop();
+      observer.done();
       const sigs = result.signatures;
       ctx.out.result(result, () => `${argv.bundle}: OK — ${result.images} images, ${result.blobs} blobs, ${formatBytes(result.bytes)} verified in ${result.seconds.toFixed(1)} s`
         + (result.volumes ? `\n${volumeLine(result.volumes)}${result.volumes.missing.length ? ' (their layers were not checked)' : ''}` : '')

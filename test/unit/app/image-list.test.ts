@@ -47,4 +47,31 @@ describe('parseImageList', () => {
       }
     }), { numRuns: 1000 });
   });
+
+  it('per-line --platform: both spellings, next to comments; a plain list reads as before (no platforms)', () => {
+    const images = parseImageList([
+      'nginx:1.25   --platform linux/amd64,linux/arm64/v8   # two platforms',
+      'redis:7 --platform=linux/arm64',
+      'alpine:3.19   # a plain line',
+      'nginx:1.25 --platform linux/amd64,linux/arm64/v8',
+    ].join('\n'), 'l');
+    expect(images.map((i) => [formatReference(i.reference), i.platforms])).toEqual([
+      ['docker.io/library/nginx:1.25', [{ os: 'linux', architecture: 'amd64' }, { os: 'linux', architecture: 'arm64', variant: 'v8' }]],
+      ['docker.io/library/redis:7', [{ os: 'linux', architecture: 'arm64' }]],
+      ['docker.io/library/alpine:3.19', undefined],
+    ]);
+    expect(parseImageList('a:1\n# --platform x\nb:2   # --platform linux/s390x\n', 'p').every((i) => i.platforms === undefined)).toBe(true);
+  });
+
+  it('a second --platform on a line, or one with an empty value, is a syntax error of that line', () => {
+    for (const line of ['a:1 --platform linux/amd64 --platform linux/arm64', 'a:1 --platform=', 'a:1 --platform --platform linux/amd64']) {
+      try {
+        parseImageList(`ok:1\n${line}\n`, 'f');
+        expect.unreachable(line);
+      } catch (e) {
+        expect(isFerryError(e, 'E_LIST_SYNTAX'), line).toBe(true);
+        expect((e as Error).message, line).toMatch(/^f:2: --platform /);
+      }
+    }
+  });
 });

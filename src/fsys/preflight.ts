@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { lstat, open, rm, stat, statfs } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { FerryError } from '../errors.js';
+import { FerryError, fileSystemAdvice } from '../errors.js';
 import { formatBytes } from '../format.js';
 import { mkdirs } from './files.js';
 
@@ -92,7 +92,7 @@ function unwritable(path: string, what: string, e: unknown): FerryError {
     : code === 'ENOTDIR' ? 'has a file where a folder should be'
     : code === 'ENOSPC' ? 'is on a full disk'
     : `cannot be written (${(e as Error).message})`;
-  return new FerryError(code === 'ENOSPC' ? 'E_NO_SPACE' : 'E_IO', `${what} ${path} ${why}`, {
-    hint: 'pick a folder this user can write to, or fix the permissions or mount; nothing was fetched or written', cause: e, details: { path, errno: code },
+  return new FerryError(code === 'ENOSPC' ? 'E_NO_SPACE' : 'E_IO', `${what} ${path} ${why}${code && !why.includes(code) ? ` (${code})` : ''}`, {
+    hint: `${fileSystemAdvice(code)?.hint ?? 'pick a folder this user can write to, or fix the permissions or mount, then run the command again'}; nothing was fetched or written`, cause: e, details: { path, errno: code },
   });
 }

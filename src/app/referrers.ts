@@ -115,7 +115,7 @@ class RegistryLookups {
     }
   };
 
-  readonly tags: TagListing = (qualified: string, o?: OpOptions): Promise<ReadonlySet<string> | undefined> => {
+  readonly tags: TagListing = (qualified: string, o?: OpOptions & { maxPages?: number }): Promise<ReadonlySet<string> | undefined> => {
     const { registry, repository } = splitQualifiedName(qualified);
     if (registry === undefined) return Promise.resolve(undefined);
     return listTags(this.stateOf(registry).client, repository, o);

@@ -28,8 +28,19 @@ export interface FoundReferrer {
 /** The OCI 1.1 referrers API of the source's registry; undefined when it has none. */
 export type ReferrersLookup = (repository: string, digest: Digest, opts?: OpOptions) => Promise<Descriptor[] | undefined>;
 
-/** Every tag of a repository in one answer; undefined when the source cannot list them (then each tag is asked for). */
-export type TagListing = (repository: string, opts?: OpOptions) => Promise<ReadonlySet<string> | undefined>;
+/**
+ * Every tag of a repository; undefined when the source cannot list them, or not
+ * within `maxPages` pages (then each tag is asked for).
+ */
+export type TagListing = (repository: string, opts?: OpOptions & { maxPages?: number }) => Promise<ReadonlySet<string> | undefined>;
+
+/**
+ * Pages are fetched one after another: a repository is listed in at most as many
+ * pages as it has subjects (each of which would otherwise cost its own lookups),
+ * and never more than this. A huge repository exported for one image costs one
+ * page before its tags are asked for one by one.
+ */
+const TAG_PAGES_MAX = 20;
 
 export interface DiscoverOptions extends OpOptions {
   lookup?: ReferrersLookup;
@@ -60,6 +71,8 @@ export async function discoverReferrers(source: ImageSource, subjects: Subject[]
 export class ReferrerFinder {
   private readonly gate: Gate;
   private readonly tagLists = new Map<string, Promise<ReadonlySet<string> | undefined>>();
+  /** Subjects per source repository: how many pages its tag list is worth. */
+  private readonly subjectsIn = new Map<string, number>();
   private readonly op: OpOptions;
 
   constructor(private readonly source: ImageSource, private readonly opts: DiscoverOptions = {}) {
@@ -76,6 +89,7 @@ export class ReferrerFinder {
       seen.add(key);
       return true;
     });
+    for (const s of level) this.subjectsIn.set(s.sourceRepository, (this.subjectsIn.get(s.sourceRepository) ?? 0) + 1);
     for (let depth = 0; depth < MAX_DEPTH && level.length > 0; depth++) {
       const next: Subject[] = [];
       await this.all(level, async (subject) => {
@@ -113,7 +127,8 @@ export class ReferrerFinder {
     if (!listing) return Promise.resolve(undefined);
     let list = this.tagLists.get(repository);
     if (!list) {
-      list = this.gate.run(() => listing(repository, this.op));
+      const maxPages = Math.min(TAG_PAGES_MAX, Math.max(1, this.subjectsIn.get(repository) ?? 1));
+      list = this.gate.run(() => listing(repository, { ...this.op, maxPages }));
       this.tagLists.set(repository, list);
     }
     return list;

@@ -7,11 +7,8 @@ import type { OpOptions } from '../transports/types.js';
 const PAGE = 1000;
 /** A tag is at most 128 characters: this holds ~100,000 of them in one answer. */
 const BODY_MAX = 16 * 1024 * 1024;
-/**
- * Beyond this many pages the list costs more round trips than the tag-by-tag
- * lookups it would save for any realistic export from that repository.
- */
-export const TAG_LIST_PAGES_MAX = 20;
+/** Pages asked for one after another when the caller sets no bound. */
+const PAGES_DEFAULT_MAX = 20;
 
 /**
  * Every tag of a repository over the distribution API (`GET /v2/<name>/tags/list`,
@@ -25,7 +22,7 @@ export async function listTags(client: RegistryClient, repository: string, opts:
   let url: string | URL | undefined = `/v2/${repository}/tags/list?n=${PAGE}`;
   try {
     for (let page = 0; url !== undefined; page++) {
-      if (page >= (opts.maxPages ?? TAG_LIST_PAGES_MAX)) return undefined;
+      if (page >= (opts.maxPages ?? PAGES_DEFAULT_MAX)) return undefined;
       const res = await client.send({ method: 'GET', url, scopes: [pullScope(repository)], signal: opts.signal });
       if (res.status !== 200) {
         await discard(res.body);

@@ -47,10 +47,10 @@ beforeAll(async () => {
 afterAll(async () => env?.stop());
 
 /** Exports every tagged corpus image through a proxy with `hooks`; returns the result and what the proxy saw. */
-async function exportThrough(hooks: ProxyHooks, name: string): Promise<{ out: ExportJson; proxy: Proxy; host: string }> {
+async function exportThrough(hooks: ProxyHooks, name: string, more: string[] = []): Promise<{ out: ExportJson; proxy: Proxy; host: string }> {
   const proxy = await startProxy(env.reg.url, hooks);
   try {
-    const refs = tagged.map((r) => `${proxy.host}/${r}`);
+    const refs = [...tagged, ...more].map((r) => `${proxy.host}/${r}`);
     const out = jsonOf<ExportJson>(await ferryOk(['export', ...refs, '-o', env.path(`${name}.tar`), '--cache', env.path(`${name}-cache`), '--plain-http', proxy.host, '--json']));
     return { out, proxy, host: proxy.host };
   } finally {
@@ -123,5 +123,53 @@ describe('the same referrers when the registry helps less or more', () => {
       `apps/web:v1 <- apps/web@${sbom.digest} sbom ${sbom.digest}`,
       `multi/arch:1.0 <- multi/arch:${cosignTag(entry(env.corpus, 'multi/arch').digest, '.sig')} signature ${multiSigDigest}`,
     ].sort());
+  });
+});
+
+describe('tag lists in pages', () => {
+  const json = { 'content-type': 'application/json' };
+  let webTags: string[];
+  /** apps/web twice (v1 and the digest-only image): a list of up to two pages is worth it there. */
+  let pinned: string;
+  let reference: { out: ExportJson; host: string };
+  beforeAll(async () => {
+    webTags = ((await (await fetch(`${env.reg.url}/v2/apps/web/tags/list`)).json()) as { tags: string[] }).tags.sort();
+    expect(webTags.length).toBeGreaterThanOrEqual(3);
+    pinned = `apps/web@${entry(env.corpus, 'apps/web', false).digest}`;
+    reference = await exportThrough({}, 'pages-ref', [pinned]);
+  });
+  /** Serves apps/web's tag list in `pages` pages, page k linking to `next(k + 1)`. */
+  const paged = (pages: number, next: (k: number) => string): ProxyHooks => ({
+    inject: (req) => {
+      const m = /^\/v2\/apps\/web\/tags\/list\?n=1000(?:&page=(\d+))?$/.exec(req.url ?? '');
+      if (!m) return undefined;
+      const k = Number(m[1] ?? 0);
+      const size = Math.ceil(webTags.length / pages);
+      const headers: Record<string, string> = k + 1 < pages ? { ...json, link: `<${next(k + 1)}>; rel="next"` } : json;
+      return { status: 200, headers, body: JSON.stringify({ name: 'apps/web', tags: webTags.slice(k * size, (k + 1) * size) }) };
+    },
+  });
+  const here = (k: number): string => `/v2/apps/web/tags/list?n=1000&page=${k}`;
+  const webLists = (p: Proxy): number => p.count('GET', '/v2/apps/web/tags/list');
+  const webSchemeGets = (p: Proxy): number => p.log.filter((l) => l.method === 'GET' && l.path.startsWith('/v2/apps/web/manifests/sha256-')).length;
+  /** apps/web's scheme tags that exist: the .sig and the fallback index. */
+  const existing = (): number => webTags.filter((t) => t.startsWith('sha256-')).length;
+
+  it('pages are followed while they are no more than the images to look up there; the same referrers travel', async () => {
+    const two = await exportThrough(paged(2, here), 'pages-two', [pinned]);
+    expect(webLists(two.proxy)).toBe(2);
+    expect(carried(two.out, two.host)).toEqual(carried(reference.out, reference.host));
+    expect(webSchemeGets(two.proxy)).toBe(existing());
+  });
+
+  it('a longer list, or a next page on another origin, leaves apps/web to tag-by-tag lookups: the same referrers travel', async () => {
+    const long = await exportThrough(paged(3, here), 'pages-long', [pinned]);
+    expect(webLists(long.proxy)).toBe(2);
+    expect(carried(long.out, long.host)).toEqual(carried(reference.out, reference.host));
+    expect(webSchemeGets(long.proxy)).toBeGreaterThan(existing());
+    const away = await exportThrough(paged(2, (k) => `http://other.invalid${here(k)}`), 'pages-away', [pinned]);
+    expect(webLists(away.proxy)).toBe(1);
+    expect(carried(away.out, away.host)).toEqual(carried(reference.out, reference.host));
+    expect(webSchemeGets(away.proxy)).toBeGreaterThan(existing());
   });
 });

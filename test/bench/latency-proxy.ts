@@ -94,7 +94,10 @@ export async function startLatencyProxy(upstream: string, rttMs: number): Promis
         });
       });
       up.on('error', () => res.destroy());
-      res.once('close', () => up.destroy());
+      // A client that went away mid-answer: stop the upstream request (a finished one keeps its pooled socket).
+      res.once('close', () => {
+        if (!res.writableFinished) up.destroy();
+      });
       req.pipe(up);
       req.resume();
     });

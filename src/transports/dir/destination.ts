@@ -39,7 +39,7 @@ export class SkopeoDirDestination implements ImageDestination {
 
   constructor(readonly out: string, opts: SkopeoDirDestinationOptions = {}) {
     this.description = `skopeo dir tree ${out}`;
-    this.capabilities = { concurrentBlobs: opts.concurrentBlobs ?? 4, globalBlobs: true };
+    this.capabilities = { concurrentBlobs: opts.concurrentBlobs ?? 16, globalBlobs: true };
     this.tree = new TargetTree(out, { owner: opts.owner });
     // A temp name (pid and host in it): a killed run's staging directory is removed by the next run (stale-temps.ts).
     this.staging = tempPathFor(join(this.tree.root, 'staging'));

@@ -59,7 +59,7 @@ export class DockerArchiveDestination implements ImageDestination {
 
   constructor(readonly file: string, opts: DockerArchiveDestinationOptions = {}) {
     this.description = `docker archive ${file}`;
-    this.capabilities = { concurrentBlobs: opts.concurrentBlobs ?? 4, globalBlobs: true };
+    this.capabilities = { concurrentBlobs: opts.concurrentBlobs ?? 16, globalBlobs: true };
     this.platform = opts.platform ?? { os: 'linux', architecture: 'amd64' };
     // A temp name (pid and host in it): a killed run's spool, as large as the archive, is removed by the next run.
     this.spool = tempPathFor(resolve(file));

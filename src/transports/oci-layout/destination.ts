@@ -47,7 +47,7 @@ export class OciLayoutDestination implements ImageDestination {
 
   constructor(readonly root: string, private readonly opts: OciLayoutDestinationOptions = {}) {
     this.description = `OCI layout ${root}`;
-    this.capabilities = { concurrentBlobs: opts.concurrentBlobs ?? 4, globalBlobs: true };
+    this.capabilities = { concurrentBlobs: opts.concurrentBlobs ?? 16, globalBlobs: true };
     this.tree = new TargetTree(root, { owner: opts.owner });
     this.warn = opts.warn ?? (() => {});
   }

@@ -63,7 +63,7 @@ export class StorageLayoutDestination implements ImageDestination {
       throw new FerryError('E_USAGE', `${this.description}: --prune works on a local layout only`, { hint: 'run the import without --prune, or run ferry on the registry host' });
     }
     this.warn = opts.warn ?? (() => {});
-    this.capabilities = { concurrentBlobs: opts.concurrentBlobs ?? 4, globalBlobs: false };
+    this.capabilities = { concurrentBlobs: opts.concurrentBlobs ?? 16, globalBlobs: false };
   }
 
   private inspect(digest: Digest): Promise<Held> {

@@ -65,15 +65,13 @@ interface Kind {
   name: KindName;
   /** What LOCATION is, for messages and help. */
   location: string;
-  /** Kinds whose LOCATION is a path on this machine (resolved against the working directory). */
-  path: boolean;
   source?(location: string, env: OpenEnv): Promise<ImageSource>;
   destination?(location: string, env: OpenEnv): Promise<OpenedDestination>;
 }
 
 const KINDS: readonly Kind[] = [
   {
-    name: 'registry', location: 'HOST[:PORT][/PREFIX]', path: false,
+    name: 'registry', location: 'HOST[:PORT][/PREFIX]',
     async destination(location, env) {
       const { host, prefix } = registryLocation(location);
       const registry = connectionFor(env.access, host);
@@ -82,7 +80,7 @@ const KINDS: readonly Kind[] = [
     },
   },
   {
-    name: 'registry-layout', location: 'DIR', path: true,
+    name: 'registry-layout', location: 'DIR',
     async source(location) {
       const { openStorageLayoutSource } = await import('../transports/storage/index.js');
       return openStorageLayoutSource(resolve(location));
@@ -101,7 +99,7 @@ const KINDS: readonly Kind[] = [
     },
   },
   {
-    name: 'skopeo-dir', location: 'DIR', path: true,
+    name: 'skopeo-dir', location: 'DIR',
     async source(location) {
       const { openSkopeoDirSource } = await import('../transports/dir/index.js');
       return openSkopeoDirSource(resolve(location));
@@ -113,7 +111,7 @@ const KINDS: readonly Kind[] = [
     },
   },
   {
-    name: 'oci', location: 'DIR', path: true,
+    name: 'oci', location: 'DIR',
     async source(location) {
       const { openOciLayoutSource } = await import('../transports/oci-layout/index.js');
       return openOciLayoutSource(resolve(location));
@@ -125,7 +123,7 @@ const KINDS: readonly Kind[] = [
     },
   },
   {
-    name: 'docker-archive', location: 'FILE', path: true,
+    name: 'docker-archive', location: 'FILE',
     async destination(location, env) {
       const { openDockerArchive } = await import('../transports/docker-archive/index.js');
       const path = resolve(location);
@@ -133,7 +131,7 @@ const KINDS: readonly Kind[] = [
     },
   },
   {
-    name: 'bundle', location: 'FILE', path: true,
+    name: 'bundle', location: 'FILE',
     async source(location) {
       // A split bundle comes as its .sha256 list or its volumes' set; joined here into one source.
       const { openBundle } = await import('../transports/bundle/input.js');
@@ -202,11 +200,6 @@ export function registryLocation(location: string, flag = '--to'): { host: strin
   if (!isValidRegistry(host)) throw new FerryError('E_USAGE', `${flag} ${location}: "${host}" is not a registry host[:port]`, { hint: 'e.g. harbor.corp.local or 10.0.0.5:5000/mirror' });
   if (prefix) validateRepository(prefix, `${flag} ${location}`);
   return { host, prefix };
-}
-
-/** Whether LOCATION of this kind is a path on this machine. */
-export function isPathKind(kind: KindName): boolean {
-  return kindNamed(kind)!.path;
 }
 
 export async function openSourceAt(loc: Location, env: OpenEnv, signal?: AbortSignal): Promise<ImageSource> {

@@ -1,4 +1,3 @@
-import { rm } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { FerryError } from '../../errors.js';
 import { type Digest, sha256Digest } from '../../oci/digest.js';
@@ -216,9 +215,4 @@ function missing(where: string, what: string, digest: Digest): FerryError {
   return new FerryError('E_BLOB_MISSING', `${where}: ${what} ${digest} is not in the layout yet`, {
     hint: 'blobs must be written before the manifests that reference them; this is a bug in the caller', details: { digest },
   });
-}
-
-/** Removes a blob's data; used by prune and by tests that simulate damage. */
-export async function removeBlobData(root: string, digest: Digest): Promise<void> {
-  await rm(blobDir(root, digest), { recursive: true, force: true });
 }

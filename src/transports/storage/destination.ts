@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import { FerryError } from '../../errors.js';
-import type { Digest } from '../../oci/digest.js';
+import { type Digest, digestStream } from '../../oci/digest.js';
 import { type Descriptor, type Manifest, blobsOf, isForeignLayer, parseManifest } from '../../oci/manifest.js';
 import { validateRepository, validateTag } from '../../oci/reference.js';
 import type { DestinationCapabilities, ImageDestination, ImageRecord, OpOptions } from '../types.js';
@@ -8,7 +8,6 @@ import { drain } from '../../fsys/files.js';
 import type { Owner } from '../../fsys/owner.js';
 import { type FileSystemPort } from '../../fsys/port.js';
 import { TargetTree } from '../../fsys/target-tree.js';
-import { digestStream } from '../../stream/verify.js';
 import { formatBytes } from '../../format.js';
 import { readLink, writeLink } from './links.js';
 import {

@@ -4,7 +4,8 @@ import { FerryError } from '../../errors.js';
 import type { Digest } from '../../oci/digest.js';
 import { type Descriptor, type Manifest, blobsOf, isForeignLayer, parseManifest } from '../../oci/manifest.js';
 import type { DestinationCapabilities, ImageDestination, ImageRecord, OpOptions } from '../types.js';
-import { drain, naming } from '../../fsys/files.js';
+import { naming } from '../../fsys/files.js';
+import { drain } from '../../stream/drain.js';
 import type { Owner } from '../../fsys/owner.js';
 import { TargetTree } from '../../fsys/target-tree.js';
 import { tempPathFor } from '../../fsys/temp-names.js';
@@ -56,7 +57,7 @@ export class SkopeoDirDestination implements ImageDestination {
   }
 
   async putBlob(_repository: string, desc: Descriptor, data: Readable, opts: OpOptions = {}): Promise<void> {
-    if (await this.hasBlob(_repository, desc)) return drain(data, opts.signal);
+    if (await this.hasBlob(_repository, desc)) return drain(data, { signal: opts.signal });
     // Killed runs' staging directories sit in the tree's root, where no file of ours is written.
     await this.tree.sweepOnce(this.tree.root);
     try {

@@ -5,7 +5,7 @@ import type { Digest } from '../../oci/digest.js';
 import { type Descriptor, type Manifest, blobsOf, isForeignLayer, parseManifest } from '../../oci/manifest.js';
 import { validateRepository, validateTag } from '../../oci/reference.js';
 import type { DestinationCapabilities, ImageDestination, ImageRecord, OpOptions } from '../types.js';
-import { drain } from '../../fsys/files.js';
+import { drain } from '../../stream/drain.js';
 import type { Owner } from '../../fsys/owner.js';
 import { TargetTree } from '../../fsys/target-tree.js';
 import { formatBytes } from '../../format.js';
@@ -84,7 +84,7 @@ export class OciLayoutDestination implements ImageDestination {
   }
 
   async putBlob(repository: string, desc: Descriptor, data: Readable, opts: OpOptions = {}): Promise<void> {
-    if (await this.hasBlob(repository, desc)) return drain(data, opts.signal);
+    if (await this.hasBlob(repository, desc)) return drain(data, { signal: opts.signal });
     await this.tree.streamToFileAtomic(blobPath(this.root, desc.digest), data, opts.signal);
     await this.landed(desc.digest, desc.size);
   }

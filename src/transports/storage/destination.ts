@@ -4,7 +4,7 @@ import { type Digest, digestStream } from '../../oci/digest.js';
 import { type Descriptor, type Manifest, blobsOf, isForeignLayer, parseManifest } from '../../oci/manifest.js';
 import { validateRepository, validateTag } from '../../oci/reference.js';
 import type { DestinationCapabilities, ImageDestination, ImageRecord, OpOptions } from '../types.js';
-import { drain } from '../../fsys/files.js';
+import { drain } from '../../stream/drain.js';
 import type { Owner } from '../../fsys/owner.js';
 import { type FileSystemPort } from '../../fsys/port.js';
 import { TargetTree } from '../../fsys/target-tree.js';
@@ -115,7 +115,7 @@ export class StorageLayoutDestination implements ImageDestination {
   async putBlob(repository: string, desc: Descriptor, data: Readable, opts: OpOptions = {}): Promise<void> {
     validateRepository(repository);
     if (await this.hasData(desc)) {
-      await drain(data, opts.signal);
+      await drain(data, { signal: opts.signal });
     } else {
       try {
         await this.fs.streamToFileAtomic(blobDataPath(this.root, desc.digest), data, opts.signal);

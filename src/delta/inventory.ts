@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { FerryError } from '../errors.js';
 import { INPUT, parseJsonInput } from '../input-limits.js';
-import { type Digest, isDigest, parseDigest } from '../oci/digest.js';
+import { type Digest, hashDigest, isDigest, parseDigest } from '../oci/digest.js';
 import { validateQualifiedName, validateTag } from '../oci/reference.js';
 import { compareImages, formatCreated } from '../transports/bundle/metadata.js';
 
@@ -66,7 +66,7 @@ export function inventoryId(images: InventoryImage[], blobs: InventoryBlob[]): D
   write('],"images":[');
   images.forEach((m, i) => write(`${i ? ',' : ''}{"digest":${JSON.stringify(m.digest)},"repository":${JSON.stringify(m.repository)}${m.tag !== undefined ? `,"tag":${JSON.stringify(m.tag)}` : ''}}`));
   hash.update(`${pending}]}`);
-  return `sha256:${hash.digest('hex')}` as Digest;
+  return hashDigest(hash);
 }
 
 /** Builds a normalised inventory: images sorted like bundle metadata, blobs by digest, each once. */

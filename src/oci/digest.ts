@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FerryError } from '../errors.js';
@@ -27,7 +27,12 @@ export function digestHex(d: Digest): string {
 }
 
 export function sha256Digest(data: Uint8Array | string): Digest {
-  return `sha256:${createHash('sha256').update(data).digest('hex')}` as Digest;
+  return hashDigest(createHash('sha256').update(data));
+}
+
+/** The digest a finished sha256 Hash stands for: the one place a Digest is made from hashing rather than parsed. */
+export function hashDigest(hash: Hash): Digest {
+  return `sha256:${hash.digest('hex')}` as Digest;
 }
 
 export interface Digested {
@@ -63,7 +68,7 @@ export async function digestStream(source: Readable, opts: { maxBytes?: number; 
     if (e instanceof OverCap) return undefined;
     throw e;
   }
-  return { digest: `sha256:${hash.digest('hex')}` as Digest, size };
+  return { digest: hashDigest(hash), size };
 }
 
 /** Short form for human output: sha256:0123456789ab */

@@ -4,7 +4,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isFerryError } from '../../../src/errors.js';
 import { expandFileGlobs, fileNameMatcher, nameMatcher } from '../../../src/fsys/glob.js';
 import { matchesPattern } from '../../../src/app/repository-mapping.js';
-import { patternsMatch } from '../../../src/net/ssh/known-hosts.js';
 import { makeTempDir, type TempDir } from '../../support/tmp.js';
 
 let tmp: TempDir;
@@ -59,7 +58,7 @@ describe('file-name globs for quoted arguments', () => {
   });
 });
 
-describe('name patterns (image references for --image, known_hosts host patterns)', () => {
+describe('name patterns (image references for --image; known_hosts in test/unit/ssh)', () => {
   it('* crosses / and dots, ? is one character, brackets and everything else are literal', () => {
     expect(matchesPattern('docker.io/library/nginx:1.25', 'docker.io/library/*')).toBe(true);
     expect(matchesPattern('docker.io/library/nginx:1.25', '*/nginx*')).toBe(true);
@@ -74,13 +73,5 @@ describe('name patterns (image references for --image, known_hosts host patterns
     expect(matchesPattern('a', '{a,b}')).toBe(false);
     expect(matchesPattern('Team/App', 'team/app'), 'references are case-sensitive').toBe(false);
     expect(nameMatcher('team/app', { nocase: true })('Team/App')).toBe(true);
-  });
-
-  it('known_hosts: case-insensitive, [host]:port literal, negation by the caller', () => {
-    expect(patternsMatch('*.EXAMPLE.com', 'a.example.com')).toBe(true);
-    expect(patternsMatch('[10.0.0.5]:2222', '[10.0.0.5]:2222')).toBe(true);
-    expect(patternsMatch('10.0.0.?', '10.0.0.5')).toBe(true);
-    expect(patternsMatch('10.0.0.?', '10.0.0.50')).toBe(false);
-    expect(patternsMatch('a.b', 'axb')).toBe(false);
   });
 });

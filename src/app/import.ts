@@ -15,11 +15,12 @@ import { SshSession, type SshOptions } from '../net/ssh/session.js';
 import type { Platform } from '../oci/platform.js';
 import { openBundle } from '../transports/bundle/input.js';
 import type { ImageDestination, OpOptions } from '../transports/types.js';
+import type { RegistryOptions } from '../transports/registry/open.js';
 import { TOOL_VERSION } from '../version.js';
 import { formatBytes } from '../format.js';
 import { assertNoTagCollisions, requestsFromBundle } from './bundle-requests.js';
 import { failureError } from './failures.js';
-import type { RegistryAccess, RegistryConnection } from './registry-access.js';
+import type { RegistryAccess } from './registry-access.js';
 import { mapFullName, matchesPattern, parseRenames } from './repository-mapping.js';
 import { explainMissingBases } from './failures.js';
 import { BasedSource } from '../transports/bundle/based-source.js';
@@ -57,7 +58,7 @@ export interface ImportOptions {
    * check); `registry` is set for registry targets. Images it returns as
    * skipped are left out of the copy and reported as such.
    */
-  beforeCopy?: (plan: CopyPlan, target: { registry?: RegistryConnection; destination: ImageDestination }) => Promise<void | BeforeCopyResult>;
+  beforeCopy?: (plan: CopyPlan, target: { registry?: RegistryOptions; destination: ImageDestination }) => Promise<void | BeforeCopyResult>;
   /** Plan (and run beforeCopy) only: nothing is written, no receipt. */
   dryRun?: boolean;
   /** `--convert-oci`: Docker schema 2 manifests, lists and configs relabelled with OCI media types (copy/convert-oci.ts). */

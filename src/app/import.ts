@@ -8,7 +8,7 @@ import { type CopyPlan, foreignLayersOf, type PlanFailure, type PlannedImage, pl
 import type { Digest } from '../oci/digest.js';
 import { asFerryError, FerryError } from '../errors.js';
 import { writeFileAtomic } from '../fsys/atomic.js';
-import { type Owner, parseOwner } from '../fsys/owner.js';
+import { type Owner, parseOwner, targetOwner } from '../fsys/owner.js';
 import type { FileSystemPort } from '../fsys/port.js';
 import { SftpFileSystem } from '../fsys/sftp.js';
 import { SshSession, type SshOptions } from '../net/ssh/session.js';
@@ -186,7 +186,7 @@ async function importWith(opts: ImportOptions, remote?: FileSystemPort, owner?: 
       const planned = plannedReceipt(opts, meta.bundleId, location, started, plan);
       return { ...planned, images: [...planned.images, ...skipped], blobs: await blobsToMove(plan, destination, copyOpts), ...converted, ...foreign };
     }
-    if (!remote) await preflightTarget(opts.to, location, plan, destination, copyOpts);
+    if (!remote) await preflightTarget(opts.to, location, plan, destination, { ...copyOpts, owner });
     const report = await copyImages(source, destination, plan, copyOpts);
     explainMissingBases(report, meta);
     if (report.images.some((i) => i.status === 'done')) await destination.commit(opts.signal ? { signal: opts.signal } : {});
@@ -311,10 +311,12 @@ function plannedReceipt(opts: ImportOptions, bundleId: string, location: string,
  * already holds once (the copy then reuses that answer). A docker archive
  * needs its blobs twice: spooled, then in the archive.
  */
-async function preflightTarget(to: Location, display: string, plan: CopyPlan, destination: ImageDestination, opts: OpOptions & { jobs: number }): Promise<void> {
+async function preflightTarget(to: Location, display: string, plan: CopyPlan, destination: ImageDestination, opts: OpOptions & { jobs: number; owner: Owner | undefined }): Promise<void> {
   if (!isPathKind(to.kind)) return;
-  if (to.kind === 'docker-archive') await prepareOutputFile(display, `--to ${to.kind}`);
-  else await prepareDirectory(display, `--to ${to.kind}`);
+  // A folder made here is made as the destination would: fsynced into its parent, with the target's owner.
+  const owner = await targetOwner(display, opts.owner);
+  if (to.kind === 'docker-archive') await prepareOutputFile(display, `--to ${to.kind}`, { owner });
+  else await prepareDirectory(display, `--to ${to.kind}`, { owner });
   const moving = await blobsToMove(plan, destination, opts);
   const manifests = new Map(plan.images.flatMap((i) => i.manifests.map((m) => [m.digest, m.bytes.length] as const)));
   const bytes = moving.bytesCopied * (to.kind === 'docker-archive' ? 2 : 1) + [...manifests.values()].reduce((n, s) => n + s, 0);

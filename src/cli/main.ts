@@ -58,7 +58,7 @@ export async function main(args: string[], io: CliIo = processIo(), opts: { sign
     .demandCommand(1, `name a command: ${describeCli().commands.map((c) => c.name).join(', ')}`)
     .strict()
     .recommendCommands()
-    .help('help', GLOBAL_OPTIONS.find(([n]) => n === 'help')![1].describe!)
+    .help('help', GLOBAL_OPTIONS.find(([n]) => n === 'help')![1].describe)
     .alias('help', 'h')
     // Help and version are printed through the invocation's stdout below, and never end the process.
     .exitProcess(false)

@@ -4,7 +4,7 @@
 // tmpfs), and a fault proxy that can be switched off for the rerun, so the rerun goes
 // to the same address the failed run did.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { join } from 'node:path';
@@ -103,14 +103,24 @@ export function fileInTheWay(dir: string): DiskFault {
   return { path: dir, remove: () => rmSync(dir, { force: true }), release: () => undefined };
 }
 
-/** A small tmpfs at `dir`; removing the fault grows it to 64 MiB. */
-export function smallDisk(dir: string, size = '512k'): DiskFault {
+/**
+ * A full disk at `dir`: a small tmpfs whose every free byte a filler file takes, so
+ * even a few bytes of JSON do not fit. Removing the fault deletes the filler and
+ * grows the file system to 64 MiB.
+ */
+export function fullDisk(dir: string): DiskFault {
   mkdirSync(dir, { recursive: true });
-  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0755`, 'tmpfs', dir]);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k,mode=0755', 'tmpfs', dir]);
+  const filler = join(dir, 'filler');
+  const { bavail, bsize } = statfsSync(dir);
+  writeFileSync(filler, Buffer.alloc(bavail * bsize));
   let mounted = true;
   return {
     path: dir,
-    remove: () => execFileSync('mount', ['-o', 'remount,size=64m', dir]),
+    remove: () => {
+      rmSync(filler);
+      execFileSync('mount', ['-o', 'remount,size=64m', dir]);
+    },
     release: () => {
       if (!mounted) return;
       mounted = false;
@@ -121,10 +131,11 @@ export function smallDisk(dir: string, size = '512k'): DiskFault {
 
 export type DiskFaultKind = 'read-only' | 'file-in-the-way' | 'full-disk';
 
-export const DISK_FAULTS: Record<DiskFaultKind, { make(dir: string): DiskFault; expected: Omit<Expected, 'names'> }> = {
-  'read-only': { make: readOnlyDir, expected: { status: 10, codes: ['E_IO'] } },
-  'file-in-the-way': { make: fileInTheWay, expected: { status: 10, codes: ['E_IO'] } },
-  'full-disk': { make: (d) => smallDisk(d), expected: { status: 10, codes: ['E_NO_SPACE'] } },
+/** Each fault, the error it must give, and what the message must say about it (not a bare errno, not "Failure"). */
+export const DISK_FAULTS: Record<DiskFaultKind, { make(dir: string): DiskFault; expected: Omit<Expected, 'names'>; says: RegExp }> = {
+  'read-only': { make: readOnlyDir, expected: { status: 10, codes: ['E_IO'] }, says: /read-only|permission denied|may not write/i },
+  'file-in-the-way': { make: fileInTheWay, expected: { status: 10, codes: ['E_IO'] }, says: /a file (is )?where a folder should be|is not a directory|not a directory/i },
+  'full-disk': { make: fullDisk, expected: { status: 10, codes: ['E_NO_SPACE'] }, says: /no space left|free, (this run|these files) needs? about/i },
 };
 
 // ---------------------------------------------------------------- a switchable fault proxy

@@ -256,7 +256,7 @@ describe.concurrent('failure matrix: registry faults', () => {
       const proxy = await startFaultSwitch((readOnly ?? dest ?? src).url);
       const cell: Cell = { proxy, dir, ...(dest ? { dest } : {}) };
       try {
-        const io = (creds: 'right' | 'wrong') => command.run?.(cell, creds) ?? { env: creds === 'right' ? CREDS : WRONG };
+        const io = (creds: 'right' | 'wrong'): { input?: string; env: Record<string, string> } => command.run?.(cell, creds) ?? { env: creds === 'right' ? CREDS : WRONG };
         const wrongOrRight = fault === 'auth' ? 'wrong' : 'right';
         const { input, env } = io(wrongOrRight);
         let interrupted = false;

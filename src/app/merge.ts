@@ -14,7 +14,7 @@ import { BasedSource } from '../transports/bundle/based-source.js';
 import { TOOL_VERSION } from '../version.js';
 import { requestsFromBundle } from './bundle-requests.js';
 import { failureError } from './failures.js';
-import { prepareOutputFile, requireSpace } from '../fsys/preflight.js';
+import { prepareOutputFile, refuseInputAsOutput, requireSpace } from '../fsys/preflight.js';
 
 export interface MergeOptions {
   /** The base first, then deltas in order; the last one is the release the output holds. */
@@ -66,6 +66,7 @@ export async function mergeBundles(opts: MergeOptions): Promise<MergeResult> {
     }
     // Before the first byte: the output's folder can be written and has room for the merged bundle and, beside it,
     // the spool of the blobs the bases supply (a full disk met half-way named no file and failed every image).
+    await refuseInputAsOutput(output, opts.inputs, '-o');
     await prepareOutputFile(output, '-o');
     const omittedBytes = meta.delta.omittedBlobs.reduce((n, b) => n + b.size, 0);
     await requireSpace([

@@ -25,6 +25,29 @@ export async function prepareOutputFile(path: string, what: string, opts: { owne
 }
 
 /**
+ * `output` must not be one of the files the run reads (`inputs`, each with its
+ * `.ferry.json` beside it): `import b.tar --to docker-archive b.tar` replaced
+ * the bundle with the archive and exited 0, the one copy carried across gone.
+ * Compared by device and inode, so another spelling of the path (`./b.tar`, a
+ * symlink, `..`) is caught too.
+ */
+export async function refuseInputAsOutput(output: string, inputs: readonly string[], what: string): Promise<void> {
+  const out = await stat(resolve(output)).catch(() => undefined);
+  if (!out) return;
+  for (const input of inputs) {
+    if (input === '-') continue;
+    for (const file of [input, `${input}.ferry.json`]) {
+      const st = await stat(resolve(file)).catch(() => undefined);
+      if (st && st.dev === out.dev && st.ino === out.ino) {
+        throw new FerryError('E_USAGE', `${what} ${output} is ${file}, which this run reads: writing it would destroy the input`, {
+          hint: 'name another file to write; nothing was written', details: { path: resolve(output), input: file },
+        });
+      }
+    }
+  }
+}
+
+/**
  * `dir` will be written into: it is created when missing (durably, and owned
  * as the target's files will be); it must be a directory that can be written.
  */

@@ -341,3 +341,48 @@ describe.concurrent('failure matrix: interrupted (SIGINT mid-run, as a child pro
     });
   }
 });
+
+// ---------------------------------------------------------------- the output is the input
+// An outside tester's first try: the bundle named as the output too. `import b.tar --to
+// docker-archive b.tar` replaced the bundle with the archive and exited 0; `merge base
+// delta -o delta` replaced the delta. Refused before the first byte, however spelled.
+describe.concurrent('failure matrix: the output names an input', () => {
+  const CELLS: { name: string; args(dir: string): string[]; input: string; fixed(dir: string): string[]; complete(dir: string): Promise<void> }[] = [
+    {
+      name: 'import --to docker-archive <the bundle>', input: 'rel.tar',
+      args: (d) => ['import', join(d, 'rel.tar'), '--to', 'docker-archive', join(d, 'sub', '..', 'rel.tar')],
+      fixed: (d) => ['import', join(d, 'rel.tar'), '--to', 'docker-archive', join(d, 'images.tar')],
+      complete: (d) => wholeArchive(join(d, 'images.tar'), d),
+    },
+    {
+      name: 'import --to docker-archive <its .ferry.json>', input: 'rel.tar.ferry.json',
+      args: (d) => ['import', join(d, 'rel.tar'), '--to', 'docker-archive', join(d, 'rel.tar.ferry.json')],
+      fixed: (d) => ['import', join(d, 'rel.tar'), '--to', 'docker-archive', join(d, 'images.tar')],
+      complete: (d) => wholeArchive(join(d, 'images.tar'), d),
+    },
+    {
+      name: 'merge -o <the delta>', input: 'delta.tar',
+      args: (d) => ['merge', join(d, 'base.tar'), join(d, 'delta.tar'), '-o', join(d, 'delta.tar')],
+      fixed: (d) => ['merge', join(d, 'base.tar'), join(d, 'delta.tar'), '-o', join(d, 'full.tar')],
+      complete: (d) => wholeBundle(join(d, 'full.tar')),
+    },
+  ];
+  for (const cell of CELLS) {
+    it(cell.name, async () => {
+      const d = env.path(`same-${cell.name.replace(/\W+/g, '-')}`);
+      await mkdir(join(d, 'sub'), { recursive: true });
+      // Copies: a regression here must not destroy the bundles the other cells share.
+      for (const [f, name] of [[bundle, 'rel.tar'], [base, 'base.tar'], [delta, 'delta.tar']] as const) {
+        await copyFile(f, join(d, name));
+        await copyFile(`${f}.ferry.json`, join(d, `${name}.ferry.json`));
+      }
+      const before = await sha256File(join(d, cell.input));
+      const r = await runFerry([...cell.args(d), '--json']);
+      expectFailure(r, { status: 2, codes: ['E_USAGE'], names: [cell.input] }, cell.name);
+      expect(await sha256File(join(d, cell.input)), 'the input is untouched').toBe(before);
+      const ok = await runFerry([...cell.fixed(d), '--json']);
+      expect(ok.code, `${ok.stdout}\n${ok.stderr}`).toBe(0);
+      await cell.complete(d);
+    });
+  }
+});

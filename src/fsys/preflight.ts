@@ -21,6 +21,14 @@ export async function prepareOutputFile(path: string, what: string, opts: { owne
   if (st?.isDirectory()) {
     throw new FerryError('E_USAGE', `${what} ${full} is a directory; it must be a file name`, { hint: 'name the file to write, e.g. release.tar', details: { path: full } });
   }
+  // The file is written beside its name and renamed over it: a device or pipe there (/dev/full, a FIFO) would be
+  // replaced by a regular file (as root, /dev/full was) and the run would end in exit 0 having written nowhere asked.
+  const target = await stat(full).catch(() => undefined);
+  if (target && !target.isFile() && !target.isDirectory()) {
+    throw new FerryError('E_USAGE', `${what} ${full} is ${target.isFIFO() ? 'a pipe' : target.isSocket() ? 'a socket' : 'a device'}, not a file; ferry writes a file beside it and renames it into place, which would replace it`, {
+      hint: what === '-o' ? 'write to stdout with `-o -` and redirect it there, or name a regular file' : 'name a regular file to write', details: { path: full },
+    });
+  }
   await prepareDirectory(dirname(full), `the folder of ${what}`, opts);
 }
 

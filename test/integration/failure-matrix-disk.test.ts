@@ -6,12 +6,12 @@
 // not, and that the same command completes once the fault is gone, its result read by
 // the real consumer (docker-registry serving the layout, skopeo) or an independent
 // reader (test/support/validate.ts, cli-fixture's tar reader).
-import { execFileSync } from 'node:child_process';
-import { createWriteStream, existsSync, readdirSync, readFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { closeSync, createWriteStream, existsSync, lstatSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { copyFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runFerry, type FerryResult } from '../support/cli.js';
+import { FERRY_BIN, REPO_ROOT, runFerry, testStateHome, type FerryResult } from '../support/cli.js';
 import { type Image, makeImage, makeStreamLayer } from '../support/images.js';
 import { pushArtifact } from '../support/push.js';
 import { startRegistry } from '../support/registry.js';
@@ -384,5 +384,59 @@ describe.concurrent('failure matrix: the output names an input', () => {
       expect(ok.code, `${ok.stdout}\n${ok.stderr}`).toBe(0);
       await cell.complete(d);
     });
+  }
+});
+
+// ---------------------------------------------------------------- outputs that are not files
+// `-o /dev/full` (as root) replaced the device with a regular file and exited 0; so did
+// `--to docker-archive` at a FIFO. `-o - > /dev/full` died with an uncaught ENOSPC (a
+// stack trace, exit 1), and `inspect > /dev/full` exited 0 having written nothing.
+
+/** The CLI as a child process whose stdout is /dev/full (what `> /dev/full` does). */
+function runToDevFull(args: string[]): Promise<{ code: number | null; stderr: string }> {
+  const fd = openSync('/dev/full', 'w');
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [FERRY_BIN, ...args], {
+      cwd: REPO_ROOT, env: { ...process.env, NO_COLOR: '1', XDG_STATE_HOME: testStateHome() }, stdio: ['ignore', fd, 'pipe'],
+    });
+    closeSync(fd);
+    const err: Buffer[] = [];
+    child.stderr?.on('data', (c: Buffer) => err.push(c));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stderr: Buffer.concat(err).toString('utf8') }));
+  });
+}
+
+describe.concurrent('failure matrix: outputs that are not files', () => {
+  for (const args of [(b: string) => ['export', '--from', `bundle:${b}`, '-o', '-', '-q'], (b: string) => ['inspect', b]]) {
+    it(`${args('B').join(' ')} > /dev/full`, async () => {
+      const r = await runToDevFull(args(bundle));
+      expect(r.code, r.stderr).toBe(10);
+      expect(r.stderr).toMatch(/\[E_NO_SPACE\].*no space left/);
+      expect(r.stderr, 'no stack trace').not.toMatch(/\n\s+at /);
+    });
+  }
+
+  const SPECIAL: { name: string; make(path: string): void; is(path: string): boolean }[] = [
+    { name: 'a device', make: (p) => execFileSync('mknod', ['-m', '666', p, 'c', '1', '7']), is: (p) => lstatSync(p).isCharacterDevice() },
+    { name: 'a pipe', make: (p) => execFileSync('mkfifo', [p]), is: (p) => lstatSync(p).isFIFO() },
+  ];
+  for (const special of SPECIAL) {
+    for (const cmd of ['export -o', 'import --to docker-archive'] as const) {
+      it(`${cmd} <${special.name}>`, async () => {
+        const d = env.path(`special-${cmd.replace(/\W+/g, '-')}-${special.name.replace(/\W+/g, '-')}`);
+        await mkdir(d, { recursive: true });
+        const node = join(d, 'out');
+        special.make(node);
+        const args = (out: string): string[] => (cmd === 'export -o' ? ['export', '--from', `bundle:${bundle}`, '-o', out] : ['import', bundle, '--to', 'docker-archive', out]);
+        const r = await runFerry([...args(node), '--json']);
+        expectFailure(r, { status: 2, codes: ['E_USAGE'], names: [node] }, `${cmd} <${special.name}>`);
+        expect(special.is(node), `${special.name} is still there`).toBe(true);
+        const ok = await runFerry([...args(join(d, 'out.tar')), '--json']);
+        expect(ok.code, `${ok.stdout}\n${ok.stderr}`).toBe(0);
+        if (cmd === 'export -o') await wholeBundle(join(d, 'out.tar'));
+        else await wholeArchive(join(d, 'out.tar'), d);
+      });
+    }
   }
 });

@@ -132,7 +132,8 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
     try {
       await destination.putBlob(repository, job.desc, checked, { ...opts, signal: cut.signal });
     } catch (e) {
-      throw failedUnread && !opts.signal?.aborted ? failedUnread : e;
+      // The destination's failure names the image and blob too (a dropped upload says only which host).
+      throw failedUnread && !opts.signal?.aborted ? failedUnread : withBlobContext(e, job);
     } finally {
       checked.off('error', onError);
       opts.signal?.removeEventListener('abort', interrupted);
@@ -170,7 +171,10 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
       }
       await withRetries(async () => {
         observer?.blobStarted?.(job.desc);
-        const data = await source.getBlob(job.sourceRepository, job.desc, opts);
+        // A failed request names the image and blob, as a failure mid-stream does (withBlobContext in verified()).
+        const data = await source.getBlob(job.sourceRepository, job.desc, opts).catch((e: unknown) => {
+          throw withBlobContext(e, job);
+        });
         try {
           await putChecked(repository, job, verified(job, data));
         } catch (e) {
@@ -388,7 +392,8 @@ function collectBlobJobs(plan: CopyPlan): Map<Digest, BlobJob> {
  */
 function withBlobContext(e: unknown, job: BlobJob): FerryError {
   const err = asFerryError(e);
-  if (err.code === 'E_ABORTED' || err.message.includes(job.desc.digest)) return err;
+  // Named already: by its digest, or by a file named after it.
+  if (err.code === 'E_ABORTED' || err.message.includes(job.desc.digest.slice('sha256:'.length))) return err;
   return new FerryError(err.code, `${imageLabel(job)}: blob ${job.desc.digest}: ${err.message}`, {
     ...(err.hint !== undefined ? { hint: err.hint } : {}), details: { ...err.details, digest: job.desc.digest }, cause: err,
   });

@@ -32,8 +32,13 @@ export async function main(args: string[], io: CliIo = processIo(), opts: { sign
   let interrupts = 0;
   const onSignal = (signal: NodeJS.Signals) => {
     interrupts++;
-    // The first signal stops cleanly (temp files removed); a second one leaves at once.
-    if (interrupts > 1) process.exit(130);
+    // The first signal stops cleanly (temp files removed); a second one leaves at once,
+    // still with the one answer a script reads (stdout writes to pipes and files are synchronous here).
+    if (interrupts > 1) {
+      const out = inv.out ?? makeOutput({ json: args.includes('--json') }, io);
+      if (!out.answered) out.error(new FerryError('E_ABORTED', `interrupted twice (${signal}): stopped at once; temporary files may remain, the next run removes them`));
+      process.exit(130);
+    }
     io.stderr.write(`ferry: ${signal}: stopping, cleaning up (again to force)\n`);
     controller.abort(new FerryError('E_ABORTED', `interrupted by ${signal}`));
   };
@@ -137,6 +142,11 @@ export async function runProcess(args: string[]): Promise<void> {
   try {
     const status = await main(args);
     if (!settled) process.exitCode = status;
+    // The answer is out: a signal from here on only hurries the exit, with the status already decided
+    // (without a handler, its default action would end the process as "killed").
+    const late = (): never => process.exit(process.exitCode ?? status);
+    process.on('SIGINT', late);
+    process.on('SIGTERM', late);
     // A text answer is written after main() returns: its failure shows only by the exit.
     process.once('exit', () => {
       if (failed && !process.exitCode) process.exitCode = stdoutFailed(failed);

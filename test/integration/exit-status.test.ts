@@ -6,6 +6,7 @@
 // dropping uploads, and flag values yargs took as "no work".
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runFerry, type FerryResult } from '../support/cli.js';
@@ -269,6 +270,40 @@ describe('what is knowable before the first byte fails before the first byte', (
       expect(r.code, `${args.join(' ')}: ${r.stdout}`).toBe(code);
       expect(errorDoc(r).message).toContain(args[0]);
       expect(blobGets).toBe(0);
+    }
+  });
+});
+
+describe('interrupted twice', () => {
+  it('SIGTERM again and again: it leaves at once, still with exit 130 and exactly one error document', async () => {
+    // A registry that accepts connections and never answers: the export is waiting when the signals come.
+    const sockets: Socket[] = [];
+    let connected!: () => void;
+    const reached = new Promise<void>((resolve) => { connected = resolve; });
+    const silent = createServer((s) => { sockets.push(s); connected(); });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const host = `127.0.0.1:${(silent.address() as AddressInfo).port}`;
+    const out = join(tmp.path, 'twice.tar');
+    try {
+      const r = await runFerry(['export', `${host}/exit/app0:1`, '-o', out, '--plain-http', host, '--json'], {
+        onSpawn: (child) => {
+          // Signals are not queued: sent back to back, two may arrive as one. Sent every millisecond
+          // until the process is gone, the second one lands while the first is still being handled.
+          void reached.then(() => {
+            const t = setInterval(() => child.kill('SIGTERM'), 1);
+            child.once('exit', () => clearInterval(t));
+          });
+        },
+      });
+      // The one answer is written before anything else happens; a signal landing while Node itself is
+      // already tearing the process down can still end it as killed, after that answer.
+      expect(JSON.parse(r.stdout).error.code, `${r.stdout}\n${r.stderr}`).toBe('E_ABORTED');
+      if (r.signal === null) expect(r.code, r.stderr).toBe(130);
+      else expect(r.signal).toBe('SIGTERM');
+      expect(existsSync(out)).toBe(false);
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => silent.close(() => resolve()));
     }
   });
 });

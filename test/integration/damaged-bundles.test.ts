@@ -22,6 +22,7 @@ import { validateDirImage, validateRegistryImage } from '../support/validate.js'
 import { BUNDLE_METADATA_ID, cliSchemaRef, describeErrors, schemaErrors } from '../support/schemas.js';
 import { readTar, writeTar } from '../unit/bundle/fixture.js';
 import { type CliEnv, expectationsOf, ferryOk, flipByteInBlob, rewriteTar, imagesList, jsonOf, manifestStatus, serveAndCheck, startCliEnv, tarOffsets, writeList } from './cli-fixture.js';
+import { type BundleMetadata, metadataOf, readMetadata } from '../support/bundle-metadata.js';
 
 let env: CliEnv;
 let list: string;
@@ -44,7 +45,7 @@ beforeAll(async () => {
   await ferryOk(['export', '-f', list, '-o', whole, '--cache', env.path('cache'), ...env.net, '-q']);
   bytes = await readFile(whole);
   ends = new Map([...(await tarOffsets(whole))].map(([name, at]) => [name, at.offset + at.size]));
-  const meta = JSON.parse(await readFile(`${whole}.ferry.json`, 'utf8')) as { blobs: { digest: string; kind: string; size: number }[] };
+  const meta = await readMetadata(`${whole}.ferry.json`);
   lastLayer = meta.blobs.filter((b) => b.kind === 'layer').at(-1)!.digest;
   const at = (await tarOffsets(whole)).get(entryName(lastLayer))!;
   cut = at.offset + Math.floor(at.size / 2);
@@ -244,23 +245,23 @@ describe('a zstd bundle cut inside its frame', () => {
 describe('volumes of a split bundle', () => {
   let dir: string;
   let volumes: string[];
-  let metas: { volume: { index: number; blobs: string[] }; blobs: { digest: string; kind: string }[] }[];
+  let metas: BundleMetadata[];
 
   beforeAll(async () => {
     dir = env.path('split');
     await mkdir(dir);
-    const meta = JSON.parse(await readFile(`${whole}.ferry.json`, 'utf8')) as { blobs: { kind: string; size: number }[] };
+    const meta = await readMetadata(`${whole}.ferry.json`);
     const largest = Math.max(...meta.blobs.filter((b) => b.kind === 'layer').map((b) => b.size));
     const headGuess = meta.blobs.filter((b) => b.kind !== 'layer').reduce((n, b) => n + b.size + 1024, 0) + 64 * 1024;
     const r = await ferryOk(['export', '-f', list, '-o', join(dir, 'rel.tar'), '--split', String(headGuess + largest + 2048), '--cache', env.path('cache'), ...env.net, '--json']);
     volumes = jsonOf<{ volumes: { path: string }[] }>(r).volumes.map((v) => v.path);
     expect(volumes.length).toBeGreaterThanOrEqual(3);
-    metas = await Promise.all(volumes.map(async (v) => JSON.parse((await readTarEntry(v, 'ferry.json')).toString()) as (typeof metas)[number]));
+    metas = await Promise.all(volumes.map(async (v) => metadataOf(await readTarEntry(v, 'ferry.json'), v)));
   });
 
   /** The images needing a layer of volume `i`. */
   const needing = (i: number): CorpusEntry[] => {
-    const layers = new Set(metas[i]!.volume.blobs.filter((d) => metas[i]!.blobs.find((b) => b.digest === d)!.kind === 'layer'));
+    const layers = new Set<string>(metas[i]!.volume!.blobs.filter((d) => metas[i]!.blobs.find((b) => b.digest === d)!.kind === 'layer'));
     return env.corpus.entries.filter((e) => digestsOf(e).some((d) => layers.has(d)));
   };
 
@@ -271,7 +272,7 @@ describe('volumes of a split bundle', () => {
     for (const v of volumes) await copyFile(v, join(work, basename(v)));
     const lastFile = join(work, basename(volumes[last]!));
     const vbytes = await readFile(lastFile);
-    const layers = metas[last]!.volume.blobs.filter((d) => metas[last]!.blobs.find((b) => b.digest === d)!.kind === 'layer');
+    const layers: string[] = metas[last]!.volume!.blobs.filter((d) => metas[last]!.blobs.find((b) => b.digest === d)!.kind === 'layer');
     const at = (await tarOffsets(lastFile)).get(entryName(layers.at(-1)!))!;
     await writeFile(lastFile, vbytes.subarray(0, at.offset + 100));
     const r = await runFerry(['import', ...volumes.map((v) => join(work, basename(v))), '--to', 'registry-layout', env.path('vlayout'), '--json']);
@@ -321,7 +322,7 @@ describe('a damaged blob', () => {
   const needing = (digest: string): string[] => env.corpus.entries.filter((e) => digestsOf(e).includes(digest)).flatMap(origins);
 
   it('every message names the blob, the images that need it, the file and what to do; a damaged config fails only its images', async () => {
-    const meta = JSON.parse(await readFile(`${whole}.ferry.json`, 'utf8')) as { blobs: { digest: string; kind: string }[] };
+    const meta = await readMetadata(`${whole}.ferry.json`);
     const layer = meta.blobs.filter((b) => b.kind === 'layer').at(-1)!.digest;
     // A config only one image needs (multi/tools' arm64 child has its own).
     const config = meta.blobs.filter((b) => b.kind === 'config').map((b) => b.digest).find((d) => needing(d).length === 1 && needing(layer).every((x) => !needing(d).includes(x)))!;
@@ -361,7 +362,7 @@ describe('a volume edited after export', () => {
   it('part bytes and digest edited: verify of that volume alone fails naming the volume and the part, against its copy of the cut or STEM.ferry.json', async () => {
     const dir = env.path('parts');
     await mkdir(dir);
-    const meta = JSON.parse(await readFile(`${whole}.ferry.json`, 'utf8')) as { blobs: { kind: string; size: number }[] };
+    const meta = await readMetadata(`${whole}.ferry.json`);
     const head = meta.blobs.filter((b) => b.kind !== 'layer').reduce((n, b) => n + b.size + 1024, 0) + 64 * 1024;
     const largest = Math.max(...meta.blobs.filter((b) => b.kind === 'layer').map((b) => b.size));
     // Room for under half the largest layer: it is cut into parts.

@@ -23,6 +23,7 @@ import { skopeoInspectDigest, skopeoOk } from '../support/skopeo.js';
 import { makeTempDir, type TempDir } from '../support/tmp.js';
 import { validateRegistryImage } from '../support/validate.js';
 import { ferryOk, jsonOf, readBundleTar } from './cli-fixture.js';
+import { readMetadata } from '../support/bundle-metadata.js';
 
 const FOREIGN = { docker: 'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip', oci: 'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip' } as const;
 const ALLOW = ['^http://127\\.0\\.0\\.1:'];
@@ -129,7 +130,7 @@ interface Meta {
   totals: { storedBytes: number; referencedBytes: number };
   bundleId: string;
 }
-const metaOf = async (file: string) => JSON.parse(await readFile(`${file}.ferry.json`, 'utf8')) as Meta;
+const metaOf = async (file: string) => readMetadata(`${file}.ferry.json`);
 
 describe('foreign (non-distributable) layers', () => {
   let bundle: string;

@@ -37,7 +37,8 @@ beforeAll(async () => {
   tmp = makeTempDir('ferry-hostile-bundle-');
   const corpus = await smallCorpus(0x5eed);
   const output = join(tmp.path, 'good.tar');
-  await writeBundle(corpus.entries, { output, storeDir: join(tmp.path, 'store') });
+  // The cases edit ferry.json as version 1 JSON: a bundle of the format earlier ferry wrote is checked as strictly.
+  await writeBundle(corpus.entries, { output, storeDir: join(tmp.path, 'store'), formatVersion: 1 });
   const { readFile } = await import('node:fs/promises');
   good = await readFile(output);
   entries = await readTar(good);

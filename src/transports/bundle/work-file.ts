@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { type FileHandle, lstat, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { FILE_MODE } from '../../fsys/files.js';
 import { HOST_TAG } from '../../fsys/temp-names.js';
 
@@ -29,6 +29,7 @@ import { HOST_TAG } from '../../fsys/temp-names.js';
 export const RESUME_MARKER = '.ferry-resume-';
 const JOURNAL_SUFFIX = '.journal';
 const JOURNAL_MAGIC = 'ferry-bundle-journal 1';
+const READ_CHUNK = 1 << 20;
 /** A resume file nobody came back for in this long is removed by the next export in its folder. */
 export const RESUME_MAX_AGE_MS = 7 * 24 * 3600_000;
 
@@ -256,9 +257,22 @@ export class WorkFile {
     return buf;
   }
 
-  /** Bytes [start, end) of the file, streamed; the file stays open. */
+  /**
+   * Bytes [start, end) of the file, streamed by positioned reads; the file stays
+   * open (a FileHandle's own read stream closes the handle when destroyed).
+   */
   readStream(start: number, end: number): Readable {
-    return this.fh.createReadStream({ start, end: end - 1, autoClose: false, highWaterMark: 1 << 20 });
+    const fh = this.fh;
+    const path = this.path;
+    return Readable.from((async function* () {
+      for (let at = start; at < end;) {
+        const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, end - at));
+        const { bytesRead } = await fh.read(buf, 0, buf.length, at);
+        if (bytesRead === 0) throw new Error(`${path}: ends at byte ${at}, before ${end}`);
+        at += bytesRead;
+        yield bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
+      }
+    })(), { objectMode: false });
   }
 
   /** Records an entry as written whole; it is journaled at the next checkpoint, after the data is fsynced. */

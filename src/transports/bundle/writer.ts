@@ -212,7 +212,7 @@ export class BundleDestination implements ImageDestination {
    * (hashed on the way); the rest comes through the engine.
    */
   configSink(): ImageDestination {
-    this.stage ??= new ConfigStage(this.description, tempPathFor(join(this.workDir, `${basename(this.finalPath(0, 1))}.configs`)), () => this.candidates(), this.store);
+    this.stage ??= new ConfigStage(this.description, tempPathFor(join(this.workDir, `${basename(this.finalPath(0, 1))}.configs`)), () => this.candidates(), this.store, this.opts.cacheWrite === true);
     return this.stage;
   }
 
@@ -858,7 +858,14 @@ class ConfigStage implements ImageDestination {
   private end = 0;
   private discarded = false;
 
-  constructor(description: string, private readonly path: string, private readonly candidates: () => Promise<Candidate[]>, private readonly store: BlobStore | undefined) {
+  constructor(
+    description: string,
+    private readonly path: string,
+    private readonly candidates: () => Promise<Candidate[]>,
+    private readonly store: BlobStore | undefined,
+    /** Keep fetched configs in the cache too (a run with --cache). */
+    private readonly cacheWrite: boolean,
+  ) {
     this.description = `${description} (configs)`;
   }
 
@@ -890,9 +897,11 @@ class ConfigStage implements ImageDestination {
     if (this.store && (await this.store.has(desc))) {
       const bytes = await readVerified(this.store.path(desc.digest), 0, desc, `${this.description}: cache ${this.store.root}`).catch(() => undefined);
       if (bytes) {
+        if (this.cacheWrite) await this.store.touch(desc.digest);
         await this.take(desc, bytes);
         return true;
       }
+      if (this.cacheWrite) await rm(this.store.path(desc.digest), { force: true });
     }
     return false;
   }
@@ -900,7 +909,12 @@ class ConfigStage implements ImageDestination {
   async putBlob(_repository: string, desc: Descriptor, data: Readable): Promise<void> {
     const chunks: Buffer[] = [];
     for await (const c of data as AsyncIterable<Buffer>) chunks.push(c);
-    await this.take(desc, Buffer.concat(chunks));
+    const bytes = Buffer.concat(chunks);
+    await this.take(desc, bytes);
+    if (this.cacheWrite && this.store) {
+      await this.store.init();
+      await this.store.putBytes(desc.digest, bytes);
+    }
   }
 
   private async take(desc: Descriptor, bytes: Buffer): Promise<void> {

@@ -368,15 +368,16 @@ describe('a volume edited after export', () => {
     // Room for under half the largest layer: it is cut into parts.
     const r = await ferryOk(['export', '-f', list, '-o', join(dir, 'rel.tar'), '--split', String(head + Math.floor(largest / 2)), '--cache', env.path('cache'), ...env.net, '--json']);
     const volumes = jsonOf<{ volumes: { path: string }[] }>(r).volumes.map((v) => v.path);
-    const docs = await Promise.all(volumes.map(async (v) => JSON.parse((await readTarEntry(v, 'ferry.json')).toString()) as VolumeDoc));
-    const k = docs.findIndex((m) => (m.volume.parts?.length ?? 0) > 0);
+    const raw = await Promise.all(volumes.map(async (v) => JSON.parse((await readTarEntry(v, 'ferry.json')).toString()) as VolumeDoc));
+    const docs = await Promise.all(volumes.map(async (v) => metadataOf(await readTarEntry(v, 'ferry.json'), v)));
+    const k = docs.findIndex((m) => (m.volume!.parts?.length ?? 0) > 0);
     expect(k).toBeGreaterThanOrEqual(0);
-    const part = docs[k]!.volume.parts![0]!;
+    const part = docs[k]!.volume!.parts![0]!;
     // Every volume and STEM.ferry.json carry the record of the whole cut, valid by the metadata schema.
     const stem = JSON.parse(await readFile(join(dir, 'rel.ferry.json'), 'utf8')) as VolumeDoc;
     expect(stem.split?.parts.length).toBeGreaterThanOrEqual(2);
-    for (const doc of [stem, ...docs]) expect(describeErrors(schemaErrors(BUNDLE_METADATA_ID, doc))).toBe('');
-    for (const doc of docs) expect(doc.split).toEqual(stem.split);
+    for (const doc of [stem, ...raw]) expect(describeErrors(schemaErrors(BUNDLE_METADATA_ID, doc))).toBe('');
+    for (const doc of raw) expect(doc.split).toEqual(stem.split);
     const original = await readFile(volumes[k]!);
     // The unedited volume verifies alone (so each case below fails for its own reason).
     await ferryOk(['verify', volumes[k]!, '-q']);
@@ -396,7 +397,8 @@ describe('a volume edited after export', () => {
   });
 });
 
-interface VolumeDoc { volume: { index: number; blobs: string[]; parts?: { digest: string; index: number; count: number; partDigest: string }[] }; split?: { parts: { partDigest: string }[] }; blobs: { digest: string; kind: string }[] }
+/** A volume's ferry.json as stored (any format version): only the part digests are edited. */
+interface VolumeDoc { volume: { parts?: { partDigest: string }[] }; split?: { parts: { partDigest: string }[] } }
 
 /** The volume with its part's bytes flipped and the part's digest changed to match, in its own record and (with `both`) in its copy of the cut. */
 async function editPart(volume: Buffer, part: { digest: string; index: number; partDigest: string }, both: boolean): Promise<Buffer> {

@@ -31,7 +31,8 @@ import { checkPlatforms } from './platform-check.js';
 import { convertPlanToOci, type OciConversion } from '../copy/convert-oci.js';
 import { displayUrl, ForeignLayerSource, unusableUrls } from './foreign-source.js';
 import { sizeExport } from './plan.js';
-import { fetchConfigs, layoutRequest } from './bundle-layout.js';
+import { fetchConfigs, layoutRequest, planLayout } from './bundle-layout.js';
+import { checkMetadataLimits } from '../transports/bundle/layout.js';
 import type { PrefixSupply } from './resumable-source.js';
 import { prepareDirectory, prepareOutputFile, requireSpace } from '../fsys/preflight.js';
 import { leaveOutMissing, type SkippedImage, withoutMissingFailures } from './skip-missing.js';
@@ -207,16 +208,16 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
       try {
         // Names become bundle paths: a bad one should fail now, not after every blob is fetched.
         for (const image of plan.images) destination.bundleRepository({ repository: image.request.targetRepository, origin: image.request.origin });
+        // From the manifests alone: a cut that cannot be made, too many volumes, metadata readers would refuse.
+        // What the configs add (plain images' platforms) can only make these worse: known before the first byte.
+        const early = planLayout(plan, { ...(delta ? { delta } : {}), foreign: notCarried, ...(opts.split !== undefined ? { split: opts.split } : {}), description: destination.description });
+        checkLayout(early.layout.files.length, opts.split);
+        checkMetadataLimits(early.layout, destination.description);
         // The configs first (small): with the manifests they fix the metadata, so every entry's offset.
         const omitted = (d: Digest): boolean => delta?.omitted.has(d) ?? false;
         const configs = await fetchConfigs(fetchFrom, destination.configSink(), plan, omitted, 'export', copyOpts);
-        const layout = destination.layOut(layoutRequest(plan));
-        // Volumes that cannot be cut, metadata readers would refuse (layOut): known now, before the first layer.
-        if (layout.files.length > MAX_VOLUMES) {
-          throw new FerryError('E_USAGE', `--split ${opts.split} bytes would cut this bundle into ${layout.files.length} volumes, more than the ${MAX_VOLUMES} a set may have`, {
-            hint: 'give a larger size (e.g. --split 2G); `ferry plan --split SIZE` counts the volumes', details: { volumes: layout.files.length, split: opts.split },
-          });
-        }
+        // Exact now, still before the first layer (layOut refuses metadata readers would refuse).
+        checkLayout(destination.layOut(layoutRequest(plan)).files.length, opts.split);
         await destination.open(opts.signal ? { signal: opts.signal } : {});
         prefixes = destination;
         const report = await copyImages(fetchFrom, destination, plan, copyOpts);
@@ -257,6 +258,13 @@ function stdoutOf(opts: ExportOptions): Writable {
 
 /** More volumes than this is a size typed wrong (100K for 100M), not a plan: a set is carried and checked by hand. */
 const MAX_VOLUMES = 10_000;
+
+function checkLayout(volumes: number, split: number | undefined): void {
+  if (volumes <= MAX_VOLUMES) return;
+  throw new FerryError('E_USAGE', `--split ${split} bytes would cut this bundle into ${volumes} volumes, more than the ${MAX_VOLUMES} a set may have`, {
+    hint: 'give a larger size (e.g. --split 2G); `ferry plan --split SIZE` counts the volumes', details: { volumes, split },
+  });
+}
 
 /** Every blob and manifest the plan names: what this run may look up, fetch or read in the cache. */
 function usedDigests(plan: CopyPlan): Set<Digest> {

@@ -434,6 +434,8 @@ export const PENDING_DIGEST = `sha256:${'0'.repeat(64)}` as Digest;
  * record of the cut (spec §9).
  */
 export function planBundle(meta: BundleMetadata, stored: LaidBlob[], split?: { maxBytes: number; description: string }): BundlePlan {
+  // The bundle time must fit the tar headers (1970…2038): refused when planned, not after the fetch.
+  tarHeader('ferry.json', 'file', 0, mtimeOf(meta));
   const indexJson = ociIndex(meta);
   const cuts = new Map<Digest, number[]>();
   if (split === undefined) {

@@ -233,8 +233,6 @@ export class BundleDestination implements ImageDestination {
     });
     const plan = planBundle(meta, content.stored, this.opts.split === undefined ? undefined : { maxBytes: this.opts.split, description: this.description });
     checkMetadataLimits(plan, this.description);
-    // The bundle time must fit the tar headers (1970…2038): refused now, not after the fetch.
-    tarHeader('ferry.json', 'file', 0, mtimeOf(meta));
     this.plan = plan;
     this.request = request;
     this.users = content.images.map((i) => ({ name: i.record.origin ?? i.name, blobs: i.blobs }));

@@ -246,6 +246,23 @@ export class WorkFile {
     }
   }
 
+  /** Writes the buffers one after another from `position`, without joining them first (pwritev). */
+  async writev(data: Buffer[], position: number): Promise<void> {
+    let bufs = data;
+    let at = position;
+    while (bufs.length > 0) {
+      const { bytesWritten } = await this.fh.writev(bufs, at);
+      at += bytesWritten;
+      // A short write (rare, for regular files): go on after what was written.
+      let skip = bytesWritten;
+      while (bufs.length > 0 && skip >= bufs[0]!.length) {
+        skip -= bufs[0]!.length;
+        bufs = bufs.slice(1);
+      }
+      if (skip > 0) bufs = [bufs[0]!.subarray(skip), ...bufs.slice(1)];
+    }
+  }
+
   async read(position: number, length: number): Promise<Buffer> {
     const buf = Buffer.allocUnsafe(length);
     let done = 0;

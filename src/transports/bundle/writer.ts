@@ -813,7 +813,9 @@ class PositionedWriter {
       this.groups = [];
       this.pendingBytes = 0;
       for (const g of groups) {
-        await this.files[g.file]!.write(g.bufs.length === 1 ? g.bufs[0]! : Buffer.concat(g.bufs, g.bytes), g.position);
+        // IOV_MAX is 1024: a group is at most WRITE_CHUNK of network chunks, far fewer.
+        if (g.bufs.length === 1 || g.bufs.length > 512) await this.files[g.file]!.write(g.bufs.length === 1 ? g.bufs[0]! : Buffer.concat(g.bufs, g.bytes), g.position);
+        else await this.files[g.file]!.writev(g.bufs, g.position);
         this.written += g.bytes;
         this.onWritten(this.written);
       }

@@ -74,12 +74,15 @@ function alive(pid: number): boolean {
   }
 }
 
+/** Work files this process has open: its own pid on a file says nothing once the run that wrote it ended (in-process reruns). */
+const openHere = new Set<string>();
+
 /** No live run on this host writes it (another host's files only go by age). */
-function abandoned(name: string, ageMs: number): boolean {
-  const o = owner(name);
+function abandoned(path: string, ageMs: number): boolean {
+  const o = owner(path);
   if (o === undefined) return ageMs > RESUME_MAX_AGE_MS;
   if (o.host !== HOST_TAG) return ageMs > RESUME_MAX_AGE_MS;
-  return o.pid !== process.pid && !alive(o.pid);
+  return o.pid === process.pid ? !openHere.has(path) : !alive(o.pid);
 }
 
 function workNameFor(finalName: string): string {
@@ -125,7 +128,7 @@ export async function findCandidates(dir: string, finalName: string): Promise<Ca
     if (!name.startsWith(prefix) || name.endsWith(JOURNAL_SUFFIX)) continue;
     const path = join(dir, name);
     const st = await lstat(path).catch(() => undefined);
-    if (!st?.isFile() || !abandoned(name, Date.now() - st.mtimeMs)) continue;
+    if (!st?.isFile() || !abandoned(path, Date.now() - st.mtimeMs)) continue;
     const text = await readFile(`${path}${JOURNAL_SUFFIX}`, 'utf8').catch(() => undefined);
     const state = text === undefined ? undefined : parseJournal(text);
     if (!state || state.fileSize !== st.size) {
@@ -155,11 +158,11 @@ export async function sweepResumeFiles(dir: string, now = Date.now()): Promise<v
     const path = join(dir, name);
     if (name.endsWith(JOURNAL_SUFFIX)) {
       const file = name.slice(0, -JOURNAL_SUFFIX.length);
-      if (!present.has(file) && owner(file) !== undefined && abandoned(file, Infinity)) await rm(path, { force: true }).catch(() => undefined);
+      if (!present.has(file) && owner(file) !== undefined && abandoned(join(dir, file), Infinity)) await rm(path, { force: true }).catch(() => undefined);
       continue;
     }
     const st = await lstat(path).catch(() => undefined);
-    if (st && now - st.mtimeMs > RESUME_MAX_AGE_MS && abandoned(name, now - st.mtimeMs)) await removeWorkFile(path);
+    if (st && now - st.mtimeMs > RESUME_MAX_AGE_MS && abandoned(path, now - st.mtimeMs)) await removeWorkFile(path);
   }
 }
 
@@ -190,6 +193,7 @@ export class WorkFile {
     /** What the journal already says (an adopted file), or nothing. */
     readonly resumed: JournalState | undefined,
   ) {
+    openHere.add(path);
     for (const [offset, p] of resumed?.progress ?? []) this.lastProgress.set(offset, p.bytes);
   }
 
@@ -344,6 +348,7 @@ export class WorkFile {
     this.closed = true;
     await this.fh.close().catch(() => undefined);
     await this.journal.close().catch(() => undefined);
+    openHere.delete(this.path);
   }
 
   /** Closes and removes the file and its journal. */

@@ -2,7 +2,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { type FileHandle, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { PassThrough, pipeline as pipelineCb, Readable, Transform, type Writable } from 'node:stream';
+import { addAbortSignal, PassThrough, pipeline as pipelineCb, Readable, Transform, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { asFerryError, FerryError } from '../../errors.js';
 import { tempPathFor, writeFileAtomic } from '../../fsys/atomic.js';
@@ -456,6 +456,8 @@ export class BundleDestination implements ImageDestination {
     });
     // A checkpoint writes out what arrived so far first: a stalled blob's progress is all it received.
     this.flushers.set(blob.digest, () => out.flush());
+    // An interrupt ends a blob that is waiting for bytes, not only one that is receiving them.
+    if (opts.signal) addAbortSignal(opts.signal, data);
     try {
       for (const s of segs) await this.files[s.file]!.write(tarHeader(s.entry.name, 'file', s.size, mtime), s.entry.offset);
       for await (const chunk of data as AsyncIterable<Buffer>) {

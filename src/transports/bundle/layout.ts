@@ -3,10 +3,11 @@ import type { Digest } from '../../oci/digest.js';
 import { type Descriptor, type Manifest, parseManifest } from '../../oci/manifest.js';
 import { isIndexMediaType, isManifestMediaType, MT } from '../../oci/media-types.js';
 import { formatPlatform, type Platform } from '../../oci/platform.js';
-import { parseReference } from '../../oci/reference.js';
+import { parseReference, validateQualifiedName } from '../../oci/reference.js';
+import { walkManifestsSync, type WalkNode } from '../../oci/walk.js';
 import {
   type BlobKind, type BundleBase, type BundleBlob, type BundleImage, type BundleMetadata, type BundlePart, type BundleSplit, blobEntryName, buildMetadata,
-  compareImages, createdSeconds, formatCreated, type FormatVersion, imageRefName, metadataCost, metadataOverLimit, partEntryName, serialiseMetadata, validateBundleName,
+  compareImages, createdSeconds, formatCreated, type FormatVersion, imageRefName, metadataCost, metadataOverLimit, partEntryName, serialiseMetadata,
 } from './metadata.js';
 import { BLOCK, padding } from './tar.js';
 import { planVolumes, type VolumeEntry } from './volumes.js';
@@ -83,6 +84,11 @@ export interface WalkOptions {
   description: string;
 }
 
+/** A manifest in the walk, with the bytes the bundle stores. */
+interface ManifestNode extends WalkNode {
+  manifest: Manifest;
+}
+
 /** Walks every image in sorted order, depth first, as spec/bundle.md §2 fixes. */
 export function walkImages(request: LayoutRequest, opts: WalkOptions): BundleContent {
   const records = [...request.images].sort((a, b) => compareImages(
@@ -115,7 +121,7 @@ export function walkImages(request: LayoutRequest, opts: WalkOptions): BundleCon
   const images: WalkedImage[] = [];
   const names = new Set<string>();
   for (const rec of records) {
-    const repository = validateBundleName(rec.repository, `${opts.description}: image ${rec.origin ?? rec.repository}`);
+    const repository = validateQualifiedName(rec.repository, `${opts.description}: image ${rec.origin ?? rec.repository}`);
     const name = imageRefName({ repository, tag: rec.tag, digest: rec.manifest.digest });
     if (names.has(name)) {
       throw new FerryError('E_USAGE', `${opts.description}: ${name} was given twice`, { hint: 'a bundle holds one image per repository:tag; list each tag once', details: { image: name } });
@@ -124,34 +130,36 @@ export function walkImages(request: LayoutRequest, opts: WalkOptions): BundleCon
     const inImage = new Map<Digest, number>();
     const platforms: string[] = [];
     const configs: Digest[] = [];
-    const walk = (desc: Pick<Descriptor, 'digest' | 'size' | 'mediaType'>, depth: number): void => {
-      if (depth > 4) throw new FerryError('E_MANIFEST_INVALID', `${name}: indexes nest deeper than 4 levels`, { hint: 'this image structure is not supported', details: { image: name } });
-      const m = depth === 0 ? rec.manifest : request.manifests.get(desc.digest);
+    const node = (m: Manifest): ManifestNode => ({ digest: m.digest, parsed: parseManifest(m.bytes, m.mediaType, `${name} manifest ${m.digest}`), manifest: m });
+    const root = node(rec.manifest);
+    // The one manifest walker: children before parents, each once, the depth capped; the stored order is its order.
+    const walked = walkManifestsSync(root, (child) => {
+      if (!isManifestMediaType(child.mediaType)) {
+        throw new FerryError('E_UNSUPPORTED_MEDIA_TYPE', `${name}: index entry ${child.digest} has media type ${child.mediaType}`, {
+          hint: 'ferry carries indexes of image manifests and indexes', details: { image: name, digest: child.digest },
+        });
+      }
+      const m = request.manifests.get(child.digest);
       if (!m) {
-        throw new FerryError('E_BLOB_MISSING', `${opts.description}: ${name} needs manifest ${desc.digest}, which was never written`, {
-          hint: 'the copy did not complete; run the export again', details: { image: name, digest: desc.digest },
+        throw new FerryError('E_BLOB_MISSING', `${opts.description}: ${name} needs manifest ${child.digest}, which was never written`, {
+          hint: 'the copy did not complete; run the export again', details: { image: name, digest: child.digest },
         });
       }
-      if (depth > 0 && desc.size !== m.bytes.length) {
-        throw new FerryError('E_MANIFEST_INVALID', `${name}: index entry ${desc.digest} declares ${desc.size} bytes, the manifest has ${m.bytes.length}`, {
-          hint: 'the index is inconsistent; re-push the image', details: { image: name, digest: desc.digest },
+      if (child.size !== m.bytes.length) {
+        throw new FerryError('E_MANIFEST_INVALID', `${name}: index entry ${child.digest} declares ${child.size} bytes, the manifest has ${m.bytes.length}`, {
+          hint: 'the index is inconsistent; re-push the image', details: { image: name, digest: child.digest },
         });
       }
-      const parsed = parseManifest(m.bytes, m.mediaType, `${name} manifest ${desc.digest}`);
-      if (parsed.kind === 'index') {
-        for (const child of parsed.manifests) {
-          if (!isManifestMediaType(child.mediaType)) {
-            throw new FerryError('E_UNSUPPORTED_MEDIA_TYPE', `${name}: index entry ${child.digest} has media type ${child.mediaType}`, {
-              hint: 'ferry carries indexes of image manifests and indexes', details: { image: name, digest: child.digest },
-            });
-          }
-          walk(child, depth + 1);
-          if (depth === 0 && child.platform && child.platform.os !== 'unknown') {
-            const p = formatPlatform(child.platform);
-            if (!platforms.includes(p)) platforms.push(p);
-          }
-        }
-      } else {
+      return node(m);
+    }, name);
+    for (const child of root.parsed.manifests) {
+      if (child.platform && child.platform.os !== 'unknown') {
+        const p = formatPlatform(child.platform);
+        if (!platforms.includes(p)) platforms.push(p);
+      }
+    }
+    for (const { node: { parsed, manifest: m } } of walked) {
+      if (parsed.kind === 'image') {
         if (parsed.config) {
           inImage.set(parsed.config.digest, note(parsed.config, 'config', name).size);
           if (!configs.includes(parsed.config.digest)) configs.push(parsed.config.digest);
@@ -159,8 +167,7 @@ export function walkImages(request: LayoutRequest, opts: WalkOptions): BundleCon
         for (const l of parsed.layers) inImage.set(l.digest, note(l, 'layer', name).size);
       }
       inImage.set(m.digest, note({ digest: m.digest, mediaType: m.mediaType, size: m.bytes.length }, isIndexMediaType(m.mediaType) ? 'index' : 'manifest', name).size);
-    };
-    walk({ digest: rec.manifest.digest, mediaType: rec.manifest.mediaType, size: rec.manifest.bytes.length }, 0);
+    }
     images.push({
       record: { ...rec, repository }, name, platforms, configs, isIndex: isIndexMediaType(rec.manifest.mediaType),
       size: [...inImage.values()].reduce((n, s) => n + s, 0), blobs: new Set(inImage.keys()),

@@ -2,7 +2,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { FerryError } from '../../errors.js';
 import { JSON_PARSE_BUDGET_BYTES, jsonHeapEstimate } from '../../input-limits.js';
 import { type Digest, parseDigest } from '../../oci/digest.js';
-import { isValidQualifiedName, parseReference, validateTag } from '../../oci/reference.js';
+import { parseReference, validateQualifiedName, validateTag } from '../../oci/reference.js';
 import { JSON_MAX_DEPTH, jsonDepth } from '../../oci/json-depth.js';
 import { FOREIGN_LAYER_MEDIA_TYPES, isIndexMediaType } from '../../oci/media-types.js';
 
@@ -186,24 +186,13 @@ export function createdSeconds(created: string): number {
 }
 
 /**
- * Validates a bundle repository: `[<registry>/]<path>`. A first component that
- * looks like a host (contains `.` or `:`, or is `localhost`: docker's rule) is
- * the registry and must be a valid host[:port]; the path follows the
- * distribution grammar. A name without a registry (`python`, `team/app`) is an
- * image that came from a place without one (an OCI layout, a registry's
- * storage, a skopeo dir tree): it is kept as it is, never given `docker.io`.
- * `../../etc` fails here, before any name becomes a path.
+ * A bundle repository is `[<registry>/]<path>` (oci/reference.ts
+ * validateQualifiedName, the one name validator): a name without a registry
+ * (`python`, `team/app`) came from a place without one and is never given
+ * `docker.io`; `../../etc` fails here, before any name becomes a path. Kept
+ * under this name for the metadata's callers.
  */
-export function validateBundleName(name: unknown, where: string): string {
-  if (typeof name !== 'string' || !isValidQualifiedName(name)) {
-    const text = String(name).slice(0, 300);
-    throw new FerryError('E_NAME_UNSAFE', `${where}: ${JSON.stringify(text)} is not a repository name ([registry host[:port]/]path)`, {
-      hint: 'repository names are lowercase path components [a-z0-9] joined by "/" (".", "_", "__" or "-" inside a component), optionally after a registry host, e.g. docker.io/library/nginx, 127.0.0.1:5000/team/app or python; at most 255 characters',
-      details: { where, name: text },
-    });
-  }
-  return name;
-}
+export const validateBundleName: (name: unknown, where: string) => string = validateQualifiedName;
 
 /**
  * The canonical serialisation the bundle id hashes: JSON with object keys sorted
@@ -542,7 +531,7 @@ function parseImage(v: unknown, where: string): BundleImage {
   parseReference(origin, `${where}.origin`);
   const img: BundleImage = {
     origin,
-    repository: validateBundleName(o.repository, `${where}.repository`),
+    repository: validateQualifiedName(o.repository, `${where}.repository`),
     digest: parseDigest(o.digest, `${where}.digest`),
     mediaType: str(o.mediaType, `${where}.mediaType`, 255),
     platforms: arr(o.platforms, `${where}.platforms`).map((p, i) => {
@@ -670,7 +659,7 @@ function parseContentV2(o: Record<string, unknown>, head: MetadataHead, w: strin
     const top = manifests[index(x.manifest, manifests.length, `${where}.manifest`)]!;
     const img: BundleImage = {
       origin: '',
-      repository: validateBundleName(x.repository, `${where}.repository`),
+      repository: validateQualifiedName(x.repository, `${where}.repository`),
       digest: top.digest,
       mediaType: top.mediaType,
       platforms: arr(x.platforms, `${where}.platforms`).map((p, k) => platforms[index(p, platforms.length, `${where}.platforms[${k}]`)]!),

@@ -448,6 +448,8 @@ export class BundleDestination implements ImageDestination {
     if (toCache) {
       await this.ready();
       const stream = new PassThrough({ highWaterMark: BLOB_IO_CHUNK });
+      // The blob's failure is passed on with destroy(e): the cache's put sees it through its pipeline, and may not be listening yet.
+      stream.on('error', () => undefined);
       cache = { stream, done: this.store!.put(blob, stream, opts.signal ? { signal: opts.signal } : {}) };
       cache.done.catch(() => undefined);
     }

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import yargs from 'yargs';
 import { asFerryError, FerryError } from '../errors.js';
 import { type CliIo, type GlobalFlags, INVOCATION, type Invocation } from './context.js';
@@ -24,6 +25,8 @@ export function processIo(): CliIo {
 export async function main(args: string[], io: CliIo = processIo(), opts: { signal?: AbortSignal } = {}): Promise<number> {
   const inv: Invocation = { io, controller: new AbortController(), site: { flags: {}, registries: {} } };
   const controller = inv.controller;
+  // Every transfer in flight listens for the run's interrupt: --jobs 32 means 32 listeners at once, not a leak (Node warns past 10).
+  setMaxListeners(0, controller.signal);
   const forward = () => controller.abort(opts.signal?.reason ?? new FerryError('E_ABORTED', 'interrupted'));
   opts.signal?.addEventListener('abort', forward, { once: true });
   let interrupts = 0;
@@ -58,7 +61,7 @@ export async function main(args: string[], io: CliIo = processIo(), opts: { sign
     .demandCommand(1, `name a command: ${describeCli().commands.map((c) => c.name).join(', ')}`)
     .strict()
     .recommendCommands()
-    .help('help', GLOBAL_OPTIONS.find(([n]) => n === 'help')![1].describe!)
+    .help('help', GLOBAL_OPTIONS.find(([n]) => n === 'help')![1].describe)
     .alias('help', 'h')
     // Help and version are printed through the invocation's stdout below, and never end the process.
     .exitProcess(false)

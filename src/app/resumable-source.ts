@@ -100,7 +100,7 @@ function concatenated(head: Readable, tail: Readable): Readable {
  * the user's TLS/HTTP/credential flags and mirrors say. With `resumeFrom` (an
  * export's bundle writer, once laid out) each registry sits behind a ResumingSource.
  */
-export function openRegistries(access: RegistryAccess, resumeFrom?: () => PrefixSupply | undefined): { source: MultiRegistrySource; resumedBytes(): number } {
+export function openRegistries(access: RegistryAccess, resumeFrom?: () => PrefixSupply | undefined): { source: MultiRegistrySource; resumedBytes: () => number } {
   const opened: ResumingSource[] = [];
   const source = new MultiRegistrySource((registry) => {
     const direct = openRegistrySource(pullConnectionFor(access, registry));

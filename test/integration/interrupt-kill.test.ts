@@ -157,7 +157,7 @@ describe('interrupting ferry at many points, then rerunning, gives the uninterru
     const refTags = [...(await checkLayout(refLayout)).tags].sort();
     expect(refTags.length).toBe(expected.filter((x) => !x.ref.startsWith('sha256:')).length);
     const seen: string[] = [];
-    for (const [k, delay] of killPoints(durations.import!).entries()) {
+    for (const [k, delay] of killPoints(durations.import).entries()) {
       const signal = SIGNALS[(k + 1) % SIGNALS.length]!;
       const target = dir(`layout-${k}`);
       const r = await killedAt(importArgs(target), signal, delay);
@@ -188,7 +188,7 @@ describe('interrupting ferry at many points, then rerunning, gives the uninterru
       await first.stop();
     }
     const seen: string[] = [];
-    for (const [k, delay] of killPoints(durations.push!).entries()) {
+    for (const [k, delay] of killPoints(durations.push).entries()) {
       const signal = SIGNALS[(k + 2) % SIGNALS.length]!;
       const target = await startRegistry();
       try {

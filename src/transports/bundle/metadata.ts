@@ -540,7 +540,7 @@ function parseImage(v: unknown, where: string): BundleImage {
     }),
     size: size(o.size, `${where}.size`),
   };
-  if (o.tag !== undefined) img.tag = validateTag(o.tag as string, `${where}.tag`);
+  if (o.tag !== undefined) img.tag = validateTag(o.tag, `${where}.tag`);
   if (o.sourceDigest !== undefined) img.sourceDigest = parseDigest(o.sourceDigest, `${where}.sourceDigest`);
   return img;
 }
@@ -665,7 +665,7 @@ function parseContentV2(o: Record<string, unknown>, head: MetadataHead, w: strin
       platforms: arr(x.platforms, `${where}.platforms`).map((p, k) => platforms[index(p, platforms.length, `${where}.platforms[${k}]`)]!),
       size: size(x.size, `${where}.size`),
     };
-    if (x.tag !== undefined) img.tag = validateTag(x.tag as string, `${where}.tag`);
+    if (x.tag !== undefined) img.tag = validateTag(x.tag, `${where}.tag`);
     img.origin = x.origin === undefined ? imageRefName(img) : str(x.origin, `${where}.origin`, 1024);
     // An origin that does not parse as a reference could be a URL carrying credentials: refuse it.
     parseReference(img.origin, `${where}.origin`);

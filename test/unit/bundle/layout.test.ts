@@ -68,7 +68,7 @@ describe('bundle layout', () => {
       const meta = dest.metadata!;
       // The planner from the metadata alone (the cut's part digests do not move anything).
       const stored = meta.blobs.map((b) => ({ ...b, omitted: false, foreign: false }));
-      const plan = planBundle({ ...meta, split: undefined } as typeof meta, stored, split ? { maxBytes: split, description: 't' } : undefined);
+      const plan = planBundle({ ...meta, split: undefined }, stored, split ? { maxBytes: split, description: 't' } : undefined);
       const files = dest.volumes?.map((v) => v.path) ?? [join(tmp.path, `b-${split ?? 'whole'}.tar`)];
       expect(plan.files).toHaveLength(files.length);
       for (const [i, f] of plan.files.entries()) {

@@ -30,7 +30,10 @@ import { readRepairReport, type RepairReport } from './repair.js';
 import { checkPlatforms } from './platform-check.js';
 import { convertPlanToOci, type OciConversion } from '../copy/convert-oci.js';
 import { displayUrl, ForeignLayerSource, unusableUrls } from './foreign-source.js';
-import { countVolumes, sizeExport } from './plan.js';
+import { sizeExport } from './plan.js';
+import { fetchConfigs, layoutRequest, planLayout } from './bundle-layout.js';
+import { checkMetadataLimits } from '../transports/bundle/layout.js';
+import type { PrefixSupply } from './resumable-source.js';
 import { prepareDirectory, prepareOutputFile, requireSpace } from '../fsys/preflight.js';
 import { leaveOutMissing, type SkippedImage, withoutMissingFailures } from './skip-missing.js';
 
@@ -49,6 +52,11 @@ export interface ExportOptions {
   compression: 'none' | 'zstd';
   level?: number | undefined;
   platforms?: Platform[] | undefined;
+  /**
+   * `--cache DIR`: keep every blob fetched there for later exports (each byte then
+   * written twice: bundle and cache). Without it, the cache folder (FERRY_CACHE, else
+   * ~/.cache/ferry) is only read: blobs it holds are copied from it, nothing is added.
+   */
   cacheDir?: string | undefined;
   /** The cache's size cap in bytes, or 'unlimited'; default: FERRY_CACHE_MAX, else DEFAULT_CACHE_MAX (app/cache-dir.ts). */
   cacheMax?: number | 'unlimited' | undefined;
@@ -92,8 +100,8 @@ export interface ExportResult {
   volumes?: { path: string; layers: number; sha256: string }[];
   /** Set for a repair bundle: the bundle it repairs and how many blobs it carries. */
   repair?: { bundleId: string; blobs: number };
-  /** The blob cache after the export trimmed it to its cap (store/cache-trim.ts). */
-  cache: ExportCacheReport;
+  /** The blob cache after the export trimmed it to its cap (store/cache-trim.ts); absent when the run kept no cache. */
+  cache?: ExportCacheReport;
   /** With --skip-missing: the images left out because they are gone upstream, with why. */
   skipped?: SkippedImage[];
   /** With --convert-oci: each image whose manifest was rewritten, source digest → stored digest. */
@@ -131,14 +139,19 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
   if (opts.repair !== undefined && opts.since?.length) throw new FerryError('E_USAGE', '--repair and --since cannot be combined: a repair bundle is already a delta against the damaged bundle', { hint: 'drop --since' });
   const repair = opts.repair !== undefined ? await readRepairReport(opts.repair) : undefined;
   const since = opts.since && opts.since.length > 0 ? await loadBases(opts.since) : undefined;
-  const cacheDir = opts.cacheDir ?? defaultCacheDir();
+  const cacheDir = resolve(opts.cacheDir ?? defaultCacheDir());
+  // The cache is written only when asked for (--cache or FERRY_CACHE); otherwise only read, if it is there.
+  const cacheWrite = opts.cacheDir !== undefined || Boolean(process.env['FERRY_CACHE']);
+  const toStdout = opts.output === '-';
   // Where the run will write, checked before any registry is asked: the folder is made, a probe file written.
-  if (opts.output === '-' && opts.split !== undefined) throw new FerryError('E_USAGE', '--split writes volume files: it cannot write to stdout', { hint: 'give -o NAME.tar or NAME.tar.zst' });
-  if (opts.output !== '-') await prepareOutputFile(opts.output, '-o');
-  await prepareDirectory(cacheDir, 'the blob cache (--cache)');
+  if (toStdout && opts.split !== undefined) throw new FerryError('E_USAGE', '--split writes volume files: it cannot write to stdout', { hint: 'give -o NAME.tar or NAME.tar.zst' });
+  if (!toStdout) await prepareOutputFile(opts.output, '-o');
+  // A bundle for stdout is laid out in a work file in the cache folder first.
+  if (cacheWrite || toStdout) await prepareDirectory(cacheDir, cacheWrite ? 'the blob cache (--cache)' : 'the cache folder (-o - writes its work file there)');
   const maxBytes = opts.cacheMax === 'unlimited' ? undefined : opts.cacheMax ?? cacheMaxBytes(undefined);
   const store = new BlobStore(cacheDir);
-  const { source, requests, resumedBytes, whereOf } = await resolveSourceAndRequests(opts, cacheDir);
+  let prefixes: PrefixSupply | undefined;
+  const { source, requests, resumedBytes, whereOf } = await resolveSourceAndRequests(opts, () => prefixes);
   try {
     // With --skip-missing an image gone upstream is reported once, as left out, not first as a failure.
     const planObserver = opts.skipMissing && opts.observer ? withoutMissingFailures(opts.observer) : opts.observer;
@@ -155,20 +168,10 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
     let conversions: OciConversion[] = [];
     if (opts.convertOci) ({ plan, conversions } = convertPlanToOci(plan, opts.observer));
 
-    // From here on the run reads and writes the cache: a concurrent export trimming it must keep these.
-    const lease = await leaseBlobs(store, usedDigests(plan), opts.signal ? { signal: opts.signal } : {});
+    // From here on the run writes the cache: a concurrent export trimming it must keep these.
+    const lease = cacheWrite ? await leaseBlobs(store, usedDigests(plan), opts.signal ? { signal: opts.signal } : {}) : undefined;
     try {
       const delta = repair ? repairDelta(repair, opts.repair!, plan) : since ? { bases: since.bases, omitted: new Set(since.held.keys()) } : undefined;
-      const toStdout = opts.output === '-';
-      // Volumes that cannot be cut, or disks that cannot hold the result: known now, not after an hour of fetching.
-      if (opts.split !== undefined) {
-        const volumes = countVolumes(plan, delta, opts.split);
-        if (volumes > MAX_VOLUMES) {
-          throw new FerryError('E_USAGE', `--split ${opts.split} bytes would cut this bundle into ${volumes} volumes, more than the ${MAX_VOLUMES} a set may have`, {
-            hint: 'give a larger size (e.g. --split 2G); `ferry plan --split SIZE` counts the volumes', details: { volumes, split: opts.split },
-          });
-        }
-      }
       // Foreign layers: their descriptors travel, their bytes only when asked for (a delta's base may already hold them).
       const foreignLayers = [...foreignLayersOf(plan).entries()].filter(([d]) => !delta?.omitted.has(d));
       if (opts.includeForeign) refuseUnreachableForeign(foreignLayers.map(([, f]) => f), opts.registry);
@@ -178,43 +181,61 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
         carried: opts.includeForeign === true,
         layers: foreignLayers.map(([digest, f]) => ({ digest, size: f.descriptor.size, mediaType: f.descriptor.mediaType, urls: (f.descriptor.urls ?? []).map(urlText), images: f.images })),
       };
+      // Disks that cannot hold the result: known now, not after an hour of fetching.
       const sizes = await sizeExport(plan, store, delta?.omitted);
+      // The tar is written once where it lies; a .tar.zst is that tar compressed beside it, so both exist for a moment.
+      const bundleBytes = sizes.disk.bundleBytes * (opts.compression === 'zstd' || toStdout ? 2 : 1);
       await requireSpace([
-        { path: cacheDir, bytes: sizes.disk.cacheBytes, what: 'new cache entries' },
-        ...(toStdout ? [] : [{ path: resolve(opts.output), bytes: sizes.disk.bundleBytes, what: opts.split !== undefined ? 'the volumes' : 'the bundle' }]),
+        ...(cacheWrite ? [{ path: cacheDir, bytes: sizes.disk.cacheBytes, what: 'new cache entries' }] : []),
+        toStdout ? { path: cacheDir, bytes: sizes.disk.bundleBytes, what: 'the work file of the bundle' }
+          : { path: resolve(opts.output), bytes: bundleBytes, what: opts.split !== undefined ? 'the volumes' : opts.compression === 'zstd' ? 'the bundle (the tar, then its zstd)' : 'the bundle' },
       ]);
       const destination = new BundleDestination({
         output: toStdout ? '-' : resolve(opts.output),
-        ...(toStdout ? { stream: stdoutOf(opts) } : {}),
+        ...(toStdout ? { stream: stdoutOf(opts), workDir: cacheDir } : {}),
         compression: opts.compression,
         ...(opts.level !== undefined ? { level: opts.level } : {}),
         toolVersion: TOOL_VERSION,
         storeDir: cacheDir,
+        cacheWrite,
         ...(opts.split !== undefined ? { split: opts.split } : {}),
         // Omitted blobs are reported present by the destination, so the engine never fetches them.
         ...(delta ? { delta } : {}),
         ...(notCarried.size > 0 ? { foreign: notCarried } : {}),
       });
       const fetchFrom = opts.includeForeign ? new ForeignLayerSource(source, opts.registry) : source;
+      const copyOpts = { jobs: opts.jobs, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.observer ? { observer: opts.observer } : {}) };
       try {
         // Names become bundle paths: a bad one should fail now, not after every blob is fetched.
         for (const image of plan.images) destination.bundleRepository({ repository: image.request.targetRepository, origin: image.request.origin });
-        const report = await copyImages(fetchFrom, destination, plan, { jobs: opts.jobs, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.observer ? { observer: opts.observer } : {}) });
+        // From the manifests alone: a cut that cannot be made, too many volumes, metadata readers would refuse.
+        // What the configs add (plain images' platforms) can only make these worse: known before the first byte.
+        const early = planLayout(plan, { ...(delta ? { delta } : {}), foreign: notCarried, ...(opts.split !== undefined ? { split: opts.split } : {}), description: destination.description });
+        checkLayout(early.layout.files.length, opts.split);
+        checkMetadataLimits(early.layout, destination.description);
+        // The configs first (small): with the manifests they fix the metadata, so every entry's offset.
+        const omitted = (d: Digest): boolean => delta?.omitted.has(d) ?? false;
+        const configs = await fetchConfigs(fetchFrom, destination.configSink(), plan, omitted, 'export', copyOpts);
+        // Exact now, still before the first layer (layOut refuses metadata readers would refuse).
+        checkLayout(destination.layOut(layoutRequest(plan)).files.length, opts.split);
+        await destination.open(opts.signal ? { signal: opts.signal } : {});
+        prefixes = destination;
+        const report = await copyImages(fetchFrom, destination, plan, copyOpts);
         if (report.failures.length > 0) throw failureError('export', report.failures, requests.length);
         await destination.commit(opts.signal ? { signal: opts.signal } : {});
         const meta = destination.metadata!;
         // Only now: a failed export must not cost the cache what a rerun would reuse.
-        const cache = await trimAfterExport(store, maxBytes, plan, opts.signal);
+        const cache = cacheWrite ? await trimAfterExport(store, maxBytes, plan, opts.signal) : undefined;
         return {
           output: opts.output, bundleId: meta.bundleId, images: meta.totals.images, blobs: meta.totals.blobs,
-          storedBytes: meta.totals.storedBytes, referencedBytes: meta.totals.referencedBytes, fetchedBytes: report.blobs.bytesCopied - resumedBytes(),
+          storedBytes: meta.totals.storedBytes, referencedBytes: meta.totals.referencedBytes, fetchedBytes: configs.blobs.bytesCopied + report.blobs.bytesCopied - resumedBytes(),
           seconds: (Date.now() - started) / 1000,
           ...(meta.delta ? { delta: { bases: meta.delta.bases, omittedBlobs: meta.delta.omittedBlobs.length, omittedBytes: meta.delta.omittedBlobs.reduce((n, b) => n + b.size, 0) } } : {}),
           ...(referrers ? { referrers } : {}),
           ...(missing && missing.skipped.length > 0 ? { skipped: missing.skipped } : {}),
           ...(repair ? { repair: { bundleId: repair.bundleId, blobs: meta.blobs.filter((b) => b.kind === 'config' || b.kind === 'layer').length } } : {}),
           ...(destination.volumes ? { volumes: destination.volumes.map((v) => ({ path: v.path, layers: v.layers, sha256: v.sha256 })) } : {}),
-          cache,
+          ...(cache ? { cache } : {}),
           ...(conversions.length > 0 ? { converted: conversions } : {}),
           ...(foreign ? { foreign } : {}),
         };
@@ -223,7 +244,7 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
         if (fetchFrom !== source) await fetchFrom.close();
       }
     } finally {
-      await lease.release();
+      await lease?.release();
     }
   } finally {
     await source.close();
@@ -237,6 +258,13 @@ function stdoutOf(opts: ExportOptions): Writable {
 
 /** More volumes than this is a size typed wrong (100K for 100M), not a plan: a set is carried and checked by hand. */
 const MAX_VOLUMES = 10_000;
+
+function checkLayout(volumes: number, split: number | undefined): void {
+  if (volumes <= MAX_VOLUMES) return;
+  throw new FerryError('E_USAGE', `--split ${split} bytes would cut this bundle into ${volumes} volumes, more than the ${MAX_VOLUMES} a set may have`, {
+    hint: 'give a larger size (e.g. --split 2G); `ferry plan --split SIZE` counts the volumes', details: { volumes, split },
+  });
+}
 
 /** Every blob and manifest the plan names: what this run may look up, fetch or read in the cache. */
 function usedDigests(plan: CopyPlan): Set<Digest> {
@@ -281,7 +309,7 @@ function repairDelta(report: RepairReport, where: string, plan: CopyPlan): { bas
   return { bases: [{ bundleId: report.bundleId, metadataDigest: report.metadataDigest }], omitted: new Set([...planned].filter((d) => !listed.has(d))) };
 }
 
-async function resolveSourceAndRequests(opts: ExportOptions, cacheDir: string): Promise<{ source: ImageSource; requests: ImageRequest[]; resumedBytes: () => number; whereOf: Map<string, string> }> {
+async function resolveSourceAndRequests(opts: ExportOptions, prefixes: () => PrefixSupply | undefined): Promise<{ source: ImageSource; requests: ImageRequest[]; resumedBytes: () => number; whereOf: Map<string, string> }> {
   const listed: ListedImage[] = [];
   if (opts.listFile) listed.push(...(await readImageList(opts.listFile)));
   (opts.references ?? []).forEach((r, i) => listed.push({ reference: parseReference(r, `argument ${i + 1}`), where: `argument ${i + 1}` }));
@@ -321,8 +349,8 @@ async function resolveSourceAndRequests(opts: ExportOptions, cacheDir: string): 
     if (platforms) r.platforms = platforms;
     return r;
   });
-  // Registry fetches resume from the cache's partial files (a killed run continues where it stopped).
-  const registries = openRegistries(opts.registry, cacheDir);
+  // Registry fetches resume from what a killed run wrote into the bundle's work file (continued by this run).
+  const registries = openRegistries(opts.registry, prefixes);
   return { source: registries.source, requests, resumedBytes: registries.resumedBytes, whereOf: new Map(listed.map((l) => [formatReference(l.reference), l.where])) };
 }
 

@@ -1,20 +1,19 @@
-import { randomBytes } from 'node:crypto';
-import { rm } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { copyImages } from '../copy/engine.js';
 import type { CopyObserver } from '../copy/events.js';
 import { planCopy, withoutBlobs } from '../copy/plan.js';
 import { FerryError } from '../errors.js';
-import type { Digest } from '../oci/digest.js';
-import type { Descriptor } from '../oci/manifest.js';
+import type { LayoutRequest } from '../transports/bundle/layout.js';
+import type { BundleImage } from '../transports/bundle/metadata.js';
 import { openBundle } from '../transports/bundle/input.js';
 import { BundleDestination } from '../transports/bundle/writer.js';
-import type { ImageDestination, ImageRecord, OpOptions } from '../transports/types.js';
+import type { OpOptions } from '../transports/types.js';
 import { BasedSource } from '../transports/bundle/based-source.js';
 import { TOOL_VERSION } from '../version.js';
 import { requestsFromBundle } from './bundle-requests.js';
 import { failureError } from './failures.js';
 import { prepareOutputFile, refuseInputAsOutput, requireSpace } from '../fsys/preflight.js';
+import { fetchConfigs, layoutRequest } from './bundle-layout.js';
 
 export interface MergeOptions {
   /** The base first, then deltas in order; the last one is the release the output holds. */
@@ -40,11 +39,12 @@ export interface MergeResult {
 }
 
 /**
- * Merge = the last delta, copied into a plain bundle writer whose spool was
- * first filled with that delta's omitted blobs from the earlier inputs. The
- * writer is the same deterministic one export uses, so the result is the
- * bundle a full export of that release would have written, byte for byte
- * (given the same SOURCE_DATE_EPOCH, or none).
+ * Merge = the last delta, copied into a plain bundle writer, the blobs it
+ * leaves out coming from the earlier inputs in the same copy. The writer is the
+ * same deterministic one export uses (laid out from the manifests and configs
+ * first, each blob written once at its place), so the result is the bundle a
+ * full export of that release would have written, byte for byte (given the
+ * same SOURCE_DATE_EPOCH, or none).
  */
 export async function mergeBundles(opts: MergeOptions): Promise<MergeResult> {
   const started = Date.now();
@@ -56,7 +56,6 @@ export async function mergeBundles(opts: MergeOptions): Promise<MergeResult> {
   const warnings: string[] = [];
 
   const output = resolve(opts.output);
-  const spool = join(dirname(output), `.ferry-merge-${process.pid}-${randomBytes(4).toString('hex')}`);
   const delta = await openBundle([last]);
   let source: BasedSource | undefined;
   try {
@@ -64,15 +63,12 @@ export async function mergeBundles(opts: MergeOptions): Promise<MergeResult> {
     if (!meta.delta) {
       throw new FerryError('E_USAGE', `${last}: not a delta bundle (it names no base)`, { hint: 'the last input must be a delta made with `ferry export --since`; a full bundle needs no merge' });
     }
-    // Before the first byte: the output's folder can be written and has room for the merged bundle and, beside it,
-    // the spool of the blobs the bases supply (a full disk met half-way named no file and failed every image).
+    // Before the first byte: the output's folder can be written and has room for the merged bundle, the delta's
+    // bytes and those its bases supply, each written once (a full disk met half-way named no file and failed every image).
     await refuseInputAsOutput(output, opts.inputs, '-o');
     await prepareOutputFile(output, '-o');
     const omittedBytes = meta.delta.omittedBlobs.reduce((n, b) => n + b.size, 0);
-    await requireSpace([
-      { path: dirname(output), bytes: meta.totals.storedBytes + omittedBytes, what: 'the merged bundle' },
-      { path: dirname(output), bytes: omittedBytes, what: 'the blobs its bases supply, spooled beside it' },
-    ]);
+    await requireSpace([{ path: dirname(output), bytes: meta.totals.storedBytes + omittedBytes, what: 'the merged bundle' }]);
     await checkChain(opts.inputs, warnings);
     // The delta and the earlier inputs as one source: what the delta leaves out comes from them, in the one copy.
     source = await BasedSource.open(delta, earlier);
@@ -88,14 +84,17 @@ export async function mergeBundles(opts: MergeOptions): Promise<MergeResult> {
     // The merged bundle carries what the delta carries: its foreign layers stay descriptors only.
     const foreign = new Set((meta.foreignBlobs ?? []).map((b) => b.digest));
     const destination = new BundleDestination({
-      output, compression: opts.compression, ...(opts.level !== undefined ? { level: opts.level } : {}), toolVersion: TOOL_VERSION, storeDir: spool,
+      output, compression: opts.compression, ...(opts.level !== undefined ? { level: opts.level } : {}), toolVersion: TOOL_VERSION,
       ...(foreign.size > 0 ? { foreign } : {}),
     });
     try {
       const plan = withoutBlobs(await planCopy(source, requestsFromBundle(meta, { identity: true }), { jobs: opts.jobs, ...signalOpt }), foreign);
       if (plan.failures.length > 0) throw failureError('merge', plan.failures.map((f) => ({ image: f.request.origin, error: f.error })), meta.images.length);
-      const sourceDigests = new Map(meta.images.map((i) => [`${i.repository}\u0000${i.tag ?? ''}\u0000${i.digest}`, i.sourceDigest]));
-      const report = await copyImages(source, keepSourceDigests(destination, sourceDigests), plan, { jobs: opts.jobs, ...signalOpt, ...(opts.observer ? { observer: opts.observer } : {}) });
+      const copyOpts = { jobs: opts.jobs, ...signalOpt, ...(opts.observer ? { observer: opts.observer } : {}) };
+      await fetchConfigs(source, destination.configSink(), plan, () => false, 'merge', copyOpts);
+      destination.layOut(keepSourceDigests(layoutRequest(plan), meta.images));
+      await destination.open(signalOpt);
+      const report = await copyImages(source, destination, plan, copyOpts);
       if (report.failures.length > 0) throw failureError('merge', report.failures, meta.images.length);
       // Every blob arrived, but an input was cut short after its last one: the merged bundle would look whole from an incomplete copy.
       if (report.cutShort) throw report.cutShort;
@@ -110,7 +109,6 @@ export async function mergeBundles(opts: MergeOptions): Promise<MergeResult> {
     }
   } finally {
     await (source ?? delta).close();
-    await rm(spool, { recursive: true, force: true });
   }
 }
 
@@ -133,22 +131,16 @@ async function checkChain(inputs: string[], warnings: string[]): Promise<void> {
 }
 
 /**
- * The engine's image record has no room for the platform-filter provenance a
- * bundle keeps (`sourceDigest`); the delta's metadata has it, so the merged
- * bundle keeps it too.
+ * The copy plan has no room for the platform-filter provenance a bundle keeps
+ * (`sourceDigest`); the delta's metadata has it, so the merged bundle keeps it too.
  */
-function keepSourceDigests(dest: BundleDestination, digests: Map<string, Digest | undefined>): ImageDestination {
+function keepSourceDigests(request: LayoutRequest, images: readonly BundleImage[]): LayoutRequest {
+  const digests = new Map(images.map((i) => [`${i.repository}\u0000${i.tag ?? ''}\u0000${i.digest}`, i.sourceDigest]));
   return {
-    description: dest.description,
-    capabilities: dest.capabilities,
-    hasBlob: (r, d) => dest.hasBlob(r, d),
-    putBlob: (r, d, s, o) => dest.putBlob(r, d, s, o),
-    putManifest: (r, m) => dest.putManifest(r, m),
-    putImage: (image: ImageRecord) => {
+    ...request,
+    images: request.images.map((image) => {
       const sd = digests.get(`${image.repository}\u0000${image.tag ?? ''}\u0000${image.manifest.digest}`);
-      return dest.putImage(sd !== undefined && image.sourceDigest === undefined ? { ...image, sourceDigest: sd } : image);
-    },
-    commit: (o) => dest.commit(o),
-    close: () => dest.close(),
+      return sd !== undefined && image.sourceDigest === undefined ? { ...image, sourceDigest: sd } : image;
+    }),
   };
 }

@@ -1,10 +1,6 @@
-import { type CopyPlan, type ImageRequest, planCopy } from '../copy/plan.js';
-import type { Descriptor } from '../oci/manifest.js';
-import { isIndexMediaType } from '../oci/media-types.js';
-import { type BundleBase, type BundleBlob, type BundleImage, buildMetadata, compareImages } from '../transports/bundle/metadata.js';
-import { planVolumes } from '../transports/bundle/volumes.js';
-import { ociIndex } from '../transports/bundle/writer.js';
-import { TOOL_VERSION } from '../version.js';
+import { type CopyPlan, foreignLayersOf, type ImageRequest, planCopy } from '../copy/plan.js';
+import { checkMetadataLimits } from '../transports/bundle/layout.js';
+import { serialiseMetadata } from '../transports/bundle/metadata.js';
 import { loadBases } from '../delta/inputs.js';
 import { FerryError } from '../errors.js';
 import { formatBytes, table } from '../format.js';
@@ -19,6 +15,7 @@ import { checkPlatforms } from './platform-check.js';
 import { type ListedImage, readImageList } from './image-list.js';
 import type { RegistryAccess } from './registry-access.js';
 import { openRegistries } from './resumable-source.js';
+import { configInfoSink, fetchConfigs, planLayout } from './bundle-layout.js';
 
 export interface PlanOptions {
   listFile?: string | undefined;
@@ -68,7 +65,8 @@ export interface ExportPlan {
   delta?: { omittedBlobs: number; omittedBytes: number };
   /** What the export will pull over the network. */
   fetch: { blobs: number; bytes: number };
-  bundle: { storedBytes: number; approxFileBytes: number };
+  /** `metadataBytes`: ferry.json as the export would write it (the largest volume's; plain images' platforms allowed for unless --split read the configs). */
+  bundle: { storedBytes: number; approxFileBytes: number; metadataBytes?: number };
   disk: {
     /** New cache entries plus the bundle file (uncompressed: zstd only makes it smaller). */
     export: number;
@@ -86,10 +84,12 @@ const TAR_BLOCK = 512;
 const METADATA_PER_ENTRY = 400;
 
 /**
- * Plan = what an export would do, without doing it: only manifests are read
- * (from the registries), blobs are sized from their descriptors, the cache is
- * looked at by size alone (an export hashes what it reuses). The numbers to
- * answer "will it fit, and how long will it take" before the transfer window.
+ * Plan = what an export would do, without doing it: manifests are read (from
+ * the registries) — and with --split the image configs, which decide the
+ * metadata and so the cut — blobs are sized from their descriptors, the cache
+ * is looked at by size alone (an export hashes what it reuses). The numbers to
+ * answer "will it fit, and how long will it take" before the transfer window;
+ * a bundle readers would refuse (metadata over its limits) is warned about.
  */
 export async function planExport(opts: PlanOptions): Promise<ExportPlan> {
   const since = opts.since && opts.since.length > 0 ? await loadBases(opts.since) : undefined;
@@ -152,7 +152,23 @@ export async function planExport(opts: PlanOptions): Promise<ExportPlan> {
       disk: { export: sized.disk.export, import: sized.disk.import },
     };
     if (since) result.delta = sized.omitted;
-    if (opts.split !== undefined) result.split = { volumeBytes: opts.split, volumes: countVolumes(plan, since ? { bases: since.bases, omitted: new Set(since.held.keys()) } : undefined, opts.split) };
+    // The writer's own layout: its cut counts the volumes, its metadata is what readers will parse.
+    const delta = since ? { bases: since.bases, omitted: new Set(since.held.keys()) } : undefined;
+    const foreign = new Set([...foreignLayersOf(plan).keys()].filter((d) => !delta?.omitted.has(d)));
+    let infos;
+    if (opts.split !== undefined) {
+      const sink = configInfoSink();
+      await fetchConfigs(source, sink, plan, (d) => delta?.omitted.has(d) ?? false, 'plan', { jobs: opts.jobs, ...(opts.signal ? { signal: opts.signal } : {}) });
+      infos = sink.infos;
+    }
+    const { layout, slack } = planLayout(plan, { ...(infos ? { infos } : {}), ...(delta ? { delta } : {}), foreign, ...(opts.split !== undefined ? { split: opts.split } : {}), description: 'ferry plan' });
+    result.bundle.metadataBytes = Math.max(...layout.files.map((f) => serialiseMetadata(f.meta).length)) + slack.bytes;
+    try {
+      checkMetadataLimits(layout, 'the bundle', slack);
+    } catch (e) {
+      opts.warn?.(`${(e as Error).message}; ${(e as { hint?: string }).hint ?? ''}`);
+    }
+    if (opts.split !== undefined) result.split = { volumeBytes: opts.split, volumes: layout.files.length };
     if (missing && missing.skipped.length > 0) result.skipped = missing.skipped;
     return result;
   } finally {
@@ -164,7 +180,8 @@ export interface ExportSizes {
   cache: { blobs: number; bytes: number; partialBytes: number };
   fetch: { blobs: number; bytes: number };
   omitted: { omittedBlobs: number; omittedBytes: number };
-  bundle: { storedBytes: number; approxFileBytes: number };
+  /** `metadataBytes`: ferry.json as the export would write it (the largest volume's; plain images' platforms allowed for unless --split read the configs). */
+  bundle: { storedBytes: number; approxFileBytes: number; metadataBytes?: number };
   disk: ExportPlan['disk'] & {
     /** Of `export`: the new cache entries (fetched blobs and manifests), and the bundle file. */
     cacheBytes: number;
@@ -228,58 +245,6 @@ export async function sizeExport(plan: CopyPlan, store: BlobStore, omitted: Read
     bundle: { storedBytes, approxFileBytes },
     disk: { export: cacheBytes + approxFileBytes, import: approxFileBytes + storedBytes, cacheBytes, bundleBytes: approxFileBytes },
   };
-}
-
-/**
- * The volumes an export with `--split` writes, by the writer's own cut
- * (transports/bundle/volumes.ts) over the bundle's metadata as the export
- * would build it — stored order included, as the cut depends on it. Only a
- * plain image's platform is guessed (the export reads it from the config,
- * plan reads no configs): a few bytes of ferry.json, the cap's only slack.
- */
-export function countVolumes(plan: CopyPlan, delta: { bases: BundleBase[]; omitted: ReadonlySet<Digest> } | undefined, split: number): number {
-  const order = plan.images.map((image) => ({ image, size: image.blobs.reduce((n, b) => n + b.size, 0) + image.manifests.reduce((n, m) => n + m.bytes.length, 0) })).sort((a, b) => compareImages(
-    { repository: a.image.request.targetRepository, tag: a.image.request.targetTag, digest: a.image.top.digest },
-    { repository: b.image.request.targetRepository, tag: b.image.request.targetTag, digest: b.image.top.digest },
-  ));
-  const groups: Record<'manifests' | 'configs' | 'layers', BundleBlob[]> = { manifests: [], configs: [], layers: [] };
-  const seen = new Set<Digest>();
-  const omitted: BundleBlob[] = [];
-  const add = (group: BundleBlob[], blob: BundleBlob): void => {
-    if (seen.has(blob.digest)) return;
-    seen.add(blob.digest);
-    if (blob.kind === 'manifest' || blob.kind === 'index' || !delta?.omitted.has(blob.digest)) group.push(blob);
-    else omitted.push(blob);
-  };
-  const images: BundleImage[] = [];
-  for (const { image, size } of order) {
-    for (const m of image.manifests) {
-      const parsed = image.parsed.get(m.digest);
-      if (parsed?.kind === 'image') {
-        if (parsed.config) add(groups.configs, { ...pick(parsed.config), kind: 'config' });
-        for (const l of parsed.layers) add(groups.layers, { ...pick(l), kind: 'layer' });
-      }
-      add(groups.manifests, { digest: m.digest, size: m.bytes.length, mediaType: m.mediaType, kind: isIndexMediaType(m.mediaType) ? 'index' : 'manifest' });
-    }
-    const r = image.request;
-    const img: BundleImage = {
-      origin: r.origin, repository: r.targetRepository, digest: image.top.digest, mediaType: image.top.mediaType,
-      platforms: isIndexMediaType(image.top.mediaType) ? image.platforms : ['linux/arm64/v8'], size,
-    };
-    if (r.targetTag !== undefined) img.tag = r.targetTag;
-    if (image.sourceDigest) img.sourceDigest = image.sourceDigest;
-    images.push(img);
-  }
-  const stored = [...groups.manifests, ...groups.configs, ...groups.layers];
-  const meta = buildMetadata({
-    created: '1970-01-01T00:00:00Z', toolVersion: TOOL_VERSION, images, blobs: stored,
-    ...(delta ? { delta: { bases: delta.bases, omittedBlobs: omitted } } : {}),
-  });
-  return planVolumes(meta, stored, ociIndex(meta).length, split, 'ferry plan').length;
-}
-
-function pick(d: Descriptor): Pick<BundleBlob, 'digest' | 'size' | 'mediaType'> {
-  return { digest: d.digest, size: d.size, mediaType: d.mediaType };
 }
 
 async function requestsOf(opts: PlanOptions): Promise<{ requests: ImageRequest[]; whereOf: Map<string, string> }> {

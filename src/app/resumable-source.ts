@@ -1,6 +1,7 @@
 import { PassThrough, type Readable } from 'node:stream';
+import type { Digest } from '../oci/digest.js';
 import type { Descriptor, Manifest } from '../oci/manifest.js';
-import { BLOB_IO_CHUNK, BlobStore } from '../store/blob-store.js';
+import { BLOB_IO_CHUNK, type PartialPrefix } from '../store/blob-store.js';
 import { MultiRegistrySource } from '../transports/multi-registry.js';
 import { openRegistrySource } from '../transports/registry/open.js';
 import type { ImageSource, OpOptions } from '../transports/types.js';
@@ -12,23 +13,29 @@ export interface RangedSource extends ImageSource {
   getBlobFrom(repository: string, desc: Descriptor, offset: number, opts?: OpOptions): Promise<{ stream: Readable; offset: number }>;
 }
 
+/** Where the first bytes of a blob an interrupted run fetched are kept: the bundle writer's work file (transports/bundle/writer.ts). */
+export interface PrefixSupply {
+  openPrefix(digest: Digest): Promise<PartialPrefix | undefined>;
+}
+
 /**
  * Makes blob fetches survive being cut off — a killed process, a dropped
- * link — across runs. The blob store writes every blob through the cache's
- * `partial/<hex>` file and renames it only once complete, so a cut-off fetch
- * leaves its prefix there; a later fetch of the same blob replays that prefix
- * from disk and asks the registry only for the rest (`Range: bytes=N-`). This
- * class only reads the partial file; the store is its one writer (which is why
- * each byte reaches the disk once). The engine still sees one stream of the
- * WHOLE blob, so its one verifier hashes every byte, prefix included, and
- * nothing is trusted because it came from our own disk.
+ * link — across runs. The bundle writer writes every blob straight into its
+ * place in the bundle's work file and journals how far each one had come, so a
+ * cut-off fetch leaves its prefix there; a later fetch of the same blob replays
+ * that prefix from disk and asks the registry only for the rest
+ * (`Range: bytes=N-`). This class only reads the prefix; the writer is its one
+ * writer (which is why each byte reaches the disk once). The engine still sees
+ * one stream of the WHOLE blob, so its one verifier hashes every byte, prefix
+ * included, and nothing is trusted because it came from our own disk.
  */
 export class ResumingSource implements ImageSource {
   readonly description: string;
-  /** Bytes served from partial files instead of the network, this run. */
+  /** Bytes served from prefixes instead of the network, this run. */
   resumedBytes = 0;
 
-  constructor(private readonly inner: RangedSource, private readonly store: BlobStore) {
+  /** @param supply answers once the writer knows its work file (the source is opened before it is laid out). */
+  constructor(private readonly inner: RangedSource, private readonly supply: () => PrefixSupply | undefined) {
     this.description = inner.description;
   }
 
@@ -37,8 +44,8 @@ export class ResumingSource implements ImageSource {
   }
 
   async getBlob(repository: string, desc: Descriptor, opts: OpOptions = {}): Promise<Readable> {
-    const partial = await this.store.openPartial(desc.digest);
-    // Longer than the blob: not its prefix. The store overwrites it from byte 0.
+    const partial = await this.supply()?.openPrefix(desc.digest);
+    // Longer than the blob: not its prefix. The writer overwrites it from byte 0.
     if (!partial || partial.size > desc.size) {
       await partial?.close();
       return this.inner.getBlob(repository, desc, opts);
@@ -91,15 +98,14 @@ function concatenated(head: Readable, tail: Readable): Readable {
 /**
  * Every registry an image list names, behind one source, with connections as
  * the user's TLS/HTTP/credential flags and mirrors say. With `resumeFrom` (an
- * export's blob cache) each registry sits behind a ResumingSource.
+ * export's bundle writer, once laid out) each registry sits behind a ResumingSource.
  */
-export function openRegistries(access: RegistryAccess, resumeFrom?: string): { source: MultiRegistrySource; resumedBytes(): number } {
-  const store = resumeFrom === undefined ? undefined : new BlobStore(resumeFrom);
+export function openRegistries(access: RegistryAccess, resumeFrom?: () => PrefixSupply | undefined): { source: MultiRegistrySource; resumedBytes: () => number } {
   const opened: ResumingSource[] = [];
   const source = new MultiRegistrySource((registry) => {
     const direct = openRegistrySource(pullConnectionFor(access, registry));
-    if (!store) return direct;
-    const s = new ResumingSource(direct, store);
+    if (!resumeFrom) return direct;
+    const s = new ResumingSource(direct, resumeFrom);
     opened.push(s);
     return s;
   });

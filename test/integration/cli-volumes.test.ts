@@ -15,6 +15,7 @@ import { blobsOf } from '../support/images.js';
 import { skopeoInspectDigest, skopeoInspectRaw, skopeoOk } from '../support/skopeo.js';
 import { Rng } from '../support/prng.js';
 import { type CliEnv, expectationsOf, ferryOk, flipByteInBlob, imagesList, jsonOf, pushExtraImage, serveAndCheck, sha256File, tarOffsets, writeList } from './cli-fixture.js';
+import { readMetadata } from '../support/bundle-metadata.js';
 
 const run = promisify(execFile);
 
@@ -34,7 +35,7 @@ beforeAll(async () => {
   // The whole bundle first, to choose a cap that gives several volumes: room for the head and the largest layer.
   const whole = env.path('whole.tar');
   await ferryOk(['export', '-f', list, '-o', whole, '--cache', env.path('cache'), ...env.net, '-q']);
-  const meta = JSON.parse(await readFile(`${whole}.ferry.json`, 'utf8')) as BundleMetadata;
+  const meta = await readMetadata(`${whole}.ferry.json`);
   const head = meta.blobs.filter((b) => b.kind !== 'layer').reduce((n, b) => n + b.size + 1024, 0) + 3 * (await stat(`${whole}.ferry.json`)).size + 16 * 1024;
   const largest = Math.max(...meta.blobs.filter((b) => b.kind === 'layer').map((b) => b.size));
   split = head + largest + 1024;
@@ -72,7 +73,7 @@ describe('ferry export --split', () => {
     for (const v of volumes) expect((await stat(v)).size).toBeLessThanOrEqual(split);
     const sums = await readFile(join(dir, 'rel.sha256'), 'utf8');
     expect(sums.trim().split('\n')).toHaveLength(volumes.length);
-    const whole = JSON.parse(await readFile(join(dir, 'rel.ferry.json'), 'utf8')) as BundleMetadata;
+    const whole = await readMetadata(join(dir, 'rel.ferry.json'));
     expect(whole.volume).toBeUndefined();
     expect(whole.bundleId).toBe(metas[0]!.bundleId);
     const check = await run('sha256sum', ['-c', 'rel.sha256'], { cwd: dir });

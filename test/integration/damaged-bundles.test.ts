@@ -22,6 +22,7 @@ import { validateDirImage, validateRegistryImage } from '../support/validate.js'
 import { BUNDLE_METADATA_ID, cliSchemaRef, describeErrors, schemaErrors } from '../support/schemas.js';
 import { readTar, writeTar } from '../unit/bundle/fixture.js';
 import { type CliEnv, expectationsOf, ferryOk, flipByteInBlob, rewriteTar, imagesList, jsonOf, manifestStatus, serveAndCheck, startCliEnv, tarOffsets, writeList } from './cli-fixture.js';
+import { type BundleMetadata, metadataOf, readMetadata } from '../support/bundle-metadata.js';
 
 let env: CliEnv;
 let list: string;
@@ -44,7 +45,7 @@ beforeAll(async () => {
   await ferryOk(['export', '-f', list, '-o', whole, '--cache', env.path('cache'), ...env.net, '-q']);
   bytes = await readFile(whole);
   ends = new Map([...(await tarOffsets(whole))].map(([name, at]) => [name, at.offset + at.size]));
-  const meta = JSON.parse(await readFile(`${whole}.ferry.json`, 'utf8')) as { blobs: { digest: string; kind: string; size: number }[] };
+  const meta = await readMetadata(`${whole}.ferry.json`);
   lastLayer = meta.blobs.filter((b) => b.kind === 'layer').at(-1)!.digest;
   const at = (await tarOffsets(whole)).get(entryName(lastLayer))!;
   cut = at.offset + Math.floor(at.size / 2);
@@ -244,23 +245,23 @@ describe('a zstd bundle cut inside its frame', () => {
 describe('volumes of a split bundle', () => {
   let dir: string;
   let volumes: string[];
-  let metas: { volume: { index: number; blobs: string[] }; blobs: { digest: string; kind: string }[] }[];
+  let metas: BundleMetadata[];
 
   beforeAll(async () => {
     dir = env.path('split');
     await mkdir(dir);
-    const meta = JSON.parse(await readFile(`${whole}.ferry.json`, 'utf8')) as { blobs: { kind: string; size: number }[] };
+    const meta = await readMetadata(`${whole}.ferry.json`);
     const largest = Math.max(...meta.blobs.filter((b) => b.kind === 'layer').map((b) => b.size));
     const headGuess = meta.blobs.filter((b) => b.kind !== 'layer').reduce((n, b) => n + b.size + 1024, 0) + 64 * 1024;
     const r = await ferryOk(['export', '-f', list, '-o', join(dir, 'rel.tar'), '--split', String(headGuess + largest + 2048), '--cache', env.path('cache'), ...env.net, '--json']);
     volumes = jsonOf<{ volumes: { path: string }[] }>(r).volumes.map((v) => v.path);
     expect(volumes.length).toBeGreaterThanOrEqual(3);
-    metas = await Promise.all(volumes.map(async (v) => JSON.parse((await readTarEntry(v, 'ferry.json')).toString()) as (typeof metas)[number]));
+    metas = await Promise.all(volumes.map(async (v) => metadataOf(await readTarEntry(v, 'ferry.json'), v)));
   });
 
   /** The images needing a layer of volume `i`. */
   const needing = (i: number): CorpusEntry[] => {
-    const layers = new Set(metas[i]!.volume.blobs.filter((d) => metas[i]!.blobs.find((b) => b.digest === d)!.kind === 'layer'));
+    const layers = new Set<string>(metas[i]!.volume!.blobs.filter((d) => metas[i]!.blobs.find((b) => b.digest === d)!.kind === 'layer'));
     return env.corpus.entries.filter((e) => digestsOf(e).some((d) => layers.has(d)));
   };
 
@@ -271,7 +272,7 @@ describe('volumes of a split bundle', () => {
     for (const v of volumes) await copyFile(v, join(work, basename(v)));
     const lastFile = join(work, basename(volumes[last]!));
     const vbytes = await readFile(lastFile);
-    const layers = metas[last]!.volume.blobs.filter((d) => metas[last]!.blobs.find((b) => b.digest === d)!.kind === 'layer');
+    const layers: string[] = metas[last]!.volume!.blobs.filter((d) => metas[last]!.blobs.find((b) => b.digest === d)!.kind === 'layer');
     const at = (await tarOffsets(lastFile)).get(entryName(layers.at(-1)!))!;
     await writeFile(lastFile, vbytes.subarray(0, at.offset + 100));
     const r = await runFerry(['import', ...volumes.map((v) => join(work, basename(v))), '--to', 'registry-layout', env.path('vlayout'), '--json']);
@@ -321,7 +322,7 @@ describe('a damaged blob', () => {
   const needing = (digest: string): string[] => env.corpus.entries.filter((e) => digestsOf(e).includes(digest)).flatMap(origins);
 
   it('every message names the blob, the images that need it, the file and what to do; a damaged config fails only its images', async () => {
-    const meta = JSON.parse(await readFile(`${whole}.ferry.json`, 'utf8')) as { blobs: { digest: string; kind: string }[] };
+    const meta = await readMetadata(`${whole}.ferry.json`);
     const layer = meta.blobs.filter((b) => b.kind === 'layer').at(-1)!.digest;
     // A config only one image needs (multi/tools' arm64 child has its own).
     const config = meta.blobs.filter((b) => b.kind === 'config').map((b) => b.digest).find((d) => needing(d).length === 1 && needing(layer).every((x) => !needing(d).includes(x)))!;
@@ -361,21 +362,22 @@ describe('a volume edited after export', () => {
   it('part bytes and digest edited: verify of that volume alone fails naming the volume and the part, against its copy of the cut or STEM.ferry.json', async () => {
     const dir = env.path('parts');
     await mkdir(dir);
-    const meta = JSON.parse(await readFile(`${whole}.ferry.json`, 'utf8')) as { blobs: { kind: string; size: number }[] };
+    const meta = await readMetadata(`${whole}.ferry.json`);
     const head = meta.blobs.filter((b) => b.kind !== 'layer').reduce((n, b) => n + b.size + 1024, 0) + 64 * 1024;
     const largest = Math.max(...meta.blobs.filter((b) => b.kind === 'layer').map((b) => b.size));
     // Room for under half the largest layer: it is cut into parts.
     const r = await ferryOk(['export', '-f', list, '-o', join(dir, 'rel.tar'), '--split', String(head + Math.floor(largest / 2)), '--cache', env.path('cache'), ...env.net, '--json']);
     const volumes = jsonOf<{ volumes: { path: string }[] }>(r).volumes.map((v) => v.path);
-    const docs = await Promise.all(volumes.map(async (v) => JSON.parse((await readTarEntry(v, 'ferry.json')).toString()) as VolumeDoc));
-    const k = docs.findIndex((m) => (m.volume.parts?.length ?? 0) > 0);
+    const raw = await Promise.all(volumes.map(async (v) => JSON.parse((await readTarEntry(v, 'ferry.json')).toString()) as VolumeDoc));
+    const docs = await Promise.all(volumes.map(async (v) => metadataOf(await readTarEntry(v, 'ferry.json'), v)));
+    const k = docs.findIndex((m) => (m.volume!.parts?.length ?? 0) > 0);
     expect(k).toBeGreaterThanOrEqual(0);
-    const part = docs[k]!.volume.parts![0]!;
+    const part = docs[k]!.volume!.parts![0]!;
     // Every volume and STEM.ferry.json carry the record of the whole cut, valid by the metadata schema.
     const stem = JSON.parse(await readFile(join(dir, 'rel.ferry.json'), 'utf8')) as VolumeDoc;
     expect(stem.split?.parts.length).toBeGreaterThanOrEqual(2);
-    for (const doc of [stem, ...docs]) expect(describeErrors(schemaErrors(BUNDLE_METADATA_ID, doc))).toBe('');
-    for (const doc of docs) expect(doc.split).toEqual(stem.split);
+    for (const doc of [stem, ...raw]) expect(describeErrors(schemaErrors(BUNDLE_METADATA_ID, doc))).toBe('');
+    for (const doc of raw) expect(doc.split).toEqual(stem.split);
     const original = await readFile(volumes[k]!);
     // The unedited volume verifies alone (so each case below fails for its own reason).
     await ferryOk(['verify', volumes[k]!, '-q']);
@@ -395,7 +397,8 @@ describe('a volume edited after export', () => {
   });
 });
 
-interface VolumeDoc { volume: { index: number; blobs: string[]; parts?: { digest: string; index: number; count: number; partDigest: string }[] }; split?: { parts: { partDigest: string }[] }; blobs: { digest: string; kind: string }[] }
+/** A volume's ferry.json as stored (any format version): only the part digests are edited. */
+interface VolumeDoc { volume: { parts?: { partDigest: string }[] }; split?: { parts: { partDigest: string }[] } }
 
 /** The volume with its part's bytes flipped and the part's digest changed to match, in its own record and (with `both`) in its copy of the cut. */
 async function editPart(volume: Buffer, part: { digest: string; index: number; partDigest: string }, both: boolean): Promise<Buffer> {

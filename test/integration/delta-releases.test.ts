@@ -13,6 +13,7 @@ import { skopeoInspectDigest } from '../support/skopeo.js';
 import { makeTempDir, type TempDir } from '../support/tmp.js';
 import { validateDirImage, validateRegistryImage } from '../support/validate.js';
 import { targetOf } from '../support/http.js';
+import { readMetadataSync } from '../support/bundle-metadata.js';
 
 interface Release {
   /** repository → artifact, all tagged `stable` */
@@ -91,7 +92,7 @@ interface Meta {
 }
 
 function sidecar(bundle: string): Meta {
-  return JSON.parse(readFileSync(`${bundle}.ferry.json`, 'utf8')) as Meta;
+  return readMetadataSync(`${bundle}.ferry.json`);
 }
 
 function storedBlobs(m: Meta): Map<string, number> {

@@ -1,12 +1,14 @@
 // Resumable export: a run killed (SIGKILL) half-way through a big layer leaves
-// the bytes it had in the cache's partial file; the next run asks the registry
-// only for the rest (Range: bytes=N-) and the bundle verifies. Real
-// docker-registry behind a counting proxy on loopback; real CLI as a child.
+// the bytes it had written at that layer's place in the bundle's work file, and
+// the journal beside it says how many; the next run continues into the same file
+// and asks the registry only for the rest (Range: bytes=N-), and the bundle
+// verifies. No cache is involved: the bundle's own file is what a rerun resumes.
+// Real docker-registry behind a counting proxy on loopback; real CLI as a child.
 import { existsSync } from 'node:fs';
-import { readdir, stat, writeFile, mkdir } from 'node:fs/promises';
+import { open, readdir, readFile } from 'node:fs/promises';
 import { createServer, request, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runFerry } from '../support/cli.js';
 import { makeImage, makeLayer, makeStreamLayer, Rng, type Image, type Layer } from '../support/images.js';
@@ -98,29 +100,42 @@ afterAll(async () => {
   await tmp?.cleanup();
 });
 
-function partialOf(cache: string, digest: string): string {
-  return join(cache, 'partial', digest.slice('sha256:'.length));
+/** An empty cache folder: nothing is read from (or written to) the tester's ~/.cache/ferry. */
+function env(): Record<string, string> {
+  return { XDG_CACHE_HOME: join(tmp.path, 'xdg-cache'), FERRY_CACHE: '' };
 }
 
-async function sizeOf(path: string): Promise<number> {
-  try {
-    return (await stat(path)).size;
-  } catch {
-    return -1;
+/** The work file an export to `out` is writing (or left behind), and its journal. */
+async function workFileOf(out: string): Promise<string | undefined> {
+  const names = await readdir(dirname(out)).catch(() => [] as string[]);
+  const file = names.find((n) => n.startsWith(`.ferry-resume-${basename(out)}.`) && !n.endsWith('.journal'));
+  return file === undefined ? undefined : join(dirname(out), file);
+}
+
+/** What the journal says about a blob: its data offset in the work file, and how many of its first bytes are there. */
+async function progressOf(out: string, digest: string): Promise<{ offset: number; bytes: number } | undefined> {
+  const work = await workFileOf(out);
+  if (work === undefined) return undefined;
+  const text = await readFile(`${work}.journal`, 'utf8').catch(() => '');
+  let found: { offset: number; bytes: number } | undefined;
+  for (const line of text.split('\n')) {
+    const [kind, offset, hex, n] = line.split(' ');
+    if (kind === 'P' && hex === digest.slice(7)) found = { offset: Number(offset), bytes: Number(n) };
   }
+  return found;
 }
 
-/** Runs an export that stalls after HALF bytes of the big layer and SIGKILLs it once those bytes reached the partial file. */
-async function killedExport(cache: string, out: string): Promise<void> {
+/** Runs an export that stalls after HALF bytes of the big layer and SIGKILLs it once the journal records those bytes. */
+async function killedExport(out: string): Promise<{ offset: number; bytes: number }> {
   proxy.stall = { digest: big.digest, after: HALF };
-  const partial = partialOf(cache, big.digest);
   try {
-    const r = await runFerry(['export', ref, '-o', out, '--cache', cache, '--plain-http', proxy.host, '-q'], {
+    const r = await runFerry(['export', ref, '-o', out, '--plain-http', proxy.host, '-q'], {
       timeoutMs: 60_000,
+      env: env(),
       onSpawn: (child) => {
         const poll = setInterval(() => {
-          void sizeOf(partial).then((n) => {
-            if (n >= HALF) {
+          void progressOf(out, big.digest).then((p) => {
+            if (p && p.bytes >= HALF) {
               clearInterval(poll);
               child.kill('SIGKILL');
             }
@@ -133,19 +148,20 @@ async function killedExport(cache: string, out: string): Promise<void> {
   } finally {
     delete proxy.stall;
   }
-  expect(await sizeOf(partial)).toBe(HALF);
+  const p = await progressOf(out, big.digest);
+  expect(p?.bytes).toBe(HALF);
   expect(existsSync(out)).toBe(false);
+  return p!;
 }
 
-describe('export resumes a cut-off blob from the cache', () => {
+describe('export resumes a cut-off blob from its bundle\'s work file', () => {
   it('continues with a Range request after SIGKILL, fetching only the rest, and the bundle verifies', async () => {
-    const cache = join(tmp.path, 'cache-1');
     const out = join(tmp.path, 'resumed.tar');
-    await killedExport(cache, out);
+    await killedExport(out);
     expect(proxy.blobGets(big.digest)).toHaveLength(1);
 
     const before = proxy.seen.length;
-    const r = await ferryOk(['export', ref, '-o', out, '--cache', cache, '--plain-http', proxy.host, '--json']);
+    const r = await ferryOk(['export', ref, '-o', out, '--plain-http', proxy.host, '--json'], { env: env() });
     const second = proxy.seen.slice(before);
     const gets = second.filter((s) => s.method === 'GET' && s.path.endsWith(`/blobs/${big.digest}`));
     expect(gets).toHaveLength(1);
@@ -159,21 +175,21 @@ describe('export resumes a cut-off blob from the cache', () => {
     expect(result.fetchedBytes).toBeLessThan(big.size - HALF + 64 * 1024);
     expect(result.fetchedBytes).toBeGreaterThanOrEqual(big.size - HALF);
 
-    // The partial file served its purpose; the blob is in the cache under its digest.
-    expect(await readdir(join(cache, 'partial'))).toEqual([]);
-    expect(await sizeOf(join(cache, 'blobs', 'sha256', big.digest.slice(7)))).toBe(big.size);
+    // The work file became the bundle; nothing is left beside it, and no cache was written.
+    expect(await workFileOf(out)).toBeUndefined();
+    expect((await readdir(tmp.path)).filter((n) => n.includes('.journal') || n.startsWith('.ferry-tmp-'))).toEqual([]);
+    expect(existsSync(join(tmp.path, 'xdg-cache', 'ferry'))).toBe(false);
     const v = jsonOf<{ blobs: number; bytes: number }>(await ferryOk(['verify', out, '--json']));
     expect(v.bytes).toBeGreaterThanOrEqual(big.size);
   }, 120_000);
 
   it('starts over when the registry ignores Range (200), and the bundle still verifies', async () => {
-    const cache = join(tmp.path, 'cache-2');
     const out = join(tmp.path, 'restarted.tar');
-    await killedExport(cache, out);
+    await killedExport(out);
     proxy.ignoreRange = true;
     try {
       const before = proxy.seen.length;
-      await ferryOk(['export', ref, '-o', out, '--cache', cache, '--plain-http', proxy.host, '-q']);
+      await ferryOk(['export', ref, '-o', out, '--plain-http', proxy.host, '-q'], { env: env() });
       const gets = proxy.seen.slice(before).filter((s) => s.method === 'GET' && s.path.endsWith(`/blobs/${big.digest}`));
       expect(gets).toHaveLength(1);
       expect(gets[0]!.range).toBe(`bytes=${HALF}-`);
@@ -183,21 +199,23 @@ describe('export resumes a cut-off blob from the cache', () => {
       proxy.ignoreRange = false;
     }
     await ferryOk(['verify', out, '-q']);
-    expect(await readdir(join(cache, 'partial'))).toEqual([]);
+    expect(await workFileOf(out)).toBeUndefined();
   }, 120_000);
 
-  it('drops a partial file whose bytes are wrong and fetches the blob whole', async () => {
-    const cache = join(tmp.path, 'cache-3');
+  it('drops a prefix whose bytes are wrong and fetches the blob whole', async () => {
     const out = join(tmp.path, 'repaired.tar');
-    await mkdir(join(cache, 'partial'), { recursive: true });
-    await writeFile(partialOf(cache, big.digest), Buffer.alloc(1000, 0x41));
+    const p = await killedExport(out);
+    // The bytes the journal vouches for are altered on disk (a damaged disk, another program).
+    const fh = await open((await workFileOf(out))!, 'r+');
+    await fh.write(Buffer.alloc(1000, 0x41), 0, 1000, p.offset);
+    await fh.close();
     const before = proxy.seen.length;
-    await ferryOk(['export', ref, '-o', out, '--cache', cache, '--plain-http', proxy.host, '-q']);
+    await ferryOk(['export', ref, '-o', out, '--plain-http', proxy.host, '-q'], { env: env() });
     const gets = proxy.seen.slice(before).filter((s) => s.method === 'GET' && s.path.endsWith(`/blobs/${big.digest}`));
     // First the resume (verification fails: the prefix is garbage), then the engine's retry from byte 0.
-    expect(gets.map((g) => g.range)).toEqual(['bytes=1000-', undefined]);
+    expect(gets.map((g) => g.range)).toEqual([`bytes=${HALF}-`, undefined]);
     expect(gets[1]!.bytes).toBe(big.size);
     await ferryOk(['verify', out, '-q']);
-    expect(await readdir(join(cache, 'partial'))).toEqual([]);
+    expect(await workFileOf(out)).toBeUndefined();
   }, 120_000);
 });

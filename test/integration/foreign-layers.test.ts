@@ -23,6 +23,7 @@ import { skopeoInspectDigest, skopeoOk } from '../support/skopeo.js';
 import { makeTempDir, type TempDir } from '../support/tmp.js';
 import { validateRegistryImage } from '../support/validate.js';
 import { ferryOk, jsonOf, readBundleTar } from './cli-fixture.js';
+import { readMetadata } from '../support/bundle-metadata.js';
 
 const FOREIGN = { docker: 'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip', oci: 'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip' } as const;
 const ALLOW = ['^http://127\\.0\\.0\\.1:'];
@@ -129,7 +130,7 @@ interface Meta {
   totals: { storedBytes: number; referencedBytes: number };
   bundleId: string;
 }
-const metaOf = async (file: string) => JSON.parse(await readFile(`${file}.ferry.json`, 'utf8')) as Meta;
+const metaOf = async (file: string) => readMetadata(`${file}.ferry.json`);
 
 describe('foreign (non-distributable) layers', () => {
   let bundle: string;
@@ -146,7 +147,7 @@ describe('foreign (non-distributable) layers', () => {
     expect(r.stdout).not.toContain('SECRET-TOKEN');
     expect(served).toBe(0);
     const meta = await metaOf(bundle);
-    expect(describeErrors(schemaErrors(BUNDLE_METADATA_ID, meta))).toBe('');
+    expect(describeErrors(schemaErrors(BUNDLE_METADATA_ID, JSON.parse(await readFile(`${bundle}.ferry.json`, 'utf8'))))).toBe('');
     expect(meta.foreignBlobs).toEqual(images.map((i) => ({ digest: i.foreign.digest, size: i.foreign.size, mediaType: i.bytes.includes('docker.distribution') ? FOREIGN.docker : FOREIGN.oci, kind: 'layer' })));
     expect(meta.blobs.map((b) => b.digest)).not.toContain(images[0]!.foreign.digest);
     // Referenced (the image's size), not stored.

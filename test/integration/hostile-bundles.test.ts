@@ -10,7 +10,8 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_STATUS } from '../../src/errors.js';
-import { canonicalJson } from '../../src/transports/bundle/metadata.js';
+import { jsonHeapEstimate } from '../../src/input-limits.js';
+import { canonicalJson, METADATA_MAX_BYTES, METADATA_PARSE_BUDGET_BYTES } from '../../src/transports/bundle/metadata.js';
 import { makeTempDir, type TempDir } from '../support/tmp.js';
 import { readTar, smallCorpus, type TarEntry, writeBundle, writeTar } from '../unit/bundle/fixture.js';
 import { diffMaps, RSS_CEILING_KIB, runTimed, scanTarget, snapshotTree, type TimedResult } from './hostile-fixture.js';
@@ -37,7 +38,8 @@ beforeAll(async () => {
   tmp = makeTempDir('ferry-hostile-bundle-');
   const corpus = await smallCorpus(0x5eed);
   const output = join(tmp.path, 'good.tar');
-  await writeBundle(corpus.entries, { output, storeDir: join(tmp.path, 'store') });
+  // The cases edit ferry.json as version 1 JSON: a bundle of the format earlier ferry wrote is checked as strictly.
+  await writeBundle(corpus.entries, { output, storeDir: join(tmp.path, 'store'), formatVersion: 1 });
   const { readFile } = await import('node:fs/promises');
   good = await readFile(output);
   entries = await readTar(good);
@@ -325,21 +327,30 @@ describe('ferry import refuses hostile bundles, writing nothing outside the targ
     expectRefused(await importBoth(await writeTar(plain(replaceTopManifest(digest, fat))), { layoutOnly: true }), ['E_BUNDLE_INVALID', 'E_MANIFEST_INVALID'], sha(fat));
   });
 
-  it('a ferry.json just under the 8 MiB cap, a huge unknown array: accepted, memory bounded; just over: refused before parsing', async () => {
-    const withPadding = (elements: number) => {
+  it('a ferry.json just within the parse budget (a huge unknown array): accepted, memory bounded; over the budget or over the byte cap: refused before parsing', async () => {
+    const withPadding = (padding: string) => {
       const m = clone(meta) as Meta & { padding?: string };
       m.padding = 'PAD';
-      return JSON.stringify(fixIdAndTotals(m)).replace('"PAD"', `[${'0,'.repeat(elements - 1)}0]`);
+      return JSON.stringify(fixIdAndTotals(m)).replace('"PAD"', padding);
     };
-    const under = withPadding(4 * 1024 * 1024 - 64 * 1024);
-    expect(under.length).toBeGreaterThan(7 * 1024 * 1024);
-    expect(under.length).toBeLessThanOrEqual(8 * 1024 * 1024);
+    const zeros = (n: number) => `[${'0,'.repeat(n - 1)}0]`;
+    const cost = (text: string) => jsonHeapEstimate(Buffer.from(text));
+    // Numbers are what JSON.parse is costliest for per byte: as many as the budget allows, and some more.
+    const perZero = (cost(withPadding(zeros(1_000_001))) - cost(withPadding(zeros(1)))) / 1_000_000;
+    const fits = Math.floor((METADATA_PARSE_BUDGET_BYTES - cost(withPadding(zeros(1)))) / perZero) - 1024;
+    const under = withPadding(zeros(fits));
+    expect(cost(under)).toBeLessThanOrEqual(METADATA_PARSE_BUDGET_BYTES);
+    expect(under.length).toBeGreaterThan(4 * 1024 * 1024);
     const o = await importBoth(await writeTar(plain([metaEntry(under), ...entries.slice(1)])), { landed: true, rssKiB: 300 * 1024, layoutOnly: true });
     expect(o.layout.code, o.layout.stderr).toBe(0);
 
-    const over = withPadding(4 * 1024 * 1024 + 64 * 1024);
-    expect(over.length).toBeGreaterThan(8 * 1024 * 1024);
-    expectRefused(await importBoth(await writeTar(plain([metaEntry(over), ...entries.slice(1)])), { layoutOnly: true }), ['E_BUNDLE_INVALID'], 'ferry.json');
+    const costly = withPadding(zeros(fits + 64 * 1024));
+    expect(costly.length).toBeLessThan(METADATA_MAX_BYTES);
+    expectRefused(await importBoth(await writeTar(plain([metaEntry(costly), ...entries.slice(1)])), { layoutOnly: true }), ['E_BUNDLE_INVALID'], 'ferry.json', 'memory to parse');
+
+    // Cheap to parse (one long string) but over the byte cap.
+    const big = withPadding(`"${'x'.repeat(METADATA_MAX_BYTES)}"`);
+    expectRefused(await importBoth(await writeTar(plain([metaEntry(big), ...entries.slice(1)])), { layoutOnly: true }), ['E_BUNDLE_INVALID'], 'ferry.json', `${METADATA_MAX_BYTES} allowed`);
   });
 
   it('a 60 MiB index.json (a valid OCI index with a huge unknown field): refused on its header, memory flat. Was accepted at ~950 MiB RSS', async () => {

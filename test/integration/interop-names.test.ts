@@ -25,6 +25,7 @@ import { makeTempDir, type TempDir } from '../support/tmp.js';
 import { umoci, umociStat } from '../support/umoci.js';
 import { validateDirImage, validateRegistryImage } from '../support/validate.js';
 import { type CliEnv, ferryOk, jsonOf, readBundleTar, startCliEnv } from './cli-fixture.js';
+import { metadataOf, readMetadata } from '../support/bundle-metadata.js';
 
 interface Expected {
   /** The name the bundle must record (spec/bundle.md §3.2). */
@@ -189,7 +190,7 @@ describe('export --from what other tools write', () => {
       matrix.set(`${p.label}|ferry export --from`, r.code === 0 ? 'pass' : `exit ${r.code}`);
       if (r.code !== 0) { matrix.set(`${p.label}|ferry export --from`, `exit ${r.code} ${(JSON.parse(r.stdout) as {error:{code:string}}).error.code}`); continue; }
       bundles.set(p.label, out);
-      const meta = JSON.parse((await readBundleTar(out)).find((e) => e.name === 'ferry.json')!.body!.toString('utf8')) as { images: BundleImage[] };
+      const meta = metadataOf((await readBundleTar(out)).find((e) => e.name === 'ferry.json')!.body!);
       const got = meta.images.map((i) => ({ repository: i.repository, ...(i.tag !== undefined ? { tag: i.tag } : {}), digest: i.digest, mediaType: i.mediaType }));
       const want = p.images.map((x) => ({ repository: x.repository, ...(x.tag !== undefined ? { tag: x.tag } : {}), digest: x.digest, mediaType: x.mediaType }));
       const key = (x: { repository: string; tag?: string }) => `${x.repository}:${x.tag ?? ''}`;
@@ -322,7 +323,7 @@ describe('--registry-name', () => {
     // Without it, both are recorded as they are; with it and no clash, only the bare name gets the host.
     const plain = jsonOf<{ bundleId: string }>(await ferryOk(['export', '--from', `oci:${dir}`, '-o', out, '--cache', cache, '--json']));
     expect(plain.bundleId).toMatch(/^sha256:/);
-    const names = async (file: string) => (JSON.parse(await readFile(`${file}.ferry.json`, 'utf8')) as { images: { origin: string; repository: string }[] }).images.map((i) => [i.repository, i.origin]);
+    const names = async (file: string) => (await readMetadata(`${file}.ferry.json`)).images.map((i) => [i.repository, i.origin]);
     expect(await names(out)).toEqual([['python', 'python:1'], ['registry.corp.local/python', 'registry.corp.local/python:1']]);
     index.manifests[1]!.annotations['org.opencontainers.image.ref.name'] = 'quay.io/x/python:1';
     await writeFile(join(dir, 'index.json'), JSON.stringify(index));
@@ -391,7 +392,7 @@ describe('--convert-oci: Docker schema 2 images for OCI-only readers', () => {
     const result = jsonOf<{ converted: { origin: string; from: string; to: string }[] }>(r);
     expect(describeErrors(schemaErrors(cliSchemaRef('exportResult'), result))).toBe('');
     expect(result.converted.map((c) => [c.origin, c.from])).toEqual([[refOf(x), x.digest]]);
-    const meta = JSON.parse((await readBundleTar(out)).find((e) => e.name === 'ferry.json')!.body!.toString('utf8')) as { images: (BundleImage & { sourceDigest?: string })[] };
+    const meta = metadataOf((await readBundleTar(out)).find((e) => e.name === 'ferry.json')!.body!);
     const stored = meta.images.find((i) => i.repository === x.repository)!;
     expect(stored).toMatchObject({ digest: result.converted[0]!.to, mediaType: OCI_TYPES[0], sourceDigest: x.digest });
     // The OCI image of the same bundle is untouched.

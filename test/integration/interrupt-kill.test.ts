@@ -32,11 +32,12 @@ let n = 0;
 const dir = (name: string) => join(tmp.path, `${String(++n).padStart(3, '0')}-${name}`);
 
 /** Runs ferry and sends `signal` after `delayMs` (unless it has finished). */
-function killedAt(args: string[], signal: NodeJS.Signals, delayMs: number): Promise<TimedResult & { sent: boolean }> {
+function killedAt(args: string[], signal: NodeJS.Signals, delayMs: number, env?: Record<string, string>): Promise<TimedResult & { sent: boolean }> {
   let sent = false;
   return runTimed(args, {
     direct: true,
     timeoutMs: 60_000,
+    ...(env ? { env } : {}),
     onSpawn: (child: ChildProcess) => {
       const t = setTimeout(() => { sent = child.kill(signal); }, delayMs);
       child.on('exit', () => clearTimeout(t));
@@ -44,18 +45,18 @@ function killedAt(args: string[], signal: NodeJS.Signals, delayMs: number): Prom
   }).then((r) => ({ ...r, sent }));
 }
 
-async function timed(args: string[]): Promise<number> {
+async function timed(args: string[], env?: Record<string, string>): Promise<number> {
   const t0 = Date.now();
-  const r = await runTimed(args, { direct: true, timeoutMs: 90_000 });
+  const r = await runTimed(args, { direct: true, timeoutMs: 90_000, ...(env ? { env } : {}) });
   if (r.code !== 0) throw new Error(`ferry ${args.join(' ')} exited ${r.code}:\n${r.stderr}`);
   return Date.now() - t0;
 }
 
-async function temps(root: string): Promise<string[]> {
+async function temps(root: string, prefix = '.ferry-tmp-'): Promise<string[]> {
   const found: string[] = [];
   const walk = async (d: string): Promise<void> => {
     for (const e of await readdir(d, { withFileTypes: true }).catch(() => [])) {
-      if (e.name.startsWith('.ferry-tmp-')) found.push(join(d, e.name));
+      if (e.name.startsWith(prefix)) found.push(join(d, e.name));
       if (e.isDirectory()) await walk(join(d, e.name));
     }
   };
@@ -99,7 +100,7 @@ beforeAll(async () => {
     ...(await Promise.all([0, 1, 2].map(async (i) => ({ repo: `big/img${i}`, ref: '1', digest: (await validateRegistryImage(reg.url, `big/img${i}`, '1')).digest })))),
   ];
   refBundle = join(tmp.path, 'reference.tar');
-  durations.export = await timed(exportArgs(refBundle, join(tmp.path, 'ref-cache')));
+  durations.export = await timed(exportArgs(refBundle), exportEnv());
   refDigest = await sha256File(refBundle);
 }, 180_000);
 
@@ -108,15 +109,24 @@ afterAll(async () => {
   await tmp?.cleanup();
 });
 
-function exportArgs(out: string, cache: string): string[] {
-  return ['export', '-f', listFile, '-o', out, '--compression', 'none', '--cache', cache, '--plain-http', reg.host, '--no-referrers', '--quiet', '--jobs', '4'];
+/**
+ * No cache: what a killed export leaves is its bundle's work file and journal, and the
+ * rerun continues into it. The cache folder is an empty one of the test's (never the
+ * tester's ~/.cache/ferry).
+ */
+function exportArgs(out: string): string[] {
+  return ['export', '-f', listFile, '-o', out, '--compression', 'none', '--plain-http', reg.host, '--no-referrers', '--quiet', '--jobs', '4'];
+}
+
+function exportEnv(): Record<string, string> {
+  return { XDG_CACHE_HOME: join(tmp.path, 'xdg-cache'), FERRY_CACHE: '' };
 }
 
 describe('interrupting ferry at many points, then rerunning, gives the uninterrupted result', () => {
   it('export: the bundle is never at its final name unless complete; graceful stops leave no temp files; the rerun is byte-identical', async () => {
     // Same content, same bytes: a second uninterrupted export is the yardstick.
     const again = join(tmp.path, 'again.tar');
-    await timed(exportArgs(again, join(tmp.path, 'again-cache')));
+    await timed(exportArgs(again), exportEnv());
     expect(await sha256File(again)).toBe(refDigest);
     const seen: string[] = [];
     for (const [k, delay] of killPoints(durations.export!).entries()) {
@@ -124,16 +134,16 @@ describe('interrupting ferry at many points, then rerunning, gives the uninterru
       const work = dir(`export-${k}`);
       await (await import('node:fs/promises')).mkdir(work);
       const out = join(work, 'release.tar');
-      const cache = join(work, 'cache');
-      const r = await killedAt(exportArgs(out, cache), signal, delay);
+      const r = await killedAt(exportArgs(out), signal, delay, exportEnv());
       const how = checkStop(r, signal, `export killed by ${signal} at ${delay} ms`);
-      seen.push(`${signal}@${delay}ms: ${how}`);
+      seen.push(`${signal}@${delay}ms: ${how}${how !== 'finished' && (await temps(work, '.ferry-resume-')).length > 0 ? ' (work file left to continue)' : ''}`);
       if (existsSync(out)) expect(await sha256File(out), `a partial bundle at the final name after ${signal}@${delay}`).toBe(refDigest);
       if (how === 'graceful') expect(await temps(work), `temp files after ${signal}`).toEqual([]);
-      const rerun = await runTimed(exportArgs(out, cache), { direct: true, timeoutMs: 90_000 });
+      const rerun = await runTimed(exportArgs(out), { direct: true, timeoutMs: 90_000, env: exportEnv() });
       expect(rerun.code, rerun.stderr).toBe(0);
       expect(await sha256File(out), `rerun after ${signal}@${delay}`).toBe(refDigest);
-      expect((await temps(work)).filter((t) => !t.includes('/cache/')), 'the rerun left temp files beside the bundle').toEqual([]);
+      expect(await temps(work), 'the rerun left temp files beside the bundle').toEqual([]);
+      expect(await temps(work, '.ferry-resume-'), 'the rerun left the work file it continued').toEqual([]);
     }
     expect(seen.some((s) => !s.endsWith('finished')), seen.join(', ')).toBe(true);
   }, 240_000);
@@ -147,7 +157,7 @@ describe('interrupting ferry at many points, then rerunning, gives the uninterru
     const refTags = [...(await checkLayout(refLayout)).tags].sort();
     expect(refTags.length).toBe(expected.filter((x) => !x.ref.startsWith('sha256:')).length);
     const seen: string[] = [];
-    for (const [k, delay] of killPoints(durations.import!).entries()) {
+    for (const [k, delay] of killPoints(durations.import).entries()) {
       const signal = SIGNALS[(k + 1) % SIGNALS.length]!;
       const target = dir(`layout-${k}`);
       const r = await killedAt(importArgs(target), signal, delay);
@@ -178,7 +188,7 @@ describe('interrupting ferry at many points, then rerunning, gives the uninterru
       await first.stop();
     }
     const seen: string[] = [];
-    for (const [k, delay] of killPoints(durations.push!).entries()) {
+    for (const [k, delay] of killPoints(durations.push).entries()) {
       const signal = SIGNALS[(k + 2) % SIGNALS.length]!;
       const target = await startRegistry();
       try {

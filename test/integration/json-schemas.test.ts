@@ -16,6 +16,7 @@ import {
   BUNDLE_METADATA_ID, cliSchemaRef, type CliDocumentKind, describeErrors, INVENTORY_ID, readSchema, schemaErrors, SPEC_DIR,
 } from '../support/schemas.js';
 import { type CliEnv, ferryOk, flipByteInBlob, imagesList, jsonOf, startCliEnv, writeList } from './cli-fixture.js';
+import { readMetadata } from '../support/bundle-metadata.js';
 
 type Doc = Record<string, unknown>;
 interface SchemaNode { $ref?: string; required?: string[]; $defs?: Record<string, SchemaNode> }
@@ -103,7 +104,7 @@ describe('--json documents match spec/cli-output.schema.json', () => {
     expectSchema(BUNDLE_METADATA_ID, printed, metaRequired, 'inspect --metadata (delta)');
 
     // Room for the head and the largest layer, so the bundle takes several volumes.
-    const blobs = meta['blobs'] as { kind: string; size: number }[];
+    const blobs = (await readMetadata(`${full}.ferry.json`)).blobs;
     const split = blobs.filter((b) => b.kind !== 'layer').reduce((n, b) => n + b.size + 1024, 0) + 3 * (await stat(`${full}.ferry.json`)).size + 16 * 1024
       + Math.max(...blobs.filter((b) => b.kind === 'layer').map((b) => b.size)) + 1024;
     const dir = env.path('split');
@@ -150,7 +151,7 @@ describe('--json documents match spec/cli-output.schema.json', () => {
   it('verify of a damaged bundle: the error document, with the repair report named', async () => {
     const bad = env.path('bad.tar');
     await copyFile(full, bad);
-    const meta = JSON.parse(await readFile(`${full}.ferry.json`, 'utf8')) as { blobs: { digest: string; kind: string; size: number }[] };
+    const meta = await readMetadata(`${full}.ferry.json`);
     // The corpus's largest layer is the base every image but one shares: several images fail at once.
     const shared = meta.blobs.filter((b) => b.kind === 'layer').sort((x, y) => y.size - x.size)[0]!;
     await flipByteInBlob(bad, shared.digest);

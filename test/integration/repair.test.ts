@@ -12,6 +12,7 @@ import { BundleSource } from '../../src/transports/bundle/reader.js';
 import { runFerry } from '../support/cli.js';
 import { cliSchemaRef, describeErrors, schemaErrors } from '../support/schemas.js';
 import { skopeoInspectDigest, skopeoInspectRaw } from '../support/skopeo.js';
+import { readMetadata } from '../support/bundle-metadata.js';
 import {
   type CliEnv, expectationsOf, ferryOk, flipByteInBlob, imagesList, jsonOf, pushExtraImage, readBundleTar, serveAndCheck, sha256File, startCliEnv, writeList,
 } from './cli-fixture.js';
@@ -37,7 +38,7 @@ beforeAll(async () => {
   list = await writeList(env.path('images.list'), imagesList(env.corpus));
   whole = env.path('whole.tar');
   await ferryOk(['export', '-f', list, '-o', whole, '--cache', env.path('cache'), ...env.net, '-q']);
-  wholeMeta = JSON.parse(await readFile(`${whole}.ferry.json`, 'utf8')) as BundleMetadata;
+  wholeMeta = await readMetadata(`${whole}.ferry.json`);
   // Room for the head and the largest layer: several volumes, no layer cut.
   const head = wholeMeta.blobs.filter((b) => b.kind !== 'layer').reduce((n, b) => n + b.size + 1024, 0) + 3 * Buffer.byteLength(JSON.stringify(wholeMeta)) + 16 * 1024;
   const largest = Math.max(...wholeMeta.blobs.filter((b) => b.kind === 'layer').map((b) => b.size));
@@ -110,7 +111,7 @@ describe('repair instead of re-send', () => {
     expect(e.repair).toEqual({ bundleId: wholeMeta.bundleId, blobs: report.blobs.length });
     expect(describeErrors(schemaErrors(cliSchemaRef('exportResult'), e))).toBe('');
     expect(e.delta.bases).toEqual([{ bundleId: report.bundleId, metadataDigest: report.metadataDigest }]);
-    const repairMeta = JSON.parse(await readFile(`${repair}.ferry.json`, 'utf8')) as BundleMetadata;
+    const repairMeta = await readMetadata(`${repair}.ferry.json`);
     const storedConfigsAndLayers = repairMeta.blobs.filter((b) => b.kind === 'layer' || b.kind === 'config').map((b) => b.digest);
     expect(new Set(storedConfigsAndLayers)).toEqual(new Set(report.blobs.map((b) => b.digest)));
     const entries = (await readBundleTar(repair)).map((t) => t.name);

@@ -14,6 +14,7 @@ import { runFerry } from '../support/cli.js';
 import { blobsOf, makeImage, makeIndex, makeLayer, manifestsOf, Rng, type Artifact, type Layer } from '../support/images.js';
 import { makeTempDir, type TempDir } from '../support/tmp.js';
 import { jsonOf } from './cli-fixture.js';
+import { readMetadata } from '../support/bundle-metadata.js';
 
 const RUNS = process.env['FERRY_STRESS'] ? 40 : 5;
 const HOST = 'registry.example:5000';
@@ -113,7 +114,7 @@ describe('import --to KIND then export --from KIND gives the same bundle', () =>
       await writeLayout(source, images);
       const original = await exportFrom(`oci:${source}`);
       // The names are recorded as the layout wrote them: with the host, or without any.
-      const meta = JSON.parse(await readFile(`${original.file}.ferry.json`, 'utf8')) as { images: { repository: string; tag: string }[] };
+      const meta = await readMetadata(`${original.file}.ferry.json`);
       expect(meta.images.map((i) => `${i.repository}:${i.tag}`).sort()).toEqual(images.map((i) => i.ref).sort());
       for (const kind of KINDS) {
         const target = path(kind);

@@ -15,6 +15,7 @@ import type { Image, Index } from '../support/images.js';
 import { startRegistry, type RegistryHandle } from '../support/registry.js';
 import { skopeoInspectDigest, skopeoInspectRaw } from '../support/skopeo.js';
 import { type CliEnv, entry, type Expectation, ferryOk, jsonOf, readBundleTar, serveAndCheck, startCliEnv } from './cli-fixture.js';
+import { metadataOf } from '../support/bundle-metadata.js';
 
 interface ExportJson {
   images: number;
@@ -120,7 +121,7 @@ describe('export carries signatures, attestations and referrers', () => {
     expect(exported.images).toBe(3 + 4);
 
     const entries = await readBundleTar(bundle);
-    const meta = JSON.parse(entries.find((e) => e.name === 'ferry.json')!.body!.toString('utf8')) as { images: { repository: string; tag?: string; digest: string }[] };
+    const meta = metadataOf(entries.find((e) => e.name === 'ferry.json')!.body!);
     const tags = meta.images.map((i) => `${i.repository}:${i.tag ?? i.digest}`);
     expect(tags).toEqual(expect.arrayContaining([`${q('apps/web')}:${webSig.tag}`, `${q('apps/web')}:${webAtt.tag}`, `${q('apps/web')}:${cosignTag(web.digest, '')}`, `${q('multi/arch')}:${multiSig.tag}`]));
     // Every manifest and payload stored under its own digest: the entry hashes to its name.

@@ -48,7 +48,7 @@ export const exportCommand: CommandModule<GlobalFlags, Flags> = {
     .option('split', { type: 'string', requiresArg: true, describe: 'cut the bundle into volumes of at most this size (2GB = 2,000,000,000 bytes; 2G or 2GiB = 2×1024³), NAME.000.tar[.zst], … plus NAME.sha256' })
     .option('repair', { type: 'string', requiresArg: true, describe: 'a repair bundle: only the blobs this report of `ferry verify` lists, for the bundle it names (spec/repair.md)' })
     .option('skip-missing', { type: 'boolean', describe: 'leave out images the registry no longer has (manifest not found), list them as skipped with the reason, and export the rest; without it such an export fails naming them' })
-    .option('cache', { type: 'string', describe: 'blob cache directory (default: ~/.cache/ferry); reruns reuse it' })
+    .option('cache', { type: 'string', describe: 'keep every fetched blob in this cache directory for later exports (each byte is then written twice: bundle and cache; also FERRY_CACHE). Without it ~/.cache/ferry is only read. A killed export continues without it' })
     .option('cache-max', { type: 'string', requiresArg: true, describe: 'cap the blob cache at this size after the export, least recently used blobs first (50GB decimal, 50G or 50GiB binary; default 20GiB or FERRY_CACHE_MAX; 0 or unlimited: no cap)' })
     .example('$0 export -f images.list -o release-2.0.tar.zst', 'export every image of the list')
     .example('$0 export -f images.list --since release-1.0.tar.zst -o release-2.0-delta.tar.zst', 'a delta: only what release 1.0 lacks')
@@ -76,7 +76,7 @@ export const exportCommand: CommandModule<GlobalFlags, Flags> = {
         jobs: ctx.jobs, registry: ctx.registry, signal: ctx.signal, observer, stdout: ctx.io.stdout,
       });
       observer.done();
-      if (result.cache.error) ctx.out.warn(`the bundle is complete, but the cache ${result.cache.dir} was not trimmed: ${result.cache.error}`);
+      if (result.cache?.error) ctx.out.warn(`the bundle is complete, but the cache ${result.cache.dir} was not trimmed: ${result.cache.error}`);
       ctx.out.result({ ...result, sizes: sizes.report }, () => `${result.output}: ${result.images} images, ${result.blobs} blobs, ${formatBytes(result.storedBytes)} stored `
         + `(${formatBytes(result.referencedBytes)} referenced, ${formatBytes(result.fetchedBytes)} fetched) in ${result.seconds.toFixed(1)} s\nbundle id ${result.bundleId}`
         + (result.referrers && result.referrers.images.length > 0 ? `\nreferrers: ${result.referrers.images.reduce((n, g) => n + g.referrers.length, 0)} signatures, attestations, SBOMs and referrers of ${result.referrers.images.length} images carried` : '')
@@ -84,7 +84,7 @@ export const exportCommand: CommandModule<GlobalFlags, Flags> = {
         + (result.repair ? `\nrepair of bundle ${result.repair.bundleId}: ${result.repair.blobs} blobs carried; import it after the good volumes (or the damaged bundle)` : '')
         + (result.delta && !result.repair ? `\ndelta: ${result.delta.omittedBlobs} blobs (${formatBytes(result.delta.omittedBytes)}) left out, held by base ${result.delta.bases.map((b) => b.bundleId).join(', ')}` : '')
         + (result.skipped ? `\n${result.skipped.length} image${result.skipped.length === 1 ? '' : 's'} left out (--skip-missing), gone upstream:${result.skipped.map((m) => `\n  ${m.image}${m.where ? ` (${m.where})` : ''}: ${m.reason}`).join('')}` : '')
-        + (result.cache.error ? '' : `\n${cacheLine(result.cache)}`)
+        + (!result.cache || result.cache.error ? '' : `\n${cacheLine(result.cache)}`)
         + describeConversions(result.converted).map((l) => `\n${l}`).join('')
         + (result.foreign ? `\n${foreignLine(result.foreign)}` : ''));
     } finally {

@@ -22,7 +22,9 @@ export const inspectCommand: CommandModule<GlobalFlags, Flags> = {
     const ctx = await contextFrom(argv);
     const inspection = await inspectBundle(argv.bundle, { signal: ctx.signal, volumes: argv.volumes });
     if (argv.metadata) {
-      ctx.out.data(`${JSON.stringify(inspection.metadata, null, 2)}\n`);
+      // The stored encoding (version 2 is compact JSON on one line), as the bundle holds it.
+      const { serialiseMetadata } = await import('../../transports/bundle/metadata.js');
+      ctx.out.data(serialiseMetadata(inspection.metadata).toString('utf8'));
       return;
     }
     ctx.out.result(inspection.summary, () => renderInspection(inspection));

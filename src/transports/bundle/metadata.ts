@@ -1,8 +1,10 @@
+import { createHash, type Hash } from 'node:crypto';
 import { FerryError } from '../../errors.js';
-import { type Digest, parseDigest, sha256Digest } from '../../oci/digest.js';
-import { isValidQualifiedName, parseReference, validateTag } from '../../oci/reference.js';
+import { JSON_PARSE_BUDGET_BYTES, jsonHeapEstimate } from '../../input-limits.js';
+import { type Digest, parseDigest } from '../../oci/digest.js';
+import { parseReference, validateQualifiedName, validateTag } from '../../oci/reference.js';
 import { JSON_MAX_DEPTH, jsonDepth } from '../../oci/json-depth.js';
-import { FOREIGN_LAYER_MEDIA_TYPES } from '../../oci/media-types.js';
+import { FOREIGN_LAYER_MEDIA_TYPES, isIndexMediaType } from '../../oci/media-types.js';
 
 /**
  * `ferry.json`, the first entry of every bundle: what the bundle holds, so a
@@ -12,13 +14,22 @@ import { FOREIGN_LAYER_MEDIA_TYPES } from '../../oci/media-types.js';
  */
 
 export const BUNDLE_FORMAT = 'ferry-bundle';
-export const BUNDLE_FORMAT_VERSION = 1;
-/** The metadata is JSON parsed whole; this caps what a hostile bundle can make us allocate. */
 /**
- * JSON.parse needs ~18× a hostile document's size in memory: 8 MiB keeps that near 150 MiB,
- * and a 10,000-image bundle's metadata is a few MiB.
+ * The version this ferry writes (the compact encoding of spec/bundle.md §4.5);
+ * it reads every version up to it (version 1: the bundles earlier ferry wrote).
  */
-export const METADATA_MAX_BYTES = 8 * 1024 * 1024;
+export const BUNDLE_FORMAT_VERSION = 2;
+export type FormatVersion = 1 | 2;
+/**
+ * The metadata is JSON parsed whole. Two caps bound what a hostile bundle can make
+ * a reader allocate: its bytes, and what parsing them would take (JSON.parse needs
+ * many times a document's size for some shapes: input-limits.ts estimates it in one
+ * pass before parsing). A 20,000-image, 100,000-blob bundle's metadata is ~11 MB
+ * in version 2 and estimates at ~40 MiB; the caps allow half as much again above
+ * that, and keep a reader's parse under 200 MiB RSS.
+ */
+export const METADATA_MAX_BYTES = 32 * 1024 * 1024;
+export const METADATA_PARSE_BUDGET_BYTES = JSON_PARSE_BUDGET_BYTES;
 
 export type BlobKind = 'index' | 'manifest' | 'config' | 'layer';
 export const BLOB_KINDS: readonly BlobKind[] = ['index', 'manifest', 'config', 'layer'];
@@ -175,24 +186,13 @@ export function createdSeconds(created: string): number {
 }
 
 /**
- * Validates a bundle repository: `[<registry>/]<path>`. A first component that
- * looks like a host (contains `.` or `:`, or is `localhost`: docker's rule) is
- * the registry and must be a valid host[:port]; the path follows the
- * distribution grammar. A name without a registry (`python`, `team/app`) is an
- * image that came from a place without one (an OCI layout, a registry's
- * storage, a skopeo dir tree): it is kept as it is, never given `docker.io`.
- * `../../etc` fails here, before any name becomes a path.
+ * A bundle repository is `[<registry>/]<path>` (oci/reference.ts
+ * validateQualifiedName, the one name validator): a name without a registry
+ * (`python`, `team/app`) came from a place without one and is never given
+ * `docker.io`; `../../etc` fails here, before any name becomes a path. Kept
+ * under this name for the metadata's callers.
  */
-export function validateBundleName(name: unknown, where: string): string {
-  if (typeof name !== 'string' || !isValidQualifiedName(name)) {
-    const text = String(name).slice(0, 300);
-    throw new FerryError('E_NAME_UNSAFE', `${where}: ${JSON.stringify(text)} is not a repository name ([registry host[:port]/]path)`, {
-      hint: 'repository names are lowercase path components [a-z0-9] joined by "/" (".", "_", "__" or "-" inside a component), optionally after a registry host, e.g. docker.io/library/nginx, 127.0.0.1:5000/team/app or python; at most 255 characters',
-      details: { where, name: text },
-    });
-  }
-  return name;
-}
+export const validateBundleName: (name: unknown, where: string) => string = validateQualifiedName;
 
 /**
  * The canonical serialisation the bundle id hashes: JSON with object keys sorted
@@ -210,12 +210,60 @@ export function canonicalJson(value: unknown): string {
   return JSON.stringify(value);
 }
 
-/** sha256 of canonical({images, blobs, delta?, foreignBlobs?}) — content only, so time and tool version do not change it. */
+/**
+ * canonicalJson(value) fed into `hash` piece by piece: the same bytes without
+ * building one string of the whole document (a 100,000-blob list is tens of MB).
+ */
+function hashCanonical(value: unknown, hash: Hash): void {
+  if (Array.isArray(value)) {
+    hash.update('[');
+    value.forEach((v, i) => {
+      if (i > 0) hash.update(',');
+      if (v !== null && typeof v === 'object') hashCanonical(v, hash);
+      else hash.update(canonicalJson(v));
+    });
+    hash.update(']');
+    return;
+  }
+  if (value !== null && typeof value === 'object') {
+    const o = value as Record<string, unknown>;
+    const keys = Object.keys(o).filter((k) => o[k] !== undefined).sort(cmp);
+    // Small objects (a blob, an image) in one piece; large ones member by member.
+    if (keys.length <= 16 && keys.every((k) => !Array.isArray(o[k]) || (o[k] as unknown[]).length <= 16)) {
+      hash.update(canonicalJson(o));
+      return;
+    }
+    hash.update('{');
+    keys.forEach((k, i) => {
+      hash.update(`${i > 0 ? ',' : ''}${JSON.stringify(k)}:`);
+      hashCanonical(o[k], hash);
+    });
+    hash.update('}');
+    return;
+  }
+  hash.update(canonicalJson(value));
+}
+
+function canonicalDigest(body: Record<string, unknown>): Digest {
+  const hash = createHash('sha256');
+  hashCanonical(body, hash);
+  return `sha256:${hash.digest('hex')}` as Digest;
+}
+
+/** Version 1: sha256 of canonical({images, blobs, delta?, foreignBlobs?}) — content only, so time and tool version do not change it. */
 export function computeBundleId(images: unknown, blobs: unknown, delta: unknown, foreignBlobs?: unknown): Digest {
   const body: Record<string, unknown> = { images, blobs };
   if (delta !== undefined) body.delta = delta;
   if (foreignBlobs !== undefined) body.foreignBlobs = foreignBlobs;
-  return sha256Digest(canonicalJson(body));
+  return canonicalDigest(body);
+}
+
+/** Version 2: the same rule over the compact document's content members, the tables they index into included. */
+function computeBundleIdV2(doc: Record<string, unknown>): Digest {
+  const body: Record<string, unknown> = { mediaTypes: doc.mediaTypes, platforms: doc.platforms, images: doc.images, blobs: doc.blobs };
+  if (doc.delta !== undefined) body.delta = doc.delta;
+  if (doc.foreign !== undefined) body.foreign = doc.foreign;
+  return canonicalDigest(body);
 }
 
 export interface BuildMetadataInput {
@@ -228,6 +276,8 @@ export interface BuildMetadataInput {
   delta?: BundleDelta;
   /** Foreign layers not carried, in stored order (where they would stand among the layers). */
   foreignBlobs?: BundleBlob[];
+  /** Default BUNDLE_FORMAT_VERSION; 1 writes what earlier ferry wrote (tests of old bundles). */
+  formatVersion?: FormatVersion;
 }
 
 export function buildMetadata(input: BuildMetadataInput): BundleMetadata {
@@ -237,10 +287,11 @@ export function buildMetadata(input: BuildMetadataInput): BundleMetadata {
     ? { bases: input.delta.bases.map((b) => ({ bundleId: b.bundleId, metadataDigest: b.metadataDigest })), omittedBlobs: input.delta.omittedBlobs.map(normaliseBlob) }
     : undefined;
   const foreignBlobs = input.foreignBlobs?.length ? input.foreignBlobs.map(normaliseBlob) : undefined;
+  const formatVersion = input.formatVersion ?? BUNDLE_FORMAT_VERSION;
   const meta: BundleMetadata = {
     format: BUNDLE_FORMAT,
-    formatVersion: BUNDLE_FORMAT_VERSION,
-    bundleId: computeBundleId(images, blobs, delta, foreignBlobs),
+    formatVersion,
+    bundleId: '' as Digest,
     created: input.created,
     tool: { name: 'ferry', version: input.toolVersion },
     images,
@@ -254,6 +305,7 @@ export function buildMetadata(input: BuildMetadataInput): BundleMetadata {
   };
   if (delta) meta.delta = delta;
   if (foreignBlobs) meta.foreignBlobs = foreignBlobs;
+  meta.bundleId = formatVersion === 1 ? computeBundleId(images, blobs, delta, foreignBlobs) : computeBundleIdV2(encodeV2(meta));
   return meta;
 }
 
@@ -273,9 +325,162 @@ function normaliseBlob(b: BundleBlob): BundleBlob {
   return { digest: b.digest, size: b.size, mediaType: b.mediaType, kind: b.kind };
 }
 
-/** The bytes of ferry.json (inside the bundle and beside it). */
+/**
+ * The bytes of ferry.json (inside the bundle and beside it): version 1 as
+ * indented JSON, version 2 in its compact encoding on one line. Also takes a
+ * version 2 document as JSON.parse gave it (already encoded; written as it is,
+ * so a volume's metadata without its `volume` member gives back STEM.ferry.json).
+ */
 export function serialiseMetadata(meta: BundleMetadata): Buffer {
-  return Buffer.from(`${JSON.stringify(meta, null, 2)}\n`, 'utf8');
+  if (meta.formatVersion === 1) return Buffer.from(`${JSON.stringify(meta, null, 2)}\n`, 'utf8');
+  const doc = isEncodedV2(meta) ? meta : encodeV2(meta);
+  return Buffer.from(`${JSON.stringify(doc)}\n`, 'utf8');
+}
+
+/** A version 2 document in its encoded form (blobs as groups of tuples), rather than the parsed metadata. */
+function isEncodedV2(meta: unknown): boolean {
+  const blobs = (meta as { blobs?: unknown }).blobs;
+  return typeof blobs === 'object' && blobs !== null && !Array.isArray(blobs);
+}
+
+/**
+ * The sizes that decide whether a bundle's metadata can be read back: its
+ * serialised bytes and what parsing them would take. An export checks its own
+ * metadata with this before fetching any layer.
+ */
+export function metadataCost(bytes: Uint8Array): { bytes: number; parseBytes: number } {
+  return { bytes: bytes.length, parseBytes: jsonHeapEstimate(bytes) };
+}
+
+/** Why metadata of this cost is refused, or undefined when readers take it. */
+export function metadataOverLimit(cost: { bytes: number; parseBytes: number }): string | undefined {
+  if (cost.bytes > METADATA_MAX_BYTES) return `is ${cost.bytes} bytes, more than the ${METADATA_MAX_BYTES} allowed`;
+  if (cost.parseBytes > METADATA_PARSE_BUDGET_BYTES) return `would take about ${cost.parseBytes} bytes of memory to parse, more than the ${METADATA_PARSE_BUDGET_BYTES} allowed`;
+  return undefined;
+}
+
+// ---------------------------------------------------------------- version 2 (compact)
+
+/** A blob in version 2: [hex digest, size, index into mediaTypes]. */
+type BlobTuple = [string, number, number];
+
+interface EncodedImageV2 {
+  repository: string;
+  tag?: string;
+  /** Index into blobs.manifests. */
+  manifest: number;
+  /** Indexes into platforms. */
+  platforms: number[];
+  size: number;
+  /** Only when it differs from repository:tag (or repository@digest). */
+  origin?: string;
+  sourceDigest?: Digest;
+}
+
+/**
+ * The compact encoding (spec/bundle.md §4.5): media types and platforms
+ * interned in tables, blobs as tuples grouped by kind (their order is the stored
+ * order, their kind the group), an image's manifest by its place among the
+ * stored manifests (its media type is that blob's), an origin only when it is
+ * not the image's own name, a delta's omitted blobs as tuples, a volume's whole
+ * layers as one range.
+ */
+export function encodeV2(meta: BundleMetadata): Record<string, unknown> {
+  const mediaTypes: string[] = [];
+  const mtIndex = new Map<string, number>();
+  const mt = (t: string): number => {
+    let i = mtIndex.get(t);
+    if (i === undefined) {
+      i = mediaTypes.length;
+      mediaTypes.push(t);
+      mtIndex.set(t, i);
+    }
+    return i;
+  };
+  const tuple = (b: BundleBlob): BlobTuple => [b.digest.slice(7), b.size, mt(b.mediaType)];
+  const groups = { manifests: [] as BlobTuple[], configs: [] as BlobTuple[], layers: [] as BlobTuple[] };
+  const manifestIndex = new Map<string, number>();
+  const layerIndex = new Map<string, number>();
+  for (const b of meta.blobs) {
+    if (b.kind === 'index' || b.kind === 'manifest') {
+      if ((b.kind === 'index') !== isIndexMediaType(b.mediaType)) throw internal(`${b.digest} is stored as ${b.kind} with media type ${b.mediaType}`);
+      manifestIndex.set(b.digest, groups.manifests.length);
+      groups.manifests.push(tuple(b));
+    } else if (b.kind === 'config') {
+      groups.configs.push(tuple(b));
+    } else {
+      layerIndex.set(b.digest, groups.layers.length);
+      groups.layers.push(tuple(b));
+    }
+  }
+  const platforms: string[] = [];
+  const platformIndex = new Map<string, number>();
+  const images: EncodedImageV2[] = meta.images.map((img) => {
+    const at = manifestIndex.get(img.digest);
+    if (at === undefined) throw internal(`image ${imageRefName(img)}: its manifest ${img.digest} is not stored`);
+    const o: EncodedImageV2 = { repository: img.repository } as EncodedImageV2;
+    if (img.tag !== undefined) o.tag = img.tag;
+    o.manifest = at;
+    o.platforms = img.platforms.map((p) => {
+      let i = platformIndex.get(p);
+      if (i === undefined) {
+        i = platforms.length;
+        platforms.push(p);
+        platformIndex.set(p, i);
+      }
+      return i;
+    });
+    o.size = img.size;
+    if (img.origin !== imageRefName(img)) o.origin = img.origin;
+    if (img.sourceDigest !== undefined) o.sourceDigest = img.sourceDigest;
+    return o;
+  });
+  const doc: Record<string, unknown> = {
+    format: meta.format,
+    formatVersion: 2,
+    bundleId: meta.bundleId,
+    created: meta.created,
+    tool: meta.tool,
+    mediaTypes,
+    platforms,
+    images,
+    blobs: groups,
+    totals: meta.totals,
+  };
+  if (meta.delta) {
+    const omitted = { configs: [] as BlobTuple[], layers: [] as BlobTuple[] };
+    for (const b of meta.delta.omittedBlobs) {
+      if (b.kind === 'config') omitted.configs.push(tuple(b));
+      else if (b.kind === 'layer') omitted.layers.push(tuple(b));
+      else throw internal(`a delta omits ${b.kind} ${b.digest}`);
+    }
+    doc.delta = { bases: meta.delta.bases, omitted };
+  }
+  if (meta.foreignBlobs) doc.foreign = meta.foreignBlobs.map(tuple);
+  // Media types are interned as met above: every one is in the table before the content is hashed.
+  doc.mediaTypes = mediaTypes;
+  const partOf = (p: BundlePart): Record<string, unknown> => {
+    const layer = layerIndex.get(p.digest);
+    if (layer === undefined) throw internal(`a part of ${p.digest}, which is not a stored layer`);
+    return { layer, index: p.index, count: p.count, offset: p.offset, size: p.size, partDigest: p.partDigest };
+  };
+  if (meta.split) doc.split = { count: meta.split.count, parts: meta.split.parts.map((p) => ({ ...partOf(p), volume: p.volume })) };
+  if (meta.volume) {
+    const v = meta.volume;
+    const layers = v.blobs.filter((d) => layerIndex.has(d)).map((d) => layerIndex.get(d)!);
+    const first = layers[0] ?? 0;
+    if (layers.some((l, i) => l !== first + i) || v.blobs.length - layers.length !== groups.manifests.length + groups.configs.length) {
+      throw internal(`volume ${v.index + 1}: a version 2 volume holds every manifest and config and one run of whole layers`);
+    }
+    const vol: Record<string, unknown> = { index: v.index, count: v.count, bundleId: v.bundleId, layers: [first, first + layers.length] };
+    if (v.parts) vol.parts = v.parts.map(partOf);
+    doc.volume = vol;
+  }
+  return doc;
+}
+
+function internal(why: string): FerryError {
+  return new FerryError('E_INTERNAL', `bundle metadata: ${why}`);
 }
 
 // ---------------------------------------------------------------- parsing
@@ -326,7 +531,7 @@ function parseImage(v: unknown, where: string): BundleImage {
   parseReference(origin, `${where}.origin`);
   const img: BundleImage = {
     origin,
-    repository: validateBundleName(o.repository, `${where}.repository`),
+    repository: validateQualifiedName(o.repository, `${where}.repository`),
     digest: parseDigest(o.digest, `${where}.digest`),
     mediaType: str(o.mediaType, `${where}.mediaType`, 255),
     platforms: arr(o.platforms, `${where}.platforms`).map((p, i) => {
@@ -335,7 +540,7 @@ function parseImage(v: unknown, where: string): BundleImage {
     }),
     size: size(o.size, `${where}.size`),
   };
-  if (o.tag !== undefined) img.tag = validateTag(o.tag as string, `${where}.tag`);
+  if (o.tag !== undefined) img.tag = validateTag(o.tag, `${where}.tag`);
   if (o.sourceDigest !== undefined) img.sourceDigest = parseDigest(o.sourceDigest, `${where}.sourceDigest`);
   return img;
 }
@@ -349,7 +554,9 @@ function parseImage(v: unknown, where: string): BundleImage {
  */
 export function parseMetadata(bytes: Uint8Array, where: string): BundleMetadata {
   const w = `${where}: ferry.json`;
-  if (bytes.length > METADATA_MAX_BYTES) throw bad(w, `is ${bytes.length} bytes, more than the ${METADATA_MAX_BYTES} allowed`);
+  // Both caps before JSON.parse: what parsing a hostile document would allocate is known from one pass over it.
+  const over = metadataOverLimit({ bytes: bytes.length, parseBytes: bytes.length > METADATA_MAX_BYTES ? 0 : jsonHeapEstimate(bytes) });
+  if (over) throw bad(w, over);
   let doc: unknown;
   const text = Buffer.from(bytes).toString('utf8');
   try {
@@ -371,42 +578,132 @@ export function parseMetadata(bytes: Uint8Array, where: string): BundleMetadata 
   const created = str(o.created, `${w}.created`, 32);
   if (!CREATED_RE.test(created) || Number.isNaN(Date.parse(created))) throw bad(`${w}.created`, 'is not a UTC time like 2024-05-01T12:00:00Z');
   const tool = obj(o.tool, `${w}.tool`);
+  const head = {
+    format: BUNDLE_FORMAT,
+    formatVersion: o.formatVersion,
+    bundleId: parseDigest(o.bundleId, `${w}.bundleId`),
+    created,
+    tool: { name: str(tool.name, `${w}.tool.name`, 100), version: str(tool.version, `${w}.tool.version`, 100) },
+  } as const;
+  return o.formatVersion === 1 ? parseContentV1(o, head, w) : parseContentV2(o, head, w);
+}
+
+type MetadataHead = Pick<BundleMetadata, 'format' | 'formatVersion' | 'bundleId' | 'created' | 'tool'>;
+
+function parseBases(v: unknown, w: string): BundleBase[] {
+  return arr(v, w).map((x, i) => {
+    const b = obj(x, `${w}[${i}]`);
+    return { bundleId: parseDigest(b.bundleId, `${w}[${i}].bundleId`), metadataDigest: parseDigest(b.metadataDigest, `${w}[${i}].metadataDigest`) };
+  });
+}
+
+function checkForeign(b: BundleBlob, where: string): BundleBlob {
+  if (b.kind !== 'layer' || !FOREIGN_LAYER_MEDIA_TYPES.includes(b.mediaType)) throw bad(where, `${b.digest} is a ${b.kind} of type ${b.mediaType}: only foreign (non-distributable) layers may be left out as foreign`, { digest: b.digest });
+  return b;
+}
+
+/** Version 1: every blob an object, listed whole (what ferry wrote before the compact encoding). */
+function parseContentV1(o: Record<string, unknown>, head: MetadataHead, w: string): BundleMetadata {
   const images = arr(o.images, `${w}.images`).map((v, i) => parseImage(v, `${w}.images[${i}]`));
   const blobs = arr(o.blobs, `${w}.blobs`).map((v, i) => parseBlob(v, `${w}.blobs[${i}]`));
   let delta: BundleDelta | undefined;
   if (o.delta !== undefined) {
     const d = obj(o.delta, `${w}.delta`);
     delta = {
-      bases: arr(d.bases, `${w}.delta.bases`).map((v, i) => {
-        const b = obj(v, `${w}.delta.bases[${i}]`);
-        return { bundleId: parseDigest(b.bundleId, `${w}.delta.bases[${i}].bundleId`), metadataDigest: parseDigest(b.metadataDigest, `${w}.delta.bases[${i}].metadataDigest`) };
-      }),
+      bases: parseBases(d.bases, `${w}.delta.bases`),
       omittedBlobs: arr(d.omittedBlobs, `${w}.delta.omittedBlobs`).map((v, i) => parseBlob(v, `${w}.delta.omittedBlobs[${i}]`)),
     };
   }
-  const meta: BundleMetadata = {
-    format: BUNDLE_FORMAT,
-    formatVersion: o.formatVersion,
-    bundleId: parseDigest(o.bundleId, `${w}.bundleId`),
-    created,
-    tool: { name: str(tool.name, `${w}.tool.name`, 100), version: str(tool.version, `${w}.tool.version`, 100) },
-    images,
-    blobs,
-    totals: { images: 0, blobs: 0, storedBytes: 0, referencedBytes: 0 },
-  };
+  const meta: BundleMetadata = { ...head, images, blobs, totals: { images: 0, blobs: 0, storedBytes: 0, referencedBytes: 0 } };
   if (delta) meta.delta = delta;
   if (o.foreignBlobs !== undefined) {
-    meta.foreignBlobs = arr(o.foreignBlobs, `${w}.foreignBlobs`).map((v, i) => {
-      const b = parseBlob(v, `${w}.foreignBlobs[${i}]`);
-      if (b.kind !== 'layer' || !FOREIGN_LAYER_MEDIA_TYPES.includes(b.mediaType)) throw bad(`${w}.foreignBlobs[${i}]`, `${b.digest} is a ${b.kind} of type ${b.mediaType}: only foreign (non-distributable) layers may be left out as foreign`, { digest: b.digest });
-      return b;
-    });
+    meta.foreignBlobs = arr(o.foreignBlobs, `${w}.foreignBlobs`).map((v, i) => checkForeign(parseBlob(v, `${w}.foreignBlobs[${i}]`), `${w}.foreignBlobs[${i}]`));
   }
   checkConsistency(meta, obj(o.totals, `${w}.totals`), w);
   const id = computeBundleId(o.images, o.blobs, o.delta, o.foreignBlobs);
   if (id !== meta.bundleId) throw bad(`${w}.bundleId`, `is ${meta.bundleId} but the content hashes to ${id}`, { expected: meta.bundleId, actual: id });
   if (o.split !== undefined) meta.split = parseSplit(o.split, meta, `${w}.split`);
   if (o.volume !== undefined) meta.volume = parseVolume(o.volume, meta, `${w}.volume`);
+  if (meta.volume && meta.split) checkVolumeAgainstSplit(meta.volume, meta.split, w);
+  return meta;
+}
+
+const HEX_RE = /^[a-f0-9]{64}$/;
+
+/** Version 2 (spec/bundle.md §4.5): decoded into the same metadata as version 1, then checked by the same rules. */
+function parseContentV2(o: Record<string, unknown>, head: MetadataHead, w: string): BundleMetadata {
+  const mediaTypes = arr(o.mediaTypes, `${w}.mediaTypes`).map((v, i) => str(v, `${w}.mediaTypes[${i}]`, 255));
+  const platforms = arr(o.platforms, `${w}.platforms`).map((p, i) => {
+    if (typeof p !== 'string' || !PLATFORM_RE.test(p)) throw bad(`${w}.platforms[${i}]`, 'is not os/architecture[/variant]');
+    return p;
+  });
+  const index = (v: unknown, length: number, where: string): number => {
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0 || v >= length) throw bad(where, `is not an index below ${length}`);
+    return v;
+  };
+  const blob = (v: unknown, kind: BlobKind | 'manifests', where: string): BundleBlob => {
+    const t = arr(v, where);
+    if (t.length !== 3) throw bad(where, 'is not [hex digest, size, media type index]');
+    if (typeof t[0] !== 'string' || !HEX_RE.test(t[0])) throw bad(`${where}[0]`, 'is not 64 lowercase hex characters (a sha256 digest)');
+    const mediaType = mediaTypes[index(t[2], mediaTypes.length, `${where}[2]`)]!;
+    return { digest: `sha256:${t[0]}` as Digest, size: size(t[1], `${where}[1]`), mediaType, kind: kind === 'manifests' ? (isIndexMediaType(mediaType) ? 'index' : 'manifest') : kind };
+  };
+  const group = (v: unknown, kind: BlobKind | 'manifests', where: string): BundleBlob[] => arr(v, where).map((x, i) => blob(x, kind, `${where}[${i}]`));
+  const g = obj(o.blobs, `${w}.blobs`);
+  const manifests = group(g.manifests, 'manifests', `${w}.blobs.manifests`);
+  const configs = group(g.configs, 'config', `${w}.blobs.configs`);
+  const layers = group(g.layers, 'layer', `${w}.blobs.layers`);
+  const images = arr(o.images, `${w}.images`).map((v, i): BundleImage => {
+    const where = `${w}.images[${i}]`;
+    const x = obj(v, where);
+    const top = manifests[index(x.manifest, manifests.length, `${where}.manifest`)]!;
+    const img: BundleImage = {
+      origin: '',
+      repository: validateQualifiedName(x.repository, `${where}.repository`),
+      digest: top.digest,
+      mediaType: top.mediaType,
+      platforms: arr(x.platforms, `${where}.platforms`).map((p, k) => platforms[index(p, platforms.length, `${where}.platforms[${k}]`)]!),
+      size: size(x.size, `${where}.size`),
+    };
+    if (x.tag !== undefined) img.tag = validateTag(x.tag, `${where}.tag`);
+    img.origin = x.origin === undefined ? imageRefName(img) : str(x.origin, `${where}.origin`, 1024);
+    // An origin that does not parse as a reference could be a URL carrying credentials: refuse it.
+    parseReference(img.origin, `${where}.origin`);
+    if (x.sourceDigest !== undefined) img.sourceDigest = parseDigest(x.sourceDigest, `${where}.sourceDigest`);
+    return img;
+  });
+  const meta: BundleMetadata = { ...head, images, blobs: [...manifests, ...configs, ...layers], totals: { images: 0, blobs: 0, storedBytes: 0, referencedBytes: 0 } };
+  if (o.delta !== undefined) {
+    const d = obj(o.delta, `${w}.delta`);
+    const om = obj(d.omitted, `${w}.delta.omitted`);
+    meta.delta = {
+      bases: parseBases(d.bases, `${w}.delta.bases`),
+      omittedBlobs: [...group(om.configs, 'config', `${w}.delta.omitted.configs`), ...group(om.layers, 'layer', `${w}.delta.omitted.layers`)],
+    };
+  }
+  if (o.foreign !== undefined) meta.foreignBlobs = group(o.foreign, 'layer', `${w}.foreign`).map((b, i) => checkForeign(b, `${w}.foreign[${i}]`));
+  checkConsistency(meta, obj(o.totals, `${w}.totals`), w);
+  const id = computeBundleIdV2(o);
+  if (id !== meta.bundleId) throw bad(`${w}.bundleId`, `is ${meta.bundleId} but the content hashes to ${id}`, { expected: meta.bundleId, actual: id });
+  // The cut and the volume name layers by their place among the stored layers: read as version 1 records.
+  const layerPart = (p: unknown, where: string): Record<string, unknown> => {
+    const x = obj(p, where);
+    return { ...x, digest: layers[index(x.layer, layers.length, `${where}.layer`)]!.digest };
+  };
+  if (o.split !== undefined) {
+    const sp = obj(o.split, `${w}.split`);
+    meta.split = parseSplit({ ...sp, parts: arr(sp.parts, `${w}.split.parts`).map((p, i) => layerPart(p, `${w}.split.parts[${i}]`)) }, meta, `${w}.split`);
+  }
+  if (o.volume !== undefined) {
+    const v = obj(o.volume, `${w}.volume`);
+    const range = arr(v.layers, `${w}.volume.layers`);
+    const from = range.length === 2 ? index(range[0], layers.length + 1, `${w}.volume.layers[0]`) : -1;
+    const to = range.length === 2 ? index(range[1], layers.length + 1, `${w}.volume.layers[1]`) : -1;
+    if (from < 0 || to < from) throw bad(`${w}.volume.layers`, 'is not [first, end) of a run of stored layers');
+    const blobs = [...manifests, ...configs, ...layers.slice(from, to)].map((b) => b.digest);
+    const parts = v.parts === undefined ? undefined : arr(v.parts, `${w}.volume.parts`).map((p, i) => layerPart(p, `${w}.volume.parts[${i}]`));
+    meta.volume = parseVolume({ ...v, blobs, ...(parts ? { parts } : {}) }, meta, `${w}.volume`);
+  }
   if (meta.volume && meta.split) checkVolumeAgainstSplit(meta.volume, meta.split, w);
   return meta;
 }

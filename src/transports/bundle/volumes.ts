@@ -1,11 +1,9 @@
 import { createHash } from 'node:crypto';
-import { basename, dirname, join } from 'node:path';
-import { Transform } from 'node:stream';
+import { dirname, join } from 'node:path';
 import { FerryError } from '../../errors.js';
-import { writeFileAtomic } from '../../fsys/atomic.js';
 import { BLOCK, padding } from './tar.js';
 import type { Digest } from '../../oci/digest.js';
-import { type BundleBlob, type BundleMetadata, type BundlePart, type BundleSplit, type BundleVolume, serialiseMetadata } from './metadata.js';
+import { type BundleBlob, type BundleMetadata, type BundlePart, type BundleSplit, encodeV2, serialiseMetadata } from './metadata.js';
 
 /**
  * Splitting a bundle into volumes for file shares (spec/bundle.md "Volumes"):
@@ -70,11 +68,27 @@ const MAX = Number.MAX_SAFE_INTEGER;
  * known; planVolumes finds the number of parts the bound must allow for.
  */
 export function volumeHeadBytes(meta: BundleMetadata, stored: readonly BundleBlob[], indexJsonBytes: number, parts = 0): number {
-  const widest: BundlePart = { digest: meta.bundleId, index: MAX, count: MAX, offset: MAX, size: MAX, partDigest: meta.bundleId };
-  const split: BundleSplit | undefined = parts > 0 ? { count: MAX, parts: Array.from({ length: parts }, () => ({ ...widest, volume: MAX })) } : undefined;
-  const metaMax = serialiseMetadata({ ...meta, ...(split ? { split } : {}), volume: { index: MAX, count: MAX, bundleId: meta.bundleId, blobs: stored.map((b) => b.digest), parts: [widest, widest] } }).length;
   const head = stored.filter((b) => b.kind !== 'layer');
-  return entryBytes(metaMax) + entryBytes(30) + entryBytes(indexJsonBytes) + 2 * BLOCK + head.reduce((n, b) => n + entryBytes(b.size), 0) + 2 * BLOCK;
+  return entryBytes(metadataBound(meta, stored, parts)) + entryBytes(30) + entryBytes(indexJsonBytes) + 2 * BLOCK + head.reduce((n, b) => n + entryBytes(b.size), 0) + 2 * BLOCK;
+}
+
+/**
+ * The upper bound of a volume's ferry.json (spec §9.2): every number of its
+ * `volume` member and of the cut at its widest. Version 1 lists every stored
+ * digest in the volume; version 2 names its run of layers by two numbers.
+ */
+function metadataBound(meta: BundleMetadata, stored: readonly BundleBlob[], parts: number): number {
+  if (meta.formatVersion === 1) {
+    const widest: BundlePart = { digest: meta.bundleId, index: MAX, count: MAX, offset: MAX, size: MAX, partDigest: meta.bundleId };
+    const split: BundleSplit | undefined = parts > 0 ? { count: MAX, parts: Array.from({ length: parts }, () => ({ ...widest, volume: MAX })) } : undefined;
+    return serialiseMetadata({ ...meta, ...(split ? { split } : {}), volume: { index: MAX, count: MAX, bundleId: meta.bundleId, blobs: stored.map((b) => b.digest), parts: [widest, widest] } }).length;
+  }
+  const { split: _split, volume: _volume, ...rest } = meta;
+  const doc = encodeV2(rest);
+  const widest = { layer: MAX, index: MAX, count: MAX, offset: MAX, size: MAX, partDigest: meta.bundleId };
+  if (parts > 0) doc.split = { count: MAX, parts: Array.from({ length: parts }, () => ({ ...widest, volume: MAX })) };
+  doc.volume = { index: MAX, count: MAX, bundleId: meta.bundleId, layers: [MAX, MAX], parts: [widest, widest] };
+  return Buffer.byteLength(`${JSON.stringify(doc)}\n`);
 }
 
 /**
@@ -174,67 +188,6 @@ export async function hashRanges(data: AsyncIterable<Buffer>, sizes: readonly nu
   }
   if (i < sizes.length) throw new FerryError('E_SIZE_MISMATCH', `the data is shorter than its ${sizes.reduce((n, s) => n + s, 0)} bytes`);
   return out;
-}
-
-export interface WriteVolumesInput<B extends BundleBlob> {
-  output: string;
-  maxBytes: number;
-  meta: BundleMetadata;
-  stored: B[];
-  compressed: boolean;
-  description: string;
-  indexJsonBytes: number;
-  /** The digests of a cut layer's parts (consecutive byte ranges of these sizes), from verified bytes. */
-  hashParts: (blob: B, sizes: number[]) => Promise<Digest[]>;
-  /** Writes one bundle file holding `entries`; `tap` must see the file's bytes. */
-  writeOne: (file: string, meta: BundleMetadata, entries: VolumeEntry<B>[], tap: Transform) => Promise<void>;
-}
-
-/**
- * Writes `STEM.NNN.tar[.zst]` for each volume, then `STEM.ferry.json` (the
- * whole bundle's metadata) and last `STEM.sha256`, so a sidecar exists only
- * for a complete set.
- */
-export async function writeVolumes<B extends BundleBlob>(input: WriteVolumesInput<B>): Promise<VolumeFile[]> {
-  const { meta, stored } = input;
-  const cut = planVolumes(meta, stored, input.indexJsonBytes, input.maxBytes, input.description);
-  // Every volume's ferry.json names its parts' digests, so they are known before the first volume is written.
-  const partDigests = new Map<Digest, Digest[]>();
-  for (const piece of cut.flat()) {
-    if (piece.part?.index !== 0) continue;
-    const sizes = cut.flat().filter((p) => p.blob.digest === piece.blob.digest).map((p) => p.part!.size);
-    partDigests.set(piece.blob.digest, await input.hashParts(piece.blob, sizes));
-  }
-  const head = stored.filter((b) => b.kind !== 'layer');
-  const stem = volumeStem(input.output);
-  const partOf = (blob: B, part: PartRange): BundlePart => ({ digest: blob.digest, ...part, partDigest: partDigests.get(blob.digest)![part.index]! });
-  // The whole cut goes into the whole bundle's metadata (STEM.ferry.json and every volume's): each volume's own
-  // part records are checked against it, and it against the other volumes and STEM.ferry.json (spec §9.3).
-  const splitParts = cut.flatMap((pieces, volume) => pieces.flatMap(({ blob, part }) => (part ? [{ ...partOf(blob, part), volume }] : [])));
-  const whole: BundleMetadata = splitParts.length > 0 ? { ...meta, split: { count: cut.length, parts: splitParts } } : meta;
-  const files: VolumeFile[] = [];
-  for (const [index, pieces] of cut.entries()) {
-    const entries: VolumeEntry<B>[] = [...head.map((blob) => ({ blob })), ...pieces.map(({ blob, part }) => (part ? { blob, part: partOf(blob, part) } : { blob }))];
-    const parts = entries.flatMap((e) => (e.part ? [e.part] : []));
-    const volume: BundleVolume = { index, count: cut.length, bundleId: meta.bundleId, blobs: entries.filter((e) => !e.part).map((e) => e.blob.digest) };
-    if (parts.length > 0) volume.parts = parts;
-    const volMeta: BundleMetadata = { ...whole, volume };
-    const path = volumeName(stem, index, cut.length, input.compressed);
-    const hash = createHash('sha256');
-    const tap = new Transform({
-      transform(chunk: Buffer, _enc, cb) {
-        hash.update(chunk);
-        cb(null, chunk);
-      },
-    });
-    await input.writeOne(path, volMeta, entries, tap);
-    const tarBytes = entryBytes(serialiseMetadata(volMeta).length) + entryBytes(30) + entryBytes(input.indexJsonBytes) + 2 * BLOCK
-      + entries.reduce((n, e) => n + entryBytes(e.part?.size ?? e.blob.size), 0) + 2 * BLOCK;
-    files.push({ index, path, tarBytes, layers: pieces.filter((p) => !p.part).length, parts: parts.length, sha256: hash.digest('hex') });
-  }
-  await writeFileAtomic(`${stem}.ferry.json`, serialiseMetadata(whole));
-  await writeFileAtomic(`${stem}.sha256`, files.map((f) => `${f.sha256}  ${basename(f.path)}\n`).join(''));
-  return files;
 }
 
 export interface SidecarEntry {

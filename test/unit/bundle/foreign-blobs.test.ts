@@ -76,7 +76,7 @@ describe('foreignBlobs', () => {
   it('parseMetadata: the bundle id covers the list; only foreign-typed layers, each once, none also stored', () => {
     const d = (s: string) => sha256Digest(s);
     const base = {
-      created: '2024-01-02T03:04:05Z', toolVersion: 't',
+      formatVersion: 1 as const, created: '2024-01-02T03:04:05Z', toolVersion: 't',
       images: [{ origin: 'x.io/a:1', repository: 'x.io/a', tag: '1', digest: d('m'), mediaType: 'application/vnd.oci.image.manifest.v1+json', platforms: [], size: 30 }],
       blobs: [{ digest: d('m'), size: 5, mediaType: 'application/vnd.oci.image.manifest.v1+json', kind: 'manifest' as const }],
       foreignBlobs: [{ digest: d('f'), size: 25, mediaType: NONDIST, kind: 'layer' as const }],

@@ -14,6 +14,8 @@ function sample(): ReturnType<typeof buildMetadata> {
     { origin: '127.0.0.1:5000/x:1', repository: '127.0.0.1:5000/x', tag: '1', digest: d('m1'), mediaType: 'application/vnd.oci.image.manifest.v1+json', platforms: [], size: 20 },
   ];
   return buildMetadata({
+    // Version 1, the format earlier ferry wrote: the cases below edit its JSON (version 2: its own describe).
+    formatVersion: 1,
     created: '2024-01-02T03:04:05Z',
     toolVersion: '1.2.3',
     images,
@@ -37,9 +39,9 @@ describe('bundle metadata', () => {
 
   it('bundleId covers content only: same for another created/tool, different for other images', () => {
     const a = sample();
-    const b = buildMetadata({ created: '2030-01-01T00:00:00Z', toolVersion: '9', images: a.images, blobs: a.blobs });
+    const b = buildMetadata({ formatVersion: 1, created: '2030-01-01T00:00:00Z', toolVersion: '9', images: a.images, blobs: a.blobs });
     expect(b.bundleId).toBe(a.bundleId);
-    const c = buildMetadata({ created: a.created, toolVersion: '1', images: [{ ...a.images[0]!, size: 21 }, a.images[1]!], blobs: a.blobs });
+    const c = buildMetadata({ formatVersion: 1, created: a.created, toolVersion: '1', images: [{ ...a.images[0]!, size: 21 }, a.images[1]!], blobs: a.blobs });
     expect(c.bundleId).not.toBe(a.bundleId);
   });
 

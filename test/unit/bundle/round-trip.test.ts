@@ -49,7 +49,7 @@ describe('bundle writer + reader', () => {
     try {
       const meta = src.metadata;
       expect(meta.format).toBe('ferry-bundle');
-      expect(meta.formatVersion).toBe(1);
+      expect(meta.formatVersion).toBe(2);
       expect(meta.bundleId).toBe(dest.metadata!.bundleId);
       expect(meta.images.map((i) => i.repository)).toEqual(['127.0.0.1:5000/team/app', 'docker.io/library/nginx', 'quay.io/tools/tool']);
       const web = meta.images.find((i) => i.repository === 'docker.io/library/nginx')!;

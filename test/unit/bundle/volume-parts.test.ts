@@ -78,7 +78,7 @@ describe('the continuation rule', () => {
 describe('part records in a volume\'s metadata', () => {
   const OCI = 'application/vnd.oci.image.manifest.v1+json';
   const meta = buildMetadata({
-    created: '2024-01-02T03:04:05Z', toolVersion: '1',
+    created: '2024-01-02T03:04:05Z', toolVersion: '1', formatVersion: 1,
     images: [{ origin: 'quay.io/a/b:1', repository: 'quay.io/a/b', tag: '1', digest: d('m'), mediaType: OCI, platforms: [], size: 1 }],
     blobs: [{ digest: d('m'), size: 300, mediaType: OCI, kind: 'manifest' }, { digest: d('c'), size: 200, mediaType: 'application/vnd.oci.image.config.v1+json', kind: 'config' }, layer('l0', 1000), layer('l1', 5000)],
   });
@@ -142,12 +142,12 @@ describe('reading a split bundle whose layers are cut', () => {
     tmp = makeTempDir('ferry-parts-');
     corpus = await smallCorpus(0x9a7);
     const whole = join(tmp.path, 'whole.tar');
-    const w = await writeBundle(corpus.entries, { output: whole, storeDir: join(tmp.path, 'store') });
+    const w = await writeBundle(corpus.entries, { output: whole, storeDir: join(tmp.path, 'store'), formatVersion: 1 });
     const layers = w.metadata!.blobs.filter((b) => b.kind === 'layer');
     // Room for the head and 20 KiB of layers: the 50 kB and 30 kB layers must be cut, the rest fit.
     let head = 0;
     try {
-      await writeBundle(corpus.entries, { output: join(tmp.path, 'probe', 'x.tar'), storeDir: join(tmp.path, 'store'), split: 1 });
+      await writeBundle(corpus.entries, { output: join(tmp.path, 'probe', 'x.tar'), storeDir: join(tmp.path, 'store'), split: 1, formatVersion: 1 });
     } catch (e) {
       head = (e as { details: { headBytes: number } }).details.headBytes;
     }
@@ -155,7 +155,7 @@ describe('reading a split bundle whose layers are cut', () => {
     expect(layers.some((l) => l.size > 20 * 1024)).toBe(true);
     const dir = join(tmp.path, 'split');
     await mkdir(dir);
-    const dest = await writeBundle(corpus.entries, { output: join(dir, 'rel.tar'), storeDir: join(tmp.path, 'store'), split: head + 20 * 1024 });
+    const dest = await writeBundle(corpus.entries, { output: join(dir, 'rel.tar'), storeDir: join(tmp.path, 'store'), split: head + 20 * 1024, formatVersion: 1 });
     volumes = dest.volumes!.map((v) => v.path);
     metas = await Promise.all(volumes.map((v) => BundleSource.peekMetadata(v)));
     expect(metas.some((m) => (m.volume!.parts?.length ?? 0) > 0)).toBe(true);

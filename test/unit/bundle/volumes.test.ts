@@ -10,7 +10,7 @@ const OCI = 'application/vnd.oci.image.manifest.v1+json';
 function sample(layerSizes: number[]): ReturnType<typeof buildMetadata> {
   const layers: BundleBlob[] = layerSizes.map((size, i) => ({ digest: d(`l${i}`), size, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', kind: 'layer' }));
   return buildMetadata({
-    created: '2024-01-02T03:04:05Z', toolVersion: '1',
+    created: '2024-01-02T03:04:05Z', toolVersion: '1', formatVersion: 1,
     images: [{ origin: 'quay.io/a/b:1', repository: 'quay.io/a/b', tag: '1', digest: d('m'), mediaType: OCI, platforms: [], size: 1 }],
     blobs: [{ digest: d('m'), size: 300, mediaType: OCI, kind: 'manifest' }, { digest: d('c'), size: 200, mediaType: 'application/vnd.oci.image.config.v1+json', kind: 'config' }, ...layers],
   });

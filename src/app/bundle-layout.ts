@@ -64,11 +64,36 @@ function randomAccess(source: ImageSource): ImageSource {
  * image does. Only warnings go to the observer: the progress it shows is the
  * second pass's.
  */
-export async function fetchConfigs(source: ImageSource, sink: ImageDestination, plan: CopyPlan, leaveOut: (d: Digest) => boolean, command: string, opts: CopyOptions & { observer?: CopyObserver }): Promise<CopyReport> {
-  const warnings: CopyObserver = opts.observer?.warning ? { warning: (m) => opts.observer!.warning!(m) } : {};
-  const report = await copyImages(randomAccess(source), sink, configPlan(plan, leaveOut), { ...opts, observer: warnings });
+export async function fetchConfigs(source: ImageSource, sink: ImageDestination, plan: CopyPlan, leaveOut: (d: Digest) => boolean, command: string, opts: CopyOptions & { observer?: CopyObserver }): Promise<CopyReport & { moved: ReadonlySet<Digest> }> {
+  const moved = new Set<Digest>();
+  const observer = opts.observer;
+  const firstPass: CopyObserver = {
+    blobDone: (desc, outcome) => {
+      if (outcome === 'copied') moved.add(desc.digest);
+    },
+    ...(observer?.warning ? { warning: (m: string) => observer.warning?.(m) } : {}),
+  };
+  const report = await copyImages(randomAccess(source), sink, configPlan(plan, leaveOut), { ...opts, observer: firstPass });
   if (report.failures.length > 0) throw failureError(command, report.failures, plan.images.length);
-  return report;
+  return { ...report, moved };
+}
+
+/**
+ * The second pass's observer: the configs the first pass fetched are "already
+ * there" to the writer, but to the person watching they moved in this run, so
+ * they count as moved bytes, not as skipped ones.
+ */
+export function countingFirstPass(observer: CopyObserver | undefined, moved: ReadonlySet<Digest>): CopyObserver | undefined {
+  if (!observer || moved.size === 0) return observer;
+  return {
+    ...observer,
+    blobDone: (desc, outcome) => {
+      if (outcome === 'skipped' && moved.has(desc.digest)) {
+        observer.bytes?.(desc.size, desc);
+        observer.blobDone?.(desc, 'copied');
+      } else observer.blobDone?.(desc, outcome);
+    },
+  };
 }
 
 /**

@@ -31,7 +31,7 @@ import { checkPlatforms } from './platform-check.js';
 import { convertPlanToOci, type OciConversion } from '../copy/convert-oci.js';
 import { displayUrl, ForeignLayerSource, unusableUrls } from './foreign-source.js';
 import { sizeExport } from './plan.js';
-import { fetchConfigs, layoutRequest, planLayout } from './bundle-layout.js';
+import { countingFirstPass, fetchConfigs, layoutRequest, planLayout } from './bundle-layout.js';
 import { checkMetadataLimits } from '../transports/bundle/layout.js';
 import type { PrefixSupply } from './resumable-source.js';
 import { prepareDirectory, prepareOutputFile, requireSpace } from '../fsys/preflight.js';
@@ -220,7 +220,8 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
         checkLayout(destination.layOut(layoutRequest(plan)).files.length, opts.split);
         await destination.open(opts.signal ? { signal: opts.signal } : {});
         prefixes = destination;
-        const report = await copyImages(fetchFrom, destination, plan, copyOpts);
+        const counted = countingFirstPass(opts.observer, configs.moved);
+        const report = await copyImages(fetchFrom, destination, plan, { ...copyOpts, ...(counted ? { observer: counted } : {}) });
         if (report.failures.length > 0) throw failureError('export', report.failures, requests.length);
         await destination.commit(opts.signal ? { signal: opts.signal } : {});
         const meta = destination.metadata!;

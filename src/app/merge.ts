@@ -13,7 +13,7 @@ import { TOOL_VERSION } from '../version.js';
 import { requestsFromBundle } from './bundle-requests.js';
 import { failureError } from './failures.js';
 import { prepareOutputFile, refuseInputAsOutput, requireSpace } from '../fsys/preflight.js';
-import { fetchConfigs, layoutRequest } from './bundle-layout.js';
+import { countingFirstPass, fetchConfigs, layoutRequest } from './bundle-layout.js';
 
 export interface MergeOptions {
   /** The base first, then deltas in order; the last one is the release the output holds. */
@@ -91,10 +91,11 @@ export async function mergeBundles(opts: MergeOptions): Promise<MergeResult> {
       const plan = withoutBlobs(await planCopy(source, requestsFromBundle(meta, { identity: true }), { jobs: opts.jobs, ...signalOpt }), foreign);
       if (plan.failures.length > 0) throw failureError('merge', plan.failures.map((f) => ({ image: f.request.origin, error: f.error })), meta.images.length);
       const copyOpts = { jobs: opts.jobs, ...signalOpt, ...(opts.observer ? { observer: opts.observer } : {}) };
-      await fetchConfigs(source, destination.configSink(), plan, () => false, 'merge', copyOpts);
+      const configs = await fetchConfigs(source, destination.configSink(), plan, () => false, 'merge', copyOpts);
       destination.layOut(keepSourceDigests(layoutRequest(plan), meta.images));
       await destination.open(signalOpt);
-      const report = await copyImages(source, destination, plan, copyOpts);
+      const counted = countingFirstPass(opts.observer, configs.moved);
+      const report = await copyImages(source, destination, plan, { ...copyOpts, ...(counted ? { observer: counted } : {}) });
       if (report.failures.length > 0) throw failureError('merge', report.failures, meta.images.length);
       // Every blob arrived, but an input was cut short after its last one: the merged bundle would look whole from an incomplete copy.
       if (report.cutShort) throw report.cutShort;

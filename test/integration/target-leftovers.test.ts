@@ -49,7 +49,8 @@ function tempsUnder(dir: string): string[] {
       return;
     }
     for (const e of entries) {
-      if (e.name.startsWith('.ferry-tmp-')) out.push(join(d, e.name));
+      // Temps (.ferry-tmp-) and an export's work files (.ferry-resume-, continued by the next run).
+      if (e.name.startsWith('.ferry-tmp-') || e.name.startsWith('.ferry-resume-')) out.push(join(d, e.name));
       else if (e.isDirectory()) visit(join(d, e.name));
     }
   };
@@ -96,7 +97,7 @@ async function killMidWrite(args: string[], watch: string, kills: number): Promi
 }
 
 describe('leftovers of killed runs', () => {
-  it('export: bundle-sized temps of killed runs are removed by the next run; a live run\'s temp is kept', async () => {
+  it('export: the work files of killed runs are continued or removed by the next run; a live run\'s temp is kept', async () => {
     const out = env.path('export-out');
     await mkdir(out);
     const args = ['export', '-f', list, '-o', join(out, 'release.tar'), '--cache', env.path('export-cache'), ...env.net, '-q'];

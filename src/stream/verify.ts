@@ -2,21 +2,33 @@ import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { FerryError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
+import { offloadable, RemoteHash } from './hash-pool.js';
 
 export interface VerifyTarget {
   digest: Digest;
   size: number;
 }
 
+/** Blobs smaller than this are hashed where they are: a message to a worker costs about as much as hashing them. */
+const OFFLOAD_MIN_BYTES = 64 * 1024;
+
 /**
  * The one verifier of the program. Bytes pass through unchanged while they are
  * hashed; the stream fails the moment more bytes arrive than declared (so a
  * hostile source cannot exhaust the disk), and at the end it fails *instead of*
  * ending when size or digest differ, so no destination ever commits bad data.
+ *
+ * Where the sha256 runs depends on where the bytes are: chunks read from a file
+ * into shared memory (a bundle read at random) are hashed by a worker thread
+ * (hash-pool.ts) while they flow on, so verifying several blobs uses several
+ * cores and reading overlaps hashing; anything else (a pipe, the network) is
+ * hashed here, in one pass. The decision is made once per blob, on its first
+ * chunk; what counts as good does not change.
  * @param where names the image/file the blob belongs to, for the message.
  */
 export class VerifyStream extends Transform {
-  private readonly hash: Hash = createHash('sha256');
+  private hash: Hash | undefined;
+  private remote: RemoteHash | undefined;
   private seen = 0;
 
   /**
@@ -37,9 +49,21 @@ export class VerifyStream extends Transform {
       cb(sizeError(this.target, this.seen, this.where, true));
       return;
     }
-    this.hash.update(chunk);
+    if (!this.hash && !this.remote) {
+      if (this.target.size >= OFFLOAD_MIN_BYTES && offloadable(chunk)) this.remote = new RemoteHash();
+      else this.hash = createHash('sha256');
+    }
     this.onBytes?.(chunk.length);
-    cb(null, chunk);
+    if (this.hash) {
+      this.hash.update(chunk);
+      cb(null, chunk);
+      return;
+    }
+    const remote = this.remote!;
+    remote.update(chunk);
+    this.push(chunk);
+    // The next chunk is taken only when the worker is not too far behind: memory stays bounded however fast the reads are.
+    remote.room().then(() => cb(), cb);
   }
 
   override _flush(cb: TransformCallback): void {
@@ -47,15 +71,27 @@ export class VerifyStream extends Transform {
       cb(sizeError(this.target, this.seen, this.where, false));
       return;
     }
-    const actual = `sha256:${this.hash.digest('hex')}`;
-    if (actual !== this.target.digest) {
-      cb(new FerryError('E_DIGEST_MISMATCH', `${prefix(this.where)}blob ${this.target.digest} hashes to ${actual}`, {
-        hint: 'the content was altered or corrupted in transit or at rest; fetch it again from a trusted source',
-        details: { digest: this.target.digest, actual, where: this.where },
-      }));
+    const judge = (hex: string): void => {
+      const actual = `sha256:${hex}`;
+      if (actual !== this.target.digest) {
+        cb(new FerryError('E_DIGEST_MISMATCH', `${prefix(this.where)}blob ${this.target.digest} hashes to ${actual}`, {
+          hint: 'the content was altered or corrupted in transit or at rest; fetch it again from a trusted source',
+          details: { digest: this.target.digest, actual, where: this.where },
+        }));
+        return;
+      }
+      cb();
+    };
+    if (this.remote) {
+      this.remote.digest().then(judge, (e: unknown) => cb(new FerryError('E_INTERNAL', `${prefix(this.where)}blob ${this.target.digest}: hashing failed: ${(e as Error).message}`, { cause: e })));
       return;
     }
-    cb();
+    judge((this.hash ?? createHash('sha256')).digest('hex'));
+  }
+
+  override _destroy(err: Error | null, cb: (error?: Error | null) => void): void {
+    this.remote?.drop();
+    cb(err);
   }
 }
 

@@ -2,15 +2,15 @@ import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { FerryError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
-import { offloadable, RemoteHash } from './hash-pool.js';
+import { RemoteHash } from './hash-pool.js';
 
 export interface VerifyTarget {
   digest: Digest;
   size: number;
 }
 
-/** Blobs smaller than this are hashed where they are: a message to a worker costs about as much as hashing them. */
-const OFFLOAD_MIN_BYTES = 64 * 1024;
+/** Blobs smaller than this are hashed where they are: handing them to a worker costs about as much as hashing them. */
+const OFFLOAD_MIN_BYTES = 256 * 1024;
 
 /**
  * The one verifier of the program. Bytes pass through unchanged while they are
@@ -18,12 +18,11 @@ const OFFLOAD_MIN_BYTES = 64 * 1024;
  * hostile source cannot exhaust the disk), and at the end it fails *instead of*
  * ending when size or digest differ, so no destination ever commits bad data.
  *
- * Where the sha256 runs depends on where the bytes are: chunks read from a file
- * into shared memory (a bundle read at random) are hashed by a worker thread
- * (hash-pool.ts) while they flow on, so verifying several blobs uses several
- * cores and reading overlaps hashing; anything else (a pipe, the network) is
- * hashed here, in one pass. The decision is made once per blob, on its first
- * chunk; what counts as good does not change.
+ * The sha256 of a blob of some size runs on a worker thread (hash-pool.ts)
+ * while its bytes flow on, in the same one pass: verifying several blobs uses
+ * several cores, and reading and writing overlap hashing. Small blobs, and any
+ * blob when the workers are all taken, are hashed here. Where it runs is decided
+ * once per blob, on its first chunk; what counts as good does not change.
  * @param where names the image/file the blob belongs to, for the message.
  */
 export class VerifyStream extends Transform {
@@ -50,8 +49,8 @@ export class VerifyStream extends Transform {
       return;
     }
     if (!this.hash && !this.remote) {
-      if (this.target.size >= OFFLOAD_MIN_BYTES && offloadable(chunk)) this.remote = new RemoteHash();
-      else this.hash = createHash('sha256');
+      this.remote = this.target.size >= OFFLOAD_MIN_BYTES ? RemoteHash.start() : undefined;
+      if (!this.remote) this.hash = createHash('sha256');
     }
     this.onBytes?.(chunk.length);
     if (this.hash) {
@@ -59,11 +58,17 @@ export class VerifyStream extends Transform {
       cb(null, chunk);
       return;
     }
-    const remote = this.remote!;
-    remote.update(chunk);
+    let wait: Promise<void> | undefined;
+    try {
+      wait = this.remote!.update(chunk);
+    } catch (e) {
+      cb(hashingFailed(this.target, this.where, e));
+      return;
+    }
     this.push(chunk);
-    // The next chunk is taken only when the worker is not too far behind: memory stays bounded however fast the reads are.
-    remote.room().then(() => cb(), cb);
+    // The next chunk is taken only when the worker has room for it: memory stays bounded however fast the reads are.
+    if (wait) wait.then(() => cb(), (e: unknown) => cb(hashingFailed(this.target, this.where, e)));
+    else cb();
   }
 
   override _flush(cb: TransformCallback): void {
@@ -83,7 +88,7 @@ export class VerifyStream extends Transform {
       cb();
     };
     if (this.remote) {
-      this.remote.digest().then(judge, (e: unknown) => cb(new FerryError('E_INTERNAL', `${prefix(this.where)}blob ${this.target.digest}: hashing failed: ${(e as Error).message}`, { cause: e })));
+      this.remote.digest().then(judge, (e: unknown) => cb(hashingFailed(this.target, this.where, e)));
       return;
     }
     judge((this.hash ?? createHash('sha256')).digest('hex'));
@@ -93,6 +98,11 @@ export class VerifyStream extends Transform {
     this.remote?.drop();
     cb(err);
   }
+}
+
+/** A hashing worker that died: a bug or a broken machine, not bad bytes. */
+function hashingFailed(t: VerifyTarget, where: string, e: unknown): FerryError {
+  return new FerryError('E_INTERNAL', `${prefix(where)}blob ${t.digest}: hashing failed: ${(e as Error).message}`, { cause: e });
 }
 
 function prefix(where: string): string {

@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import type { FerryError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import type { Descriptor, Manifest, ParsedManifest } from '../oci/manifest.js';
 
@@ -36,6 +37,21 @@ export interface ImageSource {
   /** Every image the source holds (layouts, dirs, bundles); registries may not implement it. */
   listImages?(opts?: OpOptions): Promise<SourceImage[]>;
   close(): Promise<void>;
+  /** True when layers come only through `blobs()`, once, in stored order (SequentialSource). */
+  readonly sequential?: boolean;
+  /** Digests the source deliberately lacks (a delta bundle's base blobs): the destination must already hold them. */
+  readonly omittedBlobs?: ReadonlySet<Digest>;
+  /** Where a blob's bytes lie, for the verifier's messages (`rel.001.tar (volume 2 of 3)`); default: the images that need it. */
+  blobPlace?(desc: Descriptor): string | undefined;
+  /**
+   * A source read at random that was cut short (a bundle file shorter than its
+   * metadata says, E_BUNDLE_TRUNCATED): what it lost fails through getBlob, one
+   * blob at a time; this says the source is not whole even when it lost nothing
+   * an image needs, so the caller still exits non-zero.
+   */
+  readonly cutShort?: FerryError | undefined;
+  /** Reading a blob again gives the same bytes (a file): one that failed verification is not read twice. */
+  readonly immutable?: boolean;
 }
 
 /**

@@ -402,6 +402,20 @@ export abstract class BundleHead {
     });
   }
 
+  /** For the verifier's messages: the file (and volume) a blob's bytes come from. */
+  blobPlace(_desc: Descriptor): string | undefined {
+    return this.place;
+  }
+
+  /**
+   * Read at random: set when the file was cut short (what it lost fails alone;
+   * this says the file is not whole). A reader of a stream meets the cut in
+   * its blobs() instead.
+   */
+  get cutShort(): FerryError | undefined {
+    return undefined;
+  }
+
   /** Why the file did not deliver a layer (or its part) it should hold: its entry was missing, or the file was cut before it. */
   skippedEntry(digest: Digest): FerryError | undefined {
     return this.lostBlobs.get(digest);

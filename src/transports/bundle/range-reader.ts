@@ -23,11 +23,7 @@ export interface RangeOptions {
   short?: (at: number) => Error;
 }
 
-/**
- * Bytes [from, to) of the file behind `handle`. Chunks live in shared memory
- * (SharedArrayBuffer), so the verifier can hand them to a hashing worker
- * without a copy while the same bytes flow on (stream/hash-pool.ts).
- */
+/** Bytes [from, to) of the file behind `handle`. */
 export class RangeStream extends Readable {
   private pos: number;
   private readonly chunk: number;
@@ -45,7 +41,7 @@ export class RangeStream extends Readable {
       this.push(null);
       return;
     }
-    const buf = Buffer.from(new SharedArrayBuffer(want));
+    const buf = Buffer.allocUnsafe(want);
     this.handle.read(buf, 0, want, this.pos).then(({ bytesRead }) => {
       if (this.destroyed) return;
       if (bytesRead === 0) {

@@ -182,6 +182,9 @@ export class BundleSource extends BundleHead implements BundleInput {
     throw new FerryError('E_INTERNAL', `${this.where}: layer ${desc.digest} can only be read in order through blobs()`, { details: { digest: desc.digest } });
   }
 
+  /** A reader of a stream checks what it reads on the way: nothing is left. */
+  async checkRest(): Promise<void> {}
+
   /** Layer blobs in stored order; checks names, order, sizes and the end of the archive (content is checked by the consumer's VerifyStream). */
   async *blobs(opts: OpOptions = {}): AsyncGenerator<SequentialBlob> {
     // A part alone is not a blob: only a reader of every volume can join it (the next entry drains it).

@@ -14,7 +14,8 @@ const CHUNK_MAX_BYTES = 64 * 1024 * 1024;
 /** Pushes blobs and manifests to one registry over the distribution API. */
 export class RegistryDestination implements ImageDestination {
   readonly description: string;
-  readonly capabilities: DestinationCapabilities = { concurrentBlobs: 4, globalBlobs: false };
+  /** --jobs decides (the connection pool allows 16 per registry); a bundle read at random keeps them all busy. */
+  readonly capabilities: DestinationCapabilities = { concurrentBlobs: 64, globalBlobs: false };
 
   constructor(private readonly client: RegistryClient) {
     this.description = `registry ${client.registry}`;

@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import { asFerryError, FerryError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/manifest.js';
-import { VerifyStream } from '../stream/verify.js';
+import { VerifyStream, verifyInPlace } from '../stream/verify.js';
 import { type ImageDestination, type ImageRecord, type ImageSource, isSequentialSource, type OpOptions, type SequentialSource } from '../transports/types.js';
 import type { BlobOutcome, CopyObserver } from './events.js';
 import type { CopyPlan, PlannedImage } from './plan.js';
@@ -87,17 +87,23 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
     observer?.blobDone?.(job.desc, o);
   };
 
-  const verified = (job: BlobJob, data: Readable, where = imageLabel(job)): Readable => {
+  /** Progress for one attempt at a blob: only bytes beyond those already reported for it count. */
+  const progressOf = (job: BlobJob): ((n: number) => void) | undefined => {
+    const bytes = observer?.bytes;
+    if (!bytes) return undefined;
     let seen = 0;
-    const onBytes = observer?.bytes && ((n: number): void => {
+    return (n: number): void => {
       seen += n;
       const before = job.reported ?? 0;
       if (seen > before) {
         job.reported = seen;
-        observer.bytes!(seen - before, job.desc);
+        bytes(seen - before, job.desc);
       }
-    });
-    const verify = new VerifyStream(job.desc, where, onBytes || undefined);
+    };
+  };
+
+  const verified = (job: BlobJob, data: Readable, where = imageLabel(job)): Readable => {
+    const verify = new VerifyStream(job.desc, where, progressOf(job));
     // The destination sees the error through the stream it consumes (pipeline / for-await
     // report `errored`); this listener only keeps an early failure, before the destination
     // attached its own, from being an unhandled 'error' that ends the process.
@@ -171,6 +177,12 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
       // A file gives the same bytes every time: one that failed verification is not read again.
       await withRetries(async () => {
         observer?.blobStarted?.(job.desc);
+        // Only the verdict wanted, and the blob lies whole in a file: a worker reads and judges it where it lies.
+        const range = destination.takesVerdict?.(job.desc) && destination.putVerdict ? source.blobFile?.(job.desc) : undefined;
+        if (range) {
+          await destination.putVerdict!(repository, job.desc, verifyInPlace(range, job.desc, placeOf(job), progressOf(job), opts.signal), opts);
+          return;
+        }
         const data = await source.getBlob(job.sourceRepository, job.desc, opts);
         try {
           await putChecked(repository, job, verified(job, data, placeOf(job)));

@@ -18,8 +18,12 @@ import { Worker } from 'node:worker_threads';
  * busy `ferry serve` past 400 MiB). A blob that finds no free slots is hashed
  * on the main thread, as every blob was before.
  *
+ * A blob that lies whole in a file, when nothing but its verdict is wanted
+ * (`ferry verify`), is read by the worker itself (hashFileRange): the main
+ * thread handles none of its bytes.
+ *
  * The hashing itself is node:crypto's sha256, as on the main thread: only
- * where it runs changes, not what decides a blob is good (VerifyStream).
+ * where it runs changes, not what decides a blob is good (verify.ts).
  */
 
 /** Runs in each worker: one sha256 state per blob, fed slot by slot in order, finished on `end`. */
@@ -27,8 +31,40 @@ const WORKER_CODE = `
 // getBuiltinModule: the same code whether the worker runs as a script or, under --input-type=module, as a module.
 const { parentPort } = process.getBuiltinModule('node:worker_threads');
 const { createHash } = process.getBuiltinModule('node:crypto');
+const { read } = process.getBuiltinModule('node:fs');
 const states = new Map();
+const cancelled = new Set();
+const readAt = (fd, buf, length, position) => new Promise((resolve, reject) => read(fd, buf, 0, length, position, (e, n) => (e ? reject(e) : resolve(n))));
+// A range of a file: read in 1 MiB chunks, the next read under way while this one hashes.
+async function hashRange(m) {
+  const CHUNK = 1048576;
+  const h = createHash('sha256');
+  const end = m.offset + m.size;
+  const bufs = [Buffer.allocUnsafe(Math.min(CHUNK, m.size)), Buffer.allocUnsafe(Math.min(CHUNK, m.size))];
+  let pos = m.offset;
+  let k = 0;
+  let since = 0;
+  let pending = pos < end ? readAt(m.fd, bufs[0], Math.min(CHUNK, end - pos), pos) : undefined;
+  while (pending) {
+    const n = await pending;
+    if (cancelled.delete(m.id)) return;
+    if (n === 0) { parentPort.postMessage({ id: m.id, short: pos, progress: since }); return; }
+    const buf = bufs[k];
+    pos += n;
+    k ^= 1;
+    pending = pos < end ? readAt(m.fd, bufs[k], Math.min(CHUNK, end - pos), pos) : undefined;
+    h.update(n === buf.length ? buf : buf.subarray(0, n));
+    since += n;
+    if (since >= 8 * CHUNK) { parentPort.postMessage({ id: m.id, progress: since }); since = 0; }
+  }
+  parentPort.postMessage({ id: m.id, digest: h.digest('hex'), progress: since });
+}
 parentPort.on('message', (m) => {
+  if (m.cancel) { cancelled.add(m.id); return; }
+  if (m.file) {
+    hashRange(m).catch((e) => parentPort.postMessage({ id: m.id, error: { message: String(e && e.message), code: e && e.code, syscall: e && e.syscall } }));
+    return;
+  }
   if (m.drop) { states.delete(m.id); return; }
   let h = states.get(m.id);
   if (!h) { h = createHash('sha256'); states.set(m.id, h); }
@@ -48,9 +84,22 @@ const MAX_BLOBS = 16;
 
 /** What a worker tells the blob it hashes for. */
 interface Listener {
-  done(index: number): void;
+  done?(index: number): void;
+  progress?(bytes: number): void;
+  /** A file range ended before its size: the position where the file ends. */
+  short?(at: number): void;
   digest(hex: string): void;
   failed(e: Error): void;
+}
+
+/** What a worker says about a blob. */
+interface WorkerMessage {
+  id: number;
+  done?: number;
+  progress?: number;
+  short?: number;
+  digest?: string;
+  error?: { message: string; code?: string; syscall?: string };
 }
 
 class HashWorker {
@@ -60,10 +109,19 @@ class HashWorker {
 
   constructor() {
     this.worker = new Worker(WORKER_CODE, { eval: true, name: 'ferry-sha256' });
-    this.worker.on('message', (m: { id: number; done?: number; digest?: string }) => {
+    this.worker.on('message', (m: WorkerMessage) => {
       const l = this.listeners.get(m.id);
       if (!l) return;
-      if (m.done !== undefined) l.done(m.done);
+      if (m.done !== undefined) l.done?.(m.done);
+      if (m.progress) l.progress?.(m.progress);
+      if (m.short !== undefined) {
+        this.release(m.id);
+        l.short?.(m.short);
+      }
+      if (m.error) {
+        this.release(m.id);
+        l.failed(Object.assign(new Error(m.error.message), { code: m.error.code, syscall: m.error.syscall }));
+      }
       if (m.digest !== undefined) {
         this.release(m.id);
         l.digest(m.digest);
@@ -103,7 +161,7 @@ class HashWorker {
     if (this.listeners.size === 0) this.worker.unref();
   }
 
-  post(message: { id: number; slot?: SharedArrayBuffer; index?: number; length?: number; drop?: true }): void {
+  post(message: { id: number; slot?: SharedArrayBuffer; index?: number; length?: number; drop?: true; cancel?: true; file?: true; fd?: number; offset?: number; size?: number }): void {
     if (this.failure) throw this.failure;
     this.worker.postMessage(message);
   }
@@ -241,4 +299,59 @@ export class RemoteHash {
     pairsInUse--;
     freePairs.push(this.slots);
   }
+}
+
+/** The verdict material for a range of a file: its digest, or where the file ended before the range did. */
+export type RangeHash = { hex: string } | { short: number };
+
+/**
+ * sha256 of bytes [offset, offset + size) of the open file `fd`, read and
+ * hashed by a worker (the main thread sees none of the bytes); `onBytes`
+ * hears of the bytes hashed as they go. With no worker (FERRY_HASH_WORKERS=0),
+ * read and hashed here. The caller keeps `fd` open until this settles.
+ */
+export async function hashFileRange(fd: number, offset: number, size: number, onBytes?: (n: number) => void, signal?: AbortSignal): Promise<RangeHash> {
+  signal?.throwIfAborted();
+  const all = poolSize() > 0 ? workers() : [];
+  if (all.length === 0) return hashRangeHere(fd, offset, size, onBytes, signal);
+  const worker = all.reduce((a, b) => (b.busy < a.busy ? b : a));
+  const id = nextId++;
+  return new Promise<RangeHash>((resolve, reject) => {
+    const cancel = (): void => {
+      worker.release(id);
+      worker.post({ id, cancel: true });
+      reject(signal!.reason as Error);
+    };
+    signal?.addEventListener('abort', cancel, { once: true });
+    const settle = <T>(f: (v: T) => void) => (v: T): void => {
+      signal?.removeEventListener('abort', cancel);
+      f(v);
+    };
+    worker.attach(id, {
+      progress: (n) => onBytes?.(n),
+      short: settle((at: number) => resolve({ short: at })),
+      digest: settle((hex: string) => {
+        blobsHashedOffThread++;
+        resolve({ hex });
+      }),
+      failed: settle(reject),
+    });
+    worker.post({ id, file: true, fd, offset, size });
+  });
+}
+
+async function hashRangeHere(fd: number, offset: number, size: number, onBytes?: (n: number) => void, signal?: AbortSignal): Promise<RangeHash> {
+  const { read } = await import('node:fs');
+  const { createHash } = await import('node:crypto');
+  const h = createHash('sha256');
+  const buf = Buffer.allocUnsafe(Math.min(SLOT_BYTES, Math.max(1, size)));
+  for (let pos = offset; pos < offset + size;) {
+    signal?.throwIfAborted();
+    const n = await new Promise<number>((resolve, reject) => read(fd, buf, 0, Math.min(buf.length, offset + size - pos), pos, (e, got) => (e ? reject(e) : resolve(got))));
+    if (n === 0) return { short: pos };
+    h.update(buf.subarray(0, n));
+    onBytes?.(n);
+    pos += n;
+  }
+  return { hex: h.digest('hex') };
 }

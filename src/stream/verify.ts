@@ -2,7 +2,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { FerryError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
-import { RemoteHash } from './hash-pool.js';
+import { hashFileRange, RemoteHash } from './hash-pool.js';
 
 export interface VerifyTarget {
   digest: Digest;
@@ -78,14 +78,7 @@ export class VerifyStream extends Transform {
     }
     const judge = (hex: string): void => {
       const actual = `sha256:${hex}`;
-      if (actual !== this.target.digest) {
-        cb(new FerryError('E_DIGEST_MISMATCH', `${prefix(this.where)}blob ${this.target.digest} hashes to ${actual}`, {
-          hint: 'the content was altered or corrupted in transit or at rest; fetch it again from a trusted source',
-          details: { digest: this.target.digest, actual, where: this.where },
-        }));
-        return;
-      }
-      cb();
+      cb(actual !== this.target.digest ? digestError(this.target, actual, this.where) : undefined);
     };
     if (this.remote) {
       this.remote.digest().then(judge, (e: unknown) => cb(hashingFailed(this.target, this.where, e)));
@@ -100,6 +93,39 @@ export class VerifyStream extends Transform {
   }
 }
 
+/** Where a blob lies whole in an open file: what verifyInPlace reads. */
+export interface FileRange {
+  /** The open file; kept open by its owner until the verdict. */
+  fd: number;
+  offset: number;
+  size: number;
+  /** The error when the file ends before the range does (it was cut or replaced while open). */
+  short(at: number): Error;
+}
+
+/**
+ * The verifier's verdict on a blob that lies whole in a file, reached without
+ * streaming it through this thread: a worker reads and hashes the range
+ * (hash-pool.ts). For a destination that keeps nothing of a blob but whether
+ * it is good (`ferry verify`). The same judgement as VerifyStream — size,
+ * then digest — with the same errors; resolves when the blob is good.
+ */
+export async function verifyInPlace(range: FileRange, target: VerifyTarget, where = '', onBytes?: (n: number) => void, signal?: AbortSignal): Promise<void> {
+  // A range is exactly the declared size: it cannot be longer, only the file shorter.
+  if (range.size !== target.size) throw sizeError(target, range.size, where, range.size > target.size);
+  let result;
+  try {
+    result = await hashFileRange(range.fd, range.offset, range.size, onBytes, signal);
+  } catch (e) {
+    if (signal?.aborted || e instanceof FerryError) throw e;
+    const err = e as NodeJS.ErrnoException;
+    throw err.syscall ? new FerryError('E_IO', `${prefix(where)}blob ${target.digest}: ${err.message}`, { cause: e, details: { digest: target.digest } }) : hashingFailed(target, where, e);
+  }
+  if ('short' in result) throw range.short(result.short);
+  const actual = `sha256:${result.hex}`;
+  if (actual !== target.digest) throw digestError(target, actual, where);
+}
+
 /** A hashing worker that died: a bug or a broken machine, not bad bytes. */
 function hashingFailed(t: VerifyTarget, where: string, e: unknown): FerryError {
   return new FerryError('E_INTERNAL', `${prefix(where)}blob ${t.digest}: hashing failed: ${(e as Error).message}`, { cause: e });
@@ -107,6 +133,13 @@ function hashingFailed(t: VerifyTarget, where: string, e: unknown): FerryError {
 
 function prefix(where: string): string {
   return where ? `${where}: ` : '';
+}
+
+function digestError(t: VerifyTarget, actual: string, where: string): FerryError {
+  return new FerryError('E_DIGEST_MISMATCH', `${prefix(where)}blob ${t.digest} hashes to ${actual}`, {
+    hint: 'the content was altered or corrupted in transit or at rest; fetch it again from a trusted source',
+    details: { digest: t.digest, actual, where },
+  });
 }
 
 function sizeError(t: VerifyTarget, seen: number, where: string, over: boolean): FerryError {

@@ -2,6 +2,7 @@ import type { Readable } from 'node:stream';
 import type { FerryError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import type { Descriptor, Manifest, ParsedManifest } from '../oci/manifest.js';
+import type { FileRange } from '../stream/verify.js';
 
 /**
  * The one interface for every place images live: a registry over HTTP, a ferry
@@ -52,6 +53,8 @@ export interface ImageSource {
   readonly cutShort?: FerryError | undefined;
   /** Reading a blob again gives the same bytes (a file): one that failed verification is not read twice. */
   readonly immutable?: boolean;
+  /** Where a blob lies whole in an open file (a bundle read at random): it can be verified in place, by a worker. */
+  blobFile?(desc: Descriptor): FileRange | undefined;
 }
 
 /**
@@ -134,6 +137,16 @@ export interface ImageDestination {
    * from it means the bytes were wrong.
    */
   putBlob(repository: string, desc: Descriptor, data: Readable, opts?: OpOptions): Promise<void>;
+  /**
+   * A destination that keeps nothing of a blob but whether it is good (`ferry
+   * verify`): true when the verdict may stand in for the bytes of `desc`. The
+   * engine then verifies a blob that lies whole in a file where it lies
+   * (hashed by a worker, stream/verify.ts verifyInPlace) and calls putVerdict
+   * instead of putBlob.
+   */
+  takesVerdict?(desc: Descriptor): boolean;
+  /** Settles as putBlob would have: resolves when the verdict is good, rejects with the verifier's error. */
+  putVerdict?(repository: string, desc: Descriptor, verdict: Promise<void>, opts?: OpOptions): Promise<void>;
   /** Makes a blob held in `fromRepository` visible in `repository` without sending bytes; false when it cannot. */
   mountBlob?(repository: string, desc: Descriptor, fromRepository: string, opts?: OpOptions): Promise<boolean>;
   hasManifest?(repository: string, digest: Digest, opts?: OpOptions): Promise<boolean>;

@@ -2,6 +2,7 @@ import type { Readable } from 'node:stream';
 import { FerryError } from '../../errors.js';
 import type { Digest } from '../../oci/digest.js';
 import type { Descriptor, Manifest } from '../../oci/manifest.js';
+import type { FileRange } from '../../stream/verify.js';
 import type { OpOptions, SequentialBlob, SourceImage } from '../types.js';
 import { type BundleCondition, type BundleInput, openBundle } from './input.js';
 import type { BundleMetadata } from './metadata.js';
@@ -97,6 +98,12 @@ export class BasedSource implements BundleInput {
     if (lost) return Promise.reject(lost);
     const base = this.supplier.get(desc.digest);
     return base ? base.getBlob(repository, desc, opts) : this.delta.getBlob(repository, desc, opts);
+  }
+
+  blobFile(desc: Descriptor): FileRange | undefined {
+    if (this.sequential || this.lost.has(desc.digest)) return undefined;
+    const base = this.supplier.get(desc.digest);
+    return base ? base.blobFile?.(desc) : this.delta.blobFile?.(desc);
   }
 
   blobPlace(desc: Descriptor): string | undefined {

@@ -3,6 +3,7 @@ import { Readable } from 'node:stream';
 import { FerryError, isFerryError } from '../../errors.js';
 import { type Digest, sha256Digest } from '../../oci/digest.js';
 import type { Descriptor } from '../../oci/manifest.js';
+import type { FileRange } from '../../stream/verify.js';
 import type { OpOptions, SequentialBlob } from '../types.js';
 import {
   asBundleError, BundleHead, type ExpectedEntry, firstEntryError, HEAD_MAX_BYTES, metadataCut, OCI_LAYOUT, type TailEntry, wholeMetadataBytes,
@@ -246,6 +247,13 @@ export class FileBundleSource extends BundleHead implements BundleInput {
     });
   }
 
+  /** Where a config or layer lies in this file, to be verified in place; undefined when the file cannot give it. */
+  blobFile(desc: Descriptor): FileRange | undefined {
+    if (this.unavailable(desc)) return undefined;
+    const at = this.located.get(desc.digest);
+    return at ? { fd: this.handle.fd, offset: at.offset, size: at.size, short: (pos) => this.changed(pos, at.offset + at.size) } : undefined;
+  }
+
   /** The bytes of one part of a layer cut across volumes, when this file holds it whole. */
   partStream(part: BundlePart): Readable | undefined {
     const at = this.located.get(partKey(part));
@@ -263,10 +271,13 @@ export class FileBundleSource extends BundleHead implements BundleInput {
   }
 
   private range(offset: number, size: number): Readable {
-    return new RangeStream(this.handle, offset, offset + size, {
-      short: (at) => new FerryError('E_BUNDLE_TRUNCATED', `${this.where} ends at byte ${at}, inside an entry that ended at ${offset + size} when it was opened: the file changed while it was read`, {
-        hint: 'do not modify or replace the bundle while ferry reads it; run the command again', details: { file: this.where, offset: at },
-      }),
+    return new RangeStream(this.handle, offset, offset + size, { short: (at) => this.changed(at, offset + size) });
+  }
+
+  /** The file ends before an entry that was whole when it was opened. */
+  private changed(at: number, end: number): FerryError {
+    return new FerryError('E_BUNDLE_TRUNCATED', `${this.where} ends at byte ${at}, inside an entry that ended at ${end} when it was opened: the file changed while it was read`, {
+      hint: 'do not modify or replace the bundle while ferry reads it; run the command again', details: { file: this.where, offset: at },
     });
   }
 

@@ -3,7 +3,8 @@ import { type FerryError as FerryErrorType, FerryError, isFerryError } from '../
 import { expandFileGlobs } from '../../fsys/glob.js';
 import type { Digest } from '../../oci/digest.js';
 import type { Descriptor, Manifest } from '../../oci/manifest.js';
-import type { OpOptions, SequentialBlob, SourceImage } from '../types.js';
+import type { FileRange } from '../../stream/verify.js';
+import type { ImageSource, OpOptions, SequentialBlob, SourceImage } from '../types.js';
 import type { BundleCondition, BundleInput } from './input.js';
 import type { BundleMetadata } from './metadata.js';
 import { FileBundleSource, randomAccessible } from './file-source.js';
@@ -88,6 +89,12 @@ export class RepairedSource implements BundleInput {
   getBlob(repository: string, desc: Descriptor): Promise<Readable> {
     const repair = this.carrier.get(desc.digest);
     return repair ? repair.getBlob(repository, desc) : this.main.getBlob(repository, desc);
+  }
+
+  blobFile(desc: Descriptor): FileRange | undefined {
+    if (this.sequential) return undefined;
+    const from: ImageSource = this.carrier.get(desc.digest) ?? this.main;
+    return from.blobFile?.(desc);
   }
 
   blobPlace(desc: Descriptor): string | undefined {

@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { asFerryError, FerryError, isFerryError } from '../../errors.js';
 import { type Digest, sha256Digest } from '../../oci/digest.js';
 import type { Descriptor, Manifest } from '../../oci/manifest.js';
-import { VerifyStream } from '../../stream/verify.js';
+import { type FileRange, VerifyStream } from '../../stream/verify.js';
 import { expandFileGlobs } from '../../fsys/glob.js';
 import type { OpOptions, SequentialBlob, SourceImage } from '../types.js';
 import { type BundleCondition, type BundleInput, NOTHING_MISSING } from './input.js';
@@ -517,6 +517,14 @@ export class VolumeSetSource implements BundleInput {
       if (err.code !== 'E_ABORTED' && !this.failed.has(digest)) this.failed.set(digest, err);
     });
     return out;
+  }
+
+  /** Where a config or whole layer lies in a volume, to be verified in place (a layer cut across volumes is not in one place). */
+  blobFile(desc: Descriptor): FileRange | undefined {
+    if (this.sequential || this.failed.has(desc.digest)) return undefined;
+    const blob = this.metadata.blobs.find((b) => b.digest === desc.digest);
+    if (blob?.kind !== 'layer') return this.head instanceof FileBundleSource ? this.head.blobFile(desc) : undefined;
+    return this.members.find((m) => m.layers.some((l) => l.digest === desc.digest))?.source?.blobFile(desc);
   }
 
   /** For the verifier's messages: the volume a layer's bytes come from, or the volumes of its parts. */

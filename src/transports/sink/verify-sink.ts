@@ -34,6 +34,22 @@ export class VerifySink implements ImageDestination {
     }
   }
 
+  /** Nothing of a blob is kept: a verdict reached where the blob lies does as well as its bytes. */
+  takesVerdict(): boolean {
+    return true;
+  }
+
+  async putVerdict(_repository: string, desc: Descriptor, verdict: Promise<void>, opts: OpOptions = {}): Promise<void> {
+    try {
+      await verdict;
+      this.bytesVerified += desc.size;
+    } catch (e) {
+      const err = asFerryError(e);
+      if (err.code !== 'E_ABORTED' && !opts.signal?.aborted) this.errors.set(desc.digest, err.code);
+      throw e;
+    }
+  }
+
   async putManifest(): Promise<void> {}
   async putImage(): Promise<void> {}
   async commit(): Promise<void> {}

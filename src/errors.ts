@@ -104,6 +104,11 @@ const FILE_SYSTEM_ADVICE: Record<string, { what: string; hint: string }> = {
   },
 };
 
+/** What to do about a file-system errno, when ferry knows (ENOSPC, EROFS, EACCES, …). */
+export function fileSystemAdvice(code: string): { what: string; hint: string } | undefined {
+  return FILE_SYSTEM_ADVICE[code];
+}
+
 function fileSystemError(err: NodeJS.ErrnoException): FerryError {
   const code = err.code!;
   const file = err.path;

@@ -8,22 +8,24 @@ import { type CopyPlan, foreignLayersOf, type PlanFailure, type PlannedImage, pl
 import type { Digest } from '../oci/digest.js';
 import { asFerryError, FerryError } from '../errors.js';
 import { writeFileAtomic } from '../fsys/atomic.js';
-import { type Owner, parseOwner } from '../fsys/owner.js';
+import { type Owner, parseOwner, targetOwner } from '../fsys/owner.js';
 import type { FileSystemPort } from '../fsys/port.js';
 import { SftpFileSystem } from '../fsys/sftp.js';
 import { SshSession, type SshOptions } from '../net/ssh/session.js';
 import type { Platform } from '../oci/platform.js';
 import { openBundle } from '../transports/bundle/input.js';
-import type { ImageDestination } from '../transports/types.js';
+import type { ImageDestination, OpOptions } from '../transports/types.js';
+import type { RegistryOptions } from '../transports/registry/open.js';
 import { TOOL_VERSION } from '../version.js';
 import { formatBytes } from '../format.js';
 import { assertNoTagCollisions, requestsFromBundle } from './bundle-requests.js';
 import { failureError } from './failures.js';
-import type { RegistryAccess, RegistryConnection } from './registry-access.js';
+import type { RegistryAccess } from './registry-access.js';
 import { mapFullName, matchesPattern, parseRenames } from './repository-mapping.js';
 import { explainMissingBases } from './failures.js';
 import { BasedSource } from '../transports/bundle/based-source.js';
-import { type KindName, type Location, openDestinationAt } from './locations.js';
+import { isPathKind, type KindName, type Location, openDestinationAt } from './locations.js';
+import { prepareDirectory, prepareOutputFile, requireSpace } from '../fsys/preflight.js';
 import { convertPlanToOci, describeConversions, type OciConversion } from '../copy/convert-oci.js';
 import { blobsToMove } from './dry-run.js';
 
@@ -56,7 +58,7 @@ export interface ImportOptions {
    * check); `registry` is set for registry targets. Images it returns as
    * skipped are left out of the copy and reported as such.
    */
-  beforeCopy?: (plan: CopyPlan, target: { registry?: RegistryConnection; destination: ImageDestination }) => Promise<void | BeforeCopyResult>;
+  beforeCopy?: (plan: CopyPlan, target: { registry?: RegistryOptions; destination: ImageDestination }) => Promise<void | BeforeCopyResult>;
   /** Plan (and run beforeCopy) only: nothing is written, no receipt. */
   dryRun?: boolean;
   /** `--convert-oci`: Docker schema 2 manifests, lists and configs relabelled with OCI media types (copy/convert-oci.ts). */
@@ -184,6 +186,7 @@ async function importWith(opts: ImportOptions, remote?: FileSystemPort, owner?: 
       const planned = plannedReceipt(opts, meta.bundleId, location, started, plan);
       return { ...planned, images: [...planned.images, ...skipped], blobs: await blobsToMove(plan, destination, copyOpts), ...converted, ...foreign };
     }
+    if (!remote) await preflightTarget(opts.to, location, plan, destination, { ...copyOpts, owner });
     const report = await copyImages(source, destination, plan, copyOpts);
     explainMissingBases(report, meta);
     if (report.images.some((i) => i.status === 'done')) await destination.commit(opts.signal ? { signal: opts.signal } : {});
@@ -299,6 +302,25 @@ function plannedReceipt(opts: ImportOptions, bundleId: string, location: string,
     })),
     blobs: { copied: 0, skipped: 0, mounted: 0, 'present-in-base': 0, bytesCopied: 0 }, manifests: 0,
   };
+}
+
+/**
+ * A file target is judged before the first byte: its folder made and probed
+ * (a read-only mount, a file in the way), and its disk asked for the room the
+ * blobs it lacks need — asked of the destination itself, which hashes what it
+ * already holds once (the copy then reuses that answer). A docker archive
+ * needs its blobs twice: spooled, then in the archive.
+ */
+async function preflightTarget(to: Location, display: string, plan: CopyPlan, destination: ImageDestination, opts: OpOptions & { jobs: number; owner: Owner | undefined }): Promise<void> {
+  if (!isPathKind(to.kind)) return;
+  // A folder made here is made as the destination would: fsynced into its parent, with the target's owner.
+  const owner = await targetOwner(display, opts.owner);
+  if (to.kind === 'docker-archive') await prepareOutputFile(display, `--to ${to.kind}`, { owner });
+  else await prepareDirectory(display, `--to ${to.kind}`, { owner });
+  const moving = await blobsToMove(plan, destination, opts);
+  const manifests = new Map(plan.images.flatMap((i) => i.manifests.map((m) => [m.digest, m.bytes.length] as const)));
+  const bytes = moving.bytesCopied * (to.kind === 'docker-archive' ? 2 : 1) + [...manifests.values()].reduce((n, s) => n + s, 0);
+  await requireSpace([{ path: display, bytes, what: `${moving.copied} blobs and ${manifests.size} manifests` }]);
 }
 
 /**

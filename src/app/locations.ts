@@ -6,7 +6,8 @@ import type { Platform } from '../oci/platform.js';
 import type { PruneReport } from '../transports/storage/index.js';
 import { isValidRegistry, validateRepository } from '../oci/reference.js';
 import type { ImageDestination, ImageSource } from '../transports/types.js';
-import { connectionFor, type RegistryAccess, type RegistryConnection } from './registry-access.js';
+import type { RegistryOptions } from '../transports/registry/open.js';
+import { connectionFor, type RegistryAccess } from './registry-access.js';
 
 /**
  * Every place images live, named the one way the user writes it:
@@ -50,7 +51,7 @@ export interface OpenedDestination {
   /** For receipts and messages: an absolute path, `host:path` over SSH, or `HOST/PREFIX`. */
   display: string;
   /** Set for registry destinations: the connection their preflight (Harbor, tags) uses. */
-  registry?: RegistryConnection;
+  registry?: RegistryOptions;
   /**
    * Images keep their whole name, registry included (`quay.io/calico/node`):
    * where the name is all a loader shows (docker-archive), dropping the host
@@ -65,10 +66,10 @@ interface Kind {
   name: KindName;
   /** What LOCATION is, for messages and help. */
   location: string;
-  /** Kinds whose LOCATION is a path on this machine (resolved against the working directory). */
+  /** LOCATION is a path on this machine (checked for room and writability before the first byte). */
   path: boolean;
-  source?(location: string, env: OpenEnv): Promise<ImageSource>;
-  destination?(location: string, env: OpenEnv): Promise<OpenedDestination>;
+  source?: (location: string, env: OpenEnv) => Promise<ImageSource>;
+  destination?: (location: string, env: OpenEnv) => Promise<OpenedDestination>;
 }
 
 const KINDS: readonly Kind[] = [

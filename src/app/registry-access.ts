@@ -1,4 +1,5 @@
 import type { ConnectionFactory } from '../net/http.js';
+import type { RegistryOptions } from '../transports/registry/open.js';
 
 /**
  * How the user allowed ferry to reach registries: TLS exceptions are explicit
@@ -38,27 +39,16 @@ export interface RegistrySettings {
 
 export const NO_REGISTRY_ACCESS: RegistryAccess = { insecureAll: false, insecure: [], plainHttp: [] };
 
-export interface RegistryConnection {
-  registry: string;
-  insecure: boolean;
-  plainHttp: boolean;
-  caFile?: string;
-  credentials?: { username: string; password: string; source: string };
-  connect?: ConnectionFactory;
-  connectTimeoutMs?: number;
-  idleTimeoutMs?: number;
-  minBytesPerSecond?: number;
-}
-
 /**
  * How to reach `registry` itself: flags first (`--insecure-registry`,
  * `--plain-http` add to the config file's entry), the entry's CA file before
  * the global `--ca-file`. Mirrors are not followed here: pushes and
  * inventories must talk to the registry they name (see pullConnectionFor).
+ * The answer is what the registry transport opens with.
  */
-export function connectionFor(access: RegistryAccess, registry: string): RegistryConnection {
+export function connectionFor(access: RegistryAccess, registry: string): RegistryOptions {
   const site = settingsFor(access, registry);
-  const c: RegistryConnection = {
+  const c: RegistryOptions = {
     registry,
     insecure: access.insecureAll || access.insecure.includes(registry) || site?.insecure === true,
     plainHttp: access.plainHttp.includes(registry) || site?.plainHttp === true,
@@ -79,7 +69,7 @@ export function connectionFor(access: RegistryAccess, registry: string): Registr
  * registry itself. No fallback to the upstream: behind an air gap it is not
  * there, and a silent fallback would hide a broken mirror.
  */
-export function pullConnectionFor(access: RegistryAccess, registry: string): RegistryConnection {
+export function pullConnectionFor(access: RegistryAccess, registry: string): RegistryOptions {
   const mirror = settingsFor(access, registry)?.mirror;
   return connectionFor(access, mirror ?? registry);
 }

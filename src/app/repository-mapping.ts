@@ -1,5 +1,6 @@
 import { FerryError } from '../errors.js';
 import { fullName, isValidRegistry, isValidRepository, parseReference, splitQualifiedName, validateQualifiedName, validateRepository } from '../oci/reference.js';
+import { nameMatcher } from '../fsys/glob.js';
 
 /**
  * Maps the registry-qualified names a bundle stores (`docker.io/library/nginx`)
@@ -41,7 +42,7 @@ export function parseFlatten(value: unknown): number | undefined {
   if (value === undefined) return undefined;
   const n = typeof value === 'number' ? value : Number(value);
   if (!Number.isInteger(n) || n < 1 || n > MAX_FLATTEN_DEPTH) {
-    throw new FerryError('E_USAGE', `--flatten ${String(value)}: expected a whole number of path components from 1 to ${MAX_FLATTEN_DEPTH}`, {
+    throw new FerryError('E_USAGE', `--flatten ${typeof value === 'string' || typeof value === 'number' ? value : JSON.stringify(value)}: expected a whole number of path components from 1 to ${MAX_FLATTEN_DEPTH}`, {
       hint: 'Harbor takes project/repository: --flatten 2; GitLab takes group/subgroup/project/name: --flatten 3 or 4',
     });
   }
@@ -126,8 +127,7 @@ export function qualifyName(name: string, host: string): string {
   return validateQualifiedName(fullName(parseReference(`${host}/${name}`, `--registry-name ${host}`)), `--registry-name ${host}: ${name}`);
 }
 
-/** Glob over image references: `*` any run of characters, `?` one. */
+/** Glob over image references (`--image`): `*` any run of characters, across `/`; `?` one character. */
 export function matchesPattern(text: string, pattern: string): boolean {
-  const re = new RegExp(`^${pattern.split('').map((c) => (c === '*' ? '.*' : c === '?' ? '.' : c.replace(/[.+^${}()|[\]\\]/g, '\\$&'))).join('')}$`);
-  return re.test(text);
+  return nameMatcher(pattern)(text);
 }

@@ -1,10 +1,10 @@
-import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, posix, resolve } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FerryError, isFerryError } from '../errors.js';
+import { digestHex, digestStream } from '../oci/digest.js';
 import { RESUME_OVERLAP, SftpFileSystem } from '../fsys/sftp.js';
 import { SshSession, type SshOptions } from '../net/ssh/session.js';
 import { BundleSource } from '../transports/bundle/reader.js';
@@ -204,11 +204,8 @@ export async function sendFiles(session: SshSession, files: string[], dir: strin
   return { destination: `${session.description}:${dir}`, files: out, seconds: (Date.now() - started) / 1000 };
 }
 
-function hashLocal(path: string, signal?: AbortSignal): Promise<string> {
-  const h = createHash('sha256');
-  return pipeline(createReadStream(path), async function* (src: AsyncIterable<Buffer>) {
-    for await (const c of src) h.update(c);
-  }, signal ? { signal } : {}).then(() => h.digest('hex'));
+async function hashLocal(path: string, signal?: AbortSignal): Promise<string> {
+  return digestHex((await digestStream(createReadStream(path), { signal })).digest);
 }
 
 function shellQuote(s: string): string {
@@ -220,11 +217,8 @@ async function hashRemote(session: SshSession, fs: SftpFileSystem, path: string,
   const r = await session.exec(`sha256sum -- ${shellQuote(path)}`).catch(() => undefined);
   const m = r && r.code === 0 ? /^\\?([0-9a-f]{64})\s/.exec(r.stdout) : null;
   if (m) return { sha256: m[1]!, by: 'sha256sum' };
-  const h = createHash('sha256');
-  await pipeline(fs.createReadStream(path), async function* (src: AsyncIterable<Buffer>) {
-    for await (const c of src) h.update(c);
-  }, { signal: fs.signalWith(signal) });
-  return { sha256: h.digest('hex'), by: 'sftp-read-back' };
+  const { digest } = await digestStream(fs.createReadStream(path), { signal: fs.signalWith(signal) });
+  return { sha256: digestHex(digest), by: 'sftp-read-back' };
 }
 
 async function sendOne(session: SshSession, fs: SftpFileSystem, file: FileToSend, dir: string, opts: Pick<SendOptions, 'signal' | 'onEvent'>): Promise<SentFile> {

@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { createSecureContext } from 'node:tls';
 import type { ImageRequest } from '../copy/plan.js';
 import { FerryError } from '../errors.js';
-import type { Digest } from '../oci/digest.js';
+import { parseDigest } from '../oci/digest.js';
 import { validateRepository } from '../oci/reference.js';
 import { accessLine } from '../serve/access-log.js';
 import { openBundles, type OpenedBundles } from '../serve/bundle-blobs.js';
@@ -104,7 +104,7 @@ export async function serve(opts: ServeOptions): Promise<ServeResult> {
     const requests = opts.layout ? layoutRequests(opened as OpenedLayout, renames, prefix) : bundleRequests(opened as OpenedBundles, renames, prefix);
     // One tag, one image: which of two would win is not for the server to guess.
     assertNoTagCollisions(requests);
-    const images: ServedImage[] = requests.map((r) => ({ repository: r.targetRepository, digest: r.sourceReference as Digest, origin: r.origin, ...(r.targetTag !== undefined ? { tag: r.targetTag } : {}) }));
+    const images: ServedImage[] = requests.map((r) => ({ repository: r.targetRepository, digest: parseDigest(r.sourceReference, r.origin), origin: r.origin, ...(r.targetTag !== undefined ? { tag: r.targetTag } : {}) }));
     const content: ServedContent = { images, manifests: opened.manifests, blobs: reader, verified: opened.verified };
     const catalog = new Catalog(content);
     const blobs = new VerifiedBlobs(reader, content.verified, (digest, error) => opts.alert(`ferry serve: error: blob ${digest} failed verification and will not be served: ${error.message}`));

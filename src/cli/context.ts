@@ -112,7 +112,7 @@ export async function contextFrom(argv: GlobalFlags): Promise<CliContext> {
     askPassword,
     info: (line) => out.info(line),
   };
-  const ctx: CliContext = { out, signal: inv.controller.signal, registry, jobs: argv.jobs ?? 4, io: inv.io, sshSettings };
+  const ctx: CliContext = { out, signal: inv.controller.signal, registry, jobs: argv.jobs ?? 8, io: inv.io, sshSettings };
   if (argv.ssh) ctx.ssh = { ...sshSettings, destination: argv.ssh };
   return ctx;
 }

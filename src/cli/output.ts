@@ -88,7 +88,7 @@ export function makeOutput(flags: OutputFlags, streams: { stdout: TextStream; st
       if (json) {
         documents().write(`${JSON.stringify({ error: errorDocument(err) }, null, 2)}\n`);
       } else {
-        streams.stderr.write(`ferry: error [${err.code}]: ${shown(err.message)}\n`);
+        streams.stderr.write(`ferry: error [${err.code}]: ${shown(messageOf(err))}\n`);
         if (err.hint) streams.stderr.write(`  hint: ${shown(err.hint)}\n`);
         if (debug && err.stack) streams.stderr.write(`${err.stack}\n${causeChain(err)}`);
       }
@@ -98,7 +98,12 @@ export function makeOutput(flags: OutputFlags, streams: { stdout: TextStream; st
 }
 
 export function errorDocument(err: FerryError): Record<string, unknown> {
-  return { code: err.code, exitStatus: err.exitStatus, message: shown(err.message), ...(err.hint ? { hint: shown(err.hint) } : {}), details: err.details };
+  return { code: err.code, exitStatus: err.exitStatus, message: shown(messageOf(err)), ...(err.hint ? { hint: shown(err.hint) } : {}), details: err.details };
+}
+
+/** E_INTERNAL is ferry's own fault, never the input's (spec/errors.md): it says so, and what helps fix it. */
+function messageOf(err: FerryError): string {
+  return err.code === 'E_INTERNAL' ? `${err.message}: this is a bug in ferry, please report it with --debug output` : err.message;
 }
 
 /**

@@ -291,9 +291,12 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
     }
   }, opts.signal);
 
-  // Tags last: a tag never points at something incomplete.
+  // Tags last: a tag never points at something incomplete. Images are tagged side by side
+  // (a round trip each on a registry); the report keeps the plan's order.
   observer?.phase?.('tags');
-  for (const image of plan.images) {
+  const results: ImageResult[] = new Array(plan.images.length);
+  await forEachLimited(plan.images.keys(), limit, async (i) => {
+    const image = plan.images[i]!;
     const r = image.request;
     const result: ImageResult = { origin: r.origin, repository: r.targetRepository, digest: image.top.digest, status: 'done' };
     if (r.targetTag !== undefined) result.tag = r.targetTag;
@@ -310,11 +313,15 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
         failImages([image], error);
       }
     }
+    results[i] = result;
+  }, opts.signal);
+  for (const [i, image] of plan.images.entries()) {
+    const result = results[i]!;
     const error = failed.get(image);
     if (error) {
       result.status = 'failed';
       result.error = error;
-      report.failures.push({ image: r.origin, error });
+      report.failures.push({ image: image.request.origin, error });
     }
     report.images.push(result);
   }

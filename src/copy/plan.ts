@@ -1,6 +1,7 @@
 import { asFerryError, FerryError } from '../errors.js';
 import { type Digest, isDigest } from '../oci/digest.js';
 import { blobsOf, checkManifestDigest, type Descriptor, isForeignLayer, type Manifest, manifestFromBytes, parseManifest, type ParsedManifest } from '../oci/manifest.js';
+import { walkManifests, type WalkNode } from '../oci/walk.js';
 import { formatPlatform, type Platform, platformMatches } from '../oci/platform.js';
 import type { ImageSource, OpOptions } from '../transports/types.js';
 import type { CopyObserver } from './events.js';
@@ -50,9 +51,6 @@ export interface PlanOptions extends OpOptions {
   observer?: CopyObserver;
 }
 
-/** Indexes of indexes exist (e.g. attestation trees) but never deep; more is a loop or an attack. */
-const MAX_DEPTH = 4;
-
 /**
  * Resolves every requested image to its manifests and blobs. An image that
  * cannot be resolved is a failure of that image alone: the others still go.
@@ -61,16 +59,17 @@ export async function planCopy(source: ImageSource, requests: ImageRequest[], op
   opts.observer?.phase?.('planning');
   const images: (PlannedImage | undefined)[] = new Array(requests.length);
   const failures: PlanFailure[] = [];
-  const fetched = new Map<string, Promise<{ manifest: Manifest; parsed: ParsedManifest }>>();
+  const fetched = new Map<string, Promise<Fetched>>();
 
-  const fetchManifest = (repository: string, reference: string, mediaType: string | undefined, where: string) => {
+  // Images share children (a base index, the same platform image): each manifest is fetched and parsed once per plan.
+  const fetchManifest = (repository: string, reference: string, where: string) => {
     const key = `${repository}@${reference}`;
     let p = fetched.get(key);
     if (!p) {
       p = (async () => {
         const manifest = await source.getManifest(repository, reference, opts);
         if (isDigest(reference)) checkManifestDigest(manifest, reference, where);
-        return { manifest, parsed: parseManifest(manifest.bytes, manifest.mediaType ?? mediaType, where) };
+        return { digest: manifest.digest, manifest, parsed: parseManifest(manifest.bytes, manifest.mediaType, where) };
       })();
       fetched.set(key, p);
     }
@@ -92,17 +91,17 @@ export async function planCopy(source: ImageSource, requests: ImageRequest[], op
   return { images: images.filter((x): x is PlannedImage => x !== undefined), failures };
 }
 
-type ManifestFetcher = (repository: string, reference: string, mediaType: string | undefined, where: string) => Promise<{ manifest: Manifest; parsed: ParsedManifest }>;
+interface Fetched extends WalkNode {
+  manifest: Manifest;
+}
+
+type ManifestFetcher = (repository: string, reference: string, where: string) => Promise<Fetched>;
 
 async function planImage(request: ImageRequest, fetchManifest: ManifestFetcher, platforms: Platform[] | undefined, observer?: CopyObserver): Promise<PlannedImage> {
   const where = request.origin;
-  const root = await fetchManifest(request.sourceRepository, request.sourceReference, undefined, where);
-  const manifests: Manifest[] = [];
-  const parsed = new Map<Digest, ParsedManifest>();
-  const blobs = new Map<Digest, Descriptor>();
-  let top = root.manifest;
+  const root = await fetchManifest(request.sourceRepository, request.sourceReference, where);
+  let top = root;
   let sourceDigest: Digest | undefined;
-  let children: Descriptor[] = root.parsed.manifests;
   const platformNames = new Set<string>();
 
   if (root.parsed.kind === 'index' && platforms && platforms.length > 0) {
@@ -113,51 +112,30 @@ async function planImage(request: ImageRequest, fetchManifest: ManifestFetcher, 
         hint: 'pick platforms the image is built for, or drop --platform to keep them all', details: { image: where, platforms: platforms.map(formatPlatform) },
       });
     }
-    sourceDigest = root.manifest.digest;
+    sourceDigest = root.digest;
     if (chosen.length === 1) {
       // One platform: the tag points at that platform's manifest itself, byte-exact, so its digest is the registry's.
       const only = chosen[0]!;
-      const child = await fetchManifest(request.sourceRepository, only.digest, only.mediaType, `${where} (${formatPlatform(only.platform!)})`);
-      if (child.manifest.digest !== only.digest) checkManifestDigest(child.manifest, only.digest, where);
-      await walk(child.manifest, child.parsed, 1);
-      top = child.manifest;
+      top = await fetchManifest(request.sourceRepository, only.digest, `${where} (${formatPlatform(only.platform!)})`);
       if (only.platform) platformNames.add(formatPlatform(only.platform));
       observer?.warning?.(`${where}: --platform keeps one platform, so the tag now points at ${top.digest} instead of the index ${sourceDigest}; signatures made on the index will not match`);
-      return { request, top, sourceDigest, manifests, parsed, blobs: [...blobs.values()], platforms: [...platformNames] };
+    } else {
+      // The index rewritten to the chosen entries: a new top whose children are those platforms' manifests.
+      const index = filteredIndex(root.manifest, chosen);
+      top = { digest: index.digest, manifest: index, parsed: parseManifest(index.bytes, index.mediaType, where) };
+      observer?.warning?.(`${where}: --platform rewrites the index to ${top.digest} (source ${sourceDigest}); signatures made on the source index will not match`);
     }
-    top = filteredIndex(root.manifest, chosen);
-    children = chosen;
-    observer?.warning?.(`${where}: --platform rewrites the index to ${top.digest} (source ${sourceDigest}); signatures made on the source index will not match`);
   }
 
-  async function walk(manifest: Manifest, p: ParsedManifest, depth: number): Promise<void> {
-    if (depth > MAX_DEPTH) throw new FerryError('E_MANIFEST_INVALID', `${where}: manifests nest deeper than ${MAX_DEPTH} levels`, { hint: 'the index refers to itself or is malformed' });
-    if (parsed.has(manifest.digest)) return;
-    parsed.set(manifest.digest, p);
-    const kids = p.kind === 'index' ? p.manifests : [];
-    for (const d of kids) {
-      if (d.platform) platformNames.add(formatPlatform(d.platform));
-      const child = await fetchManifest(request.sourceRepository, d.digest, d.mediaType, `${where} child ${d.digest}`);
-      await walk(child.manifest, child.parsed, depth + 1);
-    }
-    for (const b of blobsOf(p)) if (!blobs.has(b.digest)) blobs.set(b.digest, b);
-    manifests.push(manifest);
+  const walked = await walkManifests(top, (d) => fetchManifest(request.sourceRepository, d.digest, `${where} child ${d.digest}`), where);
+  const parsed = new Map<Digest, ParsedManifest>();
+  const blobs = new Map<Digest, Descriptor>();
+  for (const { node } of walked) {
+    parsed.set(node.digest, node.parsed);
+    for (const d of node.parsed.manifests) if (d.platform) platformNames.add(formatPlatform(d.platform));
+    for (const b of blobsOf(node.parsed)) if (!blobs.has(b.digest)) blobs.set(b.digest, b);
   }
-
-  if (top === root.manifest) {
-    await walk(root.manifest, root.parsed, 0);
-  } else {
-    // The synthesized index: walk its chosen children, then add it as the top.
-    const synthetic = parseManifest(top.bytes, top.mediaType, where);
-    for (const d of children) {
-      if (d.platform) platformNames.add(formatPlatform(d.platform));
-      const child = await fetchManifest(request.sourceRepository, d.digest, d.mediaType, `${where} child ${d.digest}`);
-      await walk(child.manifest, child.parsed, 1);
-    }
-    parsed.set(top.digest, synthetic);
-    manifests.push(top);
-  }
-  const planned: PlannedImage = { request, top, manifests, parsed, blobs: [...blobs.values()], platforms: [...platformNames] };
+  const planned: PlannedImage = { request, top: top.manifest, manifests: walked.map(({ node }) => node.manifest), parsed, blobs: [...blobs.values()], platforms: [...platformNames] };
   if (sourceDigest) planned.sourceDigest = sourceDigest;
   return planned;
 }
@@ -165,8 +143,8 @@ async function planImage(request: ImageRequest, fetchManifest: ManifestFetcher, 
 /** A copy of the index with only the chosen entries, everything else kept as the source wrote it. */
 function filteredIndex(index: Manifest, chosen: Descriptor[]): Manifest {
   const doc = JSON.parse(index.bytes.toString('utf8')) as Record<string, unknown>;
-  const keep = new Set(chosen.map((d) => d.digest));
-  doc.manifests = (doc.manifests as { digest: string }[]).filter((m) => keep.has(m.digest as Digest));
+  const keep = new Set<string>(chosen.map((d) => d.digest));
+  doc.manifests = (doc.manifests as { digest: string }[]).filter((m) => keep.has(m.digest));
   return manifestFromBytes(Buffer.from(JSON.stringify(doc)), index.mediaType);
 }
 

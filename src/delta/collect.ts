@@ -1,8 +1,9 @@
 import { stat } from 'node:fs/promises';
 import { FerryError, isFerryError } from '../errors.js';
-import type { Digest } from '../oci/digest.js';
+import { type Digest, isDigest } from '../oci/digest.js';
 import { type Descriptor, type ParsedManifest, isForeignLayer, parseManifest } from '../oci/manifest.js';
 import { isValidRepository, isValidTag } from '../oci/reference.js';
+import { walkManifests, type WalkNode } from '../oci/walk.js';
 import { forEachLimited } from '../copy/pool.js';
 import { pullScope, type RegistryClient } from '../transports/registry/client.js';
 import { remoteText } from '../net/remote-text.js';
@@ -28,25 +29,24 @@ const LIST_PAGE = 1000;
 
 /** Walks an image (index children included) and returns its configs and layers; manifests are parsed once per digest. */
 async function blobsOfImage(source: ImageSource, repository: string, reference: string, cache: Map<Digest, ParsedManifest>, opts: OpOptions): Promise<{ digest: Digest; blobs: Descriptor[] }> {
-  const out = new Map<Digest, Descriptor>();
-  const visit = async (ref: string, depth: number): Promise<Digest> => {
-    if (depth > 4) throw new FerryError('E_MANIFEST_INVALID', `${repository}:${reference}: indexes nest deeper than 4 levels`, { hint: 'the index refers to itself or is malformed' });
-    let digest: Digest | undefined = ref.startsWith('sha256:') ? (ref as Digest) : undefined;
-    let parsed = digest ? cache.get(digest) : undefined;
-    if (!parsed) {
-      const m = await source.getManifest(repository, ref, opts);
-      digest = m.digest;
-      parsed = parseManifest(m.bytes, m.mediaType, `${repository}@${m.digest}`);
-      cache.set(m.digest, parsed);
+  const load = async (ref: string): Promise<WalkNode> => {
+    if (isDigest(ref)) {
+      const known = cache.get(ref);
+      if (known) return { digest: ref, parsed: known };
     }
-    for (const c of parsed.manifests) await visit(c.digest, depth + 1);
-    if (parsed.config) out.set(parsed.config.digest, parsed.config);
-    // Foreign layers live at their URLs, not at the site (spec/bundle.md §2.2): not part of what it holds or needs.
-    for (const l of parsed.layers) if (!isForeignLayer(l)) out.set(l.digest, l);
-    return digest!;
+    const m = await source.getManifest(repository, ref, opts);
+    const parsed = parseManifest(m.bytes, m.mediaType, `${repository}@${m.digest}`);
+    cache.set(m.digest, parsed);
+    return { digest: m.digest, parsed };
   };
-  const digest = await visit(reference, 0);
-  return { digest, blobs: [...out.values()] };
+  const root = await load(reference);
+  const out = new Map<Digest, Descriptor>();
+  for (const { node } of await walkManifests(root, (child) => load(child.digest), `${repository}:${reference}`)) {
+    if (node.parsed.config) out.set(node.parsed.config.digest, node.parsed.config);
+    // Foreign layers live at their URLs, not at the site (spec/bundle.md §2.2): not part of what it holds or needs.
+    for (const l of node.parsed.layers) if (!isForeignLayer(l)) out.set(l.digest, l);
+  }
+  return { digest: root.digest, blobs: [...out.values()] };
 }
 
 /** Inventory of a registry over its API: the catalog, each repository's tags, each tag's manifests. */

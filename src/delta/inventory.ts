@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { FerryError } from '../errors.js';
 import { INPUT, parseJsonInput } from '../input-limits.js';
-import { type Digest, isDigest, parseDigest } from '../oci/digest.js';
+import { type Digest, hashDigest, isDigest, parseDigest } from '../oci/digest.js';
 import { validateQualifiedName, validateTag } from '../oci/reference.js';
 import { compareImages, formatCreated } from '../transports/bundle/metadata.js';
 
@@ -66,7 +66,7 @@ export function inventoryId(images: InventoryImage[], blobs: InventoryBlob[]): D
   write('],"images":[');
   images.forEach((m, i) => write(`${i ? ',' : ''}{"digest":${JSON.stringify(m.digest)},"repository":${JSON.stringify(m.repository)}${m.tag !== undefined ? `,"tag":${JSON.stringify(m.tag)}` : ''}}`));
   hash.update(`${pending}]}`);
-  return `sha256:${hash.digest('hex')}` as Digest;
+  return hashDigest(hash);
 }
 
 /** Builds a normalised inventory: images sorted like bundle metadata, blobs by digest, each once. */
@@ -142,15 +142,16 @@ export function parseInventory(bytes: Uint8Array, where: string): Inventory {
   if (typeof o.created !== 'string' || !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/.test(o.created)) throw bad(`${where}.created`, 'is not a UTC time like 2024-05-01T12:00:00Z');
   const source = obj(o.source, `${where}.source`);
   if (typeof source.kind !== 'string' || !(INVENTORY_SOURCE_KINDS as readonly string[]).includes(source.kind)) throw bad(`${where}.source.kind`, `must be one of ${INVENTORY_SOURCE_KINDS.join(', ')}`);
+  // eslint-disable-next-line no-control-regex -- finding control characters is the point
   if (typeof source.description !== 'string' || source.description.length > 1024 || /[\u0000-\u001f]/.test(source.description)) throw bad(`${where}.source.description`, 'is not a printable string');
   // The parsed objects are kept when they hold exactly the known fields (the usual case): a 100,000-blob
   // inventory then costs its parse once, not twice. Field names for messages are built only on error.
   const images = arr(o.images, `${where}.images`).map((v, i): InventoryImage => {
     const img = obj(v, `${where}.images[${i}]`);
     const w = () => `${where}.images[${i}]`;
-    const repository = validateQualifiedName(String(img.repository), `${w()}.repository`);
+    const repository = validateQualifiedName(img.repository, `${w()}.repository`);
     const digest = isDigest(img.digest) ? img.digest : parseDigest(img.digest, `${w()}.digest`);
-    const tag = img.tag === undefined ? undefined : validateTag(String(img.tag), `${w()}.tag`);
+    const tag = img.tag === undefined ? undefined : validateTag(img.tag, `${w()}.tag`);
     if (repository === img.repository && tag === img.tag && fieldCount(img) === (tag === undefined ? 2 : 3)) return img as unknown as InventoryImage;
     return tag !== undefined ? { repository, tag, digest } : { repository, digest };
   });

@@ -1,10 +1,11 @@
 import { constants } from 'node:fs';
-import { open, rename, rm } from 'node:fs/promises';
+import { chown, open, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { type DirSyncBatch, syncDir } from './durable.js';
 import { FILE_MODE, mkdirp, naming } from './files.js';
+import type { Owner } from './owner.js';
 import { tempPathFor } from './temp-names.js';
 
 export { TEMP_MARKER, isTempName, tempPathFor } from './temp-names.js';
@@ -24,12 +25,19 @@ export interface DurableWriteOptions {
   dirSync?: DirSyncBatch | undefined;
   /** A scratch file the run removes itself (a spool): atomic, but not worth an fsync. */
   scratch?: boolean;
+  /** Who the directories made here belong to (`--owner`, or the target's owner when running as root). */
+  owner?: Owner | undefined;
 }
 
 /** Creates `dir` and its missing parents; the new entries are made durable (or noted) like a rename's. */
 export async function mkdirsDurable(dir: string, opts: DurableWriteOptions = {}): Promise<void> {
   const first = await mkdirp(dir);
-  if (first === undefined || opts.scratch) return;
+  if (first === undefined) return;
+  if (opts.owner) for (let d = dir; ; d = dirname(d)) {
+    await chown(d, opts.owner.uid, opts.owner.gid);
+    if (d === first) break;
+  }
+  if (opts.scratch) return;
   // Each created directory is an entry in its parent: the parent of the first one, and every created one but the last.
   const parents: string[] = [];
   for (let d = dirname(dir); ; d = dirname(d)) {

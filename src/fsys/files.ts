@@ -1,6 +1,5 @@
 import { mkdir, rmdir, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import type { Readable } from 'node:stream';
 
 /**
  * File primitives of the on-disk transports and stores. Modes are set with chmod because
@@ -41,16 +40,6 @@ export async function mkdirp(dir: string): Promise<string | undefined> {
       }
     }
     throw e;
-  }
-}
-
-/** Reads a stream to its end without keeping it: the destination already holds the bytes, but the contract says putBlob consumes its input. */
-export async function drain(data: Readable, signal?: AbortSignal): Promise<void> {
-  for await (const _ of data) {
-    if (signal?.aborted) {
-      data.destroy();
-      throw signal.reason ?? new Error('aborted');
-    }
   }
 }
 

@@ -1,5 +1,6 @@
 import { readdir } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import picomatch from 'picomatch';
 import { FerryError } from '../errors.js';
 
 const WILDCARD = /[*?[]/;
@@ -21,39 +22,44 @@ export async function expandFileGlobs(args: readonly string[]): Promise<string[]
       continue;
     }
     const dir = dirname(arg);
-    const pattern = globToRegExp(name);
+    const matches = fileNameMatcher(name);
     const entries = await readdir(dir).catch(() => [] as string[]);
     if (entries.includes(name)) {
       out.push(arg);
       continue;
     }
-    const matches = entries.filter((e) => pattern.test(e)).sort();
-    if (matches.length === 0) {
+    const found = entries.filter(matches).sort();
+    if (found.length === 0) {
       throw new FerryError('E_NOT_FOUND', `${arg}: no file matches`, { hint: 'check the directory and the pattern (e.g. release.*.tar, or the .sha256 list)', details: { pattern: arg } });
     }
-    out.push(...matches.map((m) => join(dir, m)));
+    out.push(...found.map((m) => join(dir, m)));
   }
   return out;
 }
 
-/** A shell file-name pattern as an anchored RegExp; `*` and `?` do not match a leading dot, as in sh. */
-export function globToRegExp(pattern: string): RegExp {
-  let re = '';
-  for (let i = 0; i < pattern.length; i++) {
-    const c = pattern[i]!;
-    if (c === '*') re += '[^/]*';
-    else if (c === '?') re += '[^/]';
-    else if (c === '[') {
-      const end = pattern.indexOf(']', i + 2);
-      if (end < 0) {
-        re += '\\[';
-        continue;
-      }
-      let body = pattern.slice(i + 1, end);
-      if (body.startsWith('!')) body = `^${body.slice(1)}`;
-      re += `[${body.replace(/\\/g, '\\\\')}]`;
-      i = end;
-    } else re += c.replace(/[.+^${}()|\\]/g, '\\$&');
-  }
-  return new RegExp(pattern.startsWith('.') ? `^${re}$` : `^(?!\\.)${re}$`);
+/**
+ * A shell file-name pattern (`*`, `?`, `[…]`, `[!…]`, POSIX classes) as a
+ * matcher; `*` and `?` do not match a leading dot unless the pattern starts
+ * with one, as in sh. Braces, extglobs and a leading `!` are not sh filename
+ * expansion: they are plain characters here.
+ */
+export function fileNameMatcher(pattern: string): (name: string) => boolean {
+  const match = picomatch(literalParens(pattern), { posix: true, nobrace: true, noextglob: true, nonegate: true });
+  // One argument only: picomatch's matcher takes a second (returnObject), which Array#filter would fill with the index.
+  return (name) => match(name);
+}
+
+/**
+ * A pattern over names that are not paths, image references and host names:
+ * `*` is any run of characters, `/` and dots included, `?` any one character
+ * but `/`; everything else, brackets included, stands for itself.
+ */
+export function nameMatcher(pattern: string, opts: { nocase?: boolean } = {}): (text: string) => boolean {
+  const match = picomatch(literalParens(pattern), { bash: true, dot: true, nobrace: true, noextglob: true, nonegate: true, nobracket: true, nocase: opts.nocase === true });
+  return (text) => match(text);
+}
+
+/** picomatch reads ( ) as regex groups even with extglobs off; in these patterns they are plain characters. */
+function literalParens(pattern: string): string {
+  return pattern.replace(/[()]/g, '\\$&');
 }

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { lstat, open, rm, stat, statfs } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { FerryError } from '../errors.js';
+import { FerryError, fileSystemAdvice } from '../errors.js';
 import { formatBytes } from '../format.js';
-import { mkdirs } from './files.js';
+import { mkdirsDurable } from './atomic.js';
+import type { Owner } from './owner.js';
 
 /**
  * Checks made before a long run writes its first byte: that the place it will
@@ -14,20 +15,23 @@ import { mkdirs } from './files.js';
  */
 
 /** `path` will be a file: its folder is created; the path must not be a directory. */
-export async function prepareOutputFile(path: string, what: string): Promise<void> {
+export async function prepareOutputFile(path: string, what: string, opts: { owner?: Owner | undefined } = {}): Promise<void> {
   const full = resolve(path);
   const st = await lstat(full).catch(() => undefined);
   if (st?.isDirectory()) {
     throw new FerryError('E_USAGE', `${what} ${full} is a directory; it must be a file name`, { hint: 'name the file to write, e.g. release.tar', details: { path: full } });
   }
-  await prepareDirectory(dirname(full), `the folder of ${what}`);
+  await prepareDirectory(dirname(full), `the folder of ${what}`, opts);
 }
 
-/** `dir` will be written into: it is created when missing; it must be a directory that can be written. */
-export async function prepareDirectory(dir: string, what: string): Promise<void> {
+/**
+ * `dir` will be written into: it is created when missing (durably, and owned
+ * as the target's files will be); it must be a directory that can be written.
+ */
+export async function prepareDirectory(dir: string, what: string, opts: { owner?: Owner | undefined } = {}): Promise<void> {
   const full = resolve(dir);
   try {
-    await mkdirs(full);
+    await mkdirsDurable(full, opts);
   } catch (e) {
     throw unwritable(full, what, e);
   }
@@ -92,7 +96,7 @@ function unwritable(path: string, what: string, e: unknown): FerryError {
     : code === 'ENOTDIR' ? 'has a file where a folder should be'
     : code === 'ENOSPC' ? 'is on a full disk'
     : `cannot be written (${(e as Error).message})`;
-  return new FerryError(code === 'ENOSPC' ? 'E_NO_SPACE' : 'E_IO', `${what} ${path} ${why}`, {
-    hint: 'pick a folder this user can write to, or fix the permissions or mount; nothing was fetched or written', cause: e, details: { path, errno: code },
+  return new FerryError(code === 'ENOSPC' ? 'E_NO_SPACE' : 'E_IO', `${what} ${path} ${why}${code && !why.includes(code) ? ` (${code})` : ''}`, {
+    hint: `${fileSystemAdvice(code)?.hint ?? 'pick a folder this user can write to, or fix the permissions or mount, then run the command again'}; nothing was fetched or written`, cause: e, details: { path, errno: code },
   });
 }

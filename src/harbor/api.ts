@@ -4,6 +4,7 @@ import { discard, type HttpClient, type HttpResponse, readCapped } from '../net/
 import { ERROR_BODY_MAX_BYTES, parseRegistryErrors } from '../net/registry-error.js';
 import { rememberSecret } from '../net/remote-text.js';
 import { withRetry } from '../net/retry.js';
+import type { RegistryEndpoint } from '../transports/registry/client.js';
 
 /**
  * A small client for the parts of Harbor's v2.0 API (goharbor/harbor
@@ -45,15 +46,6 @@ export interface HarborPermission {
   action: string;
 }
 
-export interface HarborApiOptions {
-  /** The registry's origin with its scheme settled (what the registry client reached). */
-  base: URL;
-  /** host[:port], for messages. */
-  registry: string;
-  credentials?: Credentials | undefined;
-  http: HttpClient;
-}
-
 export type CreateOutcome = 'created' | 'exists';
 
 export class HarborApi {
@@ -64,7 +56,8 @@ export class HarborApi {
   /** Who we are, for messages; never the password. */
   readonly user: string | undefined;
 
-  constructor(options: HarborApiOptions) {
+  /** On the registry's own origin, as the registry client reached it (RegistryClient.endpoint). */
+  constructor(options: RegistryEndpoint) {
     this.base = new URL(options.base.origin);
     this.registry = options.registry;
     this.http = options.http;

@@ -1,8 +1,7 @@
 import { type ErrorCode, FerryError, isFerryError } from '../errors.js';
 import { type CredentialLookup, lookupCredentials } from '../net/credentials.js';
-import { discard, HttpClient, isPlainHttpAnswer } from '../net/http.js';
-import { withRetry } from '../net/retry.js';
-import { httpClientFor, RegistryClient, type RegistryOptions } from '../transports/registry/client.js';
+import { discard } from '../net/http.js';
+import { RegistryClient, type RegistryOptions } from '../transports/registry/client.js';
 import {
   allowsProjectCreate,
   allowsPush,
@@ -84,7 +83,6 @@ export class PushPreflight implements PreflightResult {
     result: PreflightResult,
     private readonly api: HarborApi | undefined,
     private readonly client: RegistryClient,
-    private readonly http: HttpClient,
     private readonly options: Pick<PreflightOptions, 'public' | 'signal'>,
   ) {
     this.registry = result.registry;
@@ -127,7 +125,7 @@ export class PushPreflight implements PreflightResult {
         failures.push(isFerryError(e) ? e : new FerryError('E_REGISTRY', `Harbor ${this.registry}: creating project "${project.name}" failed: ${(e as Error).message}`, { cause: e }));
       }
     }
-    if (failures.length === 1) throw failures[0];
+    if (failures.length === 1) throw failures[0]!;
     if (failures.length > 1) throw preflightError(this.registry, failures, 'cannot create the projects');
     return out;
   }
@@ -145,7 +143,6 @@ export class PushPreflight implements PreflightResult {
 
   close(): void {
     this.client.close();
-    this.http.close();
   }
 }
 
@@ -174,11 +171,10 @@ export async function preflightPush(options: PreflightOptions): Promise<PushPref
   const signal = options.signal;
   const lookup: CredentialLookup = lookupCredentials(reg.registry, reg.credentials);
   const client = new RegistryClient(reg, lookup);
-  const http = httpClientFor(reg);
   const problems: FerryError[] = [];
   const projects = groupByProject(options.repositories, options.projectBytes);
   const result: PreflightResult = { registry: reg.registry, harbor: false, projects, problems };
-  const done = (api?: HarborApi): PushPreflight => new PushPreflight(result, api, client, http, options);
+  const done = (api?: HarborApi): PushPreflight => new PushPreflight(result, api, client, options);
 
   try {
     // 1. Credentials, through the registry's own auth (the token service for Harbor): the same path the push takes.
@@ -192,9 +188,8 @@ export async function preflightPush(options: PreflightOptions): Promise<PushPref
       credentialsOk = false;
     }
 
-    // 2. Harbor or not: its API lives on the registry's origin.
-    const base = await settleBase(http, reg, signal);
-    const api = new HarborApi({ base, registry: reg.registry, credentials: lookup.credentials, http });
+    // 2. Harbor or not: its API lives on the registry's origin, reached the way the registry client reached it.
+    const api = new HarborApi(await client.endpoint(signal));
     const info = await api.detect(signal);
     if (!info) {
       // A plain registry: projects do not exist as such, every repository can simply be pushed.
@@ -237,7 +232,6 @@ export async function preflightPush(options: PreflightOptions): Promise<PushPref
     return done(api);
   } catch (e) {
     client.close();
-    http.close();
     throw e;
   }
 }
@@ -365,28 +359,4 @@ function bytesText(n: number): string {
     u++;
   }
   return u === 0 ? `${n} B` : `${v.toFixed(1)} ${units[u]} (${n} bytes)`;
-}
-
-function isLoopback(registry: string): boolean {
-  const host = new URL(`http://${registry}`).hostname;
-  return host === 'localhost' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
-}
-
-/**
- * The registry's origin with the scheme the registry client settles on (the
- * same rule: --plain-http, or https with an http fallback for loopback hosts
- * that do not speak TLS). RegistryClient keeps its base private; see report.
- */
-async function settleBase(http: HttpClient, reg: RegistryOptions, signal: AbortSignal | undefined): Promise<URL> {
-  if (reg.plainHttp) return new URL(`http://${reg.registry}`);
-  const https = new URL(`https://${reg.registry}`);
-  if (!isLoopback(reg.registry)) return https;
-  try {
-    const res = await withRetry(() => http.request({ method: 'GET', url: new URL('/v2/', https), signal }), undefined, signal);
-    await discard(res.body);
-    return https;
-  } catch (e) {
-    if (isFerryError(e, 'E_TLS') && isPlainHttpAnswer(e.details.errno)) return new URL(`http://${reg.registry}`);
-    throw e;
-  }
 }

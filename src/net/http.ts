@@ -175,7 +175,8 @@ export class HttpClient {
     let agent = this.agents.get(url.origin);
     if (agent) return agent;
     const secure = url.protocol === 'https:';
-    const base = { keepAlive: true, maxSockets: 16 };
+    // Enough for --jobs blobs plus their HEADs and mounts at once; more would only queue at the registry.
+    const base = { keepAlive: true, maxSockets: 64 };
     agent = secure ? new https.Agent({ ...base, ...this.tlsOptions }) : new http.Agent(base);
     const factory = this.options.connect;
     if (factory) {

@@ -3,11 +3,13 @@ import { isFerryError } from '../errors.js';
 import { discard, type HttpResponse } from './http.js';
 
 /**
- * Retries for transient registry failures: 429 (honouring Retry-After), 5xx
- * gateway/overload answers, and connections that broke or timed out. Only for
- * requests that can be sent again: the caller passes a function that builds
- * the whole request (re-opening its body) on every attempt, and must not use
- * this for a body stream it cannot re-open.
+ * The one retry loop of ferry, and its policies: the HTTP client's (429 with
+ * Retry-After, 5xx gateway and overload answers, connections that broke or
+ * timed out) and the copy engine's for a whole blob (fetched again when it
+ * arrived short, damaged or not at all). Attempts are bounded in number and
+ * in time, pauses back off exponentially with jitter, and an abort ends the
+ * pause at once. Only for work that can be done again: the caller passes a
+ * function that redoes all of it (re-opening a request body) on every attempt.
  */
 
 export interface RetryPolicy {
@@ -18,6 +20,33 @@ export interface RetryPolicy {
 }
 
 export const DEFAULT_RETRY: RetryPolicy = { attempts: 5, baseDelayMs: 250, maxDelayMs: 10_000 };
+
+/** A blob fetched again is fetched whole, possibly gigabytes: fewer attempts than a request. */
+export const BLOB_RETRY: RetryPolicy = { attempts: 3, baseDelayMs: 400, maxDelayMs: 10_000 };
+
+/** When to try again: the pause before the next attempt in ms, or undefined when the outcome stands. `retry` counts from 0. */
+export interface RetryRule<T> {
+  afterError(error: unknown, retry: number): number | undefined;
+  /** For answers that are failures too (an HTTP 503); it must release what it throws away (a response body). */
+  afterResult?(value: T, retry: number): Promise<number | undefined>;
+}
+
+/** Runs `attempt` until it succeeds, `rule` says the outcome stands, or `policy.attempts` are spent; the last outcome is the answer. */
+export async function retry<T>(attempt: () => Promise<T>, policy: RetryPolicy, rule: RetryRule<T>, signal?: AbortSignal): Promise<T> {
+  for (let n = 0; ; n++) {
+    const last = n + 1 >= policy.attempts;
+    let wait: number | undefined;
+    try {
+      const value = await attempt();
+      wait = last || !rule.afterResult ? undefined : await rule.afterResult(value, n);
+      if (wait === undefined) return value;
+    } catch (e) {
+      wait = last ? undefined : rule.afterError(e, n);
+      if (wait === undefined) throw e;
+    }
+    await sleep(wait, undefined, signal ? { signal } : undefined);
+  }
+}
 
 /** A server asking for a longer pause than this is still retried after this long: attempts stay bounded in time too. */
 const RETRY_AFTER_MAX_MS = 60_000;
@@ -49,26 +78,17 @@ export function backoffDelay(retry: number, policy: RetryPolicy): number {
   return step / 2 + Math.random() * (step / 2);
 }
 
-export async function withRetry(
-  attempt: () => Promise<HttpResponse>,
-  policy: RetryPolicy = DEFAULT_RETRY,
-  signal?: AbortSignal,
-): Promise<HttpResponse> {
-  for (let n = 0; ; n++) {
-    const last = n + 1 >= policy.attempts;
-    let wait: number;
-    try {
-      const res = await attempt();
-      if (last || !isRetryableStatus(res.status)) return res;
+/** An HTTP request under the request policy: a retried answer's body is read away first, so the connection can be reused. */
+export function withRetry(attempt: () => Promise<HttpResponse>, policy: RetryPolicy = DEFAULT_RETRY, signal?: AbortSignal): Promise<HttpResponse> {
+  return retry(attempt, policy, {
+    async afterResult(res, n) {
+      if (!isRetryableStatus(res.status)) return undefined;
       const after = parseRetryAfter(headerValue(res.headers['retry-after']));
-      wait = after === undefined ? backoffDelay(n, policy) : Math.min(after, RETRY_AFTER_MAX_MS);
       await discard(res.body);
-    } catch (e) {
-      if (last || !isRetryableError(e)) throw e;
-      wait = backoffDelay(n, policy);
-    }
-    await sleep(wait, undefined, signal ? { signal } : undefined);
-  }
+      return after === undefined ? backoffDelay(n, policy) : Math.min(after, RETRY_AFTER_MAX_MS);
+    },
+    afterError: (e, n) => (isRetryableError(e) ? backoffDelay(n, policy) : undefined),
+  }, signal);
 }
 
 function headerValue(v: string | string[] | undefined): string | undefined {

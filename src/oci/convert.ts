@@ -1,4 +1,4 @@
-import type { Digest } from './digest.js';
+import { type Digest, isDigest } from './digest.js';
 import type { Descriptor } from './manifest.js';
 import { MT } from './media-types.js';
 
@@ -28,7 +28,7 @@ function relabel(d: unknown, replaced: ReadonlyMap<Digest, { digest: Digest; siz
   if (typeof d !== 'object' || d === null) return false;
   const o = d as Doc;
   let changed = false;
-  const to = replaced.get(o.digest as Digest);
+  const to = isDigest(o.digest) ? replaced.get(o.digest) : undefined;
   if (to) {
     o.mediaType = to.mediaType;
     o.digest = to.digest;

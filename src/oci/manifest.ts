@@ -16,13 +16,17 @@ export interface Descriptor {
 }
 
 /**
- * A manifest exactly as the registry served it. The bytes are the identity:
- * re-serialising the JSON would change the digest, so they are never rebuilt.
+ * A manifest exactly as its source holds it, and the digest of those bytes. The
+ * bytes are the identity: re-serialising the JSON would change the digest, so
+ * they are never rebuilt or changed. Built only by manifestFromBytes (which
+ * hashes) or manifestWithDigest (which hashes and holds the bytes to a claimed
+ * digest), so whoever holds a Manifest can trust that `digest` is its bytes'
+ * hash without hashing again.
  */
 export interface Manifest {
-  digest: Digest;
-  mediaType: string;
-  bytes: Buffer;
+  readonly digest: Digest;
+  readonly mediaType: string;
+  readonly bytes: Buffer;
 }
 
 export interface ParsedManifest {
@@ -143,16 +147,44 @@ export function isForeignLayer(d: Pick<Descriptor, 'mediaType' | 'urls'>): boole
   return FOREIGN_LAYER_MEDIA_TYPES.includes(d.mediaType) && (d.urls?.length ?? 0) > 0;
 }
 
-/** Builds a Manifest from exact bytes, computing its digest. */
-export function manifestFromBytes(bytes: Buffer, mediaType: string): Manifest {
-  return { bytes, mediaType, digest: sha256Digest(bytes) };
+/**
+ * The manifest of exact bytes, with their digest. `mediaType` is what the source
+ * said (Content-Type, a descriptor); undefined takes it from the document itself.
+ */
+export function manifestFromBytes(bytes: Buffer, mediaType: string | undefined, where = 'manifest'): Manifest {
+  return { bytes, digest: sha256Digest(bytes), mediaType: mediaType ?? parseManifest(bytes, undefined, where).mediaType };
 }
 
-/** Checks that bytes fetched for `expected` really hash to it. */
-export function checkManifestDigest(m: Manifest, expected: Digest, where: string): void {
+export interface ClaimedDigest {
+  /** The digest the bytes were asked for or stored under. */
+  digest: Digest;
+  /** What held them (the image, the file), for the message. */
+  where: string;
+  /** What to do about a mismatch, which depends on who altered the bytes. */
+  hint: string;
+  details?: Record<string, unknown>;
+}
+
+/**
+ * manifestFromBytes for bytes that must hash to `claimed.digest` (fetched by
+ * digest, stored under it): E_DIGEST_MISMATCH when they do not, checked before
+ * the document is read at all.
+ */
+export function manifestWithDigest(bytes: Buffer, mediaType: string | undefined, claimed: ClaimedDigest): Manifest {
+  const actual = sha256Digest(bytes);
+  if (actual !== claimed.digest) {
+    throw new FerryError('E_DIGEST_MISMATCH', `${claimed.where}: manifest hashes to ${actual}, not the ${claimed.digest} it was asked for or stored under`, {
+      hint: claimed.hint, details: { where: claimed.where, ...claimed.details, expected: claimed.digest, actual },
+    });
+  }
+  return { bytes, digest: actual, mediaType: mediaType ?? parseManifest(bytes, undefined, claimed.where).mediaType };
+}
+
+/** Checks that a manifest fetched for `expected` is that manifest (a source may answer with another one). */
+export function checkManifestDigest(m: { readonly digest: Digest }, expected: Digest, where: string): void {
   if (m.digest !== expected) {
     throw new FerryError('E_DIGEST_MISMATCH', `${where}: manifest content hashes to ${m.digest}, not the ${expected} that was asked for`, {
-      hint: 'the registry (or something between it and you) altered the manifest; do not trust this source',
+      hint: 'the source (a registry, or something between it and you) altered the manifest; do not trust it',
       details: { where, expected, actual: m.digest },
     });
   }

@@ -39,25 +39,25 @@ export function isValidRegistry(host: string): boolean {
   return DOMAIN_RE.test(host);
 }
 
+const REPOSITORY_HINT = 'repository names are lowercase path components [a-z0-9] joined by "/", with ".", "_", "__" or "-" inside a component, at most 255 characters';
+
 /** Throws E_NAME_UNSAFE unless `name` is a repository path by the grammar (no `..`, no leading `/`, no odd bytes). */
-export function validateRepository(name: string, where = 'repository'): string {
-  if (typeof name !== 'string' || !isValidRepository(name)) {
-    throw new FerryError('E_NAME_UNSAFE', `${where}: ${JSON.stringify(String(name).slice(0, 300))} is not a valid repository name`, {
-      hint: 'repository names are lowercase path components [a-z0-9] joined by "/", with ".", "_", "__" or "-" inside a component, at most 255 characters',
-      details: { where, name: String(name).slice(0, 300) },
-    });
-  }
-  return name;
+export function validateRepository(name: unknown, where = 'repository'): string {
+  if (typeof name === 'string' && isValidRepository(name)) return name;
+  throw unsafeName(where, name, 'repository name', REPOSITORY_HINT);
 }
 
-export function validateTag(tag: string, where = 'tag'): string {
-  if (typeof tag !== 'string' || !isValidTag(tag)) {
-    throw new FerryError('E_NAME_UNSAFE', `${where}: ${JSON.stringify(String(tag).slice(0, 300))} is not a valid tag`, {
-      hint: 'tags are 1 to 128 characters of [A-Za-z0-9_.-] and do not start with "." or "-"',
-      details: { where, tag: String(tag).slice(0, 300) },
-    });
-  }
-  return tag;
+export function validateTag(tag: unknown, where = 'tag'): string {
+  if (typeof tag === 'string' && isValidTag(tag)) return tag;
+  throw unsafeName(where, tag, 'tag', 'tags are 1 to 128 characters of [A-Za-z0-9_.-] and do not start with "." or "-"');
+}
+
+/** The one E_NAME_UNSAFE of a name: what it is, where it came from, shown at most 300 characters long. */
+function unsafeName(where: string, value: unknown, what: string, hint: string): FerryError {
+  const text = (typeof value === 'string' ? value : JSON.stringify(value) ?? typeof value).slice(0, 300);
+  return new FerryError('E_NAME_UNSAFE', `${where}: ${JSON.stringify(text)} is not a valid ${what}`, {
+    hint, details: { where, [what === 'tag' ? 'tag' : 'name']: text },
+  });
 }
 
 function referenceError(input: string, where: string, why: string): FerryError {
@@ -142,22 +142,16 @@ export function registryApiHost(registry: string): string {
  * `127.0.0.1:5000/a/b/c`, or a bare repository path (`team/app`) when the
  * source had no registry (a layout on disk). Validated before any use as a path.
  */
-export function validateQualifiedName(name: string, where = 'repository'): string {
-  const split = splitQualifiedName(name);
-  if (split.registry !== undefined && !isValidRegistry(split.registry)) {
-    throw new FerryError('E_NAME_UNSAFE', `${where}: ${JSON.stringify(name.slice(0, 300))} has an invalid registry part`, {
-      hint: 'the registry part is host[:port]', details: { where, name: name.slice(0, 300) },
-    });
-  }
-  validateRepository(split.repository, where);
-  if (name.length > NAME_MAX) validateRepository('x'.repeat(NAME_MAX + 1), where);
-  return name;
+export function validateQualifiedName(name: unknown, where = 'repository'): string {
+  if (typeof name === 'string' && isValidQualifiedName(name)) return name;
+  throw unsafeName(where, name, 'repository name ([registry host[:port]/]path)',
+    'repository names are lowercase path components [a-z0-9] joined by "/" (".", "_", "__" or "-" inside a component), optionally after a registry host, e.g. docker.io/library/nginx, 127.0.0.1:5000/team/app or python; at most 255 characters');
 }
 
 /** Whether `name` is `[host[:port]/]path` by the grammar (the host by docker's rule), without throwing. */
 export function isValidQualifiedName(name: string): boolean {
   const split = splitQualifiedName(name);
-  return name.length <= NAME_MAX && (split.registry === undefined || isValidRegistry(split.registry)) && REPOSITORY_RE.test(split.repository);
+  return name.length <= NAME_MAX && (split.registry === undefined || isValidRegistry(split.registry)) && isValidRepository(split.repository);
 }
 
 /** A name as other tools write it beside a tag or digest, taken verbatim: no `docker.io` or `library/` is added. */

@@ -1,4 +1,4 @@
-import type { Digest } from '../oci/digest.js';
+import { type Digest, parseDigest } from '../oci/digest.js';
 
 /**
  * How signatures, attestations and SBOMs are found next to an image. Two
@@ -36,7 +36,7 @@ const TAG_RE = /^sha256-([a-f0-9]{64})(\.sig|\.att|\.sbom)?$/;
 export function parseSchemeTag(tag: string | undefined): { subject: Digest; kind: ReferrerKind } | undefined {
   const m = tag === undefined ? null : TAG_RE.exec(tag);
   if (!m) return undefined;
-  const subject = `sha256:${m[1]!}` as Digest;
+  const subject = parseDigest(`sha256:${m[1]!}`, tag);
   if (m[2] === undefined) return { subject, kind: 'referrers-index' };
   const kind = COSIGN_SUFFIXES.find(([s]) => s === m[2])![1];
   return { subject, kind };

@@ -14,6 +14,9 @@ import { FerryError } from '../errors.js';
  */
 
 const require = createRequire(import.meta.url);
+// `binding.js` is zstd-napi's internal module, outside its public API (0.0.x: any release may
+// change it): package.json pins the exact version, so an upgrade is a deliberate change rerun
+// through the zstd tests rather than something `npm install` does on its own.
 const binding = require('zstd-napi/binding.js') as typeof ZstdBinding;
 
 /** A zstd frame starts with these bytes (RFC 8878 §3.1.1: 0xFD2FB528 little-endian). */

@@ -9,8 +9,14 @@ import { startRegistry } from '../support/registry.js';
 import { openCorpus, openMemoryCorpus, type CorpusSize } from './corpus.js';
 import { bestOf, measureMachine, type MachineLimits } from './machine.js';
 import { casesTable, mb, mbps, speedup, statsOf, table, targetsTable, type Case, type CaseStats, type Sample, type Target } from './report.js';
-import { checkTimeAvailable, sumRuns, timedOk, type RunOutcome } from './runner.js';
+import { checkTimeAvailable, sumRuns, timed, timedOk, type RunOutcome } from './runner.js';
+import { latencyScenario } from './latency.js';
+import { scaleScenario } from './scale.js';
 import { benchServe, type ServeBenchResult } from './serve.js';
+import type { Scenario, ScenarioContext, ScenarioOptions } from './scenario.js';
+
+/** Scenarios beside the release benchmark, each in its own file; the first whose wanted() matches runs. */
+const SCENARIOS: Scenario[] = [latencyScenario, scaleScenario];
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 /** Set to the snapshot of the build the run started with (see snapshotFerry). */
@@ -19,8 +25,8 @@ const SKOPEO = '/usr/bin/skopeo';
 /** The memory ceiling from the issue, in MiB as GNU time reports RSS. */
 const MEMORY_CEILING = 200 * 1024 * 1024;
 
-interface Options {
-  size: CorpusSize;
+interface Options extends ScenarioOptions {
+  size: CorpusSize | 'scale';
   reps: number;
   seed: number;
   memory: boolean;
@@ -28,29 +34,53 @@ interface Options {
   keep: boolean;
 }
 
+/** `1,4,16` → [1, 4, 16]: whole numbers ≥ 1. */
+function numbers(flag: string, text: string): number[] {
+  const xs = text.split(',').map((x) => Number(x.trim()));
+  if (xs.length === 0 || xs.some((x) => !Number.isInteger(x) || x < 1)) throw new Error(`--${flag} ${text}: whole numbers ≥ 1, comma-separated`);
+  return xs;
+}
+
 function options(argv: string[]): Options {
   const { values } = parseArgs({
     args: argv.filter((a) => a !== '--'),
     options: {
       size: { type: 'string', default: 'small' },
-      reps: { type: 'string', default: '3' },
+      reps: { type: 'string' },
       seed: { type: 'string', default: '1' },
       memory: { type: 'boolean' },
       'no-memory': { type: 'boolean' },
       results: { type: 'string', default: join(ROOT, 'bench-results') },
       keep: { type: 'boolean', default: false },
+      images: { type: 'string' },
+      latency: { type: 'string' },
+      jobs: { type: 'string', default: '1,4,16' },
+      'peer-cap': { type: 'string', default: '600' },
+      only: { type: 'string', default: '' },
       help: { type: 'boolean', default: false },
     },
   });
   if (values.help) {
-    process.stdout.write('npm run bench -- [--size small|medium|large] [--reps N] [--seed N] [--memory|--no-memory] [--results DIR] [--keep]\n');
+    process.stdout.write([
+      'npm run bench -- [--size small|medium|large] [--reps N] [--seed N] [--memory|--no-memory] [--results DIR] [--keep]',
+      '                 --size scale [--images 100,1000,3000] [--peer-cap S] [--only export,verify,import,push,skopeo]',
+      '                 --latency MS [--images 300] [--jobs 1,4,16] [--peer-cap S] [--only export,push,skopeo]',
+      '',
+    ].join('\n'));
     process.exit(0);
   }
-  const size = values.size as CorpusSize;
-  if (!['small', 'medium', 'large'].includes(size)) throw new Error(`--size ${size}: use small, medium or large`);
-  const reps = Number(values.reps);
+  const size = values.size as CorpusSize | 'scale';
+  if (!['small', 'medium', 'large', 'scale'].includes(size)) throw new Error(`--size ${size}: use small, medium, large or scale`);
+  const latencyMs = values.latency === undefined ? undefined : Number(values.latency);
+  if (latencyMs !== undefined && !(Number.isFinite(latencyMs) && latencyMs >= 0)) throw new Error(`--latency ${values.latency}: milliseconds ≥ 0`);
+  // Scenario runs are long: one repetition unless asked for more.
+  const reps = Number(values.reps ?? (size === 'scale' || latencyMs !== undefined ? 1 : 3));
   if (!Number.isInteger(reps) || reps < 1) throw new Error(`--reps ${values.reps}: a whole number ≥ 1`);
   return {
+    images: numbers('images', values.images ?? (latencyMs !== undefined ? '300' : '100,1000,3000')),
+    ...(latencyMs !== undefined ? { latencyMs } : {}),
+    jobs: numbers('jobs', values.jobs), peerCapS: numbers('peer-cap', values['peer-cap'])[0]!,
+    only: values.only.split(',').map((x) => x.trim()).filter((x) => x !== ''),
     size, reps, seed: Number(values.seed),
     // The 2 GB memory-ceiling run is part of the default run except at small (CI-ish) size.
     memory: values['no-memory'] ? false : values.memory ?? size !== 'small',
@@ -122,8 +152,51 @@ function ferryHas(command: string, flag: string): boolean {
   return r.stdout.includes(flag);
 }
 
+/**
+ * Runs one scenario with what every scenario needs around it: the build snapshot, a
+ * scratch directory, the machine's limits (measured before and after, best of both kept),
+ * and its report printed and written to bench-results/<stamp>-<name>.json and .md.
+ */
+async function runScenario(scenario: Scenario, opts: Options): Promise<void> {
+  checkTimeAvailable();
+  if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js'))) throw new Error('dist/ is missing: run `npm run build` first (npm run bench does)');
+  const startedAt = new Date();
+  mkdirSync(opts.resultsDir, { recursive: true });
+  const work = join(opts.resultsDir, `work-${startedAt.getTime()}`);
+  mkdirSync(work, { recursive: true });
+  try {
+    FERRY = snapshotFerry(work);
+    const machineOpts = { diskBytes: 256 * 2 ** 20 };
+    log(`measuring the machine (sha256, disk) in ${opts.resultsDir}`);
+    const machineRuns = [measureMachine(work, machineOpts)];
+    let n = 0;
+    const ctx: ScenarioContext = {
+      opts, work, log, machine: machineRuns[0]!,
+      fresh: (name) => join(work, `${String(++n).padStart(3, '0')}-${name}`),
+      ferry: (args, o) => timed(process.execPath, [FERRY, '--json', ...args], { cwd: work, ...o }),
+      skopeo: (args, o) => timed(SKOPEO, ['--insecure-policy', ...args], { cwd: work, ...o }),
+      wanted: (name) => opts.only.length === 0 || opts.only.some((x) => name.startsWith(x)),
+    };
+    const result = await scenario.run(ctx);
+    machineRuns.push(measureMachine(work, machineOpts));
+    const machine = bestOf(machineRuns);
+    process.stdout.write(result.markdown + '\n');
+    const stem = join(opts.resultsDir, `${startedAt.toISOString().replace(/[:.]/g, '-')}-${result.name}`);
+    writeFileSync(`${stem}.md`, result.markdown + '\n');
+    writeFileSync(`${stem}.json`, JSON.stringify({
+      startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), scenario: scenario.name, options: opts, machine, machineMeasurements: machineRuns, result: result.data,
+    }, null, 2) + '\n');
+    log(`results: ${stem}.json, .md`);
+  } finally {
+    if (!opts.keep) rmSync(work, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
   const opts = options(process.argv.slice(2));
+  const scenario = SCENARIOS.find((s) => s.wanted(opts));
+  if (scenario) return runScenario(scenario, opts);
+  if (opts.size === 'scale') throw new Error('unreachable: --size scale is a scenario');
   checkTimeAvailable();
   if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js'))) throw new Error('dist/ is missing: run `npm run build` first (npm run bench does)');
   const startedAt = new Date();

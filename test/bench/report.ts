@@ -42,6 +42,8 @@ export interface CaseStats {
   wallS: Spread;
   cpuS: Spread;
   peakRssBytes: Spread;
+  /** Bytes the process tree wrote to storage (GNU time %O). */
+  writtenBytes: Spread;
   bytes?: Spread;
   throughputBps?: number;
   limit?: { name: string; bps: number; fraction: number };
@@ -60,6 +62,7 @@ export function statsOf(c: Case, limits: Record<string, number> = {}): CaseStats
     wallS: wall,
     cpuS: spread(c.samples.map((s) => s.cpuS)),
     peakRssBytes: spread(c.samples.map((s) => s.peakRssBytes)),
+    writtenBytes: spread(c.samples.map((s) => s.writtenBytes)),
     ...(withBytes.length > 0 ? { bytes: spread(withBytes.map((s) => s.bytes!)) } : {}),
     ...(throughputBps !== undefined ? { throughputBps } : {}),
     ...(throughputBps !== undefined && binding ? { limit: { ...binding, fraction: throughputBps / binding.bps } } : {}),
@@ -87,9 +90,9 @@ export function table(header: string[], rows: string[][]): string {
 
 export function casesTable(stats: CaseStats[]): string {
   return table(
-    ['case', 'runs', 'wall s median (min–max)', 'CPU s (user+sys)', 'peak RSS MiB', 'bytes on disk / shipped', 'throughput', 'of binding limit'],
+    ['case', 'runs', 'wall s median (min–max)', 'CPU s (user+sys)', 'peak RSS MiB', 'written by the process', 'bytes on disk / shipped', 'throughput', 'of binding limit'],
     stats.map((s) => [
-      s.title, String(s.runs), rng(s.wallS, sec), rng(s.cpuS, sec), rng(s.peakRssBytes, rss),
+      s.title, String(s.runs), rng(s.wallS, sec), rng(s.cpuS, sec), rng(s.peakRssBytes, rss), mb(s.writtenBytes.median),
       s.bytes ? mb(s.bytes.median) : '–',
       s.throughputBps !== undefined ? mbps(s.throughputBps) : '–',
       s.limit ? `${(s.limit.fraction * 100).toFixed(0)} % of ${s.limit.name}` : '–',

@@ -262,6 +262,21 @@ describe('delta import and push', () => {
   });
 });
 
+describe('push of a delta to a registry that never had the base', () => {
+  it('fails with E_BASE_MISSING (exit 7) alone; with --base r1 every image lands with its digest', async () => {
+    const target = await startRegistry();
+    try {
+      const bare = await ferry(['push', file('d.tar'), '--to', target.host, '--plain-http', target.host, '--receipt', file('receipt-p0.json')]);
+      expect(bare.code, bare.stderr).toBe(7);
+      expect(bare.stderr).toContain('E_BASE_MISSING');
+      await ferryOk(['push', file('d.tar'), '--to', target.host, '--plain-http', target.host, '--base', file('r1.tar'), '-q', '--receipt', file('receipt-p1.json')]);
+      for (const [repo, a] of r2.images) expect(await skopeoInspectDigest(`${target.host}/${repo}:${TAG}`), repo).toBe(a.digest);
+    } finally {
+      await target.stop();
+    }
+  });
+});
+
 describe('merge and diff', () => {
   it('merge r1 + delta equals the full r2 export byte for byte (tar and tar.zst)', async () => {
     await ferryOk(['merge', file('r1.tar'), file('d.tar'), '-o', file('merged.tar'), '-q']);

@@ -56,6 +56,15 @@ describe('detection', () => {
     expect(await p.createMissingProjects()).toEqual({ created: [], existed: [] });
   });
 
+  it('finds Harbor on the origin the registry client settled on: a loopback registry without --plain-http falls back to http for both', async () => {
+    expect(harbor.host).toMatch(/^127\.0\.0\.1:\d+$/);
+    const h = await preflightPush({ registry: { registry: harbor.host, credentials: DEV }, repositories: [{ repository: 'apps/web', bytes: 10 }] });
+    h.close();
+    expect(h.harbor).toBe(true);
+    expect(h.problems).toEqual([]);
+    expect(h.projects.map((p) => [p.name, p.exists, p.canPush])).toEqual([['apps', true, true]]);
+  });
+
   it('detects directly through the API client, anonymous included', async () => {
     const http = new HttpClient();
     try {

@@ -129,7 +129,7 @@ describe('read-only file system', () => {
       const err = jsonOf<ErrorDoc>(r).error;
       expect(err.code).toBe('E_IO');
       expect(err.message).toContain(layout);
-      expect(err.message).toMatch(/read-only \(EROFS/);
+      expect(err.message).toMatch(/read-only.*EROFS/);
       expect(err.hint).toMatch(/writable file system/);
       fs.readOnly(false);
       expect((await runFerry(['import', bundle, '--to', 'registry-layout', layout])).code).toBe(0);

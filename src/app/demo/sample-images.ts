@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import tar from 'tar-stream';
 import { type Digest, sha256Digest } from '../../oci/digest.js';
-import type { Descriptor, Manifest } from '../../oci/manifest.js';
+import { type Descriptor, manifestFromBytes } from '../../oci/manifest.js';
 import { MT } from '../../oci/media-types.js';
 import type { ImageDestination } from '../../transports/types.js';
 
@@ -60,7 +60,7 @@ async function image(name: string, base: { blob: Blob; diffId: Digest }, arch: s
   });
   const config: Blob = { bytes: configBytes, desc: { mediaType: MT.ociConfig, digest: sha256Digest(configBytes), size: configBytes.length } };
   const manifestBytes = json({ schemaVersion: 2, mediaType: MT.ociManifest, config: config.desc, layers: [base.blob.desc, app.blob.desc] });
-  const manifest: Manifest = { bytes: manifestBytes, mediaType: MT.ociManifest, digest: sha256Digest(manifestBytes) };
+  const manifest = manifestFromBytes(manifestBytes, MT.ociManifest);
   return { blobs: [base.blob, config, app.blob], manifest };
 }
 
@@ -97,7 +97,7 @@ export async function pushSampleImages(destination: ImageDestination, registryHo
       { mediaType: MT.ociManifest, digest: arm.manifest.digest, size: arm.manifest.bytes.length, platform: { os: 'linux', architecture: 'arm64' } },
     ],
   });
-  const index: Manifest = { bytes: indexBytes, mediaType: MT.ociIndex, digest: sha256Digest(indexBytes) };
+  const index = manifestFromBytes(indexBytes, MT.ociIndex);
   await destination.putManifest('product/agent', index);
   await destination.putImage({ repository: 'product/agent', tag: '2.0', manifest: index });
   refs.push(`${registryHost}/product/agent:2.0`);

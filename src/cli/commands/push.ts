@@ -16,6 +16,7 @@ interface Flags extends GlobalFlags {
   'dry-run'?: boolean;
   'on-existing-tag'?: OnExistingTag;
   flatten?: string;
+  base?: string | string[];
 }
 
 /** app/push.ts's ON_EXISTING_TAG, repeated so --help does not load the push machinery. */
@@ -32,7 +33,8 @@ export const pushCommand: CommandModule<GlobalFlags, Flags> = {
     .option('project-map', { alias: 'rename', type: 'string', array: true, describe: 'OLD_PREFIX=NEW_PREFIX, e.g. docker.io/library=library' })
     .option('flatten', { type: 'string', describe: 'cap repository depth at N components, joining the rest with "-" (a/b/c/d with 2 → a/b-c-d); after --project-map, before the --to prefix' })
     .option('on-existing-tag', { choices: ON_EXISTING_TAG, default: 'overwrite', describe: 'a target tag pointing at another image: move it, leave it (skip that image), or refuse the whole push before sending' })
-    .option('receipt', { type: 'string', describe: 'write the JSON receipt here' })
+    .option('receipt', { type: 'string', describe: 'write the JSON receipt here (default: a new file under $XDG_STATE_HOME/ferry/receipts)' })
+    .option('base', { type: 'string', requiresArg: true, describe: 'delta bundles: a base bundle that supplies the blobs the delta leaves out and the registry lacks (repeatable), for a delta into a registry that never had the base' })
     .option('create-projects', { type: 'boolean', describe: 'Harbor: create missing projects (no-op on other registries)' })
     .option('public-projects', { type: 'boolean', describe: 'Harbor: projects created by --create-projects are public' })
     .option('dry-run', { type: 'boolean', describe: 'check credentials, projects, rights and quota and print the plan; send nothing' })
@@ -53,7 +55,7 @@ export const pushCommand: CommandModule<GlobalFlags, Flags> = {
         bundle: argv.bundle, volumes: argv.volumes, target: argv.to, images: argv.image ?? [], renames: argv['project-map'] ?? [],
         createProjects: argv['create-projects'] === true, publicProjects: argv['public-projects'] === true, dryRun: argv['dry-run'] === true,
         onExistingTag: argv['on-existing-tag'] ?? 'overwrite', flatten,
-        receiptFile: argv.receipt, jobs: ctx.jobs, registry: ctx.registry, ssh: ctx.ssh, signal: ctx.signal, observer,
+        receiptFile: argv.receipt, bases: argv.base === undefined ? undefined : ([] as string[]).concat(argv.base), jobs: ctx.jobs, registry: ctx.registry, ssh: ctx.ssh, signal: ctx.signal, observer,
       });
       observer.done();
       ctx.out.result(report, () => renderImportReport(report));

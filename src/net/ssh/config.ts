@@ -2,7 +2,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { homedir, userInfo } from 'node:os';
 import { basename, dirname, isAbsolute, join } from 'node:path';
 import { FerryError } from '../../errors.js';
-import { globToRegExp } from '../../fsys/glob.js';
+import { fileNameMatcher } from '../../fsys/glob.js';
 import { patternsMatch } from './known-hosts.js';
 
 /**
@@ -198,7 +198,7 @@ async function readConfig(file: string): Promise<string | undefined> {
 
 /** The files a wildcard in the last path part names, in lexical order; none is not an error (as with ssh). */
 async function globFiles(pattern: string): Promise<string[]> {
-  const re = globToRegExp(basename(pattern));
+  const matches = fileNameMatcher(basename(pattern));
   const names = await readdir(dirname(pattern)).catch(() => [] as string[]);
-  return names.filter((n) => re.test(n)).sort().map((n) => join(dirname(pattern), n));
+  return names.filter(matches).sort().map((n) => join(dirname(pattern), n));
 }

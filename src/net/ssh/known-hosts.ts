@@ -1,6 +1,7 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { appendFile, mkdir, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { nameMatcher } from '../../fsys/glob.js';
 
 /**
  * OpenSSH's known_hosts, read the way ssh(1) reads it: plain and hashed
@@ -44,11 +45,6 @@ export function keyTypeOf(key: Buffer): string {
   return key.subarray(4, 4 + len).toString('latin1');
 }
 
-function globMatch(pattern: string, name: string): boolean {
-  const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 'i');
-  return re.test(name);
-}
-
 function hashedMatch(pattern: string, name: string): boolean {
   const parts = pattern.split('|');
   if (parts.length !== 4 || parts[1] !== '1') return false;
@@ -65,7 +61,8 @@ export function patternsMatch(patterns: string, name: string): boolean {
   for (const p of patterns.split(',')) {
     const negated = p.startsWith('!');
     const pat = negated ? p.slice(1) : p;
-    if (globMatch(pat, name)) {
+    // ssh's match_pattern: `*` and `?` only, case-insensitive; `[host]:port` is literal.
+    if (nameMatcher(pat, { nocase: true })(name)) {
       if (negated) return false;
       matched = true;
     }

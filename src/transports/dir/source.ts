@@ -3,8 +3,8 @@ import { readdir, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { FerryError } from '../../errors.js';
-import { type Digest, isDigest, sha256Digest } from '../../oci/digest.js';
-import { type Descriptor, MANIFEST_MAX_BYTES, type Manifest, parseManifest } from '../../oci/manifest.js';
+import { type Digest, isDigest } from '../../oci/digest.js';
+import { type Descriptor, MANIFEST_MAX_BYTES, type Manifest, manifestFromBytes, manifestWithDigest } from '../../oci/manifest.js';
 import { isValidQualifiedName, isValidTag, validateQualifiedName } from '../../oci/reference.js';
 import type { ImageSource, SourceImage } from '../types.js';
 import { fileSize, isMissing } from '../../fsys/files.js';
@@ -156,11 +156,8 @@ async function readManifestFile(path: string, expected: Digest | undefined): Pro
   if (size === undefined) throw new FerryError('E_BLOB_MISSING', `${path}: manifest file missing`, { hint: 'the image directory is incomplete; copy it again' });
   if (size > MANIFEST_MAX_BYTES) throw new FerryError('E_MANIFEST_INVALID', `${path}: ${size} bytes is too large for a manifest`, { hint: 'the file is not a manifest' });
   const bytes = await readFile(path);
-  const digest = sha256Digest(bytes);
-  if (expected !== undefined && digest !== expected) {
-    throw new FerryError('E_DIGEST_MISMATCH', `${path}: hashes to ${digest}, not ${expected}`, { hint: 'the image directory was altered; copy it again', details: { file: path } });
-  }
-  return { digest, bytes, mediaType: parseManifest(bytes, undefined, path).mediaType };
+  if (expected === undefined) return manifestFromBytes(bytes, undefined, path);
+  return manifestWithDigest(bytes, undefined, { digest: expected, where: path, hint: 'the image directory was altered; copy it again', details: { file: path } });
 }
 
 function notFound(where: string, what: string): FerryError {

@@ -11,6 +11,3 @@ export const REF_NAME = 'org.opencontainers.image.ref.name';
 export function blobPath(root: string, digest: Digest): string {
   return join(root, 'blobs', 'sha256', digestHex(digest));
 }
-
-/** The ref-name grammar of the image spec (what skopeo's `oci:DIR:ref` accepts). */
-export const REF_NAME_RE = /^[A-Za-z0-9._-]+(?:[:@/]?[A-Za-z0-9._-]+)*$/;

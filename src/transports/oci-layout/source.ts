@@ -3,8 +3,8 @@ import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import type { Readable } from 'node:stream';
 import { FerryError } from '../../errors.js';
-import { type Digest, isDigest, sha256Digest } from '../../oci/digest.js';
-import { type Descriptor, MANIFEST_MAX_BYTES, type Manifest, parseManifest } from '../../oci/manifest.js';
+import { type Digest, isDigest } from '../../oci/digest.js';
+import { type Descriptor, MANIFEST_MAX_BYTES, type Manifest, manifestWithDigest } from '../../oci/manifest.js';
 import { isValidRepository, isValidTag, parseLocalReference, validateQualifiedName, validateRepository } from '../../oci/reference.js';
 import type { ImageSource, SourceImage } from '../types.js';
 import { fileSize } from '../../fsys/files.js';
@@ -46,7 +46,7 @@ export class OciLayoutSource implements ImageSource {
     const base = basename(this.root).toLowerCase();
     if (isValidRepository(base)) return base;
     throw new FerryError('E_NAME_UNSAFE', `${this.root}/index.json: an image is named by its tag alone, so its name is the directory's, but ${JSON.stringify(base.slice(0, 200))} is not a repository name`, {
-      hint: 'copy or rename the layout to a directory named like an image (lowercase letters, digits, ".", "_" or "-"), e.g. mv ./My\ Images ./app',
+      hint: 'copy or rename the layout to a directory named like an image (lowercase letters, digits, ".", "_" or "-"), e.g. mv ./My\\ Images ./app',
       details: { file: `${this.root}/index.json` },
     });
   }
@@ -90,12 +90,7 @@ export class OciLayoutSource implements ImageSource {
     const size = await fileSize(path);
     if (size === undefined) throw new FerryError('E_NOT_FOUND', `${this.description}: manifest ${digest} not found`, { hint: 'the layout is incomplete' });
     if (size > MANIFEST_MAX_BYTES) throw new FerryError('E_MANIFEST_INVALID', `${path}: ${size} bytes is too large for a manifest`, { hint: 'the layout is damaged' });
-    const bytes = await readFile(path);
-    const actual = sha256Digest(bytes);
-    if (actual !== digest) {
-      throw new FerryError('E_DIGEST_MISMATCH', `${path}: hashes to ${actual}, not ${digest}`, { hint: 'the layout is corrupted', details: { file: path } });
-    }
-    return { digest, bytes, mediaType: parseManifest(bytes, undefined, path).mediaType };
+    return manifestWithDigest(await readFile(path), undefined, { digest, where: path, hint: 'the layout is corrupted', details: { file: path } });
   }
 
   async getBlob(_repository: string, desc: Descriptor): Promise<Readable> {

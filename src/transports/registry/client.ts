@@ -55,6 +55,19 @@ interface Session {
   auth: Authenticator;
 }
 
+/**
+ * A registry as the client reached it: the origin with its scheme settled, the
+ * HTTP client and the credentials. For APIs served beside the registry on the
+ * same origin (Harbor's), so they go where the registry client went, the same way.
+ */
+export interface RegistryEndpoint {
+  /** host[:port], for messages. */
+  registry: string;
+  base: URL;
+  credentials?: Credentials | undefined;
+  http: HttpClient;
+}
+
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 const MAX_REDIRECTS = 5;
 
@@ -63,8 +76,8 @@ function isLoopback(registry: string): boolean {
   return host === 'localhost' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
-/** The HTTP client a registry's settings call for (TLS, tunnel, timeouts); also for Harbor's API beside it. */
-export function httpClientFor(options: RegistryOptions): HttpClient {
+/** The HTTP client a registry's settings call for (TLS, tunnel, timeouts). */
+function httpClientFor(options: RegistryOptions): HttpClient {
   return new HttpClient({
     ...(options.insecure !== undefined ? { insecure: options.insecure } : {}),
     ...(options.caFile !== undefined ? { caFile: options.caFile } : {}),
@@ -183,6 +196,12 @@ export class RegistryClient {
       });
     }
     return url;
+  }
+
+  /** Where the registry was reached (after a first GET /v2/ when there has been none yet). */
+  async endpoint(signal?: AbortSignal): Promise<RegistryEndpoint> {
+    const { base } = await this.connect(signal);
+    return { registry: this.registry, base, credentials: this.credentials.credentials, http: this.http };
   }
 
   close(): void {

@@ -1,8 +1,7 @@
-import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { FerryError } from '../../errors.js';
 import { discard } from '../../net/http.js';
-import { type Digest, isDigest } from '../../oci/digest.js';
+import { type Digest, digestStream, isDigest } from '../../oci/digest.js';
 import { type Descriptor, type Manifest, MANIFEST_MAX_BYTES } from '../../oci/manifest.js';
 import { MANIFEST_ACCEPT } from '../../oci/media-types.js';
 import type { DestinationCapabilities, ImageDestination, ImageRecord, OpOptions } from '../types.js';
@@ -14,8 +13,8 @@ const CHUNK_MAX_BYTES = 64 * 1024 * 1024;
 /** Pushes blobs and manifests to one registry over the distribution API. */
 export class RegistryDestination implements ImageDestination {
   readonly description: string;
-  /** --jobs decides (the connection pool allows 16 per registry); a bundle read at random keeps them all busy. */
-  readonly capabilities: DestinationCapabilities = { concurrentBlobs: 64, globalBlobs: false };
+  // Uploads run as --jobs says (up to 32 at once): over a WAN link each waits mostly on round trips.
+  readonly capabilities: DestinationCapabilities = { concurrentBlobs: 32, globalBlobs: false };
 
   constructor(private readonly client: RegistryClient) {
     this.description = `registry ${client.registry}`;
@@ -48,19 +47,13 @@ export class RegistryDestination implements ImageDestination {
       return undefined;
     }
     // Hashed as it streams, but no further than a manifest can be: a registry that never stops sending must not hold the push.
-    const hash = createHash('sha256');
-    let size = 0;
-    for await (const chunk of get.body as AsyncIterable<Buffer>) {
-      size += chunk.length;
-      if (size > MANIFEST_MAX_BYTES) {
-        get.body.destroy();
-        throw new FerryError('E_MANIFEST_INVALID', `${what}: the manifest is larger than ${MANIFEST_MAX_BYTES} bytes`, {
-          hint: 'manifests are small JSON documents; this registry sent something else', details: { image: `${this.name(repository)}:${tag}` },
-        });
-      }
-      hash.update(chunk);
+    const hashed = await digestStream(get.body, { maxBytes: MANIFEST_MAX_BYTES, signal: opts.signal });
+    if (!hashed) {
+      throw new FerryError('E_MANIFEST_INVALID', `${what}: the manifest is larger than ${MANIFEST_MAX_BYTES} bytes`, {
+        hint: 'manifests are small JSON documents; this registry sent something else', details: { image: `${this.name(repository)}:${tag}` },
+      });
     }
-    return `sha256:${hash.digest('hex')}` as Digest;
+    return hashed.digest;
   }
 
   async mountBlob(repository: string, desc: Descriptor, fromRepository: string, opts: OpOptions = {}): Promise<boolean> {

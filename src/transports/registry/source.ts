@@ -4,7 +4,7 @@ import { discard, readCapped } from '../../net/http.js';
 import { registryError } from '../../net/registry-error.js';
 import { isDigest } from '../../oci/digest.js';
 import type { Digest } from '../../oci/digest.js';
-import { checkManifestDigest, type Descriptor, type Manifest, MANIFEST_MAX_BYTES, manifestFromBytes, parseManifest } from '../../oci/manifest.js';
+import { type Descriptor, type Manifest, MANIFEST_MAX_BYTES, manifestFromBytes, manifestWithDigest, parseManifest } from '../../oci/manifest.js';
 import { isManifestMediaType, MANIFEST_ACCEPT, MT } from '../../oci/media-types.js';
 import type { ImageSource, OpOptions } from '../types.js';
 import { pullScope, type RegistryClient } from './client.js';
@@ -37,8 +37,10 @@ export class RegistrySource implements ImageSource {
     const bytes = await readCapped(res.body, MANIFEST_MAX_BYTES);
     if (!bytes) throw tooLarge();
 
-    const manifest = manifestFromBytes(bytes, mediaTypeOf(res.headers['content-type'], bytes));
-    if (isDigest(reference)) checkManifestDigest(manifest, reference, image);
+    const mediaType = mediaTypeOf(res.headers['content-type'], bytes);
+    const manifest = isDigest(reference)
+      ? manifestWithDigest(bytes, mediaType, { digest: reference, where: image, hint: 'the registry (or something between it and you) altered the manifest; do not trust this source' })
+      : manifestFromBytes(bytes, mediaType);
     const claimed = res.headers['docker-content-digest'];
     // Only sha256 can be compared: a registry may name another algorithm.
     if (typeof claimed === 'string' && claimed.startsWith('sha256:') && claimed !== manifest.digest) {

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { FerryError } from '../../errors.js';
-import { type Digest, sha256Digest } from '../../oci/digest.js';
-import { MANIFEST_MAX_BYTES, type Manifest, parseManifest } from '../../oci/manifest.js';
+import type { Digest } from '../../oci/digest.js';
+import { MANIFEST_MAX_BYTES, type Manifest, manifestWithDigest } from '../../oci/manifest.js';
 import { fileSize } from '../../fsys/files.js';
 import { blobDataPath } from './paths.js';
 
@@ -19,13 +19,7 @@ export async function readManifestData(root: string, digest: Digest, where: stri
       hint: 'the file is not a manifest, or the layout is damaged', details: { digest, file: path },
     });
   }
-  const bytes = await readFile(path);
-  const actual = sha256Digest(bytes);
-  if (actual !== digest) {
-    throw new FerryError('E_DIGEST_MISMATCH', `${where}: ${path} hashes to ${actual}, not ${digest}`, {
-      hint: 'the storage layout is corrupted; re-import the image', details: { digest, actual, file: path },
-    });
-  }
-  const parsed = parseManifest(bytes, undefined, `${where} (${digest})`);
-  return { digest, mediaType: parsed.mediaType, bytes };
+  return manifestWithDigest(await readFile(path), undefined, {
+    digest, where: `${where}: ${path}`, hint: 'the storage layout is corrupted; re-import the image', details: { digest, file: path },
+  });
 }

@@ -4,6 +4,7 @@ import { FerryError } from '../../errors.js';
 import { type Digest, isDigest } from '../../oci/digest.js';
 import { blobsOf, parseManifest } from '../../oci/manifest.js';
 import { validateRepository, validateTag } from '../../oci/reference.js';
+import { walkManifests, type WalkNode } from '../../oci/walk.js';
 import { isMissing, removeEmptyDirs } from '../../fsys/files.js';
 import { readManifestData } from './manifests.js';
 import { blobsRoot, layersDir, repositoriesRoot, repositoryDir, revisionsDir, tagDir, tagIndexDir, tagsDir, v2Root } from './paths.js';
@@ -37,20 +38,26 @@ interface RepoKeep {
 /** Everything reachable from the kept images, per repository, read from the layout itself. */
 async function reachable(root: string, keep: KeepImage[]): Promise<Map<string, RepoKeep>> {
   const repos = new Map<string, RepoKeep>();
+  // Images share manifests (a base index, the same platform image): each is read and parsed once.
+  const read = new Map<Digest, WalkNode>();
+  const load = async (digest: Digest, where: string): Promise<WalkNode> => {
+    let node = read.get(digest);
+    if (!node) {
+      const m = await readManifestData(root, digest, where);
+      node = { digest, parsed: parseManifest(m.bytes, m.mediaType, `${where}@${digest}`) };
+      read.set(digest, node);
+    }
+    return node;
+  };
   for (const img of keep) {
     const repository = validateRepository(img.repository);
     let rk = repos.get(repository);
     if (!rk) repos.set(repository, (rk = { tags: new Map(), manifests: new Set(), blobs: new Set() }));
     if (img.tag !== undefined) rk.tags.set(validateTag(img.tag), img.digest);
-    const todo: Digest[] = [img.digest];
-    while (todo.length > 0) {
-      const d = todo.pop()!;
-      if (rk.manifests.has(d)) continue;
-      rk.manifests.add(d);
-      const m = await readManifestData(root, d, `prune ${repository}`);
-      const parsed = parseManifest(m.bytes, m.mediaType, `${repository}@${d}`);
-      for (const b of blobsOf(parsed)) rk.blobs.add(b.digest);
-      for (const c of parsed.manifests) todo.push(c.digest);
+    const where = `prune ${repository}`;
+    for (const { node } of await walkManifests(await load(img.digest, where), (child) => load(child.digest, where), `${where}@${img.digest}`)) {
+      rk.manifests.add(node.digest);
+      for (const b of blobsOf(node.parsed)) rk.blobs.add(b.digest);
     }
   }
   return repos;

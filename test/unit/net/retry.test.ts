@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { backoffDelay, DEFAULT_RETRY, parseRetryAfter } from '../../../src/net/retry.js';
+import { backoffDelay, DEFAULT_RETRY, parseRetryAfter, retry } from '../../../src/net/retry.js';
 
 describe('parseRetryAfter', () => {
   it('reads delta-seconds and HTTP dates', () => {
@@ -26,5 +26,41 @@ describe('backoffDelay', () => {
         expect(d).toBeLessThanOrEqual(step);
       }
     }
+  });
+});
+
+describe('retry (the one loop: the HTTP client and the engine\'s blob fetches)', () => {
+  const quick = { attempts: 3, baseDelayMs: 1, maxDelayMs: 2 };
+  const transient = (e: unknown) => (e instanceof Error && e.message === 'transient' ? 1 : undefined);
+
+  it('tries again while the rule says so, at most policy.attempts times, and answers with the last outcome', async () => {
+    let calls = 0;
+    await expect(retry(async () => { calls++; throw new Error('transient'); }, quick, { afterError: transient })).rejects.toThrow('transient');
+    expect(calls).toBe(3);
+    calls = 0;
+    expect(await retry(async () => { if (++calls < 3) throw new Error('transient'); return 'ok'; }, quick, { afterError: transient })).toBe('ok');
+    calls = 0;
+    await expect(retry(async () => { calls++; throw new Error('final'); }, quick, { afterError: transient })).rejects.toThrow('final');
+    expect(calls).toBe(1);
+  });
+
+  it('an answer can be a failure too; the last one is returned as it is', async () => {
+    const answers: number[] = [];
+    const released: number[] = [];
+    const got = await retry(async () => { answers.push(503); return answers.length; }, quick, {
+      afterError: () => undefined,
+      afterResult: async (n) => { released.push(n); return 1; },
+    });
+    expect(got).toBe(3);
+    expect(released, 'every answer but the last is released before the next attempt').toEqual([1, 2]);
+  });
+
+  it('an abort ends the pause with the abort', async () => {
+    const controller = new AbortController();
+    let calls = 0;
+    const slow = { attempts: 5, baseDelayMs: 60_000, maxDelayMs: 60_000 };
+    const running = retry(async () => { calls++; controller.abort(); throw new Error('transient'); }, slow, { afterError: transient }, controller.signal);
+    await expect(running).rejects.toMatchObject({ name: 'AbortError' });
+    expect(calls).toBe(1);
   });
 });

@@ -80,4 +80,13 @@ describe('name validation (names become paths)', () => {
     expect(validateQualifiedName('docker.io/library/nginx')).toBe('docker.io/library/nginx');
     expect(() => validateQualifiedName('127.0.0.1:5000/../x')).toThrow(expect.objectContaining({ code: 'E_NAME_UNSAFE' }));
   });
+  it('names the refused value itself, whatever made it invalid (a bad host, the length, not a string)', () => {
+    const long = `docker.io/${'a'.repeat(250)}`;
+    for (const [name, shown] of [['bad host!/x', '"bad host!/x"'], [long, JSON.stringify(long)], [42, '"42"'], [undefined, '"undefined"']] as const) {
+      expect(() => validateQualifiedName(name, 'images[3].repository')).toThrow(expect.objectContaining({
+        code: 'E_NAME_UNSAFE', message: `images[3].repository: ${shown} is not a valid repository name ([registry host[:port]/]path)`,
+      }));
+    }
+    expect(() => validateTag(7, 'images[3].tag')).toThrow(expect.objectContaining({ code: 'E_NAME_UNSAFE', message: 'images[3].tag: "7" is not a valid tag' }));
+  });
 });

@@ -22,6 +22,9 @@ describe('known_hosts matching', () => {
     expect(patternsMatch('*.corp,!bad.corp', 'good.corp')).toBe(true);
     expect(patternsMatch('*.corp,!bad.corp', 'bad.corp')).toBe(false);
     expect(patternsMatch('host?', 'host1')).toBe(true);
+    expect(patternsMatch('host?', 'host10')).toBe(false);
+    expect(patternsMatch('*.EXAMPLE.com', 'a.example.com'), 'case-insensitive, as ssh').toBe(true);
+    expect(patternsMatch('a.b', 'axb'), 'a dot is a dot').toBe(false);
   });
 
   it('hashed entries (HMAC-SHA1 over the lookup name)', () => {

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import type { Digest } from '../../../src/oci/digest.js';
-import type { Descriptor } from '../../../src/oci/manifest.js';
+import { type Descriptor, type Manifest, manifestFromBytes } from '../../../src/oci/manifest.js';
 import type { ImageDestination } from '../../../src/transports/types.js';
 import {
   type Artifact, blobsOf, makeImage, makeIndex, makeLayer, manifestsOf, Rng, type Image, type Layer,
@@ -55,8 +55,8 @@ export function descOf(b: { mediaType: string; digest: string; size: number }): 
   return { mediaType: b.mediaType, digest: b.digest as Digest, size: b.size };
 }
 
-export function manifestOf(m: { mediaType: string; digest: string; bytes: Buffer }) {
-  return { mediaType: m.mediaType, digest: m.digest as Digest, bytes: m.bytes };
+export function manifestOf(m: { mediaType: string; bytes: Buffer }): Manifest {
+  return manifestFromBytes(m.bytes, m.mediaType);
 }
 
 /** What the copy engine does: blobs, then child manifests, then indexes, then putImage; commit at the end. */

@@ -1,3 +1,4 @@
+import { getMaxListeners, setMaxListeners } from 'node:events';
 import type { Readable } from 'node:stream';
 import { asFerryError, FerryError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
@@ -184,10 +185,13 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
           return;
         }
         const data = await source.getBlob(job.sourceRepository, job.desc, opts);
+        const checked = verified(job, data, placeOf(job));
         try {
-          await putChecked(repository, job, verified(job, data, placeOf(job)));
+          await putChecked(repository, job, checked);
         } catch (e) {
+          // Both ends: a verifier nobody reads still holds its hashing worker (which keeps the process alive).
           data.destroy();
+          checked.destroy();
           throw e;
         }
       }, source.immutable ? 1 : BLOB_ATTEMPTS, opts.signal);
@@ -253,6 +257,9 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
   };
 
   const limit = Math.max(1, Math.min(opts.jobs ?? 4, destination.capabilities.concurrentBlobs));
+  // Each blob in flight listens for the interrupt (here, in the verifier, in its request), so
+  // up to `limit` blobs at once add that many listeners each: not a leak, and no warning for it.
+  if (opts.signal) setMaxListeners(Math.max(getMaxListeners(opts.signal), 10 + 4 * limit), opts.signal);
   if (isSequentialSource(source)) {
     const cutShort = await copySequential(source, jobs, runJob, failImages, fromBase, limit, opts);
     if (cutShort) report.cutShort = cutShort;

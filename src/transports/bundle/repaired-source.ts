@@ -3,6 +3,7 @@ import { type FerryError as FerryErrorType, FerryError, isFerryError } from '../
 import { expandFileGlobs } from '../../fsys/glob.js';
 import type { Digest } from '../../oci/digest.js';
 import type { Descriptor, Manifest } from '../../oci/manifest.js';
+import { drain } from '../../stream/drain.js';
 import type { FileRange } from '../../stream/verify.js';
 import type { ImageSource, OpOptions, SequentialBlob, SourceImage } from '../types.js';
 import type { BundleCondition, BundleInput } from './input.js';
@@ -124,7 +125,7 @@ export class RepairedSource implements BundleInput {
           yield item;
           continue;
         }
-        await discard(item.stream);
+        await drain(item.stream, { ignoreErrors: true });
       }
     } catch (e) {
       if (opts.signal?.aborted) throw e;
@@ -133,7 +134,7 @@ export class RepairedSource implements BundleInput {
     for (const r of this.repairs) {
       for await (const item of r.blobs(opts)) {
         if (this.carrier.get(item.descriptor.digest) === r) yield item;
-        else await discard(item.stream);
+        else await drain(item.stream, { ignoreErrors: true });
       }
     }
     if (cutShort !== undefined && !this.repairsCut(cutShort)) throw cutShort;
@@ -204,13 +205,3 @@ export async function openWithRepairs(given: readonly string[]): Promise<BundleI
   }
 }
 
-/** Reads a skipped stream to its end; its errors (a damaged blob a repair replaces) are no longer anyone's concern. */
-async function discard(stream: Readable): Promise<void> {
-  if (stream.readableEnded || stream.destroyed) return;
-  await new Promise<void>((resolve) => {
-    stream.on('error', () => resolve());
-    stream.on('end', resolve);
-    stream.on('close', resolve);
-    stream.resume();
-  });
-}

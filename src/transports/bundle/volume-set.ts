@@ -1,11 +1,10 @@
-import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { asFerryError, FerryError, isFerryError } from '../../errors.js';
-import { type Digest, sha256Digest } from '../../oci/digest.js';
+import { type Digest, digestStream, sha256Digest } from '../../oci/digest.js';
 import type { Descriptor, Manifest } from '../../oci/manifest.js';
 import { type FileRange, VerifyStream } from '../../stream/verify.js';
 import { expandFileGlobs } from '../../fsys/glob.js';
@@ -865,12 +864,10 @@ function guessName(file: string, fileIndex: number, index: number, count: number
   return `${m[1]}.${String(index).padStart(width, '0')}${m[3]}`;
 }
 
+/** A whole volume's sha256 hex, for its sidecar line. */
 async function sha256File(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  await pipeline(createReadStream(file, { highWaterMark: 1 << 20 }), async function* (src: AsyncIterable<Buffer>) {
-    for await (const c of src) hash.update(c);
-  }).catch((e: unknown) => { throw asIoError(e, file); });
-  return hash.digest('hex');
+  const hashed = await digestStream(createReadStream(file, { highWaterMark: 1 << 20 })).catch((e: unknown) => { throw asIoError(e, file); });
+  return hashed.digest.slice('sha256:'.length);
 }
 
 function asIoError(e: unknown, file: string): FerryError {

@@ -98,6 +98,14 @@ const FILE_SYSTEM_ADVICE: Record<string, { what: string; hint: string }> = {
     what: 'permission denied',
     hint: 'pick a target this user may write to, or run ferry as a user who may (ls -ld shows the owner), then run the command again',
   },
+  ENOTDIR: {
+    what: 'a file is where a folder should be',
+    hint: 'move or remove the file in the way (ls -l shows it), or pick another path, then run the command again',
+  },
+  EISDIR: {
+    what: 'a folder is where a file should be',
+    hint: 'give the name of a file to write, not of a folder, or move the folder away, then run the command again',
+  },
   EPERM: {
     what: 'operation not permitted',
     hint: 'pick a target this user may write to, or run ferry as a user who may (ls -ld shows the owner; an immutable attribute shows in lsattr), then run the command again',

@@ -25,7 +25,7 @@ import { mapFullName, matchesPattern, parseRenames } from './repository-mapping.
 import { explainMissingBases } from './failures.js';
 import { BasedSource } from '../transports/bundle/based-source.js';
 import { isPathKind, type KindName, type Location, openDestinationAt } from './locations.js';
-import { prepareDirectory, prepareOutputFile, requireSpace } from '../fsys/preflight.js';
+import { prepareDirectory, prepareOutputFile, refuseInputAsOutput, requireSpace } from '../fsys/preflight.js';
 import { convertPlanToOci, describeConversions, type OciConversion } from '../copy/convert-oci.js';
 import { blobsToMove } from './dry-run.js';
 
@@ -121,6 +121,9 @@ export async function importBundle(opts: ImportOptions): Promise<ImportReceipt> 
     throw new FerryError('E_USAGE', `--owner applies to a local file target, not to --to ${opts.to.kind}${opts.ssh ? ' over --ssh' : ''}`, { hint: 'leave --owner out' });
   }
   if (opts.receiptFile !== undefined && !opts.dryRun) await checkReceiptPlace(resolve(opts.receiptFile));
+  if (opts.to.kind === 'docker-archive' && !opts.ssh) {
+    await refuseInputAsOutput(opts.to.location, [opts.bundle, ...(opts.volumes ?? []), ...(opts.bases ?? [])], `--to ${opts.to.kind}`);
+  }
   if (opts.ssh) return withSsh(opts, opts.ssh);
   return importWith(opts, undefined, owner);
 }

@@ -14,6 +14,7 @@ import { BasedSource } from '../transports/bundle/based-source.js';
 import { TOOL_VERSION } from '../version.js';
 import { requestsFromBundle } from './bundle-requests.js';
 import { failureError } from './failures.js';
+import { prepareOutputFile, refuseInputAsOutput, requireSpace } from '../fsys/preflight.js';
 
 export interface MergeOptions {
   /** The base first, then deltas in order; the last one is the release the output holds. */
@@ -63,6 +64,15 @@ export async function mergeBundles(opts: MergeOptions): Promise<MergeResult> {
     if (!meta.delta) {
       throw new FerryError('E_USAGE', `${last}: not a delta bundle (it names no base)`, { hint: 'the last input must be a delta made with `ferry export --since`; a full bundle needs no merge' });
     }
+    // Before the first byte: the output's folder can be written and has room for the merged bundle and, beside it,
+    // the spool of the blobs the bases supply (a full disk met half-way named no file and failed every image).
+    await refuseInputAsOutput(output, opts.inputs, '-o');
+    await prepareOutputFile(output, '-o');
+    const omittedBytes = meta.delta.omittedBlobs.reduce((n, b) => n + b.size, 0);
+    await requireSpace([
+      { path: dirname(output), bytes: meta.totals.storedBytes + omittedBytes, what: 'the merged bundle' },
+      { path: dirname(output), bytes: omittedBytes, what: 'the blobs its bases supply, spooled beside it' },
+    ]);
     await checkChain(opts.inputs, warnings);
     // The delta and the earlier inputs as one source: what the delta leaves out comes from them, in the one copy.
     source = await BasedSource.open(delta, earlier);

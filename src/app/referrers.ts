@@ -45,8 +45,8 @@ export async function addReferrers(source: ImageSource, plan: CopyPlan, requests
     const extra = referrerRequests(found, requests, plan.images.map((p) => ({ repository: p.request.targetRepository, digest: p.top.digest })));
     const skipped: ExportReferrers['skipped'] = [];
     if (extra.length === 0) return { plan, referrers: { images: groupReferrers(found), skipped } };
-    const warning = opts.observer?.warning;
-    const more = await planCopy(source, extra, { jobs: opts.jobs, ...signal, ...(warning ? { observer: { warning: (m: string) => warning.call(opts.observer, m) } } : {}) });
+    const observer = opts.observer;
+    const more = await planCopy(source, extra, { jobs: opts.jobs, ...signal, ...(observer?.warning ? { observer: { warning: (m: string) => observer.warning?.(m) } } : {}) });
     // A referrer ferry cannot carry (say, an unsupported manifest kind) must not cost the user the image itself.
     for (const f of more.failures) {
       if (f.error.code === 'E_ABORTED') throw f.error;

@@ -4,6 +4,7 @@ import { basename, posix, resolve } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FerryError, isFerryError } from '../errors.js';
+import { formatBytes } from '../format.js';
 import { digestHex, digestStream } from '../oci/digest.js';
 import { RESUME_OVERLAP, SftpFileSystem } from '../fsys/sftp.js';
 import { SshSession, type SshOptions } from '../net/ssh/session.js';
@@ -199,9 +200,31 @@ export async function sendFiles(session: SshSession, files: string[], dir: strin
   opts.onEvent?.({ type: 'planned', files: list.length, bytes: list.reduce((n, f) => n + f.size, 0) });
   const fs = new SftpFileSystem(await session.sftp(), `sftp ${session.description}`, session.dropped);
   await fs.mkdirs(dir);
+  await requireRemoteSpace(session, fs, list, dir);
   const out: SentFile[] = [];
   for (const f of list) out.push(await sendOne(session, fs, f, dir, opts));
   return { destination: `${session.description}:${dir}`, files: out, seconds: (Date.now() - started) / 1000 };
+}
+
+/**
+ * Before the first byte: room on the remote disk for what is not there yet (files
+ * already whole there need none, a partial upload only its rest). A full disk met at
+ * the end of a long send, as SFTP's bare "Failure", cost the whole transfer.
+ */
+async function requireRemoteSpace(session: SshSession, fs: SftpFileSystem, list: FileToSend[], dir: string): Promise<void> {
+  const free = await fs.freeBytes(dir);
+  if (free === undefined) return;
+  let need = 0;
+  for (const f of list) {
+    const name = basename(f.path);
+    if ((await fs.fileSize(posix.join(dir, name))) === f.size) continue;
+    need += f.size - Math.min(f.size, (await fs.fileSize(posix.join(dir, `${PARTIAL_PREFIX}${name}`))) ?? 0);
+  }
+  if (free >= need) return;
+  throw new FerryError('E_NO_SPACE', `${session.description}:${dir}: ${formatBytes(free)} free, these files need about ${formatBytes(need)} there`, {
+    hint: 'free space on the remote host (df -h there) or send to another directory, then run the command again; nothing was sent',
+    details: { path: dir, freeBytes: free, neededBytes: need },
+  });
 }
 
 async function hashLocal(path: string, signal?: AbortSignal): Promise<string> {
@@ -323,7 +346,7 @@ async function upload(fs: SftpFileSystem, local: string, partial: string, from: 
     await pipeline(src, count, fs.createWriteStream(partial, from), { signal: fs.signalWith(opts.signal) });
   } catch (e) {
     // The partial file stays: the next run appends to it.
-    throw fs.dropReason ?? e;
+    throw fs.dropReason ?? fs.writeError(partial, e);
   }
   return done - from;
 }

@@ -116,7 +116,7 @@ export function describeCli(): CliSpec {
     globals: GLOBAL_OPTIONS.map(([name, o]) => optionSpec(name, o)),
     commands: COMMANDS.map((c) => {
       const usage = String(c.command);
-      const r = recordCommand(c as CommandModule<never, never>);
+      const r = recordCommand(c);
       return { name: commandName(usage), usage, describe: String(c.describe ?? ''), ...r };
     }),
   };

@@ -8,7 +8,7 @@ import { FerryError } from '../errors.js';
 export function wholeNumber(flag: string, min: number, max: number, example: number): (v: unknown) => number | undefined {
   return (v) => {
     if (v === undefined) return undefined;
-    const n = typeof v === 'number' ? v : Number(String(v).trim());
+    const n = typeof v === 'number' ? v : typeof v === 'string' ? Number(v.trim()) : NaN;
     if (Array.isArray(v) || !Number.isInteger(n) || n < min || n > max) {
       throw new FerryError('E_USAGE', `--${flag} ${shown(v)}: not a whole number from ${min} to ${max} (e.g. --${flag} ${example})`, { hint: `e.g. --${flag} ${example}` });
     }
@@ -20,7 +20,7 @@ export function wholeNumber(flag: string, min: number, max: number, example: num
 export function seconds(flag: string, max: number, example: number): (v: unknown) => number | undefined {
   return (v) => {
     if (v === undefined) return undefined;
-    const n = typeof v === 'number' ? v : Number(String(v).trim());
+    const n = typeof v === 'number' ? v : typeof v === 'string' ? Number(v.trim()) : NaN;
     if (Array.isArray(v) || !Number.isFinite(n) || n <= 0 || n > max) {
       throw new FerryError('E_USAGE', `--${flag} ${shown(v)}: not a number of seconds above 0 and at most ${max} (e.g. --${flag} ${example})`, { hint: `e.g. --${flag} ${example}` });
     }
@@ -33,7 +33,7 @@ export function single(flag: string): (v: unknown) => string | undefined {
   return (v) => {
     if (v === undefined) return undefined;
     if (Array.isArray(v)) throw new FerryError('E_USAGE', `--${flag} was given ${v.length} times`, { hint: `give --${flag} once`, details: { flag: `--${flag}` } });
-    return String(v);
+    return typeof v === 'string' ? v : JSON.stringify(v);
   };
 }
 

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import yargs from 'yargs';
 import { asFerryError, FerryError } from '../errors.js';
 import { type CliIo, type GlobalFlags, INVOCATION, type Invocation } from './context.js';
@@ -24,6 +25,8 @@ export function processIo(): CliIo {
 export async function main(args: string[], io: CliIo = processIo(), opts: { signal?: AbortSignal } = {}): Promise<number> {
   const inv: Invocation = { io, controller: new AbortController(), site: { flags: {}, registries: {} } };
   const controller = inv.controller;
+  // Every transfer in flight listens for the run's interrupt: --jobs 32 means 32 listeners at once, not a leak (Node warns past 10).
+  setMaxListeners(0, controller.signal);
   const forward = () => controller.abort(opts.signal?.reason ?? new FerryError('E_ABORTED', 'interrupted'));
   opts.signal?.addEventListener('abort', forward, { once: true });
   let interrupts = 0;
@@ -58,7 +61,7 @@ export async function main(args: string[], io: CliIo = processIo(), opts: { sign
     .demandCommand(1, `name a command: ${describeCli().commands.map((c) => c.name).join(', ')}`)
     .strict()
     .recommendCommands()
-    .help('help', GLOBAL_OPTIONS.find(([n]) => n === 'help')![1].describe!)
+    .help('help', GLOBAL_OPTIONS.find(([n]) => n === 'help')![1].describe)
     .alias('help', 'h')
     // Help and version are printed through the invocation's stdout below, and never end the process.
     .exitProcess(false)
@@ -123,18 +126,31 @@ export async function runProcess(args: string[]): Promise<void> {
   };
   process.once('beforeExit', guard);
   // A reader that went away (`ferry inspect … | head`) is no failure of the run: its status still tells how the work went.
+  // Any other write error (`-o - > /dev/full`: ENOSPC) reaches the writer too, which fails the run with its code;
+  // thrown from here it was an uncaught exception, a stack trace and exit 1.
+  let failed: NodeJS.ErrnoException | undefined;
   const ignorePipe = (e: NodeJS.ErrnoException) => {
-    if (e.code !== 'EPIPE') throw e;
+    if (e.code !== 'EPIPE') failed ??= e;
   };
   process.stdout.on('error', ignorePipe);
   process.stderr.on('error', ignorePipe);
   try {
     const status = await main(args);
     if (!settled) process.exitCode = status;
+    // A text answer is written after main() returns: its failure shows only by the exit.
+    process.once('exit', () => {
+      if (failed && !process.exitCode) process.exitCode = stdoutFailed(failed);
+    });
   } finally {
     settled = true;
     process.off('beforeExit', guard);
   }
+}
+
+/** A run that said it succeeded while its stdout could not be written (the writer did not see it): the status says so, on stderr. */
+function stdoutFailed(e: NodeJS.ErrnoException): number {
+  if (e.path === undefined) e.path = 'stdout';
+  return makeOutput({ json: false }, processIo()).error(asFerryError(e, 'E_IO'));
 }
 
 /** yargs' messages in the form every other flag error has: "Invalid values: Argument: level, Given: "x", Choices: …", "Did you mean export?". */

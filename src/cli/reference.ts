@@ -53,7 +53,7 @@ function typeCell(o: OptionSpec): string {
   else if (o.type === 'array') parts.push('VALUE (repeatable)');
   else if (o.type === 'string') parts.push('VALUE');
   if (o.required) parts.push('required');
-  if (o.default !== undefined && o.default !== false) parts.push(`default \`${String(o.default)}\``);
+  if (o.default !== undefined && o.default !== false) parts.push(`default \`${typeof o.default === 'string' ? o.default : JSON.stringify(o.default)}\``);
   return parts.join(', ');
 }
 

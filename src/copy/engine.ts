@@ -1,4 +1,3 @@
-import { getMaxListeners, setMaxListeners } from 'node:events';
 import type { Readable } from 'node:stream';
 import { asFerryError, FerryError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
@@ -90,15 +89,15 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
 
   /** Progress for one attempt at a blob: only bytes beyond those already reported for it count. */
   const progressOf = (job: BlobJob): ((n: number) => void) | undefined => {
-    const bytes = observer?.bytes;
-    if (!bytes) return undefined;
+    const obs = observer;
+    if (!obs?.bytes) return undefined;
     let seen = 0;
     return (n: number): void => {
       seen += n;
       const before = job.reported ?? 0;
       if (seen > before) {
         job.reported = seen;
-        bytes(seen - before, job.desc);
+        obs.bytes?.(seen - before, job.desc);
       }
     };
   };
@@ -139,7 +138,8 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
     try {
       await destination.putBlob(repository, job.desc, checked, { ...opts, signal: cut.signal });
     } catch (e) {
-      throw failedUnread && !opts.signal?.aborted ? failedUnread : e;
+      // The destination's failure names the image and blob too (a dropped upload says only which host).
+      throw failedUnread && !opts.signal?.aborted ? failedUnread : withBlobContext(e, job);
     } finally {
       checked.off('error', onError);
       opts.signal?.removeEventListener('abort', interrupted);
@@ -184,7 +184,10 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
           await destination.putVerdict!(repository, job.desc, verifyInPlace(range, job.desc, placeOf(job), progressOf(job), opts.signal), opts);
           return;
         }
-        const data = await source.getBlob(job.sourceRepository, job.desc, opts);
+        // A failed request names the image and blob, as a failure mid-stream does (withBlobContext in verified()).
+        const data = await source.getBlob(job.sourceRepository, job.desc, opts).catch((e: unknown) => {
+          throw withBlobContext(e, job);
+        });
         const checked = verified(job, data, placeOf(job));
         try {
           await putChecked(repository, job, checked);
@@ -257,9 +260,6 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
   };
 
   const limit = Math.max(1, Math.min(opts.jobs ?? 4, destination.capabilities.concurrentBlobs));
-  // Each blob in flight listens for the interrupt (here, in the verifier, in its request), so
-  // up to `limit` blobs at once add that many listeners each: not a leak, and no warning for it.
-  if (opts.signal) setMaxListeners(Math.max(getMaxListeners(opts.signal), 10 + 4 * limit), opts.signal);
   if (isSequentialSource(source)) {
     const cutShort = await copySequential(source, jobs, runJob, failImages, fromBase, limit, opts);
     if (cutShort) report.cutShort = cutShort;
@@ -419,7 +419,8 @@ function collectBlobJobs(plan: CopyPlan): Map<Digest, BlobJob> {
  */
 function withBlobContext(e: unknown, job: BlobJob): FerryError {
   const err = asFerryError(e);
-  if (err.code === 'E_ABORTED' || err.message.includes(job.desc.digest)) return err;
+  // Named already: by its digest, or by a file named after it.
+  if (err.code === 'E_ABORTED' || err.message.includes(job.desc.digest.slice('sha256:'.length))) return err;
   return new FerryError(err.code, `${imageLabel(job)}: blob ${job.desc.digest}: ${err.message}`, {
     ...(err.hint !== undefined ? { hint: err.hint } : {}), details: { ...err.details, digest: job.desc.digest }, cause: err,
   });

@@ -27,6 +27,9 @@ export interface CollectOptions extends OpOptions {
 
 const LIST_PAGE = 1000;
 
+/** Failures that are facts about one image (gone, or broken at the registry): it is left out, the inventory goes on. */
+const IMAGE_FAULTS: ReadonlySet<string> = new Set(['E_NOT_FOUND', 'E_MANIFEST_INVALID', 'E_UNSUPPORTED_MEDIA_TYPE', 'E_DIGEST_MISMATCH', 'E_SIZE_MISMATCH', 'E_NAME_UNSAFE']);
+
 /** Walks an image (index children included) and returns its configs and layers; manifests are parsed once per digest. */
 async function blobsOfImage(source: ImageSource, repository: string, reference: string, cache: Map<Digest, ParsedManifest>, opts: OpOptions): Promise<{ digest: Digest; blobs: Descriptor[] }> {
   const load = async (ref: string): Promise<WalkNode> => {
@@ -77,7 +80,9 @@ export async function inventoryOfRegistry(client: RegistryClient, source: ImageS
       for (const b of r.blobs) blobs.set(b.digest, b.size);
     } catch (e) {
       // A tag deleted between listing and reading, or a broken manifest: leave it out, so the inventory never claims what is not there.
-      if (!isFerryError(e) || e.code === 'E_ABORTED' || e.code === 'E_AUTH' || e.code === 'E_DENIED' || e.code === 'E_NETWORK') throw e;
+      // Anything else (a registry answering 5xx, a dropped link, refused credentials) says nothing about the image: the
+      // inventory could not be taken, and an empty one would end in exit 0.
+      if (!isFerryError(e) || !IMAGE_FAULTS.has(e.code)) throw namingImage(e, `${repository}:${tag}`);
       opts.warn?.(`registry ${host}: leaving out ${repository}:${tag}: ${e.message}`);
     }
   }, opts.signal);
@@ -118,6 +123,12 @@ export async function inventoryOfLayout(source: ImageSource & { root: string }, 
     }
   }, opts.signal);
   return buildInventory({ source: { kind: 'registry-layout', description: source.description }, images, blobs: toBlobs(blobs) });
+}
+
+/** The error with the image it was met on, unless it names it already (or is an interruption, which names nothing). */
+function namingImage(e: unknown, image: string): unknown {
+  if (!isFerryError(e) || e.code === 'E_ABORTED' || e.message.includes(image)) return e;
+  return new FerryError(e.code, `${image}: ${e.message}`, { ...(e.hint !== undefined ? { hint: e.hint } : {}), details: { ...e.details, image }, cause: e });
 }
 
 function toBlobs(m: Map<Digest, number>): InventoryBlob[] {

@@ -29,6 +29,8 @@ export async function mkdirp(dir: string): Promise<string | undefined> {
   try {
     return await mkdir(dir, { recursive: true, mode: DIR_MODE });
   } catch (e) {
+    // A recursive mkdir over a file says EEXIST, which reads as if all were well: it is a file where a folder should be.
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw notADirectory(dir, e);
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     const chain: string[] = [];
     for (let d = dir; d !== dirname(d); d = dirname(d)) chain.unshift(d);
@@ -41,6 +43,10 @@ export async function mkdirp(dir: string): Promise<string | undefined> {
     }
     throw e;
   }
+}
+
+function notADirectory(dir: string, cause: unknown): NodeJS.ErrnoException {
+  return Object.assign(new Error(`ENOTDIR: not a directory, mkdir '${dir}'`, { cause }), { code: 'ENOTDIR', errno: -20, syscall: 'mkdir', path: dir });
 }
 
 export async function fileSize(path: string): Promise<number | undefined> {

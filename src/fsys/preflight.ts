@@ -21,7 +21,38 @@ export async function prepareOutputFile(path: string, what: string, opts: { owne
   if (st?.isDirectory()) {
     throw new FerryError('E_USAGE', `${what} ${full} is a directory; it must be a file name`, { hint: 'name the file to write, e.g. release.tar', details: { path: full } });
   }
+  // The file is written beside its name and renamed over it: a device or pipe there (/dev/full, a FIFO) would be
+  // replaced by a regular file (as root, /dev/full was) and the run would end in exit 0 having written nowhere asked.
+  const target = await stat(full).catch(() => undefined);
+  if (target && !target.isFile() && !target.isDirectory()) {
+    throw new FerryError('E_USAGE', `${what} ${full} is ${target.isFIFO() ? 'a pipe' : target.isSocket() ? 'a socket' : 'a device'}, not a file; ferry writes a file beside it and renames it into place, which would replace it`, {
+      hint: what === '-o' ? 'write to stdout with `-o -` and redirect it there, or name a regular file' : 'name a regular file to write', details: { path: full },
+    });
+  }
   await prepareDirectory(dirname(full), `the folder of ${what}`, opts);
+}
+
+/**
+ * `output` must not be one of the files the run reads (`inputs`, each with its
+ * `.ferry.json` beside it): `import b.tar --to docker-archive b.tar` replaced
+ * the bundle with the archive and exited 0, the one copy carried across gone.
+ * Compared by device and inode, so another spelling of the path (`./b.tar`, a
+ * symlink, `..`) is caught too.
+ */
+export async function refuseInputAsOutput(output: string, inputs: readonly string[], what: string): Promise<void> {
+  const out = await stat(resolve(output)).catch(() => undefined);
+  if (!out) return;
+  for (const input of inputs) {
+    if (input === '-') continue;
+    for (const file of [input, `${input}.ferry.json`]) {
+      const st = await stat(resolve(file)).catch(() => undefined);
+      if (st && st.dev === out.dev && st.ino === out.ino) {
+        throw new FerryError('E_USAGE', `${what} ${output} is ${file}, which this run reads: writing it would destroy the input`, {
+          hint: 'name another file to write; nothing was written', details: { path: resolve(output), input: file },
+        });
+      }
+    }
+  }
 }
 
 /**

@@ -105,8 +105,14 @@ export class SftpFileSystem implements FileSystemPort {
       // The server applies its umask to mkdir's mode.
       await this.call<void>((cb) => this.sftp.chmod(d, DIR_MODE, cb as (e?: Error | null) => void));
     } catch (e) {
-      // A concurrent writer may have made it first.
-      if (!(await this.stat(d))?.isDirectory()) throw this.ioError('mkdir', d, e);
+      // A concurrent writer may have made it first. SFTP says only "Failure" when a file is in the way: say so.
+      const there = await this.stat(d);
+      if (there && !there.isDirectory()) {
+        throw new FerryError('E_IO', `${this.description}: mkdir ${d}: a file is where a folder should be`, {
+          hint: 'move or remove that file on the remote host, or send to another directory, then run the command again', cause: e, details: { file: d },
+        });
+      }
+      if (!there) throw this.ioError('mkdir', d, e);
     }
     this.knownDirs.add(d);
   }
@@ -122,6 +128,21 @@ export class SftpFileSystem implements FileSystemPort {
 
   async unlink(path: string): Promise<void> {
     await this.call<void>((cb) => this.sftp.unlink(path, cb as (e?: Error | null) => void)).catch(() => undefined);
+  }
+
+  /** Free bytes (for this user) on the file system that holds `dir`, or undefined when the server does not say (statvfs@openssh.com). */
+  async freeBytes(dir: string): Promise<number | undefined> {
+    try {
+      const info = await this.call<{ f_bavail: number | bigint; f_frsize: number | bigint }>((cb) => this.sftp.ext_openssh_statvfs(dir, cb as (err: Error | undefined, fsInfo: unknown) => void));
+      return Number(info.f_bavail) * Number(info.f_frsize);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** A failed write to `path` as the error users get: named, with what to check (SFTP says only "Failure" for a full disk). */
+  writeError(path: string, e: unknown): unknown {
+    return e instanceof FerryError || (e as Error).name === 'AbortError' ? e : this.ioError('write', path, e);
   }
 
   /** A write stream at `start` (append after a partial upload) or a new file. */

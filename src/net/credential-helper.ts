@@ -61,7 +61,7 @@ export class CredentialHelper {
     if (typeof doc !== 'object' || doc === null || typeof doc.Secret !== 'string' || (doc.Username !== undefined && typeof doc.Username !== 'string')) {
       throw this.protocolError('get', serverUrl);
     }
-    const username = (doc.Username as string | undefined) ?? '';
+    const username = (doc.Username) ?? '';
     if (doc.Secret === '' && username === '') return undefined;
     return { username, secret: doc.Secret };
   }
@@ -93,7 +93,7 @@ export class CredentialHelper {
 
   private run(op: string, input: string, secrets: string[]): { ok: boolean; stdout: string; stderr: string } {
     const r = spawnSync(this.program, [op], {
-      input, env: this.env as NodeJS.ProcessEnv, encoding: 'utf8', timeout: HELPER_TIMEOUT_MS, killSignal: 'SIGKILL',
+      input, env: this.env, encoding: 'utf8', timeout: HELPER_TIMEOUT_MS, killSignal: 'SIGKILL',
       stdio: ['pipe', 'pipe', 'pipe'], maxBuffer: 1024 * 1024,
     });
     if (r.error) {

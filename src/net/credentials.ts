@@ -3,6 +3,7 @@ import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { FerryError, isFerryError } from '../errors.js';
 import { tempPathFor } from '../fsys/atomic.js';
+import { isMissing, mkdirp, naming } from '../fsys/files.js';
 import { CredentialHelper, type Env } from './credential-helper.js';
 import { INPUT, parseJsonInput, readInputFileSync } from '../input-limits.js';
 
@@ -111,7 +112,8 @@ function readDockerConfig(file: string): DockerConfig | undefined {
     bytes = readInputFileSync(file, INPUT.dockerConfig);
   } catch (e) {
     if (e instanceof FerryError) throw e;
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    // No file, or a file where its folder should be: there is no config (login then says why it cannot write one).
+    if (isMissing(e)) return undefined;
     throw new FerryError('E_CONFIG', `cannot read ${file}: ${(e as Error).message}`, { cause: e, hint: 'fix its permissions, or point DOCKER_CONFIG elsewhere' });
   }
   let doc: unknown;
@@ -258,9 +260,12 @@ export async function eraseDockerCredentials(registry: string, env: Env = proces
 async function writeDockerConfig(file: string, config: DockerConfig): Promise<void> {
   const target = await realpath(file).catch(() => file);
   const dir = dirname(target);
-  await mkdir(dir, { recursive: true, mode: 0o700 });
   const tmp = tempPathFor(target);
   try {
+    await mkdir(dir, { recursive: true, mode: 0o700 }).catch(async (e: unknown) => {
+      // Node's recursive mkdir says ENOENT for a parent it could not make (read-only, a file in the way): find the real reason.
+      throw await mkdirp(dir).then(() => e, (real: unknown) => real);
+    });
     const fh = await open(tmp, 'wx', 0o600);
     try {
       await fh.writeFile(`${JSON.stringify(config, null, '\t')}\n`);
@@ -272,6 +277,8 @@ async function writeDockerConfig(file: string, config: DockerConfig): Promise<vo
     await rename(tmp, target);
   } catch (e) {
     await rm(tmp, { force: true });
+    // A file-system error (read-only, full, a file in the way) says so and what to do, naming the file (errors.ts).
+    if (typeof (e as NodeJS.ErrnoException).syscall === 'string') throw naming(e, target);
     throw new FerryError('E_IO', `cannot write ${target}: ${(e as Error).message}`, { cause: e, hint: 'check the permissions of the directory, or point DOCKER_CONFIG elsewhere' });
   }
   const d = await open(dir, 'r');

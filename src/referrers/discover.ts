@@ -117,7 +117,7 @@ export class ReferrerFinder {
   /** Runs `work` for every item at once (the gate bounds the requests); the first failure stops further requests. */
   async all<T>(items: readonly T[], work: (item: T) => Promise<void>): Promise<void> {
     await Promise.all(items.map((item) => work(item).catch((e: unknown) => {
-      this.gate.close(e);
+      this.gate.close(e instanceof Error ? e : new Error(String(e)));
       throw e;
     })));
   }

@@ -7,7 +7,7 @@
 export class Gate {
   private running = 0;
   private readonly queue: Array<() => void> = [];
-  private closed: unknown;
+  private closed: Error | undefined;
 
   constructor(private readonly limit: number, private readonly signal?: AbortSignal) {}
 
@@ -26,7 +26,7 @@ export class Gate {
     }
   }
 
-  close(reason: unknown): void {
+  close(reason: Error): void {
     if (this.closed === undefined) this.closed = reason;
   }
 }

@@ -35,9 +35,10 @@ export class RegistryServer {
     const server: Server = opts.tls ? createHttps({ cert: opts.tls.cert, key: opts.tls.key }) : createHttp();
     server.keepAliveTimeout = KEEP_ALIVE_MS;
     server.headersTimeout = KEEP_ALIVE_MS + 5_000;
-    let self: RegistryServer | undefined;
+    // Requests arrive only after listen() resolved, when the instance they count on exists.
+    const made: { self?: RegistryServer } = {};
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-      const s = self!;
+      const s = made.self!;
       s.requests++;
       s.inFlight++;
       res.once('close', () => {
@@ -60,8 +61,8 @@ export class RegistryServer {
       });
     });
     const a = server.address() as AddressInfo;
-    self = new RegistryServer(server, { host: a.address, port: a.port });
-    return self;
+    made.self = new RegistryServer(server, { host: a.address, port: a.port });
+    return made.self;
   }
 
   /** Stops accepting, lets responses in flight finish for up to `timeoutMs`, then cuts the rest. Resolves with how many were cut. */

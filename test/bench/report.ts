@@ -55,7 +55,7 @@ export function statsOf(c: Case, limits: Record<string, number> = {}): CaseStats
   const withBytes = c.samples.filter((s) => s.bytes !== undefined);
   const throughputBps = c.throughputBytes !== undefined && wall.median > 0 ? c.throughputBytes / wall.median : undefined;
   const binding = (c.limits ?? [])
-    .flatMap((name) => (limits[name] !== undefined ? [{ name, bps: limits[name]! }] : []))
+    .flatMap((name) => (limits[name] !== undefined ? [{ name, bps: limits[name] }] : []))
     .reduce<{ name: string; bps: number } | undefined>((a, b) => (a === undefined || b.bps < a.bps ? b : a), undefined);
   return {
     id: c.id, title: c.title, tool: c.tool, runs: c.samples.length,

@@ -11,7 +11,7 @@ import { BUNDLE_FORMAT_VERSION } from '../../src/transports/bundle/metadata.js';
 import { TOOL_VERSION } from '../../src/version.js';
 import { runFerry } from '../support/cli.js';
 import { cliSchemaRef, describeErrors, schemaErrors } from '../support/schemas.js';
-import { ferryOnTerminal, shellSession } from '../support/terminal.js';
+import { shellSession } from '../support/terminal.js';
 import { makeTempDir, type TempDir } from '../support/tmp.js';
 
 let tmp: TempDir;

@@ -1,6 +1,6 @@
 // `ferry verify` end to end: a good bundle, then copies damaged the ways bundles get
 // damaged on the way across (a flipped bit, a cut transfer, a lost entry).
-import { copyFile, readFile, writeFile, open } from 'node:fs/promises';
+import { copyFile, readFile, writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_STATUS } from '../../src/errors.js';
 import { runFerry } from '../support/cli.js';

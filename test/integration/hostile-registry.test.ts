@@ -2,7 +2,7 @@
 // as a child process through it. Every case ends in a retry that succeeds or a clear
 // error, and never in a bundle with wrong content: whenever a bundle exists it is
 // `ferry verify`-ed and its blobs compared with the source's.
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { existsSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -75,7 +75,7 @@ function expectFailed(r: TimedResult, out: string, codes: string[]): void {
 }
 
 /** Sends `body` with a Content-Length of `declared` and then either ends or resets the connection. */
-function sendRaw(res: import('node:http').ServerResponse, headers: IncomingMessage['headers'], body: Buffer, opts: { declared?: number; reset?: boolean; stall?: boolean } = {}): void {
+function sendRaw(res: ServerResponse, headers: IncomingMessage['headers'], body: Buffer, opts: { declared?: number; reset?: boolean; stall?: boolean } = {}): void {
   const h = { ...headers, 'content-length': String(opts.declared ?? body.length) };
   res.writeHead(200, h);
   res.write(body);

@@ -65,7 +65,7 @@ describe('peak memory does not grow with layer size', () => {
       ];
       for (const [step, args] of steps) {
         peaks[step] ??= { small: 0, large: 0 };
-        peaks[step]![name] = peakRssKiB(args);
+        peaks[step][name] = peakRssKiB(args);
       }
     }
     for (const [step, p] of Object.entries(peaks)) {

@@ -50,7 +50,7 @@ function watchWrites(sftp: SFTPWrapper): { maxRequests: () => number; maxBytes: 
       bytes -= len;
       cb(err);
     });
-  }) as typeof sftp.write;
+  });
   return { maxRequests: () => maxRequests, maxBytes: () => maxBytes, sizes };
 }
 

@@ -3,7 +3,7 @@ import { readdir, readFile, stat, access } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { isFerryError } from '../../src/errors.js';
 import type { Digest } from '../../src/oci/digest.js';
 import { openStorageLayout, openStorageLayoutSource } from '../../src/transports/storage/index.js';

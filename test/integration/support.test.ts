@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { buildCorpus, sampleCorpus, type PushedCorpus } from '../support/corpus.js';
 import { clientFor, RegistryClient, targetOf } from '../support/http.js';
 import { layerStream, makeImage, makeLayer, makeStreamLayer, MT, Rng, type Layer } from '../support/images.js';
-import { pushArtifact, pushBlob } from '../support/push.js';
+import { pushArtifact } from '../support/push.js';
 import { startRegistry, type RegistryHandle } from '../support/registry.js';
 import { skopeo, skopeoCopyToDir, skopeoInspectDigest, skopeoInspectRaw, tlsFlags } from '../support/skopeo.js';
 import { startSshd, type SshdHandle } from '../support/sshd.js';

@@ -1,7 +1,7 @@
 // A minimal registry HTTP client for the test harness (independent of src/): loopback
 // http, Basic auth, and the Bearer token dance (Harbor-style) with tokens cached per scope.
 import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
-import { Readable } from 'node:stream';
+import { type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 
 export interface RegistryTarget {

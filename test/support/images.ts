@@ -153,7 +153,7 @@ export function layerTarStream(spec: LayerSpec): Readable {
     pack.finalize();
   })().catch((err: unknown) => pack.destroy(err as Error));
   // streamx → node stream, keeping backpressure.
-  return Readable.from(pack as unknown as AsyncIterable<Buffer>, { objectMode: false });
+  return Readable.from(pack, { objectMode: false });
 }
 
 class HashTap extends Transform {

@@ -72,7 +72,7 @@ export async function startServe(args: string[], opts: FerryRunOptions = {}): Pr
       reject(new Error(`ferry serve ${args.join(' ')} ended before listening (exit ${r.code}):\n${r.stderr}\n${r.stdout}`));
     }, (e: unknown) => {
       clearInterval(poll);
-      reject(e as Error);
+      reject(e instanceof Error ? e : new Error(String(e)));
     });
   });
   const pid = child.pid!;

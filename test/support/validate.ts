@@ -236,3 +236,34 @@ export async function validateDirImage(dir: string, opts: { requireAllChildren?:
   if (stray.length > 0) throw new Error(`validation of dir:${dir} failed: unexpected files ${stray.join(', ')}`);
   return res;
 }
+
+/**
+ * Walks every image an OCI image layout's `index.json` names (`blobs/sha256/<hex>`),
+ * checking every manifest and blob as the other validators do. Returns each walk by
+ * its `org.opencontainers.image.ref.name` (or digest, for an entry without one).
+ */
+export async function validateOciLayout(dir: string): Promise<Map<string, Walked>> {
+  const layout = await readIfExists(join(dir, 'oci-layout'));
+  if (layout === undefined || (JSON.parse(layout.toString('utf8')) as { imageLayoutVersion?: string }).imageLayoutVersion !== '1.0.0') {
+    throw new Error(`validation of oci:${dir} failed: oci-layout is ${layout === undefined ? 'missing' : JSON.stringify(layout.toString('utf8'))}`);
+  }
+  const index = JSON.parse((await readFile(join(dir, 'index.json'))).toString('utf8')) as { manifests?: (Descriptor & { annotations?: Record<string, string> })[] };
+  const blob = (d: { digest: string }): string => join(dir, 'blobs', 'sha256', d.digest.slice('sha256:'.length));
+  const out = new Map<string, Walked>();
+  for (const entry of index.manifests ?? []) {
+    const bytes = await readIfExists(blob(entry));
+    const name = entry.annotations?.['org.opencontainers.image.ref.name'] ?? entry.digest;
+    if (bytes === undefined) throw new Error(`validation of oci:${dir} failed: index.json names ${name} (${entry.digest}) but its manifest blob is missing`);
+    out.set(name, await walk(
+      { bytes, ...(entry.mediaType !== undefined ? { contentType: entry.mediaType } : {}), expectDigest: entry.digest },
+      `oci:${dir}:${name}`,
+      async (d) => {
+        const b = await readIfExists(blob(d));
+        return b === undefined ? undefined : { bytes: b };
+      },
+      (d) => hashFile(blob(d)),
+      { requireAllChildren: true },
+    ));
+  }
+  return out;
+}

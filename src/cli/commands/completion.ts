@@ -13,7 +13,7 @@ export const completionCommand: CommandModule<GlobalFlags, Flags> = {
   builder: (y) => y
     .positional('shell', { choices: COMPLETION_SHELLS, demandOption: true, describe: 'bash or zsh' })
     .example('$0 completion bash > /etc/bash_completion.d/ferry', 'bash, for every user (or source <(ferry completion bash) in ~/.bashrc)')
-    .example('$0 completion zsh > "${fpath[1]}/_ferry"', 'zsh: a directory on $fpath, then compinit') as never,
+    .example('$0 completion zsh > "${fpath[1]}/_ferry"', 'zsh: a directory on $fpath, then compinit'),
   handler: async (argv) => {
     const { completionScript } = await import('../completion.js');
     // The script is the result, --json or not: it is meant to be redirected into a file.

@@ -10,7 +10,7 @@ interface Flags extends GlobalFlags {
 export const demoCommand: CommandModule<GlobalFlags, Flags> = {
   command: 'demo',
   describe: 'run the whole job on generated sample images: local registry → export → verify → import → serve',
-  builder: (y) => y.option('dir', { type: 'string', default: '.ferry-demo', describe: 'working folder: new, empty, or one an earlier demo made (which is emptied first); any other is refused' }) as never,
+  builder: (y) => y.option('dir', { type: 'string', default: '.ferry-demo', describe: 'working folder: new, empty, or one an earlier demo made (which is emptied first); any other is refused' }),
   handler: async (argv) => {
     // Loaded on use: --help and --version stay fast, and a command pays only for what it needs.
     const { runDemo } = await import('../../app/demo/run.js');

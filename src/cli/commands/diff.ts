@@ -12,7 +12,7 @@ export const diffCommand: CommandModule<GlobalFlags, Flags> = {
   builder: (y) => y
     .positional('a', { type: 'string', demandOption: true, describe: 'the older side' })
     .positional('b', { type: 'string', demandOption: true, describe: 'the newer side' })
-    .example('$0 diff release-1.tar.zst images-2.list', 'what a delta from release 1 to the list would carry') as never,
+    .example('$0 diff release-1.tar.zst images-2.list', 'what a delta from release 1 to the list would carry'),
   handler: async (argv) => {
     // Loaded on use: --help and --version stay fast, and a command pays only for what it needs.
     const { diffTargets } = await import('../../app/diff.js');

@@ -41,7 +41,7 @@ export const importCommand: CommandModule<GlobalFlags, Flags> = {
     .example('$0 import release.tar.zst --to registry-layout /var/lib/registry', 'the two-word form works too')
     .example('$0 import release.tar --to oci:./layout --convert-oci', 'an OCI layout whose Docker-built images skopeo, podman and umoci can select')
     .option('dry-run', { type: 'boolean', describe: 'list what would land and where (images, tags, blobs to write and already there) and write nothing, no receipt either' })
-    .example('$0 import release-2-delta.tar.zst --to registry-layout:/var/lib/registry --dry-run', 'what would land, and what is already there; nothing written') as never,
+    .example('$0 import release-2-delta.tar.zst --to registry-layout:/var/lib/registry --dry-run', 'what would land, and what is already there; nothing written'),
   handler: async (argv) => {
     // Loaded on use: --help and --version stay fast, and a command pays only for what it needs.
     const { importBundle, renderImportReport } = await import('../../app/import.js');

@@ -17,7 +17,7 @@ export const inventoryCommand: CommandModule<GlobalFlags, Flags> = {
     .option('layout', { type: 'string', describe: 'a registry storage layout directory (the registry\'s rootdirectory)' })
     .option('bundle', { type: 'string', array: true, describe: 'bundles (or their .ferry.json) that were imported' })
     .option('output', { alias: 'o', type: 'string', describe: 'write the inventory here (default: stdout)' })
-    .example('$0 inventory --layout /var/lib/registry -o site.inventory.json', 'then carry the file out and: ferry export --since site.inventory.json …') as never,
+    .example('$0 inventory --layout /var/lib/registry -o site.inventory.json', 'then carry the file out and: ferry export --since site.inventory.json …'),
   handler: async (argv) => {
     // Loaded on use: --help and --version stay fast, and a command pays only for what it needs.
     const { takeInventory } = await import('../../app/inventory.js');

@@ -10,7 +10,7 @@ export const logoutCommand: CommandModule<GlobalFlags, Flags> = {
   describe: 'remove the credentials stored for a registry from ~/.docker/config.json and its credential helper, as docker logout does',
   builder: (y) => y
     .positional('host', { type: 'string', demandOption: true, describe: 'registry host[:port] (docker.io for Docker Hub)' })
-    .example('$0 logout harbor.corp.local', 'every stored spelling of the host goes (harbor.corp.local, https://harbor.corp.local, …)') as never,
+    .example('$0 logout harbor.corp.local', 'every stored spelling of the host goes (harbor.corp.local, https://harbor.corp.local, …)'),
   handler: async (argv) => {
     // Loaded on use: --help and --version stay fast, and a command pays only for what it needs.
     const { logout, renderLogout } = await import('../../app/login.js');

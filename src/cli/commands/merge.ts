@@ -19,7 +19,7 @@ export const mergeCommand: CommandModule<GlobalFlags, Flags> = {
     .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'the full bundle to write (.tar or .tar.zst)' })
     .option('compression', { choices: ['none', 'zstd'] as const, describe: 'default: zstd when the output ends in .zst, else none' })
     .option('level', { type: 'string', coerce: wholeNumber('level', 1, 19, 9), describe: 'zstd level (1-19)' })
-    .example('$0 merge release-1.tar.zst release-2-delta.tar.zst -o release-2.tar.zst', 'the same bytes a full export of release 2 writes') as never,
+    .example('$0 merge release-1.tar.zst release-2-delta.tar.zst -o release-2.tar.zst', 'the same bytes a full export of release 2 writes'),
   handler: async (argv) => {
     // Loaded on use: --help and --version stay fast, and a command pays only for what it needs.
     const { mergeBundles } = await import('../../app/merge.js');

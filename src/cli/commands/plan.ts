@@ -26,7 +26,7 @@ export const planCommand: CommandModule<GlobalFlags, Flags> = {
     .option('split', { type: 'string', requiresArg: true, describe: 'volume size (4GB = 4,000,000,000 bytes; 4G or 4GiB = 4×1024³): also print how many volumes the bundle needs' })
     .option('skip-missing', { type: 'boolean', describe: 'as export --skip-missing: leave out images the registry no longer has, and list them' })
     .example('$0 plan -f images.list --split 4G', 'will it fit, and on how many volumes')
-    .example('$0 plan -f images.list --since release-1.0.tar.zst --json', 'the delta, as JSON') as never,
+    .example('$0 plan -f images.list --since release-1.0.tar.zst --json', 'the delta, as JSON'),
   handler: async (argv) => {
     // Loaded on use: --help and --version stay fast, and a command pays only for what it needs.
     const { planExport, renderPlan } = await import('../../app/plan.js');

@@ -14,7 +14,7 @@ export const sendCommand: CommandModule<GlobalFlags, Flags> = {
   builder: (y) => y
     .positional('paths', { type: 'string', array: true, demandOption: true, describe: 'FILE… DESTINATION, DESTINATION = user@host:/dir/ or ssh://user@host:port/dir' })
     .example('$0 send release.tar.zst ops@jump.corp.local:/srv/ferry/', 'run again after a dropped link: it goes on where it stopped')
-    .example('$0 send release.sha256 ops@jump.corp.local:/srv/ferry/', 'a split bundle: every volume, release.ferry.json, and the list last') as never,
+    .example('$0 send release.sha256 ops@jump.corp.local:/srv/ferry/', 'a split bundle: every volume, release.ferry.json, and the list last'),
   handler: async (argv) => {
     // Loaded on use: --help and --version stay fast, and a command pays only for what it needs.
     const { renderSendReport, sendBundle } = await import('../../app/send.js');

@@ -35,7 +35,7 @@ export const serveCommand: CommandModule<GlobalFlags, Flags> = {
     .example('$0 serve release-2.tar', 'docker pull 127.0.0.1:5000/library/nginx:1.25')
     .example('$0 serve release.sha256 --listen 0.0.0.0:5000 --tls-cert c.pem --tls-key k.pem --htpasswd users', 'a split bundle to the network, with TLS and auth')
     .example('$0 serve release-1.tar release-2-delta.tar', 'release 2 from its delta, the base supplying what it leaves out')
-    .example('$0 serve --layout /var/lib/registry', 'a registry storage layout') as never,
+    .example('$0 serve --layout /var/lib/registry', 'a registry storage layout'),
   handler: async (argv) => {
     // Loaded on use: --help and --version stay fast, and a command pays only for what it needs.
     const { serve, renderStarted, renderResult } = await import('../../app/serve.js');

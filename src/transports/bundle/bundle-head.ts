@@ -193,7 +193,7 @@ export abstract class BundleHead {
     const lost = [...this.entries.filter((b) => !this.headArrived(b)), ...this.tail.filter((t) => t.part).map((t) => t.blob)];
     const images = this.meta.images.map(imageRefName);
     const cause = e.cause instanceof FerryError ? e.cause : undefined;
-    return new FerryError('E_BUNDLE_TRUNCATED', `${this.endsAt(cause)}, inside its head (${e.details['entry'] ?? 'the manifests and configs'}): the manifests and configs did not all arrive, so none of its ${images.length} images can be read: ${listed(images)}`, {
+    return new FerryError('E_BUNDLE_TRUNCATED', `${this.endsAt(cause)}, inside its head (${typeof e.details['entry'] === 'string' ? e.details['entry'] : 'the manifests and configs'}): the manifests and configs did not all arrive, so none of its ${images.length} images can be read: ${listed(images)}`, {
       hint: this.cutHint(), cause: e,
       details: { file: this.where, offset: this.received, expectedSize: this.expectedSize, images, blobs: lost.map((b) => b.digest) },
     });

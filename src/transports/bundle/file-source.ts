@@ -202,7 +202,7 @@ export class FileBundleSource extends BundleHead implements BundleInput {
       if (extra) {
         const shown = JSON.stringify(extra.name.slice(0, 200));
         const known = this.seenNames.has(extra.name);
-        return { missing, fatal: () => this.invalid(known ? `entry ${shown} appears twice` : `unexpected entry ${shown} after the last declared blob`, { entry: extra!.name }) };
+        return { missing, fatal: () => this.invalid(known ? `entry ${shown} appears twice` : `unexpected entry ${shown} after the last declared blob`, { entry: extra.name }) };
       }
     }
     // Trailing zeros are allowed (spec/bundle.md §7.6), anything else is not.

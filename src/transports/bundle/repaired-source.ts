@@ -137,7 +137,7 @@ export class RepairedSource implements BundleInput {
         else await drain(item.stream, { ignoreErrors: true });
       }
     }
-    if (cutShort !== undefined && !this.repairsCut(cutShort)) throw cutShort;
+    if (cutShort !== undefined && !this.repairsCut(cutShort)) throw cutShort as Error;
   }
 
   /**

@@ -58,7 +58,9 @@ export async function openBundleInput(given: readonly string[], opts: { sequenti
   const [first] = inputs;
   if (first === undefined) throw new FerryError('E_USAGE', 'no bundle given', { hint: 'name a bundle file, its volumes, or their .sha256 list' });
   if (inputs.length === 1 && (first === '-' || !first.endsWith('.sha256'))) {
-    if (first === '-') return BundleSource.open(first);
+    // A pipe given by name (`<(zstd -dc …)`, /dev/stdin, a FIFO) can be read only once, as stdin is: peeking at
+    // its head first would take those bytes from the one read, and the rest would look like a damaged tar.
+    if (first === '-' || (await stat(first).then((st) => !st.isFile(), () => false))) return BundleSource.open(first);
     const meta = await BundleSource.peekMetadata(first);
     if (!meta.volume) return !opts.sequential && (await randomAccessible(first)) ? FileBundleSource.open(first) : BundleSource.open(first);
   }

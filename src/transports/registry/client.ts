@@ -234,6 +234,12 @@ export class RegistryClient {
         if (i + 1 < schemes.length && isFerryError(e, 'E_TLS') && isPlainHttpAnswer(e.details.errno)) continue;
         throw e;
       }
+      if (res.status >= 500 || res.status === 429) {
+        // A registry that is there but failing (maintenance, overload), after the retries: its own words, not "no registry".
+        throw await registryError(res, `registry ${this.registry}: GET /v2/`, {
+          code: 'E_REGISTRY', hint: 'the registry is up but failing or overloaded; try again later, or ask its administrator',
+        });
+      }
       if (res.status !== 200 && res.status !== 401) {
         await discard(res.body);
         throw new FerryError('E_REGISTRY', `registry ${this.registry}: GET /v2/ answered ${res.status}, so this is no registry API v2`, {

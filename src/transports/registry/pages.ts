@@ -103,7 +103,7 @@ export async function listAll(
   let url: string | URL | undefined = first;
   while (url !== undefined) {
     trail.enter(url);
-    const res = await client.expect({ method: 'GET', url, scopes: [scope], signal: opts.signal }, [200], what);
+    const res = await client.expect({ method: 'GET', url, scopes: [scope], signal: opts.signal }, [200], `registry ${client.registry}: ${what}`);
     const body = await readCapped(res.body, LIST_PAGE_MAX_BYTES);
     if (!body) throw fail(`a page is larger than ${LIST_PAGE_MAX_BYTES} bytes`, 'the registry answers with something other than a list');
     let doc: unknown;

@@ -198,7 +198,7 @@ describe('fuzz: parseManifest', () => {
 });
 
 describe('fuzz: jsonDepth (the guard both parsers use)', () => {
-  const depthOf = (v: unknown): number => (v !== null && typeof v === 'object' ? 1 + Math.max(0, ...Object.values(v as object).map(depthOf)) : 0);
+  const depthOf = (v: unknown): number => (v !== null && typeof v === 'object' ? 1 + Math.max(0, ...Object.values(v).map(depthOf)) : 0);
   it('equals the nesting of the parsed value, whatever strings (quotes, brackets, escapes) it holds', () => {
     fc.assert(fc.property(fc.jsonValue({ maxDepth: 8 }), (v) => {
       const text = JSON.stringify(v) ?? 'null';

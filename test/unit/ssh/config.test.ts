@@ -69,7 +69,7 @@ describe('ssh_config Include', () => {
       '  Port 2200',
       'Host *',
       '  Port 22',
-    ].join('\n'), async (arg) => (files[arg] !== undefined ? [{ path: arg, text: files[arg]! }] : []));
+    ].join('\n'), async (arg) => (files[arg] !== undefined ? [{ path: arg, text: files[arg] }] : []));
     const eu = resolveEndpoint('jump-eu', blocks);
     expect(eu).toMatchObject({ host: '10.9.9.9', port: 2200, user: 'common-user' });
     expect(eu.identityFiles).toHaveLength(1);

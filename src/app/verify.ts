@@ -35,6 +35,8 @@ export interface VerifyResult {
 
 export interface VerifyOptions {
   signal?: AbortSignal;
+  /** Blobs verified at once when the bundle is read at random (a file): each hashed on its own worker thread. Default 4. */
+  jobs?: number | undefined;
   observer?: CopyObserver;
   /** PEM public key (cosign.pub): check every image's cosign signatures against it. */
   key?: string | undefined;
@@ -65,7 +67,7 @@ export async function verifyBundle(bundle: string, opts: VerifyOptions = {}): Pr
   try {
     const meta = source.metadata;
     const requests = requestsFromBundle(meta, { identity: true });
-    const copyOpts = { jobs: 1, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.observer ? { observer: opts.observer } : {}) };
+    const copyOpts = { jobs: opts.jobs ?? 4, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.observer ? { observer: opts.observer } : {}) };
     // Foreign layers the bundle does not carry are absent by design: nothing to check.
     const plan = withoutBlobs(await planCopy(source, requests, copyOpts), new Set((meta.foreignBlobs ?? []).map((b) => b.digest)));
     // Volumes given one by one are checked alone: the layers of the others are not asked for. A .sha256 list asks for all.
@@ -78,7 +80,8 @@ export async function verifyBundle(bundle: string, opts: VerifyOptions = {}): Pr
     const checks = key ? await SignatureChecks.plan(source, meta) : undefined;
     const capture = new CaptureSink(sink, checks?.payloads ?? new Set(), PAYLOAD_MAX_BYTES);
     const report = await copyImages(source, capture, plan, copyOpts);
-    // A layer cut across volumes of which only some were given is not asked for, but its given parts were checked alone (spec/bundle.md §9.3).
+    // A layer cut across volumes of which only some were given is not asked for, but its given parts are checked alone (spec/bundle.md §9.3).
+    await source.checkRest(copyOpts);
     const condition = source.condition;
     const badParts = condition.damagedParts;
     for (const image of plan.images) {

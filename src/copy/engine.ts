@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import { asFerryError, FerryError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/manifest.js';
-import { VerifyStream } from '../stream/verify.js';
+import { VerifyStream, verifyInPlace } from '../stream/verify.js';
 import { type ImageDestination, type ImageRecord, type ImageSource, isSequentialSource, type OpOptions, type SequentialSource } from '../transports/types.js';
 import type { BlobOutcome, CopyObserver } from './events.js';
 import type { CopyPlan, PlannedImage } from './plan.js';
@@ -87,17 +87,23 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
     observer?.blobDone?.(job.desc, o);
   };
 
-  const verified = (job: BlobJob, data: Readable, where = imageLabel(job)): Readable => {
+  /** Progress for one attempt at a blob: only bytes beyond those already reported for it count. */
+  const progressOf = (job: BlobJob): ((n: number) => void) | undefined => {
+    const obs = observer;
+    if (!obs?.bytes) return undefined;
     let seen = 0;
-    const onBytes = observer?.bytes && ((n: number): void => {
+    return (n: number): void => {
       seen += n;
       const before = job.reported ?? 0;
       if (seen > before) {
         job.reported = seen;
-        observer.bytes!(seen - before, job.desc);
+        obs.bytes?.(seen - before, job.desc);
       }
-    });
-    const verify = new VerifyStream(job.desc, where, onBytes || undefined);
+    };
+  };
+
+  const verified = (job: BlobJob, data: Readable, where = imageLabel(job)): Readable => {
+    const verify = new VerifyStream(job.desc, where, progressOf(job));
     // The destination sees the error through the stream it consumes (pipeline / for-await
     // report `errored`); this listener only keeps an early failure, before the destination
     // attached its own, from being an unhandled 'error' that ends the process.
@@ -169,19 +175,29 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
           details: { digest: job.desc.digest, repository, from: head },
         });
       }
+      // A file gives the same bytes every time: one that failed verification is not read again.
       await withRetries(async () => {
         observer?.blobStarted?.(job.desc);
+        // Only the verdict wanted, and the blob lies whole in a file: a worker reads and judges it where it lies.
+        const range = destination.takesVerdict?.(job.desc) && destination.putVerdict ? source.blobFile?.(job.desc) : undefined;
+        if (range) {
+          await destination.putVerdict!(repository, job.desc, verifyInPlace(range, job.desc, placeOf(job), progressOf(job), opts.signal), opts);
+          return;
+        }
         // A failed request names the image and blob, as a failure mid-stream does (withBlobContext in verified()).
         const data = await source.getBlob(job.sourceRepository, job.desc, opts).catch((e: unknown) => {
           throw withBlobContext(e, job);
         });
+        const checked = verified(job, data, placeOf(job));
         try {
-          await putChecked(repository, job, verified(job, data));
+          await putChecked(repository, job, checked);
         } catch (e) {
+          // Both ends: a verifier nobody reads still holds its hashing worker (which keeps the process alive).
           data.destroy();
+          checked.destroy();
           throw e;
         }
-      }, opts.signal);
+      }, source.immutable ? 1 : BLOB_ATTEMPTS, opts.signal);
     };
 
     // Where the blob already is: nothing to send there, and the place to mount it from for the others.
@@ -208,6 +224,12 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
     if (firstStream) await drain(firstStream);
   };
 
+  /** For the verifier's messages: where the source's bytes lie (file, volume), and the images that need them. */
+  const placeOf = (job: BlobJob): string => {
+    const place = source.blobPlace?.(job.desc);
+    return place !== undefined ? `${place}, needed by ${imageLabel(job)}` : imageLabel(job);
+  };
+
   const runJob = async (job: BlobJob, stream?: Readable, where?: string) => {
     try {
       await land(job, stream, where);
@@ -222,12 +244,31 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
     }
   };
 
+  /** A blob the source lacks on purpose (a delta's base blob): it must already be at the destination. */
+  const allRepositories = [...new Set([...jobs.values()].flatMap((j) => j.repositories))];
+  const fromBase = async (job: BlobJob): Promise<void> => {
+    try {
+      await requireBase(destination, job, allRepositories, opts);
+      outcome(job, 'present-in-base');
+    } catch (e) {
+      const error = asFerryError(e);
+      if (error.code === 'E_ABORTED') throw error;
+      failImages(job.images, error);
+    } finally {
+      job.done = true;
+    }
+  };
+
   const limit = Math.max(1, Math.min(opts.jobs ?? 4, destination.capabilities.concurrentBlobs));
   if (isSequentialSource(source)) {
-    const cutShort = await copySequential(source, destination, jobs, runJob, failImages, (job) => outcome(job, 'present-in-base'), limit, opts);
+    const cutShort = await copySequential(source, jobs, runJob, failImages, fromBase, limit, opts);
     if (cutShort) report.cutShort = cutShort;
   } else {
-    await forEachLimited(jobs.values(), limit, (job) => runJob(job), opts.signal);
+    // Read at random: every blob at once, up to the limit, in any order.
+    const omitted = source.omittedBlobs ?? new Set<Digest>();
+    await forEachLimited(jobs.values(), limit, (job) => (omitted.has(job.desc.digest) ? fromBase(job) : runJob(job)), opts.signal);
+    // A source cut short lost only what failed above, blob by blob; it says so even when nothing an image needs was lost.
+    if (source.cutShort) report.cutShort = source.cutShort;
   }
 
   // Manifests: children before parents within each image; each (repository, digest) once.
@@ -296,11 +337,10 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
 
 async function copySequential(
   source: SequentialSource,
-  destination: ImageDestination,
   jobs: Map<Digest, BlobJob>,
   runJob: (job: BlobJob, stream?: Readable, where?: string) => Promise<void>,
   failImages: (images: PlannedImage[], error: FerryError) => void,
-  inBase: (job: BlobJob) => void,
+  fromBase: (job: BlobJob) => Promise<void>,
   limit: number,
   opts: CopyOptions,
 ): Promise<FerryError | undefined> {
@@ -328,20 +368,7 @@ async function copySequential(
   // What the stream did not carry: a delta's base blobs must already be at the
   // destination; the rest (configs kept in the source's head, blobs a cut source lost) is asked for at random.
   const rest = [...jobs.values()].filter((j) => !j.done);
-  const allRepositories = [...new Set([...jobs.values()].flatMap((j) => j.repositories))];
-  await forEachLimited(rest, limit, async (job) => {
-    if (!source.omittedBlobs.has(job.desc.digest)) return runJob(job);
-    try {
-      await requireBase(destination, job, allRepositories, opts);
-      inBase(job);
-    } catch (e) {
-      const error = asFerryError(e);
-      if (error.code === 'E_ABORTED') throw error;
-      failImages(job.images, error);
-    } finally {
-      job.done = true;
-    }
-  }, opts.signal);
+  await forEachLimited(rest, limit, (job) => (source.omittedBlobs.has(job.desc.digest) ? fromBase(job) : runJob(job)), opts.signal);
   return cutShort;
 }
 
@@ -404,13 +431,13 @@ function imageLabel(job: BlobJob): string {
   return names.length <= 3 ? names.join(', ') : `${names.slice(0, 3).join(', ')} and ${names.length - 3} more`;
 }
 
-async function withRetries(attempt: () => Promise<void>, signal?: AbortSignal): Promise<void> {
+async function withRetries(attempt: () => Promise<void>, attempts: number, signal?: AbortSignal): Promise<void> {
   for (let n = 1; ; n++) {
     try {
       return await attempt();
     } catch (e) {
       const error = asFerryError(e);
-      if (n >= BLOB_ATTEMPTS || !RETRYABLE.has(error.code) || signal?.aborted) throw error;
+      if (n >= attempts || !RETRYABLE.has(error.code) || signal?.aborted) throw error;
       await new Promise((r) => setTimeout(r, 200 * 2 ** n));
     }
   }

@@ -33,6 +33,15 @@ export class CaptureSink implements ImageDestination {
     this.captured.set(desc.digest, bytes);
   }
 
+  /** A verdict will do for every blob but those kept here (whose bytes are the point). */
+  takesVerdict(desc: Descriptor): boolean {
+    return !(this.wanted.has(desc.digest) && desc.size <= this.maxBytes) && this.inner.takesVerdict?.(desc) === true;
+  }
+
+  putVerdict(repository: string, desc: Descriptor, verdict: Promise<void>, opts?: OpOptions): Promise<void> {
+    return this.inner.putVerdict!(repository, desc, verdict, opts);
+  }
+
   putManifest(repository: string, manifest: Manifest, opts?: OpOptions): Promise<void> {
     return this.inner.putManifest(repository, manifest, opts);
   }

@@ -8,6 +8,7 @@ import { type Digest, sha256Digest } from '../oci/digest.js';
 import { parseManifest } from '../oci/manifest.js';
 import { VerifyStream } from '../stream/verify.js';
 import { BundleFile, type IndexedEntry } from '../transports/bundle/entry-index.js';
+import { joinStreams } from '../transports/bundle/range-reader.js';
 import type { BundleImage, BundleMetadata } from '../transports/bundle/metadata.js';
 import { imageRefName } from '../transports/bundle/metadata.js';
 import { parseSidecar } from '../transports/bundle/volumes.js';
@@ -272,11 +273,8 @@ class BundleBlobReader implements BlobReader {
       base += p.entry.size;
     }
     for (const s of spans) await s.file.checkEntry(s.entry);
-    if (spans.length === 1) return spans[0]!.file.read(spans[0]!.entry, spans[0]!.from, spans[0]!.to);
     // Parts of a cut layer, one after the other: one stream at a time, never the whole layer in memory.
-    return Readable.from((async function* () {
-      for (const s of spans) for await (const chunk of s.file.read(s.entry, s.from, s.to)) yield chunk as Buffer;
-    })(), { objectMode: false });
+    return joinStreams(spans.map((s) => () => s.file.read(s.entry, s.from, s.to)));
   }
 
   async close(): Promise<void> {

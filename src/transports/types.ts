@@ -1,6 +1,8 @@
 import type { Readable } from 'node:stream';
+import type { FerryError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import type { Descriptor, Manifest, ParsedManifest } from '../oci/manifest.js';
+import type { FileRange } from '../stream/verify.js';
 
 /**
  * The one interface for every place images live: a registry over HTTP, a ferry
@@ -36,6 +38,23 @@ export interface ImageSource {
   /** Every image the source holds (layouts, dirs, bundles); registries may not implement it. */
   listImages?(opts?: OpOptions): Promise<SourceImage[]>;
   close(): Promise<void>;
+  /** True when layers come only through `blobs()`, once, in stored order (SequentialSource). */
+  readonly sequential?: boolean;
+  /** Digests the source deliberately lacks (a delta bundle's base blobs): the destination must already hold them. */
+  readonly omittedBlobs?: ReadonlySet<Digest>;
+  /** Where a blob's bytes lie, for the verifier's messages (`rel.001.tar (volume 2 of 3)`); default: the images that need it. */
+  blobPlace?(desc: Descriptor): string | undefined;
+  /**
+   * A source read at random that was cut short (a bundle file shorter than its
+   * metadata says, E_BUNDLE_TRUNCATED): what it lost fails through getBlob, one
+   * blob at a time; this says the source is not whole even when it lost nothing
+   * an image needs, so the caller still exits non-zero.
+   */
+  readonly cutShort?: FerryError | undefined;
+  /** Reading a blob again gives the same bytes (a file): one that failed verification is not read twice. */
+  readonly immutable?: boolean;
+  /** Where a blob lies whole in an open file (a bundle read at random): it can be verified in place, by a worker. */
+  blobFile?(desc: Descriptor): FileRange | undefined;
 }
 
 /**
@@ -118,6 +137,16 @@ export interface ImageDestination {
    * from it means the bytes were wrong.
    */
   putBlob(repository: string, desc: Descriptor, data: Readable, opts?: OpOptions): Promise<void>;
+  /**
+   * A destination that keeps nothing of a blob but whether it is good (`ferry
+   * verify`): true when the verdict may stand in for the bytes of `desc`. The
+   * engine then verifies a blob that lies whole in a file where it lies
+   * (hashed by a worker, stream/verify.ts verifyInPlace) and calls putVerdict
+   * instead of putBlob.
+   */
+  takesVerdict?(desc: Descriptor): boolean;
+  /** Settles as putBlob would have: resolves when the verdict is good, rejects with the verifier's error. */
+  putVerdict?(repository: string, desc: Descriptor, verdict: Promise<void>, opts?: OpOptions): Promise<void>;
   /** Makes a blob held in `fromRepository` visible in `repository` without sending bytes; false when it cannot. */
   mountBlob?(repository: string, desc: Descriptor, fromRepository: string, opts?: OpOptions): Promise<boolean>;
   hasManifest?(repository: string, digest: Digest, opts?: OpOptions): Promise<boolean>;

@@ -30,7 +30,7 @@ export const verifyCommand: CommandModule<GlobalFlags, Flags> = {
     const ctx = await contextFrom(argv);
     const observer = progressObserver(ctx.out, 'verify');
     try {
-      const result = await verifyBundle(argv.bundle, { volumes: argv.volumes, signal: ctx.signal, observer, key: argv.key, requireSigned: argv.requireSigned, report: argv.report });
+      const result = await verifyBundle(argv.bundle, { volumes: argv.volumes, jobs: ctx.jobs, signal: ctx.signal, observer, key: argv.key, requireSigned: argv.requireSigned, report: argv.report });
       observer.done();
       const sigs = result.signatures;
       ctx.out.result(result, () => `${argv.bundle}: OK — ${result.images} images, ${result.blobs} blobs, ${formatBytes(result.bytes)} verified in ${result.seconds.toFixed(1)} s`

@@ -2,6 +2,7 @@ import type { Readable } from 'node:stream';
 import { FerryError } from '../../errors.js';
 import type { Digest } from '../../oci/digest.js';
 import type { Descriptor, Manifest } from '../../oci/manifest.js';
+import type { FileRange } from '../../stream/verify.js';
 import type { OpOptions, SequentialBlob, SourceImage } from '../types.js';
 import { type BundleCondition, type BundleInput, openBundle } from './input.js';
 import type { BundleMetadata } from './metadata.js';
@@ -14,10 +15,13 @@ import type { BundleMetadata } from './metadata.js';
  * comes from the first base that stores it: configs from that base's head,
  * layers as that base is read front to back once, only as far as it still has
  * something the delta lacks. Every byte goes through the engine's verifier like
- * any other: a base is a file we did not write this run.
+ * any other: a base is a file we did not write this run. Read at random when
+ * the delta and every base can be (a layer from a base is then a range of
+ * it, like any other); front to back when any is a stream.
  */
 export class BasedSource implements BundleInput {
-  readonly sequential = true as const;
+  readonly sequential: boolean;
+  readonly immutable: boolean;
   readonly description: string;
   readonly where: string;
   /** What neither the delta nor any base stores: must already be at the destination. */
@@ -28,6 +32,8 @@ export class BasedSource implements BundleInput {
   private readonly lost = new Map<Digest, FerryError>();
 
   private constructor(private readonly delta: BundleInput, private readonly bases: BundleInput[]) {
+    this.sequential = delta.sequential || bases.some((b) => b.sequential);
+    this.immutable = !this.sequential;
     this.where = `${delta.where} on ${bases.map((b) => b.where).join(', ')}`;
     this.description = `bundle ${this.where}`;
     for (const base of bases) {
@@ -86,12 +92,32 @@ export class BasedSource implements BundleInput {
     return this.delta.listImages();
   }
 
-  /** The delta's blobs, and an omitted config from its base's head; omitted layers come only through blobs(). */
+  /** The delta's blobs, and what it omits from the base that stores it (read front to back: an omitted layer only through blobs()). */
   getBlob(repository: string, desc: Descriptor, opts?: OpOptions): Promise<Readable> {
     const lost = this.lost.get(desc.digest);
     if (lost) return Promise.reject(lost);
     const base = this.supplier.get(desc.digest);
     return base ? base.getBlob(repository, desc, opts) : this.delta.getBlob(repository, desc, opts);
+  }
+
+  blobFile(desc: Descriptor): FileRange | undefined {
+    if (this.sequential || this.lost.has(desc.digest)) return undefined;
+    const base = this.supplier.get(desc.digest);
+    return base ? base.blobFile?.(desc) : this.delta.blobFile?.(desc);
+  }
+
+  blobPlace(desc: Descriptor): string | undefined {
+    const base = this.supplier.get(desc.digest);
+    return base ? `base ${base.blobPlace?.(desc) ?? base.where}` : this.delta.blobPlace?.(desc);
+  }
+
+  /** Read at random: the delta's cut (a base's lost blobs fail alone, through getBlob). */
+  get cutShort(): FerryError | undefined {
+    return this.sequential ? undefined : this.delta.cutShort;
+  }
+
+  checkRest(opts: OpOptions = {}): Promise<void> {
+    return this.delta.checkRest(opts);
   }
 
   /** The delta's layers, then each base's layers the delta omits (each base read until it has given all it can). */

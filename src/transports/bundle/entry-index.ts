@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
 import { type FileHandle, open, readFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { FerryError } from '../../errors.js';
 import { writeFileAtomic } from '../../fsys/atomic.js';
 import type { Digest } from '../../oci/digest.js';
 import { type BundleBlob, type BundleMetadata, type BundlePart, blobEntryName, METADATA_MAX_BYTES, parseMetadata, partEntryName } from './metadata.js';
+import { RangeStream, readAt } from './range-reader.js';
 import { BLOCK, padding } from './tar.js';
 
 /**
@@ -165,7 +166,7 @@ export class BundleFile {
   /** Bytes [start, end] (inclusive) of an entry's content; unverified. */
   read(entry: IndexedEntry, start: number, end: number): Readable {
     if (start < 0 || end >= entry.size || start > end) throw new FerryError('E_INTERNAL', `${this.path}: range ${start}-${end} outside ${entry.name} (${entry.size} bytes)`);
-    return new RangeStream(this.handle, entry.offset + start, entry.offset + end + 1);
+    return new RangeStream(this.handle, entry.offset + start, entry.offset + end + 1, { chunk: CHUNK });
   }
 
   /** The whole content of a small entry (a manifest, config or metadata-sized blob). */
@@ -179,39 +180,7 @@ export class BundleFile {
   }
 }
 
-/**
- * Bytes [from, to) of a file through a handle it does not own. fs.ReadStream
- * would close a shared descriptor when destroyed (a client that goes away
- * mid-blob), and a later open could then reuse the number for another file;
- * this stream only ever reads at positions, and leaves the handle alone.
- */
-class RangeStream extends Readable {
-  private pos: number;
-
-  constructor(private readonly handle: FileHandle, from: number, private readonly to: number) {
-    super({ highWaterMark: CHUNK });
-    this.pos = from;
-  }
-
-  override _read(): void {
-    const want = Math.min(CHUNK, this.to - this.pos);
-    if (want <= 0) {
-      this.push(null);
-      return;
-    }
-    const buf = Buffer.allocUnsafe(want);
-    this.handle.read(buf, 0, want, this.pos).then(({ bytesRead }) => {
-      if (this.destroyed) return;
-      if (bytesRead === 0) {
-        this.destroy(new FerryError('E_BUNDLE_TRUNCATED', `the file ends at byte ${this.pos}, inside an entry that should end at ${this.to}`));
-        return;
-      }
-      this.pos += bytesRead;
-      this.push(bytesRead === want ? buf : buf.subarray(0, bytesRead));
-    }, (e: unknown) => this.destroy(e as Error));
-  }
-}
-
+/** serve answers many clients at once: smaller reads than a copy's keep each response's buffer small. */
 const CHUNK = 256 * 1024;
 
 // ------------------------------------------------------------ tar headers
@@ -415,17 +384,6 @@ async function keepIndex(places: string[], meta: BundleMetadata, path: string, s
 }
 
 // ------------------------------------------------------------ helpers
-
-async function readAt(handle: FileHandle, position: number, length: number): Promise<Buffer> {
-  const buf = Buffer.alloc(length);
-  let got = 0;
-  while (got < length) {
-    const { bytesRead } = await handle.read(buf, got, length - got, position + got);
-    if (bytesRead === 0) break;
-    got += bytesRead;
-  }
-  return got === length ? buf : buf.subarray(0, got);
-}
 
 function invalid(where: string, why: string, hint?: string, details: Record<string, unknown> = {}): FerryError {
   return new FerryError('E_BUNDLE_INVALID', `${where}: ${why}`, {

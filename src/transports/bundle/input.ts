@@ -1,6 +1,6 @@
 import type { FerryError } from '../../errors.js';
 import type { Digest } from '../../oci/digest.js';
-import type { SequentialSource, SourceImage } from '../types.js';
+import type { ImageSource, OpOptions, SequentialBlob, SourceImage } from '../types.js';
 import type { BundleMetadata } from './metadata.js';
 import type { VolumeSetInfo } from './volume-set.js';
 
@@ -10,8 +10,24 @@ import type { VolumeSetInfo } from './volume-set.js';
  * one source. Every reader command opens it through `openBundle` and asks it
  * what it holds and what it could not deliver; none needs to know which of
  * those it was given.
+ *
+ * Uncompressed files are read at random (`sequential` false): every blob is a
+ * range of a file, read when the copy engine asks, any number at once. What can
+ * be read only once — stdin, `.tar.zst` — is `sequential`: layers come through
+ * `blobs()`, in stored order. Either kind offers both: a random input can also
+ * be read front to back (for a consumer joining it with a sequential one).
  */
-export interface BundleInput extends SequentialSource {
+export interface BundleInput extends ImageSource {
+  readonly sequential: boolean;
+  readonly omittedBlobs: ReadonlySet<Digest>;
+  /** Each stored layer blob in stored order; the consumer must read or drain each stream before asking for the next. */
+  blobs(opts?: OpOptions): AsyncIterable<SequentialBlob>;
+  /**
+   * Reads what no copy asks for but the condition reports on: parts of layers
+   * not all given (a volume checked alone). A sequential input did it while
+   * `blobs()` ran; call it after the copy, before reading `condition`.
+   */
+  checkRest(opts?: OpOptions): Promise<void>;
   /** For messages: the file, `stdin`, or the set (`rel.sha256`, `rel.000.tar + rel-repair.tar`). */
   readonly where: string;
   readonly metadata: BundleMetadata;
@@ -24,7 +40,7 @@ export interface BundleInput extends SequentialSource {
   /** The images that need a blob, for messages. */
   imagesNeeding(digest: Digest): string[];
   listImages(): Promise<SourceImage[]>;
-  /** What the input does not deliver and why; complete once blobs() has run. */
+  /** What the input does not deliver and why; complete once the copy (blobs() for a sequential input) and checkRest() have run. */
   readonly condition: BundleCondition;
 }
 

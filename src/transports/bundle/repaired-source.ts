@@ -1,29 +1,39 @@
 import type { Readable } from 'node:stream';
-import { FerryError, isFerryError } from '../../errors.js';
+import { type FerryError as FerryErrorType, FerryError, isFerryError } from '../../errors.js';
 import { expandFileGlobs } from '../../fsys/glob.js';
 import type { Digest } from '../../oci/digest.js';
 import type { Descriptor, Manifest } from '../../oci/manifest.js';
-import type { OpOptions, SequentialBlob, SourceImage } from '../types.js';
+import { drain } from '../../stream/drain.js';
+import type { FileRange } from '../../stream/verify.js';
+import type { ImageSource, OpOptions, SequentialBlob, SourceImage } from '../types.js';
 import type { BundleCondition, BundleInput } from './input.js';
 import type { BundleMetadata } from './metadata.js';
+import { FileBundleSource, randomAccessible } from './file-source.js';
 import { BundleSource } from './reader.js';
-import { isUnreadableBundleError, openBundleInput, VolumeSetSource } from './volume-set.js';
+import { isUnreadableBundleError, openBundleInput, type VolumeSetSource } from './volume-set.js';
+
+/** A repair bundle: one whole file, read at random or front to back. */
+type RepairFile = BundleSource | FileBundleSource;
 
 /**
  * A bundle (or volume set) read together with repair bundles (spec/repair.md)
  * that supply blobs it lacks or holds damaged: each blob a repair carries is
  * taken from the repair, everything else from the bundle. So `ferry import
- * rel.sha256 rel-repair.tar` lands the whole release in one run.
+ * rel.sha256 rel-repair.tar` lands the whole release in one run. Read at
+ * random when every file can be; front to back when any is a stream.
  */
 export class RepairedSource implements BundleInput {
-  readonly sequential = true as const;
+  readonly sequential: boolean;
+  readonly immutable: boolean;
   readonly description: string;
   readonly where: string;
   readonly omittedBlobs: ReadonlySet<Digest>;
   /** Which repair carries each blob it holds (the first given, when two carry one). */
-  private readonly carrier = new Map<Digest, BundleSource>();
+  private readonly carrier = new Map<Digest, RepairFile>();
 
-  constructor(readonly main: BundleSource | VolumeSetSource, readonly repairs: BundleSource[]) {
+  constructor(readonly main: BundleSource | FileBundleSource | VolumeSetSource, readonly repairs: RepairFile[]) {
+    this.sequential = main.sequential || repairs.some((r) => r.sequential);
+    this.immutable = !this.sequential;
     this.where = `${main.where} + ${repairs.map((r) => r.where).join(', ')}`;
     this.description = `bundle ${this.where}`;
     this.omittedBlobs = main.omittedBlobs;
@@ -82,6 +92,29 @@ export class RepairedSource implements BundleInput {
     return repair ? repair.getBlob(repository, desc) : this.main.getBlob(repository, desc);
   }
 
+  blobFile(desc: Descriptor): FileRange | undefined {
+    if (this.sequential) return undefined;
+    const from: ImageSource = this.carrier.get(desc.digest) ?? this.main;
+    return from.blobFile?.(desc);
+  }
+
+  blobPlace(desc: Descriptor): string | undefined {
+    const repair = this.carrier.get(desc.digest);
+    return repair ? repair.blobPlace?.(desc) : this.main.blobPlace?.(desc);
+  }
+
+  /** Read at random: the bundle's cut, unless the repairs carry all it lost; else a repair's own. */
+  get cutShort(): FerryErrorType | undefined {
+    if (this.sequential) return undefined;
+    const main = this.main.cutShort;
+    if (main && !this.repairsCut(main)) return main;
+    return this.repairs.find((r) => r.cutShort)?.cutShort;
+  }
+
+  checkRest(opts: OpOptions = {}): Promise<void> {
+    return this.main.checkRest(opts);
+  }
+
   /** The bundle's layers except those a repair carries (their bytes there may be bad), then each repair's. */
   async *blobs(opts: OpOptions = {}): AsyncGenerator<SequentialBlob> {
     // A bundle cut short still leaves its repairs to read; its error then fails whatever nothing carried.
@@ -92,7 +125,7 @@ export class RepairedSource implements BundleInput {
           yield item;
           continue;
         }
-        await discard(item.stream);
+        await drain(item.stream, { ignoreErrors: true });
       }
     } catch (e) {
       if (opts.signal?.aborted) throw e;
@@ -101,10 +134,10 @@ export class RepairedSource implements BundleInput {
     for (const r of this.repairs) {
       for await (const item of r.blobs(opts)) {
         if (this.carrier.get(item.descriptor.digest) === r) yield item;
-        else await discard(item.stream);
+        else await drain(item.stream, { ignoreErrors: true });
       }
     }
-    if (cutShort !== undefined && !this.repairsCut(cutShort)) throw cutShort;
+    if (cutShort !== undefined && !this.repairsCut(cutShort)) throw cutShort as Error;
   }
 
   /**
@@ -147,7 +180,7 @@ export async function openWithRepairs(given: readonly string[]): Promise<BundleI
     const repairInputs = candidates.filter((c) => !mainInputs.includes(c));
     if (repairInputs.length === 0) return openBundleInput(inputs);
     const main = await openBundleInput(mainInputs.map((p) => p.file));
-    const repairs: BundleSource[] = [];
+    const repairs: RepairFile[] = [];
     try {
       const known = new Set<string>(main.metadata.blobs.map((b) => b.digest));
       for (const { file, meta } of repairInputs) {
@@ -162,7 +195,7 @@ export async function openWithRepairs(given: readonly string[]): Promise<BundleI
             hint: 'import the bundle first and then this delta, in two runs', details: { file, digests: strays.map((b) => b.digest) },
           });
         }
-        repairs.push(await BundleSource.open(file));
+        repairs.push(!main.sequential && (await randomAccessible(file)) ? await FileBundleSource.open(file) : await BundleSource.open(file));
       }
     } catch (e) {
       await Promise.all([main.close(), ...repairs.map((r) => r.close())]);
@@ -172,13 +205,3 @@ export async function openWithRepairs(given: readonly string[]): Promise<BundleI
   }
 }
 
-/** Reads a skipped stream to its end; its errors (a damaged blob a repair replaces) are no longer anyone's concern. */
-async function discard(stream: Readable): Promise<void> {
-  if (stream.readableEnded || stream.destroyed) return;
-  await new Promise<void>((resolve) => {
-    stream.on('error', () => resolve());
-    stream.on('end', resolve);
-    stream.on('close', resolve);
-    stream.resume();
-  });
-}

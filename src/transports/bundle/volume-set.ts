@@ -1,17 +1,18 @@
-import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { asFerryError, FerryError, isFerryError } from '../../errors.js';
-import { type Digest, sha256Digest } from '../../oci/digest.js';
+import { type Digest, digestStream, sha256Digest } from '../../oci/digest.js';
 import type { Descriptor, Manifest } from '../../oci/manifest.js';
-import { VerifyStream } from '../../stream/verify.js';
+import { type FileRange, VerifyStream } from '../../stream/verify.js';
 import { expandFileGlobs } from '../../fsys/glob.js';
 import type { OpOptions, SequentialBlob, SourceImage } from '../types.js';
 import { type BundleCondition, type BundleInput, NOTHING_MISSING } from './input.js';
 import { type BundleBlob, type BundleMetadata, type BundlePart, METADATA_MAX_BYTES, parseMetadata } from './metadata.js';
+import { FileBundleSource, randomAccessible } from './file-source.js';
+import { joinStreams } from './range-reader.js';
 import { type BundleEntry, BundleSource } from './reader.js';
 import { parseSidecar } from './volumes.js';
 
@@ -37,6 +38,8 @@ interface Member {
   parts: BundlePart[];
   /** Set when the file cannot be used at all (checksum mismatch). */
   unusable?: FerryError;
+  /** Read at random: the file, open (its entries located) since the set was opened. */
+  source?: FileBundleSource;
 }
 
 /** One entry of one volume, as the volumes are read in order. */
@@ -50,7 +53,7 @@ interface Step {
  * a split bundle, or the split bundle's `.sha256` list. A plain bundle is read
  * as always; volumes become one VolumeSetSource.
  */
-export async function openBundleInput(given: readonly string[]): Promise<BundleSource | VolumeSetSource> {
+export async function openBundleInput(given: readonly string[], opts: { sequential?: boolean } = {}): Promise<BundleSource | FileBundleSource | VolumeSetSource> {
   const inputs = await expandFileGlobs(given);
   const [first] = inputs;
   if (first === undefined) throw new FerryError('E_USAGE', 'no bundle given', { hint: 'name a bundle file, its volumes, or their .sha256 list' });
@@ -59,20 +62,27 @@ export async function openBundleInput(given: readonly string[]): Promise<BundleS
     // its head first would take those bytes from the one read, and the rest would look like a damaged tar.
     if (first === '-' || (await stat(first).then((st) => !st.isFile(), () => false))) return BundleSource.open(first);
     const meta = await BundleSource.peekMetadata(first);
-    if (!meta.volume) return BundleSource.open(first);
+    if (!meta.volume) return !opts.sequential && (await randomAccessible(first)) ? FileBundleSource.open(first) : BundleSource.open(first);
   }
-  return VolumeSetSource.open(inputs);
+  return VolumeSetSource.open(inputs, opts);
 }
 
 /**
- * A split bundle read as one SequentialSource: the head (metadata, manifests,
- * configs) from the first usable volume, then each volume's layers in volume
- * order. A missing, damaged or unreadable volume fails only the layers it
- * holds, so the images that do not need them still import; the errors name
- * the volume and its file.
+ * A split bundle read as one source: the head (metadata, manifests) from the
+ * first usable volume, the layers from the volume that holds each. A missing,
+ * damaged or unreadable volume fails only the layers it holds, so the images
+ * that do not need them still import; the errors name the volume and its file.
+ *
+ * Uncompressed volumes are read in place, at random: every volume is opened
+ * (its entries located, a cut one's losses known) when the set is, a layer is
+ * a range of the volume holding it, and a layer cut across volumes is its
+ * parts' ranges one after the other, each part checked against its own digest
+ * on the way. zstd volumes are read front to back, one after the other
+ * (`sequential`), the layers in volume order.
  */
 export class VolumeSetSource implements BundleInput {
-  readonly sequential = true as const;
+  readonly sequential: boolean;
+  readonly immutable: boolean;
   readonly description: string;
   readonly omittedBlobs: ReadonlySet<Digest>;
   /** Layers that cannot be had, with why. */
@@ -83,11 +93,11 @@ export class VolumeSetSource implements BundleInput {
   private readonly held: ReadonlySet<Digest>;
   /** Volumes found cut short (E_BUNDLE_TRUNCATED), with the error that says what each lost. */
   private readonly cuts: { m: Member; error: FerryError }[] = [];
-  private readonly open = new Set<BundleSource>();
+  private readonly open = new Set<BundleSource | FileBundleSource>();
   private started = false;
 
   private constructor(
-    private readonly head: BundleSource,
+    private readonly head: BundleSource | FileBundleSource,
     private readonly headIndex: number,
     private readonly members: Member[],
     readonly info: VolumeSetInfo,
@@ -96,6 +106,8 @@ export class VolumeSetSource implements BundleInput {
     private readonly unreadable: ReadonlyMap<number, { file: string; error: FerryError }> = new Map(),
   ) {
     this.description = `bundle ${where}`;
+    this.sequential = head.sequential;
+    this.immutable = !head.sequential;
     this.omittedBlobs = head.omittedBlobs;
     this.open.add(head);
     this.held = heldLayers(members);
@@ -110,7 +122,8 @@ export class VolumeSetSource implements BundleInput {
     }
   }
 
-  static async open(inputs: readonly string[]): Promise<VolumeSetSource> {
+  /** @param opts.sequential read front to back even when the volumes could be read at random. */
+  static async open(inputs: readonly string[], opts: { sequential?: boolean } = {}): Promise<VolumeSetSource> {
     // File name → checksum expected by a sidecar, and the sidecar's own order (index order, as export writes it).
     const expected = new Map<string, string>();
     const listed: string[] = [];
@@ -207,13 +220,15 @@ export class VolumeSetSource implements BundleInput {
     }
 
     const ordered = [...members.values()].sort((a, b) => a.index - b.index);
+    const random = !opts.sequential && (await Promise.all(ordered.map((m) => randomAccessible(m.file)))).every(Boolean);
     // Every volume holds the whole head: one that cannot be read (cut inside its head, damaged) gives way to the next.
-    let head: BundleSource | undefined;
+    let head: BundleSource | FileBundleSource | undefined;
     let headMember: Member | undefined;
     for (const m of ordered) {
       if (m.unusable) continue;
       try {
-        head = await BundleSource.open(m.file);
+        head = random ? await FileBundleSource.open(m.file) : await BundleSource.open(m.file);
+        if (head instanceof FileBundleSource) m.source = head;
         headMember = m;
         break;
       } catch (e) {
@@ -227,7 +242,102 @@ export class VolumeSetSource implements BundleInput {
       count, given: ordered.map((m) => ({ volume: m.index + 1, file: m.file })), missing, damaged, fromSidecar: sidecar !== undefined,
     };
     const stem = basename(headMember.file).replace(/\.\d{3,}\.tar(\.zst)?$/, '');
-    return new VolumeSetSource(head, headMember.index, ordered, info, `${join(dirname(headMember.file), stem)}.* (${ordered.length} of ${count} volumes)`, unreadable);
+    const set = new VolumeSetSource(head, headMember.index, ordered, info, `${join(dirname(headMember.file), stem)}.* (${ordered.length} of ${count} volumes)`, unreadable);
+    if (random) {
+      try {
+        await set.openMembers();
+      } catch (e) {
+        await set.close();
+        throw e;
+      }
+    }
+    return set;
+  }
+
+  /**
+   * Read at random: opens every other usable volume (which locates its entries)
+   * and records what each cannot give — a volume cut short, an entry missing, a
+   * volume whose head cannot be read — as reading it front to back would; then
+   * checks that each layer cut across volumes continues from one volume to the
+   * next as spec/bundle.md §9.3 rule 5 says.
+   */
+  private async openMembers(): Promise<void> {
+    for (const m of this.members) {
+      if (m.unusable) continue;
+      let src = m.source;
+      try {
+        if (!src) {
+          src = await FileBundleSource.open(m.file);
+          m.source = src;
+          this.open.add(src);
+        }
+        if (src.metadata.bundleId !== this.metadata.bundleId) throw new FerryError('E_BUNDLE_INVALID', `${m.file} changed while it was read`, { hint: 'do not modify volumes while ferry reads them' });
+      } catch (e) {
+        const err = asFerryError(e);
+        if (!UNREADABLE_VOLUME.has(err.code)) throw e;
+        if (src) {
+          this.open.delete(src);
+          await src.close();
+          m.source = undefined;
+        }
+        for (const l of m.layers) this.failLayer(m, l.digest, err);
+        for (const p of m.parts) this.failLayer(m, p.digest, err, p);
+        if (err.code === 'E_BUNDLE_TRUNCATED') this.cuts.push({ m, error: err });
+        continue;
+      }
+      // Entries the volume lacks (cut off, missing from the middle) carry its own error.
+      for (const l of m.layers) {
+        const why = src.skippedEntry(l.digest);
+        if (why) this.failLayer(m, l.digest, why);
+      }
+      for (const p of m.parts) {
+        const why = src.hasPart(p) ? undefined : src.skippedEntry(p.digest);
+        if (why) this.failLayer(m, p.digest, why, p);
+      }
+      if (src.cutShort) this.cuts.push({ m, error: src.cutShort });
+    }
+    this.checkJoins();
+  }
+
+  /**
+   * Each layer cut across volumes that the given volumes hold entirely: part
+   * k + 1 is the first layer entry of the volume after part k's, whose last
+   * entry part k is, and starts where part k ended (spec/bundle.md §9.3 rule 5).
+   */
+  private checkJoins(): void {
+    for (const digest of this.held) {
+      const pieces = this.partsOf(digest);
+      if (pieces.length === 0 || this.failed.has(digest)) continue;
+      const p0 = pieces[0]!.p;
+      let offset = 0;
+      for (const [k, { m, p }] of pieces.entries()) {
+        if (k > 0) {
+          const prev = pieces[k - 1]!;
+          const tail = m.source?.tailEntries ?? [];
+          const before = prev.m.source?.tailEntries ?? [];
+          const follows = p.index === k && m.index === prev.m.index + 1 && tail[0]?.part?.index === k && tail[0]?.part?.digest === digest
+            && before.at(-1)?.part?.digest === digest && before.at(-1)?.part?.index === k - 1;
+          if (!follows) {
+            this.failed.set(digest, new FerryError('E_BUNDLE_INVALID', `${this.label(prev.m)}: part ${k + 1} of ${p0.count} of layer ${digest}${this.needs(digest)} does not follow at the start of the next volume`, {
+              hint: 'the volumes are damaged, hand-made or from different exports', details: { digest, volume: prev.m.index + 1 },
+            }));
+            break;
+          }
+          if (p.offset !== offset || p.count !== p0.count) {
+            this.failed.set(digest, new FerryError('E_BUNDLE_INVALID', `${this.partLabel(m, p)} starts at byte ${p.offset} of ${p.count} parts; the parts before end at ${offset} of ${p0.count}`, {
+              hint: 'the volumes are damaged, hand-made or from different exports', details: { digest, volume: m.index + 1 },
+            }));
+            break;
+          }
+        }
+        offset += p.size;
+      }
+    }
+  }
+
+  /** The given parts of a layer cut across volumes, in part order, with the volume each is in. */
+  private partsOf(digest: Digest): { m: Member; p: BundlePart }[] {
+    return this.members.flatMap((m) => m.parts.filter((p) => p.digest === digest).map((p) => ({ m, p }))).sort((a, b) => a.p.index - b.p.index);
   }
 
   get metadata(): BundleMetadata {
@@ -375,10 +485,86 @@ export class VolumeSetSource implements BundleInput {
     const failed = this.failed.get(desc.digest);
     if (failed) throw failed;
     const blob = this.metadata.blobs.find((b) => b.digest === desc.digest);
-    if (blob?.kind === 'layer') {
+    if (blob?.kind !== 'layer') return this.head.getBlob(repository, desc);
+    if (this.sequential) {
       throw new FerryError('E_INTERNAL', `${this.where}: layer ${desc.digest} can only be read in order through blobs()`, { details: { digest: desc.digest } });
     }
-    return this.head.getBlob(repository, desc);
+    const whole = this.members.find((m) => m.layers.some((l) => l.digest === desc.digest));
+    if (whole?.source) return whole.source.getBlob(repository, desc);
+    if (!this.held.has(desc.digest)) {
+      // Not given at all: what noteMissing() says (a missing volume); a layer only partly given has no whole to read.
+      throw this.failed.get(desc.digest) ?? this.badParts.get(desc.digest) ?? new FerryError('E_BLOB_MISSING', `${this.where}: layer ${desc.digest}${this.needs(desc.digest)} is in none of the given volumes`, {
+        hint: 'give every volume of the bundle (or its .sha256 list)', details: { digest: desc.digest, images: this.imagesNeeding(desc.digest) },
+      });
+    }
+    return this.joined(desc.digest);
+  }
+
+  /**
+   * A layer cut across volumes, read at random: its parts' ranges one after
+   * the other, each checked against its own digest and size as it streams
+   * (the whole is the consumer's to verify); never held whole.
+   */
+  private joined(digest: Digest): Readable {
+    const pieces = this.partsOf(digest).map(({ m, p }) => () => {
+      const bytes = m.source!.partStream(p)!;
+      const verify = new VerifyStream({ digest: p.partDigest, size: p.size }, this.partLabel(m, p));
+      bytes.on('error', (e) => verify.destroy(e));
+      return bytes.pipe(verify);
+    });
+    const out = joinStreams(pieces);
+    out.once('error', (e) => {
+      const err = asFerryError(e);
+      if (err.code !== 'E_ABORTED' && !this.failed.has(digest)) this.failed.set(digest, err);
+    });
+    return out;
+  }
+
+  /** Where a config or whole layer lies in a volume, to be verified in place (a layer cut across volumes is not in one place). */
+  blobFile(desc: Descriptor): FileRange | undefined {
+    if (this.sequential || this.failed.has(desc.digest)) return undefined;
+    const blob = this.metadata.blobs.find((b) => b.digest === desc.digest);
+    if (blob?.kind !== 'layer') return this.head instanceof FileBundleSource ? this.head.blobFile(desc) : undefined;
+    return this.members.find((m) => m.layers.some((l) => l.digest === desc.digest))?.source?.blobFile(desc);
+  }
+
+  /** For the verifier's messages: the volume a layer's bytes come from, or the volumes of its parts. */
+  blobPlace(desc: Descriptor): string | undefined {
+    const whole = this.members.find((m) => m.layers.some((l) => l.digest === desc.digest));
+    if (whole) return this.label(whole);
+    const pieces = this.partsOf(desc.digest);
+    if (pieces.length > 0 && this.held.has(desc.digest)) {
+      const first = pieces[0]!.m.index;
+      return `volumes ${first + 1}–${first + pieces.length} of ${this.info.count} (${pieces.map(({ m }) => basename(m.file)).join(', ')})`;
+    }
+    return (this.head as Partial<FileBundleSource>).blobPlace?.(desc);
+  }
+
+  /** Volumes were cut short (read at random: known when the set was opened); see cutSummary. */
+  get cutShort(): FerryError | undefined {
+    return !this.sequential && this.cuts.length > 0 ? this.cutSummary() : undefined;
+  }
+
+  /**
+   * Read at random, the parts of layers the given volumes do not hold entirely
+   * are asked for by no copy: each is checked here against its own digest, as
+   * reading the volumes front to back does on the way (spec/bundle.md §9.3).
+   */
+  async checkRest(opts: OpOptions = {}): Promise<void> {
+    if (this.sequential) return;
+    for (const m of this.members) {
+      for (const p of m.parts) {
+        opts.signal?.throwIfAborted();
+        if (this.held.has(p.digest) || this.badParts.has(p.digest) || !m.source?.hasPart(p)) continue;
+        const verify = new VerifyStream({ digest: p.partDigest, size: p.size }, this.partLabel(m, p));
+        try {
+          await pipeline(m.source.partStream(p)!, verify, new PassThrough().resume(), opts.signal ? { signal: opts.signal } : {});
+        } catch (e) {
+          if (asFerryError(e).code === 'E_ABORTED' || opts.signal?.aborted) throw e;
+          this.badParts.set(p.digest, asFerryError(e));
+        }
+      }
+    }
   }
 
   listImages(): Promise<SourceImage[]> {
@@ -394,6 +580,19 @@ export class VolumeSetSource implements BundleInput {
   async *blobs(opts: OpOptions = {}): AsyncGenerator<SequentialBlob> {
     if (this.started) throw new FerryError('E_INTERNAL', `${this.where}: blobs() can be read only once`);
     this.started = true;
+    if (!this.sequential) {
+      // Read at random, front to back on request (a consumer joining this with a sequential input): the held layers in stored order.
+      for (const b of this.metadata.blobs) {
+        opts.signal?.throwIfAborted();
+        if (b.kind !== 'layer' || !this.held.has(b.digest) || this.failed.has(b.digest)) continue;
+        const descriptor = { digest: b.digest, size: b.size, mediaType: b.mediaType };
+        const where = this.blobPlace(descriptor);
+        yield { descriptor, stream: await this.getBlob('', descriptor), ...(where !== undefined ? { where } : {}) };
+      }
+      await this.checkRest(opts);
+      if (this.cuts.length > 0) throw this.cutSummary();
+      return;
+    }
     const cursor = new Lookahead(this.walk(opts));
     try {
       for (let step = await cursor.next(); step; step = await cursor.next()) {
@@ -419,7 +618,7 @@ export class VolumeSetSource implements BundleInput {
     } finally {
       await cursor.close();
     }
-    if (this.cuts.length > 0) throw this.cutShort();
+    if (this.cuts.length > 0) throw this.cutSummary();
   }
 
   /**
@@ -427,7 +626,7 @@ export class VolumeSetSource implements BundleInput {
    * one, through getBlob). This says so once, for the consumer, even when a volume
    * lost nothing but its end.
    */
-  private cutShort(): FerryError {
+  private cutSummary(): FerryError {
     const blobs = [...new Set(this.cuts.flatMap(({ error }) => (error.details['blobs'] as Digest[] | undefined) ?? []))];
     const images = [...new Set(blobs.flatMap((d) => this.imagesNeeding(d)))];
     const lines = this.cuts.map(({ m, error }) => (error.message.includes(`(volume ${m.index + 1} of `) ? error.message : `${this.label(m)}: ${error.message}`));
@@ -451,7 +650,7 @@ export class VolumeSetSource implements BundleInput {
       const key = (digest: Digest, part?: BundlePart): string => (part ? `${digest}.${part.index}` : digest);
       let src: BundleSource | undefined;
       try {
-        src = m.index === this.headIndex ? this.head : await BundleSource.open(m.file);
+        src = m.index === this.headIndex ? this.head as BundleSource : await BundleSource.open(m.file);
         this.open.add(src);
         if (src.metadata.bundleId !== this.metadata.bundleId) throw new FerryError('E_BUNDLE_INVALID', `${m.file} changed while it was read`, { hint: 'do not modify volumes while ferry reads them' });
         for await (const entry of src.layerEntries(opts)) {
@@ -667,12 +866,10 @@ function guessName(file: string, fileIndex: number, index: number, count: number
   return `${m[1]}.${String(index).padStart(width, '0')}${m[3]}`;
 }
 
+/** A whole volume's sha256 hex, for its sidecar line. */
 async function sha256File(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  await pipeline(createReadStream(file, { highWaterMark: 1 << 20 }), async function* (src: AsyncIterable<Buffer>) {
-    for await (const c of src) hash.update(c);
-  }).catch((e: unknown) => { throw asIoError(e, file); });
-  return hash.digest('hex');
+  const hashed = await digestStream(createReadStream(file, { highWaterMark: 1 << 20 })).catch((e: unknown) => { throw asIoError(e, file); });
+  return hashed.digest.slice('sha256:'.length);
 }
 
 function asIoError(e: unknown, file: string): FerryError {

@@ -71,12 +71,12 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
         for (const jobs of opts.jobs) {
           const out = `${ctx.fresh(`export-j${jobs}`)}.tar`;
           source.reset();
-          const r = ok(await ctx.ferry(['export', '--plain-http', source.host, '-f', list, '-o', out, '--cache', ctx.fresh('cache'), '--jobs', String(jobs)]), 'export');
+          const r = ok(await ctx.ferry(['export', '--plain-http', source.host, '-f', list, '-o', out, '--jobs', String(jobs)]), 'export');
           add(measured(r, 'ferry export', 'ferry', rep, jobs), source.stats());
           if (bundle === '') bundle = out;
         }
         source.reset();
-        const r = ok(await ctx.ferry(['export', '--plain-http', source.host, '-f', list, '-o', `${ctx.fresh('export-noref')}.tar`, '--cache', ctx.fresh('cache'), '--no-referrers']), 'export --no-referrers');
+        const r = ok(await ctx.ferry(['export', '--plain-http', source.host, '-f', list, '-o', `${ctx.fresh('export-noref')}.tar`, '--no-referrers']), 'export --no-referrers');
         add(measured(r, 'ferry export --no-referrers (default --jobs)', 'ferry', rep), source.stats());
       }
       if (ctx.wanted('skopeo')) {
@@ -95,7 +95,7 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
           const direct = join(ctx.work, `latency-${n}.direct.list`);
           writeFileSync(direct, slice.refs.map((r) => `${corpus.host}/${r}`).join('\n') + '\n');
           const out = `${ctx.fresh('export-for-push')}.tar`;
-          ok(await ctx.ferry(['export', '--plain-http', corpus.host, '-f', direct, '-o', out, '--cache', ctx.fresh('cache')]), 'export for push');
+          ok(await ctx.ferry(['export', '--plain-http', corpus.host, '-f', direct, '-o', out]), 'export for push');
           bundle = out;
         }
         for (const jobs of opts.jobs) {

@@ -1,5 +1,6 @@
 // `npm run bench`: ferry against skopeo (and the docker-save equivalent) on the same
 // corpus, in one run, whole processes on loopback. See test/bench/README.md.
+import { tmpdir } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -139,8 +140,14 @@ function snapshotFerry(work: string): string {
   return join(dir, 'bin', 'ferry');
 }
 
+/**
+ * ferry as a user runs it: no --cache (export then writes each byte once), and a cache
+ * folder of its own that stays empty, so no blob of the user's ~/.cache/ferry is read.
+ */
+const FERRY_ENV = { XDG_CACHE_HOME: join(tmpdir(), `ferry-bench-empty-cache-${process.pid}`) };
+
 function ferry(args: string[]): Promise<RunOutcome> {
-  return timedOk(process.execPath, [FERRY, '--json', ...args]);
+  return timedOk(process.execPath, [FERRY, '--json', ...args], { env: FERRY_ENV });
 }
 
 function skopeo(args: string[]): Promise<RunOutcome> {
@@ -173,7 +180,7 @@ async function runScenario(scenario: Scenario, opts: Options): Promise<void> {
     const ctx: ScenarioContext = {
       opts, work, log, machine: machineRuns[0]!,
       fresh: (name) => join(work, `${String(++n).padStart(3, '0')}-${name}`),
-      ferry: (args, o) => timed(process.execPath, [FERRY, '--json', ...args], { cwd: work, ...o }),
+      ferry: (args, o) => timed(process.execPath, [FERRY, '--json', ...args], { cwd: work, ...o, env: { ...FERRY_ENV, ...(o?.env ?? {}) } }),
       skopeo: (args, o) => timed(SKOPEO, ['--insecure-policy', ...args], { cwd: work, ...o }),
       wanted: (name) => opts.only.length === 0 || opts.only.some((x) => name.startsWith(x)),
     };
@@ -250,10 +257,8 @@ async function main(): Promise<void> {
       log(`export, repetition ${rep}/${opts.reps}`);
       for (const [id, ext] of [['export-tar', 'tar'], ['export-zst', 'tar.zst']] as const) {
         const out = `${bench.fresh(`bundle-r1`)}.${ext}`;
-        const cache = bench.fresh('cache');
-        const r = await ferry(['export', ...net, '-f', r1List, '-o', out, '--cache', cache]);
+        const r = await ferry(['export', ...net, '-f', r1List, '-o', out]);
         bench.record({ id, title: `ferry export → .${ext}`, tool: 'ferry', throughputBytes: r1Bytes, limits: ['sha256', 'disk write', ...(ext === 'tar.zst' ? ['zstd-3'] : [])] }, { ...r, bytes: du(out) });
-        rmSync(cache, { recursive: true, force: true });
         if (ext === 'tar' && bundleTar === '') bundleTar = out;
         else if (ext === 'tar.zst' && bundleZst === '') bundleZst = out;
         else rmSync(out, { force: true });
@@ -324,11 +329,9 @@ async function main(): Promise<void> {
       log(`zstd levels, repetition ${rep}/${opts.reps}`);
       for (const level of levels) {
         const out = `${bench.fresh(`rezip-${level}`)}.${level === 'none' ? 'tar' : 'tar.zst'}`;
-        const cache = bench.fresh('cache');
-        const r = await ferry(['export', '--from', `bundle:${bundleTar}`, '-o', out, '--cache', cache, ...(level === 'none' ? ['--compression', 'none'] : ['--compression', 'zstd', '--level', level])]);
+        const r = await ferry(['export', '--from', `bundle:${bundleTar}`, '-o', out, ...(level === 'none' ? ['--compression', 'none'] : ['--compression', 'zstd', '--level', level])]);
         bench.record({ id: `zstd-${level}`, title: `ferry export --from bundle, zstd ${level}`, tool: 'ferry', throughputBytes: du(bundleTar) }, { ...r, bytes: du(out) });
         rmSync(out, { force: true });
-        rmSync(cache, { recursive: true, force: true });
       }
     }
 
@@ -339,11 +342,9 @@ async function main(): Promise<void> {
         log(`delta, repetition ${rep}/${opts.reps}`);
         for (const mode of ['full', 'delta'] as const) {
           const out = `${bench.fresh(`r2-${mode}`)}.tar`;
-          const cache = bench.fresh('cache');
-          const r = await ferry(['export', ...net, '-f', r2List, '-o', out, '--cache', cache, ...(mode === 'delta' ? ['--since', bundleTar] : [])]);
+          const r = await ferry(['export', ...net, '-f', r2List, '-o', out, ...(mode === 'delta' ? ['--since', bundleTar] : [])]);
           bench.record({ id: `r2-${mode}`, title: `ferry export release 2, ${mode === 'delta' ? '--since release 1' : 'full'}`, tool: 'ferry' }, { ...r, bytes: du(out) });
           rmSync(out, { force: true });
-          rmSync(cache, { recursive: true, force: true });
         }
       }
     } else {
@@ -363,11 +364,9 @@ async function main(): Promise<void> {
         log(`memory: ${step}: ${(r.peakRssBytes / 2 ** 20).toFixed(0)} MiB peak RSS, ${r.wallS.toFixed(1)} s`);
       };
       const out = `${bench.fresh('memory')}.tar`;
-      const cache = bench.fresh('cache');
       const memList = join(work, 'memory.list');
       writeFileSync(memList, `${mc.host}/${mc.info.ref}\n`);
-      note('export', await ferry(['export', '--plain-http', mc.host, '-f', memList, '-o', out, '--cache', cache]));
-      rmSync(cache, { recursive: true, force: true });
+      note('export', await ferry(['export', '--plain-http', mc.host, '-f', memList, '-o', out]));
       note('verify', await ferry(['verify', out]));
       const layout = bench.fresh('memory-layout');
       note('import → registry-layout', await ferry(['import', out, '--to', 'registry-layout', layout]));

@@ -69,8 +69,7 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
           log(`${step}, ${n} images: ${fmtS(r.wallS)} s${r.timedOut ? ' (stopped at the cap)' : ''}, ${perImageMs(r.wallS, n)} ms/image, ${mib(r.peakRssBytes)} MiB RSS, ${Number.isFinite(r.writtenBytes) ? mb(r.writtenBytes) : 'n/a'} written`);
         };
         const bundle = `${ctx.fresh(`scale-${n}`)}.tar`;
-        const cache = ctx.fresh('cache');
-        add('export', ok(await ctx.ferry(['export', '--plain-http', host, '-f', list, '-o', bundle, '--cache', cache]), `export of ${n} images`), {
+        add('export', ok(await ctx.ferry(['export', '--plain-http', host, '-f', list, '-o', bundle]), `export of ${n} images`), {
           outputBytes: du(bundle), metadataBytes: du(`${bundle}.ferry.json`),
         });
         if (ctx.wanted('verify')) add('verify', ok(await ctx.ferry(['verify', bundle]), 'verify'));

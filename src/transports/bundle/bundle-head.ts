@@ -47,7 +47,12 @@ export abstract class BundleHead {
   readonly omittedBlobs: ReadonlySet<Digest>;
   /** Manifests and indexes by digest, verified (a reader on a pipe keeps configs here too). */
   protected readonly small = new Map<Digest, Buffer>();
-  protected readonly neededBy = new Map<Digest, string[]>();
+  /**
+   * Images that need each blob, for messages. Keyed by the metadata's own digest
+   * strings, and one name stands alone (most blobs have one image): at 10,000
+   * images an array and a key copy per blob were ~7 MB of the head.
+   */
+  protected readonly neededBy = new Map<Digest, string | string[]>();
   /**
    * Configs and layers this file should hold but cannot deliver, with the error
    * that says why: an entry missing from the file, a config whose bytes are
@@ -124,7 +129,8 @@ export abstract class BundleHead {
 
   /** Images that need `digest`, for messages. */
   imagesNeeding(digest: Digest): string[] {
-    return this.neededBy.get(digest) ?? [];
+    const n = this.neededBy.get(digest);
+    return n === undefined ? [] : typeof n === 'string' ? [n] : n;
   }
 
   /** The head entries in file order after ferry.json: layout files, the two directories, manifests, indexes and configs. */
@@ -326,10 +332,12 @@ export abstract class BundleHead {
     for (const img of this.meta.images) {
       const name = imageRefName(img);
       const visit = (digest: Digest, depth: number): void => {
-        const list = this.neededBy.get(digest) ?? [];
-        if (!list.includes(name)) list.push(name);
-        this.neededBy.set(digest, list);
-        reached.add(digest);
+        const key = byDigest.get(digest)?.digest ?? digest;
+        const had = this.neededBy.get(key);
+        if (had === undefined) this.neededBy.set(key, name);
+        else if (typeof had === 'string') { if (had !== name) this.neededBy.set(key, [had, name]); }
+        else if (!had.includes(name)) had.push(name);
+        reached.add(key);
         const p = parsed.get(digest);
         if (!p) return;
         if (depth > 4) throw this.invalid(`${name}: indexes nest deeper than 4 levels`);

@@ -80,7 +80,8 @@ function parseDescriptor(v: unknown, where: string): Descriptor {
 export function parseManifest(bytes: Uint8Array, declaredMediaType: string | undefined, where = 'manifest'): ParsedManifest {
   if (bytes.length > MANIFEST_MAX_BYTES) throw invalid(where, `manifest is ${bytes.length} bytes, more than the ${MANIFEST_MAX_BYTES} allowed`);
   let doc: unknown;
-  const text = Buffer.from(bytes).toString('utf8');
+  // A view, not a copy: Buffer.from(bytes) would copy the whole document first.
+  const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
   try {
     doc = JSON.parse(text);
   } catch (e) {

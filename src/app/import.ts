@@ -11,7 +11,7 @@ import { writeFileAtomic } from '../fsys/atomic.js';
 import { type Owner, parseOwner, targetOwner } from '../fsys/owner.js';
 import type { FileSystemPort } from '../fsys/port.js';
 import { SftpFileSystem } from '../fsys/sftp.js';
-import { SshSession, type SshOptions } from '../net/ssh/session.js';
+import type { SshOptions } from '../net/ssh/session.js';
 import type { Platform } from '../oci/platform.js';
 import { openBundle } from '../transports/bundle/input.js';
 import type { ImageDestination, OpOptions } from '../transports/types.js';
@@ -133,6 +133,8 @@ async function withSsh(opts: ImportOptions, ssh: SshOptions): Promise<ImportRece
   if (opts.to.kind !== 'registry' && opts.to.kind !== 'registry-layout') {
     throw new FerryError('E_USAGE', `--ssh works with --to registry and --to registry-layout, not ${opts.to.kind}`, { hint: 'write the target locally and copy it with `ferry send`, or import on the remote host' });
   }
+  // Loaded on use: ssh2 alone is ~14 MiB of every import's memory, and only --ssh needs it.
+  const { SshSession } = await import('../net/ssh/session.js');
   const session = await SshSession.open(ssh);
   try {
     if (opts.to.kind === 'registry') return await importWith({ ...opts, registry: { ...opts.registry, connect: session.connectionFactory } });

@@ -401,10 +401,11 @@ function collectBlobJobs(plan: CopyPlan): Map<Digest, BlobJob> {
   const jobs = new Map<Digest, BlobJob>();
   for (const image of plan.images) {
     for (const desc of image.blobs) {
-      let job = jobs.get(desc.digest);
+      const job = jobs.get(desc.digest);
       if (!job) {
-        job = { desc, sourceRepository: image.request.sourceRepository, repositories: [], images: [], done: false };
-        jobs.set(desc.digest, job);
+        // Made with their first member: an empty array given one push() reserves 17 slots, ~11 MB over 40,000 blobs.
+        jobs.set(desc.digest, { desc, sourceRepository: image.request.sourceRepository, repositories: [image.request.targetRepository], images: [image], done: false });
+        continue;
       }
       if (!job.repositories.includes(image.request.targetRepository)) job.repositories.push(image.request.targetRepository);
       job.images.push(image);

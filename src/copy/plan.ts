@@ -69,7 +69,7 @@ export async function planCopy(source: ImageSource, requests: ImageRequest[], op
       p = (async () => {
         const manifest = await source.getManifest(repository, reference, opts);
         if (isDigest(reference)) checkManifestDigest(manifest, reference, where);
-        return { digest: manifest.digest, manifest, parsed: parseManifest(manifest.bytes, manifest.mediaType, where) };
+        return { digest: manifest.digest, manifest, parsed: source.parsedManifest?.(manifest.digest) ?? parseManifest(manifest.bytes, manifest.mediaType, where) };
       })();
       fetched.set(key, p);
     }

@@ -1,6 +1,6 @@
 import { FerryError } from '../errors.js';
 import { type Digest, parseDigest, sha256Digest } from './digest.js';
-import { FOREIGN_LAYER_MEDIA_TYPES, IMAGE_MANIFEST_MEDIA_TYPES, INDEX_MEDIA_TYPES, MT } from './media-types.js';
+import { FOREIGN_LAYER_MEDIA_TYPES, IMAGE_MANIFEST_MEDIA_TYPES, INDEX_MEDIA_TYPES, MT, sharedMediaType } from './media-types.js';
 import type { Platform } from './platform.js';
 import { JSON_MAX_DEPTH, jsonDepth } from './json-depth.js';
 
@@ -58,7 +58,7 @@ function parseDescriptor(v: unknown, where: string): Descriptor {
   const o = v as Record<string, unknown>;
   if (typeof o.mediaType !== 'string' || o.mediaType.length > 255) throw invalid(where, 'descriptor has no mediaType');
   if (typeof o.size !== 'number' || !Number.isSafeInteger(o.size) || o.size < 0) throw invalid(where, 'descriptor size is not a non-negative integer');
-  const d: Descriptor = { mediaType: o.mediaType, digest: parseDigest(o.digest, `${where}.digest`), size: o.size };
+  const d: Descriptor = { mediaType: sharedMediaType(o.mediaType), digest: parseDigest(o.digest, `${where}.digest`), size: o.size };
   if (o.platform && typeof o.platform === 'object') {
     const p = o.platform as Record<string, unknown>;
     if (typeof p.os === 'string' && typeof p.architecture === 'string') {
@@ -80,7 +80,8 @@ function parseDescriptor(v: unknown, where: string): Descriptor {
 export function parseManifest(bytes: Uint8Array, declaredMediaType: string | undefined, where = 'manifest'): ParsedManifest {
   if (bytes.length > MANIFEST_MAX_BYTES) throw invalid(where, `manifest is ${bytes.length} bytes, more than the ${MANIFEST_MAX_BYTES} allowed`);
   let doc: unknown;
-  const text = Buffer.from(bytes).toString('utf8');
+  // A view, not a copy: Buffer.from(bytes) would copy the whole document first.
+  const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
   try {
     doc = JSON.parse(text);
   } catch (e) {
@@ -94,7 +95,7 @@ export function parseManifest(bytes: Uint8Array, declaredMediaType: string | und
       hint: 'schema 1 is deprecated and unsigned; rebuild or re-push the image with a current client', details: { where },
     });
   }
-  let mediaType = typeof o.mediaType === 'string' ? o.mediaType : declaredMediaType;
+  let mediaType = typeof o.mediaType === 'string' ? sharedMediaType(o.mediaType) : declaredMediaType;
   if (mediaType === undefined || mediaType === '' || mediaType === 'application/json') {
     if (Array.isArray(o.manifests)) mediaType = MT.ociIndex;
     else if (o.config !== undefined) mediaType = MT.ociManifest;

@@ -301,6 +301,9 @@ export class RemoteHash {
   }
 }
 
+/** Ranges smaller than this are read and hashed on the calling thread (as verify.ts does with streamed blobs). */
+const FILE_OFFLOAD_MIN_BYTES = 256 * 1024;
+
 /** The verdict material for a range of a file: its digest, or where the file ended before the range did. */
 export type RangeHash = { hex: string } | { short: number };
 
@@ -312,6 +315,9 @@ export type RangeHash = { hex: string } | { short: number };
  */
 export async function hashFileRange(fd: number, offset: number, size: number, onBytes?: (n: number) => void, signal?: AbortSignal): Promise<RangeHash> {
   signal?.throwIfAborted();
+  // A small range costs a worker about as much to be told of as to hash: hashed here, and a bundle
+  // of small blobs starts no worker (each is an isolate of its own, ~10 MiB of the process's memory).
+  if (size < FILE_OFFLOAD_MIN_BYTES) return hashRangeHere(fd, offset, size, onBytes, signal);
   const all = poolSize() > 0 ? workers() : [];
   if (all.length === 0) return hashRangeHere(fd, offset, size, onBytes, signal);
   const worker = all.reduce((a, b) => (b.busy < a.busy ? b : a));

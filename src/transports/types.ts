@@ -33,6 +33,11 @@ export interface ImageSource {
   readonly description: string;
   /** Exact manifest bytes for a tag or digest. Sources that were asked for a digest must check it. */
   getManifest(repository: string, reference: string, opts?: OpOptions): Promise<Manifest>;
+  /**
+   * The parse of a manifest this source already checked (a bundle's head parses
+   * every manifest), so a plan need not parse it again; undefined: parse it.
+   */
+  parsedManifest?(digest: Digest): ParsedManifest | undefined;
   /** The blob's bytes, unverified: the engine verifies them in flight. */
   getBlob(repository: string, desc: Descriptor, opts?: OpOptions): Promise<Readable>;
   /** Every image the source holds (layouts, dirs, bundles); registries may not implement it. */

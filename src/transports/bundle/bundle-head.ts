@@ -29,9 +29,18 @@ export const entryBytes = (size: number): number => BLOCK + size + padding(size)
 
 /** An entry after the head: a whole layer, or (in a volume) one part of a layer cut across volumes. */
 export interface TailEntry {
-  name: string;
-  blob: BundleBlob;
-  part?: BundlePart;
+  readonly name: string;
+  readonly blob: BundleBlob;
+  readonly part?: BundlePart;
+}
+
+/** A TailEntry whose name is made when asked: kept for every layer, the names were 30,000 strings at 10,000 images. */
+class TailSlot implements TailEntry {
+  constructor(readonly blob: BundleBlob, readonly part?: BundlePart) {}
+
+  get name(): string {
+    return this.part ? partEntryName(this.part.digest, this.part.index) : blobEntryName(this.blob.digest);
+  }
 }
 
 /** What an entry must be, for the messages about it. */
@@ -47,7 +56,12 @@ export abstract class BundleHead {
   readonly omittedBlobs: ReadonlySet<Digest>;
   /** Manifests and indexes by digest, verified (a reader on a pipe keeps configs here too). */
   protected readonly small = new Map<Digest, Buffer>();
-  protected readonly neededBy = new Map<Digest, string[]>();
+  /**
+   * Images that need each blob, for messages. Keyed by the metadata's own digest
+   * strings, and one name stands alone (most blobs have one image): at 10,000
+   * images an array and a key copy per blob were ~7 MB of the head.
+   */
+  protected readonly neededBy = new Map<Digest, string | string[]>();
   /**
    * Configs and layers this file should hold but cannot deliver, with the error
    * that says why: an entry missing from the file, a config whose bytes are
@@ -88,8 +102,8 @@ export abstract class BundleHead {
     const pos = new Map(meta.blobs.map((b, i) => [b.digest as string, i]));
     const byDigest = new Map(meta.blobs.map((b) => [b.digest as string, b]));
     this.tail = [
-      ...this.entries.slice(this.layerIndex).map((blob) => ({ name: blobEntryName(blob.digest), blob })),
-      ...(meta.volume?.parts ?? []).map((part) => ({ name: partEntryName(part.digest, part.index), blob: byDigest.get(part.digest)!, part })),
+      ...this.entries.slice(this.layerIndex).map((blob) => new TailSlot(blob)),
+      ...(meta.volume?.parts ?? []).map((part) => new TailSlot(byDigest.get(part.digest)!, part)),
     ].sort((a, b) => pos.get(a.blob.digest)! - pos.get(b.blob.digest)!);
     this.expectedIndex = ociIndex(meta);
     this.expectedSize = entryBytes(metaBytes) + entryBytes(OCI_LAYOUT.length) + entryBytes(this.expectedIndex.length) + 2 * BLOCK
@@ -124,7 +138,8 @@ export abstract class BundleHead {
 
   /** Images that need `digest`, for messages. */
   imagesNeeding(digest: Digest): string[] {
-    return this.neededBy.get(digest) ?? [];
+    const n = this.neededBy.get(digest);
+    return n === undefined ? [] : typeof n === 'string' ? [n] : n;
   }
 
   /** The head entries in file order after ferry.json: layout files, the two directories, manifests, indexes and configs. */
@@ -292,6 +307,14 @@ export abstract class BundleHead {
 
   // ------------------------------------------------------------ the graph
 
+  /**
+   * Every manifest and index as checkGraph parsed it: the plan takes these rather
+   * than parsing each again (at 10,000 images a second parse was ~40 MB of garbage).
+   */
+  private readonly parsedManifests = new Map<Digest, ParsedManifest>();
+  /** Manifests and indexes of the metadata by digest, for getManifest. */
+  private manifestBlobs: Map<Digest, BundleBlob> | undefined;
+
   /** Configs whose bytes did not hash right; they fail once checkGraph knows their images. */
   protected readonly damagedConfigs: { blob: BundleBlob; actual: Digest }[] = [];
 
@@ -305,7 +328,7 @@ export abstract class BundleHead {
     // Foreign layers (spec/bundle.md §2.2) are known absent by design, like a delta's omitted blobs.
     const byDigest = new Map<string, BundleBlob>([...this.meta.blobs, ...(this.meta.delta?.omittedBlobs ?? []), ...(this.meta.foreignBlobs ?? [])].map((b) => [b.digest, b]));
     const foreign = new Set<string>((this.meta.foreignBlobs ?? []).map((b) => b.digest));
-    const parsed = new Map<Digest, ParsedManifest>();
+    const parsed = this.parsedManifests;
     for (const b of this.meta.blobs) {
       if (b.kind !== 'index' && b.kind !== 'manifest') continue;
       const p = parseManifest(this.small.get(b.digest)!, b.mediaType, `${this.where}: manifest ${b.digest}`);
@@ -326,10 +349,12 @@ export abstract class BundleHead {
     for (const img of this.meta.images) {
       const name = imageRefName(img);
       const visit = (digest: Digest, depth: number): void => {
-        const list = this.neededBy.get(digest) ?? [];
-        if (!list.includes(name)) list.push(name);
-        this.neededBy.set(digest, list);
-        reached.add(digest);
+        const key = byDigest.get(digest)?.digest ?? digest;
+        const had = this.neededBy.get(key);
+        if (had === undefined) this.neededBy.set(key, name);
+        else if (typeof had === 'string') { if (had !== name) this.neededBy.set(key, [had, name]); }
+        else if (!had.includes(name)) had.push(name);
+        reached.add(key);
         const p = parsed.get(digest);
         if (!p) return;
         if (depth > 4) throw this.invalid(`${name}: indexes nest deeper than 4 levels`);
@@ -363,13 +388,19 @@ export abstract class BundleHead {
     let digest: string | undefined;
     if (isDigest(reference)) digest = reference;
     else digest = this.meta.images.find((i) => i.repository === repository && i.tag === reference)?.digest;
-    const blob = digest === undefined ? undefined : this.meta.blobs.find((b) => b.digest === digest && (b.kind === 'index' || b.kind === 'manifest'));
+    this.manifestBlobs ??= new Map(this.meta.blobs.filter((b) => b.kind === 'index' || b.kind === 'manifest').map((b) => [b.digest, b]));
+    const blob = digest === undefined ? undefined : this.manifestBlobs.get(digest as Digest);
     if (!blob) {
       throw new FerryError('E_NOT_FOUND', `${this.where}: no manifest ${repository}${isDigest(reference) ? '@' : ':'}${reference} in the bundle`, {
         hint: 'list the bundle\'s images with `ferry inspect`', details: { file: this.where, repository, reference },
       });
     }
     return { digest: blob.digest, mediaType: blob.mediaType, bytes: this.small.get(blob.digest)! };
+  }
+
+  /** The parse of a manifest getManifest gives, as checked when the head was read. */
+  parsedManifest(digest: Digest): ParsedManifest | undefined {
+    return this.parsedManifests.get(digest);
   }
 
   /**

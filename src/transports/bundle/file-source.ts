@@ -104,6 +104,8 @@ export class FileBundleSource extends BundleHead implements BundleInput {
     if (tail.fatal) throw tail.fatal();
     for (const { due, found } of tail.missing) this.lostBlobs.set(due.blob.digest, this.missing(due, found));
     if (tail.cutFrom !== undefined) this.cut = this.tailCut(tail.cutFrom, tail.cutError!());
+    // The names met only tell a duplicate from an unknown entry during the walk: 40,000 strings at 10,000 images.
+    this.seenNames.clear();
   }
 
   /** A head entry counts as arrived when its content lies wholly inside the file. */

@@ -558,7 +558,8 @@ export function parseMetadata(bytes: Uint8Array, where: string): BundleMetadata 
   const over = metadataOverLimit({ bytes: bytes.length, parseBytes: bytes.length > METADATA_MAX_BYTES ? 0 : jsonHeapEstimate(bytes) });
   if (over) throw bad(w, over);
   let doc: unknown;
-  const text = Buffer.from(bytes).toString('utf8');
+  // A view, not a copy: Buffer.from(bytes) would copy the whole document first.
+  const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
   try {
     doc = JSON.parse(text);
   } catch (e) {

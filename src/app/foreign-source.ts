@@ -142,6 +142,6 @@ export function displayUrl(url: URL): string {
 }
 
 function shown(text: string): string {
-  // eslint-disable-next-line no-control-regex
+   
   return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?').slice(0, 300);
 }

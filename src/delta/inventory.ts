@@ -142,7 +142,7 @@ export function parseInventory(bytes: Uint8Array, where: string): Inventory {
   if (typeof o.created !== 'string' || !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/.test(o.created)) throw bad(`${where}.created`, 'is not a UTC time like 2024-05-01T12:00:00Z');
   const source = obj(o.source, `${where}.source`);
   if (typeof source.kind !== 'string' || !(INVENTORY_SOURCE_KINDS as readonly string[]).includes(source.kind)) throw bad(`${where}.source.kind`, `must be one of ${INVENTORY_SOURCE_KINDS.join(', ')}`);
-  // eslint-disable-next-line no-control-regex -- finding control characters is the point
+   
   if (typeof source.description !== 'string' || source.description.length > 1024 || /[\u0000-\u001f]/.test(source.description)) throw bad(`${where}.source.description`, 'is not a printable string');
   // The parsed objects are kept when they hold exactly the known fields (the usual case): a 100,000-blob
   // inventory then costs its parse once, not twice. Field names for messages are built only on error.

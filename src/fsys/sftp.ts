@@ -39,8 +39,9 @@ export function isSftpMissing(e: unknown): boolean {
 /** One SFTP request; `dropped` ends the wait when the connection is gone (ssh2 then never answers). */
 function request<T>(dropped: AbortSignal | undefined, fn: (cb: (err: Error | null | undefined, value: T) => void) => void): Promise<T> {
   return new Promise((resolve, reject) => {
-    if (dropped?.aborted) return reject(dropped.reason);
-    const onDrop = (): void => reject(dropped!.reason);
+    // The drop's reason is the FerryError the session made when the connection went away.
+    if (dropped?.aborted) return reject(dropped.reason as Error);
+    const onDrop = (): void => reject(dropped!.reason as Error);
     dropped?.addEventListener('abort', onDrop, { once: true });
     try {
       fn((err, value) => {
@@ -50,7 +51,7 @@ function request<T>(dropped: AbortSignal | undefined, fn: (cb: (err: Error | nul
       });
     } catch (e) {
       dropped?.removeEventListener('abort', onDrop);
-      reject(e);
+      reject(e instanceof Error ? e : new Error(String(e)));
     }
   });
 }
@@ -101,9 +102,9 @@ export class SftpFileSystem implements FileSystemPort {
     }
     await this.mkdirs(posix.dirname(d));
     try {
-      await this.call<void>((cb) => this.sftp.mkdir(d, { mode: DIR_MODE }, cb as (e?: Error | null) => void));
+      await this.call<void>((cb) => this.sftp.mkdir(d, { mode: DIR_MODE }, cb));
       // The server applies its umask to mkdir's mode.
-      await this.call<void>((cb) => this.sftp.chmod(d, DIR_MODE, cb as (e?: Error | null) => void));
+      await this.call<void>((cb) => this.sftp.chmod(d, DIR_MODE, cb));
     } catch (e) {
       // A concurrent writer may have made it first. SFTP says only "Failure" when a file is in the way: say so.
       const there = await this.stat(d);
@@ -119,15 +120,15 @@ export class SftpFileSystem implements FileSystemPort {
 
   async rename(from: string, to: string): Promise<void> {
     try {
-      if (this.posixRename) await this.call<void>((cb) => this.sftp.ext_openssh_rename(from, to, cb as (e?: Error | null) => void));
-      else await this.call<void>((cb) => this.sftp.rename(from, to, cb as (e?: Error | null) => void));
+      if (this.posixRename) await this.call<void>((cb) => this.sftp.ext_openssh_rename(from, to, cb));
+      else await this.call<void>((cb) => this.sftp.rename(from, to, cb));
     } catch (e) {
       throw this.ioError('rename to', to, e);
     }
   }
 
   async unlink(path: string): Promise<void> {
-    await this.call<void>((cb) => this.sftp.unlink(path, cb as (e?: Error | null) => void)).catch(() => undefined);
+    await this.call<void>((cb) => this.sftp.unlink(path, cb)).catch(() => undefined);
   }
 
   /** Free bytes (for this user) on the file system that holds `dir`, or undefined when the server does not say (statvfs@openssh.com). */
@@ -168,8 +169,8 @@ export class SftpFileSystem implements FileSystemPort {
     await this.mkdirs(posix.dirname(path));
     const tmp = tempPathFor(path);
     try {
-      await this.call<void>((cb) => this.sftp.writeFile(tmp, typeof data === 'string' ? data : Buffer.from(data), { mode: FILE_MODE }, cb as (e?: Error | null) => void));
-      await this.call<void>((cb) => this.sftp.chmod(tmp, FILE_MODE, cb as (e?: Error | null) => void));
+      await this.call<void>((cb) => this.sftp.writeFile(tmp, typeof data === 'string' ? data : Buffer.from(data), { mode: FILE_MODE }, cb));
+      await this.call<void>((cb) => this.sftp.chmod(tmp, FILE_MODE, cb));
       await this.rename(tmp, path);
     } catch (e) {
       await this.unlink(tmp);
@@ -196,13 +197,13 @@ export class SftpFileSystem implements FileSystemPort {
       }
       return buf.subarray(0, got);
     } finally {
-      await this.call<void>((cb) => this.sftp.close(handle, cb as (e?: Error | null) => void)).catch(() => undefined);
+      await this.call<void>((cb) => this.sftp.close(handle, cb)).catch(() => undefined);
     }
   }
 
   async readdir(dir: string): Promise<{ name: string; isDirectory: boolean }[]> {
     try {
-      const list = await this.call<{ filename: string; attrs: Stats }[]>((cb) => this.sftp.readdir(dir, cb as never));
+      const list = await this.call<{ filename: string; attrs: Stats }[]>((cb) => this.sftp.readdir(dir, cb));
       return list.filter((e) => e.filename !== '.' && e.filename !== '..').map((e) => ({ name: e.filename, isDirectory: e.attrs.isDirectory() }));
     } catch (e) {
       if (isSftpMissing(e)) return [];
@@ -215,12 +216,12 @@ export class SftpFileSystem implements FileSystemPort {
     if (!s) return;
     if (s.isDirectory()) {
       for (const e of await this.readdir(path)) await this.rm(posix.join(path, e.name));
-      await this.call<void>((cb) => this.sftp.rmdir(path, cb as (e?: Error | null) => void)).catch((e: unknown) => {
+      await this.call<void>((cb) => this.sftp.rmdir(path, cb)).catch((e: unknown) => {
         throw this.ioError('rmdir', path, e);
       });
       this.knownDirs.delete(posix.normalize(path));
     } else {
-      await this.call<void>((cb) => this.sftp.unlink(path, cb as (e?: Error | null) => void)).catch((e: unknown) => {
+      await this.call<void>((cb) => this.sftp.unlink(path, cb)).catch((e: unknown) => {
         if (!isSftpMissing(e)) throw this.ioError('unlink', path, e);
       });
     }
@@ -230,7 +231,7 @@ export class SftpFileSystem implements FileSystemPort {
     let d = dir;
     while (d.startsWith(stop) && d !== stop) {
       try {
-        await this.call<void>((cb) => this.sftp.rmdir(d, cb as (e?: Error | null) => void));
+        await this.call<void>((cb) => this.sftp.rmdir(d, cb));
         this.knownDirs.delete(posix.normalize(d));
       } catch {
         return;
@@ -251,7 +252,7 @@ export class SftpFileSystem implements FileSystemPort {
   }
 
   createReadStream(path: string, start?: number): Readable {
-    return this.sftp.createReadStream(path, start !== undefined ? { start } : {}) as unknown as Readable;
+    return this.sftp.createReadStream(path, start !== undefined ? { start } : {});
   }
 }
 
@@ -291,7 +292,7 @@ export class SftpWriter extends Writable {
       .then(async (handle) => {
         this.handle = handle;
         // The server applies its umask to open's mode.
-        await request<void>(this.dropped, (cb) => this.sftp.fchmod(handle, FILE_MODE, cb as (e?: Error | null) => void));
+        await request<void>(this.dropped, (cb) => this.sftp.fchmod(handle, FILE_MODE, cb));
       })
       .then(() => callback(), (e: Error) => callback(e));
   }
@@ -321,7 +322,7 @@ export class SftpWriter extends Writable {
       if (err) return callback(err);
       const handle = this.handle;
       this.handle = undefined;
-      request<void>(this.dropped, (cb) => this.sftp.close(handle!, cb as (e?: Error | null) => void)).then(() => callback(), (e: Error) => callback(e));
+      request<void>(this.dropped, (cb) => this.sftp.close(handle!, cb)).then(() => callback(), (e: Error) => callback(e));
     });
   }
 

@@ -7,6 +7,7 @@
 // a rerun through the same address with the fault switched off completes, checked by
 // the real registry, skopeo and the independent validators.
 // Cells run side by side: most of their time is ferry's retry back-off.
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -261,7 +262,7 @@ describe.concurrent('failure matrix: registry faults', () => {
         const { input, env } = io(wrongOrRight);
         let interrupted = false;
         const failed = await new Promise<FerryResult>((resolve, reject) => {
-          let child: import('node:child_process').ChildProcess | undefined;
+          let child: ChildProcess | undefined;
           proxy.set(faultOf(fault, command.match, () => {
             // Bytes are in flight (a blob request is open): now the user presses Ctrl-C.
             if (!interrupted) {

@@ -123,13 +123,6 @@ afterAll(async () => {
 const refs = () => [...images.map((i) => `${reg.host}/${i.repo}:1`), `${reg.host}/plain:1`];
 const net = () => ['--plain-http', reg.host];
 
-interface Meta {
-  images: { repository: string; size: number }[];
-  blobs: { digest: string }[];
-  foreignBlobs?: { digest: string; size: number; mediaType: string; kind: string }[];
-  totals: { storedBytes: number; referencedBytes: number };
-  bundleId: string;
-}
 const metaOf = async (file: string) => readMetadata(`${file}.ferry.json`);
 
 describe('foreign (non-distributable) layers', () => {

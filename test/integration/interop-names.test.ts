@@ -19,7 +19,6 @@ import { makeImage, makeLayer, Rng, type Image } from '../support/images.js';
 import { startPodman, type PodmanHandle } from '../support/podman.js';
 import { pushArtifact } from '../support/push.js';
 import { startRegistry } from '../support/registry.js';
-import { runProgramOk } from '../support/run.js';
 import { skopeo, skopeoInspectDigest, skopeoOk, srcFlags } from '../support/skopeo.js';
 import { makeTempDir, type TempDir } from '../support/tmp.js';
 import { umoci, umociStat } from '../support/umoci.js';
@@ -43,14 +42,6 @@ interface Producer {
   /** `--from` value. */
   from: string;
   images: Expected[];
-}
-
-interface BundleImage {
-  origin: string;
-  repository: string;
-  tag?: string;
-  digest: string;
-  mediaType: string;
 }
 
 let env: CliEnv;

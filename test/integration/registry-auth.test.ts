@@ -4,7 +4,7 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FerryError } from '../../src/errors.js';
+import { type FerryError } from '../../src/errors.js';
 import { digestStream, parseDigest } from '../../src/oci/digest.js';
 import { openRegistryDestination, openRegistrySource, type RegistryOptions } from '../../src/transports/registry/open.js';
 import { makeImage, makeLayer, Rng, type Image } from '../support/images.js';

@@ -22,16 +22,6 @@ const NAMES = ['python', 'pause', 'a', 'team/app', 'team/app-2', 'x/y/z', 'libra
 const TAGS = ['1', '1.0', 'latest', 'v2.3_rc-1', 'stable'];
 const KINDS = ['registry-layout', 'skopeo-dir', 'oci'] as const;
 
-interface ImageSpec {
-  name: string;
-  tag: string;
-  docker: boolean;
-  /** 0: one image; 2: an index of two platforms. */
-  platforms: 0 | 2;
-  /** Which of the run's shared layers the image uses, plus one of its own. */
-  shared: number;
-}
-
 const imageSpec = fc.record({
   name: fc.constantFrom(...NAMES),
   tag: fc.constantFrom(...TAGS),

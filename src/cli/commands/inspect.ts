@@ -14,7 +14,7 @@ export const inspectCommand: CommandModule<GlobalFlags, Flags> = {
   builder: (y) => y
     .positional('bundle', { type: 'string', demandOption: true, coerce: stdinOrPath, describe: 'bundle file, a volume of a split bundle, its .sha256 list, or - for stdin' })
     .positional('volumes', { type: 'string', array: true, describe: 'further volumes of a split bundle (any order); or give its .sha256 list as <bundle>' })
-    .option('metadata', { type: 'boolean', describe: 'print the bundle metadata (ferry.json) exactly as stored' }) as never,
+    .option('metadata', { type: 'boolean', describe: 'print the bundle metadata (ferry.json) exactly as stored' }),
   handler: async (argv) => {
     // Loaded on use: --help and --version stay fast, and a command pays only for what it needs.
     const { inspectBundle, renderInspection } = await import('../../app/inspect.js');

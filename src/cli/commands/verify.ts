@@ -21,7 +21,7 @@ export const verifyCommand: CommandModule<GlobalFlags, Flags> = {
     .option('require-signed', { type: 'boolean', describe: 'with --key: an image without a valid signature is an error' })
     .option('report', { type: 'string', requiresArg: true, describe: 'when blobs are bad, write the repair report here (default: STEM.repair.json beside the bundle; never when all is well)' })
     .example('$0 verify rel.sha256', 'a split bundle; on damage writes rel.repair.json for `ferry export --repair`')
-    .example('$0 verify release.tar.zst --key cosign.pub --require-signed', 'digests, completeness and signatures') as never,
+    .example('$0 verify release.tar.zst --key cosign.pub --require-signed', 'digests, completeness and signatures'),
   handler: async (argv) => {
     // Loaded on use: --help and --version stay fast, and a command pays only for what it needs.
     const { verifyBundle } = await import('../../app/verify.js');

@@ -1,5 +1,5 @@
 import { mkdir, rmdir, stat } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
 
 /**
  * File primitives of the on-disk transports and stores. Modes are set with chmod because
@@ -21,28 +21,38 @@ export async function mkdirs(dir: string): Promise<void> {
 
 /**
  * `mkdir -p`; returns the first directory it created (undefined when all
- * existed). Node's recursive mkdir reports ENOENT for a parent it could not
- * create on a read-only or forbidden file system: the real reason (EROFS,
- * EACCES…) is found by creating the missing directories one at a time.
+ * existed). One level at a time from the nearest existing folder, never
+ * Node's recursive mkdir: that one never returns where a parent keeps
+ * answering ENOENT although its own parent exists (/proc, /sys: `--to
+ * /proc/x` hung for ever), and it reports ENOENT for what was really EROFS or
+ * EACCES further up. A file on the way is ENOTDIR, named.
  */
 export async function mkdirp(dir: string): Promise<string | undefined> {
-  try {
-    return await mkdir(dir, { recursive: true, mode: DIR_MODE });
-  } catch (e) {
-    // A recursive mkdir over a file says EEXIST, which reads as if all were well: it is a file where a folder should be.
-    if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw notADirectory(dir, e);
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    const chain: string[] = [];
-    for (let d = dir; d !== dirname(d); d = dirname(d)) chain.unshift(d);
-    for (const d of chain) {
-      try {
-        await mkdir(d, { mode: DIR_MODE });
-      } catch (inner) {
-        if ((inner as NodeJS.ErrnoException).code !== 'EEXIST') throw inner;
-      }
+  const missing: string[] = [];
+  for (let d = resolve(dir); ; d = dirname(d)) {
+    const st = await stat(d).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT' || e.code === 'ENOTDIR') return undefined;
+      throw e;
+    });
+    if (st) {
+      if (!st.isDirectory()) throw notADirectory(d, undefined);
+      break;
     }
-    throw e;
+    missing.unshift(d);
+    if (dirname(d) === d) break;
   }
+  let first: string | undefined;
+  for (const d of missing) {
+    try {
+      await mkdir(d, { mode: DIR_MODE });
+      first ??= d;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      // Made meanwhile by a concurrent run: fine if it is a folder.
+      if (!(await stat(d)).isDirectory()) throw notADirectory(d, e);
+    }
+  }
+  return first;
 }
 
 function notADirectory(dir: string, cause: unknown): NodeJS.ErrnoException {

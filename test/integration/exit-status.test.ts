@@ -307,3 +307,15 @@ describe('interrupted twice', () => {
     }
   });
 });
+
+describe('a target under /proc (a parent that answers ENOENT for ever)', () => {
+  it('import and export fail at once with E_IO naming it (Node\'s recursive mkdir looped there, ignoring signals)', async () => {
+    for (const args of [['import', bundle, '--to', 'registry-layout', '/proc/ferry-no-such'], ['import', bundle, '--to', 'docker-archive', '/proc/ferry-no-such/a.tar'], ['export', '-f', list, '-o', '/proc/ferry-no-such/x.tar', '--plain-http', reg.host]]) {
+      const r = await runFerry([...args, '--json'], { timeoutMs: 30_000 });
+      expect(r.code, r.stderr).toBe(10);
+      const doc = errorDoc(r);
+      expect(doc.code).toBe('E_IO');
+      expect(doc.message).toContain('/proc/ferry-no-such');
+    }
+  });
+});

@@ -83,8 +83,9 @@ export async function shellSession(shell: 'bash' | 'zsh', setup: string, env: Re
       out = '';
     },
     async close() {
-      child.stdin.write('\x03exit\n');
-      await Promise.race([closed, sleep(5000)]);
+      // `exit` alone leaves `script` waiting for the end of its input.
+      child.stdin.end('\x03exit\n');
+      await Promise.race([closed, sleep(1000)]);
       child.kill('SIGKILL');
     },
   };

@@ -35,16 +35,14 @@ export interface FerryResult {
  * `XDG_STATE_HOME` of every ferry the tests run (unless a test sets its own):
  * receipts of imports without --receipt land in `<it>/ferry/receipts`, never
  * in the tester's home. One temp folder per test file, removed after the file
- * (vitest ends its workers without their exit hooks running, so the hook in
- * tmp.ts alone would leave it behind).
+ * by test/support/per-file.ts (a worker runs many files and keeps this module
+ * between them, so the hook cannot be registered here once).
  */
 let stateHome: TempDir | undefined;
-if (process.env['VITEST']) {
-  const { afterAll } = await import('vitest');
-  afterAll(async () => {
-    await stateHome?.cleanup();
-    stateHome = undefined;
-  });
+
+export async function removeTestStateHome(): Promise<void> {
+  await stateHome?.cleanup();
+  stateHome = undefined;
 }
 
 export function testStateHome(): string {

@@ -10,7 +10,8 @@ import type { BundleCondition, BundleInput } from './input.js';
 import type { BundleMetadata } from './metadata.js';
 import { FileBundleSource, randomAccessible } from './file-source.js';
 import { BundleSource } from './reader.js';
-import { isUnreadableBundleError, openBundleInput, type VolumeSetSource } from './volume-set.js';
+import { openBundleInput, type VolumeSetSource } from './volume-set.js';
+import { isUnreadableBundleError } from './volume-set-check.js';
 
 /** A repair bundle: one whole file, read at random or front to back. */
 type RepairFile = BundleSource | FileBundleSource;

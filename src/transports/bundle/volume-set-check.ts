@@ -6,7 +6,7 @@ import { asFerryError, FerryError } from '../../errors.js';
 import { type Digest, digestStream, sha256Digest } from '../../oci/digest.js';
 import { type BundleBlob, type BundleMetadata, type BundlePart, METADATA_MAX_BYTES, parseMetadata } from './metadata.js';
 import { BundleSource } from './reader.js';
-import { parseSidecar } from './volumes.js';
+import { parseSidecar, parseVolumeName, volumeName } from './volumes.js';
 
 /** What a reader was given of a split bundle, for reports. */
 export interface VolumeSetInfo {
@@ -169,7 +169,7 @@ interface Peeked extends CheckedVolume {
 async function checkAgainstRecord(members: Map<number, Peeked>, count: number, sidecar: string | undefined): Promise<Peeked[]> {
   const given = [...members.values()];
   const first = given[0]!;
-  const stemOf = /^(.*)\.\d{3,}\.tar(?:\.zst)?$/.exec(first.file)?.[1];
+  const stemOf = parseVolumeName(first.file)?.stem;
   const stem = sidecar !== undefined ? resolve(sidecar).replace(/\.sha256$/, '') : stemOf;
   let record: { name: string; whole: Digest; meta: BundleMetadata } | undefined;
   if (stem !== undefined) record = await readRecord(`${stem}.ferry.json`, first.meta.bundleId);
@@ -247,20 +247,16 @@ export function isUnreadableBundleError(e: unknown): boolean {
 
 /** The volume index in `file`'s name (`rel.002.tar` → 2), when it follows the naming of the known volume `other`. */
 function volumeIndexByName(file: string, other: string, otherIndex: number, count: number): number | undefined {
-  const pattern = /^(.*)\.(\d{3,})(\.tar(?:\.zst)?)$/;
-  const a = pattern.exec(file);
-  const b = pattern.exec(other);
-  if (!a || !b || a[1] !== b[1] || a[3] !== b[3] || Number(b[2]) !== otherIndex) return undefined;
-  const index = Number(a[2]);
-  return index < count ? index : undefined;
+  const a = parseVolumeName(file);
+  const b = parseVolumeName(other);
+  if (!a || !b || a.stem !== b.stem || a.compressed !== b.compressed || b.index !== otherIndex) return undefined;
+  return a.index < count ? a.index : undefined;
 }
 
 /** The name volume `index` would have, from a given volume's name, when that follows export's naming. */
 function guessName(file: string, fileIndex: number, index: number, count: number): string | undefined {
-  const m = /^(.*)\.(\d{3,})(\.tar(?:\.zst)?)$/.exec(file);
-  if (!m || Number(m[2]) !== fileIndex) return undefined;
-  const width = Math.max(3, String(count - 1).length);
-  return `${m[1]}.${String(index).padStart(width, '0')}${m[3]}`;
+  const m = parseVolumeName(file);
+  return m && m.index === fileIndex ? volumeName(m.stem, index, count, m.compressed) : undefined;
 }
 
 /** A whole volume's sha256 hex, for its sidecar line. */

@@ -15,6 +15,7 @@ import { FileBundleSource, randomAccessible } from './file-source.js';
 import { Lookahead } from './lookahead.js';
 import { joinStreams } from './range-reader.js';
 import { type BundleEntry, BundleSource } from './reader.js';
+import { parseVolumeName } from './volumes.js';
 import { type CheckedVolume, checkVolumeSet, isUnreadableBundleError, type VolumeSetInfo } from './volume-set-check.js';
 
 /** A given volume as the reader uses it. */
@@ -126,7 +127,8 @@ export class VolumeSetSource implements BundleInput {
       }
     }
     if (!head || !headMember) throw ordered.find((m) => m.unusable)?.unusable ?? new FerryError('E_INTERNAL', 'no volume to read');
-    const stem = basename(headMember.file).replace(/\.\d{3,}\.tar(\.zst)?$/, '');
+    const name = basename(headMember.file);
+    const stem = parseVolumeName(name)?.stem ?? name;
     const set = new VolumeSetSource(head, headMember.index, ordered, info, `${join(dirname(headMember.file), stem)}.* (${ordered.length} of ${count} volumes)`, unreadable);
     if (random) {
       try {

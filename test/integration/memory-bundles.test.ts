@@ -1,7 +1,7 @@
-import { spawnSync } from 'node:child_process';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeManyImagesBundle, type WrittenBundle } from '../support/bundles.js';
+import { peakRssKiB, requireGnuTime, RSS_BUDGET_KIB } from '../support/peak-rss.js';
 import { makeTempDir, type TempDir } from '../support/tmp.js';
 
 /**
@@ -10,18 +10,7 @@ import { makeTempDir, type TempDir } from '../support/tmp.js';
  * 3,000 images, and of a bundle whose configs alone add up to 300 MB, peaks
  * under the 200 MiB ceiling (a reader holding every config could not).
  */
-const BIN = resolve(__dirname, '../../bin/ferry');
-const TIME = '/usr/bin/time';
-const CEILING_KIB = 200 * 1024;
 const IMAGES = 3_000;
-
-function peakRssKiB(args: string[]): number {
-  const r = spawnSync(TIME, ['-f', 'PEAK_RSS_KIB=%M', process.execPath, BIN, ...args], { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
-  if (r.status !== 0) throw new Error(`ferry ${args.join(' ')} exited ${r.status}: ${r.stderr.slice(-2000)}`);
-  const m = /PEAK_RSS_KIB=(\d+)/.exec(r.stderr);
-  if (!m) throw new Error(`no peak RSS in: ${r.stderr.slice(-500)} (install the Debian package "time")`);
-  return Number(m[1]);
-}
 
 describe('verify of a bundle file holds manifests, not configs', () => {
   let tmp: TempDir;
@@ -29,7 +18,7 @@ describe('verify of a bundle file holds manifests, not configs', () => {
   let bigConfigs: WrittenBundle;
 
   beforeAll(async () => {
-    if (spawnSync(TIME, ['-f', '%M', 'true']).status !== 0) throw new Error(`${TIME} is missing: npm test installs the Debian package "time" (or: apt-get install time)`);
+    requireGnuTime();
     tmp = makeTempDir('ferry-memory-bundles-');
     // 3,000 images: a per-image cost (a manifest, a plan entry) shows; the ceiling is crossed near
     // 7,000 today by the parsed metadata, the plan and the head's manifests (on the JS heap, not configs).
@@ -45,12 +34,12 @@ describe('verify of a bundle file holds manifests, not configs', () => {
   it('verify of 3,000 images peaks under 200 MiB', () => {
     expect(many.images).toBe(IMAGES);
     const peak = peakRssKiB(['verify', many.path, '--quiet']);
-    expect(peak, `verify of ${many.images} images (${many.blobs} blobs): peak RSS ${peak} KiB`).toBeLessThan(CEILING_KIB);
+    expect(peak, `verify of ${many.images} images (${many.blobs} blobs): peak RSS ${peak} KiB`).toBeLessThan(RSS_BUDGET_KIB);
   }, 600_000);
 
   it('verify of a bundle whose configs add up to 300 MB peaks under 200 MiB', () => {
     expect(bigConfigs.bytes).toBeGreaterThan(300_000_000);
     const peak = peakRssKiB(['verify', bigConfigs.path, '--quiet']);
-    expect(peak, `verify of 300 configs of 1 MB: peak RSS ${peak} KiB`).toBeLessThan(CEILING_KIB);
+    expect(peak, `verify of 300 configs of 1 MB: peak RSS ${peak} KiB`).toBeLessThan(RSS_BUDGET_KIB);
   }, 600_000);
 });

@@ -227,11 +227,15 @@ describe('export resumes a cut-off blob from its bundle\'s work file', () => {
     await fh.write(Buffer.alloc(1000, 0x41), 0, 1000, p.offset);
     await fh.close();
     const before = proxy.seen.length;
-    await ferryOk(['export', ref, '-o', out, '--plain-http', proxy.host, '-q'], { env: env() });
+    const r = await ferryOk(['export', ref, '-o', out, '--plain-http', proxy.host, '--json', '-q'], { env: env() });
     const gets = proxy.seen.slice(before).filter((s) => s.method === 'GET' && s.path.endsWith(`/blobs/${big.digest}`));
     // First the resume (verification fails: the prefix is garbage), then the engine's retry from byte 0.
     expect(gets.map((g) => g.range)).toEqual([`bytes=${HALF}-`, undefined]);
     expect(gets[1]!.bytes).toBe(big.size);
+    // The discarded prefix is not said to be resumed: the layer in the bundle came whole from the registry.
+    const result = jsonOf<{ fetchedBytes: number; resumedBytes: number }>(r);
+    expect(result.resumedBytes).toBe(0);
+    expect(result.fetchedBytes).toBeGreaterThanOrEqual(big.size);
     await ferryOk(['verify', out, '-q']);
     expect(await workFileOf(out)).toBeUndefined();
   }, 120_000);

@@ -85,8 +85,14 @@ export interface ExportResult {
   blobs: number;
   storedBytes: number;
   referencedBytes: number;
-  /** Bytes that crossed the network this run (the rest came from the cache). */
+  /** Bytes that crossed the network this run (the rest came from the cache, or from the work file: resumedBytes). */
   fetchedBytes: number;
+  /**
+   * Bytes of blobs an interrupted run had partly written that this run read
+   * back from the work file instead of fetching them (it fetched only the
+   * rest): the progress line counts them as moved, so the summary names them.
+   */
+  resumedBytes: number;
   seconds: number;
   /** Set for a delta: the bases it names and the blobs it leaves out. */
   delta?: { bases: { bundleId: string; metadataDigest: string }[]; omittedBlobs: number; omittedBytes: number };
@@ -229,7 +235,7 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
         const cache = cacheWrite ? await trimAfterExport(store, maxBytes, plan, opts.signal) : undefined;
         return {
           output: opts.output, bundleId: meta.bundleId, images: meta.totals.images, blobs: meta.totals.blobs,
-          storedBytes: meta.totals.storedBytes, referencedBytes: meta.totals.referencedBytes, fetchedBytes: configs.blobs.bytesCopied + report.blobs.bytesCopied - resumedBytes(),
+          storedBytes: meta.totals.storedBytes, referencedBytes: meta.totals.referencedBytes, fetchedBytes: configs.blobs.bytesCopied + report.blobs.bytesCopied - resumedBytes(), resumedBytes: resumedBytes(),
           seconds: (Date.now() - started) / 1000,
           ...(meta.delta ? { delta: { bases: meta.delta.bases, omittedBlobs: meta.delta.omittedBlobs.length, omittedBytes: meta.delta.omittedBlobs.reduce((n, b) => n + b.size, 0) } } : {}),
           ...(referrers ? { referrers } : {}),

@@ -2,7 +2,7 @@ import { basename } from 'node:path';
 import { planCopy } from '../copy/plan.js';
 import type { Digest } from '../oci/digest.js';
 import { openBundle } from '../transports/bundle/input.js';
-import type { VolumeSetInfo } from '../transports/bundle/volume-set.js';
+import type { VolumeSetInfo } from '../transports/bundle/volume-set-check.js';
 import type { BundleMetadata } from '../transports/bundle/metadata.js';
 import { formatBytes, table } from '../format.js';
 import { requestsFromBundle } from './bundle-requests.js';

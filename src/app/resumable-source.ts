@@ -31,8 +31,19 @@ export interface PrefixSupply {
  */
 export class ResumingSource implements ImageSource {
   readonly description: string;
+  /**
+   * Prefix bytes served instead of the network, by blob: a blob asked for
+   * again (its first stream failed, the prefix among the suspects) loses its
+   * entry, since what the bundle holds then came from that later read.
+   */
+  private readonly resumed = new Map<Digest, number>();
+
   /** Bytes served from prefixes instead of the network, this run. */
-  resumedBytes = 0;
+  get resumedBytes(): number {
+    let n = 0;
+    for (const bytes of this.resumed.values()) n += bytes;
+    return n;
+  }
 
   /** @param supply answers once the writer knows its work file (the source is opened before it is laid out). */
   constructor(private readonly inner: RangedSource, private readonly supply: () => PrefixSupply | undefined) {
@@ -44,6 +55,7 @@ export class ResumingSource implements ImageSource {
   }
 
   async getBlob(repository: string, desc: Descriptor, opts: OpOptions = {}): Promise<Readable> {
+    this.resumed.delete(desc.digest);
     const partial = await this.supply()?.openPrefix(desc.digest);
     // Longer than the blob: not its prefix. The writer overwrites it from byte 0.
     if (!partial || partial.size > desc.size) {
@@ -66,7 +78,7 @@ export class ResumingSource implements ImageSource {
       await partial.close();
       throw e;
     }
-    this.resumedBytes += have;
+    this.resumed.set(desc.digest, have);
     const prefix = partial.read(have);
     return remote ? concatenated(prefix, remote) : prefix;
   }

@@ -1,7 +1,7 @@
 import { copyImages } from '../copy/engine.js';
 import type { CopyObserver } from '../copy/events.js';
 import { planCopy, withoutBlobs } from '../copy/plan.js';
-import type { VolumeSetInfo } from '../transports/bundle/volume-set.js';
+import type { VolumeSetInfo } from '../transports/bundle/volume-set-check.js';
 import { type BundleInput, openBundle } from '../transports/bundle/input.js';
 import { VerifySink } from '../transports/sink/verify-sink.js';
 import { requestsFromBundle } from './bundle-requests.js';

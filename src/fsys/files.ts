@@ -25,9 +25,10 @@ export async function mkdirs(dir: string): Promise<void> {
  * Node's recursive mkdir: that one never returns where a parent keeps
  * answering ENOENT although its own parent exists (/proc, /sys: `--to
  * /proc/x` hung for ever), and it reports ENOENT for what was really EROFS or
- * EACCES further up. A file on the way is ENOTDIR, named.
+ * EACCES further up. A file on the way is ENOTDIR, named. `mode` is for
+ * each folder it makes (0700 for one that holds secrets).
  */
-export async function mkdirp(dir: string): Promise<string | undefined> {
+export async function mkdirp(dir: string, mode = DIR_MODE): Promise<string | undefined> {
   const missing: string[] = [];
   for (let d = resolve(dir); ; d = dirname(d)) {
     const st = await stat(d).catch((e: NodeJS.ErrnoException) => {
@@ -44,7 +45,7 @@ export async function mkdirp(dir: string): Promise<string | undefined> {
   let first: string | undefined;
   for (const d of missing) {
     try {
-      await mkdir(d, { mode: DIR_MODE });
+      await mkdir(d, { mode });
       first ??= d;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;

@@ -1,6 +1,7 @@
 import { lstat, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isMissing } from './files.js';
+import { processAlive } from './pid.js';
 import { HOST_TAG, isTempName, tempOwner } from './temp-names.js';
 
 /**
@@ -61,23 +62,12 @@ export function isStale(name: string, ageMs: number): boolean {
   const here = owner !== undefined && (owner.host === undefined || owner.host === HOST_TAG);
   if (here && owner.pid === process.pid) return false;
   if (ageMs > STALE_TEMP_AGE_MS) return true;
-  return here && !alive(owner.pid);
+  return here && !processAlive(owner.pid);
 }
 
 function isForbidden(e: unknown): boolean {
   const code = (e as NodeJS.ErrnoException | undefined)?.code;
   return code === 'EACCES' || code === 'EPERM' || code === 'EROFS';
-}
-
-function alive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    // EPERM: the process exists, under another user.
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** Bytes of the regular files in a tree, links not followed. */

@@ -1,4 +1,4 @@
-import { mkdir, open, realpath, rename, rm } from 'node:fs/promises';
+import { open, realpath, rename, rm } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { FerryError, isFerryError } from '../errors.js';
@@ -262,10 +262,7 @@ async function writeDockerConfig(file: string, config: DockerConfig): Promise<vo
   const dir = dirname(target);
   const tmp = tempPathFor(target);
   try {
-    await mkdir(dir, { recursive: true, mode: 0o700 }).catch(async (e: unknown) => {
-      // Node's recursive mkdir says ENOENT for a parent it could not make (read-only, a file in the way): find the real reason.
-      throw await mkdirp(dir).then(() => e, (real: unknown) => real);
-    });
+    await mkdirp(dir, 0o700);
     const fh = await open(tmp, 'wx', 0o600);
     try {
       await fh.writeFile(`${JSON.stringify(config, null, '\t')}\n`);

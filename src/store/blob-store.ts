@@ -1,5 +1,5 @@
 import { constants, createReadStream, createWriteStream } from 'node:fs';
-import { chmod, mkdir, open, rename, rm, stat, truncate, utimes, type FileHandle } from 'node:fs/promises';
+import { chmod, open, rename, rm, stat, truncate, utimes, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -8,7 +8,7 @@ import { type Digest, digestHex } from '../oci/digest.js';
 import type { Descriptor } from '../oci/manifest.js';
 import { tempPathFor, writeFileAtomic } from '../fsys/atomic.js';
 import { syncDir, syncFile } from '../fsys/durable.js';
-import { FILE_MODE } from '../fsys/files.js';
+import { FILE_MODE, mkdirp } from '../fsys/files.js';
 import { digestStream } from '../stream/verify.js';
 import { takeLock } from './owner-lock.js';
 
@@ -41,7 +41,7 @@ export class BlobStore {
   }
 
   async init(): Promise<void> {
-    await mkdir(join(this.root, 'blobs', 'sha256'), { recursive: true, mode: 0o755 });
+    await mkdirp(join(this.root, 'blobs', 'sha256'));
   }
 
   /** True when a file of the declared size is stored (size only: see `verify` for content). */
@@ -123,7 +123,7 @@ export class BlobStore {
       await chmod(partial, FILE_MODE);
       // A cached blob outlives the run: its bytes on disk before its name says it is whole, the name after.
       await syncFile(partial);
-      await mkdir(join(this.root, 'blobs', 'sha256'), { recursive: true, mode: 0o755 });
+      await mkdirp(join(this.root, 'blobs', 'sha256'));
       await rename(partial, this.path(digest));
       await syncDir(join(this.root, 'blobs', 'sha256'));
     } catch (e) {
@@ -136,7 +136,7 @@ export class BlobStore {
   /** The loser of the partial file's lock: a temp name of its own, renamed into place. */
   private async putPrivate(digest: Digest, data: Readable, signal: AbortSignal | undefined): Promise<void> {
     const path = this.path(digest);
-    await mkdir(join(this.root, 'blobs', 'sha256'), { recursive: true, mode: 0o755 });
+    await mkdirp(join(this.root, 'blobs', 'sha256'));
     const tmp = tempPathFor(path);
     try {
       const out = createWriteStream(tmp, { mode: FILE_MODE, highWaterMark: BLOB_IO_CHUNK });
@@ -213,7 +213,7 @@ export class BlobStore {
    * or undefined when a live process (this one included) holds the lock.
    */
   async lockPartial(digest: Digest): Promise<(() => Promise<void>) | undefined> {
-    await mkdir(join(this.root, 'partial'), { recursive: true, mode: 0o755 });
+    await mkdirp(join(this.root, 'partial'));
     const lock = `${this.partialPath(digest)}.lock`;
     if (!(await takeLock(lock))) return undefined;
     return async () => { await rm(lock, { force: true }); };

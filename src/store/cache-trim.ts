@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { lstat, mkdir, readdir, readFile, rm, unlink } from 'node:fs/promises';
+import { lstat, readdir, readFile, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isTempName, writeFileAtomic } from '../fsys/atomic.js';
+import { mkdirp } from '../fsys/files.js';
 import { type Digest, digestHex, isDigest } from '../oci/digest.js';
 import type { BlobStore } from './blob-store.js';
 import { isLive, LOCK_OWNER, readLock, takeLock } from './owner-lock.js';
@@ -80,7 +81,7 @@ export async function trimCache(store: BlobStore, opts: TrimOptions): Promise<Tr
     return report;
   }
 
-  await mkdir(store.root, { recursive: true, mode: 0o755 });
+  await mkdirp(store.root);
   const lock = trimLockPath(store);
   if (!(await acquire(lock, opts.signal))) {
     const blobs = (await listDir(blobDir)).filter((e) => isDigest(`sha256:${e.name}`));
@@ -144,7 +145,7 @@ export interface CacheLease {
  */
 export async function leaseBlobs(store: BlobStore, digests: Iterable<Digest>, opts: { signal?: AbortSignal } = {}): Promise<CacheLease> {
   const dir = join(store.root, 'leases');
-  await mkdir(dir, { recursive: true, mode: 0o755 });
+  await mkdirp(dir);
   const path = join(dir, `${process.pid}-${randomBytes(6).toString('hex')}`);
   const hexes = [...new Set([...digests].map((d) => digestHex(d)))];
   await writeFileAtomic(path, `${LOCK_OWNER}\n${hexes.join('\n')}\n`);

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { link, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tempPathFor } from '../fsys/atomic.js';
 import { FILE_MODE } from '../fsys/files.js';
+import { processAlive } from '../fsys/pid.js';
 
 /**
  * Pid-owned lock files for a cache several ferry processes share: a partial
@@ -47,7 +48,7 @@ export async function takeLock(lock: string): Promise<boolean> {
 export function isLive(owner: string): boolean {
   const pid = Number(owner.split(' ')[0]);
   // Our own pid with another token is an earlier process that had the same pid (containers reuse them).
-  return owner === LOCK_OWNER || (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid));
+  return owner === LOCK_OWNER || (pid !== process.pid && processAlive(pid));
 }
 
 /**
@@ -82,14 +83,5 @@ export async function readLock(lock: string): Promise<string | undefined> {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     return '';
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

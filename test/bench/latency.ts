@@ -4,9 +4,10 @@
 // it prints how the link was used — requests, how many ran alone (strictly in series),
 // the most and the mean in flight — since on a WAN it is round trips, not bytes, that
 // a run of small images waits on.
-import { mkdirSync, readdirSync, existsSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startRegistry } from '../support/registry.js';
+import { dirImages } from './dir-images.js';
 import { startLatencyProxy, type LinkStats } from './latency-proxy.js';
 import { table } from './report.js';
 import type { RunOutcome } from './runner.js';
@@ -26,17 +27,6 @@ export interface LatencyRow {
   cpuS: number;
   peakRssBytes: number;
   link: LinkStats;
-}
-
-/** skopeo dir: trees under `root` (directories holding a `version` file). */
-function dirImages(root: string): string[] {
-  const found: string[] = [];
-  const walk = (d: string): void => {
-    if (existsSync(join(d, 'version')) && existsSync(join(d, 'manifest.json'))) found.push(d);
-    else for (const e of readdirSync(d, { withFileTypes: true })) if (e.isDirectory()) walk(join(d, e.name));
-  };
-  walk(root);
-  return found;
 }
 
 const fmtS = (s: number): string => (s < 10 ? s.toFixed(2) : s.toFixed(1));

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startRegistry } from '../support/registry.js';
 import { openCorpus, openMemoryCorpus, type CorpusSize } from './corpus.js';
+import { dirImages } from './dir-images.js';
 import { bestOf, measureMachine, type MachineLimits } from './machine.js';
 import { casesTable, mb, mbps, speedup, statsOf, table, targetsTable, type Case, type CaseStats, type Sample, type Target } from './report.js';
 import { checkTimeAvailable, sumRuns, timed, timedOk, type RunOutcome } from './runner.js';
@@ -99,17 +100,6 @@ function du(path: string): number {
   return readdirSync(path).reduce((a, name) => a + du(join(path, name)), 0);
 }
 
-/** skopeo dir: trees under `root` (directories holding a `version` file). */
-function dirImages(root: string): string[] {
-  const found: string[] = [];
-  const walk = (d: string): void => {
-    if (existsSync(join(d, 'version')) && existsSync(join(d, 'manifest.json'))) found.push(d);
-    else for (const e of readdirSync(d, { withFileTypes: true })) if (e.isDirectory()) walk(join(d, e.name));
-  };
-  walk(root);
-  return found;
-}
-
 class Bench {
   readonly cases = new Map<string, Case>();
   private n = 0;
@@ -160,17 +150,27 @@ function ferryHas(command: string, flag: string): boolean {
 }
 
 /**
- * Runs one scenario with what every scenario needs around it: the build snapshot, a
- * scratch directory, the machine's limits (measured before and after, best of both kept),
- * and its report printed and written to bench-results/<stamp>-<name>.json and .md.
+ * What every bench run starts with: GNU time and a build to measure, and its
+ * scratch directory, beside the results so the disk figures are for the same
+ * filesystem as the outputs.
  */
-async function runScenario(scenario: Scenario, opts: Options): Promise<void> {
+function prepareRun(opts: Options): { startedAt: Date; work: string } {
   checkTimeAvailable();
   if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js'))) throw new Error('dist/ is missing: run `npm run build` first (npm run bench does)');
   const startedAt = new Date();
   mkdirSync(opts.resultsDir, { recursive: true });
   const work = join(opts.resultsDir, `work-${startedAt.getTime()}`);
   mkdirSync(work, { recursive: true });
+  return { startedAt, work };
+}
+
+/**
+ * Runs one scenario with what every scenario needs around it: the build snapshot, a
+ * scratch directory, the machine's limits (measured before and after, best of both kept),
+ * and its report printed and written to bench-results/<stamp>-<name>.json and .md.
+ */
+async function runScenario(scenario: Scenario, opts: Options): Promise<void> {
+  const { startedAt, work } = prepareRun(opts);
   try {
     FERRY = snapshotFerry(work);
     const machineOpts = { diskBytes: 256 * 2 ** 20 };
@@ -204,13 +204,7 @@ async function main(): Promise<void> {
   const scenario = SCENARIOS.find((s) => s.wanted(opts));
   if (scenario) return runScenario(scenario, opts);
   if (opts.size === 'scale') throw new Error('unreachable: --size scale is a scenario');
-  checkTimeAvailable();
-  if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js'))) throw new Error('dist/ is missing: run `npm run build` first (npm run bench does)');
-  const startedAt = new Date();
-  mkdirSync(opts.resultsDir, { recursive: true });
-  // Outputs live beside the results so the disk figures below are for the same filesystem.
-  const work = join(opts.resultsDir, `work-${startedAt.getTime()}`);
-  mkdirSync(work, { recursive: true });
+  const { startedAt, work } = prepareRun(opts);
   FERRY = snapshotFerry(work);
   const bench = new Bench(work);
   const stops: Array<() => Promise<void>> = [];

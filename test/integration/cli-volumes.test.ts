@@ -3,7 +3,7 @@
 // the .sha256 list. Real registry, real files, real sha256sum.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFile, mkdir, open, readdir, readFile, stat } from 'node:fs/promises';
+import { copyFile, mkdir, open, readdir, readFile, stat, symlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -25,6 +25,8 @@ let split: number;
 /** The volumes of the uncompressed split export, in index order. */
 let volumes: string[];
 let metas: BundleMetadata[];
+/** The same images exported whole (not split). */
+let whole: string;
 
 interface Receipt { images: { origin: string; status: string; error?: { code: string; message: string } }[] }
 interface ErrorDoc { error: { code: string; message: string; details: Record<string, unknown> } }
@@ -33,7 +35,7 @@ beforeAll(async () => {
   env = await startEnv();
   list = await writeList(env.path('images.list'), imagesList(env.corpus));
   // The whole bundle first, to choose a cap that gives several volumes: room for the head and the largest layer.
-  const whole = env.path('whole.tar');
+  whole = env.path('whole.tar');
   await ferryOk(['export', '-f', list, '-o', whole, '--cache', env.path('cache'), ...env.net, '-q']);
   const meta = await readMetadata(`${whole}.ferry.json`);
   const head = meta.blobs.filter((b) => b.kind !== 'layer').reduce((n, b) => n + b.size + 1024, 0) + 3 * (await stat(`${whole}.ferry.json`)).size + 16 * 1024;
@@ -144,6 +146,37 @@ describe('reading volumes', () => {
     const human = await ferryOk(['verify', volumes[1]!]);
     expect(human.stdout).toContain('OK');
     expect(human.stdout).toContain(`volumes: 2 of ${volumes.length} given`);
+  });
+
+  it('a file named twice (a whole bundle, a volume, a link to one) is a usage error naming it, before anything is written; named once, the run completes', async () => {
+    const link = env.path('whole-link.tar');
+    await symlink(whole, link);
+    const layout = env.path('twice-layout');
+    const cases = [
+      { args: ['verify', whole, whole], first: whole, again: whole },
+      { args: ['inspect', ...volumes, volumes[0]!], first: volumes[0]!, again: volumes[0]! },
+      { args: ['import', whole, link, '--to', 'registry-layout', layout], first: whole, again: link },
+      { args: ['push', volumes[1]!, ...volumes, '--to', `${env.reg.host}/twice`, ...env.net], first: volumes[1]!, again: volumes[1]! },
+    ];
+    for (const c of cases) {
+      const r = await runFerry([...c.args, '--json']);
+      expect(r.code, `${c.args[0]}: ${r.stdout} ${r.stderr}`).toBe(EXIT_STATUS.E_USAGE);
+      const doc = jsonOf<ErrorDoc & { error: { exitStatus: number } }>(r);
+      expect(doc.error.code).toBe('E_USAGE');
+      expect(doc.error.exitStatus).toBe(EXIT_STATUS.E_USAGE);
+      expect(doc.error.message).toContain(`${c.again}${c.again === c.first ? '' : ` (the same file as ${c.first})`} is given twice`);
+      expect(doc.error.details).toMatchObject({ file: c.first, files: [c.first, c.again] });
+    }
+    // Nothing was written, and nothing was pushed.
+    expect(await stat(layout).then(() => true, () => false)).toBe(false);
+    const catalog = await (await fetch(`${env.reg.url}/v2/_catalog?n=1000`)).json() as { repositories: string[] };
+    expect(catalog.repositories.length).toBeGreaterThan(0);
+    expect(catalog.repositories.filter((r) => r.startsWith('twice/'))).toEqual([]);
+    // Each named once: the same commands complete.
+    await ferryOk(['verify', whole]);
+    await ferryOk(['inspect', ...volumes]);
+    const imported = jsonOf<Receipt>(await ferryOk(['import', link, '--to', 'registry-layout', layout, '--json']));
+    expect(imported.images.every((i) => i.status === 'done')).toBe(true);
   });
 
   it('a quoted glob is expanded by ferry (scripts, ssh command lines): the whole set verifies', async () => {

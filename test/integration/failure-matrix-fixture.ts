@@ -4,13 +4,14 @@
 // tmpfs), and a fault proxy that can be switched off for the rerun, so the rerun goes
 // to the same address the failed run did.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { join } from 'node:path';
 import { expect } from 'vitest';
 import type { FerryResult } from '../support/cli.js';
 import { cliSchemaRef, describeErrors, schemaErrors } from '../support/schemas.js';
+import { entriesUnder } from '../support/walk.js';
 
 export interface ErrorDocument {
   code: string;
@@ -55,21 +56,7 @@ export function expectFailure(r: FerryResult, want: Expected, label = ''): Error
 
 /** `.ferry-tmp-*` (and merge spools, probes) anywhere under `dir`: what a failed run must not leave. */
 export function leftovers(dir: string): string[] {
-  const out: string[] = [];
-  const visit = (d: string): void => {
-    let entries;
-    try {
-      entries = readdirSync(d, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const e of entries) {
-      if (/^\.ferry-(tmp|merge|probe)-/.test(e.name)) out.push(join(d, e.name));
-      else if (e.isDirectory()) visit(join(d, e.name));
-    }
-  };
-  visit(dir);
-  return out;
+  return entriesUnder(dir, /^\.ferry-(tmp|merge|probe)-/);
 }
 
 // ---------------------------------------------------------------- faults on disk

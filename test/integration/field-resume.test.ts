@@ -161,7 +161,7 @@ describe('export resumes a cut-off blob from its bundle\'s work file', () => {
     expect(proxy.blobGets(big.digest)).toHaveLength(1);
 
     const before = proxy.seen.length;
-    const r = await ferryOk(['export', ref, '-o', out, '--plain-http', proxy.host, '--json'], { env: env() });
+    const r = await ferryOk(['export', ref, '-o', out, '--plain-http', proxy.host, '--json', '--progress', 'json'], { env: env() });
     const second = proxy.seen.slice(before);
     const gets = second.filter((s) => s.method === 'GET' && s.path.endsWith(`/blobs/${big.digest}`));
     expect(gets).toHaveLength(1);
@@ -171,9 +171,14 @@ describe('export resumes a cut-off blob from its bundle\'s work file', () => {
     // Everything that crossed the wire for blobs in the second run: the rest of the big layer, plus at most the small blobs.
     const blobBytes = second.filter((s) => s.method === 'GET' && s.path.includes('/blobs/')).reduce((n, s) => n + s.bytes, 0);
     expect(blobBytes).toBeLessThan(big.size - HALF + 64 * 1024);
-    const result = jsonOf<{ fetchedBytes: number; blobs: number }>(r);
+    const result = jsonOf<{ fetchedBytes: number; resumedBytes: number; blobs: number }>(r);
     expect(result.fetchedBytes).toBeLessThan(big.size - HALF + 64 * 1024);
     expect(result.fetchedBytes).toBeGreaterThanOrEqual(big.size - HALF);
+    // What the work file gave is named, not dropped: the progress counted it as moved, the summary says where it came from.
+    expect(result.resumedBytes).toBe(HALF);
+    const events = r.stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { type: string; command: string; bytes: { done: number } });
+    const moved = events.filter((e) => e.type === 'progress' && e.command === 'export').at(-1)!.bytes.done;
+    expect(moved).toBe(result.fetchedBytes + result.resumedBytes);
 
     // The work file became the bundle; nothing is left beside it, and no cache was written.
     expect(await workFileOf(out)).toBeUndefined();
@@ -183,13 +188,25 @@ describe('export resumes a cut-off blob from its bundle\'s work file', () => {
     expect(v.bytes).toBeGreaterThanOrEqual(big.size);
   }, 120_000);
 
+  it('says in its text summary what it fetched and what it resumed from the work file', async () => {
+    const out = join(tmp.path, 'resumed-text.tar');
+    await killedExport(out);
+    const r = await ferryOk(['export', ref, '-o', out, '--plain-http', proxy.host], { env: env() });
+    expect(r.stdout).toMatch(/ referenced, [\d.]+ (B|KiB|MiB) fetched, 5\.00 MiB resumed from the work file\) in /);
+    await ferryOk(['verify', out, '-q']);
+  }, 120_000);
+
   it('starts over when the registry ignores Range (200), and the bundle still verifies', async () => {
     const out = join(tmp.path, 'restarted.tar');
     await killedExport(out);
     proxy.ignoreRange = true;
     try {
       const before = proxy.seen.length;
-      await ferryOk(['export', ref, '-o', out, '--plain-http', proxy.host, '-q'], { env: env() });
+      const r = await ferryOk(['export', ref, '-o', out, '--plain-http', proxy.host, '--json', '-q'], { env: env() });
+      // The prefix was not used: all of the layer was fetched, nothing is said to be resumed.
+      const result = jsonOf<{ fetchedBytes: number; resumedBytes: number }>(r);
+      expect(result.resumedBytes).toBe(0);
+      expect(result.fetchedBytes).toBeGreaterThanOrEqual(big.size);
       const gets = proxy.seen.slice(before).filter((s) => s.method === 'GET' && s.path.endsWith(`/blobs/${big.digest}`));
       expect(gets).toHaveLength(1);
       expect(gets[0]!.range).toBe(`bytes=${HALF}-`);
@@ -210,11 +227,15 @@ describe('export resumes a cut-off blob from its bundle\'s work file', () => {
     await fh.write(Buffer.alloc(1000, 0x41), 0, 1000, p.offset);
     await fh.close();
     const before = proxy.seen.length;
-    await ferryOk(['export', ref, '-o', out, '--plain-http', proxy.host, '-q'], { env: env() });
+    const r = await ferryOk(['export', ref, '-o', out, '--plain-http', proxy.host, '--json', '-q'], { env: env() });
     const gets = proxy.seen.slice(before).filter((s) => s.method === 'GET' && s.path.endsWith(`/blobs/${big.digest}`));
     // First the resume (verification fails: the prefix is garbage), then the engine's retry from byte 0.
     expect(gets.map((g) => g.range)).toEqual([`bytes=${HALF}-`, undefined]);
     expect(gets[1]!.bytes).toBe(big.size);
+    // The discarded prefix is not said to be resumed: the layer in the bundle came whole from the registry.
+    const result = jsonOf<{ fetchedBytes: number; resumedBytes: number }>(r);
+    expect(result.resumedBytes).toBe(0);
+    expect(result.fetchedBytes).toBeGreaterThanOrEqual(big.size);
     await ferryOk(['verify', out, '-q']);
     expect(await workFileOf(out)).toBeUndefined();
   }, 120_000);

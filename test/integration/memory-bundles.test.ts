@@ -1,7 +1,7 @@
-import { spawnSync } from 'node:child_process';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeManyImagesBundle, type WrittenBundle } from '../support/bundles.js';
+import { peakRssKiB, requireGnuTime, RSS_BUDGET_KIB } from '../support/peak-rss.js';
 import { makeTempDir, type TempDir } from '../support/tmp.js';
 
 /**
@@ -11,24 +11,12 @@ import { makeTempDir, type TempDir } from '../support/tmp.js';
  * (a reader holding every config could not). The per-image cost at 10,000 images
  * is bundle-scale.test.ts's.
  */
-const BIN = resolve(__dirname, '../../bin/ferry');
-const TIME = '/usr/bin/time';
-const CEILING_KIB = 200 * 1024;
-
-function peakRssKiB(args: string[]): number {
-  const r = spawnSync(TIME, ['-f', 'PEAK_RSS_KIB=%M', process.execPath, BIN, ...args], { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
-  if (r.status !== 0) throw new Error(`ferry ${args.join(' ')} exited ${r.status}: ${r.stderr.slice(-2000)}`);
-  const m = /PEAK_RSS_KIB=(\d+)/.exec(r.stderr);
-  if (!m) throw new Error(`no peak RSS in: ${r.stderr.slice(-500)} (install the Debian package "time")`);
-  return Number(m[1]);
-}
-
 describe('verify of a bundle file holds manifests, not configs', () => {
   let tmp: TempDir;
   let bigConfigs: WrittenBundle;
 
   beforeAll(async () => {
-    if (spawnSync(TIME, ['-f', '%M', 'true']).status !== 0) throw new Error(`${TIME} is missing: npm test installs the Debian package "time" (or: apt-get install time)`);
+    requireGnuTime();
     tmp = makeTempDir('ferry-memory-bundles-');
     // 300 configs of 1 MB each (a label of that size): 300 MB of configs, 300 images.
     bigConfigs = await writeManyImagesBundle(join(tmp.path, 'configs.tar'), join(tmp.path, 'store-configs'), { images: 300, seed: 300, ownLayerBytes: 0, configPadBytes: 1_000_000 });
@@ -41,6 +29,6 @@ describe('verify of a bundle file holds manifests, not configs', () => {
   it('verify of a bundle whose configs add up to 300 MB peaks under 200 MiB', () => {
     expect(bigConfigs.bytes).toBeGreaterThan(300_000_000);
     const peak = peakRssKiB(['verify', bigConfigs.path, '--quiet']);
-    expect(peak, `verify of 300 configs of 1 MB: peak RSS ${peak} KiB`).toBeLessThan(CEILING_KIB);
+    expect(peak, `verify of 300 configs of 1 MB: peak RSS ${peak} KiB`).toBeLessThan(RSS_BUDGET_KIB);
   }, 600_000);
 });

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runFerry } from '../support/cli.js';
 import { type Image, makeImage, makeStreamLayer } from '../support/images.js';
 import { pushArtifact } from '../support/push.js';
+import { entriesUnder } from '../support/walk.js';
 import { schemaErrors, cliSchemaRef } from '../support/schemas.js';
 import { mountTmpfs, type Tmpfs } from '../support/tmpfs.js';
 import { type CliEnv, ferryOk, jsonOf, serveAndCheck, startCliEnv } from './cli-fixture.js';
@@ -31,15 +32,7 @@ beforeAll(async () => {
 afterAll(async () => env?.stop());
 
 function tempsUnder(dir: string): string[] {
-  const out: string[] = [];
-  const visit = (d: string): void => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      if (e.name.startsWith('.ferry-tmp-')) out.push(join(d, e.name));
-      else if (e.isDirectory()) visit(join(d, e.name));
-    }
-  };
-  visit(dir);
-  return out;
+  return entriesUnder(dir, /^\.ferry-tmp-/);
 }
 
 async function sha256Of(path: string): Promise<string> {

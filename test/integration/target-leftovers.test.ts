@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runFerry } from '../support/cli.js';
 import { makeImage, makeStreamLayer } from '../support/images.js';
 import { pushArtifact } from '../support/push.js';
+import { entriesUnder } from '../support/walk.js';
 import { type CliEnv, ferryOk, imagesList, jsonOf, startCliEnv, writeList } from './cli-fixture.js';
 
 /** How ferry tags its temp names with the host (sha256 of the host name, 8 hex), derived here independently. */
@@ -39,23 +40,9 @@ afterAll(async () => {
   await env?.stop();
 });
 
+/** Temps (.ferry-tmp-) and an export's work files (.ferry-resume-, continued by the next run). */
 function tempsUnder(dir: string): string[] {
-  const out: string[] = [];
-  const visit = (d: string): void => {
-    let entries;
-    try {
-      entries = readdirSync(d, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const e of entries) {
-      // Temps (.ferry-tmp-) and an export's work files (.ferry-resume-, continued by the next run).
-      if (e.name.startsWith('.ferry-tmp-') || e.name.startsWith('.ferry-resume-')) out.push(join(d, e.name));
-      else if (e.isDirectory()) visit(join(d, e.name));
-    }
-  };
-  visit(dir);
-  return out;
+  return entriesUnder(dir, /^\.ferry-(tmp|resume)-/);
 }
 
 /** Bytes in a temp entry (a spool directory's files included). */

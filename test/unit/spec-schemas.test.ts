@@ -60,7 +60,7 @@ describe('command results: a renamed or mistyped field is caught', () => {
   const cases: [CliDocumentKind, Record<string, unknown>][] = [
     ['mergeResult', merge],
     ['inventoryResult', { output: 'i.json', id: DIGEST, images: 1, blobs: 2, bytes: 3 }],
-    ['exportResult', { output: 'b.tar', bundleId: DIGEST, images: 1, blobs: 2, storedBytes: 3, referencedBytes: 3, fetchedBytes: 0, seconds: 1 }],
+    ['exportResult', { output: 'b.tar', bundleId: DIGEST, images: 1, blobs: 2, storedBytes: 3, referencedBytes: 3, fetchedBytes: 0, resumedBytes: 0, seconds: 1 }],
   ];
   for (const [kind, good] of cases) {
     it(kind, () => {

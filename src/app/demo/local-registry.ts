@@ -1,10 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { FerryError } from '../../errors.js';
+import { mkdirp } from '../../fsys/files.js';
 
 export const REGISTRY_BINARY = '/usr/bin/docker-registry';
 
@@ -28,7 +29,7 @@ export async function startLocalRegistry(storageDir: string, workDir: string): P
   }
   const port = await freePort();
   const config = join(workDir, `registry-${port}.yml`);
-  await mkdir(storageDir, { recursive: true });
+  await mkdirp(storageDir);
   await writeFile(config, [
     'version: 0.1',
     'log:', '  level: error',

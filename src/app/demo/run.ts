@@ -1,7 +1,8 @@
-import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { readdir, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { CopyObserver } from '../../copy/events.js';
 import { FerryError } from '../../errors.js';
+import { mkdirp } from '../../fsys/files.js';
 import { openRegistryDestination, openRegistrySource } from '../../transports/registry/open.js';
 import { exportBundle, type ExportResult } from '../export.js';
 import { importBundle, type ImportReceipt } from '../import.js';
@@ -100,7 +101,7 @@ async function prepareWorkDir(workDir: string): Promise<void> {
     // Only what the demo put there: the folder itself may be a mount point or a link the user made.
     for (const n of names) if (n !== DEMO_MARKER) await rm(join(workDir, n), { recursive: true, force: true });
   }
-  await mkdir(workDir, { recursive: true });
+  await mkdirp(workDir);
   await writeFile(join(workDir, DEMO_MARKER), 'made by `ferry demo`; the next `ferry demo --dir` here empties this folder\n');
 }
 

@@ -78,7 +78,7 @@ export const exportCommand: CommandModule<GlobalFlags, Flags> = {
       observer.done();
       if (result.cache?.error) ctx.out.warn(`the bundle is complete, but the cache ${result.cache.dir} was not trimmed: ${result.cache.error}`);
       ctx.out.result({ ...result, sizes: sizes.report }, () => `${result.output}: ${result.images} images, ${result.blobs} blobs, ${formatBytes(result.storedBytes)} stored `
-        + `(${formatBytes(result.referencedBytes)} referenced, ${formatBytes(result.fetchedBytes)} fetched) in ${result.seconds.toFixed(1)} s\nbundle id ${result.bundleId}`
+        + `(${formatBytes(result.referencedBytes)} referenced, ${formatBytes(result.fetchedBytes)} fetched${result.resumedBytes > 0 ? `, ${formatBytes(result.resumedBytes)} resumed from the work file` : ''}) in ${result.seconds.toFixed(1)} s\nbundle id ${result.bundleId}`
         + (result.referrers && result.referrers.images.length > 0 ? `\nreferrers: ${result.referrers.images.reduce((n, g) => n + g.referrers.length, 0)} signatures, attestations, SBOMs and referrers of ${result.referrers.images.length} images carried` : '')
         + (result.volumes ? `\n${result.volumes.length} volumes: ${result.volumes.map((v) => v.path).join(', ')}; checksums in ${result.volumes[0]!.path.replace(/\.\d{3,}\.tar(\.zst)?$/, '')}.sha256` : '')
         + (result.repair ? `\nrepair of bundle ${result.repair.bundleId}: ${result.repair.blobs} blobs carried; import it after the good volumes (or the damaged bundle)` : '')

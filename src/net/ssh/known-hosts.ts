@@ -1,6 +1,7 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
-import { appendFile, mkdir, readFile } from 'node:fs/promises';
+import { appendFile, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { mkdirp } from '../../fsys/files.js';
 import { nameMatcher } from '../../fsys/glob.js';
 
 /**
@@ -116,7 +117,7 @@ export class KnownHosts {
 
   /** Appends `name keytype base64` (what `StrictHostKeyChecking accept-new` does). */
   async add(host: string, port: number, key: Buffer): Promise<void> {
-    await mkdir(dirname(this.file), { recursive: true, mode: 0o700 });
+    await mkdirp(dirname(this.file), 0o700);
     let prefix = '';
     try {
       const cur = await readFile(this.file, 'utf8');

@@ -1,9 +1,9 @@
 import { FerryError } from '../../errors.js';
-import { type Digest, isDigest } from '../../oci/digest.js';
+import { type Digest, isDigest, sha256Digest } from '../../oci/digest.js';
 import { type Descriptor, isForeignLayer, type Manifest, MANIFEST_MAX_BYTES, type ParsedManifest, parseManifest } from '../../oci/manifest.js';
 import type { SourceImage } from '../types.js';
 import { type BundleCondition, NOTHING_MISSING } from './input.js';
-import { type BundleBlob, type BundleMetadata, type BundlePart, blobEntryName, imageRefName, partEntryName, serialiseMetadata } from './metadata.js';
+import { type BundleBlob, type BundleMetadata, type BundlePart, blobEntryName, imageRefName, parseMetadata, partEntryName, serialiseMetadata } from './metadata.js';
 import { BLOCK, padding } from './tar.js';
 import { ociIndex } from './writer.js';
 
@@ -79,19 +79,20 @@ export abstract class BundleHead {
   protected layerIndex: number;
   /** The entries after the head, in order: layers and parts. */
   protected readonly tail: TailEntry[];
-  protected wholeMetaDigest: Digest;
+  protected readonly wholeMetaDigest: Digest;
+  protected readonly meta: BundleMetadata;
+  protected readonly metaDigest: Digest;
   /** Entry names met so far, to tell a duplicate from an unknown entry. */
   protected readonly seenNames = new Set<string>(['ferry.json']);
 
-  protected constructor(
-    readonly where: string,
-    protected readonly meta: BundleMetadata,
-    protected readonly metaDigest: Digest,
-    readonly compressed: boolean,
-    metaBytes: number,
-  ) {
+  /** @param metaBytes the file's first entry, ferry.json: parsed (and refused when bad) here, for both readers. */
+  protected constructor(readonly where: string, metaBytes: Buffer, readonly compressed: boolean) {
+    const meta = parseMetadata(metaBytes, where);
+    this.meta = meta;
+    this.metaDigest = sha256Digest(metaBytes);
+    // A volume carries the whole set's metadata; STEM.ferry.json holds those bytes without the volume's own member.
+    this.wholeMetaDigest = meta.volume ? sha256Digest(wholeMetadataBytes(metaBytes)) : this.metaDigest;
     this.description = `bundle ${where}`;
-    this.wholeMetaDigest = metaDigest;
     this.omittedBlobs = new Set((meta.delta?.omittedBlobs ?? []).map((b) => b.digest));
     const held = meta.volume ? new Set<string>(meta.volume.blobs) : undefined;
     this.entries = held ? meta.blobs.filter((b) => held.has(b.digest)) : meta.blobs;
@@ -106,7 +107,7 @@ export abstract class BundleHead {
       ...(meta.volume?.parts ?? []).map((part) => new TailSlot(byDigest.get(part.digest)!, part)),
     ].sort((a, b) => pos.get(a.blob.digest)! - pos.get(b.blob.digest)!);
     this.expectedIndex = ociIndex(meta);
-    this.expectedSize = entryBytes(metaBytes) + entryBytes(OCI_LAYOUT.length) + entryBytes(this.expectedIndex.length) + 2 * BLOCK
+    this.expectedSize = entryBytes(metaBytes.length) + entryBytes(OCI_LAYOUT.length) + entryBytes(this.expectedIndex.length) + 2 * BLOCK
       + this.entries.slice(0, this.layerIndex).reduce((n, b) => n + entryBytes(b.size), 0)
       + this.tail.reduce((n, t) => n + entryBytes(t.part?.size ?? t.blob.size), 0) + 2 * BLOCK;
   }
@@ -258,6 +259,31 @@ export abstract class BundleHead {
       hint: 'this is not an intact ferry bundle (damaged, hand-made or tampered with); do not use it',
       details: { file: this.where, ...details },
     });
+  }
+
+  /**
+   * The header met where `exp` is due, checked the same way by both readers:
+   * its name and type, then (a blob or part) its size; a matching name is
+   * recorded as met. What is wrong comes as a function, so that a reader can
+   * make the error after the graph is known (it then names the images).
+   */
+  protected entryProblem(exp: ExpectedEntry, name: string, type: string, size: number): (() => FerryError) | undefined {
+    if (name !== exp.name || type !== exp.type) return () => this.wrongEntry(exp, name, type);
+    this.seenNames.add(name);
+    if (exp.blob && size !== (exp.part?.size ?? exp.blob.size)) return () => this.sizeMismatch(exp, size);
+    return undefined;
+  }
+
+  /** The layout files follow from the metadata: the bytes each must be exactly, and what to say when it is not. */
+  protected exactEntry(name: 'oci-layout' | 'index.json'): { want: Buffer; why: string } {
+    return name === 'oci-layout'
+      ? { want: OCI_LAYOUT, why: 'oci-layout is not {"imageLayoutVersion":"1.0.0"}' }
+      : { want: this.expectedIndex, why: 'index.json is not the index ferry.json describes (spec/bundle.md §3)' };
+  }
+
+  /** A manifest, index or config of the head whose bytes do not hash to its digest (the graph is not known yet: the images named are those it tops). */
+  protected damagedHeadBlob(blob: BundleBlob, actual: Digest): FerryError {
+    return this.damagedBlob(blob, actual, this.meta.images.filter((i) => i.digest === blob.digest).map(imageRefName));
   }
 
   /** A header that is not the entry expected next: a duplicate, an entry out of order, or one a bundle never holds. */

@@ -6,10 +6,10 @@ import type { Descriptor } from '../../oci/manifest.js';
 import type { FileRange } from '../../stream/verify.js';
 import type { OpOptions, SequentialBlob } from '../types.js';
 import {
-  asBundleError, BundleHead, type ExpectedEntry, firstEntryError, HEAD_MAX_BYTES, metadataCut, OCI_LAYOUT, type TailEntry, wholeMetadataBytes,
+  asBundleError, BundleHead, type ExpectedEntry, firstEntryError, HEAD_MAX_BYTES, metadataCut, type TailEntry,
 } from './bundle-head.js';
 import type { BundleInput } from './input.js';
-import { type BundleMetadata, type BundlePart, imageRefName, METADATA_MAX_BYTES, parseMetadata } from './metadata.js';
+import { type BundlePart, METADATA_MAX_BYTES } from './metadata.js';
 import { RangeStream, readAt } from './range-reader.js';
 import { BLOCK, padding } from './tar.js';
 
@@ -44,11 +44,9 @@ export class FileBundleSource extends BundleHead implements BundleInput {
     private readonly handle: FileHandle,
     private readonly fileSize: number,
     where: string,
-    meta: BundleMetadata,
-    metaDigest: Digest,
-    metaBytes: number,
+    metaBytes: Buffer,
   ) {
-    super(where, meta, metaDigest, false, metaBytes);
+    super(where, metaBytes, false);
   }
 
   protected get received(): number {
@@ -71,10 +69,7 @@ export class FileBundleSource extends BundleHead implements BundleInput {
       const refused = firstEntryError(path, h.name, h.type, h.size, METADATA_MAX_BYTES);
       if (refused) throw refused;
       if (BLOCK + h.size > size) throw metadataCut(path, size, false);
-      const metaBytes = await readAt(handle, BLOCK, h.size);
-      const meta = parseMetadata(metaBytes, path);
-      const src = new FileBundleSource(handle, size, path, meta, sha256Digest(metaBytes), metaBytes.length);
-      src.wholeMetaDigest = meta.volume ? sha256Digest(wholeMetadataBytes(metaBytes)) : src.metaDigest;
+      const src = new FileBundleSource(handle, size, path, await readAt(handle, BLOCK, h.size));
       await src.readHead(BLOCK + h.size + padding(h.size), opts.headMaxBytes ?? HEAD_MAX_BYTES);
       return src;
     } catch (e) {
@@ -118,20 +113,18 @@ export class FileBundleSource extends BundleHead implements BundleInput {
     let pos = from;
     for (const exp of this.headEntries()) {
       const h = await this.header(win, pos, exp);
-      if (h.name !== exp.name || h.type !== exp.type) throw this.wrongEntry(exp, h.name, h.type);
-      this.seenNames.add(h.name);
       const size = h.type === 'directory' ? 0 : h.size;
+      const problem = this.entryProblem(exp, h.name, h.type, size);
+      if (problem) throw problem();
       const at = pos + BLOCK;
-      if (exp.blob && size !== exp.blob.size) throw this.sizeMismatch(exp, size);
       if (at + size > this.fileSize) throw this.truncated(`entry ${exp.name}`, exp.blob);
-      if (exp.name === 'oci-layout') await this.expectExactly(win, exp.name, at, size, OCI_LAYOUT, 'oci-layout is not {"imageLayoutVersion":"1.0.0"}');
-      else if (exp.name === 'index.json') await this.expectExactly(win, exp.name, at, size, this.expectedIndex, 'index.json is not the index ferry.json describes (spec/bundle.md §3)');
+      if (exp.name === 'oci-layout' || exp.name === 'index.json') await this.expectExactly(win, exp.name, at, size, this.exactEntry(exp.name));
       else if (exp.blob?.kind === 'config') this.located.set(exp.blob.digest, { offset: at, size });
       else if (exp.blob) {
         const bytes = Buffer.from(await win.bytes(at, size));
         const actual = sha256Digest(bytes);
         // A manifest or index is needed to know what anything needs: a damaged one makes the bundle unreadable.
-        if (actual !== exp.blob.digest) throw this.damagedBlob(exp.blob, actual, this.meta.images.filter((i) => i.digest === exp.blob!.digest).map(imageRefName));
+        if (actual !== exp.blob.digest) throw this.damagedHeadBlob(exp.blob, actual);
         this.small.set(exp.blob.digest, bytes);
       }
       pos = at + size + padding(size);
@@ -177,10 +170,8 @@ export class FileBundleSource extends BundleHead implements BundleInput {
         next = found;
         continue;
       }
-      if (h.name !== exp.name || h.type !== exp.type) return { missing, fatal: () => this.wrongEntry(exp, h.name, h.type) };
-      this.seenNames.add(h.name);
-      const want = due.part?.size ?? due.blob.size;
-      if (h.size !== want) return { missing, fatal: () => this.sizeMismatch(exp, h.size) };
+      const problem = this.entryProblem(exp, h.name, h.type, h.size);
+      if (problem) return { missing, fatal: problem };
       const start = at + BLOCK;
       // Content not wholly in the file: this entry and every later one did not arrive (a cut in the padding loses nothing).
       if (start + h.size > this.fileSize) return { missing, cutFrom: i, cutError: () => this.truncated(`entry ${exp.name}`, due.blob, due.part) };
@@ -226,7 +217,7 @@ export class FileBundleSource extends BundleHead implements BundleInput {
   }
 
   /** An entry that must be exactly `want`: its size first (nothing of a longer one is read), then its bytes. */
-  private async expectExactly(win: Window, name: string, at: number, size: number, want: Buffer, why: string): Promise<void> {
+  private async expectExactly(win: Window, name: string, at: number, size: number, { want, why }: { want: Buffer; why: string }): Promise<void> {
     const shown = JSON.stringify(name);
     if (size !== want.length) throw this.invalid(`${why}: entry ${shown} is ${size} bytes, the metadata implies ${want.length}`, { entry: name, size, expected: want.length });
     for (let done = 0; done < size; done += WINDOW) {

@@ -2,7 +2,7 @@ import type { FerryError } from '../../errors.js';
 import type { Digest } from '../../oci/digest.js';
 import type { ImageSource, OpOptions, SequentialBlob, SourceImage } from '../types.js';
 import type { BundleMetadata } from './metadata.js';
-import type { VolumeSetInfo } from './volume-set.js';
+import type { VolumeSetInfo } from './volume-set-check.js';
 
 /**
  * What the user handed over as "a bundle" — one file, stdin, the volumes of a

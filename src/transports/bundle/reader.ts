@@ -6,10 +6,10 @@ import type { Descriptor } from '../../oci/manifest.js';
 import { maybeDecompress } from '../../stream/zstd.js';
 import type { OpOptions, SequentialBlob } from '../types.js';
 import {
-  asBundleError, BundleHead, type ExpectedEntry, firstEntryError, HEAD_MAX_BYTES, metadataCut, OCI_LAYOUT, wholeMetadataBytes,
+  asBundleError, BundleHead, type ExpectedEntry, firstEntryError, HEAD_MAX_BYTES, metadataCut, wholeMetadataBytes,
 } from './bundle-head.js';
 import type { BundleInput } from './input.js';
-import { type BundleMetadata, type BundlePart, imageRefName, METADATA_MAX_BYTES, parseMetadata } from './metadata.js';
+import { type BundleMetadata, type BundlePart, METADATA_MAX_BYTES, parseMetadata } from './metadata.js';
 import { type EntryStream, type TarEntry, TarReader } from './tar.js';
 
 export { HEAD_MAX_BYTES } from './bundle-head.js';
@@ -49,12 +49,10 @@ export class BundleSource extends BundleHead implements BundleInput {
     private readonly reader: TarReader,
     private readonly input: Readable,
     where: string,
-    meta: BundleMetadata,
-    metaDigest: Digest,
+    metaBytes: Buffer,
     compressed: boolean,
-    metaBytes: number,
   ) {
-    super(where, meta, metaDigest, compressed, metaBytes);
+    super(where, metaBytes, compressed);
   }
 
   protected get received(): number {
@@ -76,10 +74,7 @@ export class BundleSource extends BundleHead implements BundleInput {
     try {
       const { compressed, stream } = await maybeDecompress(raw, where);
       reader = new TarReader(stream, where);
-      const metaBytes = await readFirstEntry(reader, where, compressed);
-      const meta = parseMetadata(metaBytes, where);
-      const src = new BundleSource(reader, raw, where, meta, sha256Digest(metaBytes), compressed, metaBytes.length);
-      src.wholeMetaDigest = meta.volume ? sha256Digest(wholeMetadataBytes(metaBytes)) : src.metaDigest;
+      const src = new BundleSource(reader, raw, where, await readFirstEntry(reader, where, compressed), compressed);
       await src.readHead(opts.headMaxBytes ?? HEAD_MAX_BYTES);
       return src;
     } catch (e) {
@@ -116,10 +111,8 @@ export class BundleSource extends BundleHead implements BundleInput {
   private async expectEntry(exp: ExpectedEntry, readAhead?: TarEntry): Promise<TarEntry> {
     const header = readAhead ?? await this.reader.next((cause) => this.truncated(`entry ${exp.name}`, exp.blob, exp.part, cause));
     if (header === null) throw this.truncated(`entry ${exp.name}`, exp.blob, exp.part);
-    if (header.name !== exp.name || header.type !== exp.type) throw this.wrongEntry(exp, header.name, header.type);
-    this.seenNames.add(header.name);
-    const size = exp.part?.size ?? exp.blob?.size;
-    if (exp.blob && header.size !== size) throw this.sizeMismatch(exp, header.size);
+    const problem = this.entryProblem(exp, header.name, header.type, header.size);
+    if (problem) throw problem();
     return header;
   }
 
@@ -136,8 +129,8 @@ export class BundleSource extends BundleHead implements BundleInput {
     // Both layout files follow from the metadata: they are compared with what it implies, the size before any byte,
     // so a hostile entry costs no more than the one the metadata describes (never parsed).
     const [layout, index, blobsDir, shaDir, ...blobs] = this.headEntries();
-    await this.expectExactly(await this.expectEntry(layout!), OCI_LAYOUT, 'oci-layout is not {"imageLayoutVersion":"1.0.0"}');
-    await this.expectExactly(await this.expectEntry(index!), this.expectedIndex, 'index.json is not the index ferry.json describes (spec/bundle.md §3)');
+    await this.expectExactly(await this.expectEntry(layout!), this.exactEntry('oci-layout'));
+    await this.expectExactly(await this.expectEntry(index!), this.exactEntry('index.json'));
     await this.expectEntry(blobsDir!);
     await this.expectEntry(shaDir!);
     // A reader on a pipe holds every manifest and config until the layers come: all are capped before the first is read.
@@ -153,7 +146,7 @@ export class BundleSource extends BundleHead implements BundleInput {
       }
       // A config is needed only by its images: they fail (through getBlob, once the graph says which), the others land.
       // A manifest or index is needed to know what anything needs: the bundle cannot be read.
-      if (blob.kind !== 'config') throw this.damagedBlob(blob, actual, this.meta.images.filter((i) => i.digest === blob.digest).map(imageRefName));
+      if (blob.kind !== 'config') throw this.damagedHeadBlob(blob, actual);
       this.damagedConfigs.push({ blob, actual });
     }
   }
@@ -163,7 +156,7 @@ export class BundleSource extends BundleHead implements BundleInput {
    * first (nothing of a longer entry is read), then the bytes as they come, so
    * the entry is never held or parsed.
    */
-  private async expectExactly(entry: TarEntry, want: Buffer, why: string): Promise<void> {
+  private async expectExactly(entry: TarEntry, { want, why }: { want: Buffer; why: string }): Promise<void> {
     const name = JSON.stringify(entry.name);
     if (entry.size !== want.length) throw this.invalid(`${why}: entry ${name} is ${entry.size} bytes, the metadata implies ${want.length}`, { entry: entry.name, size: entry.size, expected: want.length });
     let at = 0;

@@ -1,3 +1,5 @@
+import { realpath } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { type FerryError as FerryErrorType, FerryError, isFerryError } from '../../errors.js';
 import { expandFileGlobs } from '../../fsys/glob.js';
@@ -10,7 +12,8 @@ import type { BundleCondition, BundleInput } from './input.js';
 import type { BundleMetadata } from './metadata.js';
 import { FileBundleSource, randomAccessible } from './file-source.js';
 import { BundleSource } from './reader.js';
-import { isUnreadableBundleError, openBundleInput, type VolumeSetSource } from './volume-set.js';
+import { openBundleInput, type VolumeSetSource } from './volume-set.js';
+import { isUnreadableBundleError } from './volume-set-check.js';
 
 /** A repair bundle: one whole file, read at random or front to back. */
 type RepairFile = BundleSource | FileBundleSource;
@@ -165,6 +168,7 @@ export class RepairedSource implements BundleInput {
 export async function openWithRepairs(given: readonly string[]): Promise<BundleInput> {
   {
     const inputs = await expandFileGlobs(given);
+    await refuseRepeats(inputs);
     if (inputs.length < 2 || inputs.includes('-')) return openBundleInput(inputs);
     // A file whose metadata cannot be read (a volume cut short) is no repair: the volume reader says what it lost.
     const peek = (file: string): Promise<BundleMetadata | undefined> => BundleSource.peekMetadata(file).catch((e: unknown) => {
@@ -205,3 +209,22 @@ export async function openWithRepairs(given: readonly string[]): Promise<BundleI
   }
 }
 
+/**
+ * One file named twice (`ferry verify b.tar b.tar`, a volume and its own
+ * path again, a link and its target) is a slip on the command line: said as
+ * such before anything is read, not as whatever reading it twice would look like.
+ */
+async function refuseRepeats(inputs: readonly string[]): Promise<void> {
+  const seen = new Map<string, string>();
+  for (const input of inputs) {
+    const key = input === '-' ? '-' : await realpath(input).catch(() => resolve(input));
+    const first = seen.get(key);
+    if (first !== undefined) {
+      const what = input === '-' ? 'stdin (-)' : first === input ? input : `${input} (the same file as ${first})`;
+      throw new FerryError('E_USAGE', `${what} is given twice`, {
+        hint: 'name each bundle file, volume or .sha256 list once', details: { file: first, files: [first, input] },
+      });
+    }
+    seen.set(key, input);
+  }
+}

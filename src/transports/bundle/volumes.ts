@@ -34,6 +34,12 @@ export function volumeName(stem: string, index: number, count: number, compresse
   return `${stem}.${String(index).padStart(width, '0')}.tar${compressed ? '.zst' : ''}`;
 }
 
+/** A name volumeName makes, read back: `release.002.tar.zst` → stem `release`, index 2, compressed. */
+export function parseVolumeName(file: string): { stem: string; index: number; compressed: boolean } | undefined {
+  const m = /^(.*)\.(\d{3,})\.tar(\.zst)?$/.exec(file);
+  return m ? { stem: m[1]!, index: Number(m[2]), compressed: m[3] !== undefined } : undefined;
+}
+
 const entryBytes = (size: number): number => BLOCK + size + padding(size);
 
 /** Where a layer cut across volumes starts and how long it is in one volume. */

@@ -4,6 +4,7 @@ import { type FileHandle, lstat, open, readdir, readFile, rename, rm } from 'nod
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { FILE_MODE } from '../../fsys/files.js';
+import { processAlive } from '../../fsys/pid.js';
 import { HOST_TAG } from '../../fsys/temp-names.js';
 
 /**
@@ -65,15 +66,6 @@ function owner(name: string): { pid: number; host: string } | undefined {
   return m ? { pid: Number(m[1]), host: m[2]! } : undefined;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** Work files this process has open: its own pid on a file says nothing once the run that wrote it ended (in-process reruns). */
 const openHere = new Set<string>();
 
@@ -82,7 +74,7 @@ function abandoned(path: string, ageMs: number): boolean {
   const o = owner(path);
   if (o === undefined) return ageMs > RESUME_MAX_AGE_MS;
   if (o.host !== HOST_TAG) return ageMs > RESUME_MAX_AGE_MS;
-  return o.pid === process.pid ? !openHere.has(path) : !alive(o.pid);
+  return o.pid === process.pid ? !openHere.has(path) : !processAlive(o.pid);
 }
 
 function workNameFor(finalName: string): string {

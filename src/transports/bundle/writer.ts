@@ -23,7 +23,7 @@ import {
 } from './layout.js';
 import { type BundleBase, type BundleMetadata, type FormatVersion, imageRefName, serialiseMetadata } from './metadata.js';
 import { BLOCK, padding } from './tar.js';
-import { volumeName, volumeStem } from './volumes.js';
+import { type VolumeFile, volumeName, volumeStem } from './volumes.js';
 import { type Candidate, findCandidates, type Progress, removeWorkFile, sweepResumeFiles, WorkFile } from './work-file.js';
 
 export { ociIndex } from './layout.js';
@@ -58,18 +58,6 @@ export interface BundleWriterOptions {
   split?: number;
   /** Default: the version this ferry writes; 1 writes what earlier ferry wrote (tests of old bundles). */
   formatVersion?: FormatVersion;
-}
-
-export interface VolumeFile {
-  index: number;
-  path: string;
-  /** Uncompressed tar bytes (what the cap bounds). */
-  tarBytes: number;
-  /** Whole layers in it. */
-  layers: number;
-  /** Parts of layers cut across volumes in it. */
-  parts: number;
-  sha256: string;
 }
 
 /** One stretch of a blob's bytes in one file: the whole blob, or a part of a cut layer (manifests and configs once per volume). */

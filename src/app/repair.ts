@@ -3,6 +3,7 @@ import { FerryError } from '../errors.js';
 import { INPUT, parseJsonInput, readInputFile } from '../input-limits.js';
 import { writeFileAtomic } from '../fsys/atomic.js';
 import { type Digest, parseDigest } from '../oci/digest.js';
+import { parseVolumeName, volumeStem } from '../transports/bundle/volumes.js';
 
 /**
  * The repair report (spec/repair.md): what `ferry verify` found bad in a
@@ -44,7 +45,8 @@ export function problemOf(code: string): RepairProblem {
 
 /** Where verify writes the report unless told: beside the bundle, `rel.tar.zst` / `rel.000.tar` / `rel.sha256` → `rel.repair.json`. */
 export function defaultReportPath(input: string): string {
-  const stem = basename(input).replace(/\.sha256$/, '').replace(/(\.\d{3,})?\.tar(\.zst)?$/, '');
+  const name = basename(input).replace(/\.sha256$/, '');
+  const stem = parseVolumeName(name)?.stem ?? volumeStem(name);
   return join(dirname(input), `${stem}.repair.json`);
 }
 

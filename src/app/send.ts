@@ -9,7 +9,7 @@ import { digestHex, digestStream } from '../oci/digest.js';
 import { RESUME_OVERLAP, SftpFileSystem } from '../fsys/sftp.js';
 import { SshSession, type SshOptions } from '../net/ssh/session.js';
 import { BundleSource } from '../transports/bundle/reader.js';
-import { parseSidecar, volumeName } from '../transports/bundle/volumes.js';
+import { parseSidecar, parseVolumeName, volumeName } from '../transports/bundle/volumes.js';
 
 /**
  * `ferry send`: carries a bundle with its sidecar metadata, or a split
@@ -94,7 +94,6 @@ interface FileToSend {
 }
 
 /** `release.001.tar.zst` → stem `release`, compressed: the name writeVolumes gives volume files. */
-const VOLUME_NAME = /^(.+)\.\d{3,}\.tar(\.zst)?$/;
 
 /** A split bundle's files: the volumes in order, then `STEM.ferry.json` and `STEM.sha256` (written last by export, sent last here). */
 interface VolumeSetFiles {
@@ -112,12 +111,12 @@ const exists = (p: string): Promise<boolean> => stat(p).then((s) => s.isFile(), 
 async function volumeSetOf(file: string): Promise<VolumeSetFiles | undefined> {
   let list: string;
   let stem: string;
-  const m = VOLUME_NAME.exec(file);
+  const named = parseVolumeName(file);
   if (file.endsWith('.sha256')) {
     list = file;
     stem = file.slice(0, -'.sha256'.length);
-  } else if (m) {
-    stem = m[1]!;
+  } else if (named) {
+    stem = named.stem;
     list = `${stem}.sha256`;
   } else {
     return undefined;
@@ -129,18 +128,18 @@ async function volumeSetOf(file: string): Promise<VolumeSetFiles | undefined> {
       throw new FerryError('E_IO', `${list}: ${e.message}`, { cause: e });
     });
     volumes = parseSidecar(text, list).map((e) => ({ path: e.path, expectedSha256: e.sha256 }));
-    if (m && !volumes.some((v) => basename(v.path) === basename(file))) {
+    if (named && !volumes.some((v) => basename(v.path) === basename(file))) {
       throw new FerryError('E_USAGE', `${file}: not listed in ${list}, the checksum list of the set it is named for`, {
         hint: 'send the set by its .sha256 list, or rename the file so it does not look like a volume of another set',
         details: { file, list },
       });
     }
-  } else if (m) {
+  } else if (named) {
     // No list (not copied along, or deleted): the volume's own metadata says how many there are.
     const meta = await BundleSource.peekMetadata(file).catch(() => undefined);
     if (!meta?.volume) return undefined; // named like a volume, but not one: a plain file
     const count = meta.volume.count;
-    volumes = Array.from({ length: count }, (_, i) => ({ path: volumeName(stem, i, count, m[2] !== undefined) }));
+    volumes = Array.from({ length: count }, (_, i) => ({ path: volumeName(stem, i, count, named.compressed) }));
   } else {
     throw new FerryError('E_USAGE', `${file}: no such file`, { hint: 'name the split bundle\'s .sha256 list as ferry export wrote it, or one of its volumes' });
   }

@@ -7,6 +7,7 @@ import { formatBytes } from '../output.js';
 import { progressObserver } from '../progress.js';
 import type { ExportCacheReport, ForeignReport } from '../../app/export.js';
 import { describeConversions } from '../../copy/convert-oci.js';
+import { parseVolumeName } from '../../transports/bundle/volumes.js';
 
 interface Flags extends GlobalFlags {
   file?: string;
@@ -80,7 +81,7 @@ export const exportCommand: CommandModule<GlobalFlags, Flags> = {
       ctx.out.result({ ...result, sizes: sizes.report }, () => `${result.output}: ${result.images} images, ${result.blobs} blobs, ${formatBytes(result.storedBytes)} stored `
         + `(${formatBytes(result.referencedBytes)} referenced, ${formatBytes(result.fetchedBytes)} fetched${result.resumedBytes > 0 ? `, ${formatBytes(result.resumedBytes)} resumed from the work file` : ''}) in ${result.seconds.toFixed(1)} s\nbundle id ${result.bundleId}`
         + (result.referrers && result.referrers.images.length > 0 ? `\nreferrers: ${result.referrers.images.reduce((n, g) => n + g.referrers.length, 0)} signatures, attestations, SBOMs and referrers of ${result.referrers.images.length} images carried` : '')
-        + (result.volumes ? `\n${result.volumes.length} volumes: ${result.volumes.map((v) => v.path).join(', ')}; checksums in ${result.volumes[0]!.path.replace(/\.\d{3,}\.tar(\.zst)?$/, '')}.sha256` : '')
+        + (result.volumes ? `\n${result.volumes.length} volumes: ${result.volumes.map((v) => v.path).join(', ')}; checksums in ${parseVolumeName(result.volumes[0]!.path)?.stem ?? ''}.sha256` : '')
         + (result.repair ? `\nrepair of bundle ${result.repair.bundleId}: ${result.repair.blobs} blobs carried; import it after the good volumes (or the damaged bundle)` : '')
         + (result.delta && !result.repair ? `\ndelta: ${result.delta.omittedBlobs} blobs (${formatBytes(result.delta.omittedBytes)}) left out, held by base ${result.delta.bases.map((b) => b.bundleId).join(', ')}` : '')
         + (result.skipped ? `\n${result.skipped.length} image${result.skipped.length === 1 ? '' : 's'} left out (--skip-missing), gone upstream:${result.skipped.map((m) => `\n  ${m.image}${m.where ? ` (${m.where})` : ''}: ${m.reason}`).join('')}` : '')

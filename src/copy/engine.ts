@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import { asFerryError, FerryError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/manifest.js';
-import { VerifyStream, verifyInPlace } from '../stream/verify.js';
+import { copyVerified, VerifyStream, verifyInPlace } from '../stream/verify.js';
 import { type ImageDestination, type ImageRecord, type ImageSource, isSequentialSource, type OpOptions, type SequentialSource } from '../transports/types.js';
 import type { BlobOutcome, CopyObserver } from './events.js';
 import type { CopyPlan, PlannedImage } from './plan.js';
@@ -182,6 +182,15 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
         const range = destination.takesVerdict?.(job.desc) && destination.putVerdict ? source.blobFile?.(job.desc) : undefined;
         if (range) {
           await destination.putVerdict!(repository, job.desc, verifyInPlace(range, job.desc, placeOf(job), progressOf(job), opts.signal), opts);
+          return;
+        }
+        // File to file: a worker reads each chunk once, writes it into the destination's temp file and hashes it.
+        const from = destination.copiesFiles?.(job.desc) && destination.putBlobCopy ? source.blobFile?.(job.desc) : undefined;
+        if (from) {
+          const copy = (fd: number): Promise<void> => copyVerified(from, job.desc, { fd }, placeOf(job), progressOf(job), opts.signal);
+          await destination.putBlobCopy!(repository, job.desc, copy, opts).catch((e: unknown) => {
+            throw withBlobContext(e, job);
+          });
           return;
         }
         // A failed request names the image and blob, as a failure mid-stream does (withBlobContext in verified()).

@@ -20,7 +20,9 @@ import { Worker } from 'node:worker_threads';
  *
  * A blob that lies whole in a file, when nothing but its verdict is wanted
  * (`ferry verify`), is read by the worker itself (hashFileRange): the main
- * thread handles none of its bytes.
+ * thread handles none of its bytes. So is one copied from a bundle file into
+ * a file of the target (import): the worker writes each chunk it read there
+ * too, and the destination publishes the file on the verdict.
  *
  * The hashing itself is node:crypto's sha256, as on the main thread: only
  * where it runs changes, not what decides a blob is good (verify.ts).
@@ -31,53 +33,38 @@ const WORKER_CODE = `
 // getBuiltinModule: the same code whether the worker runs as a script or, under --input-type=module, as a module.
 const { parentPort } = process.getBuiltinModule('node:worker_threads');
 const { createHash } = process.getBuiltinModule('node:crypto');
-const { read, write } = process.getBuiltinModule('node:fs');
+const { readSync, writeSync } = process.getBuiltinModule('node:fs');
 const states = new Map();
 const cancelled = new Set();
-const readAt = (fd, buf, length, position) => new Promise((resolve, reject) => read(fd, buf, 0, length, position, (e, n) => (e ? reject(e) : resolve(n))));
-const writeOnce = (fd, buf, position) => new Promise((resolve, reject) => write(fd, buf, 0, buf.length, position, (e, n) => (e ? reject(Object.assign(e, { side: 'write' })) : resolve(n))));
-async function writeAll(fd, buf, position) {
-  for (let done = 0; done < buf.length;) done += await writeOnce(fd, done === 0 ? buf : buf.subarray(done), position + done);
-}
-// A range of a file: read in 1 MiB chunks, the next read under way while this one hashes (and, with
-// copyTo, is written at the same place of that file, counted from the range's start: a verified copy).
+const yieldNow = () => new Promise((resolve) => setImmediate(resolve));
+// A range of a file, in 1 MiB chunks; with copyTo, each chunk is also written at the same place of that file,
+// counted from the range's start (a verified copy). The reads and writes are synchronous, on this thread: the
+// process's shared I/O threads are often all busy with fsyncs of an import, and a worker waiting behind them
+// idles. Between chunks the worker yields: the other ranges it hashes take turns, and a cancellation is heard.
 async function hashRange(m) {
   const CHUNK = 1048576;
   const h = createHash('sha256');
   const end = m.offset + m.size;
-  const bufs = [Buffer.allocUnsafe(Math.min(CHUNK, m.size)), Buffer.allocUnsafe(Math.min(CHUNK, m.size))];
-  let pos = m.offset;
-  let k = 0;
+  const buf = Buffer.allocUnsafe(Math.min(CHUNK, m.size));
   let since = 0;
-  // The write of the buffer hashed last: the next read into that buffer waits for it, and so does every answer
-  // (the caller closes and removes copyTo once it has one: no write may still be under way then).
-  let writing;
-  try {
-    let pending = pos < end ? readAt(m.fd, bufs[0], Math.min(CHUNK, end - pos), pos) : undefined;
-    while (pending) {
-      const n = await pending;
-      if (cancelled.delete(m.id)) { await writing?.catch(() => undefined); parentPort.postMessage({ id: m.id, cancelled: true }); return; }
-      if (n === 0) { await writing; parentPort.postMessage({ id: m.id, short: pos, progress: since }); return; }
-      const buf = bufs[k];
-      const at = pos - m.offset;
-      pos += n;
-      k ^= 1;
-      await writing;
-      pending = pos < end ? readAt(m.fd, bufs[k], Math.min(CHUNK, end - pos), pos) : undefined;
-      const data = n === buf.length ? buf : buf.subarray(0, n);
-      if (m.copyTo !== undefined) {
-        writing = writeAll(m.copyTo, data, at);
-        // Awaited before the next read or the answer; until then its failure must not count as unhandled.
-        writing.catch(() => undefined);
+  for (let pos = m.offset; pos < end;) {
+    await yieldNow();
+    // Nothing more is written into copyTo once the caller hears of this: it closes and removes the file then.
+    if (cancelled.delete(m.id)) { parentPort.postMessage({ id: m.id, cancelled: true }); return; }
+    const n = readSync(m.fd, buf, 0, Math.min(CHUNK, end - pos), pos);
+    if (n === 0) { parentPort.postMessage({ id: m.id, short: pos, progress: since }); return; }
+    const data = n === buf.length ? buf : buf.subarray(0, n);
+    if (m.copyTo !== undefined) {
+      try {
+        for (let done = 0; done < n;) done += writeSync(m.copyTo, data, done, n - done, pos - m.offset + done);
+      } catch (e) {
+        throw Object.assign(e, { side: 'write' });
       }
-      h.update(data);
-      since += n;
-      if (since >= 8 * CHUNK) { parentPort.postMessage({ id: m.id, progress: since }); since = 0; }
     }
-    await writing;
-  } catch (e) {
-    await writing?.catch(() => undefined);
-    throw e;
+    h.update(data);
+    pos += n;
+    since += n;
+    if (since >= 8 * CHUNK) { parentPort.postMessage({ id: m.id, progress: since }); since = 0; }
   }
   parentPort.postMessage({ id: m.id, digest: h.digest('hex'), progress: since });
 }

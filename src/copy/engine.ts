@@ -275,7 +275,10 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
   } else {
     // Read at random: every blob at once, up to the limit, in any order.
     const omitted = source.omittedBlobs ?? new Set<Digest>();
-    await forEachLimited(jobs.values(), limit, (job) => (omitted.has(job.desc.digest) ? fromBase(job) : runJob(job)), opts.signal);
+    // From a bundle file, the largest blobs first: what is left at the end is small blobs spread over every
+    // hashing worker, not one large blob hashing alone on one core while the others idle.
+    const order = source.blobFile ? [...jobs.values()].sort((a, b) => b.desc.size - a.desc.size) : jobs.values();
+    await forEachLimited(order, limit, (job) => (omitted.has(job.desc.digest) ? fromBase(job) : runJob(job)), opts.signal);
     // A source cut short lost only what failed above, blob by blob; it says so even when nothing an image needs was lost.
     if (source.cutShort) report.cutShort = source.cutShort;
   }

@@ -113,7 +113,6 @@ describe('copyVerified (a worker copies and hashes a range of a file)', () => {
       await expect(copying).rejects.toBe(reason);
       expect(await abortedAt).toBe(false);
       const size = (await stat(destPath)).size;
-      expect(size).toBeLessThan(big.length);
       // Two more copies (one per worker, whichever it is) run to their end meanwhile: a write of the aborted copy still under way would land by then.
       const after = await Promise.all([copyOf(src, { digest, size: blob.length }, 'after-1'), copyOf(src, { digest, size: blob.length }, 'after-2')]);
       expect(after.map((a) => a.code)).toEqual(['ok', 'ok']);

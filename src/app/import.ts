@@ -28,6 +28,7 @@ import { isPathKind, type KindName, type Location, openDestinationAt } from './l
 import { prepareDirectory, prepareOutputFile, refuseInputAsOutput, requireSpace } from '../fsys/preflight.js';
 import { convertPlanToOci, describeConversions, type OciConversion } from '../copy/convert-oci.js';
 import { blobsToMove } from './dry-run.js';
+import { warmHashingFor } from './hash-warmup.js';
 
 export interface ImportOptions {
   bundle: string;
@@ -152,6 +153,7 @@ async function importWith(opts: ImportOptions, remote?: FileSystemPort, owner?: 
     warnings.push(message);
     opts.observer?.warning?.(message);
   };
+  if (!opts.dryRun) await warmHashingFor([opts.bundle, ...(opts.volumes ?? [])]);
   const { destination, prefix, display: location, registry, fullNames, pruned } = await openDestinationAt(opts.to, { access: opts.registry, fs: remote, prune: opts.prune, platform: opts.platform, owner, warn });
   const given = await openBundle([opts.bundle, ...(opts.volumes ?? [])]);
   // A delta with --base: the blobs it leaves out come from the base bundles, in the same one copy.

@@ -4,6 +4,7 @@ import { planCopy, withoutBlobs } from '../copy/plan.js';
 import type { VolumeSetInfo } from '../transports/bundle/volume-set-check.js';
 import { type BundleInput, openBundle } from '../transports/bundle/input.js';
 import { VerifySink } from '../transports/sink/verify-sink.js';
+import { warmHashingFor } from './hash-warmup.js';
 import { requestsFromBundle } from './bundle-requests.js';
 import { failureError } from './failures.js';
 import { type SignatureCheck, SignatureChecks, signatureError } from './signatures.js';
@@ -63,6 +64,7 @@ export async function verifyBundle(bundle: string, opts: VerifyOptions = {}): Pr
   }
   // The key first: a wrong path should fail before a long read.
   const key = opts.key !== undefined ? await loadPublicKey(opts.key) : undefined;
+  await warmHashingFor([bundle, ...(opts.volumes ?? [])]);
   const source = await openBundle([bundle, ...(opts.volumes ?? [])]);
   try {
     const meta = source.metadata;

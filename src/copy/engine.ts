@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import { asFerryError, FerryError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/manifest.js';
-import { VerifyStream, verifyInPlace } from '../stream/verify.js';
+import { copyVerified, VerifyStream, verifyInPlace } from '../stream/verify.js';
 import { type ImageDestination, type ImageRecord, type ImageSource, isSequentialSource, type OpOptions, type SequentialSource } from '../transports/types.js';
 import type { BlobOutcome, CopyObserver } from './events.js';
 import type { CopyPlan, PlannedImage } from './plan.js';
@@ -184,6 +184,15 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
           await destination.putVerdict!(repository, job.desc, verifyInPlace(range, job.desc, placeOf(job), progressOf(job), opts.signal), opts);
           return;
         }
+        // File to file: a worker reads each chunk once, writes it into the destination's temp file and hashes it.
+        const from = destination.copiesFiles?.(job.desc) && destination.putBlobCopy ? source.blobFile?.(job.desc) : undefined;
+        if (from) {
+          const copy = (fd: number): Promise<void> => copyVerified(from, job.desc, { fd }, placeOf(job), progressOf(job), opts.signal);
+          await destination.putBlobCopy!(repository, job.desc, copy, opts).catch((e: unknown) => {
+            throw withBlobContext(e, job);
+          });
+          return;
+        }
         // A failed request names the image and blob, as a failure mid-stream does (withBlobContext in verified()).
         const data = await source.getBlob(job.sourceRepository, job.desc, opts).catch((e: unknown) => {
           throw withBlobContext(e, job);
@@ -266,7 +275,10 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
   } else {
     // Read at random: every blob at once, up to the limit, in any order.
     const omitted = source.omittedBlobs ?? new Set<Digest>();
-    await forEachLimited(jobs.values(), limit, (job) => (omitted.has(job.desc.digest) ? fromBase(job) : runJob(job)), opts.signal);
+    // From a bundle file, the largest blobs first: what is left at the end is small blobs spread over every
+    // hashing worker, not one large blob hashing alone on one core while the others idle.
+    const order = source.blobFile ? [...jobs.values()].sort((a, b) => b.desc.size - a.desc.size) : jobs.values();
+    await forEachLimited(order, limit, (job) => (omitted.has(job.desc.digest) ? fromBase(job) : runJob(job)), opts.signal);
     // A source cut short lost only what failed above, blob by blob; it says so even when nothing an image needs was lost.
     if (source.cutShort) report.cutShort = source.cutShort;
   }

@@ -198,6 +198,33 @@ export class TargetTree implements FileSystemPort {
   }
 
   /**
+   * A new file at `path` whose bytes `fill` writes through the descriptor it is
+   * given (positioned writes, from a worker thread too): published like
+   * streamToFileAtomic's — temp name, fsync, rename — only when `fill`
+   * resolves; removed when it rejects. `fill` must have stopped writing when it
+   * settles: the descriptor is closed then.
+   */
+  async fillFileAtomic(path: string, fill: (fd: number) => Promise<void>): Promise<void> {
+    await this.prepareFile(path);
+    const tmp = tempPathFor(path);
+    try {
+      const fh = await openNew(tmp);
+      try {
+        await this.seal(fh);
+        await fill(fh.fd);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await rename(tmp, path);
+      this.batch.note(dirname(path));
+    } catch (e) {
+      await rm(tmp, { force: true });
+      throw naming(e, path);
+    }
+  }
+
+  /**
    * Gives `to` the content of `from` (a file in this tree): a hard link when
    * the file system allows one, else a durable copy.
    */

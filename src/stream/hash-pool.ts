@@ -20,7 +20,9 @@ import { Worker } from 'node:worker_threads';
  *
  * A blob that lies whole in a file, when nothing but its verdict is wanted
  * (`ferry verify`), is read by the worker itself (hashFileRange): the main
- * thread handles none of its bytes.
+ * thread handles none of its bytes. So is one copied from a bundle file into
+ * a file of the target (import): the worker writes each chunk it read there
+ * too, and the destination publishes the file on the verdict.
  *
  * The hashing itself is node:crypto's sha256, as on the main thread: only
  * where it runs changes, not what decides a blob is good (verify.ts).
@@ -31,29 +33,36 @@ const WORKER_CODE = `
 // getBuiltinModule: the same code whether the worker runs as a script or, under --input-type=module, as a module.
 const { parentPort } = process.getBuiltinModule('node:worker_threads');
 const { createHash } = process.getBuiltinModule('node:crypto');
-const { read } = process.getBuiltinModule('node:fs');
+const { readSync, writeSync } = process.getBuiltinModule('node:fs');
 const states = new Map();
 const cancelled = new Set();
-const readAt = (fd, buf, length, position) => new Promise((resolve, reject) => read(fd, buf, 0, length, position, (e, n) => (e ? reject(e) : resolve(n))));
-// A range of a file: read in 1 MiB chunks, the next read under way while this one hashes.
+const yieldNow = () => new Promise((resolve) => setImmediate(resolve));
+// A range of a file, in 1 MiB chunks; with copyTo, each chunk is also written at the same place of that file,
+// counted from the range's start (a verified copy). The reads and writes are synchronous, on this thread: the
+// process's shared I/O threads are often all busy with fsyncs of an import, and a worker waiting behind them
+// idles. Between chunks the worker yields: the other ranges it hashes take turns, and a cancellation is heard.
 async function hashRange(m) {
   const CHUNK = 1048576;
   const h = createHash('sha256');
   const end = m.offset + m.size;
-  const bufs = [Buffer.allocUnsafe(Math.min(CHUNK, m.size)), Buffer.allocUnsafe(Math.min(CHUNK, m.size))];
-  let pos = m.offset;
-  let k = 0;
+  const buf = Buffer.allocUnsafe(Math.min(CHUNK, m.size));
   let since = 0;
-  let pending = pos < end ? readAt(m.fd, bufs[0], Math.min(CHUNK, end - pos), pos) : undefined;
-  while (pending) {
-    const n = await pending;
-    if (cancelled.delete(m.id)) return;
+  for (let pos = m.offset; pos < end;) {
+    await yieldNow();
+    // Nothing more is written into copyTo once the caller hears of this: it closes and removes the file then.
+    if (cancelled.delete(m.id)) { parentPort.postMessage({ id: m.id, cancelled: true }); return; }
+    const n = readSync(m.fd, buf, 0, Math.min(CHUNK, end - pos), pos);
     if (n === 0) { parentPort.postMessage({ id: m.id, short: pos, progress: since }); return; }
-    const buf = bufs[k];
+    const data = n === buf.length ? buf : buf.subarray(0, n);
+    if (m.copyTo !== undefined) {
+      try {
+        for (let done = 0; done < n;) done += writeSync(m.copyTo, data, done, n - done, pos - m.offset + done);
+      } catch (e) {
+        throw Object.assign(e, { side: 'write' });
+      }
+    }
+    h.update(data);
     pos += n;
-    k ^= 1;
-    pending = pos < end ? readAt(m.fd, bufs[k], Math.min(CHUNK, end - pos), pos) : undefined;
-    h.update(n === buf.length ? buf : buf.subarray(0, n));
     since += n;
     if (since >= 8 * CHUNK) { parentPort.postMessage({ id: m.id, progress: since }); since = 0; }
   }
@@ -62,7 +71,7 @@ async function hashRange(m) {
 parentPort.on('message', (m) => {
   if (m.cancel) { cancelled.add(m.id); return; }
   if (m.file) {
-    hashRange(m).catch((e) => parentPort.postMessage({ id: m.id, error: { message: String(e && e.message), code: e && e.code, syscall: e && e.syscall } }));
+    hashRange(m).catch((e) => parentPort.postMessage({ id: m.id, error: { message: String(e && e.message), code: e && e.code, syscall: e && e.syscall, side: e && e.side } }));
     return;
   }
   if (m.drop) { states.delete(m.id); return; }
@@ -88,6 +97,8 @@ interface Listener {
   progress?(bytes: number): void;
   /** A file range ended before its size: the position where the file ends. */
   short?(at: number): void;
+  /** The worker stopped a file range on request (and writes nothing more for it). */
+  cancelled?(): void;
   digest(hex: string): void;
   failed(e: Error): void;
 }
@@ -99,7 +110,9 @@ interface WorkerMessage {
   progress?: number;
   short?: number;
   digest?: string;
-  error?: { message: string; code?: string; syscall?: string };
+  cancelled?: true;
+  /** side `write`: writing the copy failed (the destination's file), not reading the range. */
+  error?: { message: string; code?: string; syscall?: string; side?: 'write' };
 }
 
 class HashWorker {
@@ -118,9 +131,13 @@ class HashWorker {
         this.release(m.id);
         l.short?.(m.short);
       }
+      if (m.cancelled) {
+        this.release(m.id);
+        l.cancelled?.();
+      }
       if (m.error) {
         this.release(m.id);
-        l.failed(Object.assign(new Error(m.error.message), { code: m.error.code, syscall: m.error.syscall }));
+        l.failed(Object.assign(new Error(m.error.message), { code: m.error.code, syscall: m.error.syscall, ...(m.error.side ? { side: m.error.side } : {}) }));
       }
       if (m.digest !== undefined) {
         this.release(m.id);
@@ -161,7 +178,7 @@ class HashWorker {
     if (this.listeners.size === 0) this.worker.unref();
   }
 
-  post(message: { id: number; slot?: SharedArrayBuffer; index?: number; length?: number; drop?: true; cancel?: true; file?: true; fd?: number; offset?: number; size?: number }): void {
+  post(message: { id: number; slot?: SharedArrayBuffer; index?: number; length?: number; drop?: true; cancel?: true; file?: true; fd?: number; offset?: number; size?: number; copyTo?: number }): void {
     if (this.failure) throw this.failure;
     this.worker.postMessage(message);
   }
@@ -183,6 +200,17 @@ function poolSize(): number {
 function workers(): HashWorker[] {
   pool ??= Array.from({ length: poolSize() }, () => new HashWorker());
   return pool.filter((w) => !w.broken);
+}
+
+/**
+ * Starts the workers now instead of at the first large blob. Each takes 30–100 ms
+ * to start (an isolate and Node's bootstrap, longer on a busy machine); started
+ * here, that overlaps opening the bundle and planning, and the first blob is
+ * hashed at once. For callers that know much is to be hashed: an idle worker is
+ * ~10 MiB of the process's memory, which a bundle of small blobs does not need.
+ */
+export function warmHashPool(): void {
+  if (poolSize() > 0) workers();
 }
 
 /** Blobs hashed by a worker so far in this process (for tests and diagnostics). */
@@ -307,47 +335,65 @@ const FILE_OFFLOAD_MIN_BYTES = 256 * 1024;
 /** The verdict material for a range of a file: its digest, or where the file ended before the range did. */
 export type RangeHash = { hex: string } | { short: number };
 
+/** Where hashFileRange also writes the range's bytes: an open file, from its start. */
+export interface RangeCopy {
+  /** Open for writing; kept open by the caller until hashFileRange settles. */
+  fd: number;
+}
+
 /**
  * sha256 of bytes [offset, offset + size) of the open file `fd`, read and
  * hashed by a worker (the main thread sees none of the bytes); `onBytes`
- * hears of the bytes hashed as they go. With no worker (FERRY_HASH_WORKERS=0),
- * read and hashed here. The caller keeps `fd` open until this settles.
+ * hears of the bytes hashed as they go. With `copy`, the worker also writes
+ * each chunk it reads into `copy.fd` at the same place (from 0): one read of
+ * each byte serves both the hash and the copy, and no stream, buffer or
+ * message per chunk passes through the main thread. An error writing the copy
+ * carries `side: 'write'`. With no worker (FERRY_HASH_WORKERS=0), or for a
+ * small range, all of it is done here. The caller keeps `fd` (and `copy.fd`)
+ * open until this settles: a copy's worker has finished writing by then, even
+ * when aborted.
  */
-export async function hashFileRange(fd: number, offset: number, size: number, onBytes?: (n: number) => void, signal?: AbortSignal): Promise<RangeHash> {
+export async function hashFileRange(fd: number, offset: number, size: number, onBytes?: (n: number) => void, signal?: AbortSignal, copy?: RangeCopy): Promise<RangeHash> {
   signal?.throwIfAborted();
   // A small range costs a worker about as much to be told of as to hash: hashed here, and a bundle
   // of small blobs starts no worker (each is an isolate of its own, ~10 MiB of the process's memory).
-  if (size < FILE_OFFLOAD_MIN_BYTES) return hashRangeHere(fd, offset, size, onBytes, signal);
+  if (size < FILE_OFFLOAD_MIN_BYTES) return hashRangeHere(fd, offset, size, onBytes, signal, copy);
   const all = poolSize() > 0 ? workers() : [];
-  if (all.length === 0) return hashRangeHere(fd, offset, size, onBytes, signal);
+  if (all.length === 0) return hashRangeHere(fd, offset, size, onBytes, signal, copy);
   const worker = all.reduce((a, b) => (b.busy < a.busy ? b : a));
   const id = nextId++;
   return new Promise<RangeHash>((resolve, reject) => {
+    let aborted = false;
     const cancel = (): void => {
-      worker.release(id);
+      aborted = true;
       worker.post({ id, cancel: true });
+      // A copy settles only when the worker says it stopped: until then it may still write into copy.fd.
+      if (copy) return;
+      worker.release(id);
       reject(signal!.reason as Error);
     };
     signal?.addEventListener('abort', cancel, { once: true });
     const settle = <T>(f: (v: T) => void) => (v: T): void => {
       signal?.removeEventListener('abort', cancel);
-      f(v);
+      if (aborted) reject(signal!.reason as Error);
+      else f(v);
     };
     worker.attach(id, {
       progress: (n) => onBytes?.(n),
       short: settle((at: number) => resolve({ short: at })),
+      cancelled: () => settle<undefined>(() => undefined)(undefined),
       digest: settle((hex: string) => {
         blobsHashedOffThread++;
         resolve({ hex });
       }),
       failed: settle(reject),
     });
-    worker.post({ id, file: true, fd, offset, size });
+    worker.post({ id, file: true, fd, offset, size, ...(copy ? { copyTo: copy.fd } : {}) });
   });
 }
 
-async function hashRangeHere(fd: number, offset: number, size: number, onBytes?: (n: number) => void, signal?: AbortSignal): Promise<RangeHash> {
-  const { read } = await import('node:fs');
+async function hashRangeHere(fd: number, offset: number, size: number, onBytes?: (n: number) => void, signal?: AbortSignal, copy?: RangeCopy): Promise<RangeHash> {
+  const { read, write } = await import('node:fs');
   const { createHash } = await import('node:crypto');
   const h = createHash('sha256');
   const buf = Buffer.allocUnsafe(Math.min(SLOT_BYTES, Math.max(1, size)));
@@ -355,6 +401,10 @@ async function hashRangeHere(fd: number, offset: number, size: number, onBytes?:
     signal?.throwIfAborted();
     const n = await new Promise<number>((resolve, reject) => read(fd, buf, 0, Math.min(buf.length, offset + size - pos), pos, (e, got) => (e ? reject(e) : resolve(got))));
     if (n === 0) return { short: pos };
+    for (let done = 0; copy && done < n;) {
+      const at = done;
+      done += await new Promise<number>((resolve, reject) => write(copy.fd, buf, at, n - at, pos - offset + at, (e, put) => (e ? reject(Object.assign(e, { side: 'write' })) : resolve(put))));
+    }
     h.update(buf.subarray(0, n));
     onBytes?.(n);
     pos += n;

@@ -2,7 +2,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { FerryError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
-import { hashFileRange, RemoteHash } from './hash-pool.js';
+import { hashFileRange, type RangeCopy, RemoteHash } from './hash-pool.js';
 
 export interface VerifyTarget {
   digest: Digest;
@@ -111,14 +111,32 @@ export interface FileRange {
  * then digest — with the same errors; resolves when the blob is good.
  */
 export async function verifyInPlace(range: FileRange, target: VerifyTarget, where = '', onBytes?: (n: number) => void, signal?: AbortSignal): Promise<void> {
+  return judgeRange(range, target, where, onBytes, signal);
+}
+
+/**
+ * A verified copy of a blob that lies whole in a file into `dest`, a file
+ * the destination opened and publishes only when this resolves: a worker
+ * reads each chunk once, writes it to `dest` and hashes it (hash-pool.ts), so
+ * the main thread handles none of the bytes. The judgement is VerifyStream's,
+ * with its errors; a failure to write `dest` is rethrown as the file system
+ * gave it (code, syscall) for the destination to name its file. When this
+ * settles, nothing more is written to `dest`.
+ */
+export async function copyVerified(range: FileRange, target: VerifyTarget, dest: RangeCopy, where = '', onBytes?: (n: number) => void, signal?: AbortSignal): Promise<void> {
+  return judgeRange(range, target, where, onBytes, signal, dest);
+}
+
+async function judgeRange(range: FileRange, target: VerifyTarget, where: string, onBytes: ((n: number) => void) | undefined, signal: AbortSignal | undefined, copy?: RangeCopy): Promise<void> {
   // A range is exactly the declared size: it cannot be longer, only the file shorter.
   if (range.size !== target.size) throw sizeError(target, range.size, where, range.size > target.size);
   let result;
   try {
-    result = await hashFileRange(range.fd, range.offset, range.size, onBytes, signal);
+    result = await hashFileRange(range.fd, range.offset, range.size, onBytes, signal, copy);
   } catch (e) {
     if (signal?.aborted || e instanceof FerryError) throw e;
-    const err = e as NodeJS.ErrnoException;
+    const err = e as NodeJS.ErrnoException & { side?: string };
+    if (err.side === 'write') throw e;
     throw err.syscall ? new FerryError('E_IO', `${prefix(where)}blob ${target.digest}: ${err.message}`, { cause: e, details: { digest: target.digest } }) : hashingFailed(target, where, e);
   }
   if ('short' in result) throw range.short(result.short);

@@ -152,6 +152,18 @@ export interface ImageDestination {
   takesVerdict?(desc: Descriptor): boolean;
   /** Settles as putBlob would have: resolves when the verdict is good, rejects with the verifier's error. */
   putVerdict?(repository: string, desc: Descriptor, verdict: Promise<void>, opts?: OpOptions): Promise<void>;
+  /** A destination writing files on this machine: true when it can land `desc` through putBlobCopy. */
+  copiesFiles?(desc: Descriptor): boolean;
+  /**
+   * Lands a blob that lies whole in a file (a bundle read at random) as putBlob
+   * would, without a stream: the destination opens its temp file and calls
+   * `copy` with its descriptor; `copy` (the engine's: stream/verify.ts
+   * copyVerified) writes the bytes there while a worker hashes them, and
+   * resolves only when size and digest are right. The file is published
+   * (fsync, rename) only then, and removed when `copy` rejects. Data the
+   * destination already holds (hashed) is not copied again.
+   */
+  putBlobCopy?(repository: string, desc: Descriptor, copy: (fd: number) => Promise<void>, opts?: OpOptions): Promise<void>;
   /** Makes a blob held in `fromRepository` visible in `repository` without sending bytes; false when it cannot. */
   mountBlob?(repository: string, desc: Descriptor, fromRepository: string, opts?: OpOptions): Promise<boolean>;
   hasManifest?(repository: string, digest: Digest, opts?: OpOptions): Promise<boolean>;

@@ -80,6 +80,18 @@ function zstdThroughput(bytes: number): number {
   });
 }
 
+/**
+ * The bare verify loop of issue #16: one `createReadStream` of the file through one
+ * sha256, on one thread, in a process of its own (node started and ended as ferry's
+ * are), so its wall time compares with a `ferry verify` run under the same runner.
+ * `node BARE_HASH_LOOP_ARGS… FILE` prints the hex digest.
+ */
+export const BARE_HASH_LOOP_ARGS = [
+  '--input-type=module', '-e',
+  "import { createReadStream } from 'node:fs'; import { createHash } from 'node:crypto'; "
+  + "const h = createHash('sha256'); for await (const c of createReadStream(process.argv[1])) h.update(c); console.log(h.digest('hex'));",
+];
+
 export function measureMachine(scratchDir: string, opts: { hashBytes?: number; diskBytes?: number; zstdBytes?: number } = {}): MachineLimits {
   const file = join(scratchDir, 'ferry-bench-disk.tmp');
   const diskBytes = opts.diskBytes ?? 512 * MiB;

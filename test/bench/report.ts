@@ -11,7 +11,8 @@ export interface Sample extends Measured {
 export interface Case {
   id: string;
   title: string;
-  tool: 'ferry' | 'skopeo';
+  /** `node`: the bare loops the issue compares with (machine.ts). */
+  tool: 'ferry' | 'skopeo' | 'node';
   samples: Sample[];
   /** Bytes the process moved, for throughput (e.g. the bundle's size for verify). */
   throughputBytes?: number;

@@ -128,6 +128,26 @@ export class StorageLayoutDestination implements ImageDestination {
     await this.ensureLink(layerLinkPath(this.root, repository, desc.digest), desc.digest);
   }
 
+  /** A local layout takes a verified copy of a range of the bundle file (no stream per blob); a remote one over SFTP does not. */
+  copiesFiles(): boolean {
+    return this.tree !== undefined;
+  }
+
+  async putBlobCopy(repository: string, desc: Descriptor, copy: (fd: number) => Promise<void>): Promise<void> {
+    validateRepository(repository);
+    if (!this.tree) throw new FerryError('E_INTERNAL', `${this.description}: a verified file copy asked of a remote layout`);
+    if (!(await this.hasData(desc))) {
+      try {
+        await this.tree.fillFileAtomic(blobDataPath(this.root, desc.digest), copy);
+      } catch (e) {
+        await this.fs.removeEmptyDirs(blobDir(this.root, desc.digest), blobsRoot(this.root));
+        throw e;
+      }
+      await this.landed(desc.digest, desc.size);
+    }
+    await this.ensureLink(layerLinkPath(this.root, repository, desc.digest), desc.digest);
+  }
+
   async mountBlob(repository: string, desc: Descriptor, _fromRepository: string): Promise<boolean> {
     validateRepository(repository);
     if (!(await this.hasData(desc))) return false;

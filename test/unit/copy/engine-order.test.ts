@@ -53,6 +53,22 @@ describe('the copy engine keeps the destination contract', () => {
     expect(calls.filter((c) => c.op === 'putManifest' && c.digest === app.digest)).toHaveLength(1);
   });
 
+  it('from a bundle file (a source giving file ranges), the largest blobs go first: no large blob is left to hash alone at the end', async () => {
+    class FileLike extends MemorySource {
+      blobFile(): undefined {
+        return undefined;
+      }
+    }
+    const dest = new RecordingDestination();
+    const report = await copyPlaced(new FileLike(placed), dest, placed, { jobs: 1 });
+    expect(report.failures).toEqual([]);
+    const sizes = new Map<string, number>();
+    for (const p of placed) for (const b of blobsOf(p.artifact)) sizes.set(b.digest, b.size);
+    const first = [...new Set(dest.calls.filter((c) => c.op === 'putBlob').map((c) => c.digest))].map((d) => sizes.get(d)!);
+    expect(first.length).toBeGreaterThan(3);
+    expect(first).toEqual([...first].sort((a, b) => b - a));
+  });
+
   it('mounts instead of sending again where the destination can, and sends nothing it already has', async () => {
     const dest = new RecordingDestination({ canMount: true, present: [`team/tool@${shared.digest}`] });
     const source = new MemorySource(placed);

@@ -11,7 +11,7 @@ export default defineConfig({
     // fresh module graph per file cost ~0.3 s of CPU each. Test modules that keep state
     // between tests clear it per file (test/support/per-file.ts).
     pool: 'forks',
-    poolOptions: { forks: { maxForks: 2, minForks: 1, isolate: false } },
+    poolOptions: { forks: { maxForks: 3, minForks: 3, isolate: false } },
     reporters: ['default'],
   },
 });

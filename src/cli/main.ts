@@ -77,6 +77,8 @@ export async function main(args: string[], io: CliIo = processIo(), opts: { sign
       throw new FerryError('E_USAGE', usageMessage(msg ?? err?.message ?? 'invalid command line', argsIn), { hint: 'run ferry --help, or ferry <command> --help' });
     });
 
+  skipHelpCache(parser);
+
   let fromSettings: Record<string, unknown> | undefined;
   try {
     // Environment (FERRY_*) over the config file, both under the command line: yargs gives config objects the lowest rank.
@@ -161,6 +163,19 @@ export async function runProcess(args: string[]): Promise<void> {
 function stdoutFailed(e: NodeJS.ErrnoException): number {
   if (e.path === undefined) e.path = 'stdout';
   return makeOutput({ json: false }, processIo()).error(asFerryError(e, 'E_IO'));
+}
+
+/**
+ * yargs renders the whole help text (string widths of every option of every
+ * command: ~50 ms of a 0.3 s start) each time it starts a command's handler,
+ * only to print it should the handler fail. ferry reports failures itself
+ * (`.fail` above), so that text is never shown: skip making it. Reached through
+ * yargs' internals, hence guarded: without them ferry works the same, only slower.
+ */
+function skipHelpCache(parser: Argv): void {
+  const usage = (parser as unknown as { getInternalMethods?: () => { getUsageInstance?: () => { cacheHelpMessage?: () => void } } })
+    .getInternalMethods?.().getUsageInstance?.();
+  if (typeof usage?.cacheHelpMessage === 'function') usage.cacheHelpMessage = () => undefined;
 }
 
 /** yargs' messages in the form every other flag error has: "Invalid values: Argument: level, Given: "x", Choices: …", "Did you mean export?". */

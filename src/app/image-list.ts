@@ -2,6 +2,7 @@ import { FerryError, isFerryError } from '../errors.js';
 import { INPUT, readInputFile, readInputStream } from '../input-limits.js';
 import { formatPlatform, parsePlatforms, type Platform } from '../oci/platform.js';
 import { formatReference, parseReference, type Reference } from '../oci/reference.js';
+import { invocationStdin } from '../stream/stdin.js';
 
 export interface ListedImage {
   reference: Reference;
@@ -89,7 +90,7 @@ function platformsText(l: ListedImage): string {
 export async function readImageList(file: string): Promise<ListedImage[]> {
   let text: string;
   try {
-    text = (file === '-' ? await readInputStream(process.stdin, '<stdin>', INPUT.imageList) : await readInputFile(file, INPUT.imageList)).toString('utf8');
+    text = (file === '-' ? await readInputStream(invocationStdin(), '<stdin>', INPUT.imageList) : await readInputFile(file, INPUT.imageList)).toString('utf8');
   } catch (e) {
     if (isFerryError(e)) throw e;
     throw new FerryError('E_USAGE', `cannot read image list ${file}: ${(e as Error).message}`, { hint: 'pass the path of an images.list file with -f', cause: e });

@@ -10,6 +10,7 @@ import { describeCli, emptyRecording, type Recording, recordingArgv } from './de
 import { checkFlags } from './suggest.js';
 import { renderExamples } from './help.js';
 import { envName, loadSettings } from '../app/config.js';
+import { withStdin } from '../stream/stdin.js';
 
 /** The process's own streams: what `bin/ferry` runs with. */
 export function processIo(): CliIo {
@@ -89,9 +90,9 @@ export async function main(args: string[], io: CliIo = processIo(), opts: { sign
     // Mistyped flags first: "did you mean --output?" says more than "missing required argument: output".
     if (!helpAsked(argsIn)) checkFlags(argsIn, describeCli());
     let printed = '';
-    const argv = await parser.parseAsync(argsIn, { [INVOCATION]: inv }, (_err: unknown, _argv: unknown, output: string) => {
+    const argv = await withStdin(io.stdin, () => parser.parseAsync(argsIn, { [INVOCATION]: inv }, (_err: unknown, _argv: unknown, output: string) => {
       printed = output;
-    });
+    }));
     if (printed) {
       if (argv.help && shown.examples.length > 0) printed = `${printed.trimEnd()}\n\n${renderExamples(shown.examples, columns)}`;
       io.stdout.write(printed.endsWith('\n') ? printed : `${printed}\n`);

@@ -1,8 +1,8 @@
 // Runs the ferry CLI the way a user would. By default in this process, through
 // the same main() that bin/ferry calls, with captured streams, the given
 // environment and working directory (fast: no Node start-up per command).
-// A child process when the test needs one: stdin data, signals, or `process: true`
-// for exit codes and anything process-wide.
+// Stdin data goes to the invocation's stdin. A child process when the test needs
+// one: signals, or `process: true` for exit codes and anything process-wide.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { PassThrough, Readable } from 'node:stream';
@@ -51,7 +51,7 @@ export function testStateHome(): string {
 }
 
 export function runFerry(args: string[], opts: FerryRunOptions = {}): Promise<FerryResult> {
-  if (opts.process || opts.onSpawn || opts.input !== undefined || process.env['FERRY_TEST_PROCESS'] === '1') return runFerryProcess(args, opts);
+  if (opts.process || opts.onSpawn || process.env['FERRY_TEST_PROCESS'] === '1') return runFerryProcess(args, opts);
   return runFerryInProcess(args, opts);
 }
 
@@ -72,7 +72,7 @@ async function inProcess(args: string[], opts: FerryRunOptions): Promise<FerryRe
   const stderr = new PassThrough();
   stdout.on('data', (c: Buffer) => out.push(c));
   stderr.on('data', (c: Buffer) => err.push(c));
-  const stdin = Readable.from([]);
+  const stdin = Readable.from(opts.input === undefined ? [] : [typeof opts.input === 'string' ? Buffer.from(opts.input) : opts.input]);
   const saved = { ...process.env };
   const cwd = process.cwd();
   const overrides: Record<string, string | undefined> = { NO_COLOR: '1', XDG_STATE_HOME: testStateHome(), ...(opts.env ?? {}) };

@@ -11,6 +11,7 @@ import {
 import type { BundleInput } from './input.js';
 import { type BundleMetadata, type BundlePart, METADATA_MAX_BYTES, parseMetadata } from './metadata.js';
 import { type EntryStream, type TarEntry, TarReader } from './tar.js';
+import { invocationStdin } from '../../stream/stdin.js';
 
 export { HEAD_MAX_BYTES } from './bundle-head.js';
 
@@ -65,7 +66,7 @@ export class BundleSource extends BundleHead implements BundleInput {
     let where: string;
     if (typeof input === 'string') {
       where = input === '-' ? opts.name ?? 'stdin' : input;
-      raw = input === '-' ? process.stdin : createReadStream(input, { highWaterMark: 1 << 20 });
+      raw = input === '-' ? invocationStdin() : createReadStream(input, { highWaterMark: 1 << 20 });
     } else {
       raw = input;
       where = opts.name ?? 'stream';

@@ -32,7 +32,12 @@ export function socketLike(channel: Duplex): Duplex {
   s.once('close', () => timer && clearTimeout(timer));
   s.setTimeout = (ms: number, cb?: () => void) => {
     idleMs = ms;
-    if (cb) s.once('timeout', cb);
+    // As net.Socket: 0 with a callback takes that listener off (http does so after every
+    // response on a kept-alive connection); adding it instead piled up one per request.
+    if (cb) {
+      if (ms === 0) s.removeListener('timeout', cb);
+      else s.once('timeout', cb);
+    }
     arm();
     return s;
   };

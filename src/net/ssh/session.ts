@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
@@ -63,7 +64,12 @@ export class SshSession {
   private sftpSession: Promise<SFTPWrapper> | undefined;
   private closed = false;
   private lastError: Error | undefined;
-  private readonly drop = new AbortController();
+  /** Every SFTP request and tunnelled connection in flight listens to it: as many as --jobs allows, not a leak. */
+  private readonly drop = (() => {
+    const c = new AbortController();
+    setMaxListeners(0, c.signal);
+    return c;
+  })();
 
   private constructor(readonly endpoint: SshEndpoint, private readonly clients: Client[]) {
     const target = clients[clients.length - 1]!;

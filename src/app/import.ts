@@ -7,7 +7,7 @@ import type { CopyObserver } from '../copy/events.js';
 import { type CopyPlan, foreignLayersOf, type PlanFailure, type PlannedImage, planCopy, withoutBlobs } from '../copy/plan.js';
 import type { Digest } from '../oci/digest.js';
 import { asFerryError, FerryError } from '../errors.js';
-import { writeFileAtomic } from '../fsys/atomic.js';
+import { writeDocument } from '../fsys/atomic.js';
 import { type Owner, parseOwner, targetOwner } from '../fsys/owner.js';
 import type { FileSystemPort } from '../fsys/port.js';
 import { SftpFileSystem } from '../fsys/sftp.js';
@@ -373,7 +373,7 @@ async function writeReceipt(receipt: ImportReceipt, opts: ImportOptions, started
   const name = `${stamp}-${receipt.bundleId.slice(7, 19)}-${process.pid}.json`;
   const file = opts.receiptFile ? resolve(opts.receiptFile) : join(defaultReceiptDir(), name);
   try {
-    await writeFileAtomic(file, `${JSON.stringify({ ...receipt, receipt: undefined }, null, 2)}\n`);
+    await writeDocument(file, `${JSON.stringify({ ...receipt, receipt: undefined }, null, 2)}\n`);
     return { file };
   } catch (e) {
     const err = asFerryError(e);

@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import { FerryError } from '../errors.js';
-import { writeFileAtomic } from '../fsys/atomic.js';
+import { writeDocument } from '../fsys/atomic.js';
 import { isValidRegistry } from '../oci/reference.js';
 import { RegistryClient } from '../transports/registry/client.js';
 import { RegistrySource } from '../transports/registry/source.js';
@@ -76,7 +76,7 @@ export async function takeInventory(opts: InventoryOptions): Promise<InventoryRe
   }
   if (opts.output !== undefined && opts.output !== '-') {
     const output = resolve(opts.output);
-    await writeFileAtomic(output, serialiseInventory(inventory));
+    await writeDocument(output, serialiseInventory(inventory));
     return { inventory, output };
   }
   return { inventory };

@@ -1,7 +1,7 @@
 import { basename, dirname, join } from 'node:path';
 import { FerryError } from '../errors.js';
 import { INPUT, parseJsonInput, readInputFile } from '../input-limits.js';
-import { writeFileAtomic } from '../fsys/atomic.js';
+import { writeDocument } from '../fsys/atomic.js';
 import { type Digest, parseDigest } from '../oci/digest.js';
 import { parseVolumeName, volumeStem } from '../transports/bundle/volumes.js';
 
@@ -51,7 +51,7 @@ export function defaultReportPath(input: string): string {
 }
 
 export async function writeRepairReport(path: string, report: RepairReport): Promise<void> {
-  await writeFileAtomic(path, `${JSON.stringify(report, null, 2)}\n`);
+  await writeDocument(path, `${JSON.stringify(report, null, 2)}\n`);
 }
 
 export async function readRepairReport(path: string): Promise<RepairReport> {

@@ -1,5 +1,5 @@
 import { constants } from 'node:fs';
-import { chown, open, rename, rm } from 'node:fs/promises';
+import { chown, open, rename, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -63,6 +63,28 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, o
     await settleDirs([dirname(path)], opts);
   } catch (e) {
     await rm(tmp, { force: true });
+    throw naming(e, path);
+  }
+}
+
+/**
+ * A document the user named (an import receipt, an inventory, a repair report).
+ * A file is written as writeFileAtomic writes it. A device or pipe there
+ * (`/dev/null`, `/dev/stdout`, a FIFO) is written into, as a shell's `>` would:
+ * renaming a temp file over it replaced `/dev/null` itself with a regular file.
+ */
+export async function writeDocument(path: string, data: string | Uint8Array, opts: DurableWriteOptions = {}): Promise<void> {
+  // stat, not lstat: /dev/stdout is a link to the descriptor.
+  const st = await stat(path).catch(() => undefined);
+  if (!st || st.isFile() || st.isDirectory()) return writeFileAtomic(path, data, opts);
+  try {
+    const fh = await open(path, constants.O_WRONLY);
+    try {
+      await fh.writeFile(data);
+    } finally {
+      await fh.close();
+    }
+  } catch (e) {
     throw naming(e, path);
   }
 }

@@ -4,7 +4,8 @@
 // that cannot be written where they used to go (the import still succeeds), and a
 // prune that lists what it removed and warns about a registry already serving.
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, lstatSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, stat, symlink, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -252,6 +253,34 @@ describe('receipts are an audit record, not a reason to fail', () => {
     } finally {
       ro.unmount();
     }
+  });
+});
+
+describe('documents named on the command line', () => {
+  it('--receipt and inventory -o naming a device or a pipe write into it and leave it there (a temp file renamed over /dev/null replaced it with a regular file)', async () => {
+    const dir = env.path('special-documents');
+    await mkdir(dir, { recursive: true });
+    // A private null device, not /dev/null: a failure here must not break the machine.
+    const dev = join(dir, 'null');
+    execFileSync('mknod', ['-m', '666', dev, 'c', '1', '3']);
+    const fifo = join(dir, 'fifo');
+    execFileSync('mkfifo', [fifo]);
+
+    const imported = jsonOf<Receipt>(await ferryOk(['import', bundle, '--to', 'oci', join(dir, 'oci'), '--receipt', dev, '--json']));
+    expect(imported.receipt).toBe(dev);
+    expect(imported.warnings ?? []).toEqual([]);
+    expect(lstatSync(dev).isCharacterDevice(), 'the device is still a device').toBe(true);
+    await ferryOk(['inventory', '--bundle', bundle, '-o', dev]);
+    expect(lstatSync(dev).isCharacterDevice(), 'the device is still a device').toBe(true);
+
+    // A reader on the pipe gets the whole receipt (a child process: the pipe's open blocks until both ends are there).
+    const reading = readFile(fifo, 'utf8');
+    const piped = await runFerry(['import', bundle, '--to', 'oci', join(dir, 'oci2'), '--receipt', fifo, '-q'], { process: true });
+    expect(piped.code, piped.stderr).toBe(0);
+    const doc = JSON.parse(await reading) as Receipt;
+    expect(doc.images.length).toBeGreaterThan(0);
+    expect(doc.images.every((i) => i.status !== 'failed')).toBe(true);
+    expect(lstatSync(fifo).isFIFO(), 'the pipe is still a pipe').toBe(true);
   });
 });
 

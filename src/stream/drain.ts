@@ -23,3 +23,20 @@ export async function drain(stream: Readable, opts: { signal?: AbortSignal | und
   }
   await pipeline(stream, new Writable({ write: (_chunk, _encoding, done) => done() }), opts.signal ? { signal: opts.signal } : {});
 }
+
+/**
+ * Resolves when `out` takes more after a write() returned false, or is gone
+ * (closed, destroyed: a writer that then checks its state learns why).
+ */
+export function writable(out: NodeJS.WritableStream & { destroyed?: boolean; destroying?: boolean }): Promise<void> {
+  return new Promise((resolve) => {
+    if (out.destroyed === true || out.destroying === true) return resolve();
+    const go = (): void => {
+      out.off('drain', go);
+      out.off('close', go);
+      resolve();
+    };
+    out.on('drain', go);
+    out.on('close', go);
+  });
+}

@@ -1,6 +1,7 @@
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import tar from 'tar-stream';
 import { FerryError } from '../../errors.js';
+import { writable } from '../../stream/drain.js';
 
 /**
  * The bundle's tar framing on top of tar-stream. tar-stream encodes and
@@ -74,19 +75,9 @@ export class TarWriter {
     });
     done.catch(() => undefined); // awaited below; this only keeps an early failure from being unhandled
     sink.on('error', () => undefined); // the entry callback above reports it
-    const drained = (): Promise<void> => new Promise((resolve) => {
-      if (sink.destroying) return resolve();
-      const go = (): void => {
-        sink.off('drain', go);
-        sink.off('close', go);
-        resolve();
-      };
-      sink.on('drain', go);
-      sink.on('close', go);
-    });
     try {
       for await (const chunk of body) {
-        if (!sink.write(chunk)) await drained();
+        if (!sink.write(chunk)) await writable(sink);
         // The archive failed (output error, abort): `done` carries why.
         if (sink.destroying) break;
       }

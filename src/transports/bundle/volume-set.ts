@@ -7,6 +7,7 @@ import { asFerryError, FerryError, isFerryError } from '../../errors.js';
 import type { Digest } from '../../oci/digest.js';
 import type { Descriptor, Manifest } from '../../oci/manifest.js';
 import { type FileRange, VerifyStream } from '../../stream/verify.js';
+import { writable } from '../../stream/drain.js';
 import { expandFileGlobs } from '../../fsys/glob.js';
 import type { OpOptions, SequentialBlob, SourceImage } from '../types.js';
 import { type BundleCondition, type BundleInput, NOTHING_MISSING } from './input.js';
@@ -596,7 +597,7 @@ export class VolumeSetSource implements BundleInput {
   private join(first: Step, cursor: Lookahead<Step>, opts: OpOptions): { stream: Readable; done: Promise<void> } {
     const p0 = first.entry.part!;
     const digest = p0.digest;
-    // The whole layer is the consumer's to verify; a consumer that gives up destroys `out`, which ends the joining (drained() wakes on close).
+    // The whole layer is the consumer's to verify; a consumer that gives up destroys `out`, which ends the joining (writable() wakes on close).
     const out = new PassThrough({ highWaterMark: 1 << 20 });
     let at = first;
     const done = (async () => {
@@ -607,7 +608,7 @@ export class VolumeSetSource implements BundleInput {
         at.entry.stream.on('error', (e) => verify.destroy(e));
         for await (const chunk of at.entry.stream.pipe(verify) as AsyncIterable<Buffer>) {
           if (out.destroyed) return;
-          if (!out.write(chunk)) await drained(out);
+          if (!out.write(chunk)) await writable(out);
         }
         offset += p.size;
         if (k === p0.count - 1) break;
@@ -655,17 +656,4 @@ function heldLayers(members: readonly Member[]): Set<Digest> {
     }
   }
   return held;
-}
-
-/** Resolves when `out` takes more (or is gone). */
-function drained(out: PassThrough): Promise<void> {
-  return new Promise((resolve) => {
-    const go = (): void => {
-      out.off('drain', go);
-      out.off('close', go);
-      resolve();
-    };
-    out.on('drain', go);
-    out.on('close', go);
-  });
 }

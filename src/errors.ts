@@ -39,10 +39,10 @@ export type ErrorCode = keyof typeof EXIT_STATUS;
 
 export interface FerryErrorOptions {
   /** What the user should do about it; printed under the message. */
-  hint?: string;
-  cause?: unknown;
+  hint?: string | undefined;
+  cause?: unknown | undefined;
   /** Machine-readable facts (digest, file, line, image…) for --json output. Never credentials. */
-  details?: Record<string, unknown>;
+  details?: Record<string, unknown> | undefined;
 }
 
 export class FerryError extends Error {

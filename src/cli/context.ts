@@ -44,27 +44,27 @@ export interface CliContext {
 }
 
 export interface GlobalFlags {
-  json?: boolean;
-  quiet?: boolean;
-  progress?: ProgressMode;
-  debug?: boolean;
-  jobs?: number;
-  insecure?: boolean;
-  'insecure-registry'?: string[];
-  'plain-http'?: string[];
-  'ca-file'?: string;
-  username?: string;
-  'password-stdin'?: boolean;
-  ssh?: string;
-  'ssh-key'?: string[];
-  'ssh-jump'?: string;
-  'ssh-accept-new'?: boolean;
-  'ssh-passphrase-stdin'?: boolean;
-  'connect-timeout'?: number;
-  'idle-timeout'?: number;
+  json?: boolean | undefined;
+  quiet?: boolean | undefined;
+  progress?: ProgressMode | undefined;
+  debug?: boolean | undefined;
+  jobs?: number | undefined;
+  insecure?: boolean | undefined;
+  'insecure-registry'?: string[] | undefined;
+  'plain-http'?: string[] | undefined;
+  'ca-file'?: string | undefined;
+  username?: string | undefined;
+  'password-stdin'?: boolean | undefined;
+  ssh?: string | undefined;
+  'ssh-key'?: string[] | undefined;
+  'ssh-jump'?: string | undefined;
+  'ssh-accept-new'?: boolean | undefined;
+  'ssh-passphrase-stdin'?: boolean | undefined;
+  'connect-timeout'?: number | undefined;
+  'idle-timeout'?: number | undefined;
   [INVOCATION]?: Invocation;
   /** Bytes a second, parsed from `--min-rate` by its coerce. */
-  'min-rate'?: number;
+  'min-rate'?: number | undefined;
 }
 
 export function invocationOf(argv: GlobalFlags): Invocation {

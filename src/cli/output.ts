@@ -41,10 +41,10 @@ export interface Output {
 }
 
 export interface OutputFlags {
-  json?: boolean;
-  quiet?: boolean;
-  debug?: boolean;
-  progress?: ProgressMode;
+  json?: boolean | undefined;
+  quiet?: boolean | undefined;
+  debug?: boolean | undefined;
+  progress?: ProgressMode | undefined;
 }
 
 export function makeOutput(flags: OutputFlags, streams: { stdout: TextStream; stderr: TextStream }): Output {

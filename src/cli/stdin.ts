@@ -5,7 +5,7 @@ import { FerryError } from '../errors.js';
  * the bundle as the password and then find stdin empty ("bundle truncated"),
  * so the combination is refused up front with what to do instead.
  */
-export function refuseSharedStdin(argv: { username?: string; 'password-stdin'?: boolean; 'ssh-passphrase-stdin'?: boolean }, dataFromStdin: boolean, what: string): void {
+export function refuseSharedStdin(argv: { username?: string | undefined; 'password-stdin'?: boolean | undefined; 'ssh-passphrase-stdin'?: boolean | undefined }, dataFromStdin: boolean, what: string): void {
   if (!dataFromStdin) return;
   const secret = argv['password-stdin'] === true && argv.username !== undefined ? '--password-stdin' : argv['ssh-passphrase-stdin'] === true ? '--ssh-passphrase-stdin' : undefined;
   if (secret === undefined) return;

@@ -22,7 +22,7 @@ export const INVENTORY_SOURCE_KINDS: readonly InventorySourceKind[] = ['registry
 export interface InventoryImage {
   /** As the target names it: a registry's own path (`team/app`), a bundle's full name (`docker.io/library/nginx`). */
   repository: string;
-  tag?: string;
+  tag?: string | undefined;
   /** The top manifest (index or image manifest). */
   digest: Digest;
 }

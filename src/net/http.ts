@@ -19,26 +19,26 @@ export type ConnectionFactory = (target: { host: string; port: number }) => Prom
 
 export interface HttpOptions {
   /** Skip TLS certificate verification. */
-  insecure?: boolean;
+  insecure?: boolean | undefined;
   /** PEM file of extra CA certificates to trust. */
-  caFile?: string;
-  userAgent?: string;
-  connect?: ConnectionFactory;
+  caFile?: string | undefined;
+  userAgent?: string | undefined;
+  connect?: ConnectionFactory | undefined;
   /** From request start until the connection (and TLS handshake) is up. */
-  connectTimeoutMs?: number;
+  connectTimeoutMs?: number | undefined;
   /** Longest silence on an open connection, in either direction, before the request fails. */
-  idleTimeoutMs?: number;
+  idleTimeoutMs?: number | undefined;
   /** A response body bringing less than this, averaged over a window, fails (net/throughput.ts); 0 turns the rule off. */
-  minBytesPerSecond?: number;
+  minBytesPerSecond?: number | undefined;
   /** That window; default: the idle timeout, so that raising it for a slow link also widens the averaging. */
-  minRateWindowMs?: number;
+  minRateWindowMs?: number | undefined;
 }
 
 export interface HttpRequest {
   method: string;
   url: URL;
-  headers?: Record<string, string>;
-  body?: Buffer | Readable;
+  headers?: Record<string, string> | undefined;
+  body?: Buffer | Readable | undefined;
   signal?: AbortSignal | undefined;
 }
 

@@ -38,7 +38,7 @@ export interface SignatureLayer {
   payload: Digest;
   size: number;
   /** Base64 as cosign writes it; undefined when the layer lacks the annotation. */
-  signature?: string;
+  signature?: string | undefined;
   mediaType: string;
 }
 

@@ -178,7 +178,7 @@ class HashWorker {
     if (this.listeners.size === 0) this.worker.unref();
   }
 
-  post(message: { id: number; slot?: SharedArrayBuffer; index?: number; length?: number; drop?: true; cancel?: true; file?: true; fd?: number; offset?: number; size?: number; copyTo?: number }): void {
+  post(message: { id: number; slot?: SharedArrayBuffer | undefined; index?: number; length?: number; drop?: true; cancel?: true; file?: true; fd?: number; offset?: number; size?: number; copyTo?: number }): void {
     if (this.failure) throw this.failure;
     this.worker.postMessage(message);
   }

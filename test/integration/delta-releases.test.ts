@@ -86,9 +86,9 @@ async function ferryOk(args: string[]): Promise<string> {
 
 interface Meta {
   bundleId: string;
-  images: { repository: string; tag?: string; digest: string }[];
+  images: { repository: string; tag?: string | undefined; digest: string }[];
   blobs: { digest: string; size: number; kind: string }[];
-  delta?: { bases: { bundleId: string; metadataDigest: string }[]; omittedBlobs: { digest: string; size: number; kind: string }[] };
+  delta?: { bases: { bundleId: string; metadataDigest: string }[]; omittedBlobs: { digest: string; size: number; kind: string }[] } | undefined;
 }
 
 function sidecar(bundle: string): Meta {

@@ -63,7 +63,7 @@ const targetName = (name: string) => {
   const first = slash > 0 ? name.slice(0, slash) : '';
   return first.includes('.') || first.includes(':') || first === 'localhost' ? name.slice(slash + 1) : name;
 };
-const refOf = (x: { repository: string; tag?: string; digest: string }, name = x.repository) => (x.tag !== undefined ? `${name}:${x.tag}` : `${name}@${x.digest}`);
+const refOf = (x: { repository: string; tag?: string | undefined; digest: string }, name = x.repository) => (x.tag !== undefined ? `${name}:${x.tag}` : `${name}@${x.digest}`);
 
 /** index.json entries of an OCI layout, read without ferry: ref name → descriptor. */
 async function layoutEntries(dir: string): Promise<{ ref?: string; digest: string; mediaType: string }[]> {
@@ -184,7 +184,7 @@ describe('export --from what other tools write', () => {
       const meta = metadataOf((await readBundleTar(out)).find((e) => e.name === 'ferry.json')!.body!);
       const got = meta.images.map((i) => ({ repository: i.repository, ...(i.tag !== undefined ? { tag: i.tag } : {}), digest: i.digest, mediaType: i.mediaType }));
       const want = p.images.map((x) => ({ repository: x.repository, ...(x.tag !== undefined ? { tag: x.tag } : {}), digest: x.digest, mediaType: x.mediaType }));
-      const key = (x: { repository: string; tag?: string }) => `${x.repository}:${x.tag ?? ''}`;
+      const key = (x: { repository: string; tag?: string | undefined }) => `${x.repository}:${x.tag ?? ''}`;
       expect(got.sort((a, b) => key(a).localeCompare(key(b))), p.label).toEqual(want.sort((a, b) => key(a).localeCompare(key(b))));
       // The origin is the recorded name: no docker.io was made up for it.
       for (const i of meta.images) expect(i.origin, p.label).toBe(refOf(i));

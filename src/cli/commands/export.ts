@@ -10,23 +10,23 @@ import { describeConversions } from '../../copy/convert-oci.js';
 import { parseVolumeName } from '../../transports/bundle/volumes.js';
 
 interface Flags extends GlobalFlags {
-  file?: string;
-  images?: string[];
+  file?: string | undefined;
+  images?: string[] | undefined;
   output: string;
-  from?: string;
-  'registry-name'?: string;
-  'convert-oci'?: boolean;
-  'include-foreign'?: boolean;
-  compression?: 'none' | 'zstd';
-  level?: number;
-  platform?: string;
-  cache?: string;
-  'cache-max'?: string;
-  since?: string | string[];
-  referrers?: boolean;
-  split?: string;
-  repair?: string;
-  'skip-missing'?: boolean;
+  from?: string | undefined;
+  'registry-name'?: string | undefined;
+  'convert-oci'?: boolean | undefined;
+  'include-foreign'?: boolean | undefined;
+  compression?: 'none' | 'zstd' | undefined;
+  level?: number | undefined;
+  platform?: string | undefined;
+  cache?: string | undefined;
+  'cache-max'?: string | undefined;
+  since?: string | string[] | undefined;
+  referrers?: boolean | undefined;
+  split?: string | undefined;
+  repair?: string | undefined;
+  'skip-missing'?: boolean | undefined;
 }
 
 export const exportCommand: CommandModule<GlobalFlags, Flags> = {

@@ -8,17 +8,17 @@ import { progressObserver } from '../progress.js';
 
 interface Flags extends GlobalFlags {
   bundle: string;
-  volumes?: string[];
+  volumes?: string[] | undefined;
   to: string[];
-  image?: string[];
-  rename?: string[];
-  prune?: boolean;
-  receipt?: string;
-  owner?: string;
-  platform?: string;
-  base?: string | string[];
-  'convert-oci'?: boolean;
-  'dry-run'?: boolean;
+  image?: string[] | undefined;
+  rename?: string[] | undefined;
+  prune?: boolean | undefined;
+  receipt?: string | undefined;
+  owner?: string | undefined;
+  platform?: string | undefined;
+  base?: string | string[] | undefined;
+  'convert-oci'?: boolean | undefined;
+  'dry-run'?: boolean | undefined;
 }
 
 export const importCommand: CommandModule<GlobalFlags, Flags> = {

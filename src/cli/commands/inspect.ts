@@ -4,8 +4,8 @@ import { refuseSharedStdin } from '../stdin.js';
 
 interface Flags extends GlobalFlags {
   bundle: string;
-  volumes?: string[];
-  metadata?: boolean;
+  volumes?: string[] | undefined;
+  metadata?: boolean | undefined;
 }
 
 export const inspectCommand: CommandModule<GlobalFlags, Flags> = {

@@ -3,10 +3,10 @@ import { contextFrom, type GlobalFlags } from '../context.js';
 import { formatBytes } from '../output.js';
 
 interface Flags extends GlobalFlags {
-  registry?: string;
-  layout?: string;
-  bundle?: string[];
-  output?: string;
+  registry?: string | undefined;
+  layout?: string | undefined;
+  bundle?: string[] | undefined;
+  output?: string | undefined;
 }
 
 export const inventoryCommand: CommandModule<GlobalFlags, Flags> = {

@@ -1,4 +1,4 @@
-import type { CommandModule } from 'yargs';
+import type { Argv, CommandModule } from 'yargs';
 import { FerryError } from '../../errors.js';
 import { contextFrom, type GlobalFlags } from '../context.js';
 import { askLine, canAsk } from '../prompt.js';
@@ -15,7 +15,9 @@ export const loginCommand: CommandModule<GlobalFlags, Flags> = {
     .option('username', { alias: 'u', type: 'string', requiresArg: true, describe: 'user name (asked on a terminal when not given)' })
     .option('password-stdin', { type: 'boolean', describe: 'read the password (or token) from the first line of stdin instead of asking' })
     .example('$0 login harbor.corp.local -u ops', 'asks for the password without echoing it')
-    .example('printf \'%s\\n\' "$TOKEN" | $0 login harbor.corp.local -u robot$ci --password-stdin', 'from a script'),
+    .example('printf \'%s\\n\' "$TOKEN" | $0 login harbor.corp.local -u robot$ci --password-stdin', 'from a script') as unknown as Argv<Flags>,
+  // (The cast: two global flags declared again here, with -u and login's wording, make yargs'
+  // inferred type one that exactOptionalPropertyTypes cannot match to Flags; the values are the same.)
   handler: async (argv) => {
     // Loaded on use: --help and --version stay fast, and a command pays only for what it needs.
     const { login, renderLogin } = await import('../../app/login.js');

@@ -7,8 +7,8 @@ import { progressObserver } from '../progress.js';
 interface Flags extends GlobalFlags {
   bundles: string[];
   output: string;
-  compression?: 'none' | 'zstd';
-  level?: number;
+  compression?: 'none' | 'zstd' | undefined;
+  level?: number | undefined;
 }
 
 export const mergeCommand: CommandModule<GlobalFlags, Flags> = {

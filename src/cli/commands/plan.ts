@@ -3,14 +3,14 @@ import { parsePlatforms } from '../../oci/platform.js';
 import { contextFrom, type GlobalFlags } from '../context.js';
 
 interface Flags extends GlobalFlags {
-  file?: string;
-  images?: string[];
-  since?: string | string[];
-  platform?: string;
-  cache?: string;
-  'cache-max'?: string;
-  split?: string;
-  'skip-missing'?: boolean;
+  file?: string | undefined;
+  images?: string[] | undefined;
+  since?: string | string[] | undefined;
+  platform?: string | undefined;
+  cache?: string | undefined;
+  'cache-max'?: string | undefined;
+  split?: string | undefined;
+  'skip-missing'?: boolean | undefined;
 }
 
 export const planCommand: CommandModule<GlobalFlags, Flags> = {

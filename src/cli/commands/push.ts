@@ -6,17 +6,17 @@ import { progressObserver } from '../progress.js';
 
 interface Flags extends GlobalFlags {
   bundle: string;
-  volumes?: string[];
+  volumes?: string[] | undefined;
   to: string;
-  image?: string[];
-  'project-map'?: string[];
-  receipt?: string;
-  'create-projects'?: boolean;
-  'public-projects'?: boolean;
-  'dry-run'?: boolean;
-  'on-existing-tag'?: OnExistingTag;
-  flatten?: string;
-  base?: string | string[];
+  image?: string[] | undefined;
+  'project-map'?: string[] | undefined;
+  receipt?: string | undefined;
+  'create-projects'?: boolean | undefined;
+  'public-projects'?: boolean | undefined;
+  'dry-run'?: boolean | undefined;
+  'on-existing-tag'?: OnExistingTag | undefined;
+  flatten?: string | undefined;
+  base?: string | string[] | undefined;
 }
 
 /** app/push.ts's ON_EXISTING_TAG, repeated so --help does not load the push machinery. */

@@ -4,17 +4,17 @@ import { contextFrom, type GlobalFlags } from '../context.js';
 import { path, seconds, single } from '../flags.js';
 
 interface Flags extends GlobalFlags {
-  bundles?: string[];
-  layout?: string;
-  oci?: string;
-  listen?: string;
-  tlsCert?: string;
-  tlsKey?: string;
-  htpasswd?: string;
-  rename?: string[];
-  prefix?: string;
-  shutdownTimeout?: number;
-  cache?: string;
+  bundles?: string[] | undefined;
+  layout?: string | undefined;
+  oci?: string | undefined;
+  listen?: string | undefined;
+  tlsCert?: string | undefined;
+  tlsKey?: string | undefined;
+  htpasswd?: string | undefined;
+  rename?: string[] | undefined;
+  prefix?: string | undefined;
+  shutdownTimeout?: number | undefined;
+  cache?: string | undefined;
 }
 
 export const serveCommand: CommandModule<GlobalFlags, Flags> = {

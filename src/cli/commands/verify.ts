@@ -6,10 +6,10 @@ import { progressObserver } from '../progress.js';
 
 interface Flags extends GlobalFlags {
   bundle: string;
-  volumes?: string[];
-  key?: string;
-  requireSigned?: boolean;
-  report?: string;
+  volumes?: string[] | undefined;
+  key?: string | undefined;
+  requireSigned?: boolean | undefined;
+  report?: string | undefined;
 }
 
 export const verifyCommand: CommandModule<GlobalFlags, Flags> = {

@@ -31,7 +31,7 @@ export const entryBytes = (size: number): number => BLOCK + size + padding(size)
 export interface TailEntry {
   readonly name: string;
   readonly blob: BundleBlob;
-  readonly part?: BundlePart;
+  readonly part?: BundlePart | undefined;
 }
 
 /** A TailEntry whose name is made when asked: kept for every layer, the names were 30,000 strings at 10,000 images. */

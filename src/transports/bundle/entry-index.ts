@@ -55,9 +55,9 @@ export interface IndexOrigin {
   /** `kept`: read from a kept index; `built`: from the headers (first start, or the kept one was stale). */
   how: 'kept' | 'built';
   /** Why a kept index was not used, when one existed. */
-  stale?: string;
+  stale?: string | undefined;
   /** Where the index is kept now; undefined when neither place could be written. */
-  file?: string;
+  file?: string | undefined;
 }
 
 /**

@@ -46,7 +46,7 @@ export interface BundleImage {
   origin: string;
   /** Full name with registry host (`docker.io/library/nginx`), or without one for images from a place that has none (`python`). */
   repository: string;
-  tag?: string;
+  tag?: string | undefined;
   /** The stored top manifest (index or image manifest). */
   digest: Digest;
   mediaType: string;
@@ -54,7 +54,7 @@ export interface BundleImage {
   /** Bytes of every manifest, config and layer of this image, each counted once. */
   size: number;
   /** The index the origin resolved to, when a platform filter replaced it. */
-  sourceDigest?: Digest;
+  sourceDigest?: Digest | undefined;
 }
 
 export interface BundleBase {
@@ -84,21 +84,21 @@ export interface BundleMetadata {
   images: BundleImage[];
   blobs: BundleBlob[];
   totals: BundleTotals;
-  delta?: BundleDelta;
+  delta?: BundleDelta | undefined;
   /**
    * Only in a split bundle whose export cut layers across volumes (spec/bundle.md §9.2):
    * every part of every cut layer. Part of the whole bundle's metadata (STEM.ferry.json and
    * every volume's), so a volume's own part records are checked against the set's.
    */
-  split?: BundleSplit;
+  split?: BundleSplit | undefined;
   /**
    * Foreign (non-distributable) layers the images reference whose bytes the
    * bundle does not hold by design (spec/bundle.md §2.2): their consumers fetch
    * them from the descriptor's `urls`. Absent when there are none.
    */
-  foreignBlobs?: BundleBlob[];
+  foreignBlobs?: BundleBlob[] | undefined;
   /** Only in one volume of a split bundle (spec/bundle.md "Volumes"): which of `blobs` this file holds. */
-  volume?: BundleVolume;
+  volume?: BundleVolume | undefined;
 }
 
 /** The cut of a split bundle: how many volumes, and each part of each cut layer with the volume holding it. */

@@ -22,7 +22,7 @@ import { type CheckedVolume, checkVolumeSet, isUnreadableBundleError, type Volum
 /** A given volume as the reader uses it. */
 interface Member extends CheckedVolume {
   /** Read at random: the file, open (its entries located) since the set was opened. */
-  source?: FileBundleSource;
+  source?: FileBundleSource | undefined;
 }
 
 /** One entry of one volume, as the volumes are read in order. */

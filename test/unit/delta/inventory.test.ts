@@ -10,7 +10,7 @@ import { canonicalJson } from '../../../src/transports/bundle/metadata.js';
 
 const d = (s: string): Digest => `sha256:${createHash('sha256').update(s).digest('hex')}` as Digest;
 
-function inv(images: { repository: string; tag?: string; digest: Digest }[], blobs: [string, number][]) {
+function inv(images: { repository: string; tag?: string | undefined; digest: Digest }[], blobs: [string, number][]) {
   return buildInventory({ source: { kind: 'registry-layout', description: 'test' }, images, blobs: blobs.map(([s, size]) => ({ digest: d(s), size })) });
 }
 

@@ -42,7 +42,8 @@ describe('HttpClient timeouts', () => {
         res.write(Buffer.alloc(10));
       }),
     );
-    const client = new HttpClient({ idleTimeoutMs: 300 });
+    // The minimum-rate rule off: averaged over the same 300 ms, it raced the idle timeout (under load it won).
+    const client = new HttpClient({ idleTimeoutMs: 300, minBytesPerSecond: 0 });
     const res = await client.request({ method: 'GET', url: new URL(`http://127.0.0.1:${port}/`) });
     const err = await rejection(readCapped(res.body, 10_000));
     client.close();

@@ -152,23 +152,7 @@ export class TargetTree implements FileSystemPort {
   }
 
   async writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
-    await this.prepareFile(path);
-    const tmp = tempPathFor(path);
-    try {
-      const fh = await openNew(tmp);
-      try {
-        await this.seal(fh);
-        await fh.writeFile(data);
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await rename(tmp, path);
-      this.batch.note(dirname(path));
-    } catch (e) {
-      await rm(tmp, { force: true });
-      throw naming(e, path);
-    }
+    await this.publish(path, (fh) => fh.writeFile(data));
   }
 
   async streamToFileAtomic(path: string, data: Readable, signal?: AbortSignal): Promise<void> {
@@ -205,13 +189,18 @@ export class TargetTree implements FileSystemPort {
    * settles: the descriptor is closed then.
    */
   async fillFileAtomic(path: string, fill: (fd: number) => Promise<void>): Promise<void> {
+    await this.publish(path, (fh) => fill(fh.fd));
+  }
+
+  /** A new file at `path`, written by `write` under a temp name, fsynced, then renamed into place; removed if anything fails. */
+  private async publish(path: string, write: (fh: FileHandle) => Promise<void>): Promise<void> {
     await this.prepareFile(path);
     const tmp = tempPathFor(path);
     try {
       const fh = await openNew(tmp);
       try {
         await this.seal(fh);
-        await fill(fh.fd);
+        await write(fh);
         await fh.sync();
       } finally {
         await fh.close();

@@ -7,7 +7,7 @@ import { FerryError } from '../errors.js';
 import type { Platform } from '../oci/platform.js';
 import { DOCKER_HUB, formatReference, fullName, type Reference } from '../oci/reference.js';
 import { BundleDestination } from '../transports/bundle/writer.js';
-import type { ImageSource } from '../transports/types.js';
+import type { ImageSource, SourceImage } from '../transports/types.js';
 import { TOOL_VERSION } from '../version.js';
 import { cacheMaxBytes, defaultCacheDir } from './cache-dir.js';
 import { BlobStore } from '../store/blob-store.js';
@@ -338,10 +338,12 @@ async function resolveSourceAndRequests(opts: ExportOptions, prefixes: () => Pre
         return r;
       });
       refuseNameClashes(requests, held.map((h) => h.digest), opts.from);
-      // With a list, take just those; each listed name is matched against the names found and as recorded.
-      const wanted = listed.length === 0 ? requests : requests.filter((r) => listed.some((l) => listedNames(l.reference).some((n) => n === r.sourceRepository || n === r.targetRepository)));
-      if (wanted.length === 0) throw new FerryError('E_NOT_FOUND', `--from ${opts.from}: no images found${listed.length ? ' matching the list' : ''}`, { hint: 'check the path and that it holds tagged images' });
-      return { source, requests: wanted, resumedBytes: () => 0, whereOf: new Map() };
+      if (listed.length === 0) {
+        if (requests.length === 0) throw new FerryError('E_NOT_FOUND', `--from ${opts.from}: no images found`, { hint: 'check the path and that it holds tagged images' });
+        return { source, requests, resumedBytes: () => 0, whereOf: new Map() };
+      }
+      const { wanted, whereOf } = selectListed(listed, held, requests, host);
+      return { source, requests: wanted, resumedBytes: () => 0, whereOf };
     } catch (e) {
       await source.close();
       throw e;
@@ -359,6 +361,55 @@ async function resolveSourceAndRequests(opts: ExportOptions, prefixes: () => Pre
   // Registry fetches resume from what a killed run wrote into the bundle's work file (continued by this run).
   const registries = openRegistries(opts.registry, prefixes);
   return { source: registries.source, requests, resumedBytes: registries.resumedBytes, whereOf: new Map(listed.map((l) => [formatReference(l.reference), l.where])) };
+}
+
+/**
+ * With a list, `--from` takes exactly the listed images: `app:1.0` that tag,
+ * `app@sha256:…` that manifest (a bare `app` is `app:latest`, as everywhere).
+ * A line the place does not hold becomes a request the source answers
+ * "not found", so it fails the export like a vanished registry image does
+ * (or is left out and reported with --skip-missing): never silently dropped.
+ */
+function selectListed(listed: readonly ListedImage[], held: readonly SourceImage[], requests: readonly ImageRequest[], host: string | undefined): { wanted: ImageRequest[]; whereOf: Map<string, string> } {
+  const wanted: ImageRequest[] = [];
+  const whereOf = new Map<string, string>();
+  const taken = new Set<string>();
+  const take = (r: ImageRequest, where: string): void => {
+    const key = `${r.sourceRepository}\n${r.sourceReference}\n${r.targetRepository}\n${r.targetTag ?? ''}`;
+    if (taken.has(key)) return;
+    taken.add(key);
+    wanted.push(r);
+    whereOf.set(r.origin, where);
+  };
+  for (const l of listed) {
+    const names = listedNames(l.reference);
+    const sameName = held.flatMap((h, i) => (names.includes(h.repository) || names.includes(requests[i]!.targetRepository) ? [i] : []));
+    const pinned = l.reference.digest;
+    const found = sameName.filter((i) => (pinned !== undefined ? held[i]!.digest === pinned : held[i]!.tag === l.reference.tag));
+    const platforms = l.platforms ? { platforms: l.platforms } : {};
+    if (pinned !== undefined && found.length > 0) {
+      // One manifest, however many tags the place gives it: recorded under the listed tag, or by digest.
+      const i = found.find((j) => l.reference.tag === undefined || held[j]!.tag === l.reference.tag) ?? found[0]!;
+      const base = requests[i]!;
+      const r: ImageRequest = { sourceRepository: base.sourceRepository, sourceReference: pinned, targetRepository: base.targetRepository, origin: originAt(base.targetRepository, l.reference), ...platforms };
+      if (l.reference.tag !== undefined) r.targetTag = l.reference.tag;
+      take(r, l.where);
+    } else if (found.length > 0) {
+      for (const i of found) take({ ...requests[i]!, ...platforms }, l.where);
+    } else {
+      const repository = sameName.length > 0 ? held[sameName[0]!]!.repository : l.reference.repository;
+      const name = host === undefined ? repository : qualifyName(repository, host);
+      const r: ImageRequest = { sourceRepository: repository, sourceReference: pinned ?? l.reference.tag!, targetRepository: name, origin: originAt(name, l.reference), ...platforms };
+      if (l.reference.tag !== undefined) r.targetTag = l.reference.tag;
+      take(r, l.where);
+    }
+  }
+  return { wanted, whereOf };
+}
+
+/** A listed image as the place names it (`team/app:1.0`, not `docker.io/team/app:1.0`): what it records and reports. */
+function originAt(name: string, ref: Reference): string {
+  return `${name}${ref.tag !== undefined ? `:${ref.tag}` : ''}${ref.digest !== undefined ? `@${ref.digest}` : ''}`;
 }
 
 /**

@@ -137,6 +137,7 @@ export interface ExportCacheReport extends TrimReport {
 export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
   const started = Date.now();
   // Flags first: a wrong value should not wait for bases, folders or registries.
+  if (opts.from !== undefined) parseLocation(opts.from, '--from', SOURCE_KINDS);
   if (opts.registryName !== undefined) {
     if (!opts.from) throw new FerryError('E_USAGE', '--registry-name names the registry of images read with --from; images pulled from a registry already carry theirs', { hint: 'drop --registry-name, or add --from KIND:PATH' });
     parseRegistryName(opts.registryName);

@@ -66,6 +66,8 @@ interface Kind {
   name: KindName;
   /** What LOCATION is, for messages and help. */
   location: string;
+  /** `KIND:LOCATION` as a user would write it, for hints. */
+  example: string;
   /** LOCATION is a path on this machine (checked for room and writability before the first byte). */
   path: boolean;
   source?: (location: string, env: OpenEnv) => Promise<ImageSource>;
@@ -74,7 +76,7 @@ interface Kind {
 
 const KINDS: readonly Kind[] = [
   {
-    name: 'registry', location: 'HOST[:PORT][/PREFIX]', path: false,
+    name: 'registry', location: 'HOST[:PORT][/PREFIX]', example: 'registry:harbor.corp.local/mirror', path: false,
     async destination(location, env) {
       const { host, prefix } = registryLocation(location);
       const registry = connectionFor(env.access, host);
@@ -83,7 +85,7 @@ const KINDS: readonly Kind[] = [
     },
   },
   {
-    name: 'registry-layout', location: 'DIR', path: true,
+    name: 'registry-layout', location: 'DIR', example: 'registry-layout:/var/lib/registry', path: true,
     async source(location) {
       const { openStorageLayoutSource } = await import('../transports/storage/index.js');
       return openStorageLayoutSource(resolve(location));
@@ -102,7 +104,7 @@ const KINDS: readonly Kind[] = [
     },
   },
   {
-    name: 'skopeo-dir', location: 'DIR', path: true,
+    name: 'skopeo-dir', location: 'DIR', example: 'skopeo-dir:./images', path: true,
     async source(location) {
       const { openSkopeoDirSource } = await import('../transports/dir/index.js');
       return openSkopeoDirSource(resolve(location));
@@ -114,7 +116,7 @@ const KINDS: readonly Kind[] = [
     },
   },
   {
-    name: 'oci', location: 'DIR', path: true,
+    name: 'oci', location: 'DIR', example: 'oci:./out', path: true,
     async source(location) {
       const { openOciLayoutSource } = await import('../transports/oci-layout/index.js');
       return openOciLayoutSource(resolve(location));
@@ -126,7 +128,7 @@ const KINDS: readonly Kind[] = [
     },
   },
   {
-    name: 'docker-archive', location: 'FILE', path: true,
+    name: 'docker-archive', location: 'FILE', example: 'docker-archive:./images.tar', path: true,
     async destination(location, env) {
       const { openDockerArchive } = await import('../transports/docker-archive/index.js');
       const path = resolve(location);
@@ -134,7 +136,7 @@ const KINDS: readonly Kind[] = [
     },
   },
   {
-    name: 'bundle', location: 'FILE', path: true,
+    name: 'bundle', location: 'FILE', example: 'bundle:./release.tar', path: true,
     async source(location) {
       // A split bundle comes as its .sha256 list or its volumes' set; joined here into one source.
       const { openBundle } = await import('../transports/bundle/input.js');
@@ -167,15 +169,22 @@ export function isKind(name: string): name is KindName {
  */
 export function parseLocation(spec: string, flag: string, allowed: readonly KindName[], bareRegistry = false): Location {
   const help = `${flag} KIND:LOCATION with KIND one of ${allowed.join(', ')}`;
+  const examples = allowed.map((k) => `${flag} ${kindNamed(k)!.example}`).join(', ');
+  if (/^https?:\/\//i.test(spec) && allowed.includes('registry')) {
+    throw new FerryError('E_USAGE', `${flag} ${JSON.stringify(spec.slice(0, 200))}: a registry is named without a scheme`, {
+      hint: `write ${flag} ${spec.replace(/^https?:\/\//i, '').split('/')[0] || 'HOST'}/PREFIX (add --plain-http HOST for a registry without TLS)`, details: { flag, value: spec.slice(0, 200) },
+    });
+  }
+  if (isKind(spec)) {
+    throw new FerryError('E_USAGE', `${flag} ${spec}: the kind without its ${kindNamed(spec)!.location}`, { hint: `one word, kind and place: e.g. ${flag} ${kindNamed(spec)!.example}`, details: { flag, value: spec } });
+  }
   if (spec.startsWith('docker://') && allowed.includes('registry')) return checked({ kind: 'registry', location: spec.slice('docker://'.length) }, flag, allowed);
   const colon = spec.indexOf(':');
   const kind = colon > 0 ? spec.slice(0, colon) : '';
   const rest = spec.slice(colon + 1);
   if (colon > 0 && isKind(kind) && !(kind === 'registry' && /^\d+(\/|$)/.test(rest))) return checked({ kind, location: rest }, flag, allowed);
   if (bareRegistry && allowed.includes('registry') && isValidRegistry(spec.split('/')[0]!)) return checked({ kind: 'registry', location: spec }, flag, allowed);
-  throw new FerryError('E_USAGE', `${flag} ${JSON.stringify(spec.slice(0, 200))}: expected ${help}`, {
-    hint: 'e.g. registry-layout:/var/lib/registry, oci:./out, skopeo-dir:./images, registry:harbor.corp.local/mirror', details: { flag, value: spec.slice(0, 200) },
-  });
+  throw new FerryError('E_USAGE', `${flag} ${JSON.stringify(spec.slice(0, 200))}: expected ${help}`, { hint: `e.g. ${examples}`, details: { flag, value: spec.slice(0, 200) } });
 }
 
 /** The old two-word form `--to KIND TARGET`, read into the same Location. */
@@ -191,6 +200,7 @@ function checked(loc: Location, flag: string, allowed: readonly KindName[]): Loc
   if (!allowed.includes(loc.kind)) throw new FerryError('E_USAGE', `${flag} ${loc.kind}:…: ${loc.kind} cannot be used here`, { hint: `use one of ${allowed.join(', ')}` });
   // An empty path would resolve to the working directory and quietly read or write there.
   if (loc.location.trim() === '') throw new FerryError('E_USAGE', `${flag} ${loc.kind}: the ${kind.location} is empty`, { hint: `name it: ${flag} ${loc.kind}:${kind.location}` });
+  if (kind.path) refuseTilde(loc.location, `${flag} ${loc.kind}:${loc.location}`);
   if (loc.kind === 'registry') registryLocation(loc.location, flag);
   return loc;
 }
@@ -203,6 +213,44 @@ export function registryLocation(location: string, flag = '--to'): { host: strin
   if (!isValidRegistry(host)) throw new FerryError('E_USAGE', `${flag} ${location}: "${host}" is not a registry host[:port]`, { hint: 'e.g. harbor.corp.local or 10.0.0.5:5000/mirror' });
   if (prefix) validateRepository(prefix, `${flag} ${location}`);
   return { host, prefix };
+}
+
+/** The kind a word names with its `KIND:` prefix, if it has one (`oci:./x` → oci). */
+export function kindPrefix(word: string): KindName | undefined {
+  const colon = word.indexOf(':');
+  const kind = colon > 0 ? word.slice(0, colon) : '';
+  return isKind(kind) ? kind : undefined;
+}
+
+/**
+ * A bundle named where a command reads bundles (its file arguments, --base,
+ * inventory --bundle): a path, or `bundle:PATH` as --from writes it. Another
+ * kind is a place, not a bundle, and says how to bundle it. A file whose name
+ * starts like a kind is written `./oci:name`.
+ */
+export function bundlePath(word: string, what: string): string {
+  const colon = word.indexOf(':');
+  const kind = colon > 0 ? word.slice(0, colon) : '';
+  if (word.startsWith('docker://') || (isKind(kind) && kind !== 'bundle')) {
+    throw new FerryError('E_USAGE', `${what} ${JSON.stringify(word.slice(0, 200))}: names ${word.startsWith('docker://') ? 'a registry' : `a place of kind ${kind}`}, and this takes a bundle file`, {
+      hint: `${word.startsWith('docker://') ? 'bundle its images first: ferry export IMAGE… -o B.tar' : SOURCE_KINDS.includes(kind as KindName) ? `bundle it first: ferry export --from ${word.slice(0, 200)} -o B.tar` : 'give the bundle file'}; a file whose name starts like that is written ./${word.slice(0, 200)}`,
+      details: { value: word.slice(0, 200) },
+    });
+  }
+  if (kind !== 'bundle') return word;
+  const path = word.slice(colon + 1);
+  if (path.trim() === '') throw new FerryError('E_USAGE', `${what} bundle: the FILE is empty`, { hint: 'name it: bundle:./release.tar' });
+  refuseTilde(path, `${what} ${word}`);
+  return path;
+}
+
+/** `oci:~/x`: no shell expands `~` after a colon, so it would name a folder `~` here, beside the real home. */
+function refuseTilde(path: string, shown: string): void {
+  if (path === '~' || path.startsWith('~/')) {
+    throw new FerryError('E_USAGE', `${shown}: "~" is not expanded here (the shell expands it only at the start of a word), and would be a folder named "~"`, {
+      hint: `write $HOME instead of ~ (the shell expands $HOME anywhere): ${shown.split(' ').pop()!.replace('~', '$HOME')}`, details: { value: shown },
+    });
+  }
 }
 
 /** Whether LOCATION of this kind is a path on this machine. */

@@ -123,6 +123,12 @@ export function describeCli(): CliSpec {
   return cached;
 }
 
+/**
+ * Flags yargs reads as a list only so the older two words (`import --to KIND TARGET`)
+ * still parse: given once all the same, which is checked with the single-valued ones.
+ */
+export const GIVEN_ONCE: Readonly<Record<string, readonly string[]>> = { import: ['to'] };
+
 /** Every spelling yargs accepts for these options: names, aliases, and --no-X for booleans. */
 export function acceptedFlags(options: readonly OptionSpec[]): Set<string> {
   const out = new Set<string>();

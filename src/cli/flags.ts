@@ -1,4 +1,34 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { bundlePath } from '../app/locations.js';
 import { FerryError } from '../errors.js';
+
+/**
+ * yargs passes on only the message of what a coerce function threw (as a bare
+ * YError): the errors are kept here, per invocation, so the one reported keeps
+ * its hint and details.
+ */
+const thrownByCoerce = new AsyncLocalStorage<Map<string, FerryError>>();
+
+export function withCoerceErrors<T>(run: () => T): T {
+  return thrownByCoerce.run(new Map(), run);
+}
+
+/** The FerryError a coerce function threw with this message, in this invocation. */
+export function coerceError(message: string | undefined): FerryError | undefined {
+  return message === undefined ? undefined : thrownByCoerce.getStore()?.get(message);
+}
+
+/** A coerce function whose FerryError reaches the user whole. */
+export function kept<R>(coerce: (v: unknown) => R): (v: unknown) => R {
+  return (v) => {
+    try {
+      return coerce(v);
+    } catch (e) {
+      if (e instanceof FerryError) thrownByCoerce.getStore()?.set(e.message, e);
+      throw e;
+    }
+  };
+}
 
 /**
  * Checks for flag values that yargs parses but does not judge: `--jobs abc` is
@@ -6,35 +36,35 @@ import { FerryError } from '../errors.js';
  * `coerce` function, so a bad value fails parsing, before the command starts.
  */
 export function wholeNumber(flag: string, min: number, max: number, example: number): (v: unknown) => number | undefined {
-  return (v) => {
+  return kept((v) => {
     if (v === undefined) return undefined;
     const n = typeof v === 'number' ? v : typeof v === 'string' ? Number(v.trim()) : NaN;
     if (Array.isArray(v) || !Number.isInteger(n) || n < min || n > max) {
       throw new FerryError('E_USAGE', `--${flag} ${shown(v)}: not a whole number from ${min} to ${max} (e.g. --${flag} ${example})`, { hint: `e.g. --${flag} ${example}` });
     }
     return n;
-  };
+  });
 }
 
 /** Seconds, fractions allowed (a timeout). */
 export function seconds(flag: string, max: number, example: number): (v: unknown) => number | undefined {
-  return (v) => {
+  return kept((v) => {
     if (v === undefined) return undefined;
     const n = typeof v === 'number' ? v : typeof v === 'string' ? Number(v.trim()) : NaN;
     if (Array.isArray(v) || !Number.isFinite(n) || n <= 0 || n > max) {
       throw new FerryError('E_USAGE', `--${flag} ${shown(v)}: not a number of seconds above 0 and at most ${max} (e.g. --${flag} ${example})`, { hint: `e.g. --${flag} ${example}` });
     }
     return n;
-  };
+  });
 }
 
 /** A flag given once: yargs turns a repeated scalar flag into an array, which would be read as garbage further on. */
 export function single(flag: string): (v: unknown) => string | undefined {
-  return (v) => {
+  return kept((v) => {
     if (v === undefined) return undefined;
     if (Array.isArray(v)) throw new FerryError('E_USAGE', `--${flag} was given ${v.length} times`, { hint: `give --${flag} once`, details: { flag: `--${flag}` } });
     return typeof v === 'string' ? v : JSON.stringify(v);
-  };
+  });
 }
 
 /** The value as typed when it is plain, quoted when it holds anything else (an empty string, spaces, controls). */
@@ -45,10 +75,28 @@ function shown(v: unknown): string {
 
 /** A file or directory name: an empty one would resolve to the working directory. */
 export function path(flag: string): (v: unknown) => string | undefined {
-  return (v) => {
+  return kept((v) => {
     if (v === undefined) return undefined;
     const text = single(flag)(v)!;
     if (text.trim() === '') throw new FerryError('E_USAGE', `--${flag} is empty: it needs a file or directory name`, { hint: `give --${flag} a path` });
     return text;
-  };
+  });
+}
+
+/**
+ * Bundle files where a command reads bundles: a path, `-` for stdin where the
+ * command takes it, or `bundle:PATH` (the one location syntax); another kind
+ * (`oci:DIR`) is refused, saying how to bundle it.
+ */
+export function bundleFile(what: string): (v: unknown) => string {
+  return kept((v) => {
+    const word = v === '' || v === true || v === undefined ? '-' : typeof v === 'string' ? v : JSON.stringify(v);
+    return word === '-' ? word : bundlePath(word, what);
+  });
+}
+
+/** bundleFile for positionals and flags that take several (a repeatable flag given once is one string). */
+export function bundleFiles(what: string): (v: unknown) => string[] | undefined {
+  const one = bundleFile(what);
+  return kept((v) => (v === undefined ? undefined : ([] as unknown[]).concat(v).map(one)));
 }

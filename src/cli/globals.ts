@@ -1,5 +1,5 @@
 import type { Options } from 'yargs';
-import { seconds, wholeNumber } from './flags.js';
+import { kept, seconds, wholeNumber } from './flags.js';
 import { parseMinRate } from '../net/throughput.js';
 
 /** How progress is shown: `auto` draws a bar on a terminal and plain lines elsewhere. */
@@ -26,7 +26,7 @@ export const GLOBAL_OPTIONS: readonly (readonly [name: string, options: Options]
   ['password-stdin', { type: 'boolean', describe: 'read the registry password from stdin (asked for without echo on a terminal)' }],
   ['connect-timeout', { type: 'string', coerce: seconds('connect-timeout', 86_400, 30), describe: 'seconds to wait for a registry connection (default 30)' }],
   ['idle-timeout', { type: 'string', coerce: seconds('idle-timeout', 86_400, 300), describe: 'seconds a registry may send nothing mid-request before ferry gives up and retries (default 120; raise on slow links)' }],
-  ['min-rate', { type: 'string', coerce: (v: unknown) => (v === undefined ? undefined : parseMinRate(typeof v === 'string' ? v : JSON.stringify(v))), describe: 'a registry transfer bringing less than this many bytes a second (K, M binary; KB, MB decimal), averaged over the idle timeout, fails and is retried (default 1K; 0 turns it off)' }],
+  ['min-rate', { type: 'string', coerce: kept((v: unknown) => (v === undefined ? undefined : parseMinRate(typeof v === 'string' ? v : JSON.stringify(v)))), describe: 'a registry transfer bringing less than this many bytes a second (K, M binary; KB, MB decimal), averaged over the idle timeout, fails and is retried (default 1K; 0 turns it off)' }],
   ['config', { type: 'string', describe: 'JSON config file: global flags and per-registry settings (default ~/.config/ferry/config.json when it exists)' }],
   ['ssh', { type: 'string', describe: 'reach registries (push, import --to registry) or write a registry-layout through this SSH host: [user@]host[:port] or a ~/.ssh/config alias' }],
   ['ssh-key', { type: 'string', array: true, describe: 'SSH identity file (repeatable; default ~/.ssh/id_ed25519, id_ecdsa, id_rsa and the agent)' }],

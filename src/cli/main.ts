@@ -11,6 +11,7 @@ import { checkFlags } from './suggest.js';
 import { renderExamples } from './help.js';
 import { envName, loadSettings } from '../app/config.js';
 import { withStdin } from '../stream/stdin.js';
+import { coerceError, withCoerceErrors } from './flags.js';
 
 /** The process's own streams: what `bin/ferry` runs with. */
 export function processIo(): CliIo {
@@ -75,6 +76,9 @@ export async function main(args: string[], io: CliIo = processIo(), opts: { sign
     .fail((msg, err) => {
       // yargs re-wraps what a flag's coerce threw as a bare YError with the same message: a usage error all the same.
       if (err && err.name !== 'YError') throw err;
+      // What our coerce functions threw, whole (yargs kept only its message).
+      const original = coerceError(err?.message);
+      if (original) throw original;
       throw new FerryError('E_USAGE', usageMessage(msg ?? err?.message ?? 'invalid command line', argsIn), { hint: 'run ferry --help, or ferry <command> --help' });
     });
 
@@ -90,9 +94,9 @@ export async function main(args: string[], io: CliIo = processIo(), opts: { sign
     // Mistyped flags first: "did you mean --output?" says more than "missing required argument: output".
     if (!helpAsked(argsIn)) checkFlags(argsIn, describeCli());
     let printed = '';
-    const argv = await withStdin(io.stdin, () => parser.parseAsync(argsIn, { [INVOCATION]: inv }, (_err: unknown, _argv: unknown, output: string) => {
+    const argv = await withCoerceErrors(() => withStdin(io.stdin, () => parser.parseAsync(argsIn, { [INVOCATION]: inv }, (_err: unknown, _argv: unknown, output: string) => {
       printed = output;
-    }));
+    })));
     if (printed) {
       if (argv.help && shown.examples.length > 0) printed = `${printed.trimEnd()}\n\n${renderExamples(shown.examples, columns)}`;
       io.stdout.write(printed.endsWith('\n') ? printed : `${printed}\n`);

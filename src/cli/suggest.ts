@@ -1,5 +1,5 @@
 import { FerryError } from '../errors.js';
-import { acceptedFlags, type CliSpec, type OptionSpec } from './definitions.js';
+import { acceptedFlags, type CliSpec, GIVEN_ONCE, type OptionSpec } from './definitions.js';
 
 /**
  * "Did you mean": mistyped flags are found before yargs parses, so `--outptu x`
@@ -47,23 +47,36 @@ interface Scan {
   word?: string;
   /** `--flag` / `-f` words not taken by the command typed, in order. */
   unknown: string[];
+  /** Flags that take one value (not a list), given more than once: each with its values, in order. */
+  repeated: { flag: string; values: string[] }[];
 }
 
 /** Finds the command and the flags it does not know, skipping the values of flags that take one. */
 export function scanArgs(args: readonly string[], cli: CliSpec): Scan {
   const valued = (options: readonly OptionSpec[]) => new Set(options.filter((o) => o.type !== 'boolean').flatMap((o) => [o.name, ...o.aliases]));
   const globalsValued = valued(cli.globals);
-  const out: Scan = { unknown: [] };
+  const out: Scan = { unknown: [], repeated: [] };
   let commandSpec: CliSpec['commands'][number] | undefined;
   let takesValue = globalsValued;
   let known = acceptedFlags(cli.globals);
+  // Values met per flag that takes one value, under its own name (`-o` and `--output` are one flag).
+  // A string flag whose help says "(repeatable" collects (`--since A --since B`): not a flag that takes one value.
+  const values = new Map<string, string[]>();
+  const single = (options: readonly OptionSpec[], once: readonly string[] = []) => new Map(options.filter((o) => ((o.type === 'string' || o.type === 'choice') && !/\(repeatable\b/.test(o.describe)) || once.includes(o.name)).flatMap((o) => [o.name, ...o.aliases].map((n) => [n, o.name] as const)));
+  let singleValued = single(cli.globals);
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
     if (a === '--') break;
     if (a.startsWith('-') && a.length > 1 && !/^-\d/.test(a)) {
       const name = a.startsWith('--') ? a.slice(2).split('=')[0]! : a.slice(1, 2);
-      if (!known.has(name)) out.unknown.push(a.startsWith('--') ? `--${name}` : `-${name}`);
-      else if (!a.includes('=') && (a.startsWith('--') || a.length === 2) && takesValue.has(name)) i++;
+      if (!known.has(name)) {
+        out.unknown.push(a.startsWith('--') ? `--${name}` : `-${name}`);
+        continue;
+      }
+      const inline = a.startsWith('--') ? (a.includes('=') ? a.slice(a.indexOf('=') + 1) : undefined) : a.length > 2 ? a.slice(2).replace(/^=/, '') : undefined;
+      const value = inline ?? (takesValue.has(name) ? args[++i] : undefined);
+      const own = singleValued.get(name);
+      if (own !== undefined && value !== undefined) values.set(own, [...(values.get(own) ?? []), value]);
       continue;
     }
     if (out.word === undefined) {
@@ -73,10 +86,12 @@ export function scanArgs(args: readonly string[], cli: CliSpec): Scan {
       out.command = a;
       known = acceptedFlags([...cli.globals, ...commandSpec.options]);
       takesValue = new Set([...globalsValued, ...valued(commandSpec.options)]);
+      singleValued = single([...cli.globals, ...commandSpec.options], GIVEN_ONCE[a]);
       // Flags typed before the command are judged again against the command's own.
       out.unknown = out.unknown.filter((u) => !known.has(u.replace(/^--?/, '')));
     }
   }
+  out.repeated = [...values].filter(([, v]) => v.length > 1).map(([name, v]) => ({ flag: `${name.length > 1 ? '--' : '-'}${name}`, values: v }));
   return out;
 }
 
@@ -85,7 +100,16 @@ export function checkFlags(args: readonly string[], cli: CliSpec): void {
   const scan = scanArgs(args, cli);
   // An unknown command is yargs' to report (with its own suggestion); its flags cannot be judged.
   if (scan.word !== undefined && scan.command === undefined) return;
-  if (scan.unknown.length === 0) return;
+  if (scan.unknown.length === 0) {
+    // A flag that takes one value, given twice: yargs would hand the command a list, or keep one of them silently.
+    const twice = scan.repeated[0];
+    if (twice === undefined) return;
+    const where = scan.command ? `ferry ${scan.command}` : 'ferry';
+    throw new FerryError('E_USAGE', `${where}: ${twice.flag} is given ${twice.values.length} times (${twice.values.map((v) => JSON.stringify(v.slice(0, 200))).join(', ')}); it takes one value`, {
+      hint: `give ${twice.flag} once${scan.command ? `; ferry ${scan.command} --help lists what it takes` : ''}`,
+      details: { flag: twice.flag, values: twice.values.map((v) => v.slice(0, 200)) },
+    });
+  }
   const spec = cli.commands.find((c) => c.name === scan.command);
   const options = [...(spec?.options ?? []), ...cli.globals];
   const longNames = options.flatMap((o) => [o.name, ...o.aliases].filter((n) => n.length > 1));

@@ -6,14 +6,15 @@
 // media types, shared layers and two-platform indexes. Tagged images only: a registry
 // layout enumerates its tags (spec/bundle.md §3.2).
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runFerry } from '../support/cli.js';
-import { blobsOf, makeImage, makeIndex, makeLayer, manifestsOf, Rng, type Artifact, type Layer } from '../support/images.js';
+import { makeImage, makeIndex, makeLayer, Rng, type Artifact, type Layer } from '../support/images.js';
 import { makeTempDir, type TempDir } from '../support/tmp.js';
 import { jsonOf } from './cli-fixture.js';
+import { writeOciLayout } from '../support/oci-layout.js';
 import { readMetadata } from '../support/bundle-metadata.js';
 
 const RUNS = process.env['FERRY_STRESS'] ? 40 : 5;
@@ -46,24 +47,6 @@ afterAll(async () => {
   await tmp?.cleanup();
 });
 
-/** Writes the images as an OCI layout (ref names `name:tag`, the form ferry writes), without ferry. */
-async function writeLayout(dir: string, images: { artifact: Artifact; ref: string }[]): Promise<void> {
-  await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
-  const put = async (digest: string, bytes: Buffer) => writeFile(join(dir, 'blobs', 'sha256', digest.slice(7)), bytes);
-  for (const { artifact } of images) {
-    for (const b of blobsOf(artifact)) {
-      const chunks: Buffer[] = [];
-      for await (const c of b.open()) chunks.push(c as Buffer);
-      await put(b.digest, Buffer.concat(chunks));
-    }
-    for (const m of manifestsOf(artifact)) await put(m.digest, m.bytes);
-  }
-  await writeFile(join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
-  await writeFile(join(dir, 'index.json'), JSON.stringify({
-    schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json',
-    manifests: images.map(({ artifact, ref }) => ({ mediaType: artifact.mediaType, digest: artifact.digest, size: artifact.size, annotations: { 'org.opencontainers.image.ref.name': ref } })),
-  }));
-}
 
 type RunSpec = typeof runSpec extends fc.Arbitrary<infer T> ? T : never;
 
@@ -101,7 +84,7 @@ describe('import --to KIND then export --from KIND gives the same bundle', () =>
     await fc.assert(fc.asyncProperty(runSpec, async (spec) => {
       const images = await build(spec);
       const source = path('src');
-      await writeLayout(source, images);
+      await writeOciLayout(source, images);
       const original = await exportFrom(`oci:${source}`);
       // The names are recorded as the layout wrote them: with the host, or without any.
       const meta = await readMetadata(`${original.file}.ferry.json`);

@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { path, wholeNumber } from '../flags.js';
+import { bundleFiles, path, wholeNumber } from '../flags.js';
 import { parsePlatforms } from '../../oci/platform.js';
 import { contextFrom, type GlobalFlags } from '../context.js';
 import { refuseSharedStdin } from '../stdin.js';
@@ -44,7 +44,7 @@ export const exportCommand: CommandModule<GlobalFlags, Flags> = {
     .option('level', { type: 'string', coerce: wholeNumber('level', 1, 19, 9), describe: 'zstd level (1-19)' })
     .option('platform', { type: 'string', describe: 'keep only these platforms of multi-arch images, e.g. linux/amd64,linux/arm64' })
     // Not `array`: a greedy array option would swallow the image arguments after it; repeated flags still collect.
-    .option('since', { type: 'string', requiresArg: true, describe: 'delta: leave out blobs this prior bundle, its .ferry.json or inventory holds (repeatable)' })
+    .option('since', { type: 'string', requiresArg: true, coerce: bundleFiles('export --since'), describe: 'delta: leave out blobs this prior bundle, its .ferry.json or inventory holds (repeatable)' })
     .option('referrers', { type: 'boolean', default: true, describe: 'also carry each image\'s cosign signatures, attestations, SBOMs and OCI referrers (--no-referrers to leave them)' })
     .option('split', { type: 'string', requiresArg: true, describe: 'cut the bundle into volumes of at most this size (2GB = 2,000,000,000 bytes; 2G or 2GiB = 2×1024³), NAME.000.tar[.zst], … plus NAME.sha256' })
     .option('repair', { type: 'string', requiresArg: true, describe: 'a repair bundle: only the blobs this report of `ferry verify` lists, for the bundle it names (spec/repair.md)' })

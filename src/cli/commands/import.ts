@@ -2,7 +2,8 @@ import type { CommandModule } from 'yargs';
 import { DESTINATION_KINDS, isKind, type Location, locationOf, parseLocation } from '../../app/locations.js';
 import { parsePlatforms } from '../../oci/platform.js';
 import { FerryError } from '../../errors.js';
-import { contextFrom, type GlobalFlags, stdinOrPath } from '../context.js';
+import { bundleFile, bundleFiles } from '../flags.js';
+import { contextFrom, type GlobalFlags } from '../context.js';
 import { refuseSharedStdin } from '../stdin.js';
 import { progressObserver } from '../progress.js';
 
@@ -25,15 +26,15 @@ export const importCommand: CommandModule<GlobalFlags, Flags> = {
   command: 'import <bundle> [volumes..]',
   describe: 'write a bundle\'s images into a registry storage layout, skopeo dir trees, an OCI layout, a docker-archive or a registry',
   builder: (y) => y
-    .positional('bundle', { type: 'string', demandOption: true, coerce: stdinOrPath, describe: 'bundle file, a volume of a split bundle, its .sha256 list, or - for stdin' })
-    .positional('volumes', { type: 'string', array: true, describe: 'further volumes of a split bundle (any order), or its .sha256 list; and repair bundles of `ferry export --repair` (spec/repair.md)' })
+    .positional('bundle', { type: 'string', demandOption: true, coerce: bundleFile('import'), describe: 'bundle file, a volume of a split bundle, its .sha256 list, or - for stdin' })
+    .positional('volumes', { type: 'string', array: true, coerce: bundleFiles('import'), describe: 'further volumes of a split bundle (any order), or its .sha256 list; and repair bundles of `ferry export --repair` (spec/repair.md)' })
     .option('to', { type: 'string', array: true, requiresArg: true, demandOption: true, describe: `KIND:TARGET (or KIND TARGET); KIND is one of ${DESTINATION_KINDS.join(', ')}` })
     .option('image', { type: 'string', array: true, describe: 'import only images whose reference matches (glob: * and ?), repeatable' })
     .option('rename', { type: 'string', array: true, describe: 'OLD_PREFIX=NEW_PREFIX repository mapping, e.g. docker.io/library=library (repeatable)' })
     .option('prune', { type: 'boolean', describe: 'registry-layout: afterwards hold exactly this bundle\'s images and blobs' })
     .option('receipt', { type: 'string', describe: 'where to write the JSON receipt (default: a new file in $XDG_STATE_HOME/ferry/receipts, i.e. ~/.local/state/ferry/receipts; never inside the target)' })
     .option('owner', { type: 'string', requiresArg: true, describe: 'UID:GID (numbers or names) that new files and folders in a local target get (default, as root: the owner of the target folder, e.g. the registry\'s user)' })
-    .option('base', { type: 'string', requiresArg: true, describe: 'delta bundles: a base bundle that supplies the blobs the delta leaves out and the target lacks (repeatable)' })
+    .option('base', { type: 'string', requiresArg: true, coerce: bundleFiles('import --base'), describe: 'delta bundles: a base bundle that supplies the blobs the delta leaves out and the target lacks (repeatable)' })
     .option('platform', { type: 'string', describe: 'docker-archive: the platform to take from multi-arch images (default linux/amd64)' })
     .option('convert-oci', { type: 'boolean', describe: 'write Docker schema 2 images with OCI media types, for readers that take OCI only (skopeo, podman, umoci on oci:); new manifest digests, listed in the output; layers unchanged' })
     .example('$0 import release.tar.zst --to registry-layout:/var/lib/registry', 'then start registry:2 on it')

@@ -1,5 +1,6 @@
 import type { CommandModule } from 'yargs';
-import { contextFrom, type GlobalFlags, stdinOrPath } from '../context.js';
+import { bundleFile, bundleFiles } from '../flags.js';
+import { contextFrom, type GlobalFlags } from '../context.js';
 import { refuseSharedStdin } from '../stdin.js';
 
 interface Flags extends GlobalFlags {
@@ -12,8 +13,8 @@ export const inspectCommand: CommandModule<GlobalFlags, Flags> = {
   command: 'inspect <bundle> [volumes..]',
   describe: 'show what a bundle holds: images, platforms, sizes, shared bytes, dedup ratio',
   builder: (y) => y
-    .positional('bundle', { type: 'string', demandOption: true, coerce: stdinOrPath, describe: 'bundle file, a volume of a split bundle, its .sha256 list, or - for stdin' })
-    .positional('volumes', { type: 'string', array: true, describe: 'further volumes of a split bundle (any order); or give its .sha256 list as <bundle>' })
+    .positional('bundle', { type: 'string', demandOption: true, coerce: bundleFile('inspect'), describe: 'bundle file, a volume of a split bundle, its .sha256 list, or - for stdin' })
+    .positional('volumes', { type: 'string', array: true, coerce: bundleFiles('inspect'), describe: 'further volumes of a split bundle (any order); or give its .sha256 list as <bundle>' })
     .option('metadata', { type: 'boolean', describe: 'print the bundle metadata (ferry.json) exactly as stored' }),
   handler: async (argv) => {
     // Loaded on use: --help and --version stay fast, and a command pays only for what it needs.

@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { wholeNumber } from '../flags.js';
+import { bundleFiles, wholeNumber } from '../flags.js';
 import { contextFrom, type GlobalFlags } from '../context.js';
 import { formatBytes } from '../output.js';
 import { progressObserver } from '../progress.js';
@@ -15,7 +15,7 @@ export const mergeCommand: CommandModule<GlobalFlags, Flags> = {
   command: 'merge <bundles..>',
   describe: 'rebuild the full bundle of a release from its base bundle and delta(s)',
   builder: (y) => y
-    .positional('bundles', { type: 'string', array: true, demandOption: true, describe: 'base bundle, then the deltas in order' })
+    .positional('bundles', { type: 'string', array: true, demandOption: true, coerce: (v: unknown) => bundleFiles('merge')(v) ?? [], describe: 'base bundle, then the deltas in order' })
     .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'the full bundle to write (.tar or .tar.zst)' })
     .option('compression', { choices: ['none', 'zstd'] as const, describe: 'default: zstd when the output ends in .zst, else none' })
     .option('level', { type: 'string', coerce: wholeNumber('level', 1, 19, 9), describe: 'zstd level (1-19)' })

@@ -1,5 +1,6 @@
 import type { CommandModule } from 'yargs';
 import { parsePlatforms } from '../../oci/platform.js';
+import { bundleFiles } from '../flags.js';
 import { contextFrom, type GlobalFlags } from '../context.js';
 
 interface Flags extends GlobalFlags {
@@ -19,7 +20,7 @@ export const planCommand: CommandModule<GlobalFlags, Flags> = {
   builder: (y) => y
     .positional('images', { type: 'string', array: true, describe: 'image references (in addition to --file)' })
     .option('file', { alias: 'f', type: 'string', describe: 'images.list: one reference a line, # comments ("-" for stdin)' })
-    .option('since', { type: 'string', requiresArg: true, describe: 'plan a delta against this prior bundle, its .ferry.json or an inventory (repeatable)' })
+    .option('since', { type: 'string', requiresArg: true, coerce: bundleFiles('plan --since'), describe: 'plan a delta against this prior bundle, its .ferry.json or an inventory (repeatable)' })
     .option('platform', { type: 'string', describe: 'keep only these platforms of multi-arch images, e.g. linux/amd64' })
     .option('cache', { type: 'string', describe: 'blob cache directory to count hits in (default: ~/.cache/ferry)' })
     .option('cache-max', { type: 'string', requiresArg: true, describe: 'the cache cap the export will use (50GB decimal, 50G or 50GiB binary; default 20GiB or FERRY_CACHE_MAX; 0 or unlimited: no cap)' })

@@ -1,6 +1,7 @@
 import type { CommandModule } from 'yargs';
 import type { OnExistingTag } from '../../app/push.js';
-import { contextFrom, type GlobalFlags, stdinOrPath } from '../context.js';
+import { bundleFile, bundleFiles } from '../flags.js';
+import { contextFrom, type GlobalFlags } from '../context.js';
 import { refuseSharedStdin } from '../stdin.js';
 import { progressObserver } from '../progress.js';
 
@@ -26,15 +27,15 @@ export const pushCommand: CommandModule<GlobalFlags, Flags> = {
   command: 'push <bundle> [volumes..]',
   describe: 'push a bundle\'s images to a registry (Harbor, distribution, …): blobs skipped when present, mounted across repositories',
   builder: (y) => y
-    .positional('bundle', { type: 'string', demandOption: true, coerce: stdinOrPath, describe: 'bundle file, a volume of a split bundle, its .sha256 list, or - for stdin' })
-    .positional('volumes', { type: 'string', array: true, describe: 'further volumes of a split bundle (any order), or its .sha256 list; and repair bundles of `ferry export --repair` (spec/repair.md)' })
+    .positional('bundle', { type: 'string', demandOption: true, coerce: bundleFile('push'), describe: 'bundle file, a volume of a split bundle, its .sha256 list, or - for stdin' })
+    .positional('volumes', { type: 'string', array: true, coerce: bundleFiles('push'), describe: 'further volumes of a split bundle (any order), or its .sha256 list; and repair bundles of `ferry export --repair` (spec/repair.md)' })
     .option('to', { type: 'string', demandOption: true, describe: 'registry host[:port][/prefix]' })
     .option('image', { type: 'string', array: true, describe: 'push only images whose reference matches (glob), repeatable' })
     .option('project-map', { alias: 'rename', type: 'string', array: true, describe: 'OLD_PREFIX=NEW_PREFIX, e.g. docker.io/library=library' })
     .option('flatten', { type: 'string', describe: 'cap repository depth at N components, joining the rest with "-" (a/b/c/d with 2 → a/b-c-d); after --project-map, before the --to prefix' })
     .option('on-existing-tag', { choices: ON_EXISTING_TAG, default: 'overwrite', describe: 'a target tag pointing at another image: move it, leave it (skip that image), or refuse the whole push before sending' })
     .option('receipt', { type: 'string', describe: 'write the JSON receipt here (default: a new file under $XDG_STATE_HOME/ferry/receipts)' })
-    .option('base', { type: 'string', requiresArg: true, describe: 'delta bundles: a base bundle that supplies the blobs the delta leaves out and the registry lacks (repeatable), for a delta into a registry that never had the base' })
+    .option('base', { type: 'string', requiresArg: true, coerce: bundleFiles('push --base'), describe: 'delta bundles: a base bundle that supplies the blobs the delta leaves out and the registry lacks (repeatable), for a delta into a registry that never had the base' })
     .option('create-projects', { type: 'boolean', describe: 'Harbor: create missing projects (no-op on other registries)' })
     .option('public-projects', { type: 'boolean', describe: 'Harbor: projects created by --create-projects are public' })
     .option('dry-run', { type: 'boolean', describe: 'check credentials, projects, rights and quota and print the plan; send nothing' })

@@ -1,7 +1,8 @@
 import type { CommandModule } from 'yargs';
 import { FerryError } from '../../errors.js';
 import { contextFrom, type GlobalFlags } from '../context.js';
-import { path, seconds, single } from '../flags.js';
+import { bundleFile, path, seconds, single } from '../flags.js';
+import { kindPrefix, parseLocation } from '../../app/locations.js';
 
 interface Flags extends GlobalFlags {
   bundles?: string[] | undefined;
@@ -40,12 +41,12 @@ export const serveCommand: CommandModule<GlobalFlags, Flags> = {
     // Loaded on use: --help and --version stay fast, and a command pays only for what it needs.
     const { serve, renderStarted, renderResult } = await import('../../app/serve.js');
     const { defaultCacheDir } = await import('../../app/cache-dir.js');
-    if (argv.layout !== undefined && argv.oci !== undefined) throw new FerryError('E_USAGE', '--layout and --oci both given', { hint: 'serve one layout per ferry serve' });
+    const { bundles, layout } = servedPlaces(argv);
     const ctx = await contextFrom(argv);
     const out = ctx.out;
     const result = await serve({
-      inputs: argv.bundles ?? [],
-      layout: argv.layout !== undefined ? { kind: 'registry-layout', dir: argv.layout } : argv.oci !== undefined ? { kind: 'oci', dir: argv.oci } : undefined,
+      inputs: bundles,
+      layout,
       listen: argv.listen, tlsCert: argv.tlsCert, tlsKey: argv.tlsKey, htpasswd: argv.htpasswd,
       renames: argv.rename ?? [], prefix: argv.prefix, shutdownTimeout: argv.shutdownTimeout ?? 30,
       cacheDir: argv.cache ?? defaultCacheDir(), signal: ctx.signal,
@@ -61,3 +62,27 @@ export const serveCommand: CommandModule<GlobalFlags, Flags> = {
     out.result(result, () => renderResult(result));
   },
 };
+
+/**
+ * What to serve: bundle files, or one layout, named by --layout / --oci or as
+ * `registry-layout:DIR` / `oci:DIR` (the location syntax of --from and --to).
+ */
+function servedPlaces(argv: Flags): { bundles: string[]; layout: { kind: 'registry-layout' | 'oci'; dir: string } | undefined } {
+  const words = argv.bundles ?? [];
+  const places = words.filter((w) => kindPrefix(w) !== undefined && kindPrefix(w) !== 'bundle').map((w) => parseLocation(w, 'serve', ['registry-layout', 'oci']));
+  const layouts = [
+    ...(argv.layout !== undefined ? [{ kind: 'registry-layout' as const, dir: unprefixed(argv.layout, '--layout', 'registry-layout') }] : []),
+    ...(argv.oci !== undefined ? [{ kind: 'oci' as const, dir: unprefixed(argv.oci, '--oci', 'oci') }] : []),
+    ...places.map((p) => ({ kind: p.kind as 'registry-layout' | 'oci', dir: p.location })),
+  ];
+  const bundles = words.filter((w) => kindPrefix(w) === undefined || kindPrefix(w) === 'bundle').map(bundleFile('serve'));
+  if (layouts.length > 1 || (layouts.length === 1 && bundles.length > 0)) {
+    throw new FerryError('E_USAGE', `serve: ${layouts.length > 1 ? `${layouts.length} layouts given` : 'a layout and bundle files given'}`, { hint: 'serve one layout, or bundle files, per ferry serve' });
+  }
+  return { bundles, layout: layouts[0] };
+}
+
+/** `--layout registry-layout:DIR` is `--layout DIR`. */
+function unprefixed(word: string, flag: string, kind: 'registry-layout' | 'oci'): string {
+  return kindPrefix(word) === undefined ? word : parseLocation(word, flag, [kind]).location;
+}

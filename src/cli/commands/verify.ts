@@ -1,5 +1,6 @@
 import type { CommandModule } from 'yargs';
-import { contextFrom, type GlobalFlags, stdinOrPath } from '../context.js';
+import { bundleFile, bundleFiles } from '../flags.js';
+import { contextFrom, type GlobalFlags } from '../context.js';
 import { refuseSharedStdin } from '../stdin.js';
 import { formatBytes } from '../output.js';
 import { progressObserver } from '../progress.js';
@@ -15,8 +16,8 @@ interface Flags extends GlobalFlags {
 export const verifyCommand: CommandModule<GlobalFlags, Flags> = {
   command: 'verify <bundle> [volumes..]',
   describe: 'check every blob digest and size and that every image is complete, offline',
-  builder: (y) => y.positional('bundle', { type: 'string', demandOption: true, coerce: stdinOrPath, describe: 'bundle file, a volume of a split bundle, its .sha256 list, or - for stdin' })
-    .positional('volumes', { type: 'string', array: true, describe: 'further volumes of a split bundle (any order), or its .sha256 list; and repair bundles of `ferry export --repair` (spec/repair.md)' })
+  builder: (y) => y.positional('bundle', { type: 'string', demandOption: true, coerce: bundleFile('verify'), describe: 'bundle file, a volume of a split bundle, its .sha256 list, or - for stdin' })
+    .positional('volumes', { type: 'string', array: true, coerce: bundleFiles('verify'), describe: 'further volumes of a split bundle (any order), or its .sha256 list; and repair bundles of `ferry export --repair` (spec/repair.md)' })
     .option('key', { type: 'string', requiresArg: true, describe: 'cosign public key (PEM): also check every image\'s cosign signature, offline' })
     .option('require-signed', { type: 'boolean', describe: 'with --key: an image without a valid signature is an error' })
     .option('report', { type: 'string', requiresArg: true, describe: 'when blobs are bad, write the repair report here (default: STEM.repair.json beside the bundle; never when all is well)' })

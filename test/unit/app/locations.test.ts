@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DESTINATION_KINDS, locationOf, parseLocation, SOURCE_KINDS } from '../../../src/app/locations.js';
+import { bundlePath, DESTINATION_KINDS, locationOf, parseLocation, SOURCE_KINDS } from '../../../src/app/locations.js';
 import { isFerryError } from '../../../src/errors.js';
 
 describe('KIND:LOCATION, the one way a place is named', () => {
@@ -35,5 +35,35 @@ describe('KIND:LOCATION, the one way a place is named', () => {
   it('the two-word form gives the same Location', () => {
     expect(locationOf('skopeo-dir', './images', '--to', DESTINATION_KINDS)).toEqual(parseLocation('skopeo-dir:./images', '--to', DESTINATION_KINDS));
     expect(() => locationOf('bundle', 'x', '--to', DESTINATION_KINDS)).toThrow(/unknown target kind/);
+  });
+
+  it('says what to write for the near misses: a kind alone, a URL, ~ after the colon; hints name only kinds the flag takes', () => {
+    const usage = (f: () => unknown): { message: string; hint: string } => {
+      try {
+        f();
+      } catch (e) {
+        if (isFerryError(e) && e.exitStatus === 2) return { message: e.message, hint: e.hint ?? '' };
+        throw e;
+      }
+      return expect.unreachable('no error');
+    };
+    expect(usage(() => parseLocation('registry', '--to', ['registry'], true)).hint).toContain('--to registry:');
+    expect(usage(() => parseLocation('registry-layout', '--from', SOURCE_KINDS)).hint).toContain('--from registry-layout:/var/lib/registry');
+    const url = usage(() => parseLocation('https://harbor.corp.local/p', '--to', ['registry'], true));
+    expect(url.message).toContain('without a scheme');
+    expect(url.hint).toContain('--to harbor.corp.local/PREFIX');
+    const tilde = usage(() => parseLocation('oci:~/out', '--to', DESTINATION_KINDS));
+    expect(tilde.hint).toContain('oci:$HOME/out');
+    expect(usage(() => parseLocation('nosuch:/x', '--to', ['registry'], true)).hint).not.toContain('registry-layout');
+  });
+
+  it('a bundle argument is a path or bundle:PATH; another kind is refused saying how to bundle it', () => {
+    expect(bundlePath('rel.tar', 'verify')).toBe('rel.tar');
+    expect(bundlePath('bundle:./rel:1.tar', 'verify')).toBe('./rel:1.tar');
+    expect(bundlePath('./oci:x', 'verify')).toBe('./oci:x');
+    expect(() => bundlePath('oci:./x', 'verify')).toThrow(/kind oci/);
+    expect(() => bundlePath('docker://h/x', 'verify')).toThrow(/a registry/);
+    expect(() => bundlePath('bundle:', 'verify')).toThrow(/empty/);
+    expect(() => bundlePath('bundle:~/r.tar', 'verify')).toThrow(/not expanded/);
   });
 });

@@ -1,0 +1,92 @@
+// One location syntax on the command line: `bundle:FILE` wherever a bundle is read,
+// `registry-layout:DIR` / `oci:DIR` wherever a layout is named (serve, inventory), and the
+// near misses refused before any work with exit 2 and the --json error document saying
+// what to write: a flag that takes one value given twice (was E_INTERNAL, or the second
+// --to silently read as a bundle volume), a place where a bundle is expected, `~` after
+// the colon (was: a folder named `~` in the working directory), a URL, a kind alone.
+import { mkdir, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runFerry } from '../support/cli.js';
+import { makeImage, makeLayer, Rng } from '../support/images.js';
+import { writeOciLayout } from '../support/oci-layout.js';
+import { startServe } from '../support/serve.js';
+import { makeTempDir, type TempDir } from '../support/tmp.js';
+import { ferryOk, jsonOf } from './cli-fixture.js';
+
+let tmp: TempDir;
+let bundle: string;
+let layout: string;
+let n = 0;
+const path = (name: string) => join(tmp.path, `${String(++n).padStart(3, '0')}-${name}`);
+
+interface ErrorDoc { error: { code: string; exitStatus: number; message: string; hint?: string; details: Record<string, unknown> } }
+
+beforeAll(async () => {
+  tmp = makeTempDir('ferry-locations-');
+  const rng = new Rng(0x10c);
+  const oci = path('oci');
+  await writeOciLayout(oci, [{ artifact: makeImage({ layers: [await makeLayer(rng.fork('l'), { size: 2_000 })], mediaTypes: 'oci' }), ref: 'team/app:1.0' }]);
+  bundle = path('b.tar');
+  await ferryOk(['export', '--from', `oci:${oci}`, '-o', bundle, '--cache', path('cache'), '-q']);
+  layout = path('layout');
+  await ferryOk(['import', `bundle:${bundle}`, '--to', `registry-layout:${layout}`, '-q']);
+}, 60_000);
+afterAll(async () => {
+  await tmp?.cleanup();
+});
+
+async function usageError(args: string[], cwd?: string): Promise<ErrorDoc['error']> {
+  const r = await runFerry([...args, '--json'], cwd !== undefined ? { cwd } : {});
+  expect(r.code, `${args.join(' ')}: ${r.stdout}${r.stderr}`).toBe(2);
+  const err = jsonOf<ErrorDoc>(r).error;
+  expect(err.code).toBe('E_USAGE');
+  return err;
+}
+
+describe('the location syntax on every command line', () => {
+  it('bundle:FILE is read wherever a bundle is: verify, inspect, import, inventory --bundle', async () => {
+    expect(jsonOf<{ images: number }>(await ferryOk(['verify', `bundle:${bundle}`, '--json'])).images).toBe(1);
+    expect(jsonOf<{ images: unknown[] }>(await ferryOk(['inspect', `bundle:${bundle}`, '--json'])).images).toHaveLength(1);
+    const inv = jsonOf<{ images: unknown[] }>(await ferryOk(['inventory', '--layout', `registry-layout:${layout}`, '--json']));
+    expect(inv.images).toHaveLength(1);
+  });
+
+  it('serve registry-layout:DIR serves the layout, as serve --layout DIR does', async () => {
+    const served = await startServe([`registry-layout:${layout}`]);
+    try {
+      const tags = await (await fetch(`${served.url}/v2/team/app/tags/list`)).json() as { tags: string[] };
+      expect(tags.tags).toEqual(['1.0']);
+    } finally {
+      await served.stop('SIGTERM');
+    }
+  });
+
+  it('a flag that takes one value, given twice, is a usage error naming both values', async () => {
+    const cases: [string[], string][] = [
+      [['push', bundle, '--to', '127.0.0.1:1/x', '--to', '127.0.0.1:1/y'], '--to'],
+      [['import', bundle, '--to', `oci:${path('o1')}`, `--to=oci:${path('o2')}`], '--to'],
+      [['export', '--from', `bundle:${bundle}`, '--from', `oci:${path('x')}`, '-o', path('x.tar')], '--from'],
+      [['export', '--from', `bundle:${bundle}`, '-o', path('a.tar'), '--output', path('b.tar')], '--output'],
+    ];
+    for (const [args, flag] of cases) {
+      const err = await usageError(args);
+      expect(err.message).toContain(`${flag} is given 2 times`);
+      expect((err.details['values'] as string[]).length).toBe(2);
+    }
+    // Repeatable flags still collect.
+    await ferryOk(['export', '--from', `bundle:${bundle}`, '--since', bundle, '--since', `bundle:${bundle}`, '-o', path('delta.tar'), '--cache', path('cache'), '-q']);
+  });
+
+  it('a place where a bundle is expected, ~ after the colon, a URL or a kind alone: exit 2 saying what to write; nothing written', async () => {
+    const cwd = path('cwd');
+    await mkdir(cwd);
+    expect((await usageError(['verify', `oci:${layout}`], cwd)).hint).toContain(`ferry export --from oci:${layout}`);
+    expect((await usageError(['import', bundle, '--to', 'oci:~/out'], cwd)).hint).toContain('oci:$HOME/out');
+    expect((await usageError(['export', '--from', 'bundle:~/b.tar', '-o', 'x.tar'], cwd)).hint).toContain('bundle:$HOME/b.tar');
+    expect((await usageError(['push', bundle, '--to', 'https://harbor.corp.local/p'], cwd)).hint).toContain('--to harbor.corp.local/PREFIX');
+    expect((await usageError(['push', bundle, '--to', 'registry', '127.0.0.1:1/d'], cwd)).hint).toContain('--to registry:');
+    expect((await usageError(['export', '--from', 'registry-layout', layout, '-o', 'x.tar'], cwd)).hint).toContain('--from registry-layout:');
+    expect(await readdir(cwd)).toEqual([]);
+  });
+});

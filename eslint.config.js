@@ -39,6 +39,17 @@ export default tseslint.config(
     },
   },
   {
+    files: ['src/**/*.ts'],
+    rules: {
+      // A spread into a call passes every element as an argument: past ~120,000 (a list of
+      // images, a bundle's blobs) V8's stack overflows and a user's input became E_INTERNAL.
+      'no-restricted-syntax': ['error', {
+        selector: "CallExpression[callee.property.name=/^(push|unshift|splice)$/] > SpreadElement, CallExpression[callee.object.name='Math'][callee.property.name=/^(max|min)$/] > SpreadElement",
+        message: 'a spread into push/unshift/Math.max passes each element as an argument and overflows the stack on large inputs: loop, or reduce',
+      }],
+    },
+  },
+  {
     files: ['test/**/*.ts', 'scripts/**/*.mjs', '*.js', '*.ts'],
     // Tests destructure helpers' methods (ctx.log) and edit parsed JSON freely.
     rules: { 'no-console': 'off', '@typescript-eslint/unbound-method': 'off', '@typescript-eslint/no-explicit-any': 'off' },

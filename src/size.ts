@@ -38,7 +38,8 @@ export function parseSize(text: string, where: string, code: 'E_USAGE' | 'E_CONF
   const iec = m?.[3] !== undefined && m[3] !== '';
   const byteLetter = m?.[4] !== undefined && m[4] !== '';
   // `Ki`, `Mi` without the B are not units anyone writes; refuse rather than guess.
-  const valid = m !== null && !(iec && !byteLetter);
+  // A fraction of a byte (`--split 1.5`) is no size: it was read as 1 byte.
+  const valid = m !== null && !(iec && !byteLetter) && !(prefix === undefined && m[1]!.includes('.'));
   const units: SizeUnits = prefix === undefined ? 'bytes' : byteLetter && !iec ? 'decimal' : 'binary';
   const base = units === 'decimal' ? 1000 : 1024;
   const factor = prefix === undefined ? 1 : base ** PREFIX_POWER[prefix]!;

@@ -138,6 +138,7 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
   const started = Date.now();
   // Flags first: a wrong value should not wait for bases, folders or registries.
   if (opts.from !== undefined) parseLocation(opts.from, '--from', SOURCE_KINDS);
+  if (opts.level !== undefined && opts.compression !== 'zstd') throw new FerryError('E_USAGE', `--level ${opts.level}: the bundle is not compressed (${opts.output === '-' ? 'stdout' : opts.output} is a plain tar)`, { hint: 'name the output B.tar.zst (or add --compression zstd), or drop --level' });
   if (opts.registryName !== undefined) {
     if (!opts.from) throw new FerryError('E_USAGE', '--registry-name names the registry of images read with --from; images pulled from a registry already carry theirs', { hint: 'drop --registry-name, or add --from KIND:PATH' });
     parseRegistryName(opts.registryName);
@@ -319,7 +320,8 @@ function repairDelta(report: RepairReport, where: string, plan: CopyPlan): { bas
 
 async function resolveSourceAndRequests(opts: ExportOptions, prefixes: () => PrefixSupply | undefined): Promise<{ source: ImageSource; requests: ImageRequest[]; resumedBytes: () => number; whereOf: Map<string, string> }> {
   const listed: ListedImage[] = [];
-  if (opts.listFile) listed.push(...(await readImageList(opts.listFile)));
+  // One at a time: a spread of 150,000 lines would overflow the call stack.
+  if (opts.listFile) for (const l of await readImageList(opts.listFile)) listed.push(l);
   (opts.references ?? []).forEach((r, i) => listed.push({ reference: parseReference(r, `argument ${i + 1}`), where: `argument ${i + 1}` }));
 
   const host = opts.registryName === undefined ? undefined : parseRegistryName(opts.registryName);

@@ -181,7 +181,7 @@ async function importWith(opts: ImportOptions, remote?: FileSystemPort, owner?: 
     const leaveOut = [...(before?.skipped ?? [])];
     if (destination.admit) {
       const screened = admitted(plan, destination, opts.images ?? [], absent, opts.observer);
-      leaveOut.push(...screened.skips);
+      for (const s of screened.skips) leaveOut.push(s);
       plan = { images: plan.images.filter((i) => !screened.failed.has(i)), failures: [...plan.failures, ...screened.failures] };
     }
     const skipped = leaveOut.map(skippedEntry);

@@ -67,8 +67,8 @@ export async function takeInventory(opts: InventoryOptions): Promise<InventoryRe
     for (const file of opts.bundles!) {
       const input = await loadInput(file);
       if (input.kind === 'inventory') throw new FerryError('E_USAGE', `--bundle ${file}: this is an inventory, not a bundle`, { hint: 'give bundles or their .ferry.json metadata' });
-      images.push(...input.inventory.images);
-      blobs.push(...input.inventory.blobs);
+      for (const i of input.inventory.images) images.push(i);
+      for (const b of input.inventory.blobs) blobs.push(b);
       names.push(basename(file));
     }
     const description = `bundles ${names.join(', ')}`;

@@ -47,6 +47,7 @@ export interface MergeResult {
  * same SOURCE_DATE_EPOCH, or none).
  */
 export async function mergeBundles(opts: MergeOptions): Promise<MergeResult> {
+  if (opts.level !== undefined && opts.compression !== 'zstd') throw new FerryError('E_USAGE', `--level ${opts.level}: the bundle is not compressed (${opts.output} is a plain tar)`, { hint: 'name the output B.tar.zst (or add --compression zstd), or drop --level' });
   const started = Date.now();
   if (opts.inputs.length < 2) throw new FerryError('E_USAGE', 'merge needs a base bundle and at least one delta', { hint: 'ferry merge base.tar.zst delta.tar.zst -o full.tar.zst' });
   if (opts.output === '-') throw new FerryError('E_USAGE', 'merge writes a file: give -o FILE', { hint: 'the output needs a name beside which its metadata is written' });

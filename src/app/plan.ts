@@ -162,7 +162,7 @@ export async function planExport(opts: PlanOptions): Promise<ExportPlan> {
       infos = sink.infos;
     }
     const { layout, slack } = planLayout(plan, { ...(infos ? { infos } : {}), ...(delta ? { delta } : {}), foreign, ...(opts.split !== undefined ? { split: opts.split } : {}), description: 'ferry plan' });
-    result.bundle.metadataBytes = Math.max(...layout.files.map((f) => serialiseMetadata(f.meta).length)) + slack.bytes;
+    result.bundle.metadataBytes = layout.files.reduce((m, f) => Math.max(m, serialiseMetadata(f.meta).length), 0) + slack.bytes;
     try {
       checkMetadataLimits(layout, 'the bundle', slack);
     } catch (e) {
@@ -249,7 +249,7 @@ export async function sizeExport(plan: CopyPlan, store: BlobStore, omitted: Read
 
 async function requestsOf(opts: PlanOptions): Promise<{ requests: ImageRequest[]; whereOf: Map<string, string> }> {
   const listed: ListedImage[] = [];
-  if (opts.listFile) listed.push(...(await readImageList(opts.listFile)));
+  if (opts.listFile) for (const l of await readImageList(opts.listFile)) listed.push(l);
   (opts.references ?? []).forEach((r, i) => listed.push({ reference: parseReference(r, `argument ${i + 1}`), where: `argument ${i + 1}` }));
   if (listed.length === 0) throw new FerryError('E_USAGE', 'nothing to plan', { hint: 'give an image list with -f images.list or image references as arguments' });
   const requests = listed.map(({ reference, platforms }) => {

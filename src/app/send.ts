@@ -166,7 +166,7 @@ async function filesToSend(files: string[]): Promise<FileToSend[]> {
   for (const f of files) {
     const set = await volumeSetOf(f);
     if (set) {
-      main.push(...set.volumes);
+      for (const v of set.volumes) main.push(v);
       for (const t of set.trailing) if (await exists(t)) trailing.push(t);
       continue;
     }

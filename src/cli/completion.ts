@@ -77,7 +77,7 @@ function bashScript(): string {
       const values = valuesOf(c.name, o);
       return values ? [`        ${flagWords(o).join('|')}) values=${sq(values.join(' '))} ;;`] : [];
     });
-    if (cases.length > 0) lines.push('      case "$prev" in', ...cases, '      esac');
+    if (cases.length > 0) for (const line of ['      case "$prev" in', ...cases, '      esac']) lines.push(line);
     const choices = c.positionals[0]?.choices;
     if (choices) lines.push(`      [[ -z "$values" && "$prev" == "$cmd" ]] && values=${sq(choices.join(' '))}`);
     lines.push('      ;;');

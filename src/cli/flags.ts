@@ -1,5 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { bundlePath } from '../app/locations.js';
+import { bundlePath, kindPrefix } from '../app/locations.js';
 import { FerryError } from '../errors.js';
 
 /**
@@ -38,7 +38,8 @@ export function kept<R>(coerce: (v: unknown) => R): (v: unknown) => R {
 export function wholeNumber(flag: string, min: number, max: number, example: number): (v: unknown) => number | undefined {
   return kept((v) => {
     if (v === undefined) return undefined;
-    const n = typeof v === 'number' ? v : typeof v === 'string' ? Number(v.trim()) : NaN;
+    // Digits only: Number() also reads `0x10`, `1e1` and `0b11`, which nobody means as a count.
+    const n = typeof v === 'number' ? v : typeof v === 'string' && /^\s*\d+\s*$/.test(v) ? Number(v.trim()) : NaN;
     if (Array.isArray(v) || !Number.isInteger(n) || n < min || n > max) {
       throw new FerryError('E_USAGE', `--${flag} ${shown(v)}: not a whole number from ${min} to ${max} (e.g. --${flag} ${example})`, { hint: `e.g. --${flag} ${example}` });
     }
@@ -99,4 +100,23 @@ export function bundleFile(what: string): (v: unknown) => string {
 export function bundleFiles(what: string): (v: unknown) => string[] | undefined {
   const one = bundleFile(what);
   return kept((v) => (v === undefined ? undefined : ([] as unknown[]).concat(v).map(one)));
+}
+
+/**
+ * Where a bundle is written (`export -o`, `merge -o`): a file, `bundle:FILE`, or
+ * `-`. `-o oci:./out` made a folder `oci:.` holding a bundle named `out`: a
+ * place of another kind is what import writes, and is said so.
+ */
+export function bundleOutput(flag: string): (v: unknown) => string | undefined {
+  const file = path(flag);
+  return kept((v) => {
+    const text = file(v);
+    const kind = text === undefined ? undefined : kindPrefix(text);
+    if (text === undefined || kind === undefined) return text;
+    if (kind === 'bundle') return bundlePath(text, `--${flag}`);
+    throw new FerryError('E_USAGE', `--${flag} ${JSON.stringify(text.slice(0, 200))}: this writes a bundle file, not a place of kind ${kind}`, {
+      hint: `write the bundle (-o B.tar), then: ferry ${kind === 'registry' ? `push B.tar --to ${text.slice(text.indexOf(':') + 1)}` : `import B.tar --to ${text.slice(0, 200)}`}; a file whose name starts like that is written ./${text.slice(0, 200)}`,
+      details: { flag: `--${flag}`, value: text.slice(0, 200) },
+    });
+  });
 }

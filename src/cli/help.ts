@@ -8,7 +8,7 @@ export function renderExamples(examples: readonly { command: string; describe: s
   const lines = ['Examples:'];
   for (const e of examples) {
     lines.push(`  ${e.command.replace(/\$0/g, 'ferry')}`);
-    if (e.describe) lines.push(...wrapWords(e.describe, columns - 6).map((l) => `      ${l}`));
+    if (e.describe) for (const l of wrapWords(e.describe, columns - 6)) lines.push(`      ${l}`);
   }
   return `${lines.join('\n')}\n`;
 }

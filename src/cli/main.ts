@@ -225,7 +225,7 @@ function withOwnGroup(command: CommandModule<GlobalFlags, never>, shown: Recordi
     builder: (y: Argv) => {
       const recording = emptyRecording();
       builder?.(recordingArgv(recording, y));
-      shown.examples.push(...recording.examples);
+      for (const e of recording.examples) shown.examples.push(e);
       const own = recording.options.map((o) => o.name);
       if (own.length > 0) y.group(own, 'Options:');
       return y;

@@ -27,14 +27,14 @@ export function renderCliReference(cli: CliSpec = describeCli()): string {
       for (const p of c.positionals) out.push(`| \`${p.name}\`${p.array ? ' …' : ''}${p.required ? '' : ' (optional)'} | ${cell(p.describe)}${p.choices ? ` (${p.choices.map((v) => `\`${v}\``).join(', ')})` : ''} |`);
       out.push('');
     }
-    if (c.options.length > 0) out.push(...optionTable(c.options), '');
+    if (c.options.length > 0) for (const line of [...optionTable(c.options), '']) out.push(line);
     if (c.examples.length > 0) {
       out.push('Examples:', '', '```sh');
       for (const e of c.examples) out.push(`# ${e.describe}`, e.command.replace(/\$0/g, 'ferry'));
       out.push('```', '');
     }
   }
-  out.push('## Global options', '', 'Accepted by every command. Most can also be set by a `FERRY_*` variable or the config file (README, "Field use").', '', ...optionTable(cli.globals), '');
+  for (const line of ['## Global options', '', 'Accepted by every command. Most can also be set by a `FERRY_*` variable or the config file (README, "Field use").', '', ...optionTable(cli.globals), '']) out.push(line);
   return out.join('\n');
 }
 

@@ -49,13 +49,15 @@ interface Scan {
   unknown: string[];
   /** Flags that take one value (not a list), given more than once: each with its values, in order. */
   repeated: { flag: string; values: string[] }[];
+  /** Flags that take a value, given last or followed by another flag: yargs would quietly use the default. */
+  valueless: string[];
 }
 
 /** Finds the command and the flags it does not know, skipping the values of flags that take one. */
 export function scanArgs(args: readonly string[], cli: CliSpec): Scan {
   const valued = (options: readonly OptionSpec[]) => new Set(options.filter((o) => o.type !== 'boolean').flatMap((o) => [o.name, ...o.aliases]));
   const globalsValued = valued(cli.globals);
-  const out: Scan = { unknown: [], repeated: [] };
+  const out: Scan = { unknown: [], repeated: [], valueless: [] };
   let commandSpec: CliSpec['commands'][number] | undefined;
   let takesValue = globalsValued;
   let known = acceptedFlags(cli.globals);
@@ -74,6 +76,11 @@ export function scanArgs(args: readonly string[], cli: CliSpec): Scan {
         continue;
       }
       const inline = a.startsWith('--') ? (a.includes('=') ? a.slice(a.indexOf('=') + 1) : undefined) : a.length > 2 ? a.slice(2).replace(/^=/, '') : undefined;
+      const next = args[i + 1];
+      if (inline === undefined && takesValue.has(name) && (next === undefined || next === '--' || /^--?[a-zA-Z]/.test(next))) {
+        out.valueless.push(a.startsWith('--') ? `--${name}` : `-${name}`);
+        continue;
+      }
       const value = inline ?? (takesValue.has(name) ? args[++i] : undefined);
       const own = singleValued.get(name);
       if (own !== undefined && value !== undefined) values.set(own, [...(values.get(own) ?? []), value]);
@@ -101,6 +108,11 @@ export function checkFlags(args: readonly string[], cli: CliSpec): void {
   // An unknown command is yargs' to report (with its own suggestion); its flags cannot be judged.
   if (scan.word !== undefined && scan.command === undefined) return;
   if (scan.unknown.length === 0) {
+    const bare = scan.valueless[0];
+    if (bare !== undefined) {
+      const where = scan.command ? `ferry ${scan.command}` : 'ferry';
+      throw new FerryError('E_USAGE', `${where}: ${bare} needs a value`, { hint: `${where} --help says what ${bare} takes`, details: { flag: bare } });
+    }
     // A flag that takes one value, given twice: yargs would hand the command a list, or keep one of them silently.
     const twice = scan.repeated[0];
     if (twice === undefined) return;

@@ -32,7 +32,7 @@ export async function expandFileGlobs(args: readonly string[]): Promise<string[]
     if (found.length === 0) {
       throw new FerryError('E_NOT_FOUND', `${arg}: no file matches`, { hint: 'check the directory and the pattern (e.g. release.*.tar, or the .sha256 list)', details: { pattern: arg } });
     }
-    out.push(...found.map((m) => join(dir, m)));
+    for (const m of found) out.push(join(dir, m));
   }
   return out;
 }

@@ -254,7 +254,7 @@ export class TargetTree implements FileSystemPort {
     if (this.made.has(dir) || this.swept.has(dir)) return;
     this.swept.add(dir);
     if ((await this.checkDirs(dir)) !== undefined) return;
-    this.removedTemps.push(...(await sweepStaleTemps(dir)));
+    for (const t of await sweepStaleTemps(dir)) this.removedTemps.push(t);
   }
 
   /** The directory holding `path` exists (made here if need be, its stale temps swept); no link where the file goes. */

@@ -224,7 +224,7 @@ export async function preflightPush(options: PreflightOptions): Promise<PushPref
     };
     const checks = await Promise.allSettled(projects.map((p) => checkProject(api, p, info, options, canCreate)));
     for (const [i, c] of checks.entries()) {
-      if (c.status === 'fulfilled') problems.push(...c.value);
+      if (c.status === 'fulfilled') for (const p of c.value) problems.push(p);
       else if (isFerryError(c.reason, 'E_ABORTED')) throw c.reason;
       else problems.push(isFerryError(c.reason) ? c.reason : new FerryError('E_REGISTRY', `Harbor ${reg.registry}: checking project "${projects[i]?.name}" failed: ${String(c.reason)}`, { cause: c.reason }));
     }

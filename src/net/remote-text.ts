@@ -78,8 +78,11 @@ const KEYED = new RegExp(
     String.raw`("(?:[^"\\]|\\.)*"?|'[^']*'?|(?:(?:Basic|Bearer|Digest|Token|Negotiate)\s+)?[^\s&"',;}\]]+)`,
   'gi',
 );
-/** `scheme://user:password@host`: the user info goes. */
-const URL_USERINFO = /\b([a-z][a-z0-9+.-]*:\/\/)[^\s/?#@"'<>]*@/gi;
+/**
+ * `scheme://user:password@host`: the user info goes (a bare name too: tokens
+ * travel as user names). The placeholder `user` of ferry's own hints stays.
+ */
+const URL_USERINFO = /\b([a-z][a-z0-9+.-]*:\/\/)(?!user@)[^\s/?#@"'<>]*@/gi;
 
 /** Terminal controls out (tab and newline stay); carriage returns too, which can overwrite a line. */
 export function stripControls(text: string): string {

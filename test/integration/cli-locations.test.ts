@@ -87,6 +87,12 @@ describe('the location syntax on every command line', () => {
     expect((await usageError(['push', bundle, '--to', 'https://harbor.corp.local/p'], cwd)).hint).toContain('--to harbor.corp.local/PREFIX');
     expect((await usageError(['push', bundle, '--to', 'registry', '127.0.0.1:1/d'], cwd)).hint).toContain('--to registry:');
     expect((await usageError(['export', '--from', 'registry-layout', layout, '-o', 'x.tar'], cwd)).hint).toContain('--from registry-layout:');
+    // Both forms at once, a bundle written as a place, flag values that would be misread.
+    expect((await usageError(['import', bundle, '--to', 'registry-layout', 'oci:out'], cwd)).message).toContain('two kinds given');
+    expect((await usageError(['export', '--from', `bundle:${bundle}`, '-o', 'oci:./out'], cwd)).hint).toContain('ferry import B.tar --to oci:./out');
+    expect((await usageError(['verify', bundle, '--jobs'], cwd)).message).toContain('--jobs needs a value');
+    expect((await usageError(['verify', bundle, '--jobs', '0x10'], cwd)).message).toContain('not a whole number');
+    expect((await usageError(['export', '--from', `bundle:${bundle}`, '--split', '1.5', '-o', 'x.tar'], cwd)).message).toContain('is not a size');
     expect(await readdir(cwd)).toEqual([]);
   });
 });

@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { bundleFiles, path, wholeNumber } from '../flags.js';
+import { bundleFiles, bundleOutput, wholeNumber } from '../flags.js';
 import { parsePlatforms } from '../../oci/platform.js';
 import { contextFrom, type GlobalFlags } from '../context.js';
 import { refuseSharedStdin } from '../stdin.js';
@@ -35,7 +35,7 @@ export const exportCommand: CommandModule<GlobalFlags, Flags> = {
   builder: (y) => y
     .positional('images', { type: 'string', array: true, describe: 'image references (in addition to --file)' })
     .option('file', { alias: 'f', type: 'string', describe: 'images.list: one reference a line, # comments ("-" for stdin)' })
-    .option('output', { alias: 'o', type: 'string', demandOption: true, requiresArg: true, coerce: path('output'), describe: 'bundle file (.tar or .tar.zst), or - for stdout' })
+    .option('output', { alias: 'o', type: 'string', demandOption: true, requiresArg: true, coerce: bundleOutput('output'), describe: 'bundle file (.tar or .tar.zst), or - for stdout' })
     .option('from', { type: 'string', describe: 'read from registry-layout:DIR, skopeo-dir:DIR, oci:DIR or bundle:FILE instead of registries' })
     .option('registry-name', { type: 'string', requiresArg: true, describe: 'with --from: record images whose names have no registry (python, team/app) as HOST/name' })
     .option('convert-oci', { type: 'boolean', describe: 'store Docker schema 2 images with OCI media types, for readers that take OCI only (new manifest digests, listed in the output; layers unchanged)' })

@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { DESTINATION_KINDS, isKind, type Location, locationOf, parseLocation } from '../../app/locations.js';
+import { DESTINATION_KINDS, isKind, kindPrefix, type Location, locationOf, parseLocation } from '../../app/locations.js';
 import { parsePlatforms } from '../../oci/platform.js';
 import { FerryError } from '../../errors.js';
 import { bundleFile, bundleFiles } from '../flags.js';
@@ -78,6 +78,8 @@ function targetOf(words: string[], volumes: string[]): { to: Location; volumes: 
   if (isKind(first)) {
     const [target, ...more] = rest;
     if (target === undefined) throw new FerryError('E_USAGE', `--to ${first} needs a target`, { hint: `--to ${first}:TARGET or --to ${first} TARGET` });
+    // `--to registry-layout oci:out`: both forms at once; the second kind would become part of a folder's name.
+    if (kindPrefix(target) !== undefined) throw new FerryError('E_USAGE', `--to ${first} ${target}: two kinds given`, { hint: `one of: --to ${target}, or --to ${first}:${target.slice(target.indexOf(':') + 1) || 'TARGET'}` });
     return { to: locationOf(first, target, '--to', DESTINATION_KINDS), volumes: [...volumes, ...more] };
   }
   return { to: parseLocation(first, '--to', DESTINATION_KINDS), volumes: [...volumes, ...rest] };

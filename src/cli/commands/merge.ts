@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { bundleFiles, wholeNumber } from '../flags.js';
+import { bundleFiles, bundleOutput, wholeNumber } from '../flags.js';
 import { contextFrom, type GlobalFlags } from '../context.js';
 import { formatBytes } from '../output.js';
 import { progressObserver } from '../progress.js';
@@ -16,7 +16,7 @@ export const mergeCommand: CommandModule<GlobalFlags, Flags> = {
   describe: 'rebuild the full bundle of a release from its base bundle and delta(s)',
   builder: (y) => y
     .positional('bundles', { type: 'string', array: true, demandOption: true, coerce: (v: unknown) => bundleFiles('merge')(v) ?? [], describe: 'base bundle, then the deltas in order' })
-    .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'the full bundle to write (.tar or .tar.zst)' })
+    .option('output', { alias: 'o', type: 'string', demandOption: true, coerce: (v: unknown) => bundleOutput('output')(v) ?? '', describe: 'the full bundle to write (.tar or .tar.zst)' })
     .option('compression', { choices: ['none', 'zstd'] as const, describe: 'default: zstd when the output ends in .zst, else none' })
     .option('level', { type: 'string', coerce: wholeNumber('level', 1, 19, 9), describe: 'zstd level (1-19)' })
     .example('$0 merge release-1.tar.zst release-2-delta.tar.zst -o release-2.tar.zst', 'the same bytes a full export of release 2 writes'),

@@ -320,8 +320,8 @@ export class VolumeSetSource implements BundleInput {
       } else {
         const before = given.filter((m) => positions(m).some((x) => x < i)).map((m) => m.index);
         const after = given.filter((m) => positions(m).some((x) => x > i)).map((m) => m.index);
-        const from = before.length ? Math.max(...before) + 1 : 0;
-        const to = after.length ? Math.min(...after) - 1 : count - 1;
+        const from = before.length ? before.reduce((m, v) => Math.max(m, v)) + 1 : 0;
+        const to = after.length ? after.reduce((m, v) => Math.min(m, v)) - 1 : count - 1;
         gap = this.info.missing.filter((v) => v.volume - 1 >= from && v.volume - 1 <= to);
         what = `layer ${l.digest}`;
       }

@@ -318,7 +318,7 @@ export class WorkFile {
         for (const p of moved) this.lastProgress.set(p.offset, p.bytes);
         for (const d of done) this.lastProgress.delete(d.offset);
       } catch (e) {
-        this.pending.unshift(...done);
+        this.pending = [...done, ...this.pending];
         throw e;
       }
     };

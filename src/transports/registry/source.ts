@@ -104,7 +104,7 @@ export class RegistrySource implements ImageSource {
       if (res.status !== 200) throw await registryError(res, where);
       const bytes = await readCapped(res.body, MANIFEST_MAX_BYTES);
       if (!bytes) throw new FerryError('E_MANIFEST_INVALID', `${where}: answer is larger than ${MANIFEST_MAX_BYTES} bytes`, { hint: 'the registry sent something other than a referrers index', details: { image: `${repository}@${digest}` } });
-      out.push(...parseManifest(bytes, MT.ociIndex, where).manifests);
+      for (const m of parseManifest(bytes, MT.ociIndex, where).manifests) out.push(m);
       url = trail.next(res);
     }
     return out;

@@ -100,6 +100,10 @@ describe('remoteText: credentials', () => {
 
   it('keeps the messages registries really send readable', () => {
     expect(remoteText('manifest unknown')).toBe('manifest unknown');
+    // The placeholder of ferry's own hints stays; a real name (tokens travel as user names) goes.
+    expect(remoteText('or ssh://user@host:port/dir for another port')).toBe('or ssh://user@host:port/dir for another port');
+    expect(remoteText('https://ghp_abc123@github.com/x')).not.toContain('ghp_abc123');
+    expect(remoteText('https://user:pw@h/x')).not.toContain('pw');
     expect(remoteText('unauthorized: authentication required')).toBe('unauthorized: authentication required');
     expect(remoteText('blob upload invalid: digest sha256:' + 'a'.repeat(64) + ' does not match')).toContain('sha256:' + 'a'.repeat(64));
     expect(remoteText('token expired; digest invalid')).toBe('token expired; digest invalid');

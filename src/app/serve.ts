@@ -1,3 +1,4 @@
+import { refuseRepeats } from '../transports/bundle/repaired-source.js';
 import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { createSecureContext } from 'node:tls';
@@ -97,6 +98,7 @@ export async function serve(opts: ServeOptions): Promise<ServeResult> {
   const prefix = opts.prefix === undefined ? '' : validatePrefix(opts.prefix);
   if (opts.layout && opts.inputs.length > 0) throw new FerryError('E_USAGE', `give bundles or --${opts.layout.kind === 'oci' ? 'oci' : 'layout'}, not both`, { hint: 'run one ferry serve per source' });
   if (!opts.layout && opts.inputs.length === 0) throw new FerryError('E_USAGE', 'nothing to serve', { hint: 'ferry serve BUNDLE.tar [DELTA.tar …], ferry serve STEM.sha256, or ferry serve --layout DIR' });
+  await refuseRepeats(opts.inputs);
 
   const opened = opts.layout ? await openLayout(opts.layout.kind, opts.layout.dir, opts.signal) : await openBundles(opts.inputs, { cacheDir: opts.cacheDir, signal: opts.signal });
   const reader = opened.reader;

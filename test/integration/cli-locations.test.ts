@@ -93,6 +93,7 @@ describe('the location syntax on every command line', () => {
     expect((await usageError(['verify', bundle, '--jobs'], cwd)).message).toContain('--jobs needs a value');
     expect((await usageError(['verify', bundle, '--jobs', '0x10'], cwd)).message).toContain('not a whole number');
     expect((await usageError(['export', '--from', `bundle:${bundle}`, '--split', '1.5', '-o', 'x.tar'], cwd)).message).toContain('is not a size');
+    expect((await usageError(['serve', bundle, join(tmp.path, '.', bundle.slice(tmp.path.length + 1)), '--listen', '127.0.0.1:0'], cwd)).message).toContain('is given twice');
     expect(await readdir(cwd)).toEqual([]);
   });
 });

@@ -214,7 +214,7 @@ export async function openWithRepairs(given: readonly string[]): Promise<BundleI
  * path again, a link and its target) is a slip on the command line: said as
  * such before anything is read, not as whatever reading it twice would look like.
  */
-async function refuseRepeats(inputs: readonly string[]): Promise<void> {
+export async function refuseRepeats(inputs: readonly string[]): Promise<void> {
   const seen = new Map<string, string>();
   for (const input of inputs) {
     const key = input === '-' ? '-' : await realpath(input).catch(() => resolve(input));

@@ -4,7 +4,8 @@ import type { ImageRequest } from '../../../src/copy/plan.js';
 import { parseDigest } from '../../../src/oci/digest.js';
 import { checkSignature, type SignatureLayer } from '../../../src/referrers/cosign.js';
 import type { FoundReferrer, Subject } from '../../../src/referrers/discover.js';
-import { kindOf } from '../../../src/referrers/discover.js';
+import { kindOf, ReferrerFinder } from '../../../src/referrers/discover.js';
+import type { ImageSource } from '../../../src/transports/types.js';
 import { groupReferrers, referrerRequests } from '../../../src/referrers/requests.js';
 import { cosignTag, parseSchemeTag, referrersTag } from '../../../src/referrers/scheme.js';
 import { generateCosignKeys, makeSignature, SIGNATURE_ANNOTATION } from '../../support/cosign.js';
@@ -82,5 +83,36 @@ describe('cosign signature check', () => {
     expect(checkSignature({ ...good.layer, signature: undefined }, good.payload, pub, image)).toMatch(/no dev.cosignproject.cosign\/signature/);
     expect(checkSignature({ ...good.layer, signature: 'bm90IGEgc2lnbmF0dXJl' }, good.payload, pub, image)).toMatch(/does not verify/);
     expect(checkSignature({ ...good.layer, mediaType: 'application/octet-stream' }, good.payload, pub, image)).toMatch(/not a cosign simple-signing/);
+  });
+});
+
+describe('referrer discovery over many subjects', () => {
+  const source = { description: 'nowhere' } as unknown as ImageSource;
+
+  it('keeps a bounded number of subjects in flight, not all of them (10,000 at once held ~100 MB of promises)', async () => {
+    const finder = new ReferrerFinder(source, { jobs: 4 });
+    let inFlight = 0;
+    let most = 0;
+    let done = 0;
+    await finder.all(Array.from({ length: 10_000 }, (_, i) => i), async () => {
+      most = Math.max(most, ++inFlight);
+      await new Promise((r) => setImmediate(r));
+      inFlight--;
+      done++;
+    });
+    expect(done).toBe(10_000);
+    expect(most).toBeGreaterThan(1);
+    expect(most).toBeLessThanOrEqual(16);
+  });
+
+  it('starts no further subject after the first failure', async () => {
+    const finder = new ReferrerFinder(source, { jobs: 1 });
+    const started: number[] = [];
+    await expect(finder.all([0, 1, 2, 3, 4, 5, 6, 7, 8, 9], async (i) => {
+      started.push(i);
+      await new Promise((r) => setImmediate(r));
+      if (i === 0) throw new Error('registry said no');
+    })).rejects.toThrow('registry said no');
+    expect(started.length).toBeLessThanOrEqual(4);
   });
 });

@@ -340,6 +340,8 @@ export abstract class BundleHead {
   private readonly parsedManifests = new Map<Digest, ParsedManifest>();
   /** Manifests and indexes of the metadata by digest, for getManifest. */
   private manifestBlobs: Map<Digest, BundleBlob> | undefined;
+  /** `repository:tag` → the image's digest, the first one listed. */
+  private taggedImages: Map<string, string> | undefined;
 
   /** Configs whose bytes did not hash right; they fail once checkGraph knows their images. */
   protected readonly damagedConfigs: { blob: BundleBlob; actual: Digest }[] = [];
@@ -413,7 +415,14 @@ export abstract class BundleHead {
   async getManifest(repository: string, reference: string): Promise<Manifest> {
     let digest: string | undefined;
     if (isDigest(reference)) digest = reference;
-    else digest = this.meta.images.find((i) => i.repository === repository && i.tag === reference)?.digest;
+    else {
+      // Asked once per image: a scan of every image each time was quadratic at 10,000 images.
+      if (!this.taggedImages) {
+        this.taggedImages = new Map();
+        for (const i of this.meta.images) if (i.tag !== undefined && !this.taggedImages.has(`${i.repository}:${i.tag}`)) this.taggedImages.set(`${i.repository}:${i.tag}`, i.digest);
+      }
+      digest = this.taggedImages.get(`${repository}:${reference}`);
+    }
     this.manifestBlobs ??= new Map(this.meta.blobs.filter((b) => b.kind === 'index' || b.kind === 'manifest').map((b) => [b.digest, b]));
     const blob = digest === undefined ? undefined : this.manifestBlobs.get(digest as Digest);
     if (!blob) {

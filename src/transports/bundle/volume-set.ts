@@ -11,7 +11,7 @@ import { writable } from '../../stream/drain.js';
 import { expandFileGlobs } from '../../fsys/glob.js';
 import type { OpOptions, SequentialBlob, SourceImage } from '../types.js';
 import { type BundleCondition, type BundleInput, NOTHING_MISSING } from './input.js';
-import type { BundleMetadata, BundlePart } from './metadata.js';
+import type { BundleBlob, BundleMetadata, BundlePart } from './metadata.js';
 import { FileBundleSource, randomAccessible } from './file-source.js';
 import { Lookahead } from './lookahead.js';
 import { joinStreams } from './range-reader.js';
@@ -69,6 +69,8 @@ export class VolumeSetSource implements BundleInput {
   readonly description: string;
   readonly omittedBlobs: ReadonlySet<Digest>;
   /** Layers that cannot be had, with why. */
+  private blobIndex: Map<Digest, BundleBlob> | undefined;
+  private wholeIndex: Map<Digest, Member> | undefined;
   private readonly failed = new Map<Digest, FerryError>();
   /** Layers cut across volumes of which only some were given, whose given parts failed their own digests. */
   private readonly badParts = new Map<Digest, FerryError>();
@@ -372,12 +374,12 @@ export class VolumeSetSource implements BundleInput {
   async getBlob(repository: string, desc: Descriptor): Promise<Readable> {
     const failed = this.failed.get(desc.digest);
     if (failed) throw failed;
-    const blob = this.metadata.blobs.find((b) => b.digest === desc.digest);
+    const blob = this.blobNamed(desc.digest);
     if (blob?.kind !== 'layer') return this.head.getBlob(repository, desc);
     if (this.sequential) {
       throw new FerryError('E_INTERNAL', `${this.where}: layer ${desc.digest} can only be read in order through blobs()`, { details: { digest: desc.digest } });
     }
-    const whole = this.members.find((m) => m.layers.some((l) => l.digest === desc.digest));
+    const whole = this.wholeIn(desc.digest);
     if (whole?.source) return whole.source.getBlob(repository, desc);
     if (!this.held.has(desc.digest)) {
       // Not given at all: what noteMissing() says (a missing volume); a layer only partly given has no whole to read.
@@ -411,14 +413,14 @@ export class VolumeSetSource implements BundleInput {
   /** Where a config or whole layer lies in a volume, to be verified in place (a layer cut across volumes is not in one place). */
   blobFile(desc: Descriptor): FileRange | undefined {
     if (this.sequential || this.failed.has(desc.digest)) return undefined;
-    const blob = this.metadata.blobs.find((b) => b.digest === desc.digest);
+    const blob = this.blobNamed(desc.digest);
     if (blob?.kind !== 'layer') return this.head instanceof FileBundleSource ? this.head.blobFile(desc) : undefined;
-    return this.members.find((m) => m.layers.some((l) => l.digest === desc.digest))?.source?.blobFile(desc);
+    return this.wholeIn(desc.digest)?.source?.blobFile(desc);
   }
 
   /** For the verifier's messages: the volume a layer's bytes come from, or the volumes of its parts. */
   blobPlace(desc: Descriptor): string | undefined {
-    const whole = this.members.find((m) => m.layers.some((l) => l.digest === desc.digest));
+    const whole = this.wholeIn(desc.digest);
     if (whole) return this.label(whole);
     const pieces = this.partsOf(desc.digest);
     if (pieces.length > 0 && this.held.has(desc.digest)) {
@@ -524,8 +526,26 @@ export class VolumeSetSource implements BundleInput {
     });
   }
 
+  /**
+   * A blob of the metadata by digest, and the given volume holding a layer
+   * whole: looked up per blob read, so indexed once (a scan per read was
+   * quadratic: minutes, not seconds, at 100,000 blobs, and deaf to Ctrl-C).
+   */
+  private blobNamed(digest: Digest): BundleBlob | undefined {
+    this.blobIndex ??= new Map(this.metadata.blobs.map((b) => [b.digest, b]));
+    return this.blobIndex.get(digest);
+  }
+
+  private wholeIn(digest: Digest): Member | undefined {
+    if (!this.wholeIndex) {
+      this.wholeIndex = new Map();
+      for (const m of this.members) for (const l of m.layers) if (!this.wholeIndex.has(l.digest)) this.wholeIndex.set(l.digest, m);
+    }
+    return this.wholeIndex.get(digest);
+  }
+
   private layer(digest: Digest): Descriptor {
-    const b = this.metadata.blobs.find((x) => x.digest === digest)!;
+    const b = this.blobNamed(digest)!;
     return { digest: b.digest, size: b.size, mediaType: b.mediaType };
   }
 

@@ -28,7 +28,13 @@ export async function diffTargets(opts: DiffOptions): Promise<DiffResult> {
       await source.close();
     }
   };
-  const a = await loadInput(opts.a, fromList);
-  const b = await loadInput(opts.b, fromList);
+  // Only the inventories are compared: a side's parsed bundle metadata (at 50,000 blobs tens of
+  // MB of objects) is let go before the other side is read.
+  const side = async (path: string) => {
+    const { where, kind, inventory } = await loadInput(path, fromList);
+    return { where, kind, inventory };
+  };
+  const a = await side(opts.a);
+  const b = await side(opts.b);
   return diffInventories(a, b);
 }

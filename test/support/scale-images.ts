@@ -5,7 +5,11 @@
 // shared base layer per namespace so dedup happens, spread over many repositories.
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import type { Placed } from './memory-transports.js';
+import { fetchConfigs, layoutRequest } from '../../src/app/bundle-layout.js';
+import { copyImages } from '../../src/copy/engine.js';
+import { planCopy } from '../../src/copy/plan.js';
+import { BundleDestination } from '../../src/transports/bundle/writer.js';
+import { MemorySource, type Placed, requestsOf } from './memory-transports.js';
 import { type Layer, makeImage } from './images.js';
 import { Rng } from './prng.js';
 
@@ -50,4 +54,27 @@ export function scaleImages(opts: ScaleOptions): Placed[] {
     placed.push({ repository: `registry.example.com/ns${ns}/app${i % repositories}`, tag: `v${Math.floor(i / repositories)}`, artifact });
   }
   return placed;
+}
+
+/**
+ * Writes scaleImages(opts) to `output` with the real bundle writer, the way export
+ * drives it: configs first, the layout, every blob at its offset through the engine.
+ * Returns the number of images.
+ */
+export async function writeScaleBundle(output: string, opts: ScaleOptions): Promise<number> {
+  const placed = scaleImages(opts);
+  const source = new MemorySource(placed);
+  const plan = await planCopy(source, requestsOf(placed), { jobs: 16 });
+  const dest = new BundleDestination({ toolVersion: '0.0.0-test', output });
+  try {
+    await fetchConfigs(source, dest.configSink(), plan, () => false, 'export', {});
+    dest.layOut(layoutRequest(plan));
+    await dest.open({});
+    const report = await copyImages(source, dest, plan, { jobs: 16 });
+    if (report.failures.length > 0) throw new Error(`${report.failures.length} images failed: ${report.failures[0]!.error.message}`);
+    await dest.commit({});
+  } finally {
+    await dest.close();
+  }
+  return placed.length;
 }

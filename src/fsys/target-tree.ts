@@ -41,11 +41,17 @@ const IO_CHUNK = 1 << 20;
 export class TargetTree implements FileSystemPort {
   readonly description = 'local';
   readonly root: string;
+  /*
+   * What this run learnt about directories. Each is a cache of a fact the disk
+   * still holds, so forgetting one costs only a check again (an lstat, or a
+   * sweep that finds nothing stale): bounded, since a layout of 50,000 blobs has
+   * 100,000 folders of its own and their paths were ~20 MB of a 200 MiB budget.
+   */
   /** Directories below the root known to be real directories (checked with lstat, or made here). */
-  private readonly dirs = new Set<string>();
+  private readonly dirs = new RecentSet(DIRS_REMEMBERED);
   /** Directories this run created: nothing stale in them. */
-  private readonly made = new Set<string>();
-  private readonly swept = new Set<string>();
+  private readonly made = new RecentSet(DIRS_REMEMBERED);
+  private readonly swept = new RecentSet(DIRS_REMEMBERED);
   private readonly batch = new DirSyncBatch();
   private ownerOnce: Promise<Owner | undefined> | undefined;
   private rootOnce: Promise<void> | undefined;
@@ -354,6 +360,40 @@ export class TargetTree implements FileSystemPort {
     for (const set of [this.dirs, this.made, this.swept]) {
       for (const d of set) if (d === path || d.startsWith(`${path}${sep}`)) set.delete(d);
     }
+  }
+}
+
+/** Folders each of the sets above remembers: the most recent ones (a target's shared folders are met again and again). */
+const DIRS_REMEMBERED = 16_384;
+
+/** A set of at most `max` strings; past that the oldest half is forgotten. */
+class RecentSet implements Iterable<string> {
+  private readonly set = new Set<string>();
+
+  constructor(private readonly max: number) {}
+
+  has(value: string): boolean {
+    return this.set.has(value);
+  }
+
+  add(value: string): void {
+    // Met again: it becomes recent.
+    this.set.delete(value);
+    this.set.add(value);
+    if (this.set.size <= this.max) return;
+    let drop = this.set.size - this.max / 2;
+    for (const old of this.set) {
+      if (drop-- <= 0) break;
+      this.set.delete(old);
+    }
+  }
+
+  delete(value: string): boolean {
+    return this.set.delete(value);
+  }
+
+  [Symbol.iterator](): Iterator<string> {
+    return this.set[Symbol.iterator]();
   }
 }
 

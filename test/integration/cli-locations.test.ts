@@ -17,6 +17,7 @@ import { ferryOk, jsonOf } from './cli-fixture.js';
 let tmp: TempDir;
 let bundle: string;
 let layout: string;
+let oci: string;
 let n = 0;
 const path = (name: string) => join(tmp.path, `${String(++n).padStart(3, '0')}-${name}`);
 
@@ -25,7 +26,7 @@ interface ErrorDoc { error: { code: string; exitStatus: number; message: string;
 beforeAll(async () => {
   tmp = makeTempDir('ferry-locations-');
   const rng = new Rng(0x10c);
-  const oci = path('oci');
+  oci = path('oci');
   await writeOciLayout(oci, [{ artifact: makeImage({ layers: [await makeLayer(rng.fork('l'), { size: 2_000 })], mediaTypes: 'oci' }), ref: 'team/app:1.0' }]);
   bundle = path('b.tar');
   await ferryOk(['export', '--from', `oci:${oci}`, '-o', bundle, '--cache', path('cache'), '-q']);
@@ -94,6 +95,11 @@ describe('the location syntax on every command line', () => {
     expect((await usageError(['verify', bundle, '--jobs', '0x10'], cwd)).message).toContain('not a whole number');
     expect((await usageError(['export', '--from', `bundle:${bundle}`, '--split', '1.5', '-o', 'x.tar'], cwd)).message).toContain('is not a size');
     expect((await usageError(['serve', bundle, join(tmp.path, '.', bundle.slice(tmp.path.length + 1)), '--listen', '127.0.0.1:0'], cwd)).message).toContain('is given twice');
+    // skopeo's oci:DIR:REF and an archive file where a layout directory is read: not found, saying what they look like.
+    const skopeoForm = jsonOf<ErrorDoc>(await runFerry(['export', '--from', `oci:${oci}:team/app:1.0`, '-o', 'x.tar', '--json'], { cwd })).error;
+    expect([skopeoForm.code, skopeoForm.hint]).toEqual(['E_NOT_FOUND', expect.stringContaining(`--from oci:${oci}, and names the images`)]);
+    const archive = jsonOf<ErrorDoc>(await runFerry(['export', '--from', `oci:${bundle}`, '-o', 'x.tar', '--json'], { cwd })).error;
+    expect(archive.hint).toContain('is a file');
     expect(await readdir(cwd)).toEqual([]);
   });
 });

@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import type { Readable } from 'node:stream';
 import { FerryError } from '../../errors.js';
@@ -54,7 +54,7 @@ export class OciLayoutSource implements ImageSource {
   private async entries(): Promise<Array<SourceImage & { mediaType: string }>> {
     const manifests = await readIndexFile(this.root);
     if (manifests === undefined) {
-      throw new FerryError('E_NOT_FOUND', `${this.root}: no index.json; not an OCI image layout`, { hint: 'point at the directory that holds oci-layout and index.json' });
+      throw new FerryError('E_NOT_FOUND', `${this.root}: no index.json; not an OCI image layout`, { hint: await notALayoutHint(this.root) });
     }
     return manifests.map((d) => {
       const ref = d.annotations?.[REF_NAME];
@@ -102,4 +102,17 @@ export class OciLayoutSource implements ImageSource {
   }
 
   async close(): Promise<void> {}
+}
+
+/** What the path named instead of a layout, most likely: an archive file, or skopeo's `oci:DIR:REF`. */
+async function notALayoutHint(root: string): Promise<string> {
+  const kind = await stat(root).then((st) => (st.isFile() ? 'file' : st.isDirectory() ? 'dir' : 'other'), () => 'none');
+  if (kind === 'file') return `${root} is a file (an oci-archive, as podman save --format oci-archive writes?): oci:DIR takes the unpacked directory (mkdir DIR && tar -xf FILE -C DIR)`;
+  // skopeo's reference follows the directory's name and may hold colons itself (`oci:./l:app:1.0`).
+  for (let colon = root.indexOf(':'); kind === 'none' && colon > 0; colon = root.indexOf(':', colon + 1)) {
+    const dir = root.slice(0, colon);
+    if ((await readIndexFile(dir).catch(() => undefined)) === undefined) continue;
+    return `oci:${dir}:${root.slice(colon + 1)} is skopeo's way to name one image; ferry reads the whole layout: --from oci:${dir}, and names the images to take as arguments or in -f LIST`;
+  }
+  return 'point at the directory that holds oci-layout and index.json';
 }

@@ -315,7 +315,9 @@ export class ProgressTracker {
 
   private rate(t: number): number {
     // Done: the whole run's average. Under way: the recent past, once there is a second of it.
-    if (this.phase === 'done' || t - this.started < 1000) return this.moved / Math.max((t - this.started) / 1000, 0.001);
+    // No sample yet (a view asked for before the plan is known, late under load): the average too.
+    const average = this.moved / Math.max((t - this.started) / 1000, 0.001);
+    if (this.phase === 'done' || t - this.started < 1000 || this.samples.length === 0) return average;
     while (this.samples.length > 1 && t - this.samples[1]!.t >= RATE_WINDOW_MS) this.samples.shift();
     const first = this.samples[0]!;
     return (this.moved - first.moved) / Math.max((t - first.t) / 1000, 0.001);

@@ -101,6 +101,17 @@ describe('progressObserver', () => {
     expect(lines).toHaveLength(6);
   });
 
+  it('an event more than a second after the start but before the plan (slow planning, a loaded machine) has a rate, not a crash', () => {
+    let t = 0;
+    const c = capture('json');
+    const p = progressObserver(c.out, 'export', { now: () => t });
+    t = 1_500;
+    p.phase!('planning');
+    p.done();
+    const events = c.text().trim().split('\n').map((l) => JSON.parse(l) as { phase: string });
+    expect(events.map((e) => e.phase)).toContain('planning');
+  });
+
   it('a blob skipped in one repository but sent to another counts once, as moved', () => {
     let t = 0;
     const c = capture('json');

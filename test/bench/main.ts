@@ -32,6 +32,8 @@ interface Options extends ScenarioOptions {
   reps: number;
   seed: number;
   memory: boolean;
+  /** The ferry serve vs docker-registry load (the longest part of a medium run). */
+  serve: boolean;
   resultsDir: string;
   keep: boolean;
 }
@@ -52,6 +54,7 @@ function options(argv: string[]): Options {
       seed: { type: 'string', default: '1' },
       memory: { type: 'boolean' },
       'no-memory': { type: 'boolean' },
+      'no-serve': { type: 'boolean', default: false },
       results: { type: 'string', default: join(ROOT, 'bench-results') },
       keep: { type: 'boolean', default: false },
       images: { type: 'string' },
@@ -64,7 +67,7 @@ function options(argv: string[]): Options {
   });
   if (values.help) {
     process.stdout.write([
-      'npm run bench -- [--size small|medium|large] [--reps N] [--seed N] [--memory|--no-memory] [--results DIR] [--keep]',
+      'npm run bench -- [--size small|medium|large] [--reps N] [--seed N] [--memory|--no-memory] [--no-serve] [--results DIR] [--keep]',
       '                 --size scale [--images 100,1000,3000] [--peer-cap S] [--only export,verify,import,push,skopeo]',
       '                 --latency MS [--images 300] [--jobs 1,4,16] [--peer-cap S] [--only export,push,skopeo]',
       '',
@@ -86,6 +89,7 @@ function options(argv: string[]): Options {
     size, reps, seed: Number(values.seed),
     // The 2 GB memory-ceiling run is part of the default run except at small (CI-ish) size.
     memory: values['no-memory'] ? false : values.memory ?? size !== 'small',
+    serve: !values['no-serve'],
     resultsDir: resolve(values.results), keep: values.keep,
   };
 }
@@ -384,7 +388,7 @@ async function main(): Promise<void> {
 
     // ---- ferry serve vs docker-registry on the same images (test/bench/serve.ts)
     let serveBench: ServeBenchResult | undefined;
-    try {
+    if (opts.serve) try {
       serveBench = await benchServe({ ferry: FERRY, bundle: bundleTar, refs: c.release1.refs, work, reps: opts.reps, pullers: 8, log });
     } catch (e) {
       failures.push(`serve bench: ${(e as Error).message.split('\n').slice(0, 12).join(' ')}`);

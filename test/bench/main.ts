@@ -94,6 +94,11 @@ function options(argv: string[]): Options {
   };
 }
 
+// Interrupted (Ctrl-C, kill): leave through process.exit, so the 'exit' handlers stop the
+// registries this run started and remove its temp folders (a signal's default death skips them).
+// 'on', not 'once': Ctrl-C reaches npm, sh and node alike, and a second signal must not cut the cleanup short.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130));
+
 const log = (line: string): void => {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
 };
@@ -165,6 +170,8 @@ function prepareRun(opts: Options): { startedAt: Date; work: string } {
   mkdirSync(opts.resultsDir, { recursive: true });
   const work = join(opts.resultsDir, `work-${startedAt.getTime()}`);
   mkdirSync(work, { recursive: true });
+  // Also when the run is interrupted or fails (the corpora are kept: they are the cache).
+  if (!opts.keep) process.once('exit', () => rmSync(work, { recursive: true, force: true }));
   return { startedAt, work };
 }
 

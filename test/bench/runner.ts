@@ -65,12 +65,19 @@ export function checkTimeAvailable(): void {
   }
 }
 
+/** GNU time's output folders not yet removed: an interrupted run removes them on its way out. */
+const timeDirs = new Set<string>();
+process.once('exit', () => {
+  for (const d of timeDirs) rmSync(d, { recursive: true, force: true });
+});
+
 /**
  * Spawns `cmd args` under GNU time; never throws on a non-zero exit (the caller decides).
  * The run gets its own process group, so a timeout kills the command, not just `time`.
  */
 export function timed(cmd: string, args: string[], opts: RunOptions = {}): Promise<RunOutcome> {
   const dir = mkdtempSync(join(tmpdir(), 'ferry-bench-time-'));
+  timeDirs.add(dir);
   const outFile = join(dir, 'time.txt');
   const started = performance.now();
   return new Promise<RunOutcome>((resolve, reject) => {
@@ -97,6 +104,7 @@ export function timed(cmd: string, args: string[], opts: RunOptions = {}): Promi
     child.on('error', (e) => {
       clearTimeout(timer);
       rmSync(dir, { recursive: true, force: true });
+      timeDirs.delete(dir);
       reject(e);
     });
     child.on('close', (code, signal) => {
@@ -115,6 +123,7 @@ export function timed(cmd: string, args: string[], opts: RunOptions = {}): Promi
         reject(new Error(`${cmd} ${args.join(' ')}: ${(e as Error).message}\nstderr: ${Buffer.concat(err).toString('utf8').slice(-2000)}`));
       } finally {
         rmSync(dir, { recursive: true, force: true });
+        timeDirs.delete(dir);
       }
     });
     child.stdin.end(opts.input);

@@ -6,7 +6,7 @@ import { foreignLayersOf, type ImageRequest, planCopy, withoutBlobs } from '../c
 import { FerryError } from '../errors.js';
 import type { Platform } from '../oci/platform.js';
 import { DOCKER_HUB, formatReference, fullName, type Reference } from '../oci/reference.js';
-import { BundleDestination } from '../transports/bundle/writer.js';
+import { BundleDestination, refuseLevelWithoutZstd } from '../transports/bundle/writer.js';
 import type { ImageSource, SourceImage } from '../transports/types.js';
 import { TOOL_VERSION } from '../version.js';
 import { cacheMaxBytes, defaultCacheDir } from './cache-dir.js';
@@ -138,7 +138,7 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
   const started = Date.now();
   // Flags first: a wrong value should not wait for bases, folders or registries.
   if (opts.from !== undefined) parseLocation(opts.from, '--from', SOURCE_KINDS);
-  if (opts.level !== undefined && opts.compression !== 'zstd') throw new FerryError('E_USAGE', `--level ${opts.level}: the bundle is not compressed (${opts.output === '-' ? 'stdout' : opts.output} is a plain tar)`, { hint: 'name the output B.tar.zst (or add --compression zstd), or drop --level' });
+  refuseLevelWithoutZstd(opts);
   if (opts.registryName !== undefined) {
     if (!opts.from) throw new FerryError('E_USAGE', '--registry-name names the registry of images read with --from; images pulled from a registry already carry theirs', { hint: 'drop --registry-name, or add --from KIND:PATH' });
     parseRegistryName(opts.registryName);
@@ -384,9 +384,17 @@ function selectListed(listed: readonly ListedImage[], held: readonly SourceImage
     wanted.push(r);
     whereOf.set(r.origin, where);
   };
+  // The place's images by each name they answer to (as held, and as recorded): a scan per listed line was quadratic.
+  const byName = new Map<string, number[]>();
+  held.forEach((h, i) => {
+    for (const name of new Set([h.repository, requests[i]!.targetRepository])) {
+      const list = byName.get(name);
+      if (list) list.push(i);
+      else byName.set(name, [i]);
+    }
+  });
   for (const l of listed) {
-    const names = listedNames(l.reference);
-    const sameName = held.flatMap((h, i) => (names.includes(h.repository) || names.includes(requests[i]!.targetRepository) ? [i] : []));
+    const sameName = [...new Set(listedNames(l.reference).flatMap((n) => byName.get(n) ?? []))].sort((a, b) => a - b);
     const pinned = l.reference.digest;
     const found = sameName.filter((i) => (pinned !== undefined ? held[i]!.digest === pinned : held[i]!.tag === l.reference.tag));
     const platforms = l.platforms ? { platforms: l.platforms } : {};

@@ -229,19 +229,19 @@ export function kindPrefix(word: string): KindName | undefined {
  * starts like a kind is written `./oci:name`.
  */
 export function bundlePath(word: string, what: string): string {
-  const colon = word.indexOf(':');
-  const kind = colon > 0 ? word.slice(0, colon) : '';
-  if (word.startsWith('docker://') || (isKind(kind) && kind !== 'bundle')) {
-    throw new FerryError('E_USAGE', `${what} ${JSON.stringify(word.slice(0, 200))}: names ${word.startsWith('docker://') ? 'a registry' : `a place of kind ${kind}`}, and this takes a bundle file`, {
-      hint: `${word.startsWith('docker://') ? 'bundle its images first: ferry export IMAGE… -o B.tar' : SOURCE_KINDS.includes(kind as KindName) ? `bundle it first: ferry export --from ${word.slice(0, 200)} -o B.tar` : 'give the bundle file'}; a file whose name starts like that is written ./${word.slice(0, 200)}`,
+  const kind = word.startsWith('docker://') ? 'registry' : kindPrefix(word);
+  if (kind !== undefined && kind !== 'bundle') {
+    throw new FerryError('E_USAGE', `${what} ${JSON.stringify(word.slice(0, 200))}: names ${kind === 'registry' ? 'a registry' : `a place of kind ${kind}`}, and this takes a bundle file`, {
+      hint: `${kind === 'registry' ? 'bundle its images first: ferry export IMAGE… -o B.tar' : SOURCE_KINDS.includes(kind) ? `bundle it first: ferry export --from ${word.slice(0, 200)} -o B.tar` : 'give the bundle file'}; a file whose name starts like that is written ./${word.slice(0, 200)}`,
       details: { value: word.slice(0, 200) },
     });
   }
-  if (kind !== 'bundle') return word;
-  const path = word.slice(colon + 1);
-  if (path.trim() === '') throw new FerryError('E_USAGE', `${what} bundle: the FILE is empty`, { hint: 'name it: bundle:./release.tar' });
-  refuseTilde(path, `${what} ${word}`);
-  return path;
+  return pathOfKind(word, what, 'bundle');
+}
+
+/** Where a flag names one kind of place (`--layout`, a bundle argument): a path, or the same path as `KIND:PATH`. */
+export function pathOfKind(word: string, flag: string, kind: KindName): string {
+  return kindPrefix(word) === undefined ? word : parseLocation(word, flag, [kind]).location;
 }
 
 /** `oci:~/x`: no shell expands `~` after a colon, so it would name a folder `~` here, beside the real home. */

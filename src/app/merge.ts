@@ -6,7 +6,7 @@ import { FerryError } from '../errors.js';
 import type { LayoutRequest } from '../transports/bundle/layout.js';
 import type { BundleImage } from '../transports/bundle/metadata.js';
 import { openBundle } from '../transports/bundle/input.js';
-import { BundleDestination } from '../transports/bundle/writer.js';
+import { BundleDestination, refuseLevelWithoutZstd } from '../transports/bundle/writer.js';
 import type { OpOptions } from '../transports/types.js';
 import { BasedSource } from '../transports/bundle/based-source.js';
 import { TOOL_VERSION } from '../version.js';
@@ -47,7 +47,7 @@ export interface MergeResult {
  * same SOURCE_DATE_EPOCH, or none).
  */
 export async function mergeBundles(opts: MergeOptions): Promise<MergeResult> {
-  if (opts.level !== undefined && opts.compression !== 'zstd') throw new FerryError('E_USAGE', `--level ${opts.level}: the bundle is not compressed (${opts.output} is a plain tar)`, { hint: 'name the output B.tar.zst (or add --compression zstd), or drop --level' });
+  refuseLevelWithoutZstd(opts);
   const started = Date.now();
   if (opts.inputs.length < 2) throw new FerryError('E_USAGE', 'merge needs a base bundle and at least one delta', { hint: 'ferry merge base.tar.zst delta.tar.zst -o full.tar.zst' });
   if (opts.output === '-') throw new FerryError('E_USAGE', 'merge writes a file: give -o FILE', { hint: 'the output needs a name beside which its metadata is written' });

@@ -1,6 +1,7 @@
 import { isFerryError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import { type Descriptor, type Manifest, parseManifest } from '../oci/manifest.js';
+import { forEachLimited } from '../copy/pool.js';
 import { Gate } from './gate.js';
 import type { ImageSource, OpOptions } from '../transports/types.js';
 import { COSIGN_SUFFIXES, cosignTag, DSSE_ENVELOPE, type ReferrerKind, referrersTag } from './scheme.js';
@@ -118,25 +119,18 @@ export class ReferrerFinder {
    * Runs `work` over the items, a few per request slot at a time: the gate
    * bounds the requests, and this the subjects waiting for one (all 10,000 of
    * an export at once held ~300,000 promises and closures: 100 MB of heap).
-   * The first failure stops further requests and subjects.
+   * Each subject asks up to five things at once (three cosign tags, the API, the
+   * fallback tag). The first failure stops further requests and subjects.
    */
   async all<T>(items: readonly T[], work: (item: T) => Promise<void>): Promise<void> {
-    let next = 0;
-    const lane = async (): Promise<void> => {
-      while (next < items.length) {
-        const item = items[next++]!;
-        try {
-          await work(item);
-        } catch (e) {
-          next = items.length;
-          this.gate.close(e instanceof Error ? e : new Error(String(e)));
-          throw e;
-        }
+    await forEachLimited(items, (this.opts.jobs ?? 4) * 4, async (item) => {
+      try {
+        await work(item);
+      } catch (e) {
+        this.gate.close(e instanceof Error ? e : new Error(String(e)));
+        throw e;
       }
-    };
-    // Each subject asks up to five things at once (three cosign tags, the API, the fallback tag).
-    const lanes = Math.min(items.length, Math.max(1, (this.opts.jobs ?? 4) * 4));
-    await Promise.all(Array.from({ length: lanes }, lane));
+    });
   }
 
   private tagsOf(repository: string): Promise<ReadonlySet<string> | undefined> {

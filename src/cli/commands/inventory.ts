@@ -1,6 +1,6 @@
 import type { CommandModule } from 'yargs';
-import { bundleFiles, kept } from '../flags.js';
-import { kindPrefix, parseLocation } from '../../app/locations.js';
+import { bundleFiles, kept, path } from '../flags.js';
+import { pathOfKind } from '../../app/locations.js';
 import { contextFrom, type GlobalFlags } from '../context.js';
 import { formatBytes } from '../output.js';
 
@@ -16,7 +16,7 @@ export const inventoryCommand: CommandModule<GlobalFlags, Flags> = {
   describe: 'write what a registry, registry layout or set of bundles holds (small JSON) for `export --since`',
   builder: (y) => y
     .option('registry', { type: 'string', describe: 'a live registry host[:port], read over its API (catalog, tags, manifests)' })
-    .option('layout', { type: 'string', coerce: kept((v: unknown) => (v === undefined ? undefined : layoutDir(v))), describe: 'a registry storage layout directory (the registry\'s rootdirectory)' })
+    .option('layout', { type: 'string', coerce: kept((v: unknown) => { const dir = path('layout')(v); return dir === undefined ? undefined : pathOfKind(dir, '--layout', 'registry-layout'); }), describe: 'a registry storage layout directory (the registry\'s rootdirectory)' })
     .option('bundle', { type: 'string', array: true, coerce: bundleFiles('inventory --bundle'), describe: 'bundles (or their .ferry.json) that were imported' })
     .option('output', { alias: 'o', type: 'string', describe: 'write the inventory here (default: stdout)' })
     .example('$0 inventory --layout /var/lib/registry -o site.inventory.json', 'then carry the file out and: ferry export --since site.inventory.json …'),
@@ -39,9 +39,3 @@ export const inventoryCommand: CommandModule<GlobalFlags, Flags> = {
       () => `${result.output}: ${inv.source.description}: ${inv.images.length} images, ${inv.blobs.length} blobs (${formatBytes(inv.blobs.reduce((n, b) => n + b.size, 0))})\ninventory id ${inv.id}`);
   },
 };
-
-/** `--layout DIR`, or `registry-layout:DIR` as --from and --to write it. */
-function layoutDir(v: unknown): string {
-  const word = String(v);
-  return kindPrefix(word) === undefined ? word : parseLocation(word, '--layout', ['registry-layout']).location;
-}

@@ -2,7 +2,7 @@ import type { CommandModule } from 'yargs';
 import { FerryError } from '../../errors.js';
 import { contextFrom, type GlobalFlags } from '../context.js';
 import { bundleFile, path, seconds, single } from '../flags.js';
-import { kindPrefix, parseLocation } from '../../app/locations.js';
+import { kindPrefix, parseLocation, pathOfKind } from '../../app/locations.js';
 
 interface Flags extends GlobalFlags {
   bundles?: string[] | undefined;
@@ -71,8 +71,8 @@ function servedPlaces(argv: Flags): { bundles: string[]; layout: { kind: 'regist
   const words = argv.bundles ?? [];
   const places = words.filter((w) => kindPrefix(w) !== undefined && kindPrefix(w) !== 'bundle').map((w) => parseLocation(w, 'serve', ['registry-layout', 'oci']));
   const layouts = [
-    ...(argv.layout !== undefined ? [{ kind: 'registry-layout' as const, dir: unprefixed(argv.layout, '--layout', 'registry-layout') }] : []),
-    ...(argv.oci !== undefined ? [{ kind: 'oci' as const, dir: unprefixed(argv.oci, '--oci', 'oci') }] : []),
+    ...(argv.layout !== undefined ? [{ kind: 'registry-layout' as const, dir: pathOfKind(argv.layout, '--layout', 'registry-layout') }] : []),
+    ...(argv.oci !== undefined ? [{ kind: 'oci' as const, dir: pathOfKind(argv.oci, '--oci', 'oci') }] : []),
     ...places.map((p) => ({ kind: p.kind as 'registry-layout' | 'oci', dir: p.location })),
   ];
   const bundles = words.filter((w) => kindPrefix(w) === undefined || kindPrefix(w) === 'bundle').map(bundleFile('serve'));
@@ -80,9 +80,4 @@ function servedPlaces(argv: Flags): { bundles: string[]; layout: { kind: 'regist
     throw new FerryError('E_USAGE', `serve: ${layouts.length > 1 ? `${layouts.length} layouts given` : 'a layout and bundle files given'}`, { hint: 'serve one layout, or bundle files, per ferry serve' });
   }
   return { bundles, layout: layouts[0] };
-}
-
-/** `--layout registry-layout:DIR` is `--layout DIR`. */
-function unprefixed(word: string, flag: string, kind: 'registry-layout' | 'oci'): string {
-  return kindPrefix(word) === undefined ? word : parseLocation(word, flag, [kind]).location;
 }

@@ -28,6 +28,12 @@ import { type Candidate, findCandidates, type Progress, removeWorkFile, sweepRes
 
 export { ociIndex } from './layout.js';
 
+/** A zstd level asks for compression: on a plain tar it would be ignored, silently. Checked before any work. */
+export function refuseLevelWithoutZstd(opts: { output: string; compression?: 'none' | 'zstd' | undefined; level?: number | undefined }): void {
+  if (opts.level === undefined || opts.compression === 'zstd') return;
+  throw new FerryError('E_USAGE', `--level ${opts.level}: the bundle is not compressed (${opts.output === '-' ? 'stdout' : opts.output} is a plain tar)`, { hint: 'name the output B.tar.zst (or add --compression zstd), or drop --level' });
+}
+
 export interface BundleWriterOptions {
   /** The bundle file; `-` with `stream` set writes there instead. */
   output: string;

@@ -125,6 +125,8 @@ export interface LayoutInputs {
   delta?: { bases: BundleBase[]; omitted: ReadonlySet<Digest> };
   foreign?: ReadonlySet<Digest>;
   split?: number;
+  /** With `split` and no `infos`: cut as if the head were already as large as the configs can make it (the slack), so the cut holds once they are read. */
+  boundHead?: boolean;
   description: string;
 }
 
@@ -139,7 +141,8 @@ export function planLayout(plan: CopyPlan, inputs: LayoutInputs): { layout: Bund
     isOmitted: (d) => inputs.delta?.omitted.has(d) ?? false, isForeign: (d) => inputs.foreign?.has(d) ?? false, description: inputs.description,
   });
   const meta = metadataOf(content, (d) => inputs.infos?.get(d), { toolVersion: TOOL_VERSION, ...(inputs.delta ? { delta: { bases: inputs.delta.bases } } : {}) });
-  const layout = planBundle(meta, content.stored, inputs.split === undefined ? undefined : { maxBytes: inputs.split, description: inputs.description });
   const plainImages = inputs.infos ? 0 : content.images.filter((i) => !i.isIndex).length;
-  return { layout, slack: { bytes: plainImages * 8 + (plainImages > 0 ? 1024 : 0), parseBytes: plainImages * 32 + (plainImages > 0 ? 4096 : 0) } };
+  const slack = { bytes: plainImages * 8 + (plainImages > 0 ? 1024 : 0), parseBytes: plainImages * 32 + (plainImages > 0 ? 4096 : 0) };
+  const layout = planBundle(meta, content.stored, inputs.split === undefined ? undefined : { maxBytes: inputs.split, description: inputs.description, ...(inputs.boundHead ? { headSlack: slack.bytes } : {}) });
+  return { layout, slack };
 }

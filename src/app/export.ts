@@ -31,8 +31,8 @@ import { checkPlatforms } from './platform-check.js';
 import { convertPlanToOci, type OciConversion } from '../copy/convert-oci.js';
 import { displayUrl, ForeignLayerSource, unusableUrls } from './foreign-source.js';
 import { sizeExport } from './plan.js';
-import { countingFirstPass, fetchConfigs, layoutRequest, planLayout } from './bundle-layout.js';
-import { checkMetadataLimits } from '../transports/bundle/layout.js';
+import { countingFirstPass, fetchConfigs, layoutRequest } from './bundle-layout.js';
+import { checkBundleLimits, checkHeadLowerBound, checkVolumeCount } from './bundle-limits.js';
 import type { PrefixSupply } from './resumable-source.js';
 import { prepareDirectory, prepareOutputFile, requireSpace } from '../fsys/preflight.js';
 import { leaveOutMissing, type SkippedImage, withoutMissingFailures } from './skip-missing.js';
@@ -171,6 +171,13 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
     }
     if (plan.failures.length > 0) throw failureError('export', plan.failures.map((f) => ({ image: f.request.origin, error: f.error })), requests.length);
     checkPlatforms(plan, opts.platforms, (m) => opts.observer?.warning?.(m));
+    const description = `bundle ${toStdout ? 'stream' : resolve(opts.output)}`;
+    // Referrers only add manifests, so a head already too large is refused before a lookup per image
+    // (minutes over a WAN at thousands of images). A conversion shortens manifests: no lower bound then.
+    if (!opts.convertOci) {
+      const omitted = repair ? (): boolean => true : since ? (d: Digest): boolean => since.held.has(d) : (): boolean => false;
+      checkHeadLowerBound(plan, { split: opts.split, omitted, description });
+    }
     let referrers: ExportResult['referrers'];
     if (opts.referrers !== false) ({ plan, referrers } = await addReferrers(source, plan, requests, opts));
     let conversions: OciConversion[] = [];
@@ -189,10 +196,14 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
         carried: opts.includeForeign === true,
         layers: foreignLayers.map(([digest, f]) => ({ digest, size: f.descriptor.size, mediaType: f.descriptor.mediaType, urls: (f.descriptor.urls ?? []).map(urlText), images: f.images })),
       };
+      // Every limit of the bundle (readers' caps, the cut), from the manifests: before the cache is even looked at.
+      const early = checkBundleLimits(plan, { ...(delta ? { delta } : {}), foreign: notCarried, ...(opts.split !== undefined ? { split: opts.split } : {}), description });
       // Disks that cannot hold the result: known now, not after an hour of fetching.
       const sizes = await sizeExport(plan, store, delta?.omitted);
       // The tar is written once where it lies; a .tar.zst is that tar compressed beside it, so both exist for a moment.
-      const bundleBytes = sizes.disk.bundleBytes * (opts.compression === 'zstd' || toStdout ? 2 : 1);
+      // Volumes each carry the head: their sum, and with zstd the largest compressed beside them at a time.
+      const volumeBytes = opts.split === undefined ? 0 : early.files.reduce((n, f) => n + f.layout.size, 0) + (opts.compression === 'zstd' ? early.files.reduce((n, f) => Math.max(n, f.layout.size), 0) : 0);
+      const bundleBytes = Math.max(volumeBytes, sizes.disk.bundleBytes * (opts.compression === 'zstd' || toStdout ? 2 : 1));
       await requireSpace([
         ...(cacheWrite ? [{ path: cacheDir, bytes: sizes.disk.cacheBytes, what: 'new cache entries' }] : []),
         toStdout ? { path: cacheDir, bytes: sizes.disk.bundleBytes, what: 'the work file of the bundle' }
@@ -216,16 +227,11 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
       try {
         // Names become bundle paths: a bad one should fail now, not after every blob is fetched.
         for (const image of plan.images) destination.bundleRepository({ repository: image.request.targetRepository, origin: image.request.origin });
-        // From the manifests alone: a cut that cannot be made, too many volumes, metadata readers would refuse.
-        // What the configs add (plain images' platforms) can only make these worse: known before the first byte.
-        const early = planLayout(plan, { ...(delta ? { delta } : {}), foreign: notCarried, ...(opts.split !== undefined ? { split: opts.split } : {}), description: destination.description });
-        checkLayout(early.layout.files.length, opts.split);
-        checkMetadataLimits(early.layout, destination.description);
         // The configs first (small): with the manifests they fix the metadata, so every entry's offset.
         const omitted = (d: Digest): boolean => delta?.omitted.has(d) ?? false;
         const configs = await fetchConfigs(fetchFrom, destination.configSink(), plan, omitted, 'export', copyOpts);
-        // Exact now, still before the first layer (layOut refuses metadata readers would refuse).
-        checkLayout(destination.layOut(layoutRequest(plan)).files.length, opts.split);
+        // Exact now (layOut refuses metadata readers would refuse); checkBundleLimits allowed for what the configs add, so this holds.
+        checkVolumeCount(destination.layOut(layoutRequest(plan)).files.length, opts.split);
         await destination.open(opts.signal ? { signal: opts.signal } : {});
         prefixes = destination;
         const counted = countingFirstPass(opts.observer, configs.moved);
@@ -263,16 +269,6 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
 function stdoutOf(opts: ExportOptions): Writable {
   if (!opts.stdout) throw new FerryError('E_INTERNAL', 'export -o - without a stdout stream to write to');
   return opts.stdout;
-}
-
-/** More volumes than this is a size typed wrong (100K for 100M), not a plan: a set is carried and checked by hand. */
-const MAX_VOLUMES = 10_000;
-
-function checkLayout(volumes: number, split: number | undefined): void {
-  if (volumes <= MAX_VOLUMES) return;
-  throw new FerryError('E_USAGE', `--split ${split} bytes would cut this bundle into ${volumes} volumes, more than the ${MAX_VOLUMES} a set may have`, {
-    hint: 'give a larger size (e.g. --split 2G); `ferry plan --split SIZE` counts the volumes', details: { volumes, split },
-  });
 }
 
 /** Every blob and manifest the plan names: what this run may look up, fetch or read in the cache. */

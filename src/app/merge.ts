@@ -14,6 +14,7 @@ import { requestsFromBundle } from './bundle-requests.js';
 import { failureError } from './failures.js';
 import { prepareOutputFile, refuseInputAsOutput, requireSpace } from '../fsys/preflight.js';
 import { countingFirstPass, fetchConfigs, layoutRequest } from './bundle-layout.js';
+import { checkBundleLimits } from './bundle-limits.js';
 
 export interface MergeOptions {
   /** The base first, then deltas in order; the last one is the release the output holds. */
@@ -91,6 +92,8 @@ export async function mergeBundles(opts: MergeOptions): Promise<MergeResult> {
     try {
       const plan = withoutBlobs(await planCopy(source, requestsFromBundle(meta, { identity: true }), { jobs: opts.jobs, ...signalOpt }), foreign);
       if (plan.failures.length > 0) throw failureError('merge', plan.failures.map((f) => ({ image: f.request.origin, error: f.error })), meta.images.length);
+      // The merged bundle's limits (readers' caps on its head and metadata), from the manifests: before the first blob is read.
+      checkBundleLimits(plan, { foreign, description: destination.description });
       const copyOpts = { jobs: opts.jobs, ...signalOpt, ...(opts.observer ? { observer: opts.observer } : {}) };
       const configs = await fetchConfigs(source, destination.configSink(), plan, () => false, 'merge', copyOpts);
       destination.layOut(keepSourceDigests(layoutRequest(plan), meta.images));

@@ -440,7 +440,7 @@ export const PENDING_DIGEST = `sha256:${'0'.repeat(64)}` as Digest;
  * a bundle file with the whole bundle's metadata, its `volume` member and the
  * record of the cut (spec §9).
  */
-export function planBundle(meta: BundleMetadata, stored: LaidBlob[], split?: { maxBytes: number; description: string }): BundlePlan {
+export function planBundle(meta: BundleMetadata, stored: LaidBlob[], split?: { maxBytes: number; description: string; headSlack?: number }): BundlePlan {
   // The bundle time must fit the tar headers (1970…2038): refused when planned, not after the fetch.
   tarHeader('ferry.json', 'file', 0, mtimeOf(meta));
   const indexJson = ociIndex(meta);
@@ -450,7 +450,7 @@ export function planBundle(meta: BundleMetadata, stored: LaidBlob[], split?: { m
     const layout = layoutArchive(metaBytes, indexJson.length, stored.map((blob) => ({ blob })));
     return { meta, stored, indexJson, cuts, files: [{ index: 0, meta, metaBytes, layout, layers: stored.filter((b) => b.kind === 'layer').length, parts: 0 }] };
   }
-  const cut = planVolumes(meta, stored, indexJson.length, split.maxBytes, split.description);
+  const cut = planVolumes(meta, stored, indexJson.length, split.maxBytes, split.description, split.headSlack);
   for (const piece of cut.flat()) {
     if (!piece.part) continue;
     const sizes = cuts.get(piece.blob.digest) ?? [];

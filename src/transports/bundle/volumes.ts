@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { FerryError } from '../../errors.js';
+import { formatBytes } from '../../format.js';
 import { BLOCK, padding } from './tar.js';
 import type { Digest } from '../../oci/digest.js';
 import { type BundleBlob, type BundleMetadata, type BundlePart, type BundleSplit, encodeV2, serialiseMetadata } from './metadata.js';
@@ -107,9 +108,13 @@ function metadataBound(meta: BundleMetadata, stored: readonly BundleBlob[], part
  * next one. Parts but the last are whole tar blocks, so no padding is wasted.
  */
 export function cutLayers<B extends BundleBlob>(head: number, layers: readonly B[], maxBytes: number, description: string): VolumePiece<B>[][] {
-  const tooSmall = (need: number, why: string): FerryError => new FerryError('E_USAGE', `${description}: --split ${maxBytes} bytes is too small: every volume carries the metadata, manifests and configs, ${head} bytes${why}`, {
-    hint: `give a larger --split (more than ${need} bytes)`, details: { split: maxBytes, headBytes: head },
-  });
+  const tooSmall = (need: number, why: string): FerryError => {
+    const suggest = suggestedSplit(need);
+    return new FerryError('E_USAGE', `${description}: --split ${maxBytes} bytes (${formatBytes(maxBytes)}) is too small: every volume carries the bundle's head (metadata, manifests and configs), ${head} bytes (${formatBytes(head)}) here${why}; use --split ${suggest.text} or more`, {
+      hint: `give a larger --split (at least ${need} bytes, e.g. --split ${suggest.text}), or export fewer images per bundle (the head grows with the images); \`ferry plan --split SIZE\` shows it before any transfer`,
+      details: { split: maxBytes, headBytes: head, neededBytes: need, suggestedSplit: suggest.bytes },
+    });
+  };
   if (head > maxBytes) throw tooSmall(head + 2 * BLOCK, '');
   const room = maxBytes - head;
   const largestPart = Math.floor((room - BLOCK) / BLOCK) * BLOCK;
@@ -151,17 +156,27 @@ export function cutLayers<B extends BundleBlob>(head: number, layers: readonly B
   return volumes;
 }
 
+/** The smallest power-of-two MiB size at least `need` bytes, as `--split` takes it (`64M`): a size to suggest. */
+export function suggestedSplit(need: number): { bytes: number; text: string } {
+  let mib = 1;
+  while (mib * 1024 * 1024 < need) mib *= 2;
+  return mib >= 1024 ? { bytes: mib * 1024 * 1024, text: `${mib / 1024}G` } : { bytes: mib * 1024 * 1024, text: `${mib}M` };
+}
+
 /**
  * The cut of one bundle: its layers over volumes whose head is `volumeHeadBytes`.
  * Every volume records the whole cut (`split`), whose size depends on how many parts
  * the cut makes, which depends on the head: start with room for none, and allow for
  * the parts each cut makes until a cut makes no more than were allowed for (spec §9.2).
  * The head only grows, so this ends (at the latest when the cap is too small).
+ * `headSlack`: bytes the head may still grow by (an export planned before the image
+ * configs are read does not know their platforms yet), so a cut that this plan allows
+ * cannot become impossible once they are known, after the first blob was fetched.
  */
-export function planVolumes<B extends BundleBlob>(meta: BundleMetadata, stored: readonly B[], indexJsonBytes: number, maxBytes: number, description: string): VolumePiece<B>[][] {
+export function planVolumes<B extends BundleBlob>(meta: BundleMetadata, stored: readonly B[], indexJsonBytes: number, maxBytes: number, description: string, headSlack = 0): VolumePiece<B>[][] {
   const layers = stored.filter((b) => b.kind === 'layer');
   for (let allowed = 0; ;) {
-    const cut = cutLayers(volumeHeadBytes(meta, stored, indexJsonBytes, allowed), layers, maxBytes, description);
+    const cut = cutLayers(volumeHeadBytes(meta, stored, indexJsonBytes, allowed) + headSlack, layers, maxBytes, description);
     const parts = cut.flat().filter((p) => p.part).length;
     if (parts <= allowed) return cut;
     allowed = parts;

@@ -2,10 +2,11 @@ import type { CopyPlan } from '../copy/plan.js';
 import { FerryError } from '../errors.js';
 import { formatBytes } from '../format.js';
 import type { Digest } from '../oci/digest.js';
-import { MANIFEST_MAX_BYTES } from '../oci/manifest.js';
+import { isForeignLayer, MANIFEST_MAX_BYTES } from '../oci/manifest.js';
 import { CONFIG_MAX_BYTES, HEAD_MAX_BYTES } from '../transports/bundle/bundle-head.js';
+import { metadataCostFloor, metadataOverLimit } from '../transports/bundle/metadata.js';
 import { type BundlePlan, checkMetadataLimits, entryBytes } from '../transports/bundle/layout.js';
-import { cutLayers, suggestedSplit } from '../transports/bundle/volumes.js';
+import { cutLayers } from '../transports/bundle/volumes.js';
 import { type LayoutInputs, planLayout } from './bundle-layout.js';
 
 /**
@@ -17,16 +18,13 @@ import { type LayoutInputs, planLayout } from './bundle-layout.js';
  * - what readers hold in memory (bundle-head.ts): each config, and the manifests
  *   and configs together (a reader on a pipe keeps both);
  * - with `--split`: the head every volume carries fits one, and the volumes are
- *   not more than a set may have;
+ *   not more than a set may have (volumes.ts, as the cut is planned);
  * - the metadata within the readers' caps (metadata.ts: bytes, parse estimate).
  *
  * Plain images' platforms are read from their configs, after this check: what
  * they can add to the metadata (LayoutInputs' slack) is counted here, so a plan
  * that passes cannot fail once they are known.
  */
-
-/** More volumes than this is a size typed wrong (100K for 100M), not a plan: a set is carried and checked by hand. */
-export const MAX_VOLUMES = 10_000;
 
 export interface HeadBlob {
   digest: Digest;
@@ -40,27 +38,47 @@ export interface HeadBlob {
  * made, and returns the layout (its file sizes, for the free-space check).
  */
 export function checkBundleLimits(plan: CopyPlan, inputs: LayoutInputs): BundlePlan {
+  checkMetadataFloor(plan, (d) => (inputs.delta?.omitted.has(d) ?? false) || (inputs.foreign?.has(d) ?? false), inputs.description);
   const head = headBlobs(plan, (d) => inputs.delta?.omitted.has(d) ?? false);
   checkHeadCaps(head, inputs.description);
   const { layout, slack } = planLayout(plan, { ...inputs, boundHead: true });
-  checkVolumeCount(layout.files.length, inputs.split);
   checkMetadataLimits(layout, inputs.description, slack);
   return layout;
 }
 
 /**
- * A cheap lower bound on the head, before the run asks the registries for
+ * Cheap lower bounds, before the metadata is built and before the run asks the registries for
  * more (signatures and other referrers only add manifests): manifests and the
  * configs the bundle will store. With `--split` it must fit a volume; together
  * they must stay under what readers hold. O(blobs), no metadata built.
  */
-export function checkHeadLowerBound(plan: CopyPlan, inputs: { split?: number | undefined; omitted: (d: Digest) => boolean; description: string }): void {
+export function checkLowerBounds(plan: CopyPlan, inputs: { split?: number | undefined; omitted: (d: Digest) => boolean; description: string }): void {
+  checkMetadataFloor(plan, inputs.omitted, inputs.description);
   const head = headBlobs(plan, inputs.omitted);
   checkHeadCaps(head, inputs.description);
   if (inputs.split === undefined) return;
   // ferry.json, oci-layout, index.json, the two directories and the end blocks are at least a block each.
   const bytes = head.reduce((n, b) => n + entryBytes(b.size), 7 * 512);
   cutLayers(bytes, [], inputs.split, inputs.description);
+}
+
+/**
+ * The metadata's floor from the number of blobs it will list (metadata.ts): far
+ * past the caps (a size or a list typed wrong), refused before building it.
+ */
+function checkMetadataFloor(plan: CopyPlan, leftOut: (d: Digest) => boolean, description: string): void {
+  const stored = new Set<Digest>();
+  for (const image of plan.images) {
+    for (const m of image.manifests) stored.add(m.digest);
+    for (const b of image.blobs) if (!leftOut(b.digest) && !isForeignLayer(b)) stored.add(b.digest);
+  }
+  const floor = metadataCostFloor(stored.size);
+  const over = metadataOverLimit(floor);
+  if (over === undefined) return;
+  throw new FerryError('E_USAGE', `${description}: the metadata of ${plan.images.length} images and ${stored.size} blobs ${over.replace(/^is /, 'is at least ').replace(/^would take about /, 'would take at least ')}: readers would refuse the bundle`, {
+    hint: 'export the images in several bundles (split the image list), each well under the limit; `ferry plan` shows it before the transfer window; nothing was fetched',
+    details: { images: plan.images.length, blobs: stored.size, metadataBytes: floor.bytes, parseBytes: floor.parseBytes },
+  });
 }
 
 /** The manifests and stored configs of the plan, each once. */
@@ -94,13 +112,4 @@ function checkHeadCaps(head: readonly HeadBlob[], description: string): void {
       details: { headBlobs: head.length, headBytes: total, limit: HEAD_MAX_BYTES },
     });
   }
-}
-
-/** A set of more than MAX_VOLUMES volumes is refused (again once the exact layout is known). */
-export function checkVolumeCount(volumes: number, split: number | undefined): void {
-  if (volumes <= MAX_VOLUMES) return;
-  const at = split === undefined ? undefined : suggestedSplit(Math.ceil((split * volumes) / MAX_VOLUMES));
-  throw new FerryError('E_USAGE', `--split ${split} bytes would cut this bundle into ${volumes} volumes, more than the ${MAX_VOLUMES} a set may have${at ? `; use --split ${at.text} or more` : ''}`, {
-    hint: 'give a larger size (e.g. --split 2G); `ferry plan --split SIZE` counts the volumes; nothing was fetched', details: { volumes, split, limit: MAX_VOLUMES },
-  });
 }

@@ -32,7 +32,7 @@ import { convertPlanToOci, type OciConversion } from '../copy/convert-oci.js';
 import { displayUrl, ForeignLayerSource, unusableUrls } from './foreign-source.js';
 import { sizeExport } from './plan.js';
 import { countingFirstPass, fetchConfigs, layoutRequest } from './bundle-layout.js';
-import { checkBundleLimits, checkHeadLowerBound, checkVolumeCount } from './bundle-limits.js';
+import { checkBundleLimits, checkLowerBounds } from './bundle-limits.js';
 import type { PrefixSupply } from './resumable-source.js';
 import { prepareDirectory, prepareOutputFile, requireSpace } from '../fsys/preflight.js';
 import { leaveOutMissing, type SkippedImage, withoutMissingFailures } from './skip-missing.js';
@@ -176,7 +176,7 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
     // (minutes over a WAN at thousands of images). A conversion shortens manifests: no lower bound then.
     if (!opts.convertOci) {
       const omitted = repair ? (): boolean => true : since ? (d: Digest): boolean => since.held.has(d) : (): boolean => false;
-      checkHeadLowerBound(plan, { split: opts.split, omitted, description });
+      checkLowerBounds(plan, { split: opts.split, omitted, description });
     }
     let referrers: ExportResult['referrers'];
     if (opts.referrers !== false) ({ plan, referrers } = await addReferrers(source, plan, requests, opts));
@@ -230,8 +230,8 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
         // The configs first (small): with the manifests they fix the metadata, so every entry's offset.
         const omitted = (d: Digest): boolean => delta?.omitted.has(d) ?? false;
         const configs = await fetchConfigs(fetchFrom, destination.configSink(), plan, omitted, 'export', copyOpts);
-        // Exact now (layOut refuses metadata readers would refuse); checkBundleLimits allowed for what the configs add, so this holds.
-        checkVolumeCount(destination.layOut(layoutRequest(plan)).files.length, opts.split);
+        // Exact now (layOut refuses what readers or a volume set would); checkBundleLimits allowed for what the configs add, so this holds.
+        destination.layOut(layoutRequest(plan));
         await destination.open(opts.signal ? { signal: opts.signal } : {});
         prefixes = destination;
         const counted = countingFirstPass(opts.observer, configs.moved);

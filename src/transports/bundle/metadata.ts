@@ -352,6 +352,19 @@ export function metadataCost(bytes: Uint8Array): { bytes: number; parseBytes: nu
   return { bytes: bytes.length, parseBytes: jsonHeapEstimate(bytes) };
 }
 
+/**
+ * A floor under metadataCost of a version 2 document storing `blobs` blobs, from
+ * the count alone: each is a `["<64 hex>",size,type],` tuple of at least 73 bytes,
+ * which jsonHeapEstimate counts at no less than 274 (an array 56, a string 32 and
+ * its 65 counted characters, two numbers 24 each, and the tuple's bytes). An export
+ * whose floor is over the caps is refused before its metadata is built, which would
+ * cost the memory the caps bound (a 260,000-blob plan peaked at 424 MiB building it).
+ */
+export function metadataCostFloor(blobs: number): { bytes: number; parseBytes: number } {
+  const tupleBytes = 73;
+  return { bytes: blobs * tupleBytes, parseBytes: blobs * (56 + 32 + 65 + 24 + 24 + tupleBytes) };
+}
+
 /** Why metadata of this cost is refused, or undefined when readers take it. */
 export function metadataOverLimit(cost: { bytes: number; parseBytes: number }): string | undefined {
   if (cost.bytes > METADATA_MAX_BYTES) return `is ${cost.bytes} bytes, more than the ${METADATA_MAX_BYTES} allowed`;

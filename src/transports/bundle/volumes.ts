@@ -156,6 +156,17 @@ export function cutLayers<B extends BundleBlob>(head: number, layers: readonly B
   return volumes;
 }
 
+/** More volumes than this is a size typed wrong (100K for 100M), not a plan: a set is carried and checked by hand. */
+export const MAX_VOLUMES = 10_000;
+
+function checkVolumeCount(volumes: number, split: number, description: string): void {
+  if (volumes <= MAX_VOLUMES) return;
+  const at = suggestedSplit(Math.ceil((split * volumes) / MAX_VOLUMES));
+  throw new FerryError('E_USAGE', `${description}: --split ${split} bytes (${formatBytes(split)}) would cut this bundle into ${volumes} volumes, more than the ${MAX_VOLUMES} a set may have; use --split ${at.text} or more`, {
+    hint: 'give a larger size (e.g. --split 2G); `ferry plan --split SIZE` counts the volumes', details: { volumes, split, limit: MAX_VOLUMES, suggestedSplit: at.bytes },
+  });
+}
+
 /** The smallest power-of-two MiB size at least `need` bytes, as `--split` takes it (`64M`): a size to suggest. */
 export function suggestedSplit(need: number): { bytes: number; text: string } {
   let mib = 1;
@@ -178,7 +189,11 @@ export function planVolumes<B extends BundleBlob>(meta: BundleMetadata, stored: 
   for (let allowed = 0; ;) {
     const cut = cutLayers(volumeHeadBytes(meta, stored, indexJsonBytes, allowed) + headSlack, layers, maxBytes, description);
     const parts = cut.flat().filter((p) => p.part).length;
-    if (parts <= allowed) return cut;
+    if (parts <= allowed) {
+      // Before each volume's metadata is built: that costs the metadata's size per volume, minutes for a size typed wrong.
+      checkVolumeCount(cut.length, maxBytes, description);
+      return cut;
+    }
     allowed = parts;
   }
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env node
-// npm run package [-- --out DIR]: a self-contained ferry-<version>-linux-<arch>.tar.gz that
+// npm run package [-- --out DIR] [--dist DIR]: a self-contained ferry-<version>-linux-<arch>.tar.gz that
 // runs on a host with only Node.js ≥ 20 and no network — no npm install there. It holds the
-// compiled CLI (built afresh, so no stale file of an earlier build slips in), bin/ferry,
+// compiled CLI (built afresh, so no stale file of an earlier build slips in; or, with
+// --dist, a build already made of this tree, such as the one `npm test` makes first, checked
+// to hold exactly one file no older than its source per module of src/), bin/ferry,
 // README, spec, ferry's LICENSE, and exactly the production dependencies of
 // package-lock.json as installed here — the compiled zstd-napi addon and ssh2's optional
 // native crypto included, their build intermediates and C sources left out — each with its
@@ -24,6 +26,9 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
 const outIndex = args.indexOf('--out');
 const outDir = outIndex >= 0 && args[outIndex + 1] ? args[outIndex + 1] : join(root, 'release');
+const distIndex = args.indexOf('--dist');
+const prebuilt = distIndex >= 0 ? args[distIndex + 1] : undefined;
+if (distIndex >= 0 && !prebuilt) die('--dist needs the folder of a build (dist/ after npm run build)');
 
 const LICENCE_NAME = /^(licen[cs]e|copying|notice|unlicense)([-._].*)?$/i;
 /** What a native package needs only to compile its addon, which is shipped compiled. */
@@ -116,6 +121,12 @@ async function collect(distDir) {
   };
   addFile('bin/ferry', join(root, 'bin', 'ferry'));
   addTree('dist', distDir, (n) => n.endsWith('.js')); // source maps point at src/, which is not shipped
+  // A build made with source maps names them on its last line; the package is what a build without them is.
+  if (prebuilt) {
+    for (const e of entries) {
+      if (e.to.startsWith('dist/')) e.from = Buffer.from(readFileSync(e.from, 'utf8').replace(/\/\/# sourceMappingURL=[^\n]*$/, ''));
+    }
+  }
   addTree('spec', join(root, 'spec'));
   addFile('README.md', join(root, 'README.md'));
   addFile('README.zh-CN.md', join(root, 'README.zh-CN.md'));
@@ -147,6 +158,29 @@ async function collect(distDir) {
   };
   entries.push({ to: 'BUILD-INFO.json', from: Buffer.from(`${JSON.stringify(info, null, 2)}\n`), exec: false });
   return entries;
+}
+
+/**
+ * A build made before (--dist) is packed only when it is one of this tree: a .js per .ts of
+ * src/ and no other, none older than its source. A file of a source deleted since, or a
+ * source edited after the build, would otherwise ship.
+ */
+function checkBuild(distDir) {
+  const list = (dir, ext, rel = '') => readdirSync(join(dir, rel), { withFileTypes: true }).flatMap((e) => {
+    const r = rel ? `${rel}/${e.name}` : e.name;
+    if (e.isDirectory()) return list(dir, ext, r);
+    return e.isFile() && e.name.endsWith(ext) && !e.name.endsWith('.d.ts') ? [r.slice(0, -ext.length)] : [];
+  });
+  if (!existsSync(join(distDir, 'cli', 'main.js'))) die(`${distDir} holds no build (no cli/main.js); run npm run build`);
+  const sources = new Set(list(join(root, 'src'), '.ts'));
+  const built = list(distDir, '.js');
+  const stale = built.filter((m) => !sources.has(m));
+  if (stale.length > 0) die(`${distDir} holds ${stale.map((m) => `${m}.js`).join(', ')} of no source in src/ (an earlier build); rm -rf it and run npm run build`);
+  const have = new Set(built);
+  for (const m of sources) {
+    if (!have.has(m)) die(`${distDir} has no ${m}.js for src/${m}.ts; run npm run build`);
+    if (statSync(join(root, 'src', `${m}.ts`)).mtimeMs > statSync(join(distDir, `${m}.js`)).mtimeMs) die(`src/${m}.ts changed after ${distDir} was built; run npm run build`);
+  }
 }
 
 async function writeArchive(entries, file, mtime) {
@@ -187,11 +221,12 @@ async function sha256(file) {
 }
 
 const started = Date.now();
+if (prebuilt) checkBuild(prebuilt); // before the work folder: die() exits without the cleanup below
 const work = mkdtempSync(join(tmpdir(), 'ferry-package-'));
 try {
   // A fresh build: dist/ of the working tree may hold files of sources deleted since.
-  const distDir = join(work, 'dist');
-  execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.build.json'), '--outDir', distDir, '--sourceMap', 'false'], { cwd: root, stdio: 'inherit' });
+  const distDir = prebuilt ?? join(work, 'dist');
+  if (!prebuilt) execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.build.json'), '--outDir', distDir, '--sourceMap', 'false'], { cwd: root, stdio: 'inherit' });
   const entries = await collect(distDir);
   mkdirSync(outDir, { recursive: true });
   const file = join(outDir, `${name}.tar.gz`);

@@ -1,6 +1,8 @@
 // Concurrency and load: two imports into one layout at once, a push with --jobs 16, and
 // an export of 100 images / 1,000 blobs under `ulimit -n 256`, with peak RSS measured and
-// the open descriptors of the ferry process sampled from /proc while it runs.
+// the open descriptors of the ferry process sampled from /proc while it runs. The two
+// imports are two processes (two ferries at once is the point) and so is the export under
+// ulimit; the export that makes their bundle and the push run in this process.
 import type { ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,7 +15,7 @@ import { startRegistry, type RegistryHandle } from '../support/registry.js';
 import { makeTempDir, type TempDir } from '../support/tmp.js';
 import { validateRegistryImage } from '../support/validate.js';
 import { expectationsOf, readBundleTar, serveAndCheck } from './cli-fixture.js';
-import { checkLayout, runTimed, TIME } from './hostile-fixture.js';
+import { checkLayout, runInProcess, runTimed, TIME } from './hostile-fixture.js';
 import { spawn } from 'node:child_process';
 
 // 100 images at --jobs 16 hold as many descriptors at once as 200 would: the count only lengthens the run.
@@ -48,7 +50,7 @@ function descendants(pid: number): number[] {
 describe('concurrency and load', () => {
   it('two imports into the same registry layout at once: the layout is intact and the registry serves everything', async () => {
     const bundle = join(tmp.path, 'corpus.tar');
-    const ex = await runTimed(['export', ...corpus.hostRefs, '-o', bundle, '--compression', 'none', '--cache', join(tmp.path, 'c1'), '--plain-http', reg.host, '--quiet'], { direct: true });
+    const ex = await runInProcess(['export', ...corpus.hostRefs, '-o', bundle, '--compression', 'none', '--cache', join(tmp.path, 'c1'), '--plain-http', reg.host, '--quiet']);
     expect(ex.code, ex.stderr).toBe(0);
     const layout = join(tmp.path, 'shared-layout');
     const [a, b] = await Promise.all([1, 2].map(() => runTimed(['import', bundle, '--to', 'registry-layout', layout, '--jobs', '8', '--quiet'], { direct: true })));
@@ -62,7 +64,7 @@ describe('concurrency and load', () => {
     const bundle = join(tmp.path, 'corpus.tar');
     const target = await startRegistry();
     try {
-      const r = await runTimed(['push', bundle, '--to', target.host, '--plain-http', target.host, '--jobs', '16', '--quiet']);
+      const r = await runInProcess(['push', bundle, '--to', target.host, '--plain-http', target.host, '--jobs', '16', '--quiet']);
       expect(r.code, r.stderr).toBe(0);
       for (const x of expectationsOf(corpus)) expect((await validateRegistryImage(target.url, x.repo, x.ref)).digest).toBe(x.digest);
     } finally {

@@ -42,7 +42,7 @@ describe('peak memory does not grow with layer size', () => {
     await tmp?.cleanup();
   });
 
-  it('export, verify, import and push of a 256 MiB layer peak like a 2 MiB one, and under 200 MiB', () => {
+  it('export, verify, import and push of a 256 MiB layer peak like a 2 MiB one, and under 200 MiB', async () => {
     const peaks: Record<string, { small: number; large: number }> = {};
     for (const name of ['small', 'large'] as const) {
       const bundle = join(tmp.path, `${name}.tar`);
@@ -54,7 +54,7 @@ describe('peak memory does not grow with layer size', () => {
       ];
       for (const [step, args] of steps) {
         peaks[step] ??= { small: 0, large: 0 };
-        peaks[step][name] = peakRssKiB(args);
+        peaks[step][name] = await peakRssKiB(args);
       }
     }
     for (const [step, p] of Object.entries(peaks)) {

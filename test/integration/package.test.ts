@@ -1,11 +1,12 @@
-// npm run package: the offline install. The package is built (scripts/package.mjs),
-// checked with sha256sum -c, unpacked with tar, and its bin/ferry run under `unshare -n`
-// (a network namespace with no network at all) with an empty HOME and a PATH holding only
+// npm run package: the offline install. The package is built (scripts/package.mjs; from
+// the build `npm test` made first: --dist packs it, once checked to be of this tree, with
+// the same files a fresh compile gives, which cost ~13 s of CPU more), checked with
+// sha256sum -c, unpacked with tar, and its bin/ferry run under `unshare -n` (a network namespace with no network at all) with an empty HOME and a PATH holding only
 // node — no npm, no node_modules of this checkout. Every module of the CLI loads there,
 // the native zstd and ssh2 crypto addons included, and a bundle is inspected, verified and
 // imported into an OCI layout that skopeo then reads.
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -36,7 +37,7 @@ beforeAll(async () => {
   tmp = makeTempDir('ferry-package-test-');
   outDir = join(tmp.path, 'out');
   const [built] = await Promise.all([
-    run(process.execPath, [join(REPO_ROOT, 'scripts', 'package.mjs'), '--out', outDir], { cwd: REPO_ROOT, maxBuffer: 16 * 1024 * 1024 }),
+    run(process.execPath, [join(REPO_ROOT, 'scripts', 'package.mjs'), '--out', outDir, '--dist', join(REPO_ROOT, 'dist')], { cwd: REPO_ROOT, maxBuffer: 16 * 1024 * 1024 }),
     (async () => {
       reg = await startRegistry();
       image = makeImage({ layers: [await makeLayer(new Rng(0x9ac), { size: 300_000 })], mediaTypes: 'oci' });
@@ -81,6 +82,18 @@ describe('npm run package', () => {
     expect(readdirSync(outDir).sort()).toEqual([`${NAME}.tar.gz`, `${NAME}.tar.gz.sha256`]);
     const { stdout } = await run('sha256sum', ['-c', `${NAME}.tar.gz.sha256`], { cwd: outDir });
     expect(stdout.trim()).toBe(`${NAME}.tar.gz: OK`);
+  });
+
+  it('--dist packs a build of this tree only: not one holding a file of no source, nor one missing a module', async () => {
+    const pack = (dist: string) => run(process.execPath, [join(REPO_ROOT, 'scripts', 'package.mjs'), '--out', join(tmp.path, 'refused'), '--dist', dist], { cwd: REPO_ROOT }).then(() => 'packed', (e: { code: number; stderr: string }) => `${e.code} ${e.stderr.trim()}`);
+    const stale = join(tmp.path, 'dist-stale');
+    cpSync(join(REPO_ROOT, 'dist'), stale, { recursive: true });
+    writeFileSync(join(stale, 'cli', 'gone.js'), 'export {};\n');
+    expect(await pack(stale)).toBe(`1 package: ${stale} holds cli/gone.js of no source in src/ (an earlier build); rm -rf it and run npm run build`);
+    rmSync(join(stale, 'cli', 'gone.js'));
+    rmSync(join(stale, 'errors.js'));
+    expect(await pack(stale)).toBe(`1 package: ${stale} has no errors.js for src/errors.ts; run npm run build`);
+    expect(existsSync(join(tmp.path, 'refused'))).toBe(false);
   });
 
   it('holds the built CLI, README, spec, the licences, and exactly the production dependencies', () => {

@@ -68,13 +68,14 @@ export abstract class BundleHead {
    * damaged, or everything after the point where the file was cut short.
    */
   protected readonly lostBlobs = new Map<Digest, FerryError>();
-  /** index.json as the metadata implies it (spec/bundle.md §3): the entry must be exactly these bytes. */
-  protected readonly expectedIndex: Buffer;
+  /** index.json as the metadata implies it, made only while its entry is checked (5 MB at 20,000 images). */
+  private indexBytes: Buffer | undefined;
   /** The tar bytes a whole file holds, from its metadata: what a cut file falls short of. */
   readonly expectedSize: number;
   /** The blob entries this file holds, in stored order: all of `blobs`, or a volume's share of them. */
   protected readonly entries: BundleBlob[];
-  protected readonly inFile: ReadonlySet<Digest>;
+  /** A volume's share of the blobs; undefined for a whole bundle, which holds them all (a set of 100,000 digests was ~2.6 MB). */
+  protected readonly inFile: ReadonlySet<Digest> | undefined;
   /** Where the layers start in `entries`: before it, manifests, indexes and configs. */
   protected layerIndex: number;
   /** The entries after the head, in order: layers and parts. */
@@ -96,7 +97,7 @@ export abstract class BundleHead {
     this.omittedBlobs = new Set((meta.delta?.omittedBlobs ?? []).map((b) => b.digest));
     const held = meta.volume ? new Set<string>(meta.volume.blobs) : undefined;
     this.entries = held ? meta.blobs.filter((b) => held.has(b.digest)) : meta.blobs;
-    this.inFile = new Set(this.entries.map((b) => b.digest));
+    this.inFile = held ? new Set(this.entries.map((b) => b.digest)) : undefined;
     this.layerIndex = this.entries.findIndex((b) => b.kind === 'layer');
     if (this.layerIndex < 0) this.layerIndex = this.entries.length;
     // A part sits where its layer would: both lists are in stored order, so merging by stored position gives the file's order.
@@ -106,10 +107,19 @@ export abstract class BundleHead {
       ...this.entries.slice(this.layerIndex).map((blob) => new TailSlot(blob)),
       ...(meta.volume?.parts ?? []).map((part) => new TailSlot(byDigest.get(part.digest)!, part)),
     ].sort((a, b) => pos.get(a.blob.digest)! - pos.get(b.blob.digest)!);
-    this.expectedIndex = ociIndex(meta);
-    this.expectedSize = entryBytes(metaBytes.length) + entryBytes(OCI_LAYOUT.length) + entryBytes(this.expectedIndex.length) + 2 * BLOCK
+    this.expectedSize = entryBytes(metaBytes.length) + entryBytes(OCI_LAYOUT.length) + entryBytes(ociIndex(meta).length) + 2 * BLOCK
       + this.entries.slice(0, this.layerIndex).reduce((n, b) => n + entryBytes(b.size), 0)
       + this.tail.reduce((n, t) => n + entryBytes(t.part?.size ?? t.blob.size), 0) + 2 * BLOCK;
+  }
+
+  /** index.json as the metadata implies it (spec/bundle.md §3): the entry must be exactly these bytes. Made again when asked after releaseIndex. */
+  protected get expectedIndex(): Buffer {
+    return (this.indexBytes ??= ociIndex(this.meta));
+  }
+
+  /** The index.json entry has been checked: its expected bytes are not kept. */
+  protected releaseIndex(): void {
+    this.indexBytes = undefined;
   }
 
   /** Bytes of the tar that arrived: so far (read front to back), or the whole file (read at random). */
@@ -320,7 +330,7 @@ export abstract class BundleHead {
 
   /** For an index.json that differs: ` at byte N, in the descriptor of image X` (where the first differing byte lies). */
   protected indexEntryAt(want: Buffer, at: number, chunk: Buffer): string {
-    if (want !== this.expectedIndex) return '';
+    if (want !== this.indexBytes) return '';
     let k = 0;
     while (k < chunk.length && chunk[k] === want[at + k]) k++;
     const first = at + k;
@@ -343,6 +353,17 @@ export abstract class BundleHead {
   /** `repository:tag` → the image's digest, the first one listed. */
   private taggedImages: Map<string, string> | undefined;
 
+  /**
+   * Parses a manifest or index of the head (its bytes already checked against
+   * its digest) and checks it is what the metadata says it is; the parse is
+   * kept for checkGraph and the plan.
+   */
+  protected parseHeadManifest(b: BundleBlob, bytes: Buffer): void {
+    const p = parseManifest(bytes, b.mediaType, `${this.where}: manifest ${b.digest}`);
+    if (p.mediaType !== b.mediaType || (p.kind === 'index') !== (b.kind === 'index')) throw this.invalid(`manifest ${b.digest} is a ${p.mediaType}, the metadata says ${b.kind} ${b.mediaType}`, { digest: b.digest });
+    this.parsedManifests.set(b.digest, p);
+  }
+
   /** Configs whose bytes did not hash right; they fail once checkGraph knows their images. */
   protected readonly damagedConfigs: { blob: BundleBlob; actual: Digest }[] = [];
 
@@ -357,11 +378,9 @@ export abstract class BundleHead {
     const byDigest = new Map<string, BundleBlob>([...this.meta.blobs, ...(this.meta.delta?.omittedBlobs ?? []), ...(this.meta.foreignBlobs ?? [])].map((b) => [b.digest, b]));
     const foreign = new Set<string>((this.meta.foreignBlobs ?? []).map((b) => b.digest));
     const parsed = this.parsedManifests;
+    // A reader that parsed a manifest as it arrived kept only the parse; one that failed to parse stays in `small`, to fail here in order.
     for (const b of this.meta.blobs) {
-      if (b.kind !== 'index' && b.kind !== 'manifest') continue;
-      const p = parseManifest(this.small.get(b.digest)!, b.mediaType, `${this.where}: manifest ${b.digest}`);
-      if (p.mediaType !== b.mediaType || (p.kind === 'index') !== (b.kind === 'index')) throw this.invalid(`manifest ${b.digest} is a ${p.mediaType}, the metadata says ${b.kind} ${b.mediaType}`, { digest: b.digest });
-      parsed.set(b.digest, p);
+      if ((b.kind === 'index' || b.kind === 'manifest') && !parsed.has(b.digest)) this.parseHeadManifest(b, this.small.get(b.digest)!);
     }
     const need = (parent: BundleBlob, d: Descriptor, kinds: string[]): BundleBlob => {
       const have = byDigest.get(d.digest);
@@ -371,6 +390,8 @@ export abstract class BundleHead {
         });
       }
       if (have.size !== d.size || !kinds.includes(have.kind)) throw this.invalid(`${parent.digest} references ${d.digest} as ${d.size} bytes (${kinds.join('/')}), the metadata says ${have.size} bytes (${have.kind})`, { digest: d.digest });
+      // The same digest held once: the descriptor's own copy of the string (80,000 at 20,000 images, ~8 MB) gives way to the metadata's.
+      d.digest = have.digest;
       return have;
     };
     const reached = new Set<string>();
@@ -430,6 +451,11 @@ export abstract class BundleHead {
         hint: 'list the bundle\'s images with `ferry inspect`', details: { file: this.where, repository, reference },
       });
     }
+    return this.storedManifest(blob);
+  }
+
+  /** A manifest or index of the head, verified (a reader at random reads it again when its bytes are asked for). */
+  protected storedManifest(blob: BundleBlob): Manifest {
     return { digest: blob.digest, mediaType: blob.mediaType, bytes: this.small.get(blob.digest)! };
   }
 
@@ -447,7 +473,7 @@ export abstract class BundleHead {
     if (lost) return lost;
     const vol = this.meta.volume;
     const images = this.imagesNeeding(desc.digest);
-    if (vol && !this.inFile.has(desc.digest) && !this.omittedBlobs.has(desc.digest)) {
+    if (vol && !this.inFile?.has(desc.digest) && !this.omittedBlobs.has(desc.digest)) {
       return new FerryError('E_BLOB_MISSING', `${this.place}: blob ${desc.digest}${neededBy(images)} is not in this file; another volume holds it`, {
         hint: 'give every volume of the bundle (or its .sha256 list) to read it whole', details: { file: this.where, digest: desc.digest, volume: vol.index + 1, images },
       });

@@ -1,15 +1,16 @@
+import { readSync } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { FerryError, isFerryError } from '../../errors.js';
 import { type Digest, sha256Digest } from '../../oci/digest.js';
-import type { Descriptor } from '../../oci/manifest.js';
+import type { Descriptor, Manifest } from '../../oci/manifest.js';
 import type { FileRange } from '../../stream/verify.js';
 import type { OpOptions, SequentialBlob } from '../types.js';
 import {
   asBundleError, BundleHead, type ExpectedEntry, firstEntryError, HEAD_MAX_BYTES, metadataCut, type TailEntry,
 } from './bundle-head.js';
 import type { BundleInput } from './input.js';
-import { type BundlePart, METADATA_MAX_BYTES } from './metadata.js';
+import { type BundleBlob, type BundlePart, METADATA_MAX_BYTES } from './metadata.js';
 import { RangeStream, readAt } from './range-reader.js';
 import { BLOCK, padding } from './tar.js';
 
@@ -118,14 +119,23 @@ export class FileBundleSource extends BundleHead implements BundleInput {
       if (problem) throw problem();
       const at = pos + BLOCK;
       if (at + size > this.fileSize) throw this.truncated(`entry ${exp.name}`, exp.blob);
-      if (exp.name === 'oci-layout' || exp.name === 'index.json') await this.expectExactly(win, exp.name, at, size, this.exactEntry(exp.name));
-      else if (exp.blob?.kind === 'config') this.located.set(exp.blob.digest, { offset: at, size });
+      if (exp.name === 'oci-layout' || exp.name === 'index.json') {
+        await this.expectExactly(win, exp.name, at, size, this.exactEntry(exp.name));
+        if (exp.name === 'index.json') this.releaseIndex();
+      } else if (exp.blob?.kind === 'config') this.located.set(exp.blob.digest, { offset: at, size });
       else if (exp.blob) {
-        const bytes = Buffer.from(await win.bytes(at, size));
+        const bytes = await win.bytes(at, size);
         const actual = sha256Digest(bytes);
         // A manifest or index is needed to know what anything needs: a damaged one makes the bundle unreadable.
         if (actual !== exp.blob.digest) throw this.damagedHeadBlob(exp.blob, actual);
-        this.small.set(exp.blob.digest, bytes);
+        // Parsed now and its bytes not kept (20,000 manifests were ~25 MB): they are read again, and checked again, when asked for.
+        // One that does not parse keeps its bytes, so that checkGraph fails on it where it would have.
+        try {
+          this.parseHeadManifest(exp.blob, bytes);
+        } catch {
+          this.small.set(exp.blob.digest, Buffer.from(bytes));
+        }
+        this.located.set(exp.blob.digest, { offset: at, size });
       }
       pos = at + size + padding(size);
     }
@@ -228,6 +238,35 @@ export class FileBundleSource extends BundleHead implements BundleInput {
 
   // ------------------------------------------------------------ reading
 
+  /** A manifest whose bytes are read from the file when asked for, and checked against its digest each time. */
+  protected override storedManifest(blob: BundleBlob): Manifest {
+    const at = this.located.get(blob.digest);
+    return at ? new StoredManifest(this, blob, at.offset) : super.storedManifest(blob);
+  }
+
+  /**
+   * The bytes of a manifest the head checked, read again: a positioned read of
+   * a few KiB, synchronous because a Manifest's bytes are a plain property.
+   * Checked against the digest again, since the file may have changed since.
+   */
+  manifestBytes(blob: BundleBlob, offset: number): Buffer {
+    const size = blob.size;
+    if (this.closed) throw new FerryError('E_INTERNAL', `${this.where}: manifest ${blob.digest} asked for after the bundle was closed`, { details: { file: this.where, digest: blob.digest } });
+    const bytes = Buffer.allocUnsafe(size);
+    for (let done = 0; done < size;) {
+      const n = readSync(this.handle.fd, bytes, done, size - done, offset + done);
+      if (n === 0) throw this.changed(offset + done, offset + size);
+      done += n;
+    }
+    const actual = sha256Digest(bytes);
+    if (actual !== blob.digest) {
+      throw new FerryError('E_DIGEST_MISMATCH', `${this.place}: manifest ${blob.digest} read again hashes to ${actual}: the file changed after it was checked`, {
+        hint: 'do not modify or replace the bundle while ferry reads it; run the command again', details: { file: this.where, digest: blob.digest, actual },
+      });
+    }
+    return bytes;
+  }
+
   async getBlob(_repository: string, desc: Descriptor): Promise<Readable> {
     const why = this.unavailable(desc);
     if (why) throw why;
@@ -296,6 +335,23 @@ export class FileBundleSource extends BundleHead implements BundleInput {
     if (this.closed) return;
     this.closed = true;
     await this.handle.close().catch(() => undefined);
+  }
+}
+
+/** A manifest of a bundle file: its bytes are read again when asked for (a class: an object literal with a getter cost ~400 bytes each). */
+class StoredManifest implements Manifest {
+  constructor(private readonly file: FileBundleSource, private readonly blob: BundleBlob, private readonly offset: number) {}
+
+  get digest(): Digest {
+    return this.blob.digest;
+  }
+
+  get mediaType(): string {
+    return this.blob.mediaType;
+  }
+
+  get bytes(): Buffer {
+    return this.file.manifestBytes(this.blob, this.offset);
   }
 }
 

@@ -35,8 +35,14 @@ export class FileBundleSource extends BundleHead implements BundleInput {
   readonly sequential = false as const;
   /** The bytes of a file do not change between two reads of it: a mismatch is not worth another. */
   readonly immutable = true as const;
-  /** Where each entry's content lies: whole blobs by digest, parts as `digest#index`. */
-  private readonly located = new Map<string, { offset: number; size: number }>();
+  /**
+   * Where each blob's content lies in the file, by its place in `known` (NaN:
+   * not in the file); its size is the metadata's, which its header matched.
+   * An array, not an object per blob in a map (~7 MB at 100,000 blobs).
+   */
+  private readonly offsets: Float64Array;
+  /** Where each part of a layer cut across volumes lies, as `digest#index`. */
+  private readonly partsAt = new Map<string, { offset: number; size: number }>();
   /** The file was cut after its head (or only its end is missing), with what it lost. */
   private cut: FerryError | undefined;
   private closed = false;
@@ -48,6 +54,7 @@ export class FileBundleSource extends BundleHead implements BundleInput {
     metaBytes: Buffer,
   ) {
     super(where, metaBytes, false);
+    this.offsets = new Float64Array(this.known.length).fill(NaN);
   }
 
   protected get received(): number {
@@ -104,9 +111,21 @@ export class FileBundleSource extends BundleHead implements BundleInput {
     this.seenNames.clear();
   }
 
+  /** The blob's entry content starts at `offset` (its header matched the metadata's size). */
+  private locate(blob: BundleBlob, offset: number): void {
+    this.offsets[this.blobIndex.get(blob.digest)!] = offset;
+  }
+
+  /** Where the file holds a blob whole, or undefined. */
+  private located(digest: Digest): { offset: number; size: number } | undefined {
+    const i = this.blobIndex.get(digest);
+    const offset = i === undefined ? NaN : this.offsets[i]!;
+    return Number.isNaN(offset) ? undefined : { offset, size: this.known[i!]!.size };
+  }
+
   /** A head entry counts as arrived when its content lies wholly inside the file. */
   protected override headArrived(blob: { digest: Digest }): boolean {
-    return this.small.has(blob.digest) || this.located.has(blob.digest);
+    return this.small.has(blob.digest) || this.located(blob.digest) !== undefined;
   }
 
   /** Layout files, directories, manifests and configs, each exactly where the one before ended; returns where the tail starts. */
@@ -122,7 +141,7 @@ export class FileBundleSource extends BundleHead implements BundleInput {
       if (exp.name === 'oci-layout' || exp.name === 'index.json') {
         await this.expectExactly(win, exp.name, at, size, this.exactEntry(exp.name));
         if (exp.name === 'index.json') this.releaseIndex();
-      } else if (exp.blob?.kind === 'config') this.located.set(exp.blob.digest, { offset: at, size });
+      } else if (exp.blob?.kind === 'config') this.locate(exp.blob, at);
       else if (exp.blob) {
         const bytes = await win.bytes(at, size);
         const actual = sha256Digest(bytes);
@@ -135,7 +154,7 @@ export class FileBundleSource extends BundleHead implements BundleInput {
         } catch {
           this.small.set(exp.blob.digest, Buffer.from(bytes));
         }
-        this.located.set(exp.blob.digest, { offset: at, size });
+        this.locate(exp.blob, at);
       }
       pos = at + size + padding(size);
     }
@@ -185,7 +204,8 @@ export class FileBundleSource extends BundleHead implements BundleInput {
       const start = at + BLOCK;
       // Content not wholly in the file: this entry and every later one did not arrive (a cut in the padding loses nothing).
       if (start + h.size > this.fileSize) return { missing, cutFrom: i, cutError: () => this.truncated(`entry ${exp.name}`, due.blob, due.part) };
-      this.located.set(due.part ? partKey(due.part) : due.blob.digest, { offset: start, size: h.size });
+      if (due.part) this.partsAt.set(partKey(due.part), { offset: start, size: h.size });
+      else this.locate(due.blob, start);
       pos = start + h.size + padding(h.size);
     }
     return this.checkEnd(win, pos, missing);
@@ -240,7 +260,7 @@ export class FileBundleSource extends BundleHead implements BundleInput {
 
   /** A manifest whose bytes are read from the file when asked for, and checked against its digest each time. */
   protected override storedManifest(blob: BundleBlob): Manifest {
-    const at = this.located.get(blob.digest);
+    const at = this.located(blob.digest);
     return at ? new StoredManifest(this, blob, at.offset) : super.storedManifest(blob);
   }
 
@@ -270,7 +290,7 @@ export class FileBundleSource extends BundleHead implements BundleInput {
   async getBlob(_repository: string, desc: Descriptor): Promise<Readable> {
     const why = this.unavailable(desc);
     if (why) throw why;
-    const at = this.located.get(desc.digest);
+    const at = this.located(desc.digest);
     if (at) return this.range(at.offset, at.size);
     const bytes = this.small.get(desc.digest);
     if (bytes) return Readable.from([bytes], { objectMode: false });
@@ -282,19 +302,19 @@ export class FileBundleSource extends BundleHead implements BundleInput {
   /** Where a config or layer lies in this file, to be verified in place; undefined when the file cannot give it. */
   blobFile(desc: Descriptor): FileRange | undefined {
     if (this.unavailable(desc)) return undefined;
-    const at = this.located.get(desc.digest);
+    const at = this.located(desc.digest);
     return at ? { fd: this.handle.fd, offset: at.offset, size: at.size, short: (pos) => this.changed(pos, at.offset + at.size) } : undefined;
   }
 
   /** The bytes of one part of a layer cut across volumes, when this file holds it whole. */
   partStream(part: BundlePart): Readable | undefined {
-    const at = this.located.get(partKey(part));
+    const at = this.partsAt.get(partKey(part));
     return at ? this.range(at.offset, at.size) : undefined;
   }
 
   /** Whether the part's entry is in this file, whole. */
   hasPart(part: BundlePart): boolean {
-    return this.located.has(partKey(part));
+    return this.partsAt.has(partKey(part));
   }
 
   /** The layer and part entries of this file in file order, as the stream reader lists them. */

@@ -274,7 +274,12 @@ export class FileBundleSource extends BundleHead implements BundleInput {
     if (this.closed) throw new FerryError('E_INTERNAL', `${this.where}: manifest ${blob.digest} asked for after the bundle was closed`, { details: { file: this.where, digest: blob.digest } });
     const bytes = Buffer.allocUnsafe(size);
     for (let done = 0; done < size;) {
-      const n = readSync(this.handle.fd, bytes, done, size - done, offset + done);
+      let n: number;
+      try {
+        n = readSync(this.handle.fd, bytes, done, size - done, offset + done);
+      } catch (e) {
+        throw asBundleError(e, this.where);
+      }
       if (n === 0) throw this.changed(offset + done, offset + size);
       done += n;
     }

@@ -57,28 +57,38 @@ export abstract class BundleHead {
   /** Manifests and indexes by digest, verified (a reader on a pipe keeps configs here too). */
   protected readonly small = new Map<Digest, Buffer>();
   /**
-   * Images that need each blob, for messages. Keyed by the metadata's own digest
-   * strings, and one name stands alone (most blobs have one image): at 10,000
-   * images an array and a key copy per blob were ~7 MB of the head.
+   * Every blob the metadata names: the stored ones in stored order, then a
+   * delta's omitted blobs, then foreign layers. `blobIndex` gives a digest's
+   * place in it, and the per-blob tables (the images needing a blob, where a
+   * file holds it) are arrays by that place: one map of 100,000 digests rather
+   * than a map per table (each ~3.7 MB at 20,000 images).
    */
-  protected readonly neededBy = new Map<Digest, string | string[]>();
+  protected readonly known: readonly BundleBlob[];
+  protected readonly blobIndex = new Map<Digest, number>();
+  /**
+   * Images that need each blob of `known`, for messages; one name stands alone
+   * (most blobs have one image). Filled by checkGraph.
+   */
+  private readonly neededBy: (string | string[] | undefined)[];
+  private graphKnown = false;
   /**
    * Configs and layers this file should hold but cannot deliver, with the error
    * that says why: an entry missing from the file, a config whose bytes are
    * damaged, or everything after the point where the file was cut short.
    */
   protected readonly lostBlobs = new Map<Digest, FerryError>();
-  /** index.json as the metadata implies it (spec/bundle.md §3): the entry must be exactly these bytes. */
-  protected readonly expectedIndex: Buffer;
+  /** index.json as the metadata implies it, made only while its entry is checked (5 MB at 20,000 images). */
+  private indexBytes: Buffer | undefined;
   /** The tar bytes a whole file holds, from its metadata: what a cut file falls short of. */
   readonly expectedSize: number;
   /** The blob entries this file holds, in stored order: all of `blobs`, or a volume's share of them. */
   protected readonly entries: BundleBlob[];
-  protected readonly inFile: ReadonlySet<Digest>;
+  /** A volume's share of the blobs; undefined for a whole bundle, which holds them all (a set of 100,000 digests was ~2.6 MB). */
+  protected readonly inFile: ReadonlySet<Digest> | undefined;
   /** Where the layers start in `entries`: before it, manifests, indexes and configs. */
   protected layerIndex: number;
   /** The entries after the head, in order: layers and parts. */
-  protected readonly tail: TailEntry[];
+  protected tail: TailEntry[];
   protected readonly wholeMetaDigest: Digest;
   protected readonly meta: BundleMetadata;
   protected readonly metaDigest: Digest;
@@ -94,22 +104,35 @@ export abstract class BundleHead {
     this.wholeMetaDigest = meta.volume ? sha256Digest(wholeMetadataBytes(metaBytes)) : this.metaDigest;
     this.description = `bundle ${where}`;
     this.omittedBlobs = new Set((meta.delta?.omittedBlobs ?? []).map((b) => b.digest));
+    const extra = [...(meta.delta?.omittedBlobs ?? []), ...(meta.foreignBlobs ?? [])];
+    this.known = extra.length > 0 ? [...meta.blobs, ...extra] : meta.blobs;
+    for (let i = 0; i < this.known.length; i++) this.blobIndex.set(this.known[i]!.digest, i);
+    this.neededBy = new Array<string | string[] | undefined>(this.known.length);
     const held = meta.volume ? new Set<string>(meta.volume.blobs) : undefined;
     this.entries = held ? meta.blobs.filter((b) => held.has(b.digest)) : meta.blobs;
-    this.inFile = new Set(this.entries.map((b) => b.digest));
+    this.inFile = held ? new Set(this.entries.map((b) => b.digest)) : undefined;
     this.layerIndex = this.entries.findIndex((b) => b.kind === 'layer');
     if (this.layerIndex < 0) this.layerIndex = this.entries.length;
-    // A part sits where its layer would: both lists are in stored order, so merging by stored position gives the file's order.
-    const pos = new Map(meta.blobs.map((b, i) => [b.digest as string, i]));
-    const byDigest = new Map(meta.blobs.map((b) => [b.digest as string, b]));
-    this.tail = [
-      ...this.entries.slice(this.layerIndex).map((blob) => new TailSlot(blob)),
-      ...(meta.volume?.parts ?? []).map((part) => new TailSlot(byDigest.get(part.digest)!, part)),
-    ].sort((a, b) => pos.get(a.blob.digest)! - pos.get(b.blob.digest)!);
-    this.expectedIndex = ociIndex(meta);
-    this.expectedSize = entryBytes(metaBytes.length) + entryBytes(OCI_LAYOUT.length) + entryBytes(this.expectedIndex.length) + 2 * BLOCK
+    this.tail = this.entries.slice(this.layerIndex).map((blob) => new TailSlot(blob));
+    const parts = meta.volume?.parts ?? [];
+    if (parts.length > 0) {
+      // A part sits where its layer would: both lists are in stored order, so merging by stored position gives the file's order.
+      const pos = (t: TailEntry): number => this.blobIndex.get(t.blob.digest)!;
+      this.tail = [...this.tail, ...parts.map((part) => new TailSlot(this.known[this.blobIndex.get(part.digest)!]!, part))].sort((a, b) => pos(a) - pos(b));
+    }
+    this.expectedSize = entryBytes(metaBytes.length) + entryBytes(OCI_LAYOUT.length) + entryBytes(ociIndex(meta).length) + 2 * BLOCK
       + this.entries.slice(0, this.layerIndex).reduce((n, b) => n + entryBytes(b.size), 0)
       + this.tail.reduce((n, t) => n + entryBytes(t.part?.size ?? t.blob.size), 0) + 2 * BLOCK;
+  }
+
+  /** index.json as the metadata implies it (spec/bundle.md §3): the entry must be exactly these bytes. Made again when asked after releaseIndex. */
+  protected get expectedIndex(): Buffer {
+    return (this.indexBytes ??= ociIndex(this.meta));
+  }
+
+  /** The index.json entry has been checked: its expected bytes are not kept. */
+  protected releaseIndex(): void {
+    this.indexBytes = undefined;
   }
 
   /** Bytes of the tar that arrived: so far (read front to back), or the whole file (read at random). */
@@ -139,7 +162,8 @@ export abstract class BundleHead {
 
   /** Images that need `digest`, for messages. */
   imagesNeeding(digest: Digest): string[] {
-    const n = this.neededBy.get(digest);
+    const at = this.blobIndex.get(digest);
+    const n = at === undefined ? undefined : this.neededBy[at];
     return n === undefined ? [] : typeof n === 'string' ? [n] : n;
   }
 
@@ -300,7 +324,7 @@ export abstract class BundleHead {
     const { blob, part } = exp;
     const size = part?.size ?? blob!.size;
     // Before the graph is known (the head), the images named are those whose top manifest this is.
-    const images = this.neededBy.size ? this.imagesNeeding(blob!.digest) : this.meta.images.filter((i) => i.digest === blob!.digest).map(imageRefName);
+    const images = this.graphKnown ? this.imagesNeeding(blob!.digest) : this.meta.images.filter((i) => i.digest === blob!.digest).map(imageRefName);
     const what = `${part ? `part ${part.index + 1} of ${part.count} of ` : ''}${blob!.kind} ${blob!.digest}${neededBy(images)}`;
     return new FerryError('E_SIZE_MISMATCH', `${this.place}: the entry of ${what} has ${headerSize} bytes, the metadata declares ${size}`, {
       hint: 'the bundle is damaged or was altered (its tar headers no longer match its metadata), so nothing after this entry can be trusted: copy it again from the exporting side',
@@ -320,7 +344,7 @@ export abstract class BundleHead {
 
   /** For an index.json that differs: ` at byte N, in the descriptor of image X` (where the first differing byte lies). */
   protected indexEntryAt(want: Buffer, at: number, chunk: Buffer): string {
-    if (want !== this.expectedIndex) return '';
+    if (want !== this.indexBytes) return '';
     let k = 0;
     while (k < chunk.length && chunk[k] === want[at + k]) k++;
     const first = at + k;
@@ -338,10 +362,19 @@ export abstract class BundleHead {
    * than parsing each again (at 10,000 images a second parse was ~40 MB of garbage).
    */
   private readonly parsedManifests = new Map<Digest, ParsedManifest>();
-  /** Manifests and indexes of the metadata by digest, for getManifest. */
-  private manifestBlobs: Map<Digest, BundleBlob> | undefined;
   /** `repository:tag` → the image's digest, the first one listed. */
   private taggedImages: Map<string, string> | undefined;
+
+  /**
+   * Parses a manifest or index of the head (its bytes already checked against
+   * its digest) and checks it is what the metadata says it is; the parse is
+   * kept for checkGraph and the plan.
+   */
+  protected parseHeadManifest(b: BundleBlob, bytes: Buffer): void {
+    const p = parseManifest(bytes, b.mediaType, `${this.where}: manifest ${b.digest}`);
+    if (p.mediaType !== b.mediaType || (p.kind === 'index') !== (b.kind === 'index')) throw this.invalid(`manifest ${b.digest} is a ${p.mediaType}, the metadata says ${b.kind} ${b.mediaType}`, { digest: b.digest });
+    this.parsedManifests.set(b.digest, p);
+  }
 
   /** Configs whose bytes did not hash right; they fail once checkGraph knows their images. */
   protected readonly damagedConfigs: { blob: BundleBlob; actual: Digest }[] = [];
@@ -352,45 +385,48 @@ export abstract class BundleHead {
    * parents; and every stored blob belongs to some image.
    */
   protected checkGraph(): void {
-    const pos = new Map<string, number>(this.meta.blobs.map((b, i) => [b.digest, i]));
-    // Foreign layers (spec/bundle.md §2.2) are known absent by design, like a delta's omitted blobs.
-    const byDigest = new Map<string, BundleBlob>([...this.meta.blobs, ...(this.meta.delta?.omittedBlobs ?? []), ...(this.meta.foreignBlobs ?? [])].map((b) => [b.digest, b]));
+    // Foreign layers (spec/bundle.md §2.2) are known absent by design, like a delta's omitted blobs: all are in `known`.
+    const place = this.blobIndex;
     const foreign = new Set<string>((this.meta.foreignBlobs ?? []).map((b) => b.digest));
     const parsed = this.parsedManifests;
+    // A reader that parsed a manifest as it arrived kept only the parse; one that failed to parse stays in `small`, to fail here in order.
     for (const b of this.meta.blobs) {
-      if (b.kind !== 'index' && b.kind !== 'manifest') continue;
-      const p = parseManifest(this.small.get(b.digest)!, b.mediaType, `${this.where}: manifest ${b.digest}`);
-      if (p.mediaType !== b.mediaType || (p.kind === 'index') !== (b.kind === 'index')) throw this.invalid(`manifest ${b.digest} is a ${p.mediaType}, the metadata says ${b.kind} ${b.mediaType}`, { digest: b.digest });
-      parsed.set(b.digest, p);
+      if ((b.kind === 'index' || b.kind === 'manifest') && !parsed.has(b.digest)) this.parseHeadManifest(b, this.small.get(b.digest)!);
     }
     const need = (parent: BundleBlob, d: Descriptor, kinds: string[]): BundleBlob => {
-      const have = byDigest.get(d.digest);
+      const at = place.get(d.digest);
+      const have = at === undefined ? undefined : this.known[at];
       if (!have) {
         throw new FerryError('E_BLOB_MISSING', `${this.where}: ${parent.kind} ${parent.digest} references ${d.digest}, which the bundle neither holds nor declares omitted`, {
           hint: 'the bundle is incomplete; re-export it', details: { file: this.where, digest: d.digest, parent: parent.digest },
         });
       }
       if (have.size !== d.size || !kinds.includes(have.kind)) throw this.invalid(`${parent.digest} references ${d.digest} as ${d.size} bytes (${kinds.join('/')}), the metadata says ${have.size} bytes (${have.kind})`, { digest: d.digest });
+      // The same digest held once: the descriptor's own copy of the string (80,000 at 20,000 images, ~8 MB) gives way to the metadata's.
+      d.digest = have.digest;
       return have;
     };
-    const reached = new Set<string>();
+    const reached = new Uint8Array(this.known.length);
     for (const img of this.meta.images) {
-      const name = imageRefName(img);
+      // Most origins are the image's own name: that string, not a second copy of it per image.
+      const ref = imageRefName(img);
+      const name = ref === img.origin ? img.origin : ref;
       const visit = (digest: Digest, depth: number): void => {
-        const key = byDigest.get(digest)?.digest ?? digest;
-        const had = this.neededBy.get(key);
-        if (had === undefined) this.neededBy.set(key, name);
-        else if (typeof had === 'string') { if (had !== name) this.neededBy.set(key, [had, name]); }
+        // Every digest visited is known: an image's top is a stored manifest, a child passed need().
+        const at = place.get(digest)!;
+        const had = this.neededBy[at];
+        if (had === undefined) this.neededBy[at] = name;
+        else if (typeof had === 'string') { if (had !== name) this.neededBy[at] = [had, name]; }
         else if (!had.includes(name)) had.push(name);
-        reached.add(key);
+        reached[at] = 1;
         const p = parsed.get(digest);
         if (!p) return;
         if (depth > 4) throw this.invalid(`${name}: indexes nest deeper than 4 levels`);
-        const self = byDigest.get(digest)!;
+        const self = this.known[at]!;
         if (p.kind === 'index') {
           for (const c of p.manifests) {
             need(self, c, ['index', 'manifest']);
-            if ((pos.get(c.digest) ?? -1) > (pos.get(digest) ?? -1)) throw this.invalid(`index ${digest} is stored before its child ${c.digest}`, { digest });
+            if (place.get(c.digest)! > at) throw this.invalid(`index ${digest} is stored before its child ${c.digest}`, { digest });
             visit(c.digest, depth + 1);
           }
         } else {
@@ -404,9 +440,10 @@ export abstract class BundleHead {
       };
       visit(img.digest, 0);
     }
-    for (const b of [...this.meta.blobs, ...(this.meta.delta?.omittedBlobs ?? []), ...(this.meta.foreignBlobs ?? [])]) {
-      if (!reached.has(b.digest)) throw this.invalid(`blob ${b.digest} belongs to no image`, { digest: b.digest });
-    }
+    this.known.forEach((b, i) => {
+      if (!reached[i]) throw this.invalid(`blob ${b.digest} belongs to no image`, { digest: b.digest });
+    });
+    this.graphKnown = true;
     for (const { blob, actual } of this.damagedConfigs) this.lostBlobs.set(blob.digest, this.damagedBlob(blob, actual, this.imagesNeeding(blob.digest)));
   }
 
@@ -423,13 +460,18 @@ export abstract class BundleHead {
       }
       digest = this.taggedImages.get(`${repository}:${reference}`);
     }
-    this.manifestBlobs ??= new Map(this.meta.blobs.filter((b) => b.kind === 'index' || b.kind === 'manifest').map((b) => [b.digest, b]));
-    const blob = digest === undefined ? undefined : this.manifestBlobs.get(digest as Digest);
-    if (!blob) {
+    const at = digest === undefined ? undefined : this.blobIndex.get(digest as Digest);
+    const blob = at === undefined ? undefined : this.known[at];
+    if (!blob || (blob.kind !== 'index' && blob.kind !== 'manifest')) {
       throw new FerryError('E_NOT_FOUND', `${this.where}: no manifest ${repository}${isDigest(reference) ? '@' : ':'}${reference} in the bundle`, {
         hint: 'list the bundle\'s images with `ferry inspect`', details: { file: this.where, repository, reference },
       });
     }
+    return this.storedManifest(blob);
+  }
+
+  /** A manifest or index of the head, verified (a reader at random reads it again when its bytes are asked for). */
+  protected storedManifest(blob: BundleBlob): Manifest {
     return { digest: blob.digest, mediaType: blob.mediaType, bytes: this.small.get(blob.digest)! };
   }
 
@@ -447,7 +489,7 @@ export abstract class BundleHead {
     if (lost) return lost;
     const vol = this.meta.volume;
     const images = this.imagesNeeding(desc.digest);
-    if (vol && !this.inFile.has(desc.digest) && !this.omittedBlobs.has(desc.digest)) {
+    if (vol && !this.inFile?.has(desc.digest) && !this.omittedBlobs.has(desc.digest)) {
       return new FerryError('E_BLOB_MISSING', `${this.place}: blob ${desc.digest}${neededBy(images)} is not in this file; another volume holds it`, {
         hint: 'give every volume of the bundle (or its .sha256 list) to read it whole', details: { file: this.where, digest: desc.digest, volume: vol.index + 1, images },
       });

@@ -1,15 +1,16 @@
+import { readSync } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { FerryError, isFerryError } from '../../errors.js';
 import { type Digest, sha256Digest } from '../../oci/digest.js';
-import type { Descriptor } from '../../oci/manifest.js';
+import type { Descriptor, Manifest } from '../../oci/manifest.js';
 import type { FileRange } from '../../stream/verify.js';
 import type { OpOptions, SequentialBlob } from '../types.js';
 import {
   asBundleError, BundleHead, type ExpectedEntry, firstEntryError, HEAD_MAX_BYTES, metadataCut, type TailEntry,
 } from './bundle-head.js';
 import type { BundleInput } from './input.js';
-import { type BundlePart, METADATA_MAX_BYTES } from './metadata.js';
+import { type BundleBlob, type BundlePart, METADATA_MAX_BYTES } from './metadata.js';
 import { RangeStream, readAt } from './range-reader.js';
 import { BLOCK, padding } from './tar.js';
 
@@ -34,8 +35,14 @@ export class FileBundleSource extends BundleHead implements BundleInput {
   readonly sequential = false as const;
   /** The bytes of a file do not change between two reads of it: a mismatch is not worth another. */
   readonly immutable = true as const;
-  /** Where each entry's content lies: whole blobs by digest, parts as `digest#index`. */
-  private readonly located = new Map<string, { offset: number; size: number }>();
+  /**
+   * Where each blob's content lies in the file, by its place in `known` (NaN:
+   * not in the file); its size is the metadata's, which its header matched.
+   * An array, not an object per blob in a map (~7 MB at 100,000 blobs).
+   */
+  private readonly offsets: Float64Array;
+  /** Where each part of a layer cut across volumes lies, as `digest#index`. */
+  private readonly partsAt = new Map<string, { offset: number; size: number }>();
   /** The file was cut after its head (or only its end is missing), with what it lost. */
   private cut: FerryError | undefined;
   private closed = false;
@@ -47,6 +54,7 @@ export class FileBundleSource extends BundleHead implements BundleInput {
     metaBytes: Buffer,
   ) {
     super(where, metaBytes, false);
+    this.offsets = new Float64Array(this.known.length).fill(NaN);
   }
 
   protected get received(): number {
@@ -103,9 +111,21 @@ export class FileBundleSource extends BundleHead implements BundleInput {
     this.seenNames.clear();
   }
 
+  /** The blob's entry content starts at `offset` (its header matched the metadata's size). */
+  private locate(blob: BundleBlob, offset: number): void {
+    this.offsets[this.blobIndex.get(blob.digest)!] = offset;
+  }
+
+  /** Where the file holds a blob whole, or undefined. */
+  private located(digest: Digest): { offset: number; size: number } | undefined {
+    const i = this.blobIndex.get(digest);
+    const offset = i === undefined ? NaN : this.offsets[i]!;
+    return Number.isNaN(offset) ? undefined : { offset, size: this.known[i!]!.size };
+  }
+
   /** A head entry counts as arrived when its content lies wholly inside the file. */
   protected override headArrived(blob: { digest: Digest }): boolean {
-    return this.small.has(blob.digest) || this.located.has(blob.digest);
+    return this.small.has(blob.digest) || this.located(blob.digest) !== undefined;
   }
 
   /** Layout files, directories, manifests and configs, each exactly where the one before ended; returns where the tail starts. */
@@ -118,14 +138,23 @@ export class FileBundleSource extends BundleHead implements BundleInput {
       if (problem) throw problem();
       const at = pos + BLOCK;
       if (at + size > this.fileSize) throw this.truncated(`entry ${exp.name}`, exp.blob);
-      if (exp.name === 'oci-layout' || exp.name === 'index.json') await this.expectExactly(win, exp.name, at, size, this.exactEntry(exp.name));
-      else if (exp.blob?.kind === 'config') this.located.set(exp.blob.digest, { offset: at, size });
+      if (exp.name === 'oci-layout' || exp.name === 'index.json') {
+        await this.expectExactly(win, exp.name, at, size, this.exactEntry(exp.name));
+        if (exp.name === 'index.json') this.releaseIndex();
+      } else if (exp.blob?.kind === 'config') this.locate(exp.blob, at);
       else if (exp.blob) {
-        const bytes = Buffer.from(await win.bytes(at, size));
+        const bytes = await win.bytes(at, size);
         const actual = sha256Digest(bytes);
         // A manifest or index is needed to know what anything needs: a damaged one makes the bundle unreadable.
         if (actual !== exp.blob.digest) throw this.damagedHeadBlob(exp.blob, actual);
-        this.small.set(exp.blob.digest, bytes);
+        // Parsed now and its bytes not kept (20,000 manifests were ~25 MB): they are read again, and checked again, when asked for.
+        // One that does not parse keeps its bytes, so that checkGraph fails on it where it would have.
+        try {
+          this.parseHeadManifest(exp.blob, bytes);
+        } catch {
+          this.small.set(exp.blob.digest, Buffer.from(bytes));
+        }
+        this.locate(exp.blob, at);
       }
       pos = at + size + padding(size);
     }
@@ -175,7 +204,8 @@ export class FileBundleSource extends BundleHead implements BundleInput {
       const start = at + BLOCK;
       // Content not wholly in the file: this entry and every later one did not arrive (a cut in the padding loses nothing).
       if (start + h.size > this.fileSize) return { missing, cutFrom: i, cutError: () => this.truncated(`entry ${exp.name}`, due.blob, due.part) };
-      this.located.set(due.part ? partKey(due.part) : due.blob.digest, { offset: start, size: h.size });
+      if (due.part) this.partsAt.set(partKey(due.part), { offset: start, size: h.size });
+      else this.locate(due.blob, start);
       pos = start + h.size + padding(h.size);
     }
     return this.checkEnd(win, pos, missing);
@@ -228,10 +258,44 @@ export class FileBundleSource extends BundleHead implements BundleInput {
 
   // ------------------------------------------------------------ reading
 
+  /** A manifest whose bytes are read from the file when asked for, and checked against its digest each time. */
+  protected override storedManifest(blob: BundleBlob): Manifest {
+    const at = this.located(blob.digest);
+    return at ? new StoredManifest(this, blob, at.offset) : super.storedManifest(blob);
+  }
+
+  /**
+   * The bytes of a manifest the head checked, read again: a positioned read of
+   * a few KiB, synchronous because a Manifest's bytes are a plain property.
+   * Checked against the digest again, since the file may have changed since.
+   */
+  manifestBytes(blob: BundleBlob, offset: number): Buffer {
+    const size = blob.size;
+    if (this.closed) throw new FerryError('E_INTERNAL', `${this.where}: manifest ${blob.digest} asked for after the bundle was closed`, { details: { file: this.where, digest: blob.digest } });
+    const bytes = Buffer.allocUnsafe(size);
+    for (let done = 0; done < size;) {
+      let n: number;
+      try {
+        n = readSync(this.handle.fd, bytes, done, size - done, offset + done);
+      } catch (e) {
+        throw asBundleError(e, this.where);
+      }
+      if (n === 0) throw this.changed(offset + done, offset + size);
+      done += n;
+    }
+    const actual = sha256Digest(bytes);
+    if (actual !== blob.digest) {
+      throw new FerryError('E_DIGEST_MISMATCH', `${this.place}: manifest ${blob.digest} read again hashes to ${actual}: the file changed after it was checked`, {
+        hint: 'do not modify or replace the bundle while ferry reads it; run the command again', details: { file: this.where, digest: blob.digest, actual },
+      });
+    }
+    return bytes;
+  }
+
   async getBlob(_repository: string, desc: Descriptor): Promise<Readable> {
     const why = this.unavailable(desc);
     if (why) throw why;
-    const at = this.located.get(desc.digest);
+    const at = this.located(desc.digest);
     if (at) return this.range(at.offset, at.size);
     const bytes = this.small.get(desc.digest);
     if (bytes) return Readable.from([bytes], { objectMode: false });
@@ -243,19 +307,19 @@ export class FileBundleSource extends BundleHead implements BundleInput {
   /** Where a config or layer lies in this file, to be verified in place; undefined when the file cannot give it. */
   blobFile(desc: Descriptor): FileRange | undefined {
     if (this.unavailable(desc)) return undefined;
-    const at = this.located.get(desc.digest);
+    const at = this.located(desc.digest);
     return at ? { fd: this.handle.fd, offset: at.offset, size: at.size, short: (pos) => this.changed(pos, at.offset + at.size) } : undefined;
   }
 
   /** The bytes of one part of a layer cut across volumes, when this file holds it whole. */
   partStream(part: BundlePart): Readable | undefined {
-    const at = this.located.get(partKey(part));
+    const at = this.partsAt.get(partKey(part));
     return at ? this.range(at.offset, at.size) : undefined;
   }
 
   /** Whether the part's entry is in this file, whole. */
   hasPart(part: BundlePart): boolean {
-    return this.located.has(partKey(part));
+    return this.partsAt.has(partKey(part));
   }
 
   /** The layer and part entries of this file in file order, as the stream reader lists them. */
@@ -296,6 +360,23 @@ export class FileBundleSource extends BundleHead implements BundleInput {
     if (this.closed) return;
     this.closed = true;
     await this.handle.close().catch(() => undefined);
+  }
+}
+
+/** A manifest of a bundle file: its bytes are read again when asked for (a class: an object literal with a getter cost ~400 bytes each). */
+class StoredManifest implements Manifest {
+  constructor(private readonly file: FileBundleSource, private readonly blob: BundleBlob, private readonly offset: number) {}
+
+  get digest(): Digest {
+    return this.blob.digest;
+  }
+
+  get mediaType(): string {
+    return this.blob.mediaType;
+  }
+
+  get bytes(): Buffer {
+    return this.file.manifestBytes(this.blob, this.offset);
   }
 }
 

@@ -660,7 +660,8 @@ function parseContentV2(o: Record<string, unknown>, head: MetadataHead, w: strin
     if (t.length !== 3) throw bad(where, 'is not [hex digest, size, media type index]');
     if (typeof t[0] !== 'string' || !HEX_RE.test(t[0])) throw bad(`${where}[0]`, 'is not 64 lowercase hex characters (a sha256 digest)');
     const mediaType = mediaTypes[index(t[2], mediaTypes.length, `${where}[2]`)]!;
-    return { digest: `sha256:${t[0]}` as Digest, size: size(t[1], `${where}[1]`), mediaType, kind: kind === 'manifests' ? (isIndexMediaType(mediaType) ? 'index' : 'manifest') : kind };
+    // join makes one flat string; `sha256:${hex}` would keep a 32-byte concatenation over the hex string (100,000 of them).
+    return { digest: ['sha256:', t[0]].join('') as Digest, size: size(t[1], `${where}[1]`), mediaType, kind: kind === 'manifests' ? (isIndexMediaType(mediaType) ? 'index' : 'manifest') : kind };
   };
   const group = (v: unknown, kind: BlobKind | 'manifests', where: string): BundleBlob[] => arr(v, where).map((x, i) => blob(x, kind, `${where}[${i}]`));
   const g = obj(o.blobs, `${w}.blobs`);

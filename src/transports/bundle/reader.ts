@@ -132,6 +132,7 @@ export class BundleSource extends BundleHead implements BundleInput {
     const [layout, index, blobsDir, shaDir, ...blobs] = this.headEntries();
     await this.expectExactly(await this.expectEntry(layout!), this.exactEntry('oci-layout'));
     await this.expectExactly(await this.expectEntry(index!), this.exactEntry('index.json'));
+    this.releaseIndex();
     await this.expectEntry(blobsDir!);
     await this.expectEntry(shaDir!);
     // A reader on a pipe holds every manifest and config until the layers come: all are capped before the first is read.

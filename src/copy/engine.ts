@@ -285,21 +285,23 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
 
   // Manifests: children before parents within each image; each (repository, digest) once.
   observer?.phase?.('manifests');
-  const landed = new Map<string, Promise<void>>();
+  // Keyed by repository, then by the plan's own digest string: no `repo@digest` string made per manifest.
+  const landed = new Map<string, Map<Digest, Promise<void>>>();
   const live = plan.images.filter((i) => !failed.has(i));
   await forEachLimited(live, limit, async (image) => {
     try {
+      const repo = image.request.targetRepository;
+      let inRepo = landed.get(repo);
+      if (!inRepo) landed.set(repo, (inRepo = new Map()));
       for (const m of image.manifests) {
-        const key = `${image.request.targetRepository}@${m.digest}`;
-        let p = landed.get(key);
+        let p = inRepo.get(m.digest);
         if (!p) {
           p = (async () => {
-            const repo = image.request.targetRepository;
             if (destination.hasManifest && (await destination.hasManifest(repo, m.digest, opts))) return;
             await destination.putManifest(repo, m, opts);
             report.manifests++;
           })();
-          landed.set(key, p);
+          inRepo.set(m.digest, p);
         }
         await p;
       }

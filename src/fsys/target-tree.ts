@@ -56,7 +56,7 @@ export class TargetTree implements FileSystemPort {
   /** Directories noted since the last flush, repeats counted: past FLUSH_EVERY they are flushed early. */
   private noted = 0;
   /** An early flush's failure, reported by the next `flush()` (its directories were kept pending too). */
-  private earlyFailure: unknown;
+  private earlyFailure: Error | undefined;
   private ownerOnce: Promise<Owner | undefined> | undefined;
   private rootOnce: Promise<void> | undefined;
   /** What earlier, killed runs left behind and this run removed. */
@@ -92,7 +92,7 @@ export class TargetTree implements FileSystemPort {
     if (++this.noted < FLUSH_EVERY) return;
     this.noted = 0;
     this.batch.flush().catch((e: unknown) => {
-      this.earlyFailure ??= e;
+      this.earlyFailure ??= e instanceof Error ? e : new Error(String(e));
     });
   }
 

@@ -390,7 +390,7 @@ export class TargetTree implements FileSystemPort {
 const FLUSH_EVERY = 8192;
 
 /** Folders each of the sets above remembers: the most recent ones (a target's shared folders are met again and again). */
-const DIRS_REMEMBERED = 16_384;
+const DIRS_REMEMBERED = 4_096;
 
 /** A set of at most `max` strings; past that the oldest half is forgotten. */
 class RecentSet implements Iterable<string> {

@@ -57,6 +57,7 @@ export class TargetTree implements FileSystemPort {
   private noted = 0;
   /** An early flush's failure, reported by the next `flush()` (its directories were kept pending too). */
   private earlyFailure: Error | undefined;
+  private flushingEarly = false;
   private ownerOnce: Promise<Owner | undefined> | undefined;
   private rootOnce: Promise<void> | undefined;
   /** What earlier, killed runs left behind and this run removed. */
@@ -89,10 +90,14 @@ export class TargetTree implements FileSystemPort {
    */
   private note(dir: string): void {
     this.batch.note(dir);
-    if (++this.noted < FLUSH_EVERY) return;
+    // One early flush at a time: each holds up to 16 directories open, and a slow disk must not stack them.
+    if (++this.noted < FLUSH_EVERY || this.flushingEarly) return;
     this.noted = 0;
+    this.flushingEarly = true;
     this.batch.flush().catch((e: unknown) => {
       this.earlyFailure ??= e instanceof Error ? e : new Error(String(e));
+    }).finally(() => {
+      this.flushingEarly = false;
     });
   }
 

@@ -14,7 +14,7 @@ export interface DiffOptions {
 }
 
 /**
- * Diff = two inventories compared. Each side may be a bundle (head only), its
+ * Diff = two inventories compared. Each side may be a bundle (its ferry.json only), its
  * metadata, an inventory, or an image list whose manifests are resolved from
  * the registries (no blob is fetched).
  */
@@ -31,7 +31,7 @@ export async function diffTargets(opts: DiffOptions): Promise<DiffResult> {
   // Only the inventories are compared: a side's parsed bundle metadata (at 50,000 blobs tens of
   // MB of objects) is let go before the other side is read.
   const side = async (path: string) => {
-    const { where, kind, inventory } = await loadInput(path, fromList);
+    const { where, kind, inventory } = await loadInput(path, fromList, { metadataOnly: true });
     return { where, kind, inventory };
   };
   const a = await side(opts.a);

@@ -49,13 +49,17 @@ interface BlobJob {
   reported?: number;
 }
 
+/** A landed job's lists: nothing reads them once it is done and good. */
+const LANDED: never[] = [];
+
 /** Errors worth one more fetch from a random-access source: the bytes may come right next time. */
 const RETRYABLE = new Set(['E_NETWORK', 'E_SIZE_MISMATCH', 'E_DIGEST_MISMATCH', 'E_REGISTRY']);
 const BLOB_ATTEMPTS = 3;
 
 /**
- * The one mover. Blobs first (each verified in flight, each once per target
- * repository, skipped when present, mounted when the destination can), then
+ * The one mover. Images the destination holds whole already are left out
+ * (one question each, where it can answer). Blobs first (each verified in
+ * flight, each once per target repository, skipped when present, mounted when the destination can), then
  * manifests children-first, then tags. A failure fails the images that need
  * the failed piece; every other image still lands. The caller commits.
  */
@@ -77,7 +81,9 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
     }
   };
 
-  const jobs = collectBlobJobs(plan);
+  const limit = Math.max(1, Math.min(opts.jobs ?? 4, destination.capabilities.concurrentBlobs));
+  const whole = await wholeImages(destination, plan.images, limit, opts);
+  const jobs = collectBlobJobs(plan, whole);
   observer?.planned?.({ images: plan.images.length, blobs: jobs.size, bytes: [...jobs.values()].reduce((n, j) => n + j.desc.size, 0) });
   observer?.phase?.('blobs');
 
@@ -250,11 +256,16 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
       if (stream) await drain(stream);
     } finally {
       job.done = true;
+      // Landed: who needed it is asked no more (only a failure names them), so 40,000 jobs' lists go now, not after the last tag.
+      if (!job.error) {
+        job.repositories = LANDED;
+        job.images = LANDED;
+      }
     }
   };
 
   /** A blob the source lacks on purpose (a delta's base blob): it must already be at the destination. */
-  const allRepositories = [...new Set([...jobs.values()].flatMap((j) => j.repositories))];
+  const allRepositories = [...new Set(plan.images.map((i) => i.request.targetRepository))];
   const fromBase = async (job: BlobJob): Promise<void> => {
     try {
       await requireBase(destination, job, allRepositories, opts);
@@ -268,7 +279,6 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
     }
   };
 
-  const limit = Math.max(1, Math.min(opts.jobs ?? 4, destination.capabilities.concurrentBlobs));
   if (isSequentialSource(source)) {
     const cutShort = await copySequential(source, jobs, runJob, failImages, fromBase, limit, opts);
     if (cutShort) report.cutShort = cutShort;
@@ -285,21 +295,23 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
 
   // Manifests: children before parents within each image; each (repository, digest) once.
   observer?.phase?.('manifests');
-  const landed = new Map<string, Promise<void>>();
-  const live = plan.images.filter((i) => !failed.has(i));
+  // Keyed by repository, then by the plan's own digest string: no `repo@digest` string made per manifest.
+  const landed = new Map<string, Map<Digest, Promise<void>>>();
+  const live = plan.images.filter((i) => !failed.has(i) && !whole.has(i));
   await forEachLimited(live, limit, async (image) => {
     try {
+      const repo = image.request.targetRepository;
+      let inRepo = landed.get(repo);
+      if (!inRepo) landed.set(repo, (inRepo = new Map()));
       for (const m of image.manifests) {
-        const key = `${image.request.targetRepository}@${m.digest}`;
-        let p = landed.get(key);
+        let p = inRepo.get(m.digest);
         if (!p) {
           p = (async () => {
-            const repo = image.request.targetRepository;
             if (destination.hasManifest && (await destination.hasManifest(repo, m.digest, opts))) return;
             await destination.putManifest(repo, m, opts);
             report.manifests++;
           })();
-          landed.set(key, p);
+          inRepo.set(m.digest, p);
         }
         await p;
       }
@@ -319,7 +331,9 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
     const r = image.request;
     const result: ImageResult = { origin: r.origin, repository: r.targetRepository, digest: image.top.digest, status: 'done' };
     if (r.targetTag !== undefined) result.tag = r.targetTag;
-    if (!failed.has(image)) {
+    if (whole.has(image)) {
+      observer?.imageDone?.(image);
+    } else if (!failed.has(image)) {
       try {
         const record: ImageRecord = { repository: r.targetRepository, manifest: image.top, origin: r.origin };
         if (r.targetTag !== undefined) record.tag = r.targetTag;
@@ -409,9 +423,36 @@ async function requireBase(destination: ImageDestination, job: BlobJob, allRepos
   }
 }
 
-function collectBlobJobs(plan: CopyPlan): Map<Digest, BlobJob> {
+/**
+ * The images the destination holds whole already (ImageDestination.hasImage),
+ * asked side by side before any blob. A question that fails is left to the
+ * ordinary path, which asks per blob and reports the failure there; after the
+ * first such failure no more are asked (a registry gone would fail each one).
+ */
+async function wholeImages(destination: ImageDestination, images: PlannedImage[], limit: number, opts: OpOptions): Promise<Set<PlannedImage>> {
+  const whole = new Set<PlannedImage>();
+  if (!destination.hasImage) return whole;
+  let failing = false;
+  await forEachLimited(images, limit, async (image) => {
+    if (failing) return;
+    const r = image.request;
+    const record: ImageRecord = { repository: r.targetRepository, manifest: image.top };
+    if (r.targetTag !== undefined) record.tag = r.targetTag;
+    try {
+      if (await destination.hasImage!(record, opts)) whole.add(image);
+    } catch (e) {
+      const error = asFerryError(e);
+      if (error.code === 'E_ABORTED' || opts.signal?.aborted) throw error;
+      failing = true;
+    }
+  }, opts.signal);
+  return whole;
+}
+
+function collectBlobJobs(plan: CopyPlan, whole: ReadonlySet<PlannedImage>): Map<Digest, BlobJob> {
   const jobs = new Map<Digest, BlobJob>();
   for (const image of plan.images) {
+    if (whole.has(image)) continue;
     for (const desc of image.blobs) {
       const job = jobs.get(desc.digest);
       if (!job) {

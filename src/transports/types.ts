@@ -167,6 +167,14 @@ export interface ImageDestination {
   /** Makes a blob held in `fromRepository` visible in `repository` without sending bytes; false when it cannot. */
   mountBlob?(repository: string, desc: Descriptor, fromRepository: string, opts?: OpOptions): Promise<boolean>;
   hasManifest?(repository: string, digest: Digest, opts?: OpOptions): Promise<boolean>;
+  /**
+   * True when the image is whole here already, named as `image` names it (its
+   * tag, or its digest), so nothing of it needs sending: one cheap question per
+   * image instead of one per blob and manifest. Only a destination that
+   * guarantees a manifest is there only with everything it references (a
+   * registry) may answer it; asked before any blob moves.
+   */
+  hasImage?(image: ImageRecord, opts?: OpOptions): Promise<boolean>;
   /** Called only after every blob (or child manifest) the manifest references has landed. */
   putManifest(repository: string, manifest: Manifest, opts?: OpOptions): Promise<void>;
   /** Called last for each image: tags it (or records it, for digest-only images). */

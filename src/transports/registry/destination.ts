@@ -29,6 +29,26 @@ export class RegistryDestination implements ImageDestination {
   }
 
   /**
+   * The image is here whole: its tag (or its digest, for a digest-only image)
+   * names this manifest. The registry accepted that manifest only with every
+   * blob and child manifest it references in the repository, so one HEAD
+   * stands for all of them (a re-push of 10,000 images: 10,000 requests, not
+   * ~70,000). A registry that does not say the digest (Docker-Content-Digest
+   * is optional) gets no shortcut.
+   */
+  async hasImage(image: ImageRecord, opts: OpOptions = {}): Promise<boolean> {
+    const { repository, tag, manifest } = image;
+    if (tag === undefined) return this.hasManifest(repository, manifest.digest, opts);
+    const res = await this.client.expect(
+      { method: 'HEAD', url: `/v2/${repository}/manifests/${encodeURIComponent(tag)}`, scopes: [pushScope(repository)], headers: { accept: MANIFEST_ACCEPT }, signal: opts.signal },
+      [200, 404],
+      `tag ${this.name(repository)}:${tag}`,
+    );
+    await discard(res.body);
+    return res.status === 200 && res.headers['docker-content-digest'] === manifest.digest;
+  }
+
+  /**
    * The digest `repository:tag` points at now, or undefined when the tag (or the
    * repository) does not exist: what push compares before moving a tag.
    */

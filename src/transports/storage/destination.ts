@@ -50,7 +50,14 @@ export class StorageLayoutDestination implements ImageDestination {
   private readonly fs: FileSystemPort;
   /** The local tree (confined, durable, owned); undefined for a remote layout. */
   private readonly tree: TargetTree | undefined;
-  private readonly held = new Map<Digest, Promise<Held>>();
+  /**
+   * What each digest's data file holds, once known: a good file's size alone (a
+   * small integer in the map, no object), else its state. 60,000 digests held as
+   * a promise and an object each were ~6 MB; the digest strings are the plan's.
+   */
+  private readonly known = new Map<Digest, number | Held>();
+  /** Digests being hashed now: concurrent askers share one hash. */
+  private readonly inspecting = new Map<Digest, Promise<Held>>();
   private readonly warn: (message: string) => void;
 
   constructor(readonly root: string, private readonly opts: StorageLayoutDestinationOptions = {}) {
@@ -65,11 +72,18 @@ export class StorageLayoutDestination implements ImageDestination {
   }
 
   private inspect(digest: Digest): Promise<Held> {
-    let p = this.held.get(digest);
+    const known = this.known.get(digest);
+    if (known !== undefined) return Promise.resolve(typeof known === 'number' ? { state: 'good', size: known } : known);
+    let p = this.inspecting.get(digest);
     if (!p) {
       p = this.inspectNow(digest);
-      this.held.set(digest, p);
-      p.catch(() => this.held.delete(digest));
+      this.inspecting.set(digest, p);
+      // Settled, the answer moves to `known` (or is forgotten on failure, to be asked again).
+      p.then((h) => {
+        if (this.inspecting.get(digest) === p) this.known.set(digest, h.state === 'good' ? h.size : h);
+      }, () => undefined).finally(() => {
+        if (this.inspecting.get(digest) === p) this.inspecting.delete(digest);
+      });
     }
     return p;
   }
@@ -91,7 +105,8 @@ export class StorageLayoutDestination implements ImageDestination {
   /** Records freshly written data as good, and says so when it replaced a damaged file. */
   private async landed(digest: Digest, size: number): Promise<void> {
     const before = await this.inspect(digest).catch(() => undefined);
-    this.held.set(digest, Promise.resolve({ state: 'good', size }));
+    this.inspecting.delete(digest);
+    this.known.set(digest, size);
     if (before?.state === 'damaged') {
       this.warn(`${blobDataPath(this.root, digest)}: replaced a damaged file (${formatBytes(before.size)} hashing to ${before.actual}) with the verified ${digest}`);
     }
@@ -194,9 +209,12 @@ export class StorageLayoutDestination implements ImageDestination {
       // A tag already on this digest is left as it is: a rerun writes (and fsyncs) nothing it does not change.
       await this.ensureLink(tagCurrentLinkPath(this.root, repository, tag), image.manifest.digest);
     }
-    const keep: KeepImage = { repository, digest: image.manifest.digest };
-    if (image.tag !== undefined) keep.tag = image.tag;
-    this.images.push(keep);
+    // Only --prune asks what the run wrote: without it, 20,000 images' records are not kept.
+    if (this.opts.prune) {
+      const keep: KeepImage = { repository, digest: image.manifest.digest };
+      if (image.tag !== undefined) keep.tag = image.tag;
+      this.images.push(keep);
+    }
   }
 
   /** Removes everything not reachable from `keep` (see pruneLayout). */

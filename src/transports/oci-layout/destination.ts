@@ -106,16 +106,18 @@ export class OciLayoutDestination implements ImageDestination {
 
   async putManifest(repository: string, manifest: Manifest): Promise<void> {
     const where = `${repository}@${manifest.digest}`;
-    const parsed = parseManifest(manifest.bytes, manifest.mediaType, where);
+    // Read once: a bundle file's manifest is read from the file and checked again at each ask.
+    const bytes = manifest.bytes;
+    const parsed = parseManifest(bytes, manifest.mediaType, where);
     for (const d of [...blobsOf(parsed), ...parsed.manifests]) {
       // A foreign layer a bundle does not carry stays out, as skopeo leaves it out of an oci: layout.
       if (!isForeignLayer(d) && !(await this.hasData(d))) {
         throw new FerryError('E_BLOB_MISSING', `${where}: ${d.digest} has not been written yet`, { hint: 'blobs must be written before the manifests that reference them; this is a bug in the caller' });
       }
     }
-    if (!(await this.hasData({ digest: manifest.digest, size: manifest.bytes.length }))) {
-      await this.tree.writeFileAtomic(blobPath(this.root, manifest.digest), manifest.bytes);
-      await this.landed(manifest.digest, manifest.bytes.length);
+    if (!(await this.hasData({ digest: manifest.digest, size: bytes.length }))) {
+      await this.tree.writeFileAtomic(blobPath(this.root, manifest.digest), bytes);
+      await this.landed(manifest.digest, bytes.length);
     }
   }
 

@@ -179,7 +179,9 @@ export class StorageLayoutDestination implements ImageDestination {
   async putManifest(repository: string, manifest: Manifest): Promise<void> {
     validateRepository(repository);
     const where = `${repository}@${manifest.digest}`;
-    const parsed = parseManifest(manifest.bytes, manifest.mediaType, where);
+    // Read once: a bundle file's manifest is read from the file and checked again at each ask.
+    const bytes = manifest.bytes;
+    const parsed = parseManifest(bytes, manifest.mediaType, where);
     // The registry serves a manifest only if everything it references is linked in the same repository.
     for (const b of blobsOf(parsed)) {
       // A foreign layer a bundle does not carry: the registry serves the manifest without it, as one it was pushed to does.
@@ -190,9 +192,9 @@ export class StorageLayoutDestination implements ImageDestination {
     for (const child of parsed.manifests) {
       if (!(await this.hasManifest(repository, child.digest))) throw missing(where, 'child manifest', child.digest);
     }
-    if (!(await this.hasData({ digest: manifest.digest, size: manifest.bytes.length }))) {
-      await this.fs.writeFileAtomic(blobDataPath(this.root, manifest.digest), manifest.bytes);
-      await this.landed(manifest.digest, manifest.bytes.length);
+    if (!(await this.hasData({ digest: manifest.digest, size: bytes.length }))) {
+      await this.fs.writeFileAtomic(blobDataPath(this.root, manifest.digest), bytes);
+      await this.landed(manifest.digest, bytes.length);
     }
     await this.barrier();
     await this.ensureLink(revisionLinkPath(this.root, repository, manifest.digest), manifest.digest);

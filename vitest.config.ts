@@ -9,6 +9,8 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 120_000,
     setupFiles: ['test/support/per-file.ts'],
+    // One temporary folder for the run, on a tmpfs when there is one; it must be empty at the end.
+    globalSetup: ['test/support/run-tmp.ts'],
     // Integration tests start real registries, sshd and ferry processes, and wait on them:
     // one worker more than the cores keeps the cores busy (2 cores: 3 workers, 270-285 s
     // against 320 s with 2). All workers stay up: tinypool ending an idle one while the

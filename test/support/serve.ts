@@ -2,6 +2,7 @@
 // waits for its startup document on stdout, and stops it with a signal, returning
 // its exit status and output. A child process because the tests measure its memory
 // (/proc/PID/status), watch its open files, and signal it.
+import { tmpdir } from 'node:os';
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { runFerry, type FerryResult, type FerryRunOptions } from './cli.js';
@@ -86,7 +87,8 @@ export async function startServe(args: string[], opts: FerryRunOptions = {}): Pr
       } catch {
         return '';
       }
-    }).filter((l) => l.startsWith('/') && !l.startsWith('/dev/')).sort(),
+    // Files, not devices (/dev/null, ptys); the run's temporary folder may itself be on /dev/shm.
+    }).filter((l) => l.startsWith(`${tmpdir()}/`) || (l.startsWith('/') && !l.startsWith('/dev/'))).sort(),
     async stop(signal = 'SIGTERM') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       return exited;

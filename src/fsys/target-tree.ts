@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { FerryError } from '../errors.js';
 import { type Digest, digestStream, sha256Digest } from '../oci/digest.js';
 import { DirSyncBatch } from './durable.js';
-import { DIR_MODE, FILE_MODE, isMissing, mkdirp, naming } from './files.js';
+import { DIR_MODE, FILE_MODE, isMissing, mkdirp, naming, readAt } from './files.js';
 import { type Owner, targetOwner } from './owner.js';
 import type { FileSystemPort } from './port.js';
 import { type SweptEntry, sweepStaleTemps } from './stale-temps.js';
@@ -119,13 +119,8 @@ export class TargetTree implements FileSystemPort {
       // A small file in one read of its size: a stream gives each file a 1 MiB chunk (a re-import of
       // 50,000 small blobs allocated 50 GiB for them). One byte more than stated finds a file grown meanwhile.
       if (st.size < SMALL_FILE) {
-        const buf = Buffer.allocUnsafe(st.size + 1);
-        let got = 0;
-        for (let n = -1; n !== 0 && got < buf.length;) {
-          ({ bytesRead: n } = await fh.read(buf, got, buf.length - got, got));
-          got += n;
-        }
-        if (got <= st.size) return { digest: sha256Digest(buf.subarray(0, got)), size: got };
+        const bytes = await readAt(fh, 0, st.size + 1);
+        if (bytes.length <= st.size) return { digest: sha256Digest(bytes), size: bytes.length };
       }
       // The stream closes the handle at its end (a stream that does not, leaves a handle close() waits on for ever).
       return await digestStream(fh.createReadStream({ highWaterMark: IO_CHUNK }));

@@ -60,13 +60,17 @@ function diskWrite(file: string, bytes: number): { bps: number; runs: number[]; 
   const source = `${file}.source`;
   // dd copies from a file already in the page cache: reading it costs no disk time, and random bytes defeat compression.
   const chunk = new Rng(2).bytes(4 * MiB);
-  const fd = openSync(source, 'w');
-  try {
-    for (let done = 0; done < WRITE_RUN; done += chunk.length) writeSync(fd, chunk);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
+  /** One run's bytes appended (or written) to `path` and fsync'd, through the page cache. */
+  const writeRun = (path: string, flags: 'w' | 'a'): void => {
+    const fd = openSync(path, flags);
+    try {
+      for (let done = 0; done < WRITE_RUN; done += chunk.length) writeSync(fd, chunk);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  };
+  writeRun(source, 'w');
   try {
     const blocks = WRITE_RUN / (4 * MiB);
     const direct = (i: number): boolean => spawnSync('dd', [`if=${source}`, `of=${file}`, 'bs=4M', `count=${blocks}`, `seek=${i * blocks}`, 'oflag=direct', 'conv=notrunc,fdatasync'], { stdio: 'ignore' }).status === 0;
@@ -82,15 +86,7 @@ function diskWrite(file: string, bytes: number): { bps: number; runs: number[]; 
         continue;
       }
       method = 'page cache + fsync';
-      out.push(WRITE_RUN / seconds(() => {
-        const w = openSync(file, 'a');
-        try {
-          for (let done = 0; done < WRITE_RUN; done += chunk.length) writeSync(w, chunk);
-          fsyncSync(w);
-        } finally {
-          closeSync(w);
-        }
-      }));
+      out.push(WRITE_RUN / seconds(() => writeRun(file, 'a')));
     }
     return { bps: median(out), runs: out, method };
   } finally {

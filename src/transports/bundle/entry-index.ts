@@ -6,7 +6,8 @@ import { FerryError } from '../../errors.js';
 import { writeFileAtomic } from '../../fsys/atomic.js';
 import type { Digest } from '../../oci/digest.js';
 import { type BundleBlob, type BundleMetadata, type BundlePart, blobEntryName, METADATA_MAX_BYTES, parseMetadata, partEntryName } from './metadata.js';
-import { RangeStream, readAt } from './range-reader.js';
+import { RangeStream } from './range-reader.js';
+import { readAt } from '../../fsys/files.js';
 import { BLOCK, padding } from './tar.js';
 
 /**

@@ -11,7 +11,8 @@ import {
 } from './bundle-head.js';
 import type { BundleInput } from './input.js';
 import { type BundleBlob, type BundlePart, METADATA_MAX_BYTES } from './metadata.js';
-import { RangeStream, readAt } from './range-reader.js';
+import { RangeStream } from './range-reader.js';
+import { readAt } from '../../fsys/files.js';
 import { BLOCK, padding } from './tar.js';
 
 /**

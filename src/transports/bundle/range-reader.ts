@@ -54,18 +54,6 @@ export class RangeStream extends Readable {
   }
 }
 
-/** Bytes [position, position + length) in one buffer (small reads: headers, manifests); shorter at the end of the file. */
-export async function readAt(handle: FileHandle, position: number, length: number): Promise<Buffer> {
-  const buf = Buffer.alloc(length);
-  let got = 0;
-  while (got < length) {
-    const { bytesRead } = await handle.read(buf, got, length - got, position + got);
-    if (bytesRead === 0) break;
-    got += bytesRead;
-  }
-  return got === length ? buf : buf.subarray(0, got);
-}
-
 /**
  * Streams one after another as one stream (the parts of a layer cut across
  * volumes), each opened only when the one before has ended: one part's bytes

@@ -33,19 +33,12 @@ export class RegistryDestination implements ImageDestination {
    * names this manifest. The registry accepted that manifest only with every
    * blob and child manifest it references in the repository, so one HEAD
    * stands for all of them (a re-push of 10,000 images: 10,000 requests, not
-   * ~70,000). A registry that does not say the digest (Docker-Content-Digest
-   * is optional) gets no shortcut.
+   * ~70,000).
    */
   async hasImage(image: ImageRecord, opts: OpOptions = {}): Promise<boolean> {
     const { repository, tag, manifest } = image;
     if (tag === undefined) return this.hasManifest(repository, manifest.digest, opts);
-    const res = await this.client.expect(
-      { method: 'HEAD', url: `/v2/${repository}/manifests/${encodeURIComponent(tag)}`, scopes: [pushScope(repository)], headers: { accept: MANIFEST_ACCEPT }, signal: opts.signal },
-      [200, 404],
-      `tag ${this.name(repository)}:${tag}`,
-    );
-    await discard(res.body);
-    return res.status === 200 && res.headers['docker-content-digest'] === manifest.digest;
+    return (await this.resolveTag(repository, tag, opts)) === manifest.digest;
   }
 
   /**

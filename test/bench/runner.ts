@@ -3,7 +3,7 @@
 // bytes written to storage (%O: the kernel's write_bytes of the process and its waited-for
 // children, in 512-byte units — what /proc/<pid>/io reports, counted when pages are dirtied).
 // The same measurement applies to ferry and to skopeo, so neither side is favoured.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -76,6 +76,11 @@ process.once('exit', () => {
  * The run gets its own process group, so a timeout kills the command, not just `time`.
  */
 export function timed(cmd: string, args: string[], opts: RunOptions = {}): Promise<RunOutcome> {
+  // Every run starts with no dirty pages left by the one before it: a tool that fsyncs
+  // (ferry does; docker-registry does not) must not pay, inside its own timing, for the
+  // writeback of gigabytes another tool wrote just before (measured: import 0.8-1.8 s with
+  // nothing pending, 2.8-3.2 s right after the export runs).
+  execFileSync('sync');
   const dir = mkdtempSync(join(tmpdir(), 'ferry-bench-time-'));
   timeDirs.add(dir);
   const outFile = join(dir, 'time.txt');

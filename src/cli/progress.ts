@@ -46,7 +46,7 @@ function phaseLabel(verb: string, phase: ProgressView['phase']): string {
     case 'planning': return 'planning';
     case 'blobs': return ({ export: 'fetching', push: 'uploading', send: 'uploading', verify: 'checking' } as Record<string, string>)[verb] ?? 'writing';
     case 'manifests': return 'manifests';
-    case 'tags': return 'tagging';
+    case 'tags': return verb === 'verify' ? 'checking' : 'tagging';
     case 'done': return 'done';
   }
 }
@@ -120,7 +120,7 @@ export function renderPlain(v: ProgressView): string {
   const unit = v.unit ?? 'blobs';
   const skipped = v.skipped > 0 ? `, ${formatBytes(v.skipped)} skipped (${v.skippedBlobs} ${unit} already there)` : '';
   if (v.phase === 'done') {
-    return `${v.verb}: done 100%: ${formatBytes(v.moved)} moved${skipped}, ${v.blobsDone}/${v.blobs} ${unit}, ${formatBytes(Math.round(v.moved / Math.max(v.elapsed, 0.001)))}/s, ${formatDuration(v.elapsed)}`;
+    return `${v.verb}: done 100%: ${formatBytes(v.moved)} ${v.verb === 'verify' ? 'checked' : 'moved'}${skipped}, ${v.blobsDone}/${v.blobs} ${unit}, ${formatBytes(Math.round(v.moved / Math.max(v.elapsed, 0.001)))}/s, ${formatDuration(v.elapsed)}`;
   }
   return `${v.verb}: ${phaseLabel(v.verb, v.phase)} ${percentOf(v)}%: ${movedOfToMove(v)}${skipped}, ${v.blobsDone}/${v.blobs} ${unit}, ${formatBytes(Math.round(v.rate))}/s, ETA ${formatDuration(v.eta)}`;
 }
@@ -212,7 +212,8 @@ export class ProgressTracker {
       if (this.form === 'plain' || this.form === 'bar') this.out.stderr.write(`${this.verb}: planning: reading manifests\n`);
     } else {
       this.phase = p;
-      if (p === 'tags' && this.form === 'plain') this.out.stderr.write(`${this.verb}: tagging ${this.images} images\n`);
+      // verify writes nothing: it has no tags to set, so it does not say it sets them.
+      if (p === 'tags' && this.form === 'plain' && this.verb !== 'verify') this.out.stderr.write(`${this.verb}: tagging ${this.images} images\n`);
     }
     if (this.form === 'json') this.emitJson();
     else if (this.form === 'bar') this.redraw();

@@ -36,7 +36,18 @@ export function isValidTag(tag: string): boolean {
 }
 
 export function isValidRegistry(host: string): boolean {
-  return DOMAIN_RE.test(host);
+  if (!DOMAIN_RE.test(host)) return false;
+  // The grammar takes any digits after ':'; a port outside 1-65535 is no address (URL parsing
+  // would throw far from here, as if ferry had a bug).
+  const port = /:([0-9]+)$/.exec(host);
+  if (port === null) return true;
+  const n = Number(port[1]);
+  return n >= 1 && n <= 65535;
+}
+
+/** Docker's rule for the first path component: a host when it has `.` or `:`, is `localhost`, or has capitals. */
+function isHostComponent(first: string): boolean {
+  return first.includes('.') || first.includes(':') || first === 'localhost' || first.toLowerCase() !== first;
 }
 
 const REPOSITORY_HINT = 'repository names are lowercase path components [a-z0-9] joined by "/", with ".", "_", "__" or "-" inside a component, at most 255 characters';
@@ -100,7 +111,7 @@ export function parseReference(input: string, where = 'reference'): Reference {
   const slash = rest.indexOf('/');
   if (slash >= 0) {
     const first = rest.slice(0, slash);
-    if (first.includes('.') || first.includes(':') || first === 'localhost' || first.toLowerCase() !== first) {
+    if (isHostComponent(first)) {
       registry = first;
       repository = rest.slice(slash + 1);
     }
@@ -194,12 +205,12 @@ export function parseLocalReference(text: string): LocalReference | undefined {
   return out;
 }
 
-/** Splits `host[:port]/path` by docker's rule: the first component is a host if it has `.` or `:` or is `localhost`. */
+/** Splits `host[:port]/path` by docker's rule, the same as parseReference's (isHostComponent). */
 export function splitQualifiedName(name: string): { registry?: string; repository: string } {
   const slash = name.indexOf('/');
   if (slash > 0) {
     const first = name.slice(0, slash);
-    if (first.includes('.') || first.includes(':') || first === 'localhost') return { registry: first, repository: name.slice(slash + 1) };
+    if (isHostComponent(first)) return { registry: first, repository: name.slice(slash + 1) };
   }
   return { repository: name };
 }

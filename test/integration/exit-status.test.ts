@@ -161,6 +161,30 @@ describe('flag values are judged before anything runs (exit 2, naming the flag a
     });
   }
 
+  it('a registry port outside 1-65535 is refused with exit 2 naming it, in a reference, a list and --to (URL parsing threw E_INTERNAL)', async () => {
+    const refs = join(tmp.path, 'bad-port.list');
+    writeFileSync(refs, '127.0.0.1:99999/x:1\n');
+    for (const [code, args] of [
+      ['E_REFERENCE', ['export', '127.0.0.1:99999/x:1', '-o', join(tmp.path, 'never-port.tar')]],
+      // In a list, the error names the file and line.
+      ['E_LIST_SYNTAX', ['export', '-f', refs, '-o', join(tmp.path, 'never-port.tar')]],
+      ['E_USAGE', ['push', bundle, '--to', '127.0.0.1:65536/x']],
+    ] as const) {
+      const r = await runFerry([...args, '--json']);
+      expect(r.code, r.stdout + r.stderr).toBe(2);
+      expect(errorDoc(r).code).toBe(code);
+      expect(errorDoc(r).message).toMatch(/99999|65536/);
+      expect(existsSync(join(tmp.path, 'never-port.tar'))).toBe(false);
+    }
+  });
+
+  it('a first component with capitals is a registry host by docker\'s rule everywhere: a host that does not resolve is E_NETWORK, not E_INTERNAL', async () => {
+    const r = await runFerry(['export', 'NOSUCHHOST/x:1', '-o', join(tmp.path, 'never-upper.tar'), '--json']);
+    expect(r.code, r.stdout + r.stderr).not.toBe(0);
+    expect(errorDoc(r).code).not.toBe('E_INTERNAL');
+    expect(errorDoc(r).message.toLowerCase()).toContain('nosuchhost');
+  });
+
   it('FERRY_JOBS=abc and a config file with "jobs": "8" are refused the same way (E_CONFIG, exit 2)', async () => {
     const r = await runFerry(['inspect', bundle, '--json'], { env: { FERRY_JOBS: 'abc' } });
     expect(r.code).toBe(2);

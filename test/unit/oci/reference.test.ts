@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { isFerryError } from '../../../src/errors.js';
-import { formatReference, isValidRepository, parseReference, validateQualifiedName, validateRepository, validateTag } from '../../../src/oci/reference.js';
+import { formatReference, isValidRegistry, isValidRepository, parseReference, splitQualifiedName, validateQualifiedName, validateRepository, validateTag } from '../../../src/oci/reference.js';
 
 const HEX = 'a'.repeat(64);
 
@@ -32,6 +32,9 @@ describe('parseReference', () => {
     ['registry.local:5000/../x', 'repository'],
     ['nginx 1.25', 'white space'],
     ['x'.repeat(300), 'longer'],
+    ['127.0.0.1:99999/x:1', 'registry host'],
+    ['registry.local:0/x:1', 'registry host'],
+    ['[::1]:65536/x:1', 'registry host'],
   ])('refuses %j with a message naming where it came from', (input, why) => {
     try {
       parseReference(input, 'images.list:3');
@@ -41,6 +44,27 @@ describe('parseReference', () => {
       expect((e as Error).message).toContain('images.list:3');
       expect((e as Error).message).toContain(why);
     }
+  });
+
+  it('a port is 1-65535 (another number is no address: URL parsing threw later, as E_INTERNAL)', () => {
+    expect(['h:1', 'h:65535', '[::1]:5000', '[::1]', '127.0.0.1'].every(isValidRegistry)).toBe(true);
+    expect(['h:0', 'h:65536', 'h:99999', '[::1]:70000', 'h:00000000000000000001234567'].some(isValidRegistry)).toBe(false);
+  });
+
+  it('splitQualifiedName takes the same first components as hosts as parseReference (capitals included)', () => {
+    for (const name of ['UPPER/x', 'Registry/team/app', 'localhost/a', 'h.example/a', 'h:5000/a', 'team/app', 'app']) {
+      const split = splitQualifiedName(name);
+      const r = (() => {
+        try {
+          return parseReference(name);
+        } catch {
+          return undefined;
+        }
+      })();
+      if (r !== undefined && r.registry !== 'docker.io') expect(split.registry).toBe(r.registry);
+      if (r?.registry === 'docker.io') expect(split.registry).toBeUndefined();
+    }
+    expect(splitQualifiedName('UPPER/x')).toEqual({ registry: 'UPPER', repository: 'x' });
   });
 
   it('round-trips through formatReference (property)', () => {

@@ -8,6 +8,7 @@ import { RegistrySource } from '../transports/registry/source.js';
 import { openStorageLayoutSource } from '../transports/storage/index.js';
 import { inventoryOfLayout, inventoryOfRegistry } from '../delta/collect.js';
 import { loadInput } from '../delta/inputs.js';
+import { refuseBelowLayoutRoot } from './locations.js';
 import { buildInventory, type Inventory, type InventoryBlob, type InventoryImage, serialiseInventory } from '../delta/inventory.js';
 import { connectionFor, type RegistryAccess } from './registry-access.js';
 
@@ -54,6 +55,7 @@ export async function takeInventory(opts: InventoryOptions): Promise<InventoryRe
     if (!(await stat(root).then((s) => s.isDirectory(), () => false))) {
       throw new FerryError('E_NOT_FOUND', `--layout ${root}: no such directory`, { hint: 'give the registry\'s rootdirectory (the folder holding docker/registry/v2)', details: { path: root } });
     }
+    await refuseBelowLayoutRoot(root, '--layout ');
     await requireLayoutRoot(root);
     const source = openStorageLayoutSource(root);
     try {
@@ -83,24 +85,14 @@ export async function takeInventory(opts: InventoryOptions): Promise<InventoryRe
   return { inventory };
 }
 
+
 /**
- * `--layout` must be a registry's rootdirectory: the folder holding
- * docker/registry/v2, or an empty one (a registry nothing was pushed to yet).
- * `--layout /var/lib/registry/docker/registry/v2`, one folder too deep, or any
- * other folder read as an empty registry: exit 0 and an inventory telling the
- * connected side the site holds nothing.
+ * `--layout` must be a registry's rootdirectory, or an empty folder (a registry
+ * nothing was pushed to yet): any other folder read as an empty registry, exit 0,
+ * and the inventory told the connected side the site holds nothing.
  */
 async function requireLayoutRoot(root: string): Promise<void> {
-  const isDir = (p: string): Promise<boolean> => stat(p).then((s) => s.isDirectory(), () => false);
-  if (await isDir(join(root, 'docker', 'registry', 'v2'))) return;
-  const tooDeep = (await isDir(join(root, 'repositories'))) || (await isDir(join(root, 'blobs'))) ? resolve(root, '..', '..', '..')
-    : (await isDir(join(root, 'registry', 'v2'))) ? resolve(root, '..')
-      : (await isDir(join(root, 'v2'))) ? resolve(root, '..', '..') : undefined;
-  if (tooDeep !== undefined) {
-    throw new FerryError('E_USAGE', `--layout ${root} is inside a registry's storage, not its rootdirectory`, {
-      hint: `give the folder holding docker/registry/v2: --layout ${tooDeep}`, details: { path: root, root: tooDeep },
-    });
-  }
+  if (await stat(join(root, 'docker', 'registry', 'v2')).then((s) => s.isDirectory(), () => false)) return;
   if ((await readdir(root)).length > 0) {
     throw new FerryError('E_NOT_FOUND', `--layout ${root}: not a registry storage layout (no docker/registry/v2 in it)`, {
       hint: 'give the registry\'s rootdirectory (storage.filesystem.rootdirectory in its config.yml, often /var/lib/registry)', details: { path: root },

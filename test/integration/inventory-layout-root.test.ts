@@ -1,7 +1,9 @@
-// `ferry inventory --layout DIR` must be given a registry's rootdirectory: one
-// folder too deep, or a folder that is no registry storage, read as an empty
-// registry and exited 0 with an inventory saying the site holds nothing.
-import { mkdir, writeFile } from 'node:fs/promises';
+// A registry layout is named by its rootdirectory. One folder too deep
+// (…/docker/registry/v2): `inventory --layout` read an empty registry and
+// exited 0 (the site "holds nothing"), `import --to registry-layout:` wrote
+// docker/registry/v2/docker/registry/v2, which the registry never reads, and
+// exited 0. A folder that is no registry storage is no empty site either.
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeManyImagesBundle } from '../support/bundles.js';
@@ -10,12 +12,14 @@ import { makeTempDir, type TempDir } from '../support/tmp.js';
 
 let tmp: TempDir;
 let root: string;
+let bundlePath: string;
 
 interface ErrorDoc { error: { code: string; exitStatus: number; message: string; hint: string; details: Record<string, unknown> } }
 
 beforeAll(async () => {
   tmp = makeTempDir('ferry-inventory-root-');
   const bundle = await writeManyImagesBundle(join(tmp.path, 'b.tar'), join(tmp.path, 'store'), { images: 3, seed: 0x1a7 });
+  bundlePath = bundle.path;
   root = join(tmp.path, 'registry');
   const r = await runFerry(['import', bundle.path, '--to', `registry-layout:${root}`, '-q']);
   expect(r.code, r.stderr).toBe(0);
@@ -54,5 +58,24 @@ describe('inventory --layout', () => {
     const r = await runFerry(['inventory', '--layout', empty]);
     expect(r.code, r.stderr).toBe(0);
     expect((JSON.parse(r.stdout) as { images: unknown[] }).images).toEqual([]);
+  });
+});
+
+describe('registry-layout: below the rootdirectory', () => {
+  it.each(['docker', 'docker/registry', 'docker/registry/v2'])('import --to registry-layout:ROOT/%s is E_USAGE and writes nothing there', async (below) => {
+    const target = join(root, below);
+    const before = await readdir(target, { recursive: true });
+    const r = await runFerry(['--json', 'import', bundlePath, '--to', `registry-layout:${target}`]);
+    expect(r.code, r.stderr).toBe(2);
+    const doc = JSON.parse(r.stdout) as ErrorDoc;
+    expect(doc.error.code).toBe('E_USAGE');
+    expect(doc.error.hint).toContain(`registry-layout:${root}`);
+    expect(await readdir(target, { recursive: true })).toEqual(before);
+  });
+
+  it('export --from registry-layout:ROOT/docker is E_USAGE naming the root', async () => {
+    const r = await runFerry(['--json', 'export', '--from', `registry-layout:${join(root, 'docker')}`, '-o', join(tmp.path, 'x.tar')]);
+    expect(r.code, r.stderr).toBe(2);
+    expect((JSON.parse(r.stdout) as ErrorDoc).error.details['root']).toBe(root);
   });
 });

@@ -1,4 +1,5 @@
-import { resolve } from 'node:path';
+import { readFile, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { copyImages } from '../copy/engine.js';
 import type { CopyObserver } from '../copy/events.js';
@@ -34,7 +35,8 @@ import { sizeExport } from './plan.js';
 import { countingFirstPass, fetchConfigs, layoutRequest } from './bundle-layout.js';
 import { checkBundleLimits, checkLowerBounds } from './bundle-limits.js';
 import type { PrefixSupply } from './resumable-source.js';
-import { prepareDirectory, prepareOutputFile, requireSpace } from '../fsys/preflight.js';
+import { prepareDirectory, prepareOutputFile, refuseInputAsOutput, requireSpace } from '../fsys/preflight.js';
+import { parseVolumeName, volumeStem } from '../transports/bundle/volumes.js';
 import { leaveOutMissing, type SkippedImage, withoutMissingFailures } from './skip-missing.js';
 
 export interface ExportOptions {
@@ -153,7 +155,10 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
   const toStdout = opts.output === '-';
   // Where the run will write, checked before any registry is asked: the folder is made, a probe file written.
   if (toStdout && opts.split !== undefined) throw new FerryError('E_USAGE', '--split writes volume files: it cannot write to stdout', { hint: 'give -o NAME.tar or NAME.tar.zst' });
-  if (!toStdout) await prepareOutputFile(opts.output, '-o');
+  if (!toStdout) {
+    await refuseOverwritingInputs(opts);
+    await prepareOutputFile(opts.output, '-o');
+  }
   // A bundle for stdout is laid out in a work file in the cache folder first.
   if (cacheWrite || toStdout) await prepareDirectory(cacheDir, cacheWrite ? 'the blob cache (--cache)' : 'the cache folder (-o - writes its work file there)');
   const maxBytes = opts.cacheMax === 'unlimited' ? undefined : opts.cacheMax ?? cacheMaxBytes(undefined);
@@ -294,6 +299,54 @@ async function trimAfterExport(store: BlobStore, maxBytes: number | undefined, p
     if (signal?.aborted) throw e;
     return { ...base, bytes: 0, blobs: 0, evictedBlobs: 0, evictedBytes: 0, prunedFiles: 0, prunedBytes: 0, keptInUseBytes: 0, error: (e as Error).message };
   }
+}
+
+/**
+ * The files an export reads (`--from bundle:` with its set's volumes, `-f`,
+ * `--since`, `--repair`) must not be among those it writes: `export --from
+ * bundle:b.tar --platform linux/amd64 -o b.tar` replaced the one copy of the
+ * full bundle, and `-o b.tar.ferry.json` put a bundle over its sidecar, both
+ * with exit 0. With --split, a volume of the input's own set is refused too.
+ */
+async function refuseOverwritingInputs(opts: ExportOptions): Promise<void> {
+  const inputs: string[] = [];
+  const from = opts.from !== undefined ? parseLocation(opts.from, '--from', SOURCE_KINDS) : undefined;
+  if (from?.kind === 'bundle') {
+    inputs.push(from.location);
+    if (from.location.endsWith('.sha256')) for (const v of await listedVolumes(from.location)) inputs.push(v);
+  }
+  if (opts.listFile !== undefined) inputs.push(opts.listFile);
+  if (opts.repair !== undefined) inputs.push(opts.repair);
+  for (const s of opts.since ?? []) inputs.push(s);
+  if (inputs.length === 0) return;
+  const output = resolve(opts.output);
+  if (opts.split === undefined) {
+    for (const out of [output, `${output}.ferry.json`]) await refuseInputAsOutput(out, inputs, '-o');
+    return;
+  }
+  const stem = volumeStem(output);
+  for (const out of [`${stem}.sha256`, `${stem}.ferry.json`]) await refuseInputAsOutput(out, inputs, '-o');
+  for (const input of inputs) {
+    const full = resolve(input);
+    if (parseVolumeName(full)?.stem === stem) {
+      throw new FerryError('E_USAGE', `-o ${opts.output} --split writes volumes named ${basename(stem)}.NNN.tar, and ${input}, which this run reads, is one: writing them would destroy the input`, {
+        hint: 'name another file to write; nothing was written', details: { path: output, input: full },
+      });
+    }
+  }
+}
+
+/** The volume files a `.sha256` list names, beside it (what sha256sum -c would read); none when it cannot be read (the reader says why later). */
+async function listedVolumes(list: string): Promise<string[]> {
+  // Over a few MiB it is no list ferry wrote (10,000 volumes take ~0.8 MB); the reader refuses it, naming its cap.
+  const size = (await stat(list).catch(() => undefined))?.size ?? 0;
+  const text = size > 0 && size <= 4 * 1024 * 1024 ? await readFile(list, 'utf8').catch(() => '') : '';
+  const out: string[] = [];
+  for (const line of text.split('\n')) {
+    const m = /^[0-9a-f]{64} [ *](.+)$/.exec(line.trim());
+    if (m) out.push(join(dirname(resolve(list)), basename(m[1]!)));
+  }
+  return out;
 }
 
 /**

@@ -1,5 +1,5 @@
-import { stat } from 'node:fs/promises';
-import { basename, resolve } from 'node:path';
+import { readdir, stat } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
 import { FerryError } from '../errors.js';
 import { writeDocument } from '../fsys/atomic.js';
 import { isValidRegistry } from '../oci/reference.js';
@@ -8,6 +8,7 @@ import { RegistrySource } from '../transports/registry/source.js';
 import { openStorageLayoutSource } from '../transports/storage/index.js';
 import { inventoryOfLayout, inventoryOfRegistry } from '../delta/collect.js';
 import { loadInput } from '../delta/inputs.js';
+import { refuseBelowLayoutRoot } from './locations.js';
 import { buildInventory, type Inventory, type InventoryBlob, type InventoryImage, serialiseInventory } from '../delta/inventory.js';
 import { connectionFor, type RegistryAccess } from './registry-access.js';
 
@@ -54,6 +55,8 @@ export async function takeInventory(opts: InventoryOptions): Promise<InventoryRe
     if (!(await stat(root).then((s) => s.isDirectory(), () => false))) {
       throw new FerryError('E_NOT_FOUND', `--layout ${root}: no such directory`, { hint: 'give the registry\'s rootdirectory (the folder holding docker/registry/v2)', details: { path: root } });
     }
+    await refuseBelowLayoutRoot(root, '--layout ');
+    await requireLayoutRoot(root);
     const source = openStorageLayoutSource(root);
     try {
       inventory = await inventoryOfLayout(source, common);
@@ -80,4 +83,19 @@ export async function takeInventory(opts: InventoryOptions): Promise<InventoryRe
     return { inventory, output };
   }
   return { inventory };
+}
+
+
+/**
+ * `--layout` must be a registry's rootdirectory, or an empty folder (a registry
+ * nothing was pushed to yet): any other folder read as an empty registry, exit 0,
+ * and the inventory told the connected side the site holds nothing.
+ */
+async function requireLayoutRoot(root: string): Promise<void> {
+  if (await stat(join(root, 'docker', 'registry', 'v2')).then((s) => s.isDirectory(), () => false)) return;
+  if ((await readdir(root)).length > 0) {
+    throw new FerryError('E_NOT_FOUND', `--layout ${root}: not a registry storage layout (no docker/registry/v2 in it)`, {
+      hint: 'give the registry\'s rootdirectory (storage.filesystem.rootdirectory in its config.yml, often /var/lib/registry)', details: { path: root },
+    });
+  }
 }

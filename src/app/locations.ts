@@ -1,4 +1,5 @@
-import { posix, resolve } from 'node:path';
+import { stat } from 'node:fs/promises';
+import { join, posix, resolve } from 'node:path';
 import { FerryError } from '../errors.js';
 import type { FileSystemPort } from '../fsys/port.js';
 import type { Owner } from '../fsys/owner.js';
@@ -88,6 +89,7 @@ const KINDS: readonly Kind[] = [
     name: 'registry-layout', location: 'DIR', example: 'registry-layout:/var/lib/registry', path: true,
     async source(location) {
       const { openStorageLayoutSource } = await import('../transports/storage/index.js');
+      await refuseBelowLayoutRoot(resolve(location), '--from registry-layout:');
       return openStorageLayoutSource(resolve(location));
     },
     async destination(location, env) {
@@ -99,6 +101,7 @@ const KINDS: readonly Kind[] = [
         return { destination: layout, pruned: () => layout.lastPrune, prefix: '', display: `${env.fs.description.replace(/^sftp /, '')}:${posix.normalize(location)}` };
       }
       const path = resolve(location);
+      await refuseBelowLayoutRoot(path, '--to registry-layout:');
       const layout = openStorageLayout(path, { prune: env.prune === true, ...local(env), ...warn });
       return { destination: layout, pruned: () => layout.lastPrune, prefix: '', display: path };
     },
@@ -269,4 +272,24 @@ export async function openDestinationAt(loc: Location, env: OpenEnv): Promise<Op
   const kind = kindNamed(loc.kind)!;
   if (!kind.destination) throw new FerryError('E_USAGE', `${loc.kind} cannot be written to`, { hint: `write to one of ${DESTINATION_KINDS.join(', ')}` });
   return kind.destination(loc.location, env);
+}
+
+/**
+ * A registry-layout path one to three folders inside a registry's storage
+ * (`/var/lib/registry/docker/registry/v2`) instead of its rootdirectory: an
+ * import there made docker/registry/v2/docker/registry/v2, which the registry
+ * never reads, and exited 0; an inventory read it as an empty site.
+ * Refused, naming the rootdirectory. A folder holding docker/registry/v2 is a
+ * root whatever else it holds.
+ */
+export async function refuseBelowLayoutRoot(path: string, flag: string): Promise<void> {
+  const isDir = (p: string): Promise<boolean> => stat(p).then((s) => s.isDirectory(), () => false);
+  if (await isDir(join(path, 'docker', 'registry', 'v2'))) return;
+  const root = (await isDir(join(path, 'repositories'))) && (await isDir(join(path, 'blobs'))) ? resolve(path, '..', '..', '..')
+    : (await isDir(join(path, 'registry', 'v2'))) ? resolve(path, '..')
+      : (await isDir(join(path, 'v2', 'repositories'))) || (await isDir(join(path, 'v2', 'blobs'))) ? resolve(path, '..', '..') : undefined;
+  if (root === undefined) return;
+  throw new FerryError('E_USAGE', `${flag}${path} is inside a registry's storage, not its rootdirectory`, {
+    hint: `give the folder holding docker/registry/v2: ${flag}${root}`, details: { path, root },
+  });
 }

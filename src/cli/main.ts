@@ -79,7 +79,8 @@ export async function main(args: string[], io: CliIo = processIo(), opts: { sign
       // What our coerce functions threw, whole (yargs kept only its message).
       const original = coerceError(err?.message);
       if (original) throw original;
-      throw new FerryError('E_USAGE', usageMessage(msg ?? err?.message ?? 'invalid command line', argsIn), { hint: 'run ferry --help, or ferry <command> --help' });
+      const text = msg ?? err?.message ?? 'invalid command line';
+      throw new FerryError('E_USAGE', usageMessage(text, argsIn), { hint: usageHint(text, argsIn) });
     });
 
   skipHelpCache(parser);
@@ -194,6 +195,19 @@ function usageMessage(msg: string, args: readonly string[]): string {
   if (!m) return msg;
   const positional = describeCli().commands.some((c) => c.positionals.some((p) => p.name === m[1]));
   return `${positional ? '' : '--'}${m[1]} ${m[2]}: use one of ${m[3]!.replace(/"/g, '')}`;
+}
+
+/**
+ * `ferry import --to oci:out release.tar`: --to reads one or two words and
+ * takes the words after them as further volumes, so the bundle went into --to
+ * and yargs said only "Not enough non-option arguments: got 0".
+ */
+function usageHint(msg: string, args: readonly string[]): string {
+  const command = args.find((a) => !a.startsWith('-'));
+  if (/^Not enough non-option arguments: got 0/.test(msg.trim()) && (command === 'import' || command === 'push') && args.some((a) => a === '--to' || a.startsWith('--to='))) {
+    return `name the bundle first, then --to: ferry ${command} release.tar --to ${command === 'import' ? 'registry-layout:/var/lib/registry' : 'harbor.corp.local/mirror'} (the words after --to's target are read as more volumes of the bundle)`;
+  }
+  return 'run ferry --help, or ferry <command> --help';
 }
 
 function versionAsked(args: readonly string[]): boolean {

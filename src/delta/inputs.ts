@@ -52,6 +52,10 @@ export async function sniff(path: string): Promise<'bundle' | 'json' | 'text'> {
     throw e;
   }
   try {
+    // A folder opens for reading on Linux; its first read is EISDIR, which named no file and spoke of writing.
+    if ((await fh.stat()).isDirectory()) {
+      throw new FerryError('E_USAGE', `${path} is a directory, not a bundle, .ferry.json, inventory or image list`, { hint: 'name the file itself', details: { file: path } });
+    }
     const buf = Buffer.alloc(512);
     const { bytesRead } = await fh.read(buf, 0, 512, 0);
     const head = buf.subarray(0, bytesRead);

@@ -589,7 +589,9 @@ export function asBundleError(e: unknown, where: string): unknown {
   if (e instanceof FerryError) return e;
   const err = e as NodeJS.ErrnoException;
   if (err?.code === 'ENOENT') return new FerryError('E_NOT_FOUND', `${where}: no such file`, { hint: 'check the bundle path', details: { file: where }, cause: e });
-  if (err?.code && err.syscall) return new FerryError('E_IO', `${where}: ${err.message}`, { cause: e, details: { file: where } });
+  // A folder given as the bundle (the directory it was copied into, an import target): say so, not "illegal operation".
+  if (err?.code === 'EISDIR') return new FerryError('E_USAGE', `${where} is a directory, not a bundle file`, { hint: 'name the bundle file itself (release.tar, release.tar.zst) or a split bundle\'s .sha256 list', details: { file: where }, cause: e });
+  if (err?.code && err.syscall) return new FerryError('E_IO', `${where}: ${err.message}`, { hint: 'check that the bundle file can be read (permissions, the disk or share it is on), then run the command again', cause: e, details: { file: where, errno: err.code, syscall: err.syscall } });
   return e;
 }
 

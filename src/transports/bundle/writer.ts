@@ -1,6 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import { constants } from 'node:fs';
-import { type FileHandle, open, rename, rm } from 'node:fs/promises';
+import { type FileHandle, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { addAbortSignal, PassThrough, pipeline as pipelineCb, Readable, Transform, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -23,7 +23,7 @@ import {
 } from './layout.js';
 import { type BundleBase, type BundleMetadata, type FormatVersion, imageRefName, serialiseMetadata } from './metadata.js';
 import { BLOCK, padding } from './tar.js';
-import { type VolumeFile, volumeName, volumeStem } from './volumes.js';
+import { parseVolumeName, type VolumeFile, volumeName, volumeStem } from './volumes.js';
 import { type Candidate, findCandidates, type Progress, removeWorkFile, sweepResumeFiles, WorkFile } from './work-file.js';
 
 export { ociIndex } from './layout.js';
@@ -594,9 +594,11 @@ export class BundleDestination implements ImageDestination {
       if (!this.opts.stream && this.opts.split === undefined) await writeFileAtomic(`${resolve(this.opts.output)}.ferry.json`, wholeBytes);
       if (this.committedVolumes) {
         const stem = volumeStem(resolve(this.opts.output));
+        const before = await listedVolumeNames(`${stem}.sha256`);
         await writeFileAtomic(`${stem}.ferry.json`, wholeBytes);
         // Last, so a sidecar exists only for a complete set.
         await writeFileAtomic(`${stem}.sha256`, this.committedVolumes.map((v) => `${v.sha256}  ${basename(v.path)}\n`).join(''));
+        await removeReplacedVolumes(stem, before, this.committedVolumes.map((v) => basename(v.path)));
       }
       this.committed = whole;
     } catch (e) {
@@ -968,4 +970,36 @@ async function readVerified(path: string, offset: number, desc: Pick<Descriptor,
   } finally {
     await fh.close();
   }
+}
+
+/** The volume names an earlier `STEM.sha256` lists (none when there is none, or it is no list ferry wrote). */
+async function listedVolumeNames(list: string): Promise<string[]> {
+  const size = (await stat(list).catch(() => undefined))?.size ?? 0;
+  if (size === 0 || size > 4 * 1024 * 1024) return [];
+  const text = await readFile(list, 'utf8').catch(() => '');
+  const names: string[] = [];
+  for (const line of text.split('\n')) {
+    const m = /^[0-9a-f]{64} [ *](.+)$/.exec(line.trim());
+    if (m) names.push(m[1]!);
+  }
+  return names;
+}
+
+/**
+ * A set written over an earlier one of the same stem replaces its list: the
+ * earlier volumes the new list does not name (4 volumes, now 2) would stay
+ * beside it, and `ferry import 'rel.*.tar'` — or a copy of `rel.*` to the
+ * site — would meet volumes of two bundles. Only volumes of this stem, in its
+ * folder, that the replaced list named are removed.
+ */
+async function removeReplacedVolumes(stem: string, before: readonly string[], now: readonly string[]): Promise<void> {
+  const kept = new Set(now);
+  const dir = dirname(stem);
+  let removed = false;
+  for (const name of before) {
+    if (kept.has(name) || basename(name) !== name || parseVolumeName(join(dir, name))?.stem !== stem) continue;
+    await rm(join(dir, name), { force: true });
+    removed = true;
+  }
+  if (removed) await syncDir(dir);
 }

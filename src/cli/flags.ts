@@ -111,6 +111,13 @@ export function bundleOutput(flag: string): (v: unknown) => string | undefined {
   const file = path(flag);
   return kept((v) => {
     const text = file(v);
+    // A name ending in '/' names a folder: writing a file over the name without it is not what was asked.
+    if (text !== undefined && text !== '-' && text.endsWith('/')) {
+      throw new FerryError('E_USAGE', `--${flag} ${JSON.stringify(text.slice(0, 200))} names a folder: it takes the bundle's file name`, {
+        hint: `give a file in that folder, e.g. --${flag} ${text.slice(0, 200)}release.tar`,
+        details: { flag: `--${flag}`, value: text.slice(0, 200) },
+      });
+    }
     const kind = text === undefined ? undefined : kindPrefix(text);
     if (text === undefined || kind === undefined) return text;
     if (kind === 'bundle') return bundlePath(text, `--${flag}`);

@@ -90,6 +90,11 @@ describe('the location syntax on every command line', () => {
     expect((await usageError(['export', '--from', 'registry-layout', layout, '-o', 'x.tar'], cwd)).hint).toContain('--from registry-layout:');
     // Both forms at once, a bundle written as a place, flag values that would be misread.
     expect((await usageError(['import', bundle, '--to', 'registry-layout', 'oci:out'], cwd)).message).toContain('two kinds given');
+    // The same kind twice: one way to write it, said once.
+    expect((await usageError(['import', bundle, '--to', 'oci', 'oci:out'], cwd)).hint).toBe('--to oci:out');
+    // -o naming a folder (trailing /) wrote a file named like the folder, exit 0.
+    expect((await usageError(['export', '--from', `bundle:${bundle}`, '-o', 'sub/'], cwd)).hint).toContain('--output sub/release.tar');
+    expect((await usageError(['merge', bundle, '-o', 'sub/'], cwd)).message).toContain('names a folder');
     expect((await usageError(['export', '--from', `bundle:${bundle}`, '-o', 'oci:./out'], cwd)).hint).toContain('ferry import B.tar --to oci:./out');
     expect((await usageError(['verify', bundle, '--jobs'], cwd)).message).toContain('--jobs needs a value');
     expect((await usageError(['verify', bundle, '--jobs', '0x10'], cwd)).message).toContain('not a whole number');

@@ -79,7 +79,11 @@ function targetOf(words: string[], volumes: string[]): { to: Location; volumes: 
     const [target, ...more] = rest;
     if (target === undefined) throw new FerryError('E_USAGE', `--to ${first} needs a target`, { hint: `--to ${first}:TARGET or --to ${first} TARGET` });
     // `--to registry-layout oci:out`: both forms at once; the second kind would become part of a folder's name.
-    if (kindPrefix(target) !== undefined) throw new FerryError('E_USAGE', `--to ${first} ${target}: two kinds given`, { hint: `one of: --to ${target}, or --to ${first}:${target.slice(target.indexOf(':') + 1) || 'TARGET'}` });
+    if (kindPrefix(target) !== undefined) {
+      const other = `--to ${first}:${target.slice(target.indexOf(':') + 1) || 'TARGET'}`;
+      const hint = other === `--to ${target}` ? other : `one of: --to ${target}, or ${other}`;
+      throw new FerryError('E_USAGE', `--to ${first} ${target}: two kinds given`, { hint });
+    }
     return { to: locationOf(first, target, '--to', DESTINATION_KINDS), volumes: [...volumes, ...more] };
   }
   return { to: parseLocation(first, '--to', DESTINATION_KINDS), volumes: [...volumes, ...rest] };

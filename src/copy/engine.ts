@@ -293,7 +293,9 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
   // Manifests: children before parents within each image; each (repository, digest) once.
   observer?.phase?.('manifests');
   // Keyed by repository, then by the plan's own digest string: no `repo@digest` string made per manifest.
-  const landed = new Map<string, Map<Digest, Promise<void>>>();
+  // A manifest in flight is its promise (a second image needing it waits on it); one landed is `true`,
+  // not a settled promise kept for the rest of the run (20,000 of them at 20,000 images).
+  const landed = new Map<string, Map<Digest, Promise<void> | true>>();
   const live = plan.images.filter((i) => !failed.has(i) && !whole.has(i));
   await forEachLimited(live, limit, async (image) => {
     try {
@@ -302,11 +304,15 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
       if (!inRepo) landed.set(repo, (inRepo = new Map()));
       for (const m of image.manifests) {
         let p = inRepo.get(m.digest);
+        if (p === true) continue;
         if (!p) {
+          const held = inRepo;
           p = (async () => {
-            if (destination.hasManifest && (await destination.hasManifest(repo, m.digest, opts))) return;
-            await destination.putManifest(repo, m, opts);
-            report.manifests++;
+            if (!destination.hasManifest || !(await destination.hasManifest(repo, m.digest, opts))) {
+              await destination.putManifest(repo, m, opts);
+              report.manifests++;
+            }
+            held.set(m.digest, true);
           })();
           inRepo.set(m.digest, p);
         }

@@ -37,20 +37,17 @@ export interface CopyReport {
   cutShort?: FerryError;
 }
 
+/**
+ * One blob being landed: made when its turn comes and dropped when it is done,
+ * so at most `limit` exist at once. What is known of every blob for the whole
+ * run lives in the BlobTable.
+ */
 interface BlobJob {
+  index: number;
   desc: Descriptor;
-  sourceRepository: string;
-  /** Target repositories that need the blob, in a stable order. */
-  repositories: string[];
-  images: PlannedImage[];
-  error?: FerryError;
-  done: boolean;
   /** Bytes of this blob reported to the observer so far: a retry or a second send re-reads bytes already counted. */
-  reported?: number;
+  reported: number;
 }
-
-/** A landed job's lists: nothing reads them once it is done and good. */
-const LANDED: never[] = [];
 
 /** Errors worth one more fetch from a random-access source: the bytes may come right next time. */
 const RETRYABLE = new Set(['E_NETWORK', 'E_SIZE_MISMATCH', 'E_DIGEST_MISMATCH', 'E_REGISTRY']);
@@ -83,8 +80,10 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
 
   const limit = Math.max(1, Math.min(opts.jobs ?? 4, destination.capabilities.concurrentBlobs));
   const whole = await wholeImages(destination, plan.images, limit, opts);
-  const jobs = collectBlobJobs(plan, whole);
-  observer?.planned?.({ images: plan.images.length, blobs: jobs.size, bytes: [...jobs.values()].reduce((n, j) => n + j.desc.size, 0) });
+  const table = new BlobTable(plan, whole, isSequentialSource(source));
+  observer?.planned?.({ images: plan.images.length, blobs: table.size, bytes: table.descs.reduce((n, d) => n + d.size, 0) });
+  const imageLabel = (job: BlobJob): string => table.label(job.index);
+  const withBlobContext = (e: unknown, job: BlobJob): FerryError => blobContext(e, job.desc, () => table.label(job.index));
   observer?.phase?.('blobs');
 
   const outcome = (job: BlobJob, o: BlobOutcome) => {
@@ -100,7 +99,7 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
     let seen = 0;
     return (n: number): void => {
       seen += n;
-      const before = job.reported ?? 0;
+      const before = job.reported;
       if (seen > before) {
         job.reported = seen;
         obs.bytes?.(seen - before, job.desc);
@@ -154,7 +153,8 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
 
   /** Lands the blob in every repository that needs it; `first` is the stream for the first send, if any, read from `where`. */
   const land = async (job: BlobJob, first?: Readable, where?: string): Promise<void> => {
-    const head = job.repositories[0]!;
+    const all = table.repositoriesOf(job.index);
+    const head = all[0]!;
     let firstStream = first;
     const send = async (repository: string) => {
       if (firstStream) {
@@ -200,7 +200,7 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
           return;
         }
         // A failed request names the image and blob, as a failure mid-stream does (withBlobContext in verified()).
-        const data = await source.getBlob(job.sourceRepository, job.desc, opts).catch((e: unknown) => {
+        const data = await source.getBlob(table.sourceRepositoryOf(job.index), job.desc, opts).catch((e: unknown) => {
           throw withBlobContext(e, job);
         });
         const checked = verified(job, data, placeOf(job));
@@ -216,7 +216,7 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
     };
 
     // Where the blob already is: nothing to send there, and the place to mount it from for the others.
-    const repositories = destination.capabilities.globalBlobs ? [head] : job.repositories;
+    const repositories = destination.capabilities.globalBlobs ? [head] : all;
     const present = await Promise.all(repositories.map((r) => destination.hasBlob(r, job.desc, opts)));
     let holder = repositories.find((_, i) => present[i]);
     if (holder !== undefined) {
@@ -245,50 +245,47 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
     return place !== undefined ? `${place}, needed by ${imageLabel(job)}` : imageLabel(job);
   };
 
-  const runJob = async (job: BlobJob, stream?: Readable, where?: string) => {
+  const runJob = async (index: number, stream?: Readable, where?: (job: BlobJob) => string) => {
+    const job: BlobJob = { index, desc: table.descs[index]!, reported: 0 };
     try {
-      await land(job, stream, where);
+      await land(job, stream, where?.(job));
     } catch (e) {
       const error = asFerryError(e);
       if (error.code === 'E_ABORTED' || opts.signal?.aborted) throw error;
-      job.error = error;
-      failImages(job.images, error);
+      failImages(table.imagesOf(index), error);
       if (stream) await drain(stream);
     } finally {
-      job.done = true;
-      // Landed: who needed it is asked no more (only a failure names them), so 40,000 jobs' lists go now, not after the last tag.
-      if (!job.error) {
-        job.repositories = LANDED;
-        job.images = LANDED;
-      }
+      table.done[index] = 1;
     }
   };
 
   /** A blob the source lacks on purpose (a delta's base blob): it must already be at the destination. */
   const allRepositories = [...new Set(plan.images.map((i) => i.request.targetRepository))];
-  const fromBase = async (job: BlobJob): Promise<void> => {
+  const fromBase = async (index: number): Promise<void> => {
+    const job: BlobJob = { index, desc: table.descs[index]!, reported: 0 };
     try {
-      await requireBase(destination, job, allRepositories, opts);
+      await requireBase(destination, job, table, allRepositories, opts);
       outcome(job, 'present-in-base');
     } catch (e) {
       const error = asFerryError(e);
       if (error.code === 'E_ABORTED') throw error;
-      failImages(job.images, error);
+      failImages(table.imagesOf(index), error);
     } finally {
-      job.done = true;
+      table.done[index] = 1;
     }
   };
 
   if (isSequentialSource(source)) {
-    const cutShort = await copySequential(source, jobs, runJob, failImages, fromBase, limit, opts);
+    const cutShort = await copySequential(source, table, runJob, failImages, fromBase, limit, opts);
     if (cutShort) report.cutShort = cutShort;
   } else {
     // Read at random: every blob at once, up to the limit, in any order.
     const omitted = source.omittedBlobs ?? new Set<Digest>();
     // From a bundle file, the largest blobs first: what is left at the end is small blobs spread over every
     // hashing worker, not one large blob hashing alone on one core while the others idle.
-    const order = source.blobFile ? [...jobs.values()].sort((a, b) => b.desc.size - a.desc.size) : jobs.values();
-    await forEachLimited(order, limit, (job) => (omitted.has(job.desc.digest) ? fromBase(job) : runJob(job)), opts.signal);
+    const order = table.indexes();
+    if (source.blobFile) order.sort((a, b) => table.descs[b]!.size - table.descs[a]!.size);
+    await forEachLimited(order, limit, (i) => (omitted.has(table.descs[i]!.digest) ? fromBase(i) : runJob(i)), opts.signal);
     // A source cut short lost only what failed above, blob by blob; it says so even when nothing an image needs was lost.
     if (source.cutShort) report.cutShort = source.cutShort;
   }
@@ -296,7 +293,9 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
   // Manifests: children before parents within each image; each (repository, digest) once.
   observer?.phase?.('manifests');
   // Keyed by repository, then by the plan's own digest string: no `repo@digest` string made per manifest.
-  const landed = new Map<string, Map<Digest, Promise<void>>>();
+  // A manifest in flight is its promise (a second image needing it waits on it); one landed is `true`,
+  // not a settled promise kept for the rest of the run (20,000 of them at 20,000 images).
+  const landed = new Map<string, Map<Digest, Promise<void> | true>>();
   const live = plan.images.filter((i) => !failed.has(i) && !whole.has(i));
   await forEachLimited(live, limit, async (image) => {
     try {
@@ -305,11 +304,15 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
       if (!inRepo) landed.set(repo, (inRepo = new Map()));
       for (const m of image.manifests) {
         let p = inRepo.get(m.digest);
+        if (p === true) continue;
         if (!p) {
+          const held = inRepo;
           p = (async () => {
-            if (destination.hasManifest && (await destination.hasManifest(repo, m.digest, opts))) return;
-            await destination.putManifest(repo, m, opts);
-            report.manifests++;
+            if (!destination.hasManifest || !(await destination.hasManifest(repo, m.digest, opts))) {
+              await destination.putManifest(repo, m, opts);
+              report.manifests++;
+            }
+            held.set(m.digest, true);
           })();
           inRepo.set(m.digest, p);
         }
@@ -363,23 +366,23 @@ export async function copyImages(source: ImageSource, destination: ImageDestinat
 
 async function copySequential(
   source: SequentialSource,
-  jobs: Map<Digest, BlobJob>,
-  runJob: (job: BlobJob, stream?: Readable, where?: string) => Promise<void>,
+  table: BlobTable,
+  runJob: (index: number, stream?: Readable, where?: (job: BlobJob) => string) => Promise<void>,
   failImages: (images: PlannedImage[], error: FerryError) => void,
-  fromBase: (job: BlobJob) => Promise<void>,
+  fromBase: (index: number) => Promise<void>,
   limit: number,
   opts: CopyOptions,
 ): Promise<FerryError | undefined> {
   let cutShort: FerryError | undefined;
   try {
     for await (const { descriptor, stream, where } of source.blobs(opts)) {
-      const job = jobs.get(descriptor.digest);
-      if (!job || job.done) {
+      const index = table.indexOf(descriptor.digest);
+      if (index === undefined || table.done[index]) {
         await drain(stream);
         continue;
       }
       // The verifier's messages name where the bytes lie (file, volume) and the images that need them.
-      await runJob(job, stream, where && `${where}, needed by ${imageLabel(job)}`);
+      await runJob(index, stream, where ? (job) => `${where}, needed by ${table.label(job.index)}` : undefined);
     }
   } catch (e) {
     const error = asFerryError(e);
@@ -389,12 +392,12 @@ async function copySequential(
     // image whose blobs all arrived still lands. Any other failure of the stream (an
     // entry that should not be there) leaves nothing to trust: no further image lands.
     if (error.code === 'E_BUNDLE_TRUNCATED') cutShort = error;
-    else for (const job of jobs.values()) if (!job.done && !source.omittedBlobs.has(job.desc.digest)) { job.done = true; job.error = error; failImages(job.images, error); }
+    else for (const i of table.indexes()) if (!table.done[i] && !source.omittedBlobs.has(table.descs[i]!.digest)) { table.done[i] = 1; failImages(table.imagesOf(i), error); }
   }
   // What the stream did not carry: a delta's base blobs must already be at the
   // destination; the rest (configs kept in the source's head, blobs a cut source lost) is asked for at random.
-  const rest = [...jobs.values()].filter((j) => !j.done);
-  await forEachLimited(rest, limit, (job) => (source.omittedBlobs.has(job.desc.digest) ? fromBase(job) : runJob(job)), opts.signal);
+  const rest = table.indexes().filter((i) => !table.done[i]);
+  await forEachLimited(rest, limit, (i) => (source.omittedBlobs.has(table.descs[i]!.digest) ? fromBase(i) : runJob(i)), opts.signal);
   return cutShort;
 }
 
@@ -404,9 +407,10 @@ async function copySequential(
  * import touches (the base release put it in one of them, not necessarily in
  * the same repository).
  */
-async function requireBase(destination: ImageDestination, job: BlobJob, allRepositories: string[], opts: OpOptions): Promise<void> {
-  const candidates = [...new Set([...job.repositories, ...allRepositories])];
-  for (const repository of job.repositories) {
+async function requireBase(destination: ImageDestination, job: BlobJob, table: BlobTable, allRepositories: string[], opts: OpOptions): Promise<void> {
+  const repositories = table.repositoriesOf(job.index);
+  const candidates = [...new Set([...repositories, ...allRepositories])];
+  for (const repository of repositories) {
     if (await destination.hasBlob(repository, job.desc, opts)) continue;
     let mounted = false;
     if (destination.mountBlob) {
@@ -415,9 +419,9 @@ async function requireBase(destination: ImageDestination, job: BlobJob, allRepos
       }
     }
     if (!mounted) {
-      throw new FerryError('E_BASE_MISSING', `${job.desc.digest} is not in this delta bundle and ${destination.description} does not have it (needed by ${imageLabel(job)})`, {
+      throw new FerryError('E_BASE_MISSING', `${job.desc.digest} is not in this delta bundle and ${destination.description} does not have it (needed by ${table.label(job.index)})`, {
         hint: 'import the base bundle first (or the full release), or export a delta against what this destination really holds (ferry inventory)',
-        details: { digest: job.desc.digest, images: job.images.map((i) => i.request.origin) },
+        details: { digest: job.desc.digest, images: table.imagesOf(job.index).map((i) => i.request.origin) },
       });
     }
   }
@@ -449,40 +453,104 @@ async function wholeImages(destination: ImageDestination, images: PlannedImage[]
   return whole;
 }
 
-function collectBlobJobs(plan: CopyPlan, whole: ReadonlySet<PlannedImage>): Map<Digest, BlobJob> {
-  const jobs = new Map<Digest, BlobJob>();
-  for (const image of plan.images) {
-    if (whole.has(image)) continue;
-    for (const desc of image.blobs) {
-      const job = jobs.get(desc.digest);
-      if (!job) {
-        // Made with their first member: an empty array given one push() reserves 17 slots, ~11 MB over 40,000 blobs.
-        jobs.set(desc.digest, { desc, sourceRepository: image.request.sourceRepository, repositories: [image.request.targetRepository], images: [image], done: false });
-        continue;
+/**
+ * Every blob the copy lands, each once, and the images that need it: index-based,
+ * so 100,000 blobs cost a few typed arrays and the plan's own descriptors, not an
+ * object, a map entry and two arrays each for the whole run (~18 MB at 100,000).
+ * Who needs a blob is asked only for messages and failures, and answered by
+ * walking that blob's list of uses.
+ */
+class BlobTable {
+  /** Blob i's descriptor (the plan's own object). */
+  readonly descs: Descriptor[] = [];
+  /** 1 once blob i is landed or failed. */
+  readonly done: Uint8Array;
+  private readonly images: readonly PlannedImage[];
+  /** Blob i's first use (an index into useImage), uses chained through useNext (-1 ends). */
+  private readonly firstUse: Int32Array;
+  private readonly useImage: Int32Array;
+  private readonly useNext: Int32Array;
+  /** Digest to blob, kept only for a source that delivers blobs in its own order. */
+  private readonly byDigest: Map<Digest, number> | undefined;
+
+  constructor(plan: CopyPlan, whole: ReadonlySet<PlannedImage>, keepDigests: boolean) {
+    this.images = plan.images;
+    let uses = 0;
+    for (const image of plan.images) if (!whole.has(image)) uses += image.blobs.length;
+    this.firstUse = new Int32Array(uses);
+    this.useImage = new Int32Array(uses);
+    this.useNext = new Int32Array(uses).fill(-1);
+    const lastUse = new Int32Array(uses);
+    const byDigest = new Map<Digest, number>();
+    let u = 0;
+    for (const [n, image] of plan.images.entries()) {
+      if (whole.has(image)) continue;
+      for (const desc of image.blobs) {
+        let i = byDigest.get(desc.digest);
+        if (i === undefined) {
+          i = this.descs.length;
+          byDigest.set(desc.digest, i);
+          this.descs.push(desc);
+          this.firstUse[i] = u;
+        } else {
+          this.useNext[lastUse[i]!] = u;
+        }
+        lastUse[i] = u;
+        this.useImage[u++] = n;
       }
-      if (!job.repositories.includes(image.request.targetRepository)) job.repositories.push(image.request.targetRepository);
-      job.images.push(image);
     }
+    this.done = new Uint8Array(this.descs.length);
+    this.byDigest = keepDigests ? byDigest : undefined;
   }
-  return jobs;
+
+  get size(): number {
+    return this.descs.length;
+  }
+
+  /** Every blob's index, in the plan's order. */
+  indexes(): number[] {
+    return Array.from({ length: this.descs.length }, (_, i) => i);
+  }
+
+  indexOf(digest: Digest): number | undefined {
+    return this.byDigest?.get(digest);
+  }
+
+  /** The images that need blob i, in the plan's order. */
+  imagesOf(i: number): PlannedImage[] {
+    const out: PlannedImage[] = [];
+    for (let u = this.firstUse[i]!; u !== -1; u = this.useNext[u]!) out.push(this.images[this.useImage[u]!]!);
+    return out;
+  }
+
+  /** Target repositories that need blob i, each once, in a stable order. */
+  repositoriesOf(i: number): string[] {
+    return [...new Set(this.imagesOf(i).map((image) => image.request.targetRepository))];
+  }
+
+  /** Where the first image that needs blob i reads it from. */
+  sourceRepositoryOf(i: number): string {
+    return this.images[this.useImage[this.firstUse[i]!]!]!.request.sourceRepository;
+  }
+
+  /** The images that need blob i, for messages: three names and how many more. */
+  label(i: number): string {
+    const names = [...new Set(this.imagesOf(i).map((image) => image.request.origin))];
+    return names.length <= 3 ? names.join(', ') : `${names.slice(0, 3).join(', ')} and ${names.length - 3} more`;
+  }
 }
 
 /**
  * A source's stream error (a stalled or dropped connection) knows the host,
  * not the blob: name the blob and its images, as every other blob error does.
  */
-function withBlobContext(e: unknown, job: BlobJob): FerryError {
+function blobContext(e: unknown, desc: Descriptor, label: () => string): FerryError {
   const err = asFerryError(e);
   // Named already: by its digest, or by a file named after it.
-  if (err.code === 'E_ABORTED' || err.message.includes(job.desc.digest.slice('sha256:'.length))) return err;
-  return new FerryError(err.code, `${imageLabel(job)}: blob ${job.desc.digest}: ${err.message}`, {
-    ...(err.hint !== undefined ? { hint: err.hint } : {}), details: { ...err.details, digest: job.desc.digest }, cause: err,
+  if (err.code === 'E_ABORTED' || err.message.includes(desc.digest.slice('sha256:'.length))) return err;
+  return new FerryError(err.code, `${label()}: blob ${desc.digest}: ${err.message}`, {
+    ...(err.hint !== undefined ? { hint: err.hint } : {}), details: { ...err.details, digest: desc.digest }, cause: err,
   });
-}
-
-function imageLabel(job: BlobJob): string {
-  const names = [...new Set(job.images.map((i) => i.request.origin))];
-  return names.length <= 3 ? names.join(', ') : `${names.slice(0, 3).join(', ')} and ${names.length - 3} more`;
 }
 
 async function withRetries(attempt: () => Promise<void>, attempts: number, signal?: AbortSignal): Promise<void> {

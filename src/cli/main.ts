@@ -24,7 +24,7 @@ export function processIo(): CliIo {
  * spec/errors.md). Returns the exit status; it neither exits nor sets
  * process.exitCode, so tests can run it in process with their own streams.
  */
-export async function main(args: string[], io: CliIo = processIo(), opts: { signal?: AbortSignal } = {}): Promise<number> {
+export async function main(args: string[], io: CliIo = processIo(), opts: { signal?: AbortSignal; sole?: boolean } = {}): Promise<number> {
   const inv: Invocation = { io, controller: new AbortController(), site: { flags: {}, registries: {} } };
   const controller = inv.controller;
   // Every transfer in flight listens for the run's interrupt: --jobs 32 means 32 listeners at once, not a leak (Node warns past 10).
@@ -97,7 +97,7 @@ export async function main(args: string[], io: CliIo = processIo(), opts: { sign
     let printed = '';
     const argv = await withCoerceErrors(() => withStdin(io.stdin, () => parser.parseAsync(argsIn, { [INVOCATION]: inv }, (_err: unknown, _argv: unknown, output: string) => {
       printed = output;
-    })));
+    })), opts.sole === true);
     if (printed) {
       if (argv.help && shown.examples.length > 0) printed = `${printed.trimEnd()}\n\n${renderExamples(shown.examples, columns)}`;
       io.stdout.write(printed.endsWith('\n') ? printed : `${printed}\n`);
@@ -148,7 +148,8 @@ export async function runProcess(args: string[]): Promise<void> {
   process.stdout.on('error', ignorePipe);
   process.stderr.on('error', ignorePipe);
   try {
-    const status = await main(args);
+    // The one invocation of this process: per-invocation state needs no AsyncLocalStorage.
+    const status = await main(args, processIo(), { sole: true });
     if (!settled) process.exitCode = status;
     // The answer is out: a signal from here on only hurries the exit, with the status already decided
     // (without a handler, its default action would end the process as "killed").

@@ -6,9 +6,13 @@ import type { Readable } from 'node:stream';
 
 const current = new AsyncLocalStorage<Readable>();
 
-/** Runs `run` with `stdin` as what `-` reads, for everything it starts. */
+/**
+ * Runs `run` with `stdin` as what `-` reads, for everything it starts. The
+ * process's own stdin needs no context (it is the fallback): entering an
+ * AsyncLocalStorage turns on Node 20's promise hooks for every later promise.
+ */
 export function withStdin<T>(stdin: Readable, run: () => T): T {
-  return current.run(stdin, run);
+  return stdin === process.stdin ? run() : current.run(stdin, run);
 }
 
 /** What `-` reads: the invocation's stdin, or the process's outside any invocation. */

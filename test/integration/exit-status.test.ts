@@ -161,6 +161,12 @@ describe('flag values are judged before anything runs (exit 2, naming the flag a
     });
   }
 
+  it('in a real process (bin/ferry runs its one invocation without AsyncLocalStorage) a flag\'s error keeps its hint and details', async () => {
+    const r = await runFerry(['verify', bundle, '--jobs', '0x10', '--json'], { process: true });
+    expect(r.code).toBe(2);
+    expect(errorDoc(r)).toMatchObject({ code: 'E_USAGE', hint: 'e.g. --jobs 16' });
+  });
+
   it('a registry port outside 1-65535 is refused with exit 2 naming it, in a reference, a list and --to (URL parsing threw E_INTERNAL)', async () => {
     const refs = join(tmp.path, 'bad-port.list');
     writeFileSync(refs, '127.0.0.1:99999/x:1\n');

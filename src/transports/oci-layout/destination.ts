@@ -48,7 +48,8 @@ export class OciLayoutDestination implements ImageDestination {
    * What each digest's file holds, once known: a good file's size alone (a small
    * integer in the map, no object), else its state. 80,000 digests held as a
    * settled promise and an object each were ~12 MB at bundle C (a promise made
-   * inside an AsyncLocalStorage context carries a property array of its own).
+   * inside an AsyncLocalStorage context, as in-process test runs are, carries a
+   * property array of its own).
    */
   private readonly known = new Map<Digest, number | Held>();
   /** Digests being hashed now: concurrent askers share one hash. */

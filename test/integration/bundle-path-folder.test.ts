@@ -18,7 +18,7 @@ beforeAll(async () => {
   bundle = (await writeManyImagesBundle(join(tmp.path, 'b.tar'), join(tmp.path, 'store'), { images: 2, seed: 0xf01 })).path;
   folder = join(tmp.path, 'carried');
   await mkdir(folder);
-}, 60_000);
+});
 
 afterAll(async () => tmp?.cleanup());
 

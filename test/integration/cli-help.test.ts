@@ -200,6 +200,6 @@ describe('completion', () => {
       } finally {
         await sh.close();
       }
-    }, 60_000);
+    });
   }
 });

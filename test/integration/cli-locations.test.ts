@@ -32,7 +32,7 @@ beforeAll(async () => {
   await ferryOk(['export', '--from', `oci:${oci}`, '-o', bundle, '--cache', path('cache'), '-q']);
   layout = path('layout');
   await ferryOk(['import', `bundle:${bundle}`, '--to', `registry-layout:${layout}`, '-q']);
-}, 60_000);
+});
 afterAll(async () => {
   await tmp?.cleanup();
 });

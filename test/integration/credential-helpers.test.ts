@@ -28,7 +28,7 @@ beforeAll(async () => {
   [reg, open] = await Promise.all([authRegistry('htpasswd', 3), authRegistry('none', 4)]);
   bin = helperBin(join(tmp.path, 'bin'));
   gpgEnv = passStore(join(tmp.path, 'pass'));
-}, 60_000);
+});
 afterAll(async () => {
   if (gpgEnv) stopGpg(gpgEnv);
   await Promise.all([reg?.stop(), open?.stop()]);
@@ -79,7 +79,7 @@ describe('the protocol-exact script helper', () => {
     const denied = await plan(reg, s.env);
     expect(denied.code).toBe(4);
     expect(calls(s.log).slice(2)).toEqual(['list ', `erase ${reg.host}`, `get ${reg.host}`]);
-  }, 60_000);
+  });
 
   it('credHelpers names the helper per registry, over credsStore', async () => {
     const s = setup({ credsStore: 'not-installed', credHelpers: { [reg.host]: 'ferrytest' } });
@@ -88,7 +88,7 @@ describe('the protocol-exact script helper', () => {
     expect((await plan(reg, s.env)).code).toBe(0);
     // A registry without credentials and no helper entry of its own asks credsStore, which is missing: no matter, it needs none.
     expect((await plan(open, s.env)).code).toBe(0);
-  }, 60_000);
+  });
 
   it('the real docker CLI stores through the same helper; ferry reads what it stored', async () => {
     const s = setup({ credsStore: 'ferrytest' });
@@ -100,7 +100,7 @@ describe('the protocol-exact script helper', () => {
     expect(code).toBe(0);
     expect(readJson<HelperStore>(s.store)[reg.host]).toEqual({ Username: USER, Secret: PASSWORD });
     expect((await plan(reg, s.env)).code).toBe(0);
-  }, 60_000);
+  });
 
   it('a missing helper is named with what to do: login stores nothing (exit 9); a pull that needs credentials says why it has none', async () => {
     const s = setup({ credsStore: 'nosuch' });
@@ -121,7 +121,7 @@ describe('the protocol-exact script helper', () => {
     expect(perr.hint).toContain('docker-credential-nosuch');
     // A registry that asks for nothing does not care.
     expect((await plan(open, s.env)).code).toBe(0);
-  }, 60_000);
+  });
 
   it('a failing helper is named, and what it printed — here the password it was given — is not repeated', async () => {
     const s = setup({ credsStore: 'ferrytest' });
@@ -134,7 +134,7 @@ describe('the protocol-exact script helper', () => {
     const pull = await plan(reg, { ...s.env, FERRY_TEST_HELPER_FAIL: '1' });
     expect(pull.code).toBe(4);
     expect((JSON.parse(pull.stdout) as ErrorDoc).error.hint).toContain(`docker-credential-ferrytest failed to get the credentials for ${reg.host}: keychain locked`);
-  }, 60_000);
+  });
 });
 
 describe('the real docker-credential-pass (Debian golang-docker-credential-helpers)', () => {
@@ -154,7 +154,7 @@ describe('the real docker-credential-pass (Debian golang-docker-credential-helpe
     expect(out.code, out.stderr).toBe(0);
     expect(passList()).toEqual({});
     expect((await plan(reg, s.env)).code).toBe(4);
-  }, 60_000);
+  });
 
   it('a pass store without a key for it: login fails naming the helper, with its reason and the set-up hint; nothing stored', async () => {
     const s = setup({ credsStore: 'pass' });
@@ -164,5 +164,5 @@ describe('the real docker-credential-pass (Debian golang-docker-credential-helpe
     expect(r.stderr).toContain('docker-credential-pass failed to store the credentials');
     expect(r.stderr).toContain('pass init');
     expect(readJson(s.file)).toEqual({ credsStore: 'pass' });
-  }, 60_000);
+  });
 });

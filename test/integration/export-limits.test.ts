@@ -186,7 +186,7 @@ describe('limits of the bundle readers, from the manifests alone', () => {
     const fakes = Array.from({ length: 10 }, (_, i) => ({ ref: `limits/wide${i}:1`, configSize: 1000, layers: 26_000, layerSize: 1000 }));
     const e = await expectRefusedThenFixed(await layoutWith('metadata-cap', fakes), [], /the metadata of 11 images and 260023 blobs would take at least \d+ bytes of memory to parse, more than the 67108864 allowed: readers would refuse the bundle/);
     expect(e.details).toMatchObject({ images: 11, blobs: 260_023 });
-  }, 60_000);
+  });
 
   it('--split giving more volumes than a set may have: refused with a size that works, nothing read', async () => {
     // 10,001 layers of 100 KB, each alone in a volume of the head plus 150 KB (the head: from the refusal of a 1K cap).
@@ -199,5 +199,5 @@ describe('limits of the bundle readers, from the manifests alone', () => {
     }
     const e = await expectRefusedThenFixed(layout, ['--split', String(head + 150_000)], /would cut this bundle into 10001 volumes, more than the 10000 a set may have; use --split \d+[MG] or more/);
     expect(e.details).toMatchObject({ volumes: 10_001, limit: 10_000 });
-  }, 60_000);
+  });
 });

@@ -64,7 +64,7 @@ describe('size units', () => {
     expect(stderr).toContain('--split 1MB = 1,000,000 bytes (decimal MB)');
     expect(doc.sizes.split).toEqual({ from: '--split', given: '1MB', bytes: 1_000_000, units: 'decimal', unit: 'MB' });
     expect(doc.sizes.cacheMax).toEqual({ from: 'default', bytes: 20 * 1024 ** 3, units: 'binary', unit: 'GiB' });
-  }, 60_000);
+  });
 
   it('--split 1MiB and 1M are 1,048,576 bytes: volumes larger than 1MB allows', async () => {
     for (const [size, reading] of [['1MiB', 'binary MiB'], ['1M', 'binary M = MiB']] as const) {
@@ -74,7 +74,7 @@ describe('size units', () => {
       expect(stderr).toContain(`--split ${size} = 1,048,576 bytes (${reading})`);
       expect(doc.sizes.split).toMatchObject({ bytes: 1_048_576, units: 'binary' });
     }
-  }, 60_000);
+  });
 
   it('plan reads --split and FERRY_CACHE_MAX the same way and reports both', async () => {
     const r = await ferryOk(['plan', `${reg.host}/units/app:1`, '--split', '1MB', '--cache', path('cache-plan'), '--plain-http', reg.host], { env: { FERRY_CACHE_MAX: '5GB' } });
@@ -88,7 +88,7 @@ describe('size units', () => {
     expect(doc.split).toEqual({ volumeBytes: 1_000_000, volumes: 3 });
     expect(doc.sizes.cacheMax).toEqual({ from: '--cache-max', given: '0', bytes: null, units: 'none' });
     expect(doc.cache.maxBytes).toBeNull();
-  }, 60_000);
+  });
 
   it('a size with a unit ferry does not know fails before anything is fetched, with the syntax in the hint', async () => {
     const cache = path('cache-bad');
@@ -99,5 +99,5 @@ describe('size units', () => {
     expect(err.message).toBe('--split "100Mb/s" is not a size');
     expect(err.hint).toMatch(/MB.*decimal.*MiB.*binary/);
     await expect(stat(cache)).rejects.toThrow();
-  }, 60_000);
+  });
 });

@@ -32,7 +32,7 @@ beforeAll(async () => {
   const rng = new Rng(0xfa17);
   image = makeImage({ layers: [await makeLayer(rng, { size: 300_000, compressible: false }), await makeLayer(rng, { size: 120_000 })], mediaTypes: 'oci' });
   await pushArtifact(targetOf(reg), REPO, image, ['1']);
-}, 60_000);
+});
 afterAll(async () => {
   await reg?.stop();
   await tmp?.cleanup();

@@ -54,7 +54,7 @@ beforeAll(async () => {
   const rng = new Rng(0x5ec);
   const img = makeImage({ layers: [await makeLayer(rng, { size: 40_000 })], mediaTypes: 'oci' });
   await pushArtifact(targetOf(src), 'secret/app', img, ['1']);
-}, 60_000);
+});
 afterAll(async () => {
   await src?.stop();
   await tokenReg?.stop();

@@ -23,7 +23,7 @@ beforeAll(async () => {
   root = join(tmp.path, 'registry');
   const r = await runFerry(['import', bundle.path, '--to', `registry-layout:${root}`, '-q']);
   expect(r.code, r.stderr).toBe(0);
-}, 60_000);
+});
 
 afterAll(async () => tmp?.cleanup());
 

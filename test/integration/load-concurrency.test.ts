@@ -30,7 +30,7 @@ beforeAll(async () => {
   tmp = makeTempDir('ferry-load-');
   reg = await startRegistry();
   corpus = await sampleCorpus(reg.url, 0x10ad);
-}, 60_000);
+});
 afterAll(async () => {
   await reg?.stop();
   await tmp?.cleanup();

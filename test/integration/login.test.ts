@@ -35,7 +35,7 @@ interface ErrorDoc { error: { code: string; exitStatus: number; message: string;
 beforeAll(async () => {
   tmp = makeTempDir('ferry-login-');
   [basic, token] = await Promise.all([authRegistry('htpasswd', 1), authRegistry('token', 2)]);
-}, 60_000);
+});
 afterAll(async () => {
   await Promise.all([basic?.stop(), token?.stop()]);
   await tmp?.cleanup();
@@ -57,7 +57,7 @@ describe('ferry login', () => {
       expect(doc.error.message).toContain('nothing was stored');
       expect(existsSync(d.dir)).toBe(false);
     }
-  }, 60_000);
+  });
 
   it('stores docker\'s entry (base64 user:password), keeps every other key, 0600, atomically; a pull then uses it', async () => {
     const d = dockerDir();
@@ -95,7 +95,7 @@ describe('ferry login', () => {
     const human = await ferry(['login', basic.host, '-u', USER, '--password-stdin'], d.env, `${PASSWORD}\n`);
     expect(human.stdout).toBe(`logged in to ${basic.host} as ${USER}; credentials in ${d.file}\n`);
     expect(human.stderr).toContain(`stored unencrypted (base64) in ${d.file}`);
-  }, 60_000);
+  });
 
   it('a token registry: the check goes through its token service', async () => {
     const d = dockerDir();
@@ -104,7 +104,7 @@ describe('ferry login', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(token.issuer!.requests).toBeGreaterThan(before);
     expect((await plan(token, d.env)).code).toBe(0);
-  }, 60_000);
+  });
 
   it('refuses what cannot work before contacting anything: --password-stdin without -u, no terminal to ask, not a host', async () => {
     const d = dockerDir();
@@ -120,7 +120,7 @@ describe('ferry login', () => {
     const badHost = await ferry(['login', 'not a host', '-u', USER, '--password-stdin'], d.env, `${PASSWORD}\n`);
     expect(badHost.code).toBe(2);
     expect(existsSync(d.dir)).toBe(false);
-  }, 60_000);
+  });
 
   it('asks on a terminal: the user name echoes, the password does not', async () => {
     const d = dockerDir();
@@ -146,7 +146,7 @@ describe('ferry login', () => {
     expect(screen).toContain(`logged in to ${basic.host} as ${USER}`);
     for (const f of forms(PASSWORD)) expect(screen.includes(f), `the screen shows ${f}`).toBe(false);
     expect(readJson(d.file).auths![basic.host]).toEqual({ auth: b64(`${USER}:${PASSWORD}`) });
-  }, 60_000);
+  });
 });
 
 describe('ferry logout', () => {
@@ -169,7 +169,7 @@ describe('ferry logout', () => {
     const again = await ferry(['logout', basic.host], d.env);
     expect(again.code).toBe(0);
     expect(again.stdout).toContain(`not logged in to ${basic.host}`);
-  }, 60_000);
+  });
 });
 
 describe('ferry login --ssh', () => {
@@ -190,7 +190,7 @@ describe('ferry login --ssh', () => {
     } finally {
       await Promise.all([relay.stop(), sshd.stop(), home.tmp.cleanup()]);
     }
-  }, 60_000);
+  });
 });
 
 describe('docker and ferry share the file', () => {
@@ -222,5 +222,5 @@ describe('docker and ferry share the file', () => {
     expect(dout.code, dout.out).toBe(0);
     expect(readJson(d.file).auths ?? {}).not.toHaveProperty(basic.host);
     expect((await plan(basic, d.env)).code).toBe(4);
-  }, 60_000);
+  });
 });

@@ -26,7 +26,7 @@ beforeAll(async () => {
   sshd = await startSshd();
   home = makeSshHome(sshd);
   tmp = makeTempDir('ferry-sftp-writer-');
-}, 60_000);
+});
 afterAll(async () => {
   await Promise.all([sshd?.stop(), home?.tmp.cleanup(), tmp?.cleanup()]);
 });
@@ -82,7 +82,7 @@ describe('SFTP writes', () => {
     } finally {
       session.close();
     }
-  }, 60_000);
+  });
 
   it('a link that drops mid-write ends the write with an error; the file never appears', async () => {
     const data = Buffer.alloc(64 * 1024 * 1024);
@@ -102,7 +102,7 @@ describe('SFTP writes', () => {
     const err = await fs.streamToFileAtomic(target, source).then(() => undefined, (e: unknown) => e);
     expect(err).toBeInstanceOf(Error);
     expect(existsSync(target)).toBe(false);
-  }, 60_000);
+  });
 
   it('a write the server refuses fails with E_IO naming the path', async () => {
     const session = await SshSession.open(sshOpts());
@@ -123,5 +123,5 @@ describe('SFTP writes', () => {
     } finally {
       session.close();
     }
-  }, 60_000);
+  });
 });

@@ -199,7 +199,7 @@ describe('ssh transfers (real sshd, real registry, skopeo)', () => {
       await noFwd.stop();
       await h.tmp.cleanup();
     }
-  }, 60_000);
+  });
 
   it('an unknown host is refused by the CLI with its fingerprint, and accepted with --ssh-accept-new', async () => {
     const h = makeSshHome(sshd, 'jump', '');
@@ -214,5 +214,5 @@ describe('ssh transfers (real sshd, real registry, skopeo)', () => {
     } finally {
       await h.tmp.cleanup();
     }
-  }, 60_000);
+  });
 });

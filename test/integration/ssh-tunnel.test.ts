@@ -30,7 +30,7 @@ describe('ssh jump host (real sshd)', () => {
   beforeAll(async () => {
     [sshd, noFwd, reg] = await Promise.all([startSshd(), startSshd({ allowTcpForwarding: false }), startRegistry()]);
     home = makeSshHome(sshd);
-  }, 60_000);
+  });
   afterAll(async () => {
     await Promise.all([sshd?.stop(), noFwd?.stop(), reg?.stop(), home?.tmp.cleanup()]);
   });

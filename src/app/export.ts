@@ -1,5 +1,4 @@
-import { readFile, stat } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { copyImages } from '../copy/engine.js';
 import type { CopyObserver } from '../copy/events.js';
@@ -36,7 +35,7 @@ import { countingFirstPass, fetchConfigs, layoutRequest } from './bundle-layout.
 import { checkBundleLimits, checkLowerBounds } from './bundle-limits.js';
 import type { PrefixSupply } from './resumable-source.js';
 import { prepareDirectory, prepareOutputFile, refuseInputAsOutput, requireSpace } from '../fsys/preflight.js';
-import { parseVolumeName, volumeStem } from '../transports/bundle/volumes.js';
+import { existingSidecar, parseVolumeName, volumeStem } from '../transports/bundle/volumes.js';
 import { leaveOutMissing, type SkippedImage, withoutMissingFailures } from './skip-missing.js';
 
 export interface ExportOptions {
@@ -313,7 +312,7 @@ async function refuseOverwritingInputs(opts: ExportOptions): Promise<void> {
   const from = opts.from !== undefined ? parseLocation(opts.from, '--from', SOURCE_KINDS) : undefined;
   if (from?.kind === 'bundle') {
     inputs.push(from.location);
-    if (from.location.endsWith('.sha256')) for (const v of await listedVolumes(from.location)) inputs.push(v);
+    if (from.location.endsWith('.sha256')) for (const v of await existingSidecar(from.location)) inputs.push(v.path);
   }
   if (opts.listFile !== undefined) inputs.push(opts.listFile);
   if (opts.repair !== undefined) inputs.push(opts.repair);
@@ -334,19 +333,6 @@ async function refuseOverwritingInputs(opts: ExportOptions): Promise<void> {
       });
     }
   }
-}
-
-/** The volume files a `.sha256` list names, beside it (what sha256sum -c would read); none when it cannot be read (the reader says why later). */
-async function listedVolumes(list: string): Promise<string[]> {
-  // Over a few MiB it is no list ferry wrote (10,000 volumes take ~0.8 MB); the reader refuses it, naming its cap.
-  const size = (await stat(list).catch(() => undefined))?.size ?? 0;
-  const text = size > 0 && size <= 4 * 1024 * 1024 ? await readFile(list, 'utf8').catch(() => '') : '';
-  const out: string[] = [];
-  for (const line of text.split('\n')) {
-    const m = /^[0-9a-f]{64} [ *](.+)$/.exec(line.trim());
-    if (m) out.push(join(dirname(resolve(list)), basename(m[1]!)));
-  }
-  return out;
 }
 
 /**

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { dirname, join } from 'node:path';
+import { readFile, stat } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import { FerryError } from '../../errors.js';
 import { formatBytes } from '../../format.js';
 import { BLOCK, padding } from './tar.js';
@@ -250,4 +251,21 @@ export function parseSidecar(text: string, sidecarPath: string): SidecarEntry[] 
   });
   if (out.length === 0) throw new FerryError('E_BUNDLE_INVALID', `${sidecarPath}: lists no volumes`, { hint: 'give the .sha256 file ferry export wrote with the volumes', details: { file: sidecarPath } });
   return out;
+}
+
+/**
+ * The entries of a `.sha256` list that may be there already (an export about
+ * to write over it, or reading its input's volumes): none when there is no
+ * such file, it cannot be read, is over 4 MiB (10,000 volumes take ~0.8 MB)
+ * or is no list ferry wrote. Whoever reads it as an input says why later.
+ */
+export async function existingSidecar(list: string): Promise<SidecarEntry[]> {
+  const path = resolve(list);
+  const size = (await stat(path).catch(() => undefined))?.size ?? 0;
+  if (size === 0 || size > 4 * 1024 * 1024) return [];
+  try {
+    return parseSidecar(await readFile(path, 'utf8'), path);
+  } catch {
+    return [];
+  }
 }

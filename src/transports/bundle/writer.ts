@@ -1,6 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import { constants } from 'node:fs';
-import { type FileHandle, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { type FileHandle, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { addAbortSignal, PassThrough, pipeline as pipelineCb, Readable, Transform, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -23,7 +23,7 @@ import {
 } from './layout.js';
 import { type BundleBase, type BundleMetadata, type FormatVersion, imageRefName, serialiseMetadata } from './metadata.js';
 import { BLOCK, padding } from './tar.js';
-import { parseVolumeName, type VolumeFile, volumeName, volumeStem } from './volumes.js';
+import { existingSidecar, parseVolumeName, type VolumeFile, volumeName, volumeStem } from './volumes.js';
 import { type Candidate, findCandidates, type Progress, removeWorkFile, sweepResumeFiles, WorkFile } from './work-file.js';
 
 export { ociIndex } from './layout.js';
@@ -594,7 +594,7 @@ export class BundleDestination implements ImageDestination {
       if (!this.opts.stream && this.opts.split === undefined) await writeFileAtomic(`${resolve(this.opts.output)}.ferry.json`, wholeBytes);
       if (this.committedVolumes) {
         const stem = volumeStem(resolve(this.opts.output));
-        const before = await listedVolumeNames(`${stem}.sha256`);
+        const before = (await existingSidecar(`${stem}.sha256`)).map((e) => basename(e.path));
         await writeFileAtomic(`${stem}.ferry.json`, wholeBytes);
         // Last, so a sidecar exists only for a complete set.
         await writeFileAtomic(`${stem}.sha256`, this.committedVolumes.map((v) => `${v.sha256}  ${basename(v.path)}\n`).join(''));
@@ -972,19 +972,6 @@ async function readVerified(path: string, offset: number, desc: Pick<Descriptor,
   }
 }
 
-/** The volume names an earlier `STEM.sha256` lists (none when there is none, or it is no list ferry wrote). */
-async function listedVolumeNames(list: string): Promise<string[]> {
-  const size = (await stat(list).catch(() => undefined))?.size ?? 0;
-  if (size === 0 || size > 4 * 1024 * 1024) return [];
-  const text = await readFile(list, 'utf8').catch(() => '');
-  const names: string[] = [];
-  for (const line of text.split('\n')) {
-    const m = /^[0-9a-f]{64} [ *](.+)$/.exec(line.trim());
-    if (m) names.push(m[1]!);
-  }
-  return names;
-}
-
 /**
  * A set written over an earlier one of the same stem replaces its list: the
  * earlier volumes the new list does not name (4 volumes, now 2) would stay
@@ -997,7 +984,7 @@ async function removeReplacedVolumes(stem: string, before: readonly string[], no
   const dir = dirname(stem);
   let removed = false;
   for (const name of before) {
-    if (kept.has(name) || basename(name) !== name || parseVolumeName(join(dir, name))?.stem !== stem) continue;
+    if (kept.has(name) || parseVolumeName(join(dir, name))?.stem !== stem) continue;
     await rm(join(dir, name), { force: true });
     removed = true;
   }

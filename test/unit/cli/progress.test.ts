@@ -166,22 +166,19 @@ describe('progressObserver', () => {
   });
 
   it('verify says what it did: bytes checked, no tagging (it writes nothing)', () => {
-    const c = capture('plain');
-    const p = progressObserver(c.out, 'verify', { now: () => 0 });
-    p.phase!('planning');
-    p.planned!({ images: 2, blobs: 1, bytes: 10 });
-    p.phase!('tags');
-    p.done();
-    expect(c.text()).toMatch(/^verify: done 100%: 0 B checked, /m);
-    expect(c.text()).not.toMatch(/tagging|moved/);
-    const i = capture('plain');
-    const q = progressObserver(i.out, 'import', { now: () => 0 });
-    q.phase!('planning');
-    q.planned!({ images: 2, blobs: 1, bytes: 10 });
-    q.phase!('tags');
-    q.done();
-    expect(i.text()).toMatch(/^import: tagging 2 images$/m);
-    expect(i.text()).toMatch(/^import: done 100%: 0 B moved, /m);
+    const through = (verb: string) => {
+      const c = capture('plain');
+      const p = progressObserver(c.out, verb, { now: () => 0 });
+      p.phase!('planning');
+      p.planned!({ images: 2, blobs: 1, bytes: 10 });
+      p.phase!('tags');
+      p.done();
+      return c.text();
+    };
+    expect(through('verify')).toMatch(/^verify: done 100%: 0 B checked, /m);
+    expect(through('verify')).not.toMatch(/tagging|moved/);
+    expect(through('import')).toMatch(/^import: tagging 2 images$/m);
+    expect(through('import')).toMatch(/^import: done 100%: 0 B moved, /m);
   });
 
   it('plain lines are written every 5 s while bytes move, with percent and ETA', () => {

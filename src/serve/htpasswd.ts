@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import bcrypt from 'bcryptjs';
 import { FerryError } from '../errors.js';
 
 /**
@@ -63,6 +62,8 @@ export class Htpasswd {
     if (hash === undefined || Buffer.byteLength(password) > PASSWORD_MAX_BYTES) return undefined;
     const key = createHash('sha256').update(`${user}\0${password}\0${hash}`).digest('hex');
     if (this.remembered.has(key)) return user;
+    // Loaded at the first check, not at start: every ferry process paid for it (ssh2.ts says how much).
+    const { default: bcrypt } = await import('bcryptjs');
     const ok = await bcrypt.compare(password, hash);
     if (!ok) return undefined;
     if (this.remembered.size >= REMEMBERED_MAX) this.remembered.clear();

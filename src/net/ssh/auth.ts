@@ -1,7 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import ssh2, { type AnyAuthMethod, type AuthHandlerMiddleware, type AuthenticationType, type ParsedKey } from 'ssh2';
+import type { AnyAuthMethod, AuthHandlerMiddleware, AuthenticationType, ParsedKey } from 'ssh2';
+import { ssh2 } from './ssh2.js';
 
 /**
  * Client authentication in the order ssh(1) uses: identity files named on the
@@ -33,7 +34,7 @@ export interface AuthPlan {
 
 type Step = () => Promise<AnyAuthMethod | undefined>;
 
-function loadKey(file: string, passphrase: string | undefined, problems: string[]): ParsedKey | undefined {
+async function loadKey(file: string, passphrase: string | undefined, problems: string[]): Promise<ParsedKey | undefined> {
   let data: Buffer;
   try {
     data = readFileSync(file);
@@ -41,7 +42,7 @@ function loadKey(file: string, passphrase: string | undefined, problems: string[
     problems.push(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     return undefined;
   }
-  const parsed = ssh2.utils.parseKey(data, passphrase);
+  const parsed = (await ssh2()).utils.parseKey(data, passphrase);
   if (parsed instanceof Error) {
     problems.push(/passphrase|encrypted|decrypt/i.test(parsed.message)
       ? `${file} is encrypted and ${passphrase === undefined ? 'no passphrase was given (--ssh-passphrase-stdin)' : 'the passphrase does not open it'}`
@@ -58,7 +59,7 @@ export function planAuth(s: AuthSettings): AuthPlan {
   const keyStep = (file: string): { needs: AuthenticationType; step: Step } => ({
     needs: 'publickey',
     step: async () => {
-      const key = loadKey(file, s.passphrase, problems);
+      const key = await loadKey(file, s.passphrase, problems);
       if (!key) return undefined;
       tried.push(`key ${file}`);
       return { type: 'publickey', username: s.user, key, ...(s.passphrase !== undefined ? { passphrase: s.passphrase } : {}) };

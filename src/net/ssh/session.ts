@@ -2,13 +2,14 @@ import { setMaxListeners } from 'node:events';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
-import ssh2, { type Client, type ClientChannel, type SFTPWrapper, type ServerHostKeyAlgorithm } from 'ssh2';
+import type { Client, ClientChannel, SFTPWrapper, ServerHostKeyAlgorithm } from 'ssh2';
 import { FerryError, isFerryError } from '../../errors.js';
 import type { ConnectionFactory } from '../http.js';
 import { planAuth } from './auth.js';
 import { loadSshConfig, resolveEndpoint, type SshEndpoint } from './config.js';
 import { fingerprint, hostLookupName, keyTypeOf, KnownHosts } from './known-hosts.js';
 import { socketLike } from './socket-like.js';
+import { ssh2 } from './ssh2.js';
 
 /**
  * One SSH connection to a jump host (through any ProxyJump hops before it),
@@ -210,7 +211,8 @@ export class SshSession {
   }
 }
 
-function connectHop(ep: SshEndpoint, sock: Duplex | undefined, knownHosts: KnownHosts, opts: SshOptions, extraKeys: string[]): Promise<Client> {
+async function connectHop(ep: SshEndpoint, sock: Duplex | undefined, knownHosts: KnownHosts, opts: SshOptions, extraKeys: string[]): Promise<Client> {
+  const { Client: SshClient } = await ssh2();
   const where = label(ep);
   const auth = planAuth({
     user: ep.user,
@@ -223,7 +225,7 @@ function connectHop(ep: SshEndpoint, sock: Duplex | undefined, knownHosts: Known
   const preferred = knownHosts.keyTypesFor(ep.host, ep.port).flatMap((t) => HOST_KEY_ALGOS[t] ?? []);
 
   return new Promise<Client>((resolve, reject) => {
-    const client = new ssh2.Client();
+    const client = new SshClient();
     let ready = false;
     const fail = (e: FerryError): void => {
       if (ready) return;

@@ -141,6 +141,9 @@ describe('flag values are judged before anything runs (exit 2, naming the flag a
     ['import --jobs abc', ['import', 'BUNDLE', '--to', 'oci', 'OUT', '--jobs', 'abc']],
     ['import --to with an empty target', ['import', 'BUNDLE', '--to', 'oci', '']],
     ['import --to nosuchkind', ['import', 'BUNDLE', '--to', 'nosuchkind', 'OUT']],
+    // --platform picks docker load's one platform; any other kind lands them all, so it would be quietly ignored.
+    ['import --to oci --platform', ['import', 'BUNDLE', '--to', 'oci', 'OUT', '--platform', 'linux/arm64']],
+    ['import --to registry-layout --platform', ['import', 'BUNDLE', '--to', 'registry-layout', 'OUT', '--platform', 'linux/amd64']],
     ['push --jobs 1.5', ['push', 'BUNDLE', '--to', '127.0.0.1:1', '--jobs', '1.5']],
     ['push --flatten x', ['push', 'BUNDLE', '--to', '127.0.0.1:1', '--flatten', 'x']],
     ['push --on-existing-tag maybe', ['push', 'BUNDLE', '--to', '127.0.0.1:1', '--on-existing-tag', 'maybe']],
@@ -158,6 +161,7 @@ describe('flag values are judged before anything runs (exit 2, naming the flag a
       expect(e.code).toBe('E_USAGE');
       const flag = [...template].reverse().find((a) => a.startsWith('--') && a !== '--json');
       if (flag && !name.includes('empty') && !name.includes('no value')) expect(e.message).toContain(flag);
+      expect(existsSync(out), `${name} made ${out}`).toBe(false);
     });
   }
 

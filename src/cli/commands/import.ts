@@ -49,6 +49,12 @@ export const importCommand: CommandModule<GlobalFlags, Flags> = {
     refuseSharedStdin(argv, argv.bundle === '-', 'the bundle (-)');
     const { to, volumes } = targetOf(argv.to, argv.volumes ?? []);
     const platform = argv.platform ? parsePlatforms(argv.platform) : undefined;
+    // Every other kind lands every platform the bundle carries: a --platform there would be quietly ignored.
+    if (platform && to.kind !== 'docker-archive') {
+      throw new FerryError('E_USAGE', `--platform applies to --to docker-archive only (it picks the one platform docker load takes); --to ${to.kind} lands every platform the bundle carries`, {
+        hint: 'to carry fewer platforms, cut the bundle first: ferry export --from bundle:FILE --platform linux/amd64 -o smaller.tar',
+      });
+    }
     if (platform && platform.length > 1) throw new FerryError('E_USAGE', `--platform ${argv.platform}: a docker-archive takes one platform`, { hint: 'e.g. --platform linux/arm64' });
     const ctx = await contextFrom(argv);
     const observer = progressObserver(ctx.out, 'import');

@@ -187,6 +187,11 @@ export function parseLocation(spec: string, flag: string, allowed: readonly Kind
   const rest = spec.slice(colon + 1);
   if (colon > 0 && isKind(kind) && !(kind === 'registry' && /^\d+(\/|$)/.test(rest))) return checked({ kind, location: rest }, flag, allowed);
   if (bareRegistry && allowed.includes('registry') && isValidRegistry(spec.split('/')[0]!)) return checked({ kind: 'registry', location: spec }, flag, allowed);
+  // Kinds are lowercase, as containers/image writes its transports: `OCI:./out` says which one was meant.
+  const lower = kind.toLowerCase();
+  if (colon > 0 && lower !== kind && isKind(lower) && allowed.includes(lower)) {
+    throw new FerryError('E_USAGE', `${flag} ${JSON.stringify(spec.slice(0, 200))}: kinds are written in lowercase`, { hint: `write ${flag} ${lower}:${rest.slice(0, 200)}`, details: { flag, value: spec.slice(0, 200) } });
+  }
   throw new FerryError('E_USAGE', `${flag} ${JSON.stringify(spec.slice(0, 200))}: expected ${help}`, { hint: `e.g. ${examples}`, details: { flag, value: spec.slice(0, 200) } });
 }
 
@@ -204,6 +209,7 @@ function checked(loc: Location, flag: string, allowed: readonly KindName[]): Loc
   // An empty path would resolve to the working directory and quietly read or write there.
   if (loc.location.trim() === '') throw new FerryError('E_USAGE', `${flag} ${loc.kind}: the ${kind.location} is empty`, { hint: `name it: ${flag} ${loc.kind}:${kind.location}` });
   if (kind.path) refuseTilde(loc.location, `${flag} ${loc.kind}:${loc.location}`);
+  if (kind.path && kind.location === 'FILE') refuseFolderName(loc, flag, kind.source === undefined);
   if (loc.kind === 'registry') registryLocation(loc.location, flag);
   return loc;
 }
@@ -247,8 +253,36 @@ export function pathOfKind(word: string, flag: string, kind: KindName): string {
   return kindPrefix(word) === undefined ? word : parseLocation(word, flag, [kind]).location;
 }
 
-/** `oci:~/x`: no shell expands `~` after a colon, so it would name a folder `~` here, beside the real home. */
+/**
+ * A FILE kind written `docker-archive:out/` wrote a file named `out`, exit 0; `docker-archive:-`
+ * wrote a file named `-` where `-` means stdin or stdout elsewhere (and the two-word form refused it).
+ * A bundle read from `bundle:-` is stdin, as a bundle argument `-` is.
+ */
+function refuseFolderName(loc: Location, flag: string, written: boolean): void {
+  const shown = `${flag} ${loc.kind}:${loc.location.slice(0, 200)}`;
+  if (loc.location.endsWith('/')) {
+    throw new FerryError('E_USAGE', `${shown} names a folder: ${loc.kind} is one file`, {
+      hint: `give the file in that folder, e.g. ${flag} ${loc.kind}:${loc.location.slice(0, 200)}images.tar`, details: { flag, value: `${loc.kind}:${loc.location.slice(0, 200)}` },
+    });
+  }
+  if (written && loc.location === '-') {
+    throw new FerryError('E_USAGE', `${shown}: "-" is not stdin or stdout here, and would be a file named "-"`, {
+      hint: `name the file (${flag} ${loc.kind}:./images.tar), or write ${flag} ${loc.kind}:./- for a file named "-"`, details: { flag, value: `${loc.kind}:-` },
+    });
+  }
+}
+
+/**
+ * `oci:~/x`, `oci:~ops/x`: no shell expands `~` after a colon, so it would name a folder `~`
+ * (or `~ops`) here, beside the real home.
+ */
 function refuseTilde(path: string, shown: string): void {
+  const user = /^~([a-z_][a-z0-9_.-]*\$?)?(\/|$)/i.exec(path);
+  if (user?.[1] !== undefined) {
+    throw new FerryError('E_USAGE', `${shown}: "~${user[1]}" is not expanded here (the shell expands it only at the start of a word), and would be a folder named "~${user[1]}"`, {
+      hint: `write that user's home folder as an absolute path: e.g. ${shown.slice(0, shown.length - path.length)}/home/${user[1]}${path.slice(user[0].length - user[2]!.length)}`, details: { value: shown },
+    });
+  }
   if (path === '~' || path.startsWith('~/')) {
     throw new FerryError('E_USAGE', `${shown}: "~" is not expanded here (the shell expands it only at the start of a word), and would be a folder named "~"`, {
       hint: `write $HOME instead of ~ (the shell expands $HOME anywhere): ${shown.split(' ').pop()!.replace('~', '$HOME')}`, details: { value: shown },

@@ -57,6 +57,33 @@ describe('KIND:LOCATION, the one way a place is named', () => {
     expect(usage(() => parseLocation('nosuch:/x', '--to', ['registry'], true)).hint).not.toContain('registry-layout');
   });
 
+  it('~USER after the colon, a FILE kind ending in / or written -, and an uppercase kind are refused saying what to write', () => {
+    const usage = (spec: string, kinds: readonly string[] = DESTINATION_KINDS): { message: string; hint: string } => {
+      try {
+        parseLocation(spec, '--to', kinds as never);
+      } catch (e) {
+        if (isFerryError(e) && e.exitStatus === 2) return { message: e.message, hint: e.hint ?? '' };
+        throw e;
+      }
+      return expect.unreachable(`${spec}: no error`);
+    };
+    // Was: a folder named `~ops` in the working directory, exit 0.
+    expect(usage('oci:~ops/out').hint).toContain('--to oci:/home/ops/out');
+    expect(usage('skopeo-dir:~ops').message).toContain('"~ops" is not expanded');
+    // Was: a file named `out`, and a file named `-`, exit 0.
+    expect(usage('docker-archive:out/').hint).toContain('--to docker-archive:out/images.tar');
+    expect(usage('docker-archive:-').hint).toContain('docker-archive:./-');
+    expect(usage('bundle:b.tar/', SOURCE_KINDS).message).toContain('names a folder');
+    expect(parseLocation('bundle:-', '--from', SOURCE_KINDS).location).toBe('-');
+    // Was: "expected KIND:LOCATION" with a list of kinds, the one meant among them.
+    expect(usage('OCI:./out').hint).toBe('write --to oci:./out');
+    expect(usage('Registry-Layout:/srv/r').hint).toBe('write --to registry-layout:/srv/r');
+    // Still places: a folder whose name starts with ~ past the first character, a directory kind with a trailing /, ./-.
+    expect(parseLocation('oci:./~ops/out', '--to', DESTINATION_KINDS).location).toBe('./~ops/out');
+    expect(parseLocation('oci:out/', '--to', DESTINATION_KINDS).location).toBe('out/');
+    expect(parseLocation('docker-archive:./-', '--to', DESTINATION_KINDS).location).toBe('./-');
+  });
+
   it('a bundle argument is a path or bundle:PATH; another kind is refused saying how to bundle it', () => {
     expect(bundlePath('rel.tar', 'verify')).toBe('rel.tar');
     expect(bundlePath('bundle:./rel:1.tar', 'verify')).toBe('./rel:1.tar');

@@ -78,16 +78,19 @@ export function parseSendTarget(spec: string): SendTarget {
 
 export async function sendBundle(opts: SendOptions): Promise<SendReport> {
   const target = parseSendTarget(opts.destination);
+  // The local side is known before any connection: a missing or unreadable file was reported as the
+  // host's DNS or login failure (exit 3) when the host was unreachable, and only after connecting when it was not.
+  const list = await filesToSend(opts.files);
   const session = await SshSession.open({ ...opts.ssh, destination: target.ssh });
   try {
-    return await sendFiles(session, opts.files, target.dir, opts);
+    return await sendFiles(session, list, target.dir, opts);
   } finally {
     session.close();
   }
 }
 
 /** One file to send; `expectedSha256` when a split bundle's `.sha256` list names it (a damaged volume is not sent). */
-interface FileToSend {
+export interface FileToSend {
   path: string;
   size: number;
   expectedSha256?: string;
@@ -193,9 +196,9 @@ async function filesToSend(files: string[]): Promise<FileToSend[]> {
   return out;
 }
 
-export async function sendFiles(session: SshSession, files: string[], dir: string, opts: Pick<SendOptions, 'signal' | 'onEvent'> = {}): Promise<SendReport> {
+export async function sendFiles(session: SshSession, files: string[] | FileToSend[], dir: string, opts: Pick<SendOptions, 'signal' | 'onEvent'> = {}): Promise<SendReport> {
   const started = Date.now();
-  const list = await filesToSend(files);
+  const list = files.every((f): f is string => typeof f === 'string') ? await filesToSend(files) : files;
   opts.onEvent?.({ type: 'planned', files: list.length, bytes: list.reduce((n, f) => n + f.size, 0) });
   const fs = new SftpFileSystem(await session.sftp(), `sftp ${session.description}`, session.dropped);
   await fs.mkdirs(dir);

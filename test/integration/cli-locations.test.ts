@@ -3,7 +3,8 @@
 // near misses refused before any work with exit 2 and the --json error document saying
 // what to write: a flag that takes one value given twice (was E_INTERNAL, or the second
 // --to silently read as a bundle volume), a place where a bundle is expected, `~` after
-// the colon (was: a folder named `~` in the working directory), a URL, a kind alone.
+// the colon (was: a folder named `~` in the working directory), a URL, a kind alone, `~USER`, a
+// file kind ending in `/` or written `-`, an uppercase kind; `diff` and `send` read `bundle:FILE` too.
 import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -51,6 +52,9 @@ describe('the location syntax on every command line', () => {
     expect(jsonOf<{ images: unknown[] }>(await ferryOk(['inspect', `bundle:${bundle}`, '--json'])).images).toHaveLength(1);
     const inv = jsonOf<{ images: unknown[] }>(await ferryOk(['inventory', '--layout', `registry-layout:${layout}`, '--json']));
     expect(inv.images).toHaveLength(1);
+    // diff looked `bundle:FILE` up as a file of that name: exit 5.
+    const diff = jsonOf<{ a: { where: string; kind: string }; added: unknown[] }>(await ferryOk(['diff', `bundle:${bundle}`, bundle, '--json']));
+    expect([diff.a.where, diff.a.kind]).toEqual([bundle, 'bundle']);
   });
 
   it('serve registry-layout:DIR serves the layout, as serve --layout DIR does', async () => {
@@ -105,6 +109,16 @@ describe('the location syntax on every command line', () => {
     expect([skopeoForm.code, skopeoForm.hint]).toEqual(['E_NOT_FOUND', expect.stringContaining(`--from oci:${oci}, and names the images`)]);
     const archive = jsonOf<ErrorDoc>(await runFerry(['export', '--from', `oci:${bundle}`, '-o', 'x.tar', '--json'], { cwd })).error;
     expect(archive.hint).toContain('is a file');
+    // Were exit 0: a folder `~ops` here, a file `out`, a file `-`. Now the kind's spelling is said too.
+    expect((await usageError(['import', bundle, '--to', 'oci:~ops/out'], cwd)).hint).toContain('--to oci:/home/ops/out');
+    expect((await usageError(['import', bundle, '--to', 'docker-archive:out/'], cwd)).hint).toContain('--to docker-archive:out/images.tar');
+    expect((await usageError(['import', bundle, '--to', 'docker-archive:-'], cwd)).message).toContain('"-" is not stdin or stdout here');
+    expect((await usageError(['import', bundle, '--to', 'OCI:out'], cwd)).hint).toBe('write --to oci:out');
+    // diff said "oci:DIR: no such file" (exit 5); send said so only after an SSH connection (exit 3 for an
+    // unknown host): every local argument is judged before the host is dialled.
+    expect((await usageError(['diff', bundle, `oci:${oci}`], cwd)).hint).toContain(`ferry export --from oci:${oci}`);
+    expect((await usageError(['send', `oci:${oci}`, 'nohost.invalid:/srv'], cwd)).hint).toContain(`ferry export --from oci:${oci}`);
+    expect((await usageError(['send', 'missing.tar', 'nohost.invalid:/srv'], cwd)).message).toContain('missing.tar: no such file');
     expect(await readdir(cwd)).toEqual([]);
   });
 });

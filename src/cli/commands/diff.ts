@@ -1,4 +1,5 @@
 import type { CommandModule } from 'yargs';
+import { bundlePath } from '../../app/locations.js';
 import { contextFrom, type GlobalFlags } from '../context.js';
 
 interface Flags extends GlobalFlags {
@@ -18,7 +19,10 @@ export const diffCommand: CommandModule<GlobalFlags, Flags> = {
     const { diffTargets } = await import('../../app/diff.js');
     const { renderDiff } = await import('../../delta/diff.js');
     const ctx = await contextFrom(argv);
-    const result = await diffTargets({ a: argv.a, b: argv.b, access: ctx.registry, jobs: ctx.jobs, signal: ctx.signal });
+    // `bundle:FILE` as everywhere a bundle is read (it was looked up as a file named `bundle:FILE`: exit 5);
+    // another kind (`oci:DIR`) is a place, not a file this compares, and is said so.
+    const [a, b] = [bundlePath(argv.a, 'diff'), bundlePath(argv.b, 'diff')];
+    const result = await diffTargets({ a, b, access: ctx.registry, jobs: ctx.jobs, signal: ctx.signal });
     ctx.out.result(result, () => renderDiff(result));
   },
 };

@@ -1,4 +1,5 @@
 import type { CommandModule } from 'yargs';
+import { bundlePath } from '../../app/locations.js';
 import { FerryError } from '../../errors.js';
 import { formatBytes } from '../output.js';
 import { ProgressTracker } from '../progress.js';
@@ -31,7 +32,8 @@ export const sendCommand: CommandModule<GlobalFlags, Flags> = {
     let report: SendReport;
     try {
       report = await sendBundle({
-        files: paths, destination, ssh: ctx.sshSettings, signal: ctx.signal,
+        // `bundle:FILE` as everywhere a bundle is read; another kind (`oci:DIR`) is a place, refused saying how to bundle it.
+        files: paths.map((p) => bundlePath(p, 'send')), destination, ssh: ctx.sshSettings, signal: ctx.signal,
         onEvent: (e) => {
           switch (e.type) {
             case 'planned':

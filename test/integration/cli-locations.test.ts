@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runFerry } from '../support/cli.js';
 import { makeImage, makeLayer, Rng } from '../support/images.js';
 import { writeOciLayout } from '../support/oci-layout.js';
+import { startRegistry } from '../support/registry.js';
 import { startServe } from '../support/serve.js';
 import { makeTempDir, type TempDir } from '../support/tmp.js';
 import { ferryOk, jsonOf } from './cli-fixture.js';
@@ -64,6 +65,23 @@ describe('the location syntax on every command line', () => {
       expect(tags.tags).toEqual(['1.0']);
     } finally {
       await served.stop('SIGTERM');
+    }
+  });
+
+  it('inventory --registry takes registry:HOST and docker://HOST as push --to does (were "not a registry host", exit 2)', async () => {
+    const live = await startRegistry({ storageDir: layout });
+    try {
+      const ids: string[] = [];
+      for (const word of [live.host, `registry:${live.host}`, `docker://${live.host}`]) {
+        const inv = JSON.parse((await ferryOk(['inventory', '--registry', word])).stdout) as { id: string; images: unknown[] };
+        expect(inv.images, word).toHaveLength(1);
+        ids.push(inv.id);
+      }
+      expect(new Set(ids).size).toBe(1);
+      expect((await usageError(['inventory', '--registry', `http://${live.host}`])).message).toContain('without a scheme');
+      expect((await usageError(['inventory', '--registry', `oci:${oci}`])).message).toContain('oci cannot be used here');
+    } finally {
+      await live.stop();
     }
   });
 

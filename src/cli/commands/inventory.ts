@@ -1,6 +1,6 @@
 import type { CommandModule } from 'yargs';
-import { bundleFiles, kept, path } from '../flags.js';
-import { pathOfKind } from '../../app/locations.js';
+import { bundleFiles, kept, path, single } from '../flags.js';
+import { kindPrefix, parseLocation, pathOfKind } from '../../app/locations.js';
 import { contextFrom, type GlobalFlags } from '../context.js';
 import { formatBytes } from '../output.js';
 
@@ -15,7 +15,8 @@ export const inventoryCommand: CommandModule<GlobalFlags, Flags> = {
   command: 'inventory',
   describe: 'write what a registry, registry layout or set of bundles holds (small JSON) for `export --since`',
   builder: (y) => y
-    .option('registry', { type: 'string', describe: 'a live registry host[:port], read over its API (catalog, tags, manifests)' })
+    // `registry:HOST` and `docker://HOST` name a registry here as on push --to (they were "not a registry host"); a URL is refused saying to drop the scheme.
+    .option('registry', { type: 'string', coerce: kept((v: unknown) => { const text = single('registry')(v); return text === undefined || (kindPrefix(text) === undefined && !/^(docker|https?):\/\//i.test(text)) ? text : parseLocation(text, '--registry', ['registry'], true).location; }), describe: 'a live registry host[:port], read over its API (catalog, tags, manifests)' })
     .option('layout', { type: 'string', coerce: kept((v: unknown) => { const dir = path('layout')(v); return dir === undefined ? undefined : pathOfKind(dir, '--layout', 'registry-layout'); }), describe: 'a registry storage layout directory (the registry\'s rootdirectory)' })
     .option('bundle', { type: 'string', array: true, coerce: bundleFiles('inventory --bundle'), describe: 'bundles (or their .ferry.json) that were imported' })
     .option('output', { alias: 'o', type: 'string', describe: 'write the inventory here (default: stdout)' })

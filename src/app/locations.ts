@@ -245,7 +245,15 @@ export function bundlePath(word: string, what: string): string {
       details: { value: word.slice(0, 200) },
     });
   }
-  return pathOfKind(word, what, 'bundle');
+  const file = pathOfKind(word, what, 'bundle');
+  // `verify b.tar/` failed to open with ENOTDIR as an I/O error (exit 10, "check permissions"): a name ending in / is a folder's.
+  if (file.endsWith('/')) {
+    const bare = file.replace(/\/+$/, '');
+    throw new FerryError('E_USAGE', `${what} ${JSON.stringify(word.slice(0, 200))}: ends in "/", which names a folder, and this takes a bundle file`, {
+      hint: bare === '' ? 'name the bundle file' : `write ${bare.slice(0, 200)} if that is the bundle, or name the bundle file (or a split bundle's .sha256 list) in that folder`, details: { value: word.slice(0, 200) },
+    });
+  }
+  return file;
 }
 
 /** Where a flag names one kind of place (`--layout`, a bundle argument): a path, or the same path as `KIND:PATH`. */
@@ -262,7 +270,7 @@ function refuseFolderName(loc: Location, flag: string, written: boolean): void {
   const shown = `${flag} ${loc.kind}:${loc.location.slice(0, 200)}`;
   if (loc.location.endsWith('/')) {
     throw new FerryError('E_USAGE', `${shown} names a folder: ${loc.kind} is one file`, {
-      hint: `give the file in that folder, e.g. ${flag} ${loc.kind}:${loc.location.slice(0, 200)}images.tar`, details: { flag, value: `${loc.kind}:${loc.location.slice(0, 200)}` },
+      hint: `give the file in that folder, e.g. ${flag} ${loc.kind}:${loc.location.slice(0, 200)}${posix.basename(kindNamed(loc.kind)!.example)}`, details: { flag, value: `${loc.kind}:${loc.location.slice(0, 200)}` },
     });
   }
   if (written && loc.location === '-') {

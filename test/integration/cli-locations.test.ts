@@ -132,6 +132,8 @@ describe('the location syntax on every command line', () => {
     expect((await usageError(['import', bundle, '--to', 'docker-archive:out/'], cwd)).hint).toContain('--to docker-archive:out/images.tar');
     expect((await usageError(['import', bundle, '--to', 'docker-archive:-'], cwd)).message).toContain('"-" is not stdin or stdout here');
     expect((await usageError(['import', bundle, '--to', 'OCI:out'], cwd)).hint).toBe('write --to oci:out');
+    // Was E_IO (exit 10, "check permissions"): the file opened as a folder, ENOTDIR.
+    expect((await usageError(['verify', `${bundle}/`], cwd)).hint).toContain(`write ${bundle} if that is the bundle`);
     // diff said "oci:DIR: no such file" (exit 5); send said so only after an SSH connection (exit 3 for an
     // unknown host): every local argument is judged before the host is dialled.
     expect((await usageError(['diff', bundle, `oci:${oci}`], cwd)).hint).toContain(`ferry export --from oci:${oci}`);

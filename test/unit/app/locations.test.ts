@@ -92,5 +92,8 @@ describe('KIND:LOCATION, the one way a place is named', () => {
     expect(() => bundlePath('docker://h/x', 'verify')).toThrow(/a registry/);
     expect(() => bundlePath('bundle:', 'verify')).toThrow(/empty/);
     expect(() => bundlePath('bundle:~/r.tar', 'verify')).toThrow(/not expanded/);
+    // Was: opened, ENOTDIR, E_IO (exit 10) with a hint about permissions.
+    expect(() => bundlePath('rel.tar/', 'verify')).toThrow(/names a folder/);
+    expect(() => bundlePath('bundle:rel.tar/', 'verify')).toThrow(/names a folder/);
   });
 });

@@ -192,7 +192,27 @@ export function parseLocation(spec: string, flag: string, allowed: readonly Kind
   if (colon > 0 && lower !== kind && isKind(lower) && allowed.includes(lower)) {
     throw new FerryError('E_USAGE', `${flag} ${JSON.stringify(spec.slice(0, 200))}: kinds are written in lowercase`, { hint: `write ${flag} ${lower}:${rest.slice(0, 200)}`, details: { flag, value: spec.slice(0, 200) } });
   }
-  throw new FerryError('E_USAGE', `${flag} ${JSON.stringify(spec.slice(0, 200))}: expected ${help}`, { hint: `e.g. ${examples}`, details: { flag, value: spec.slice(0, 200) } });
+  throw new FerryError('E_USAGE', `${flag} ${JSON.stringify(spec.slice(0, 200))}: expected ${help}`, { hint: `e.g. ${withKinds(spec, flag, allowed) ?? examples}`, details: { flag, value: spec.slice(0, 200) } });
+}
+
+/**
+ * A path given without its kind (`--from ./b.tar`, `--to /srv/oci`): the kinds that could
+ * take it, written with this very path, a file name's kinds first. Undefined for a word that
+ * looks like no path (`nosuch:x`), where the kinds' own examples say more.
+ */
+function withKinds(spec: string, flag: string, allowed: readonly KindName[]): string | undefined {
+  const word = spec.slice(0, 200);
+  if (word.trim() === '') return undefined;
+  const looksFile = /\.(tar|zst|sha256|gz)$/i.test(word);
+  // `harbor.corp.local/mirror`, `10.0.0.5:5000` are hosts before they are relative paths.
+  const host = word.split('/')[0]!;
+  const looksHost = !looksFile && allowed.includes('registry') && /[.:]|^localhost$/.test(host) && !host.startsWith('.') && isValidRegistry(host);
+  if (looksHost && host.includes(':')) return `${flag} registry:${word}`;
+  if (!/^(\.{0,2}\/|\/)|^[^:]*$/.test(word)) return undefined;
+  const kinds = allowed.filter((k) => (k === 'registry' ? looksHost : kindNamed(k)!.path && (looksFile ? kindNamed(k)!.location === 'FILE' : kindNamed(k)!.location === 'DIR')));
+  // Quoted, `~` reaches here unexpanded, and is refused after a colon: the suggestion says $HOME.
+  const shown = word.replace(/^~(?=\/|$)/, '$HOME');
+  return kinds.length === 0 ? undefined : kinds.map((k) => `${flag} ${k}:${shown}`).join(', ');
 }
 
 /** The old two-word form `--to KIND TARGET`, read into the same Location. */

@@ -78,6 +78,15 @@ describe('KIND:LOCATION, the one way a place is named', () => {
     // Was: "expected KIND:LOCATION" with a list of kinds, the one meant among them.
     expect(usage('OCI:./out').hint).toBe('write --to oci:./out');
     expect(usage('Registry-Layout:/srv/r').hint).toBe('write --to registry-layout:/srv/r');
+    // A place given without its kind: the hint writes this very value with the kinds that could take it (was: the kinds' own examples).
+    expect(usage('./b.tar', SOURCE_KINDS).hint).toBe('e.g. --to bundle:./b.tar');
+    expect(usage('/srv/out').hint).toBe('e.g. --to registry-layout:/srv/out, --to skopeo-dir:/srv/out, --to oci:/srv/out');
+    expect(usage('images.tar').hint).toBe('e.g. --to docker-archive:images.tar');
+    expect(usage('10.0.0.5:5000/m').hint).toBe('e.g. --to registry:10.0.0.5:5000/m');
+    expect(usage('registry:5000').hint).toBe('e.g. --to registry:registry:5000');
+    expect(usage('harbor.corp.local/m').hint).toContain('--to registry:harbor.corp.local/m, --to registry-layout:harbor.corp.local/m');
+    expect(usage('~/out').hint).toContain('--to oci:$HOME/out');
+    expect(usage('nosuch:x').hint).toContain('--to oci:./out');
     // Still places: a folder whose name starts with ~ past the first character, a directory kind with a trailing /, ./-.
     expect(parseLocation('oci:./~ops/out', '--to', DESTINATION_KINDS).location).toBe('./~ops/out');
     expect(parseLocation('oci:out/', '--to', DESTINATION_KINDS).location).toBe('out/');

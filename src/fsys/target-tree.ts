@@ -276,7 +276,11 @@ export class TargetTree implements FileSystemPort {
   async rm(path: string): Promise<void> {
     if ((await this.checkDirs(dirname(path))) !== undefined) return;
     if (path !== this.root) await this.lstatNoLink(path);
-    await rm(path, { recursive: true, force: true });
+    // force covers ENOENT only: under a root that is a file (--to skopeo-dir:b.tar) the staging folder's
+    // removal at close met ENOTDIR, and that error replaced the preflight's, which names the user's path.
+    await rm(path, { recursive: true, force: true }).catch((e: unknown) => {
+      if (!isMissing(e)) throw e;
+    });
     this.forget(path);
   }
 

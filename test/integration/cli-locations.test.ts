@@ -5,7 +5,7 @@
 // --to silently read as a bundle volume), a place where a bundle is expected, `~` after
 // the colon (was: a folder named `~` in the working directory), a URL, a kind alone, `~USER`, a
 // file kind ending in `/` or written `-`, an uppercase kind; `diff` and `send` read `bundle:FILE` too.
-import { mkdir, readdir } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runFerry } from '../support/cli.js';
@@ -82,6 +82,20 @@ describe('the location syntax on every command line', () => {
       expect((await usageError(['inventory', '--registry', `oci:${oci}`])).message).toContain('oci cannot be used here');
     } finally {
       await live.stop();
+    }
+  });
+
+  it('a folder kind whose place is a file: E_IO naming that file for every kind, the file untouched', async () => {
+    // skopeo-dir's message was about its hidden staging folder (.ferry-tmp-staging.PID…): removing it at
+    // close met ENOTDIR, and that error replaced the one the check before the first byte had made.
+    const file = path('a-file');
+    await writeFile(file, 'not a folder\n');
+    for (const kind of ['skopeo-dir', 'oci', 'registry-layout']) {
+      const r = await runFerry(['import', bundle, '--to', `${kind}:${file}`, '--json']);
+      const err = jsonOf<ErrorDoc>(r).error;
+      expect([r.code, err.code], kind).toEqual([10, 'E_IO']);
+      expect(err.message, kind).toBe(`--to ${kind} ${file} has a file where a folder should be (ENOTDIR)`);
+      expect(await readFile(file, 'utf8')).toBe('not a folder\n');
     }
   });
 

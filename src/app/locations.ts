@@ -225,9 +225,19 @@ export function locationOf(kind: string, target: string, flag: string, allowed: 
 
 function checked(loc: Location, flag: string, allowed: readonly KindName[]): Location {
   const kind = kindNamed(loc.kind)!;
-  if (!allowed.includes(loc.kind)) throw new FerryError('E_USAGE', `${flag} ${loc.kind}:…: ${loc.kind} cannot be used here`, { hint: `use one of ${allowed.join(', ')}` });
+  if (!allowed.includes(loc.kind)) {
+    const value = `${loc.kind}:${loc.location.slice(0, 200)}`;
+    // What the user meant is known from the kind: say how that is done, not only which kinds the flag takes.
+    const how = loc.kind === 'registry' && !allowed.includes('registry') && SOURCE_KINDS.some((k) => allowed.includes(k))
+      ? `; images in a registry are named as arguments: ferry export ${loc.location.slice(0, 200) || 'HOST'}/REPO:TAG …`
+      : loc.kind === 'docker-archive' && !kind.source && allowed.some((k) => kindNamed(k)!.source)
+        ? `; ferry does not read docker archives: skopeo copy docker-archive:FILE oci:DIR:NAME:TAG, then ${flag} oci:DIR`
+        : loc.kind === 'bundle' && !kind.destination && allowed.some((k) => kindNamed(k)!.destination) ? '; a bundle is what ferry export -o writes'
+          : kind.destination && allowed.length === 1 && allowed[0] === 'registry' ? `; ferry import B --to ${value} writes that place` : '';
+    throw new FerryError('E_USAGE', `${flag} ${JSON.stringify(value)}: ${loc.kind} cannot be used here`, { hint: `use one of ${allowed.join(', ')}${how}`, details: { flag, value } });
+  }
   // An empty path would resolve to the working directory and quietly read or write there.
-  if (loc.location.trim() === '') throw new FerryError('E_USAGE', `${flag} ${loc.kind}: the ${kind.location} is empty`, { hint: `name it: ${flag} ${loc.kind}:${kind.location}` });
+  if (loc.location.trim() === '') throw new FerryError('E_USAGE', `${flag} ${loc.kind}: the ${kind.location} is empty`, { hint: `name it: ${flag} ${loc.kind}:${kind.location}`, details: { flag, value: `${loc.kind}:${loc.location}` } });
   if (kind.path) refuseTilde(loc.location, `${flag} ${loc.kind}:${loc.location}`);
   if (kind.path && kind.location === 'FILE') refuseFolderName(loc, flag, kind.source === undefined);
   if (loc.kind === 'registry') registryLocation(loc.location, flag);

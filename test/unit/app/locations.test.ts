@@ -87,6 +87,13 @@ describe('KIND:LOCATION, the one way a place is named', () => {
     expect(usage('harbor.corp.local/m').hint).toContain('--to registry:harbor.corp.local/m, --to registry-layout:harbor.corp.local/m');
     expect(usage('~/out').hint).toContain('--to oci:$HOME/out');
     expect(usage('nosuch:x').hint).toContain('--to oci:./out');
+    // A kind the flag cannot take: the value in the message and details, and how the thing meant is done.
+    const registryFrom = usage('registry:h.local:5000', SOURCE_KINDS);
+    expect(registryFrom.message).toContain('--to "registry:h.local:5000": registry cannot be used here');
+    expect(registryFrom.hint).toContain('ferry export h.local:5000/REPO:TAG');
+    expect(usage('docker-archive:x.tar', SOURCE_KINDS).hint).toContain('skopeo copy docker-archive:FILE oci:DIR');
+    expect(usage('bundle:x.tar').hint).toContain('ferry export -o writes');
+    expect(usage('oci:out', ['registry']).hint).toContain('ferry import B --to oci:out');
     // Still places: a folder whose name starts with ~ past the first character, a directory kind with a trailing /, ./-.
     expect(parseLocation('oci:./~ops/out', '--to', DESTINATION_KINDS).location).toBe('./~ops/out');
     expect(parseLocation('oci:out/', '--to', DESTINATION_KINDS).location).toBe('out/');

@@ -144,7 +144,7 @@ async function volumeSetOf(file: string): Promise<VolumeSetFiles | undefined> {
     const count = meta.volume.count;
     volumes = Array.from({ length: count }, (_, i) => ({ path: volumeName(stem, i, count, named.compressed) }));
   } else {
-    throw new FerryError('E_USAGE', `${file}: no such file`, { hint: 'name the split bundle\'s .sha256 list as ferry export wrote it, or one of its volumes' });
+    throw new FerryError('E_NOT_FOUND', `${file}: no such file`, { hint: 'name the split bundle\'s .sha256 list as ferry export wrote it, or one of its volumes', details: { file } });
   }
   const missing: string[] = [];
   for (const [i, v] of volumes.entries()) if (!(await exists(v.path))) missing.push(`volume ${i + 1} of ${volumes.length} (${v.path})`);
@@ -188,7 +188,8 @@ async function filesToSend(files: string[]): Promise<FileToSend[]> {
   const out: FileToSend[] = [];
   for (const f of ordered) {
     const s = await stat(f.path).catch((e: NodeJS.ErrnoException) => {
-      throw new FerryError('E_USAGE', `${f.path}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`, { hint: 'name the bundle file to send', cause: e });
+      // As every other command that reads a bundle: a missing file is E_NOT_FOUND (exit 5), an unreadable one E_IO.
+      throw new FerryError(e.code === 'ENOENT' ? 'E_NOT_FOUND' : 'E_IO', `${f.path}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`, { hint: 'name the bundle file to send', cause: e, details: { file: f.path } });
     });
     if (!s.isFile()) throw new FerryError('E_USAGE', `${f.path}: not a file`, { hint: 'name the bundle file to send' });
     out.push({ ...f, size: s.size });

@@ -152,7 +152,9 @@ describe('the location syntax on every command line', () => {
     // unknown host): every local argument is judged before the host is dialled.
     expect((await usageError(['diff', bundle, `oci:${oci}`], cwd)).hint).toContain(`ferry export --from oci:${oci}`);
     expect((await usageError(['send', `oci:${oci}`, 'nohost.invalid:/srv'], cwd)).hint).toContain(`ferry export --from oci:${oci}`);
-    expect((await usageError(['send', 'missing.tar', 'nohost.invalid:/srv'], cwd)).message).toContain('missing.tar: no such file');
+    // A missing file is E_NOT_FOUND as for every other bundle reader (send said E_USAGE).
+    const missing = await runFerry(['send', 'missing.tar', 'nohost.invalid:/srv', '--json'], { cwd });
+    expect([missing.code, jsonOf<ErrorDoc>(missing).error.message]).toEqual([5, 'missing.tar: no such file']);
     expect(await readdir(cwd)).toEqual([]);
   });
 });

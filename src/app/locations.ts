@@ -267,11 +267,14 @@ export function kindPrefix(word: string): KindName | undefined {
  * kind is a place, not a bundle, and says how to bundle it. A file whose name
  * starts like a kind is written `./oci:name`.
  */
-export function bundlePath(word: string, what: string): string {
+export function bundlePath(word: string, what: string, writes: readonly KindName[] = []): string {
   const kind = word.startsWith('docker://') ? 'registry' : kindPrefix(word);
   if (kind !== undefined && kind !== 'bundle') {
+    // Where the command writes that kind (`ferry import b.tar oci:out`), the place is most likely its target with --to left out.
+    const how = writes.includes(kind) ? `the place to write goes after --to: ferry ${what} B.tar --to ${word.slice(0, 200)}`
+      : kind === 'registry' ? 'bundle its images first: ferry export IMAGE… -o B.tar' : SOURCE_KINDS.includes(kind) ? `bundle it first: ferry export --from ${word.slice(0, 200)} -o B.tar` : 'give the bundle file';
     throw new FerryError('E_USAGE', `${what} ${JSON.stringify(word.slice(0, 200))}: names ${kind === 'registry' ? 'a registry' : `a place of kind ${kind}`}, and this takes a bundle file`, {
-      hint: `${kind === 'registry' ? 'bundle its images first: ferry export IMAGE… -o B.tar' : SOURCE_KINDS.includes(kind) ? `bundle it first: ferry export --from ${word.slice(0, 200)} -o B.tar` : 'give the bundle file'}; a file whose name starts like that is written ./${word.slice(0, 200)}`,
+      hint: `${how}; a file whose name starts like that is written ./${word.slice(0, 200)}`,
       details: { value: word.slice(0, 200) },
     });
   }

@@ -1,5 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { bundlePath, kindPrefix } from '../app/locations.js';
+import { bundlePath, kindPrefix, type KindName } from '../app/locations.js';
 import { FerryError } from '../errors.js';
 
 /**
@@ -106,16 +106,16 @@ export function path(flag: string): (v: unknown) => string | undefined {
  * command takes it, or `bundle:PATH` (the one location syntax); another kind
  * (`oci:DIR`) is refused, saying how to bundle it.
  */
-export function bundleFile(what: string): (v: unknown) => string {
+export function bundleFile(what: string, writes: readonly KindName[] = []): (v: unknown) => string {
   return kept((v) => {
     const word = v === '' || v === true || v === undefined ? '-' : typeof v === 'string' ? v : JSON.stringify(v);
-    return word === '-' ? word : bundlePath(word, what);
+    return word === '-' ? word : bundlePath(word, what, writes);
   });
 }
 
 /** bundleFile for positionals and flags that take several (a repeatable flag given once is one string). */
-export function bundleFiles(what: string): (v: unknown) => string[] | undefined {
-  const one = bundleFile(what);
+export function bundleFiles(what: string, writes: readonly KindName[] = []): (v: unknown) => string[] | undefined {
+  const one = bundleFile(what, writes);
   return kept((v) => (v === undefined ? undefined : ([] as unknown[]).concat(v).map(one)));
 }
 

@@ -146,6 +146,9 @@ describe('the location syntax on every command line', () => {
     expect((await usageError(['import', bundle, '--to', 'docker-archive:out/'], cwd)).hint).toContain('--to docker-archive:out/images.tar');
     expect((await usageError(['import', bundle, '--to', 'docker-archive:-'], cwd)).message).toContain('"-" is not stdin or stdout here');
     expect((await usageError(['import', bundle, '--to', 'OCI:out'], cwd)).hint).toBe('write --to oci:out');
+    // --to left out: the place is named as where to write (the hint said to bundle it first).
+    expect((await usageError(['import', bundle, 'oci:out'], cwd)).hint).toContain('the place to write goes after --to: ferry import B.tar --to oci:out');
+    expect((await usageError(['push', bundle, 'registry:h.local/m'], cwd)).hint).toContain('ferry push B.tar --to registry:h.local/m');
     // Was E_IO (exit 10, "check permissions"): the file opened as a folder, ENOTDIR.
     expect((await usageError(['verify', `${bundle}/`], cwd)).hint).toContain(`write ${bundle} if that is the bundle`);
     // diff said "oci:DIR: no such file" (exit 5); send said so only after an SSH connection (exit 3 for an

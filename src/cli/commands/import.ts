@@ -26,8 +26,8 @@ export const importCommand: CommandModule<GlobalFlags, Flags> = {
   command: 'import <bundle> [volumes..]',
   describe: 'write a bundle\'s images into a registry storage layout, skopeo dir trees, an OCI layout, a docker-archive or a registry',
   builder: (y) => y
-    .positional('bundle', { type: 'string', demandOption: true, coerce: bundleFile('import'), describe: 'bundle file, a volume of a split bundle, its .sha256 list, or - for stdin' })
-    .positional('volumes', { type: 'string', array: true, coerce: bundleFiles('import'), describe: 'further volumes of a split bundle (any order), or its .sha256 list; and repair bundles of `ferry export --repair` (spec/repair.md)' })
+    .positional('bundle', { type: 'string', demandOption: true, coerce: bundleFile('import', DESTINATION_KINDS), describe: 'bundle file, a volume of a split bundle, its .sha256 list, or - for stdin' })
+    .positional('volumes', { type: 'string', array: true, coerce: bundleFiles('import', DESTINATION_KINDS), describe: 'further volumes of a split bundle (any order), or its .sha256 list; and repair bundles of `ferry export --repair` (spec/repair.md)' })
     .option('to', { type: 'string', array: true, requiresArg: true, demandOption: true, describe: `KIND:TARGET (or KIND TARGET); KIND is one of ${DESTINATION_KINDS.join(', ')}` })
     .option('image', { type: 'string', array: true, describe: 'import only images whose reference matches (glob: * and ?), repeatable' })
     .option('rename', { type: 'string', array: true, describe: 'OLD_PREFIX=NEW_PREFIX repository mapping, e.g. docker.io/library=library (repeatable)' })

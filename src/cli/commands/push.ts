@@ -27,8 +27,8 @@ export const pushCommand: CommandModule<GlobalFlags, Flags> = {
   command: 'push <bundle> [volumes..]',
   describe: 'push a bundle\'s images to a registry (Harbor, distribution, …): blobs skipped when present, mounted across repositories',
   builder: (y) => y
-    .positional('bundle', { type: 'string', demandOption: true, coerce: bundleFile('push'), describe: 'bundle file, a volume of a split bundle, its .sha256 list, or - for stdin' })
-    .positional('volumes', { type: 'string', array: true, coerce: bundleFiles('push'), describe: 'further volumes of a split bundle (any order), or its .sha256 list; and repair bundles of `ferry export --repair` (spec/repair.md)' })
+    .positional('bundle', { type: 'string', demandOption: true, coerce: bundleFile('push', ['registry']), describe: 'bundle file, a volume of a split bundle, its .sha256 list, or - for stdin' })
+    .positional('volumes', { type: 'string', array: true, coerce: bundleFiles('push', ['registry']), describe: 'further volumes of a split bundle (any order), or its .sha256 list; and repair bundles of `ferry export --repair` (spec/repair.md)' })
     .option('to', { type: 'string', demandOption: true, describe: 'registry host[:port][/prefix], also written registry:host… or docker://host…' })
     .option('image', { type: 'string', array: true, describe: 'push only images whose reference matches (glob), repeatable' })
     .option('project-map', { alias: 'rename', type: 'string', array: true, describe: 'OLD_PREFIX=NEW_PREFIX, e.g. docker.io/library=library' })

@@ -108,6 +108,9 @@ describe('KIND:LOCATION, the one way a place is named', () => {
     expect(() => bundlePath('docker://h/x', 'verify')).toThrow(/a registry/);
     expect(() => bundlePath('bundle:', 'verify')).toThrow(/empty/);
     expect(() => bundlePath('bundle:~/r.tar', 'verify')).toThrow(/not expanded/);
+    // Where the command writes that kind, --to was left out (the hint said to bundle the place first).
+    expect(() => bundlePath('oci:./out', 'import', DESTINATION_KINDS)).toThrow(expect.objectContaining({ hint: expect.stringContaining('goes after --to: ferry import B.tar --to oci:./out') }));
+    expect(() => bundlePath('oci:./out', 'push', ['registry'])).toThrow(expect.objectContaining({ hint: expect.stringContaining('ferry export --from oci:./out') }));
     // Was: opened, ENOTDIR, E_IO (exit 10) with a hint about permissions.
     expect(() => bundlePath('rel.tar/', 'verify')).toThrow(/names a folder/);
     expect(() => bundlePath('bundle:rel.tar/', 'verify')).toThrow(/names a folder/);

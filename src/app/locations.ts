@@ -220,6 +220,8 @@ export function locationOf(kind: string, target: string, flag: string, allowed: 
   if (!isKind(kind) || !allowed.includes(kind)) {
     throw new FerryError('E_USAGE', `${flag} ${kind}: unknown target kind`, { hint: `use one of ${allowed.join(', ')}`, details: { flag, value: kind } });
   }
+  // `--to registry docker://HOST/P` as skopeo writes it (was: "docker:" is not a registry host); a URL gets its own hint.
+  if (kind === 'registry' && /^(docker|https?):\/\//i.test(target)) return parseLocation(target, flag, ['registry'], true);
   return checked({ kind, location: target }, flag, allowed);
 }
 
@@ -239,6 +241,15 @@ function checked(loc: Location, flag: string, allowed: readonly KindName[]): Loc
   // An empty path would resolve to the working directory and quietly read or write there.
   if (loc.location.trim() === '') throw new FerryError('E_USAGE', `${flag} ${loc.kind}: the ${kind.location} is empty`, { hint: `name it: ${flag} ${loc.kind}:${kind.location}`, details: { flag, value: `${loc.kind}:${loc.location}` } });
   if (kind.path) refuseTilde(loc.location, `${flag} ${loc.kind}:${loc.location}`);
+  // `--to oci docker://h/x` made the folders docker:/h/x here, exit 0: a URL is no path.
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(loc.location);
+  if (kind.path && scheme) {
+    const value = `${loc.kind}:${loc.location.slice(0, 200)}`;
+    throw new FerryError('E_USAGE', `${flag} ${JSON.stringify(value)}: ${scheme[1]}://… is a URL, and ${loc.kind} takes a ${kind.location} on this machine`, {
+      hint: `${allowed.includes('registry') && /^(docker|https?)$/i.test(scheme[1]!) ? `a registry is written ${flag} registry:${loc.location.slice(scheme[0].length, 200)}; ` : ''}a ${kind.location === 'DIR' ? 'folder' : 'file'} of that name is written ${flag} ${loc.kind}:./${loc.location.slice(0, 200)}`,
+      details: { flag, value },
+    });
+  }
   if (kind.path && kind.location === 'FILE') refuseFolderName(loc, flag, kind.source === undefined);
   if (loc.kind === 'registry') registryLocation(loc.location, flag);
   return loc;

@@ -146,6 +146,8 @@ describe('the location syntax on every command line', () => {
     expect((await usageError(['import', bundle, '--to', 'docker-archive:out/'], cwd)).hint).toContain('--to docker-archive:out/images.tar');
     expect((await usageError(['import', bundle, '--to', 'docker-archive:-'], cwd)).message).toContain('"-" is not stdin or stdout here');
     expect((await usageError(['import', bundle, '--to', 'OCI:out'], cwd)).hint).toBe('write --to oci:out');
+    // Was exit 0 with folders docker:/h/x made here.
+    expect((await usageError(['import', bundle, '--to', 'oci', 'docker://h/x'], cwd)).hint).toContain('--to registry:h/x');
     // --to left out: the place is named as where to write (the hint said to bundle it first).
     expect((await usageError(['import', bundle, 'oci:out'], cwd)).hint).toContain('the place to write goes after --to: ferry import B.tar --to oci:out');
     expect((await usageError(['push', bundle, 'registry:h.local/m'], cwd)).hint).toContain('ferry push B.tar --to registry:h.local/m');

@@ -35,6 +35,13 @@ describe('KIND:LOCATION, the one way a place is named', () => {
   it('the two-word form gives the same Location', () => {
     expect(locationOf('skopeo-dir', './images', '--to', DESTINATION_KINDS)).toEqual(parseLocation('skopeo-dir:./images', '--to', DESTINATION_KINDS));
     expect(() => locationOf('bundle', 'x', '--to', DESTINATION_KINDS)).toThrow(/unknown target kind/);
+    // docker:// after the kind word, as skopeo writes it (was: "docker:" is not a registry host).
+    expect(locationOf('registry', 'docker://h.local:5000/m', '--to', DESTINATION_KINDS)).toEqual({ kind: 'registry', location: 'h.local:5000/m' });
+    expect(() => locationOf('registry', 'https://h.local/m', '--to', DESTINATION_KINDS)).toThrow(/without a scheme/);
+    // A URL where a path goes made folders docker:/h/x, exit 0; ./docker://h is still a path.
+    expect(() => locationOf('oci', 'docker://h/x', '--to', DESTINATION_KINDS)).toThrow(expect.objectContaining({ hint: expect.stringContaining('--to registry:h/x') }));
+    expect(() => parseLocation('oci:http://h/x', '--from', SOURCE_KINDS)).toThrow(/is a URL/);
+    expect(parseLocation('oci:./docker://h', '--to', DESTINATION_KINDS).location).toBe('./docker://h');
   });
 
   it('says what to write for the near misses: a kind alone, a URL, ~ after the colon; hints name only kinds the flag takes', () => {

@@ -230,7 +230,7 @@ function checked(loc: Location, flag: string, allowed: readonly KindName[]): Loc
   if (!allowed.includes(loc.kind)) {
     const value = `${loc.kind}:${loc.location.slice(0, 200)}`;
     // What the user meant is known from the kind: say how that is done, not only which kinds the flag takes.
-    const how = loc.kind === 'registry' && !allowed.includes('registry') && SOURCE_KINDS.some((k) => allowed.includes(k))
+    const how = loc.kind === 'registry' && flag === '--from'
       ? `; images in a registry are named as arguments: ferry export ${loc.location.slice(0, 200) || 'HOST'}/REPO:TAG …`
       : loc.kind === 'docker-archive' && !kind.source && allowed.some((k) => kindNamed(k)!.source)
         ? `; ferry does not read docker archives: skopeo copy docker-archive:FILE oci:DIR:NAME:TAG, then ${flag} oci:DIR`

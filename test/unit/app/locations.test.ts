@@ -95,8 +95,15 @@ describe('KIND:LOCATION, the one way a place is named', () => {
     expect(usage('~/out').hint).toContain('--to oci:$HOME/out');
     expect(usage('nosuch:x').hint).toContain('--to oci:./out');
     // A kind the flag cannot take: the value in the message and details, and how the thing meant is done.
-    const registryFrom = usage('registry:h.local:5000', SOURCE_KINDS);
-    expect(registryFrom.message).toContain('--to "registry:h.local:5000": registry cannot be used here');
+    let registryFrom: { message: string; hint: string } = { message: '', hint: '' };
+    try {
+      parseLocation('registry:h.local:5000', '--from', SOURCE_KINDS);
+    } catch (e) {
+      if (isFerryError(e)) registryFrom = { message: e.message, hint: e.hint ?? '' };
+    }
+    expect(registryFrom.message).toContain('--from "registry:h.local:5000": registry cannot be used here');
+    // serve names no registry to export from: the kinds it takes, nothing more.
+    expect(usage('registry:h.local', ['registry-layout', 'oci']).hint).toBe('use one of registry-layout, oci');
     expect(registryFrom.hint).toContain('ferry export h.local:5000/REPO:TAG');
     expect(usage('docker-archive:x.tar', SOURCE_KINDS).hint).toContain('skopeo copy docker-archive:FILE oci:DIR');
     expect(usage('bundle:x.tar').hint).toContain('ferry export -o writes');

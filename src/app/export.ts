@@ -1,4 +1,4 @@
-import { basename, resolve } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { copyImages } from '../copy/engine.js';
 import type { CopyObserver } from '../copy/events.js';
@@ -34,7 +34,7 @@ import { sizeExport } from './plan.js';
 import { countingFirstPass, fetchConfigs, layoutRequest } from './bundle-layout.js';
 import { checkBundleLimits, checkLowerBounds } from './bundle-limits.js';
 import type { PrefixSupply } from './resumable-source.js';
-import { prepareDirectory, prepareOutputFile, refuseInputAsOutput, requireSpace } from '../fsys/preflight.js';
+import { missingFolders, prepareDirectory, prepareOutputFile, refuseInputAsOutput, removeEmptyFolders, requireSpace } from '../fsys/preflight.js';
 import { existingSidecar, parseVolumeName, volumeStem } from '../transports/bundle/volumes.js';
 import { leaveOutMissing, type SkippedImage, withoutMissingFailures } from './skip-missing.js';
 
@@ -136,6 +136,21 @@ export interface ExportCacheReport extends TrimReport {
  * that silently lacks an image is worse than none.
  */
 export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
+  // The output's and the cache's folders are made before the first byte, to know they can be written; a run
+  // refused after that (a --from or -f that is not there, an image that is missing) takes away those still empty.
+  const made = [
+    await missingFolders(resolve(opts.cacheDir ?? defaultCacheDir())),
+    opts.output === '-' ? [] : await missingFolders(dirname(resolve(opts.output))),
+  ];
+  try {
+    return await exportBundleChecked(opts);
+  } catch (e) {
+    for (const chain of made) await removeEmptyFolders(chain);
+    throw e;
+  }
+}
+
+async function exportBundleChecked(opts: ExportOptions): Promise<ExportResult> {
   const started = Date.now();
   // Flags first: a wrong value should not wait for bases, folders or registries.
   if (opts.from !== undefined) parseLocation(opts.from, '--from', SOURCE_KINDS);

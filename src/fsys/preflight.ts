@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { lstat, open, rm, stat, statfs } from 'node:fs/promises';
+import { lstat, open, rm, rmdir, stat, statfs } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { FerryError, fileSystemAdvice } from '../errors.js';
 import { formatBytes } from '../format.js';
@@ -30,6 +30,27 @@ export async function prepareOutputFile(path: string, what: string, opts: { owne
     });
   }
   await prepareDirectory(dirname(full), `the folder of ${what}`, opts);
+}
+
+/**
+ * The folders on the way to `dir` that are not there yet, deepest first: what a
+ * run that makes `dir` before its first byte must take away again when it then
+ * fails (`export --from oci:typo -o new/x.tar` left an empty `new`).
+ */
+export async function missingFolders(dir: string): Promise<string[]> {
+  const missing: string[] = [];
+  for (let p = resolve(dir); !(await lstat(p).then(() => true, () => false)); p = dirname(p)) {
+    missing.push(p);
+    if (dirname(p) === p) break;
+  }
+  return missing;
+}
+
+/** Removes `folders` (deepest first) while they are empty: what the run put in one (a work file to resume from) keeps it. */
+export async function removeEmptyFolders(folders: readonly string[]): Promise<void> {
+  for (const folder of folders) {
+    if (!(await rmdir(folder).then(() => true, () => false))) return;
+  }
 }
 
 /**

@@ -160,6 +160,9 @@ describe('the location syntax on every command line', () => {
     // A missing file is E_NOT_FOUND as for every other bundle reader (send said E_USAGE).
     const missing = await runFerry(['send', 'missing.tar', 'nohost.invalid:/srv', '--json'], { cwd });
     expect([missing.code, jsonOf<ErrorDoc>(missing).error.message]).toEqual([5, 'missing.tar: no such file']);
+    // A --from that is not there, refused after -o's and --cache's folders were made to probe them: left them empty.
+    const typo = await runFerry(['export', '--from', 'oci:no-such-layout', '-o', 'new/x.tar', '--cache', 'new/cache', '--json'], { cwd });
+    expect([typo.code, jsonOf<ErrorDoc>(typo).error.code]).toEqual([5, 'E_NOT_FOUND']);
     expect(await readdir(cwd)).toEqual([]);
   });
 });

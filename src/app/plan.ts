@@ -2,7 +2,7 @@ import { type CopyPlan, foreignLayersOf, type ImageRequest, planCopy } from '../
 import { checkMetadataLimits } from '../transports/bundle/layout.js';
 import { serialiseMetadata } from '../transports/bundle/metadata.js';
 import { loadBases } from '../delta/inputs.js';
-import { FerryError } from '../errors.js';
+import { FerryError, isFerryError } from '../errors.js';
 import { formatBytes, table } from '../format.js';
 import type { Digest } from '../oci/digest.js';
 import type { Platform } from '../oci/platform.js';
@@ -16,6 +16,7 @@ import { type ListedImage, readImageList } from './image-list.js';
 import type { RegistryAccess } from './registry-access.js';
 import { openRegistries } from './resumable-source.js';
 import { configInfoSink, fetchConfigs, planLayout } from './bundle-layout.js';
+import { checkLowerBounds } from './bundle-limits.js';
 
 export interface PlanOptions {
   listFile?: string | undefined;
@@ -76,6 +77,8 @@ export interface ExportPlan {
   split?: { volumeBytes: number; volumes: number };
   /** With --skip-missing: the images an export would leave out, gone upstream. */
   skipped?: SkippedImage[];
+  /** A limit of the bundle readers this bundle would pass (export refuses it): also for --json, where warning lines are not printed. */
+  warnings?: string[];
 }
 
 /** tar framing: a 512-byte header per entry, contents padded to 512, two zero blocks at the end. */
@@ -155,6 +158,10 @@ export async function planExport(opts: PlanOptions): Promise<ExportPlan> {
     // The writer's own layout: its cut counts the volumes, its metadata is what readers will parse.
     const delta = since ? { bases: since.bases, omitted: new Set(since.held.keys()) } : undefined;
     const foreign = new Set([...foreignLayersOf(plan).keys()].filter((d) => !delta?.omitted.has(d)));
+    // Every limit export refuses before its first fetch is warned about here: each config and the
+    // manifests and configs together within what readers hold (it only checked the metadata, so a
+    // 65 MiB config planned clean and then failed the export), then the metadata.
+    let overLimit = limitBreach(() => checkLowerBounds(plan, { omitted: (d) => delta?.omitted.has(d) ?? false, description: 'the bundle' }));
     let infos;
     if (opts.split !== undefined) {
       const sink = configInfoSink();
@@ -163,16 +170,27 @@ export async function planExport(opts: PlanOptions): Promise<ExportPlan> {
     }
     const { layout, slack } = planLayout(plan, { ...(infos ? { infos } : {}), ...(delta ? { delta } : {}), foreign, ...(opts.split !== undefined ? { split: opts.split } : {}), description: 'ferry plan' });
     result.bundle.metadataBytes = layout.files.reduce((m, f) => Math.max(m, serialiseMetadata(f.meta).length), 0) + slack.bytes;
-    try {
-      checkMetadataLimits(layout, 'the bundle', slack);
-    } catch (e) {
-      opts.warn?.(`${(e as Error).message}; ${(e as { hint?: string }).hint ?? ''}`);
+    overLimit ??= limitBreach(() => checkMetadataLimits(layout, 'the bundle', slack));
+    if (overLimit) {
+      result.warnings = [overLimit];
+      opts.warn?.(overLimit);
     }
     if (opts.split !== undefined) result.split = { volumeBytes: opts.split, volumes: layout.files.length };
     if (missing && missing.skipped.length > 0) result.skipped = missing.skipped;
     return result;
   } finally {
     await source.close();
+  }
+}
+
+/** A reader limit the bundle would pass, as a warning line (message; hint); other failures propagate. */
+function limitBreach(check: () => void): string | undefined {
+  try {
+    check();
+    return undefined;
+  } catch (e) {
+    if (!isFerryError(e, 'E_USAGE')) throw e;
+    return `${e.message}; ${e.hint ?? ''}`;
   }
 }
 

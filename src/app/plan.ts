@@ -69,7 +69,7 @@ export interface ExportPlan {
   /** `metadataBytes`: ferry.json as the export would write it (the largest volume's; plain images' platforms allowed for unless --split read the configs). */
   bundle: { storedBytes: number; approxFileBytes: number; metadataBytes?: number };
   disk: {
-    /** New cache entries plus the bundle file (uncompressed: zstd only makes it smaller). */
+    /** The bundle file (uncompressed: zstd only makes it smaller), plus the new cache entries when the export writes the cache (--cache, FERRY_CACHE). */
     export: number;
     /** The bundle file plus what the import writes (the target's own dedup can only make it less). */
     import: number;
@@ -152,7 +152,8 @@ export async function planExport(opts: PlanOptions): Promise<ExportPlan> {
       cache: { dir: cacheDir, ...sized.cache, maxBytes: (opts.cacheMax === 'unlimited' ? undefined : opts.cacheMax ?? cacheMaxBytes(undefined)) ?? null },
       fetch: sized.fetch,
       bundle: sized.bundle,
-      disk: { export: sized.disk.export, import: sized.disk.import },
+      // As export decides (export.ts cacheWrite): without --cache or FERRY_CACHE the cache is only read, the bundle is all it writes.
+      disk: { export: opts.cacheDir !== undefined || Boolean(process.env['FERRY_CACHE']) ? sized.disk.export : sized.disk.bundleBytes, import: sized.disk.import },
     };
     if (since) result.delta = sized.omitted;
     // The writer's own layout: its cut counts the volumes, its metadata is what readers will parse.
@@ -297,7 +298,7 @@ export function renderPlan(p: ExportPlan): string {
   lines.push(
     `to fetch: ${p.fetch.blobs} blobs, ${formatBytes(p.fetch.bytes)}`,
     `bundle: about ${formatBytes(p.bundle.approxFileBytes)} uncompressed (zstd makes it smaller)`,
-    `disk needed: export about ${formatBytes(p.disk.export)} (cache + bundle), import about ${formatBytes(p.disk.import)} (bundle + target)`,
+    `disk needed: export about ${formatBytes(p.disk.export)} (${p.disk.export > p.bundle.approxFileBytes ? 'cache + bundle' : 'the bundle'}), import about ${formatBytes(p.disk.import)} (bundle + target)`,
   );
   if (p.split) lines.push(`volumes of ${p.split.volumeBytes.toLocaleString('en-US')} bytes (${formatBytes(p.split.volumeBytes)}): ${p.split.volumes}`);
   if (p.skipped) lines.push(`${p.skipped.length} image${p.skipped.length === 1 ? '' : 's'} left out (--skip-missing), gone upstream:${p.skipped.map((m) => `\n  ${m.image}${m.where ? ` (${m.where})` : ''}: ${m.reason}`).join('')}`);

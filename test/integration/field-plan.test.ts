@@ -92,6 +92,17 @@ describe('ferry plan', () => {
     expect(plan.disk.export).toBeGreaterThan(plan.fetch.bytes + plan.bundle.storedBytes - 1);
   }, 120_000);
 
+  it('disk needed without --cache is the bundle alone: the export only reads the cache then (it said cache + bundle, twice the need)', async () => {
+    const noCache = { env: { FERRY_CACHE: undefined, HOME: env.path('home') } };
+    const plan = jsonOf<PlanDoc>(await ferryOk(['plan', '-f', list, ...env.net, '--json'], noCache));
+    expect(plan.fetch.bytes).toBeGreaterThan(0);
+    expect(plan.disk.export).toBe(plan.bundle.approxFileBytes);
+    const human = await ferryOk(['plan', '-f', list, ...env.net], noCache);
+    expect(human.stdout).toMatch(/disk needed: export about [\d.]+ [KMG]iB \(the bundle\)/);
+    const cached = jsonOf<PlanDoc>(await ferryOk(['plan', '-f', list, '--cache', env.path('plan-cache'), ...env.net, '--json']));
+    expect(cached.disk.export).toBeGreaterThan(cached.bundle.approxFileBytes);
+  }, 120_000);
+
   it('after an export: everything is cached, the bundle estimate holds, and a delta against it is empty', async () => {
     const cache = env.path('cache');
     const bundle = env.path('B.tar');

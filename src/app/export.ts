@@ -1,9 +1,11 @@
+import { lstat } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { copyImages } from '../copy/engine.js';
 import type { CopyObserver } from '../copy/events.js';
 import { foreignLayersOf, type ImageRequest, planCopy, withoutBlobs } from '../copy/plan.js';
-import { FerryError } from '../errors.js';
+import { FerryError, isFerryError } from '../errors.js';
+import { formatBytes } from '../format.js';
 import type { Platform } from '../oci/platform.js';
 import { DOCKER_HUB, formatReference, fullName, type Reference } from '../oci/reference.js';
 import { BundleDestination, refuseLevelWithoutZstd } from '../transports/bundle/writer.js';
@@ -273,6 +275,8 @@ async function exportBundleChecked(opts: ExportOptions): Promise<ExportResult> {
           ...(conversions.length > 0 ? { converted: conversions } : {}),
           ...(foreign ? { foreign } : {}),
         };
+      } catch (e) {
+        throw await withKeptWorkFiles(e, destination.keptWorkFiles);
       } finally {
         await destination.close();
         if (fetchFrom !== source) await fetchFrom.close();
@@ -283,6 +287,27 @@ async function exportBundleChecked(opts: ExportOptions): Promise<ExportResult> {
   } finally {
     await source.close();
   }
+}
+
+/**
+ * A disk that filled up during the export: the work file stays beside the output
+ * so the rerun continues from it, and it holds much of the space the user must
+ * free. The generic advice ("nothing partial was left") would hide it; this names
+ * it, what it occupies, and both ways out.
+ */
+async function withKeptWorkFiles(e: unknown, kept: string[]): Promise<unknown> {
+  if (!isFerryError(e, 'E_NO_SPACE') || kept.length === 0) return e;
+  const present = (await Promise.all(kept.map(async (path) => ({ path, st: await lstat(path).catch(() => undefined) })))).filter((f) => f.st?.isFile());
+  if (present.length === 0) return e;
+  // Allocated blocks, not the apparent size: the file is sparse where nothing arrived yet.
+  const onDisk = present.reduce((n, f) => n + f.st!.blocks * 512, 0);
+  const files = present.map((f) => f.path);
+  const data = files.filter((f) => !f.endsWith('.journal'));
+  return new FerryError('E_NO_SPACE', `${e.message}\nkept for the rerun to continue from: ${data.join(', ')} (${formatBytes(onDisk)} on disk, with ${data.length > 1 ? 'their journals' : 'its journal'})`, {
+    hint: `free space on that file system (df -h shows how much), then run the same export again: it continues from the work file and does not fetch again what is in it; to give its space back instead, delete ${data.map((f) => `${basename(f)}*`).join(' ')} there`,
+    details: { ...e.details, workFiles: files, workFileBytesOnDisk: onDisk },
+    cause: e,
+  });
 }
 
 function stdoutOf(opts: ExportOptions): Writable {

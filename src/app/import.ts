@@ -52,6 +52,8 @@ export interface ImportOptions {
   ssh?: SshOptions | undefined;
   signal?: AbortSignal;
   observer?: CopyObserver;
+  /** The command the failure message names (push runs this use case too). Default: import. */
+  verb?: 'import' | 'push';
   /** `--flatten N`: cap target repository names at N path components, before the prefix (repository-mapping.ts). */
   flatten?: number | undefined;
   /**
@@ -224,7 +226,7 @@ async function importWith(opts: ImportOptions, remote?: FileSystemPort, owner?: 
       warn(written.warning);
       receipt.warnings = warnings;
     }
-    if (report.failures.length > 0) throw failureError(`import ${source.where}`, report.failures, requests.length);
+    if (report.failures.length > 0) throw failureError(`${opts.verb ?? 'import'} ${source.where}`, report.failures, requests.length);
     // Every image landed, yet the file was cut short (only its end is missing): the copy is incomplete, so is the run.
     if (report.cutShort) throw report.cutShort;
     return receipt;

@@ -2,7 +2,7 @@ import { type CopyPlan, foreignLayersOf, type ImageRequest, planCopy } from '../
 import { checkMetadataLimits } from '../transports/bundle/layout.js';
 import { serialiseMetadata } from '../transports/bundle/metadata.js';
 import { loadBases } from '../delta/inputs.js';
-import { FerryError } from '../errors.js';
+import { FerryError, isFerryError } from '../errors.js';
 import { formatBytes, table } from '../format.js';
 import type { Digest } from '../oci/digest.js';
 import type { Platform } from '../oci/platform.js';
@@ -16,6 +16,7 @@ import { type ListedImage, readImageList } from './image-list.js';
 import type { RegistryAccess } from './registry-access.js';
 import { openRegistries } from './resumable-source.js';
 import { configInfoSink, fetchConfigs, planLayout } from './bundle-layout.js';
+import { checkLowerBounds } from './bundle-limits.js';
 
 export interface PlanOptions {
   listFile?: string | undefined;
@@ -68,7 +69,7 @@ export interface ExportPlan {
   /** `metadataBytes`: ferry.json as the export would write it (the largest volume's; plain images' platforms allowed for unless --split read the configs). */
   bundle: { storedBytes: number; approxFileBytes: number; metadataBytes?: number };
   disk: {
-    /** New cache entries plus the bundle file (uncompressed: zstd only makes it smaller). */
+    /** The bundle file (uncompressed: zstd only makes it smaller), plus the new cache entries when the export writes the cache (--cache, FERRY_CACHE). */
     export: number;
     /** The bundle file plus what the import writes (the target's own dedup can only make it less). */
     import: number;
@@ -76,6 +77,8 @@ export interface ExportPlan {
   split?: { volumeBytes: number; volumes: number };
   /** With --skip-missing: the images an export would leave out, gone upstream. */
   skipped?: SkippedImage[];
+  /** A limit of the bundle readers this bundle would pass (export refuses it): also for --json, where warning lines are not printed. */
+  warnings?: string[];
 }
 
 /** tar framing: a 512-byte header per entry, contents padded to 512, two zero blocks at the end. */
@@ -149,12 +152,17 @@ export async function planExport(opts: PlanOptions): Promise<ExportPlan> {
       cache: { dir: cacheDir, ...sized.cache, maxBytes: (opts.cacheMax === 'unlimited' ? undefined : opts.cacheMax ?? cacheMaxBytes(undefined)) ?? null },
       fetch: sized.fetch,
       bundle: sized.bundle,
-      disk: { export: sized.disk.export, import: sized.disk.import },
+      // As export decides (export.ts cacheWrite): without --cache or FERRY_CACHE the cache is only read, the bundle is all it writes.
+      disk: { export: opts.cacheDir !== undefined || Boolean(process.env['FERRY_CACHE']) ? sized.disk.export : sized.disk.bundleBytes, import: sized.disk.import },
     };
     if (since) result.delta = sized.omitted;
     // The writer's own layout: its cut counts the volumes, its metadata is what readers will parse.
     const delta = since ? { bases: since.bases, omitted: new Set(since.held.keys()) } : undefined;
     const foreign = new Set([...foreignLayersOf(plan).keys()].filter((d) => !delta?.omitted.has(d)));
+    // Every limit export refuses before its first fetch is warned about here: each config and the
+    // manifests and configs together within what readers hold (it only checked the metadata, so a
+    // 65 MiB config planned clean and then failed the export), then the metadata.
+    let overLimit = limitBreach(() => checkLowerBounds(plan, { omitted: (d) => delta?.omitted.has(d) ?? false, description: 'the bundle' }));
     let infos;
     if (opts.split !== undefined) {
       const sink = configInfoSink();
@@ -163,16 +171,27 @@ export async function planExport(opts: PlanOptions): Promise<ExportPlan> {
     }
     const { layout, slack } = planLayout(plan, { ...(infos ? { infos } : {}), ...(delta ? { delta } : {}), foreign, ...(opts.split !== undefined ? { split: opts.split } : {}), description: 'ferry plan' });
     result.bundle.metadataBytes = layout.files.reduce((m, f) => Math.max(m, serialiseMetadata(f.meta).length), 0) + slack.bytes;
-    try {
-      checkMetadataLimits(layout, 'the bundle', slack);
-    } catch (e) {
-      opts.warn?.(`${(e as Error).message}; ${(e as { hint?: string }).hint ?? ''}`);
+    overLimit ??= limitBreach(() => checkMetadataLimits(layout, 'the bundle', slack));
+    if (overLimit) {
+      result.warnings = [overLimit];
+      opts.warn?.(overLimit);
     }
     if (opts.split !== undefined) result.split = { volumeBytes: opts.split, volumes: layout.files.length };
     if (missing && missing.skipped.length > 0) result.skipped = missing.skipped;
     return result;
   } finally {
     await source.close();
+  }
+}
+
+/** A reader limit the bundle would pass, as a warning line (message; hint); other failures propagate. */
+function limitBreach(check: () => void): string | undefined {
+  try {
+    check();
+    return undefined;
+  } catch (e) {
+    if (!isFerryError(e, 'E_USAGE')) throw e;
+    return `${e.message}; ${e.hint ?? ''}`;
   }
 }
 
@@ -279,7 +298,7 @@ export function renderPlan(p: ExportPlan): string {
   lines.push(
     `to fetch: ${p.fetch.blobs} blobs, ${formatBytes(p.fetch.bytes)}`,
     `bundle: about ${formatBytes(p.bundle.approxFileBytes)} uncompressed (zstd makes it smaller)`,
-    `disk needed: export about ${formatBytes(p.disk.export)} (cache + bundle), import about ${formatBytes(p.disk.import)} (bundle + target)`,
+    `disk needed: export about ${formatBytes(p.disk.export)} (${p.disk.export > p.bundle.approxFileBytes ? 'cache + bundle' : 'the bundle'}), import about ${formatBytes(p.disk.import)} (bundle + target)`,
   );
   if (p.split) lines.push(`volumes of ${p.split.volumeBytes.toLocaleString('en-US')} bytes (${formatBytes(p.split.volumeBytes)}): ${p.split.volumes}`);
   if (p.skipped) lines.push(`${p.skipped.length} image${p.skipped.length === 1 ? '' : 's'} left out (--skip-missing), gone upstream:${p.skipped.map((m) => `\n  ${m.image}${m.where ? ` (${m.where})` : ''}: ${m.reason}`).join('')}`);

@@ -52,6 +52,7 @@ export async function pushBundle(opts: PushOptions): Promise<PushReceipt> {
   const receipt = await importBundle({
     ...opts,
     to,
+    verb: 'push',
     beforeCopy: async (plan, { registry, destination }): Promise<BeforeCopyResult | undefined> => {
       if (!registry) return undefined;
       const pre = await preflightPush({

@@ -115,6 +115,8 @@ describe('a registry that refuses or drops uploads never exits 0', () => {
           const r = await runFerry(['push', bundle, '--to', proxy.host, '--plain-http', proxy.host, '--json', '--jobs', '2', '--receipt', join(tmp.path, `drop-${i}.json`)], { process: true });
           expect(r.code, `try ${i}: ${r.stderr}`).not.toBe(0);
           expect(['E_NETWORK', 'E_REGISTRY', 'E_PARTIAL']).toContain(errorDoc(r).code);
+          // The command that failed is named (it said "import …" for a push).
+          expect(errorDoc(r).message).toMatch(/^push .*: \d+ of \d+ images failed/);
         }
         drop = false;
         const ok = await runFerry(['push', bundle, '--to', proxy.host, '--plain-http', proxy.host, '--json', '--receipt', join(tmp.path, 'drop-ok.json')]);

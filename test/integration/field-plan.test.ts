@@ -1,10 +1,15 @@
 // `ferry plan`: the numbers before the transfer window, from manifests only.
 // Checked against sizes computed independently from the seeded corpus, and
 // against what a real export then writes and caches.
+import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Image } from '../support/images.js';
 import { runFerry } from '../support/cli.js';
+import { startRegistry } from '../support/registry.js';
+import { cliSchemaRef, schemaErrors } from '../support/schemas.js';
+import { StorageWriter } from '../bench/storage-writer.js';
+import { CONFIG_MAX_BYTES } from '../../src/transports/bundle/bundle-head.js';
 import { type CliEnv, expectedDigests, ferryOk, imagesList, jsonOf, startCliEnv, writeList } from './cli-fixture.js';
 
 interface PlanDoc {
@@ -87,6 +92,17 @@ describe('ferry plan', () => {
     expect(plan.disk.export).toBeGreaterThan(plan.fetch.bytes + plan.bundle.storedBytes - 1);
   }, 120_000);
 
+  it('disk needed without --cache is the bundle alone: the export only reads the cache then (it said cache + bundle, twice the need)', async () => {
+    const noCache = { env: { FERRY_CACHE: undefined, HOME: env.path('home') } };
+    const plan = jsonOf<PlanDoc>(await ferryOk(['plan', '-f', list, ...env.net, '--json'], noCache));
+    expect(plan.fetch.bytes).toBeGreaterThan(0);
+    expect(plan.disk.export).toBe(plan.bundle.approxFileBytes);
+    const human = await ferryOk(['plan', '-f', list, ...env.net], noCache);
+    expect(human.stdout).toMatch(/disk needed: export about [\d.]+ [KMG]iB \(the bundle\)/);
+    const cached = jsonOf<PlanDoc>(await ferryOk(['plan', '-f', list, '--cache', env.path('plan-cache'), ...env.net, '--json']));
+    expect(cached.disk.export).toBeGreaterThan(cached.bundle.approxFileBytes);
+  }, 120_000);
+
   it('after an export: everything is cached, the bundle estimate holds, and a delta against it is empty', async () => {
     const cache = env.path('cache');
     const bundle = env.path('B.tar');
@@ -115,5 +131,37 @@ describe('ferry plan', () => {
     const doc = jsonOf<{ error: { code: string; message: string } }>(bad);
     expect(doc.error.code).toBe('E_USAGE');
     expect(doc.error.message).toContain('--split');
+  }, 120_000);
+
+  it('warns (also in --json) about a config larger than bundle readers accept, which export refuses before fetching (plan said nothing)', async () => {
+    // A manifest whose config descriptor is over the cap, written straight into registry storage:
+    // neither plan nor a refusing export reads the config, so it need not exist.
+    const sha = (b: Buffer | string): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+    const manifest = Buffer.from(JSON.stringify({
+      schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha('huge config'), size: CONFIG_MAX_BYTES + 1 },
+      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: sha('a layer'), size: 1000 }],
+    }));
+    const storage = env.path('huge-config-storage');
+    new StorageWriter(storage).put('limits/huge-config', { blobs: [], manifests: [{ digest: sha(manifest), bytes: manifest }], tags: ['1'] });
+    const reg = await startRegistry({ storageDir: storage });
+    try {
+      const ref = `${reg.host}/limits/huge-config:1`;
+      const net = ['--plain-http', reg.host, '--cache', env.path('huge-config-cache')];
+      const over = /config sha256:[0-9a-f]{64} is 67108865 bytes \(64\.0 MiB\), more than the 67108864 bytes \(64\.0 MiB\) bundle readers accept/;
+      const human = await ferryOk(['plan', ref, ...net]);
+      expect(human.stderr).toMatch(new RegExp(`ferry: warning: the bundle: ${over.source}`));
+      const json = await ferryOk(['plan', ref, ...net, '--json']);
+      const doc = jsonOf<PlanDoc & { warnings?: string[] }>(json);
+      expect(schemaErrors(cliSchemaRef('planResult'), doc)).toEqual([]);
+      expect(doc.warnings ?? [], json.stdout).toHaveLength(1);
+      expect(doc.warnings![0]).toMatch(over);
+      // What plan warned about is what export refuses.
+      const refused = await runFerry(['export', ref, '-o', env.path('huge-config.tar'), ...net, '--json']);
+      expect(refused.code, refused.stdout).toBe(2);
+      expect(jsonOf<{ error: { message: string } }>(refused).error.message).toMatch(over);
+    } finally {
+      await reg.stop();
+    }
   }, 120_000);
 });

@@ -3,7 +3,7 @@
 // the --json error document naming the file and saying what to do, no partial file,
 // nothing that looks complete; and after space is freed, the same command completes.
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, rmSync, writeSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +14,7 @@ import { entriesUnder } from '../support/walk.js';
 import { schemaErrors, cliSchemaRef } from '../support/schemas.js';
 import { mountTmpfs, type Tmpfs } from '../support/tmpfs.js';
 import { type CliEnv, ferryOk, jsonOf, serveAndCheck, startCliEnv } from './cli-fixture.js';
+import { startProxy } from './registry-proxy.js';
 
 interface ErrorDoc { error: { code: string; exitStatus: number; message: string; hint?: string; details: Record<string, unknown> } }
 
@@ -108,6 +109,68 @@ describe('disk full', () => {
     }, async (d) => {
       await ferryOk(['verify', join(d, 'x.tar'), '-q']);
     });
+  });
+});
+
+/** Takes every free byte of the file system `path` is on, as another program filling the disk would. */
+function fillUp(path: string): void {
+  const fd = openSync(path, 'w');
+  const chunk = Buffer.alloc(64 << 10);
+  try {
+    for (;;) writeSync(fd, chunk);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOSPC') throw e;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+describe('disk fills up during the run', () => {
+  // The preflight passed (the disk had room); another writer takes the rest while the
+  // layer is on its way. The work file stays for the rerun to continue from, and holds
+  // space the user must free: the error has to say so instead of "nothing partial was left".
+  it('export -o: E_NO_SPACE names the work file it keeps and how to get its space back; freed, the rerun completes and removes it', async () => {
+    const fs: Tmpfs = mountTmpfs(env.path('fills-up'), '8m');
+    const filler = join(fs.dir, 'filler');
+    const layer = image.layers[0]!.digest;
+    let filled = false;
+    const proxy = await startProxy(env.reg.url, {
+      inject(req) {
+        // Once: the rerun finds the space freed.
+        if (req.method === 'GET' && req.url?.includes(`/blobs/${layer}`) && !filled) {
+          filled = true;
+          fillUp(filler);
+        }
+        return undefined;
+      },
+    });
+    try {
+      const out = join(fs.dir, 'x.tar');
+      const args = ['export', `${proxy.host}/big/one:1`, '-o', out, '--cache', env.path('fills-up-cache'), '--plain-http', proxy.host, '--no-referrers'];
+      const r = await runFerry([...args, '--json']);
+      expect(r.code, r.stderr).toBe(10);
+      const doc = jsonOf<ErrorDoc>(r);
+      expect(schemaErrors(cliSchemaRef('errorDocument'), doc)).toEqual([]);
+      expect(doc.error.code).toBe('E_NO_SPACE');
+      expect(doc.error.message).toContain(`${out}: no space left on the device (ENOSPC`);
+      const kept = doc.error.details['workFiles'] as string[];
+      expect(kept.length, doc.error.message).toBe(2);
+      for (const f of kept) expect(existsSync(f), f).toBe(true);
+      const work = kept.find((f) => !f.endsWith('.journal'))!;
+      expect(doc.error.message).toContain(`kept for the rerun to continue from: ${work}`);
+      expect(doc.error.details['workFileBytesOnDisk']).toBeGreaterThan(0);
+      expect(doc.error.hint).not.toContain('nothing partial was left');
+      expect(doc.error.hint).toContain(`delete ${work.slice(fs.dir.length + 1)}*`);
+      expect(existsSync(out)).toBe(false);
+
+      rmSync(filler);
+      await ferryOk(args);
+      expect(readdirSync(fs.dir).sort()).toEqual(['x.tar', 'x.tar.ferry.json']);
+      await ferryOk(['verify', out, '-q']);
+    } finally {
+      await proxy.stop();
+      fs.unmount();
+    }
   });
 });
 

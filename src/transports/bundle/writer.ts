@@ -156,6 +156,15 @@ export class BundleDestination implements ImageDestination {
     return this.committedVolumes;
   }
 
+  /**
+   * The work files a failed or interrupted run leaves for the next one to continue
+   * (with their journals): none once committed, none in spool mode (its files go at close).
+   */
+  get keptWorkFiles(): string[] {
+    if (this.committed || this.spooled) return [];
+    return this.files.flatMap((f) => [f.path, f.journalPath]);
+  }
+
   /** The layout, once laid out. */
   get layout(): BundlePlan | undefined {
     return this.plan;

@@ -17,7 +17,7 @@ export const GLOBAL_OPTIONS: readonly (readonly [name: string, options: Options]
   ['progress', { choices: PROGRESS_MODES, describe: 'progress on stderr: auto (a bar on a terminal, plain lines elsewhere), plain, json (JSON lines, also with --json) or none' }],
   ['debug', { type: 'boolean', describe: 'stack traces on errors' }],
   // Numbers are read as text and judged by coerce: yargs would turn `--jobs abc` into NaN and run with no work.
-  ['jobs', { alias: 'j', type: 'string', default: 8, coerce: wholeNumber('jobs', 1, 256, 16), describe: 'blobs and requests in flight at once (1-256; default 8; raise on high-latency links)' }],
+  ['jobs', { alias: 'j', type: 'string', default: 8, coerce: wholeNumber('jobs', 1, 256, 16), describe: 'blobs in flight at once (1-256; default 8; their checks, mounts and tags go side by side too; raise on high-latency links)' }],
   ['insecure', { type: 'boolean', describe: 'skip TLS certificate verification for every registry' }],
   ['insecure-registry', { type: 'string', array: true, describe: 'skip TLS verification for this registry host[:port] (repeatable)' }],
   ['plain-http', { type: 'string', array: true, describe: 'use plain HTTP for this registry host[:port] (repeatable)' }],

@@ -71,6 +71,8 @@ describe('disk full', () => {
   it('import --to registry-layout', async () => {
     await fullThenFreed('full-layout', (d) => ['import', bundle, '--to', 'registry-layout', join(d, 'layout')], (d) => {
       expect(existsSync(join(d, 'layout/docker/registry/v2/repositories/big/one/_manifests/tags/1/current/link'))).toBe(false);
+      // Refused before the first byte: the target folder the import made for it is taken away again.
+      expect(readdirSync(d)).toEqual([]);
     }, async (d) => {
       await serveAndCheck(join(d, 'layout'), [{ repo: 'big/one', ref: '1', digest: image.digest }]);
     });
@@ -79,6 +81,8 @@ describe('disk full', () => {
   it('import --to oci', async () => {
     await fullThenFreed('full-oci', (d) => ['import', bundle, '--to', 'oci', join(d, 'oci')], (d) => {
       expect(existsSync(join(d, 'oci/index.json'))).toBe(false);
+      // Refused before the first byte: the target folder the import made for it is taken away again.
+      expect(readdirSync(d)).toEqual([]);
     }, async (d) => {
       expect(await readFile(join(d, 'oci/index.json'), 'utf8')).toContain('big/one:1');
       expect(await sha256Of(join(d, 'oci/blobs/sha256', image.layers[0]!.digest.slice(7)))).toBe(image.layers[0]!.digest);
@@ -88,6 +92,8 @@ describe('disk full', () => {
   it('import --to skopeo-dir', async () => {
     await fullThenFreed('full-dir', (d) => ['import', bundle, '--to', 'skopeo-dir', join(d, 'dirs')], (d) => {
       expect(existsSync(join(d, 'dirs/big/one:1/manifest.json'))).toBe(false);
+      // Refused before the first byte: the target folder the import made for it is taken away again.
+      expect(readdirSync(d)).toEqual([]);
     }, async (d) => {
       expect(await sha256Of(join(d, 'dirs/big/one:1/manifest.json'))).toBe(image.digest);
       expect(await sha256Of(join(d, 'dirs/big/one:1', image.layers[0]!.digest.slice(7)))).toBe(image.layers[0]!.digest);

@@ -5,18 +5,16 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FerryError } from '../../../src/errors.js';
+import type { FerryError } from '../../../src/errors.js';
 import { GIVE_UP_AFTER, RegistryClient } from '../../../src/transports/registry/client.js';
 
 let server: Server;
 let dropping = true;
 let dropped = 0;
-let answered = 0;
 
 beforeAll(async () => {
   server = createServer((req, res) => {
     if (req.url === '/v2/' || !dropping) {
-      answered++;
       res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
       return;
     }

@@ -36,7 +36,7 @@ import { sizeExport } from './plan.js';
 import { countingFirstPass, fetchConfigs, layoutRequest } from './bundle-layout.js';
 import { checkBundleLimits, checkLowerBounds } from './bundle-limits.js';
 import type { PrefixSupply } from './resumable-source.js';
-import { missingFolders, prepareDirectory, prepareOutputFile, refuseInputAsOutput, removeEmptyFolders, requireSpace } from '../fsys/preflight.js';
+import { prepareDirectory, prepareOutputFile, refuseInputAsOutput, requireSpace, takingBackMadeFolders } from '../fsys/preflight.js';
 import { existingSidecar, parseVolumeName, volumeStem } from '../transports/bundle/volumes.js';
 import { leaveOutMissing, type SkippedImage, withoutMissingFailures } from './skip-missing.js';
 
@@ -140,16 +140,8 @@ export interface ExportCacheReport extends TrimReport {
 export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
   // The output's and the cache's folders are made before the first byte, to know they can be written; a run
   // refused after that (a --from or -f that is not there, an image that is missing) takes away those still empty.
-  const made = [
-    await missingFolders(resolve(opts.cacheDir ?? defaultCacheDir())),
-    opts.output === '-' ? [] : await missingFolders(dirname(resolve(opts.output))),
-  ];
-  try {
-    return await exportBundleChecked(opts);
-  } catch (e) {
-    for (const chain of made) await removeEmptyFolders(chain);
-    throw e;
-  }
+  const made = [resolve(opts.cacheDir ?? defaultCacheDir()), ...(opts.output === '-' ? [] : [dirname(resolve(opts.output))])];
+  return takingBackMadeFolders(made, () => exportBundleChecked(opts));
 }
 
 async function exportBundleChecked(opts: ExportOptions): Promise<ExportResult> {

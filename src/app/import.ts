@@ -25,7 +25,7 @@ import { mapFullName, matchesPattern, parseRenames } from './repository-mapping.
 import { explainMissingBases } from './failures.js';
 import { BasedSource } from '../transports/bundle/based-source.js';
 import { isPathKind, type KindName, type Location, openDestinationAt } from './locations.js';
-import { missingFolders, prepareDirectory, prepareOutputFile, refuseInputAsOutput, removeEmptyFolders, requireSpace } from '../fsys/preflight.js';
+import { prepareDirectory, prepareOutputFile, refuseInputAsOutput, requireSpace, takingBackMadeFolders } from '../fsys/preflight.js';
 import { convertPlanToOci, describeConversions, type OciConversion } from '../copy/convert-oci.js';
 import { blobsToMove } from './dry-run.js';
 import { warmHashingFor } from './hash-warmup.js';
@@ -130,15 +130,8 @@ export async function importBundle(opts: ImportOptions): Promise<ImportReceipt> 
   if (opts.ssh) return withSsh(opts, opts.ssh);
   // A local target's folders are made before the first byte (to know they can be written); an import refused
   // after that (no room, a damaged bundle's head) takes away those still empty, as export does for -o.
-  const made = isPathKind(opts.to.kind) && !opts.dryRun
-    ? await missingFolders(resolve(opts.to.kind === 'docker-archive' ? dirname(opts.to.location) : opts.to.location))
-    : [];
-  try {
-    return await importWith(opts, undefined, owner);
-  } catch (e) {
-    await removeEmptyFolders(made);
-    throw e;
-  }
+  const made = isPathKind(opts.to.kind) && !opts.dryRun ? [resolve(opts.to.kind === 'docker-archive' ? dirname(opts.to.location) : opts.to.location)] : [];
+  return takingBackMadeFolders(made, () => importWith(opts, undefined, owner));
 }
 
 /** Opens the SSH connection once for the whole import and routes the target through it. */

@@ -215,6 +215,19 @@ function withKinds(spec: string, flag: string, allowed: readonly KindName[]): st
   return kinds.length === 0 ? undefined : kinds.map((k) => `${flag} ${k}:${shown}`).join(', ');
 }
 
+/** A kind this flag cannot take: what the user meant is known from the kind, so say how that is done. */
+function howInstead(loc: Location, flag: string, allowed: readonly KindName[]): string | undefined {
+  const kind = kindNamed(loc.kind)!;
+  const where = loc.location.slice(0, 200);
+  if (loc.kind === 'registry' && flag === '--from') return `images in a registry are named as arguments: ferry export ${where || 'HOST'}/REPO:TAG …`;
+  if (loc.kind === 'docker-archive' && !kind.source && allowed.some((k) => kindNamed(k)!.source)) {
+    return `ferry does not read docker archives: skopeo copy docker-archive:FILE oci:DIR:NAME:TAG, then ${flag} oci:DIR`;
+  }
+  if (loc.kind === 'bundle' && !kind.destination && allowed.some((k) => kindNamed(k)!.destination)) return 'a bundle is what ferry export -o writes';
+  if (kind.destination && allowed.length === 1 && allowed[0] === 'registry') return `ferry import B --to ${loc.kind}:${where} writes that place`;
+  return undefined;
+}
+
 /** The old two-word form `--to KIND TARGET`, read into the same Location. */
 export function locationOf(kind: string, target: string, flag: string, allowed: readonly KindName[]): Location {
   if (!isKind(kind) || !allowed.includes(kind)) {
@@ -229,14 +242,8 @@ function checked(loc: Location, flag: string, allowed: readonly KindName[]): Loc
   const kind = kindNamed(loc.kind)!;
   if (!allowed.includes(loc.kind)) {
     const value = `${loc.kind}:${loc.location.slice(0, 200)}`;
-    // What the user meant is known from the kind: say how that is done, not only which kinds the flag takes.
-    const how = loc.kind === 'registry' && flag === '--from'
-      ? `; images in a registry are named as arguments: ferry export ${loc.location.slice(0, 200) || 'HOST'}/REPO:TAG …`
-      : loc.kind === 'docker-archive' && !kind.source && allowed.some((k) => kindNamed(k)!.source)
-        ? `; ferry does not read docker archives: skopeo copy docker-archive:FILE oci:DIR:NAME:TAG, then ${flag} oci:DIR`
-        : loc.kind === 'bundle' && !kind.destination && allowed.some((k) => kindNamed(k)!.destination) ? '; a bundle is what ferry export -o writes'
-          : kind.destination && allowed.length === 1 && allowed[0] === 'registry' ? `; ferry import B --to ${value} writes that place` : '';
-    throw new FerryError('E_USAGE', `${flag} ${JSON.stringify(value)}: ${loc.kind} cannot be used here`, { hint: `use one of ${allowed.join(', ')}${how}`, details: { flag, value } });
+    const how = howInstead(loc, flag, allowed);
+    throw new FerryError('E_USAGE', `${flag} ${JSON.stringify(value)}: ${loc.kind} cannot be used here`, { hint: `use one of ${allowed.join(', ')}${how ? `; ${how}` : ''}`, details: { flag, value } });
   }
   // An empty path would resolve to the working directory and quietly read or write there.
   if (loc.location.trim() === '') throw new FerryError('E_USAGE', `${flag} ${loc.kind}: the ${kind.location} is empty`, { hint: `name it: ${flag} ${loc.kind}:${kind.location}`, details: { flag, value: `${loc.kind}:${loc.location}` } });

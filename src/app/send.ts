@@ -163,7 +163,7 @@ async function volumeSetOf(file: string): Promise<VolumeSetFiles | undefined> {
  * `.ferry.json` and the `.sha256` list — last, so their presence at the far
  * side means what they describe has arrived whole.
  */
-async function filesToSend(files: string[]): Promise<FileToSend[]> {
+export async function filesToSend(files: string[]): Promise<FileToSend[]> {
   const main: { path: string; expectedSha256?: string }[] = [];
   const trailing: string[] = [];
   for (const f of files) {
@@ -197,9 +197,9 @@ async function filesToSend(files: string[]): Promise<FileToSend[]> {
   return out;
 }
 
-export async function sendFiles(session: SshSession, files: string[] | FileToSend[], dir: string, opts: Pick<SendOptions, 'signal' | 'onEvent'> = {}): Promise<SendReport> {
+/** Sends `list` (judged by filesToSend before the connection was opened) into `dir` on the session's host. */
+export async function sendFiles(session: SshSession, list: FileToSend[], dir: string, opts: Pick<SendOptions, 'signal' | 'onEvent'> = {}): Promise<SendReport> {
   const started = Date.now();
-  const list = files.every((f): f is string => typeof f === 'string') ? await filesToSend(files) : files;
   opts.onEvent?.({ type: 'planned', files: list.length, bytes: list.reduce((n, f) => n + f.size, 0) });
   const fs = new SftpFileSystem(await session.sftp(), `sftp ${session.description}`, session.dropped);
   await fs.mkdirs(dir);

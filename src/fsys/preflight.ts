@@ -37,7 +37,7 @@ export async function prepareOutputFile(path: string, what: string, opts: { owne
  * run that makes `dir` before its first byte must take away again when it then
  * fails (`export --from oci:typo -o new/x.tar` left an empty `new`).
  */
-export async function missingFolders(dir: string): Promise<string[]> {
+async function missingFolders(dir: string): Promise<string[]> {
   const missing: string[] = [];
   for (let p = resolve(dir); !(await lstat(p).then(() => true, () => false)); p = dirname(p)) {
     missing.push(p);
@@ -47,9 +47,26 @@ export async function missingFolders(dir: string): Promise<string[]> {
 }
 
 /** Removes `folders` (deepest first) while they are empty: what the run put in one (a work file to resume from) keeps it. */
-export async function removeEmptyFolders(folders: readonly string[]): Promise<void> {
+async function removeEmptyFolders(folders: readonly string[]): Promise<void> {
   for (const folder of folders) {
     if (!(await rmdir(folder).then(() => true, () => false))) return;
+  }
+}
+
+/**
+ * Runs `run`, which makes `dirs` (and the folders above them) before its first
+ * byte to know they can be written; when it fails, the folders that were not
+ * there before and are still empty are taken away again, so a refused run
+ * leaves nothing behind. Folders that existed, or hold what a rerun continues
+ * from, stay.
+ */
+export async function takingBackMadeFolders<T>(dirs: readonly string[], run: () => Promise<T>): Promise<T> {
+  const made = await Promise.all(dirs.map((d) => missingFolders(d)));
+  try {
+    return await run();
+  } catch (e) {
+    for (const chain of made) await removeEmptyFolders(chain);
+    throw e;
   }
 }
 

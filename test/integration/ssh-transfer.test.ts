@@ -10,7 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportBundle } from '../../src/app/export.js';
 import { importBundle } from '../../src/app/import.js';
-import { PARTIAL_PREFIX, sendFiles, type SendEvent } from '../../src/app/send.js';
+import { filesToSend, PARTIAL_PREFIX, sendFiles, type SendEvent } from '../../src/app/send.js';
 import { SshSession, type SshOptions } from '../../src/net/ssh/session.js';
 import { RESUME_OVERLAP } from '../../src/fsys/sftp.js';
 import { runFerry } from '../support/cli.js';
@@ -136,7 +136,7 @@ describe('ssh transfers (real sshd, real registry, skopeo)', () => {
 
     const first = await SshSession.open(sshOpts());
     let cut = false;
-    const err = await sendFiles(first, [file], dest, {
+    const err = await sendFiles(first, await filesToSend([file]), dest, {
       onEvent: (e: SendEvent) => {
         // Past the write window (up to RESUME_OVERLAP may still be unanswered when the link drops): the partial file then holds more than one window.
         if (e.type === 'progress' && e.bytes > 14 * 1024 * 1024 && !cut) {
@@ -180,7 +180,7 @@ describe('ssh transfers (real sshd, real registry, skopeo)', () => {
     // A third run finds the copy complete and verified, and sends nothing.
     const second = await SshSession.open(sshOpts());
     try {
-      const again = await sendFiles(second, [file], dest);
+      const again = await sendFiles(second, await filesToSend([file]), dest);
       expect(again.files.map((f) => f.status)).toEqual(['already-there', 'already-there']);
     } finally {
       second.close();

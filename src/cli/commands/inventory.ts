@@ -16,7 +16,7 @@ export const inventoryCommand: CommandModule<GlobalFlags, Flags> = {
   describe: 'write what a registry, registry layout or set of bundles holds (small JSON) for `export --since`',
   builder: (y) => y
     // `registry:HOST` and `docker://HOST` name a registry here as on push --to (they were "not a registry host"); a URL is refused saying to drop the scheme.
-    .option('registry', { type: 'string', coerce: kept((v: unknown) => { const text = single('registry')(v); return text === undefined || (kindPrefix(text) === undefined && !/^(docker|https?):\/\//i.test(text)) ? text : parseLocation(text, '--registry', ['registry'], true).location; }), describe: 'a live registry host[:port] (or registry:host[:port]), read over its API (catalog, tags, manifests)' })
+    .option('registry', { type: 'string', coerce: kept(registryHost), describe: 'a live registry host[:port] (or registry:host[:port]), read over its API (catalog, tags, manifests)' })
     .option('layout', { type: 'string', coerce: kept((v: unknown) => { const dir = path('layout')(v); return dir === undefined ? undefined : pathOfKind(dir, '--layout', 'registry-layout'); }), describe: 'a registry storage layout directory (the registry\'s rootdirectory)' })
     .option('bundle', { type: 'string', array: true, coerce: bundleFiles('inventory --bundle'), describe: 'bundles (or their .ferry.json) that were imported' })
     .option('output', { alias: 'o', type: 'string', describe: 'write the inventory here (default: stdout)' })
@@ -40,3 +40,10 @@ export const inventoryCommand: CommandModule<GlobalFlags, Flags> = {
       () => `${result.output}: ${inv.source.description}: ${inv.images.length} images, ${inv.blobs.length} blobs (${formatBytes(inv.blobs.reduce((n, b) => n + b.size, 0))})\ninventory id ${inv.id}`);
   },
 };
+
+/** `--registry HOST`, also written `registry:HOST` or `docker://HOST` (read as push --to reads them); a bare host is kept as given. */
+function registryHost(v: unknown): string | undefined {
+  const text = single('registry')(v);
+  if (text === undefined || (kindPrefix(text) === undefined && !/^(docker|https?):\/\//i.test(text))) return text;
+  return parseLocation(text, '--registry', ['registry'], true).location;
+}

@@ -62,6 +62,8 @@ const bigLayer = () => (IMAGES.get('m/big:1') as Image).layers[0]!.digest;
 const isBigLayerGet: Match = (req) => req.method === 'GET' && (req.url ?? '').includes(`/blobs/${bigLayer()}`);
 /** The PUT that carries the big layer (`?digest=` names it). */
 const isBigLayerUpload: Match = (req) => req.method === 'PUT' && (req.url ?? '').includes('/blobs/uploads/') && (req.url ?? '').includes(bigLayer().slice(7));
+/** Every blob GET: the registry died behind a proxy that still accepts connections and drops each one. */
+const isBlobGet: Match = (req) => req.method === 'GET' && (req.url ?? '').includes('/blobs/sha256:');
 /** The manifest of m/big, by tag or digest (plan and inventory read manifests only). */
 const isBigManifestGet: Match = (req) => req.method === 'GET' && (req.url ?? '').startsWith('/v2/m/big/manifests/');
 
@@ -106,7 +108,7 @@ async function servedWhole(reg: RegistryHandle, repoPrefix = ''): Promise<void> 
   }
 }
 
-type NetFault = 'reset' | 'cut' | '5xx' | 'trickle' | 'digest' | 'auth' | 'refuse-writes' | 'interrupt';
+type NetFault = 'reset' | 'cut' | '5xx' | 'trickle' | 'digest' | 'auth' | 'refuse-writes' | 'interrupt' | 'dead';
 
 const EXPECTED: Record<NetFault, Omit<Expected, 'names'>> = {
   reset: { status: 3, codes: ['E_NETWORK'] },
@@ -117,6 +119,7 @@ const EXPECTED: Record<NetFault, Omit<Expected, 'names'>> = {
   auth: { status: 4, codes: ['E_AUTH'] },
   'refuse-writes': { status: 3, codes: ['E_REGISTRY'] },
   interrupt: { status: 130, codes: ['E_ABORTED'] },
+  dead: { status: 3, codes: ['E_NETWORK'] },
 };
 
 interface Cell {
@@ -152,8 +155,10 @@ const dockerConfig = (c: Cell) => join(c.dir, 'docker');
 const COMMANDS: NetCommand[] = [
   {
     name: 'export', side: 'source', match: isBigLayerGet,
-    faults: ['reset', 'cut', '5xx', 'trickle', 'digest', 'auth', 'interrupt'],
+    faults: ['reset', 'cut', '5xx', 'trickle', 'digest', 'auth', 'interrupt', 'dead'],
     args: (c) => ['export', ...refsAt(c.proxy.host), '-o', exportOut(c), '--cache', join(c.dir, 'cache'), '--plain-http', c.proxy.host],
+    // dead: every blob request dropped (the registry died behind a proxy). With two images each fails at its first
+    // blob, before the client's give-up (test/unit/transports/registry-give-up.test.ts) is reached; the contract holds.
     names: (_c, f) => (['reset', 'cut', '5xx', 'trickle', 'digest'].includes(f) ? ['m/big:1', `blob ${bigLayer()}`] : []),
     incomplete(c) {
       expect(existsSync(exportOut(c)), 'no bundle at its final name').toBe(false);
@@ -244,6 +249,7 @@ function faultOf(f: NetFault, match: Match, reached: () => void): Fault | undefi
     case 'trickle': return { kind: 'trickle', match };
     case 'digest': return { kind: 'flip', match };
     case 'interrupt': return { kind: 'hold', match, reached };
+    case 'dead': return { kind: 'reset', match: isBlobGet };
     default: return undefined; // auth: wrong credentials; refuse-writes: a read-only registry behind the proxy
   }
 }
